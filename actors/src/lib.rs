@@ -1,0 +1,1 @@
+//! neonhub's actor runtime: the orchestrator, agents and connectors (filled by the actor runtime issue).

@@ -1,0 +1,186 @@
+//! The one error type of the events crate, with what a caller should do
+//! about each variant.
+
+use std::path::PathBuf;
+
+use crate::ids::{Position, Revision, StreamId};
+use crate::store::ExpectedRevision;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when storing or reading events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream was not at the revision the append expected: someone else
+    /// appended first. Nothing was written.
+    ///
+    /// Handle it by re-reading the stream and deciding again (a second
+    /// `RunStarted` at `NoStream` means the run id is taken: answer with the
+    /// existing run); over HTTP this is a 409 Conflict.
+    #[error(
+        "wrong expected version on stream {stream}: expected {expected}, but the stream is {}",
+        match actual { Some(r) => format!("at revision {r}"), None => "absent".to_string() }
+    )]
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedRevision,
+        /// The stream's current last revision, `None` if it does not exist.
+        actual: Option<Revision>,
+    },
+
+    /// Stored data failed its checksum or its hash chain: the log was damaged
+    /// or altered at `offset` of `segment`, with valid records after it.
+    ///
+    /// Never retry and never skip: stop, keep the files for inspection and
+    /// restore from a replica or backup. The store refuses to open.
+    #[error("corrupt event log: {reason} in {} at byte offset {offset}", segment.display())]
+    Corruption {
+        /// The segment file.
+        segment: PathBuf,
+        /// The byte offset of the first bad record in that file.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// The hash chain does not hold at `position`: a record was altered,
+    /// inserted or removed (its checksum may be fine).
+    ///
+    /// Treat like [`Error::Corruption`]: the log can no longer be trusted
+    /// after `position`.
+    #[error("hash chain broken at position {position} ({} at byte offset {offset})", segment.display())]
+    ChainBroken {
+        /// The first position whose chain value is wrong.
+        position: Position,
+        /// The segment file holding it.
+        segment: PathBuf,
+        /// The byte offset of the record in that file.
+        offset: u64,
+    },
+
+    /// One event (payload plus envelope) is larger than the store accepts.
+    /// Nothing of the batch was written.
+    ///
+    /// A client error (HTTP 413): send less data per event, or raise the
+    /// limit in the store's options.
+    #[error(
+        "event of {size} bytes is larger than the maximum of {max} bytes; send less data per event or raise the limit"
+    )]
+    EventTooLarge {
+        /// The event's encoded size.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+
+    /// A stream name was rejected. A client error (HTTP 400); fix the name.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamId {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A request was malformed (an empty batch, an id that does not parse).
+    /// A client error (HTTP 400); the message says what to fix.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// The store has been closed (or its writer stopped after an I/O error).
+    /// Nothing more can be appended through this handle.
+    ///
+    /// During shutdown this is expected; otherwise reopen the store (HTTP 503).
+    #[error("the event store is closed")]
+    Closed,
+
+    /// The data directory is already open in another process (or another
+    /// handle in this one). Stop the other process or use another directory.
+    #[error("the event log at {} is already open in another process (lock file {} is held); stop that process or pick another --data-dir", dir.display(), lock.display())]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+
+    /// A file named like a segment is not one, or has a format version this
+    /// build does not know. Move the file away, or run a newer neonhub.
+    #[error("{}: {reason}", path.display())]
+    BadSegment {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A stored payload did not decode as the event type it claims to be, even
+    /// after upcasting. Replay would fail here: add or fix an upcaster.
+    #[error("cannot decode event {event_type} at position {position}: {reason}")]
+    Decode {
+        /// The stored event type name.
+        event_type: String,
+        /// Where the event sits in the log.
+        position: Position,
+        /// What the decoder said.
+        reason: String,
+    },
+
+    /// An event type name no decoder or upcaster knows. Replay would fail
+    /// here: register an upcaster for it.
+    #[error(
+        "unknown event type {event_type:?} at position {position}; register an upcaster for it"
+    )]
+    UnknownEventType {
+        /// The stored event type name.
+        event_type: String,
+        /// Where the event sits in the log.
+        position: Position,
+    },
+
+    /// An operating-system I/O error, with what was being done.
+    ///
+    /// Usually transient for reads; after a failed write or sync the embedded
+    /// log stops accepting appends ([`Error::Closed`]) and must be reopened,
+    /// which recovers to the last durable record.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A remote store (EventStoreDB) failed in a way the other variants do
+    /// not describe; `retryable` says whether trying again may help (HTTP 503).
+    #[error("event store backend error: {message}")]
+    Backend {
+        /// What happened, without credentials.
+        message: String,
+        /// Whether the same request may succeed later.
+        retryable: bool,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether this error is the caller's fault (bad name, too large, bad
+    /// input), as opposed to a conflict or a failure of the store.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Error::EventTooLarge { .. } | Error::InvalidStreamId { .. } | Error::InvalidInput(_)
+        )
+    }
+}

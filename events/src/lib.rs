@@ -1,0 +1,23 @@
+//! neonhub's event model and event stores.
+//!
+//! Every run of an agent or a connector is a stream of [`RunEvent`]s
+//! (`RunStarted`, then `RunSucceeded` or `RunFailed`) appended to an
+//! [`EventStore`]: the embedded log ([`EmbeddedLog`], the default) or
+//! EventStoreDB. Payloads are MessagePack, encoded by the [`Codec`].
+
+mod codec;
+mod error;
+mod ids;
+mod run;
+mod store;
+
+pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
+pub use error::{Error, Result};
+pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
+pub use run::{
+    ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, event_types,
+};
+pub use store::{
+    AppendResult, Direction, EventData, EventStore, ExpectedRevision, Metadata, ReadFrom,
+    RecordedEvent, SharedStore, Subscription, SubscriptionSource,
+};

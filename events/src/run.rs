@@ -1,0 +1,231 @@
+//! The run events: `RunStarted`, `RunSucceeded`, `RunFailed`, and their
+//! versioned type names (the one place those names are written).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::ids::{RunId, Timestamp};
+
+/// The versioned type names of neonhub's events. An additive change keeps the
+/// name (new fields use `#[serde(default)]`); a breaking change gets a new
+/// name here and an upcaster from the old one (see [`crate::Codec`]).
+pub mod event_types {
+    /// [`super::RunStarted`].
+    pub const RUN_STARTED: &str = "run.started.v1";
+    /// [`super::RunSucceeded`].
+    pub const RUN_SUCCEEDED: &str = "run.succeeded.v1";
+    /// [`super::RunFailed`].
+    pub const RUN_FAILED: &str = "run.failed.v1";
+}
+
+/// What ran: an agent, or a connector called by an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// An agent run, submitted by a client.
+    Agent,
+    /// A connector call, a child run of an agent run.
+    Connector,
+}
+
+impl RunKind {
+    /// The lower-case name (`agent`, `connector`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Agent => "agent",
+            RunKind::Connector => "connector",
+        }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The attempt took longer than its timeout.
+    Timeout,
+    /// The agent panicked; its actor was restarted.
+    Panicked,
+    /// The agent returned an error.
+    Agent,
+    /// A connector call failed.
+    Connector,
+    /// The connector's circuit breaker was open.
+    CircuitOpen,
+    /// The connector's rate limit was hit.
+    RateLimited,
+    /// The process stopped while the run was in flight; recovery closed it.
+    Interrupted,
+    /// The run was refused (bad input for the agent, shutting down).
+    Rejected,
+}
+
+impl ErrorKind {
+    /// The snake_case name used in the audit table, metrics and the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Panicked => "panicked",
+            ErrorKind::Agent => "agent",
+            ErrorKind::Connector => "connector",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Rejected => "rejected",
+        }
+    }
+
+    /// Every kind, for exhaustive tests and documentation.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Timeout,
+        ErrorKind::Panicked,
+        ErrorKind::Agent,
+        ErrorKind::Connector,
+        ErrorKind::CircuitOpen,
+        ErrorKind::RateLimited,
+        ErrorKind::Interrupted,
+        ErrorKind::Rejected,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An attempt of a run began. The first one is appended at `NoStream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The run.
+    pub run_id: RunId,
+    /// Agent or connector.
+    pub kind: RunKind,
+    /// The agent or connector name (`email`, `gmail`).
+    pub target: String,
+    /// What it was asked to do (`run` for agents; `send`, `post_message`, ...
+    /// for connectors).
+    pub operation: String,
+    /// The intent the run was routed by, if any (`email.send`).
+    #[serde(default)]
+    pub intent: Option<String>,
+    /// The input, as JSON. Never holds credentials.
+    pub input: Value,
+    /// 1 for the first attempt, n+1 for a retry.
+    pub attempt: u32,
+    /// The agent run that made this connector call.
+    #[serde(default)]
+    pub parent_run_id: Option<RunId>,
+    /// The root request every run of one piece of work shares.
+    pub correlation_id: Uuid,
+    /// When the attempt began.
+    pub started_at: Timestamp,
+}
+
+/// The run finished successfully (terminal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSucceeded {
+    /// The run.
+    pub run_id: RunId,
+    /// The attempt that succeeded.
+    pub attempt: u32,
+    /// The result, as JSON.
+    pub output: Value,
+    /// How long the attempt took, in microseconds.
+    pub duration_micros: u64,
+    /// When it finished.
+    pub finished_at: Timestamp,
+}
+
+/// An attempt failed: terminal unless `will_retry`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFailed {
+    /// The run.
+    pub run_id: RunId,
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// Why.
+    pub error: RunError,
+    /// Whether another `RunStarted` attempt follows.
+    pub will_retry: bool,
+    /// How long the attempt took, in microseconds.
+    pub duration_micros: u64,
+    /// When it failed.
+    pub finished_at: Timestamp,
+}
+
+/// A typed run failure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// The kind of failure.
+    pub kind: ErrorKind,
+    /// A human-readable message, never holding credentials.
+    pub message: String,
+}
+
+impl RunError {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// Any event of a run stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// See [`RunStarted`].
+    Started(RunStarted),
+    /// See [`RunSucceeded`].
+    Succeeded(RunSucceeded),
+    /// See [`RunFailed`].
+    Failed(RunFailed),
+}
+
+impl RunEvent {
+    /// The versioned type name this event is stored under.
+    pub const fn event_type(&self) -> &'static str {
+        match self {
+            RunEvent::Started(_) => event_types::RUN_STARTED,
+            RunEvent::Succeeded(_) => event_types::RUN_SUCCEEDED,
+            RunEvent::Failed(_) => event_types::RUN_FAILED,
+        }
+    }
+
+    /// The run this event belongs to.
+    pub const fn run_id(&self) -> RunId {
+        match self {
+            RunEvent::Started(e) => e.run_id,
+            RunEvent::Succeeded(e) => e.run_id,
+            RunEvent::Failed(e) => e.run_id,
+        }
+    }
+
+    /// Whether this event ends its run (no event follows it in the stream).
+    pub const fn is_terminal(&self) -> bool {
+        match self {
+            RunEvent::Started(_) => false,
+            RunEvent::Succeeded(_) => true,
+            RunEvent::Failed(e) => !e.will_retry,
+        }
+    }
+}

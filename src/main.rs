@@ -1,0 +1,2 @@
+//! The `neonhub` command line.
+fn main() {}
