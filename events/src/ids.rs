@@ -146,6 +146,11 @@ impl StreamId {
         }
     }
 
+    /// A name read back from storage, which was validated when written.
+    pub(crate) fn from_stored(name: String) -> Self {
+        Self(name)
+    }
+
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -221,7 +226,9 @@ impl fmt::Display for Revision {
 /// on EventStoreDB they are `$all` commit positions and have gaps. Reads "from"
 /// a position include the event at that position; to go on after an event at
 /// `p`, read from `p.next()`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 

@@ -8,12 +8,14 @@
 mod codec;
 mod error;
 mod ids;
+mod log;
 mod run;
 mod store;
 
 pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
 pub use error::{Error, Result};
 pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
+pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, event_types,
 };

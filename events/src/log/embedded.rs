@@ -1,0 +1,353 @@
+//! `EmbeddedLog`: the handle users open, its options, and its `EventStore`
+//! implementation on top of the writer thread and the index.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+
+use super::format::{self, FRAME_LEN};
+use super::index::{Index, stream_key};
+use super::reader::{self, LogSubscription};
+use super::recovery;
+use super::verify::{self, VerifyReport};
+use super::writer::{AppendRequest, Writer};
+use crate::error::{Error, Result};
+use crate::ids::{Position, StreamId};
+use crate::store::{
+    AppendResult, Direction, EventData, EventStore, ExpectedRevision, ReadFrom, RecordedEvent,
+    Subscription,
+};
+
+/// When an append is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// After the append is on disk (`fdatasync`): a crash of the process or
+    /// of the machine loses nothing acknowledged. The default.
+    #[default]
+    Durable,
+    /// After the append is handed to the OS (`write`), synced in the
+    /// background within about 200 ms: a crash of the process loses nothing,
+    /// a crash of the machine may lose the last acknowledged appends.
+    Buffered,
+}
+
+/// How to open an [`EmbeddedLog`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogOptions {
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// A segment is sealed and a new one started once it reaches this size.
+    pub segment_size: u64,
+    /// Largest event accepted, envelope included (default 4 MiB).
+    pub max_event_size: usize,
+    /// Largest append batch accepted, all events together (default 64 MiB).
+    pub max_batch_size: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Durable,
+            segment_size: 256 << 20,
+            max_event_size: 4 << 20,
+            max_batch_size: 64 << 20,
+        }
+    }
+}
+
+impl LogOptions {
+    /// These options with `durability`.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// These options with segments of `bytes`.
+    pub fn with_segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// These options with events of at most `bytes`.
+    pub fn with_max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_size = bytes;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let limit = 1u64 << 30;
+        if self.segment_size < 4096 || self.segment_size > limit {
+            return Err(Error::InvalidInput(format!(
+                "segment size {} is outside 4 KiB..=1 GiB",
+                self.segment_size
+            )));
+        }
+        if self.max_event_size > format::MAX_BODY_LEN || self.max_batch_size as u64 > limit {
+            return Err(Error::InvalidInput(
+                "max event size must be at most 256 MiB and max batch size at most 1 GiB"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the handle, the writer thread and subscriptions.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: LogOptions,
+    pub(crate) index: RwLock<Index>,
+    /// The head (next position), published after each group commit.
+    pub(crate) head_tx: watch::Sender<Position>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops appends and wakes every subscription.
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.head_tx.send_modify(|_| {});
+    }
+}
+
+/// The embedded event log: a directory of append-only segment files, the
+/// default [`EventStore`]. See the `log::format` module for the bytes on disk.
+///
+/// One process at a time: opening takes an exclusive lock on the directory.
+/// Appends go to one writer thread that commits every waiting append with a
+/// single `fdatasync`; reads and subscriptions only ever see acknowledged
+/// events. Dropping the handle (or [`EmbeddedLog::close`]) flushes and
+/// releases the directory.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> neonhub_events::Result<()> {
+/// use neonhub_events::*;
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = EmbeddedLog::open(dir.path(), LogOptions::default())?;
+/// let stream = StreamId::new("greetings")?;
+/// let event = EventData {
+///     id: EventId::new(),
+///     event_type: "greeting.v1".into(),
+///     metadata: Metadata::default(),
+///     payload: b"hello".to_vec(),
+/// };
+/// let written = log.append(&stream, ExpectedRevision::NoStream, vec![event]).await?;
+/// assert_eq!(written.last_position, Position(0));
+/// let all = log.read_all(Position::START, 10).await?;
+/// assert_eq!(all[0].payload, b"hello");
+/// # Ok(()) }
+/// ```
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    tx: RwLock<Option<Sender<AppendRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.shared.dir)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedLog {
+    /// The name of the lock file in the data directory.
+    pub const LOCK_FILE: &'static str = "LOCK";
+
+    /// Opens (or creates) the log in `dir`: takes the directory lock, checks
+    /// every segment, cuts a torn tail, and starts the writer.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another process has it open; [`Error::Corruption`]
+    /// or [`Error::BadSegment`] naming the file (and offset) when the log is
+    /// damaged; I/O errors.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let lock_path = dir.join(Self::LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    dir,
+                    lock: lock_path,
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", lock_path.display()), e));
+            }
+        }
+        let recovered = recovery::recover(&dir)?;
+        if let Some((file, offset, bytes)) = &recovered.truncated {
+            tracing::warn!(
+                "recovered {}: cut {bytes} bytes of an unacknowledged append at offset {offset}",
+                file.display()
+            );
+        }
+        let head = recovered.index.head;
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            index: RwLock::new(recovered.index),
+            head_tx: watch::Sender::new(head),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(shared.clone(), recovered.writer);
+        let handle = std::thread::Builder::new()
+            .name("neonhub-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::io("start the log writer thread", e))?;
+        Ok(Self {
+            shared,
+            tx: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// How many streams the log holds.
+    pub fn stream_count(&self) -> usize {
+        self.shared.index.read().expect("index lock").stream_count()
+    }
+
+    /// Checks every record's checksum and the whole hash chain, and returns
+    /// the number of events and the head's chain value.
+    ///
+    /// # Errors
+    /// [`Error::ChainBroken`] or [`Error::Corruption`] at the first bad record.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        verify::verify(&self.shared)
+    }
+
+    /// Stops accepting appends, writes and syncs what was accepted, and stops
+    /// the writer. Reads keep working; subscriptions end with
+    /// [`Error::Closed`]. Idempotent. The directory lock is released when
+    /// the handle is dropped.
+    pub fn close(&self) {
+        drop(self.tx.write().expect("sender lock").take());
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        self.shared.mark_closed();
+    }
+
+    fn check_batch(&self, stream: &StreamId, events: &[EventData]) -> Result<usize> {
+        if events.is_empty() {
+            return Err(Error::InvalidInput(
+                "an append needs at least one event".to_string(),
+            ));
+        }
+        let max = self.shared.options.max_event_size;
+        let mut total = 0usize;
+        for event in events {
+            if event.event_type.is_empty() || event.event_type.len() > usize::from(u16::MAX) {
+                return Err(Error::InvalidInput(format!(
+                    "event type names are 1 to 65535 bytes, got {}",
+                    event.event_type.len()
+                )));
+            }
+            let size = FRAME_LEN + format::encoded_body_len(event, stream);
+            if size > max {
+                return Err(Error::EventTooLarge { size, max });
+            }
+            total += size;
+        }
+        if total > self.shared.options.max_batch_size {
+            return Err(Error::InvalidInput(format!(
+                "append batch of {total} bytes is larger than the maximum of {} bytes; split it",
+                self.shared.options.max_batch_size
+            )));
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedLog {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let bytes = self.check_batch(stream, &events)?;
+        let (reply, rx) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.clone(),
+            key: stream_key(stream.as_str().as_bytes()),
+            expected,
+            events,
+            bytes,
+            reply,
+        };
+        {
+            let tx = self.tx.read().expect("sender lock");
+            let tx = tx.as_ref().ok_or(Error::Closed)?;
+            tx.send(request).map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        direction: Direction,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        reader::read_stream(&self.shared, stream, direction, from, limit)
+    }
+
+    async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        reader::read_all(&self.shared, from, limit)
+    }
+
+    async fn subscribe_all(&self, from: Position) -> Result<Subscription> {
+        if self.shared.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(Subscription::new(LogSubscription::new(
+            self.shared.clone(),
+            from,
+        )))
+    }
+
+    async fn head(&self) -> Result<Position> {
+        Ok(self.shared.index.read().expect("index lock").head)
+    }
+}

@@ -1,0 +1,137 @@
+//! The in-memory index of the embedded log: the byte offset of every
+//! acknowledged record, and the positions of every stream's events.
+//!
+//! Streams are keyed by a 128-bit hash of their name (collisions are out of
+//! reach at any log size), so a million runs cost about 40 bytes each.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::ids::{Position, Revision};
+
+/// A stream's key in the index: xxh3-128 of its name.
+pub(crate) type StreamKey = u128;
+
+/// The key of the stream named `name`.
+pub(crate) fn stream_key(name: &[u8]) -> StreamKey {
+    xxhash_rust::xxh3::xxh3_128(name)
+}
+
+/// The keys are hashes already: use their low bits as they are.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// One segment file, as far as it is acknowledged.
+#[derive(Debug)]
+pub(crate) struct SegmentIndex {
+    /// Position of the segment's first record.
+    pub(crate) first: Position,
+    /// The file, for error messages.
+    pub(crate) path: Arc<Path>,
+    /// A read handle (positioned reads only).
+    pub(crate) file: Arc<File>,
+    /// Byte offset of each acknowledged record, in position order.
+    pub(crate) offsets: Vec<u32>,
+    /// Byte offset just past the last acknowledged record.
+    pub(crate) end: u64,
+}
+
+impl SegmentIndex {
+    /// The byte range of the records `i..j` (indexes into this segment).
+    pub(crate) fn byte_range(&self, i: usize, j: usize) -> (u64, u64) {
+        let start = u64::from(self.offsets[i]);
+        let end = self.offsets.get(j).map_or(self.end, |&o| u64::from(o));
+        (start, end)
+    }
+}
+
+/// Where one record lives.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordRef {
+    pub(crate) path: Arc<Path>,
+    pub(crate) file: Arc<File>,
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+}
+
+/// What readers may see: acknowledged records only.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub(crate) segments: Vec<SegmentIndex>,
+    streams: HashMap<StreamKey, SmallVec<[u64; 2]>, BuildHasherDefault<KeyHasher>>,
+    /// The position the next record will get.
+    pub(crate) head: Position,
+}
+
+impl Index {
+    /// The last revision of a stream, `None` if it has no events.
+    pub(crate) fn last_revision(&self, key: StreamKey) -> Option<Revision> {
+        self.streams.get(&key).map(|p| Revision(p.len() as u64 - 1))
+    }
+
+    /// The positions of a stream's events, in revision order.
+    pub(crate) fn stream_positions(&self, key: StreamKey) -> &[u64] {
+        self.streams.get(&key).map_or(&[], |p| p.as_slice())
+    }
+
+    /// Records an acknowledged record at `offset` of the last segment.
+    pub(crate) fn push(&mut self, key: StreamKey, offset: u32) {
+        let position = self.head.0;
+        self.streams.entry(key).or_default().push(position);
+        self.segments
+            .last_mut()
+            .expect("the log always has a segment")
+            .offsets
+            .push(offset);
+        self.head = self.head.next();
+    }
+
+    /// The index of the segment holding `position`.
+    pub(crate) fn segment_of(&self, position: Position) -> usize {
+        self.segments
+            .partition_point(|s| s.first <= position)
+            .saturating_sub(1)
+    }
+
+    /// Where the record at `position` lives, if it is acknowledged.
+    pub(crate) fn locate(&self, position: Position) -> Option<RecordRef> {
+        if position >= self.head {
+            return None;
+        }
+        let seg = &self.segments[self.segment_of(position)];
+        let i = (position.0 - seg.first.0) as usize;
+        let (start, end) = seg.byte_range(i, i + 1);
+        Some(RecordRef {
+            path: seg.path.clone(),
+            file: seg.file.clone(),
+            offset: start,
+            len: (end - start) as usize,
+        })
+    }
+
+    /// How many streams the log holds.
+    pub(crate) fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+}

@@ -1,0 +1,13 @@
+//! The embedded event log: segment files of CRC-framed, hash-chained records,
+//! one group-committing writer, and an in-memory index.
+
+mod embedded;
+mod format;
+mod index;
+mod reader;
+mod recovery;
+mod verify;
+mod writer;
+
+pub use embedded::{Durability, EmbeddedLog, LogOptions};
+pub use verify::VerifyReport;

@@ -1,0 +1,171 @@
+//! Reading the embedded log: positioned reads of acknowledged records only,
+//! by global position or by stream, and the catch-up-then-live subscription.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::embedded::Shared;
+use super::format::{self, MAX_BODY_LEN};
+use super::index::{RecordRef, stream_key};
+use crate::error::{Error, Result};
+use crate::ids::{Position, StreamId};
+use crate::store::{Direction, ReadFrom, RecordedEvent, SubscriptionSource};
+
+/// Most bytes read with one `pread` by `read_all`.
+const READ_CHUNK: u64 = 4 << 20;
+/// Events a subscription reads ahead of its consumer.
+const SUBSCRIPTION_BATCH: usize = 512;
+
+/// Reads up to `limit` acknowledged events from `from` in global order.
+pub(crate) fn read_all(
+    shared: &Shared,
+    from: Position,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::with_capacity(limit.min(4096));
+    let mut position = from;
+    let mut buf = Vec::new();
+    while out.len() < limit {
+        let (file, path, start, end, count) = {
+            let index = shared.index.read().expect("index lock");
+            if position >= index.head {
+                break;
+            }
+            let seg = &index.segments[index.segment_of(position)];
+            let i = (position.0 - seg.first.0) as usize;
+            let mut j = seg.offsets.len().min(i + (limit - out.len()));
+            let start = u64::from(seg.offsets[i]);
+            // Keep one read under READ_CHUNK bytes (but read at least one record).
+            let within = seg.offsets[i..j].partition_point(|&o| u64::from(o) - start < READ_CHUNK);
+            if i + within < j {
+                j = i + within.max(1);
+            }
+            let (start, end) = seg.byte_range(i, j);
+            (seg.file.clone(), seg.path.clone(), start, end, j - i)
+        };
+        buf.resize((end - start) as usize, 0);
+        file.read_exact_at(&mut buf, start)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let mut at = 0usize;
+        for _ in 0..count {
+            let record =
+                format::decode_record(&buf[at..], MAX_BODY_LEN).map_err(|e| Error::Corruption {
+                    segment: path.to_path_buf(),
+                    offset: start + at as u64,
+                    reason: format!("{e:?} on read"),
+                })?;
+            at += record.frame_len;
+            out.push(record.to_recorded());
+        }
+        position = Position(position.0 + count as u64);
+    }
+    Ok(out)
+}
+
+/// Reads up to `limit` events of one stream.
+pub(crate) fn read_stream(
+    shared: &Shared,
+    stream: &StreamId,
+    direction: Direction,
+    from: ReadFrom,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let refs: Vec<RecordRef> = {
+        let index = shared.index.read().expect("index lock");
+        let positions = index.stream_positions(stream_key(stream.as_str().as_bytes()));
+        let n = positions.len();
+        let chosen: Box<dyn Iterator<Item = &u64>> = match direction {
+            Direction::Forwards => {
+                let start = match from {
+                    ReadFrom::Start => 0,
+                    ReadFrom::End => n,
+                    ReadFrom::Revision(r) => (r.0 as usize).min(n),
+                };
+                Box::new(positions[start..].iter())
+            }
+            Direction::Backwards => {
+                let end = match from {
+                    ReadFrom::Start => 1.min(n),
+                    ReadFrom::End => n,
+                    ReadFrom::Revision(r) => (r.0 as usize).saturating_add(1).min(n),
+                };
+                Box::new(positions[..end].iter().rev())
+            }
+        };
+        chosen
+            .take(limit)
+            .map(|&p| {
+                index
+                    .locate(Position(p))
+                    .expect("indexed positions are acknowledged")
+            })
+            .collect()
+    };
+    let mut buf = Vec::new();
+    refs.into_iter()
+        .map(|r| {
+            buf.resize(r.len, 0);
+            r.file
+                .read_exact_at(&mut buf, r.offset)
+                .map_err(|e| Error::io(format!("read {}", r.path.display()), e))?;
+            format::decode_record(&buf, MAX_BODY_LEN)
+                .map(format::RecordView::to_recorded)
+                .map_err(|e| Error::Corruption {
+                    segment: r.path.to_path_buf(),
+                    offset: r.offset,
+                    reason: format!("{e:?} on read"),
+                })
+        })
+        .collect()
+}
+
+/// A subscription to the embedded log. It holds one batch at most: a slow
+/// consumer only falls behind and reads from disk when it catches up.
+pub(crate) struct LogSubscription {
+    shared: Arc<Shared>,
+    next: Position,
+    buffered: VecDeque<RecordedEvent>,
+    head: watch::Receiver<Position>,
+}
+
+impl LogSubscription {
+    pub(crate) fn new(shared: Arc<Shared>, from: Position) -> Self {
+        let head = shared.head_tx.subscribe();
+        Self {
+            shared,
+            next: from,
+            buffered: VecDeque::new(),
+            head,
+        }
+    }
+}
+
+#[async_trait]
+impl SubscriptionSource for LogSubscription {
+    async fn next(&mut self) -> Result<RecordedEvent> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                return Ok(event);
+            }
+            if self.shared.is_closed() {
+                return Err(Error::Closed);
+            }
+            // Mark the current head seen *before* reading, so an append
+            // acknowledged after the read wakes the wait below.
+            self.head.borrow_and_update();
+            let batch = read_all(&self.shared, self.next, SUBSCRIPTION_BATCH)?;
+            if let Some(last) = batch.last() {
+                self.next = last.position.next();
+                self.buffered.extend(batch);
+                continue;
+            }
+            if self.head.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+}
