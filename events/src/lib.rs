@@ -6,6 +6,8 @@
 //! EventStoreDB. Payloads are MessagePack, encoded by the [`Codec`].
 
 mod codec;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod error;
 mod ids;
 mod log;
