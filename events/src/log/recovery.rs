@@ -277,8 +277,9 @@ fn scan_segment(
     if good_end == len {
         return Ok(None);
     }
-    // Records from `good_end` on are not complete batches.
-    let (bad_at, reason) = stop.unwrap_or((good_end, "unfinished append batch".to_string()));
+    // Records from `good_end` on are not complete batches: either scanning
+    // stopped at a bad record, or the file ends inside a batch.
+    let (bad_at, reason) = stop.unwrap_or((offset, "unfinished append batch".to_string()));
     if !is_last {
         return Err(corruption(bad_at, format!("{reason} in a sealed segment")));
     }
