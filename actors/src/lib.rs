@@ -1,1 +1,53 @@
-//! neonhub's actor runtime: the orchestrator, agents and connectors (filled by the actor runtime issue).
+//! neonhub's actor runtime: one orchestrator actor routes runs to agents,
+//! each in its own supervised actix actor; agents call connectors (Gmail,
+//! Slack, Twilio, mock or live) as child runs; every run is recorded as
+//! `RunStarted` / `RunSucceeded` / `RunFailed` events in an
+//! [`neonhub_events::EventStore`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use neonhub_actors::{OrchestratorBuilder, SubmitRun};
+//! use neonhub_events::{EmbeddedLog, LogOptions, SharedStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store: SharedStore = Arc::new(EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap());
+//! actix::System::new().block_on(async move {
+//!     let orchestrator = OrchestratorBuilder::new(store).builtin_agents().start().unwrap();
+//!     let outcome = orchestrator
+//!         .send(SubmitRun::intent("echo", serde_json::json!({"hello": "world"})))
+//!         .await
+//!         .unwrap()
+//!         .unwrap();
+//!     assert_eq!(outcome.result, Ok(serde_json::json!({"hello": "world"})));
+//! });
+//! ```
+
+mod agent;
+mod agents;
+mod connector;
+mod error;
+mod journal;
+mod orchestrator;
+mod recovery;
+mod retry;
+mod subscribe;
+
+pub use agent::{Agent, AgentContext, AgentError, AgentOptions};
+pub use agents::{
+    Content, ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent,
+    generate as generate_content,
+};
+pub use connector::{
+    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
+    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Secret, Slack, SlackConfig,
+    Twilio, TwilioConfig,
+};
+pub use error::{Error, Result};
+pub use journal::RunOutcome;
+pub use orchestrator::{
+    AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents, Orchestrator,
+    OrchestratorBuilder, RuntimeStats, SubmitRun, SubscribeRuns, Target,
+};
+pub use recovery::{RecoveryReport, recover_interrupted};
+pub use retry::RetryPolicy;
+pub use subscribe::{RunEventNotice, SubscriptionHandle, subscribe};

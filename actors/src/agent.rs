@@ -1,0 +1,332 @@
+//! The `Agent` trait users implement, its context (through which an agent
+//! calls connectors as child runs), and the supervised actor that runs it.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use neonhub_events::{ErrorKind, RunError, RunId};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::connector::{CallError, Runtime};
+use crate::retry::RetryPolicy;
+
+/// An agent: a named piece of work that handles some intents.
+///
+/// Each registered agent runs in its own actix actor under supervision. A
+/// panic in [`Agent::run`] fails the run with `panicked` and restarts the
+/// actor with a fresh agent from its factory.
+///
+/// ```
+/// use neonhub_actors::{Agent, AgentContext, AgentError};
+/// use serde_json::{Value, json};
+///
+/// struct Greeter;
+///
+/// #[async_trait::async_trait]
+/// impl Agent for Greeter {
+///     fn name(&self) -> &str { "greeter" }
+///     fn intents(&self) -> Vec<String> { vec!["greet".into()] }
+///     async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
+///         let who = input["name"].as_str().ok_or_else(|| AgentError::rejected("name is missing"))?;
+///         Ok(json!({ "greeting": format!("hello, {who}") }))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Agent: Send + Sync + 'static {
+    /// The agent's name, unique in an orchestrator (`email`).
+    fn name(&self) -> &str;
+
+    /// The intents routed to this agent (`email.send`); none by default.
+    fn intents(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Runs one attempt on `input`. Connector calls go through `ctx`.
+    async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError>;
+}
+
+/// A typed failure of an agent attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentError {
+    kind: ErrorKind,
+    message: String,
+    retryable: bool,
+}
+
+impl AgentError {
+    /// A failure of the agent's own logic (kind `agent`), not retried.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Agent,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// A transient failure of the agent (kind `agent`) that its retry policy
+    /// may try again.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new(message)
+        }
+    }
+
+    /// The input was not acceptable (kind `rejected`), not retried.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Rejected,
+            ..Self::new(message)
+        }
+    }
+
+    /// A failure of `kind`.
+    pub fn with_kind(kind: ErrorKind, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retryable,
+        }
+    }
+
+    /// The kind recorded in `RunFailed`.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message recorded in `RunFailed`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the retry policy may try again.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    pub(crate) fn into_run_error(self) -> RunError {
+        RunError::new(self.kind, self.message)
+    }
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<CallError> for AgentError {
+    /// A failed connector call fails the agent with the call's kind
+    /// (`connector`, `circuit_open`, `rate_limited`, `timeout`); the agent's
+    /// own retry policy decides whether to try the whole run again.
+    fn from(e: CallError) -> Self {
+        Self {
+            kind: e.kind(),
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+        }
+    }
+}
+
+/// How one agent is run: its timeout per attempt and its retry policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AgentOptions {
+    /// The longest one attempt may take; it then fails with `timeout`.
+    pub timeout: Duration,
+    /// Attempts and backoff. Timeouts, panics and retryable errors are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::none(),
+        }
+    }
+}
+
+/// What an agent attempt knows about its run, and its way to call connectors.
+#[derive(Clone)]
+pub struct AgentContext {
+    run_id: RunId,
+    correlation_id: Uuid,
+    attempt: u32,
+    runtime: Arc<Runtime>,
+}
+
+impl fmt::Debug for AgentContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentContext")
+            .field("run_id", &self.run_id)
+            .field("correlation_id", &self.correlation_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentContext {
+    pub(crate) fn new(
+        run_id: RunId,
+        correlation_id: Uuid,
+        attempt: u32,
+        runtime: Arc<Runtime>,
+    ) -> Self {
+        Self {
+            run_id,
+            correlation_id,
+            attempt,
+            runtime,
+        }
+    }
+
+    /// The agent run being executed.
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    /// The root request this run belongs to.
+    pub fn correlation_id(&self) -> Uuid {
+        self.correlation_id
+    }
+
+    /// The attempt (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Calls `operation` of `connector` with `input` as a child run of this
+    /// run (its own stream, parent = this run, same correlation id). The
+    /// call happens only once its `RunStarted` is durable.
+    ///
+    /// # Errors
+    /// The child run's failure, with its kind (`connector`, `circuit_open`,
+    /// `rate_limited`, `timeout`), or a store failure (kind `connector`).
+    pub async fn call(
+        &self,
+        connector: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        self.runtime
+            .call(
+                connector,
+                operation,
+                input,
+                self.run_id,
+                self.correlation_id,
+            )
+            .await
+    }
+}
+
+/// Builds a fresh agent (at start and after each panic).
+pub(crate) type AgentFactory = Arc<dyn Fn() -> Arc<dyn Agent> + Send + Sync>;
+
+/// The supervised actor one agent runs in.
+pub(crate) struct AgentActor {
+    factory: AgentFactory,
+    agent: Arc<dyn Agent>,
+    timeout: Duration,
+    restarts: Arc<AtomicU64>,
+}
+
+impl AgentActor {
+    pub(crate) fn new(factory: AgentFactory, timeout: Duration, restarts: Arc<AtomicU64>) -> Self {
+        let agent = factory();
+        Self {
+            factory,
+            agent,
+            timeout,
+            restarts,
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for AgentActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.agent = (self.factory)();
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            agent = self.agent.name(),
+            "agent actor restarted after a panic"
+        );
+    }
+}
+
+/// Run one attempt (orchestrator -> agent actor).
+pub(crate) struct Execute {
+    pub(crate) input: Value,
+    pub(crate) ctx: AgentContext,
+}
+
+impl Message for Execute {
+    type Result = Result<Value, AgentError>;
+}
+
+enum Attempt {
+    Done(Result<Value, AgentError>),
+    Panicked(String),
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+impl Handler<Execute> for AgentActor {
+    type Result = ResponseActFuture<Self, Result<Value, AgentError>>;
+
+    fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
+        let agent = Arc::clone(&self.agent);
+        let timeout = self.timeout;
+        let attempt = async move {
+            let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
+            match tokio::time::timeout(timeout, run).await {
+                Err(_) => Attempt::Done(Err(AgentError::with_kind(
+                    ErrorKind::Timeout,
+                    format!("the attempt did not finish within {timeout:?}"),
+                    true,
+                ))),
+                Ok(Err(payload)) => Attempt::Panicked(panic_message(payload.as_ref())),
+                Ok(Ok(result)) => Attempt::Done(result),
+            }
+        };
+        Box::pin(
+            attempt
+                .into_actor(self)
+                .map(|attempt, _act, ctx| match attempt {
+                    Attempt::Done(result) => result,
+                    Attempt::Panicked(message) => {
+                        // Supervision restarts the actor with a fresh agent.
+                        ctx.stop();
+                        Err(panicked(format!("the agent panicked: {message}")))
+                    }
+                }),
+        )
+    }
+}
+
+pub(crate) fn panicked(message: impl Into<String>) -> AgentError {
+    AgentError::with_kind(ErrorKind::Panicked, message, true)
+}

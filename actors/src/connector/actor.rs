@@ -1,0 +1,144 @@
+//! The actor one connector runs in: each request passes the circuit breaker
+//! and the rate limiter, then runs with a timeout; its outcome feeds the
+//! breaker. Metrics for breaker state and rate-limit hits are recorded here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use neonhub_events::ErrorKind;
+use serde_json::Value;
+
+use super::breaker::{BreakerState, CircuitBreaker};
+use super::limiter::Limiter;
+use super::{Connector, ConnectorOptions};
+
+/// One request failed: the kind recorded in the child run and whether the
+/// child run may try again.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+    pub(crate) retryable: bool,
+}
+
+/// Send one request (`operation` on `input`).
+pub(crate) struct Invoke {
+    pub(crate) operation: String,
+    pub(crate) input: Value,
+}
+
+impl Message for Invoke {
+    type Result = Result<Value, Failure>;
+}
+
+/// Ask for the breaker's state.
+pub(crate) struct Health;
+
+impl Message for Health {
+    type Result = BreakerState;
+}
+
+pub(crate) struct ConnectorActor {
+    name: String,
+    connector: Arc<dyn Connector>,
+    timeout: Duration,
+    breaker: CircuitBreaker,
+    limiter: Limiter,
+}
+
+impl ConnectorActor {
+    pub(crate) fn new(connector: Arc<dyn Connector>, options: &ConnectorOptions) -> Self {
+        Self {
+            name: connector.name().to_owned(),
+            connector,
+            timeout: options.timeout,
+            breaker: CircuitBreaker::new(options.breaker),
+            limiter: Limiter::new(options.rate_limit),
+        }
+    }
+
+    fn report_state(&self) {
+        let state = self.breaker.state(Instant::now());
+        metrics::gauge!("neonhub_circuit_breaker_state", "connector" => self.name.clone())
+            .set(state.as_gauge());
+    }
+}
+
+impl Actor for ConnectorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.report_state();
+    }
+}
+
+impl Supervised for ConnectorActor {}
+
+impl Handler<Health> for ConnectorActor {
+    type Result = MessageResult<Health>;
+
+    fn handle(&mut self, _msg: Health, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.breaker.state(Instant::now()))
+    }
+}
+
+impl Handler<Invoke> for ConnectorActor {
+    type Result = ResponseActFuture<Self, Result<Value, Failure>>;
+
+    fn handle(&mut self, msg: Invoke, _ctx: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        if !self.breaker.try_acquire(now) {
+            let failure = Failure {
+                kind: ErrorKind::CircuitOpen,
+                message: format!("the {} circuit breaker is open", self.name),
+                retryable: false,
+            };
+            return Box::pin(actix::fut::ready(Err(failure)));
+        }
+        if !self.limiter.try_acquire() {
+            self.breaker.release();
+            metrics::counter!("neonhub_rate_limit_hits_total", "connector" => self.name.clone())
+                .increment(1);
+            let failure = Failure {
+                kind: ErrorKind::RateLimited,
+                message: format!("the {} rate limit was hit", self.name),
+                retryable: false,
+            };
+            return Box::pin(actix::fut::ready(Err(failure)));
+        }
+        self.report_state();
+        let connector = Arc::clone(&self.connector);
+        let timeout = self.timeout;
+        let request = async move {
+            match tokio::time::timeout(timeout, connector.call(&msg.operation, &msg.input)).await {
+                Err(_) => Err(Failure {
+                    kind: ErrorKind::Timeout,
+                    message: format!("no answer within {timeout:?}"),
+                    retryable: true,
+                }),
+                Ok(Err(e)) => Err(Failure {
+                    kind: ErrorKind::Connector,
+                    retryable: e.is_retryable(),
+                    message: e.message().to_owned(),
+                }),
+                Ok(Ok(value)) => Ok(value),
+            }
+        };
+        Box::pin(request.into_actor(self).map(|result, act, _ctx| {
+            match &result {
+                Err(f) if f.retryable => {
+                    act.breaker.on_failure(Instant::now());
+                    metrics::counter!(
+                        "neonhub_circuit_breaker_failures_total",
+                        "connector" => act.name.clone()
+                    )
+                    .increment(1);
+                }
+                _ => act.breaker.on_success(),
+            }
+            act.report_state();
+            result
+        }))
+    }
+}

@@ -1,0 +1,243 @@
+//! Connector configuration: mock or live mode, base URLs and credentials
+//! (kept in [`Secret`]s that never print), read from the environment.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A credential. It never prints (`Debug` shows `Secret(***)`) and is only
+/// read to build a request's auth header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Whether connectors call the real services or answer deterministically
+/// without any network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectorMode {
+    /// No network; ids and timestamps derived from the input.
+    Mock,
+    /// HTTPS requests to the configured base URL.
+    Live,
+}
+
+impl FromStr for ConnectorMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mock" => Ok(Self::Mock),
+            "live" => Ok(Self::Live),
+            other => Err(Error::Config(format!(
+                "NEONHUB_CONNECTORS must be mock or live, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Gmail: an OAuth access token and the API base URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GmailConfig {
+    /// The OAuth 2 bearer token (`NEONHUB_GMAIL_TOKEN`).
+    pub token: Option<Secret>,
+    /// Default `https://gmail.googleapis.com/gmail/v1` (`NEONHUB_GMAIL_BASE_URL`).
+    pub base_url: String,
+}
+
+impl Default for GmailConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            base_url: "https://gmail.googleapis.com/gmail/v1".to_owned(),
+        }
+    }
+}
+
+/// Slack: a bot token and the Web API base URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlackConfig {
+    /// The bot token, `xoxb-...` (`NEONHUB_SLACK_TOKEN`).
+    pub token: Option<Secret>,
+    /// Default `https://slack.com/api` (`NEONHUB_SLACK_BASE_URL`).
+    pub base_url: String,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            base_url: "https://slack.com/api".to_owned(),
+        }
+    }
+}
+
+/// Twilio: account SID, auth token, sender number and base URLs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwilioConfig {
+    /// The account SID, `AC...` (`NEONHUB_TWILIO_ACCOUNT_SID`).
+    pub account_sid: Option<String>,
+    /// The auth token (`NEONHUB_TWILIO_AUTH_TOKEN`).
+    pub auth_token: Option<Secret>,
+    /// The sending number in E.164 (`NEONHUB_TWILIO_FROM`).
+    pub from: Option<String>,
+    /// Default `https://api.twilio.com/2010-04-01` (`NEONHUB_TWILIO_BASE_URL`).
+    pub base_url: String,
+    /// Default `https://lookups.twilio.com/v2` (`NEONHUB_TWILIO_LOOKUP_BASE_URL`).
+    pub lookup_base_url: String,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            base_url: "https://api.twilio.com/2010-04-01".to_owned(),
+            lookup_base_url: "https://lookups.twilio.com/v2".to_owned(),
+        }
+    }
+}
+
+/// The configuration of the built-in connectors.
+///
+/// Each connector is live when its credentials are set, mock otherwise;
+/// an explicit `mode` (`NEONHUB_CONNECTORS=mock|live`) wins for all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorsConfig {
+    /// The explicit mode, if any.
+    pub mode: Option<ConnectorMode>,
+    /// Gmail.
+    pub gmail: GmailConfig,
+    /// Slack.
+    pub slack: SlackConfig,
+    /// Twilio.
+    pub twilio: TwilioConfig,
+}
+
+impl ConnectorsConfig {
+    /// Every connector in mock mode.
+    pub fn mock() -> Self {
+        Self {
+            mode: Some(ConnectorMode::Mock),
+            ..Self::default()
+        }
+    }
+
+    /// Reads the `NEONHUB_*` variables named on the fields.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor `live`.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Self::from_env`], reading variables through `var`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor `live`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let mut config = Self {
+            mode: get("NEONHUB_CONNECTORS").map(|m| m.parse()).transpose()?,
+            ..Self::default()
+        };
+        config.gmail.token = get("NEONHUB_GMAIL_TOKEN").map(Secret::new);
+        if let Some(url) = get("NEONHUB_GMAIL_BASE_URL") {
+            config.gmail.base_url = url;
+        }
+        config.slack.token = get("NEONHUB_SLACK_TOKEN").map(Secret::new);
+        if let Some(url) = get("NEONHUB_SLACK_BASE_URL") {
+            config.slack.base_url = url;
+        }
+        config.twilio.account_sid = get("NEONHUB_TWILIO_ACCOUNT_SID");
+        config.twilio.auth_token = get("NEONHUB_TWILIO_AUTH_TOKEN").map(Secret::new);
+        config.twilio.from = get("NEONHUB_TWILIO_FROM");
+        if let Some(url) = get("NEONHUB_TWILIO_BASE_URL") {
+            config.twilio.base_url = url;
+        }
+        if let Some(url) = get("NEONHUB_TWILIO_LOOKUP_BASE_URL") {
+            config.twilio.lookup_base_url = url;
+        }
+        Ok(config)
+    }
+
+    /// The mode of a connector that has (or lacks) its credentials.
+    pub fn mode_for(&self, has_credentials: bool) -> ConnectorMode {
+        match self.mode {
+            Some(mode) => mode,
+            None if has_credentials => ConnectorMode::Live,
+            None => ConnectorMode::Mock,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn mock_unless_credentials_are_configured() {
+        let none = ConnectorsConfig::from_vars(vars(&[])).unwrap();
+        assert_eq!(
+            none.mode_for(none.gmail.token.is_some()),
+            ConnectorMode::Mock
+        );
+        let with = ConnectorsConfig::from_vars(vars(&[("NEONHUB_GMAIL_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            with.mode_for(with.gmail.token.is_some()),
+            ConnectorMode::Live
+        );
+    }
+
+    #[test]
+    fn the_explicit_setting_wins() {
+        let forced = ConnectorsConfig::from_vars(vars(&[
+            ("NEONHUB_GMAIL_TOKEN", "t"),
+            ("NEONHUB_CONNECTORS", "mock"),
+        ]))
+        .unwrap();
+        assert_eq!(forced.mode_for(true), ConnectorMode::Mock);
+        let live = ConnectorsConfig::from_vars(vars(&[("NEONHUB_CONNECTORS", "LIVE")])).unwrap();
+        assert_eq!(live.mode_for(false), ConnectorMode::Live);
+        assert!(ConnectorsConfig::from_vars(vars(&[("NEONHUB_CONNECTORS", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = ConnectorsConfig::from_vars(vars(&[
+            ("NEONHUB_SLACK_TOKEN", "xoxb-very-secret"),
+            ("NEONHUB_TWILIO_AUTH_TOKEN", "tw-very-secret"),
+        ]))
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(printed.contains("Secret(***)"));
+    }
+}

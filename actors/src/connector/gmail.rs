@@ -1,0 +1,223 @@
+//! The Gmail connector: send (an RFC 2822 message, base64url, to
+//! `users/me/messages/send`), get profile, list messages, get message;
+//! OAuth bearer token in live mode.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use super::config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret};
+use super::{Connector, ConnectorError, http, is_path_safe, mock, required_str, unknown_operation};
+use crate::error::{Error, Result};
+
+/// The Gmail connector (`gmail`).
+pub struct Gmail {
+    backend: Backend,
+}
+
+enum Backend {
+    Mock,
+    Live {
+        client: Client,
+        base_url: String,
+        token: Secret,
+    },
+}
+
+impl Gmail {
+    /// The deterministic mock.
+    pub fn mock() -> Self {
+        Self {
+            backend: Backend::Mock,
+        }
+    }
+
+    /// Live, against `base_url` (e.g. `https://gmail.googleapis.com/gmail/v1`).
+    pub fn live(base_url: impl Into<String>, token: Secret) -> Self {
+        Self {
+            backend: Backend::Live {
+                client: http::client(),
+                base_url: base_url.into().trim_end_matches('/').to_owned(),
+                token,
+            },
+        }
+    }
+
+    /// Mock or live as `config` says.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when live mode is forced without a token.
+    pub fn from_config(config: &ConnectorsConfig) -> Result<Self> {
+        let GmailConfig { token, base_url } = &config.gmail;
+        match (config.mode_for(token.is_some()), token) {
+            (ConnectorMode::Mock, _) => Ok(Self::mock()),
+            (ConnectorMode::Live, Some(token)) => Ok(Self::live(base_url, token.clone())),
+            (ConnectorMode::Live, None) => Err(Error::Config(
+                "live Gmail needs NEONHUB_GMAIL_TOKEN".to_owned(),
+            )),
+        }
+    }
+
+    /// Whether this connector calls the real service.
+    pub fn is_live(&self) -> bool {
+        matches!(self.backend, Backend::Live { .. })
+    }
+}
+
+/// The RFC 2822 message for a `send` input: `to`, `subject`, `body` and an
+/// optional `from`.
+pub(crate) fn rfc2822(input: &Value) -> std::result::Result<String, ConnectorError> {
+    let to = required_str(input, "to")?;
+    if !to.contains('@') || to.contains(['\r', '\n']) {
+        return Err(ConnectorError::permanent(format!(
+            "{to:?} is not an email address"
+        )));
+    }
+    let subject = input.get("subject").and_then(Value::as_str).unwrap_or("");
+    if subject.contains(['\r', '\n']) {
+        return Err(ConnectorError::permanent("the subject must be one line"));
+    }
+    let body = input.get("body").and_then(Value::as_str).unwrap_or("");
+    let mut message = String::new();
+    if let Some(from) = input.get("from").and_then(Value::as_str) {
+        message.push_str(&format!("From: {from}\r\n"));
+    }
+    message.push_str(&format!(
+        "To: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{body}"
+    ));
+    Ok(message)
+}
+
+#[async_trait]
+impl Connector for Gmail {
+    fn name(&self) -> &str {
+        "gmail"
+    }
+
+    async fn call(
+        &self,
+        operation: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, ConnectorError> {
+        match &self.backend {
+            Backend::Mock => mock_call(operation, input),
+            Backend::Live {
+                client,
+                base_url,
+                token,
+            } => {
+                let secrets = [token.expose()];
+                let request = match operation {
+                    "send" => {
+                        let raw = URL_SAFE_NO_PAD.encode(rfc2822(input)?);
+                        client
+                            .post(format!("{base_url}/users/me/messages/send"))
+                            .json(&json!({ "raw": raw }))
+                    }
+                    "get_profile" => client.get(format!("{base_url}/users/me/profile")),
+                    "list_messages" => {
+                        let mut query = Vec::new();
+                        if let Some(q) = input.get("q").and_then(Value::as_str) {
+                            query.push(("q", q.to_owned()));
+                        }
+                        if let Some(n) = input.get("max_results").and_then(Value::as_u64) {
+                            query.push(("maxResults", n.to_string()));
+                        }
+                        client
+                            .get(format!("{base_url}/users/me/messages"))
+                            .query(&query)
+                    }
+                    "get_message" => {
+                        let id = required_str(input, "id")?;
+                        if !is_path_safe(id) {
+                            return Err(ConnectorError::permanent(format!(
+                                "{id:?} is not a message id"
+                            )));
+                        }
+                        client.get(format!("{base_url}/users/me/messages/{id}"))
+                    }
+                    other => return Err(unknown_operation("gmail", other)),
+                };
+                let request = request.bearer_auth(token.expose());
+                http::send_json(request, &format!("gmail {operation}"), &secrets).await
+            }
+        }
+    }
+}
+
+fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {
+    match operation {
+        "send" => {
+            rfc2822(input)?;
+            Ok(json!({
+                "id": mock::id("", operation, input, 16),
+                "threadId": mock::id("", "thread", input, 16),
+                "labelIds": ["SENT"],
+            }))
+        }
+        "get_profile" => Ok(json!({
+            "emailAddress": "me@example.com",
+            "messagesTotal": 42,
+            "threadsTotal": 17,
+            "historyId": "100042",
+        })),
+        "list_messages" => {
+            let n = input
+                .get("max_results")
+                .and_then(Value::as_u64)
+                .unwrap_or(3)
+                .min(10);
+            let messages: Vec<Value> = (0..n)
+                .map(|i| {
+                    let seed = json!({ "input": input, "i": i });
+                    json!({
+                        "id": mock::id("", "message", &seed, 16),
+                        "threadId": mock::id("", "thread", &seed, 16),
+                    })
+                })
+                .collect();
+            Ok(json!({ "messages": messages, "resultSizeEstimate": n }))
+        }
+        "get_message" => {
+            let id = required_str(input, "id")?;
+            Ok(json!({
+                "id": id,
+                "threadId": mock::id("", "thread", input, 16),
+                "snippet": format!("mock message {id}"),
+                "internalDate": (mock::unix_seconds(operation, input) * 1000).to_string(),
+            }))
+        }
+        other => Err(unknown_operation("gmail", other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mock_send_is_deterministic_and_checks_the_address() {
+        let gmail = Gmail::mock();
+        let input = json!({"to": "a@example.com", "subject": "Hi", "body": "Hello"});
+        let a = gmail.call("send", &input).await.unwrap();
+        let b = gmail.call("send", &input).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a["id"].as_str().unwrap().len(), 16);
+        let bad = gmail
+            .call("send", &json!({"to": "nobody"}))
+            .await
+            .unwrap_err();
+        assert!(!bad.is_retryable());
+        assert!(gmail.call("delete_everything", &input).await.is_err());
+    }
+
+    #[test]
+    fn rfc2822_has_headers_then_a_blank_line_then_the_body() {
+        let m = rfc2822(&json!({"to": "a@example.com", "subject": "S", "body": "B"})).unwrap();
+        assert!(m.starts_with("To: a@example.com\r\nSubject: S\r\n"));
+        assert!(m.ends_with("\r\n\r\nB"));
+        assert!(rfc2822(&json!({"to": "a@example.com", "subject": "S\r\nBcc: x@y"})).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The one error type of the actors crate, with what a caller should do
+//! about each variant.
+
+use neonhub_events::RunId;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a run could not be submitted, or why the runtime could not be set up.
+///
+/// A run that was accepted and then failed is not an `Error`: it is a
+/// [`crate::RunOutcome`] whose result holds the typed [`neonhub_events::RunError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No agent is registered under this name. Nothing was recorded.
+    ///
+    /// A client error (HTTP 404): list the agents and fix the name.
+    #[error("no agent is named {0:?}")]
+    UnknownAgent(String),
+
+    /// No agent handles this intent. Nothing was recorded.
+    ///
+    /// A client error (HTTP 404): list the intents and fix the request.
+    #[error("no agent handles the intent {0:?}")]
+    UnknownIntent(String),
+
+    /// No connector is registered under this name (an agent asked for one
+    /// that was not configured). Nothing was recorded.
+    #[error("no connector is named {0:?}")]
+    UnknownConnector(String),
+
+    /// The orchestrator already has `limit` runs in flight and refused this
+    /// one at once. Nothing was recorded.
+    ///
+    /// Back off and retry later (HTTP 503 with `Retry-After`).
+    #[error("overloaded: {limit} runs are already in flight; retry later")]
+    Overloaded {
+        /// The configured bound on runs in flight.
+        limit: usize,
+    },
+
+    /// A run with this id was started elsewhere (another node, or a process
+    /// that died before recovery) and has not finished. Nothing was recorded.
+    ///
+    /// HTTP 409: poll the run's events, or run recovery if its process died.
+    #[error("run {0} was started elsewhere and has not finished")]
+    RunInProgress(RunId),
+
+    /// The event store failed; see the inner error for what to do.
+    #[error(transparent)]
+    Store(#[from] neonhub_events::Error),
+
+    /// The runtime was configured inconsistently (two agents with one name,
+    /// one intent for two agents, live mode without credentials).
+    ///
+    /// Fix the configuration; the message names what is wrong.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The orchestrator or an actor it needs has stopped (shutdown).
+    ///
+    /// Expected during shutdown; otherwise restart the service (HTTP 503).
+    #[error("the actor runtime has stopped")]
+    Stopped,
+}
