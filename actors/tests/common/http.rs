@@ -1,0 +1,95 @@
+//! A local HTTP server for live-mode connector tests: it records every
+//! request (method, path, query, auth header, content type, body) and
+//! answers with what the test's responder says.
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+
+/// One request the server received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+
+/// A running server; its base URL is `http://127.0.0.1:<port>`.
+pub struct TestServer {
+    pub base_url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    /// Starts a server answering each request with `responder(request)`:
+    /// a status code and a JSON body.
+    pub fn start(responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let responder: Responder = Arc::new(responder);
+        let state = (Arc::clone(&seen), responder);
+        let server = HttpServer::new(move || {
+            let (seen, responder) = state.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let seen = Arc::clone(&seen);
+                let responder = Arc::clone(&responder);
+                async move {
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let request = Seen {
+                        method: req.method().to_string(),
+                        path: req.path().to_owned(),
+                        query: req.query_string().to_owned(),
+                        authorization: header("authorization"),
+                        content_type: header("content-type"),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    };
+                    let (status, answer) = responder(&request);
+                    seen.lock().unwrap().push(request);
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status).expect("status"),
+                    )
+                    .content_type("application/json")
+                    .body(answer)
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind a local port");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix::spawn(server);
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            seen,
+            handle,
+        }
+    }
+
+    /// The requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests were received.
+    pub fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}

@@ -1,0 +1,110 @@
+//! Given a run submitted with a client-chosen id, when the same id is
+//! submitted again (after it finished, or while it is still running), then
+//! the caller gets that run's outcome and nothing new is appended.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neonhub_actors::{
+    Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
+};
+use neonhub_events::RunId;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+#[actix::test]
+async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
+    let (_dir, store) = common::store();
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .builtin_agents()
+        .start()
+        .unwrap();
+    let run_id = RunId::new();
+
+    let first = orchestrator
+        .send(SubmitRun::intent("echo", json!({"n": 1})).with_run_id(run_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = store.head().await.unwrap();
+
+    // Even with another input, the id decides: the first run's outcome.
+    let again = orchestrator
+        .send(SubmitRun::intent("echo", json!({"n": 2})).with_run_id(run_id))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(first.run_id, run_id);
+    assert_eq!(again, first);
+    assert_eq!(again.result, Ok(json!({"n": 1})));
+    assert_eq!(store.head().await.unwrap(), head);
+    let events = common::events(&store, run_id).await;
+    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
+}
+
+/// Waits for a permit before answering; counts how often it ran.
+struct Gated {
+    gate: Arc<Semaphore>,
+    runs: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl Agent for Gated {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.gate.acquire().await.expect("gate").forget();
+        Ok(input)
+    }
+}
+
+#[actix::test]
+async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
+    let (_dir, store) = common::store();
+    let gate = Arc::new(Semaphore::new(0));
+    let runs = Arc::new(AtomicU32::new(0));
+    let (g, r) = (Arc::clone(&gate), Arc::clone(&runs));
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(
+            move || Gated {
+                gate: Arc::clone(&g),
+                runs: Arc::clone(&r),
+            },
+            AgentOptions::default(),
+        )
+        .start()
+        .unwrap();
+    let run_id = RunId::new();
+
+    let first = orchestrator.send(SubmitRun::agent("gated", json!("a")).with_run_id(run_id));
+    let first = tokio::spawn(first);
+    common::wait_until(
+        "the first run to be inside the agent",
+        Duration::from_secs(5),
+        || {
+            let runs = Arc::clone(&runs);
+            async move { runs.load(Ordering::SeqCst) == 1 }
+        },
+    )
+    .await;
+    let second =
+        tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("b")).with_run_id(run_id)));
+    gate.add_permits(1);
+
+    let first = first.await.unwrap().unwrap().unwrap();
+    let second = second.await.unwrap().unwrap().unwrap();
+    assert_eq!(first.result, Ok(json!("a")));
+    assert_eq!(second, first);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the agent ran once");
+    let events = common::events(&store, run_id).await;
+    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
+    assert_eq!(common::all(&store).await.len(), 2);
+}

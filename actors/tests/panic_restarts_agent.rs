@@ -1,0 +1,79 @@
+//! Given an agent with state, when it panics, then the run fails with
+//! RunFailed{panicked}, its actor is restarted with a fresh agent, and the
+//! orchestrator and the other agents carry on.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use neonhub_actors::{
+    Agent, AgentContext, AgentError, AgentOptions, ListAgents, OrchestratorBuilder, SubmitRun,
+};
+use neonhub_events::ErrorKind;
+use serde_json::{Value, json};
+
+/// Counts its calls; panics when asked to.
+#[derive(Default)]
+struct Counter {
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Agent for Counter {
+    fn name(&self) -> &str {
+        "counter"
+    }
+
+    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
+        let calls = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if input["panic"] == json!(true) {
+            panic!("asked to panic on call {calls}");
+        }
+        Ok(json!({ "calls": calls }))
+    }
+}
+
+#[actix::test]
+async fn a_panic_fails_the_run_and_restarts_the_agent_with_fresh_state() {
+    let (_dir, store) = common::store();
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(Counter::default, AgentOptions::default())
+        .builtin_agents()
+        .start()
+        .unwrap();
+    let submit = |input: Value| orchestrator.send(SubmitRun::agent("counter", input));
+
+    let first = submit(json!({})).await.unwrap().unwrap();
+    assert_eq!(first.result, Ok(json!({"calls": 1})));
+    let second = submit(json!({})).await.unwrap().unwrap();
+    assert_eq!(second.result, Ok(json!({"calls": 2})));
+
+    let crashed = submit(json!({"panic": true})).await.unwrap().unwrap();
+    let error = crashed.result.clone().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Panicked);
+    assert!(
+        error.message.contains("asked to panic on call 3"),
+        "{}",
+        error.message
+    );
+    let events = common::events(&store, crashed.run_id).await;
+    assert_eq!(common::shape(&events), ["started#1", "failed#1(panicked)"]);
+
+    // Fresh state: the count starts again.
+    let after = submit(json!({})).await.unwrap().unwrap();
+    assert_eq!(after.result, Ok(json!({"calls": 1})));
+    let agents = orchestrator.send(ListAgents).await.unwrap();
+    let counter = agents.iter().find(|a| a.name == "counter").unwrap();
+    assert_eq!(counter.restarts, 1);
+    let echo = agents.iter().find(|a| a.name == "echo").unwrap();
+    assert_eq!(echo.restarts, 0);
+
+    // Other agents were never disturbed.
+    let echoed = orchestrator
+        .send(SubmitRun::intent("echo", json!(7)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.result, Ok(json!(7)));
+}
