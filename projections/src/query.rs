@@ -1,0 +1,357 @@
+//! The typed reporting queries over the AgentRun table: filtered lists,
+//! newest first with cursor pagination, and one run with its child runs.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use neonhub_events::{Position, RunId, RunKind, Timestamp};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params_from_iter};
+use uuid::Uuid;
+
+use crate::agent_runs::{AgentRun, COLUMNS, RunStatus, open_connection, read_checkpoint};
+use crate::error::{Error, Result};
+use crate::report::{TargetReport, report};
+
+/// The most runs one page holds.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Which runs to list. Every field set narrows the list; the time range is
+/// on the run's start (`started_at`), `from` included, `before` excluded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only runs of this agent or connector.
+    pub target: Option<String>,
+    /// Only agent runs, or only connector runs.
+    pub kind: Option<RunKind>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs routed by this intent.
+    pub intent: Option<String>,
+    /// Only runs of this root request.
+    pub correlation_id: Option<Uuid>,
+    /// Only runs started at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only runs started before this time.
+    pub before: Option<Timestamp>,
+}
+
+impl RunFilter {
+    /// Every run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only runs of `target`.
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Only runs of `kind`.
+    pub fn kind(mut self, kind: RunKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only runs in `status`.
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only runs routed by `intent`.
+    pub fn intent(mut self, intent: impl Into<String>) -> Self {
+        self.intent = Some(intent.into());
+        self
+    }
+
+    /// Only runs of the root request `correlation_id`.
+    pub fn correlation_id(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Only runs started in `[from, before)`; either end may be open.
+    pub fn started_between(mut self, from: Option<Timestamp>, before: Option<Timestamp>) -> Self {
+        self.from = from;
+        self.before = before;
+        self
+    }
+
+    /// Whether `run` passes this filter (the same test the SQL makes).
+    pub fn matches(&self, run: &AgentRun) -> bool {
+        self.target.as_ref().is_none_or(|t| *t == run.target)
+            && self.kind.is_none_or(|k| k == run.kind)
+            && self.status.is_none_or(|s| s == run.status)
+            && self
+                .intent
+                .as_ref()
+                .is_none_or(|i| run.intent.as_ref() == Some(i))
+            && self.correlation_id.is_none_or(|c| c == run.correlation_id)
+            && self.from.is_none_or(|f| run.started_at >= f)
+            && self.before.is_none_or(|b| run.started_at < b)
+    }
+}
+
+/// Where the next page starts: just after the last run of the previous one,
+/// in the list's order (newest first by start time, then by run id).
+///
+/// Its text form (`<started_at micros>_<run id>`) is what an HTTP API hands
+/// out and takes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    started_at: Timestamp,
+    run_id: RunId,
+}
+
+impl Cursor {
+    /// The cursor just after `run`.
+    pub fn after(run: &AgentRun) -> Self {
+        Self {
+            started_at: run.started_at,
+            run_id: run.run_id,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.started_at.0, self.run_id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidInput(format!("cursor {s:?} is not one this API handed out"));
+        let (at, id) = s.split_once('_').ok_or_else(bad)?;
+        Ok(Cursor {
+            started_at: Timestamp(at.parse().map_err(|_| bad())?),
+            run_id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One page of runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The runs, newest first.
+    pub runs: Vec<AgentRun>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A run and the connector calls it made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunDetail {
+    /// The run.
+    pub run: AgentRun,
+    /// Its child runs, oldest first.
+    pub children: Vec<AgentRun>,
+}
+
+/// Read-only access to an AgentRun table, from any thread: open one per
+/// thread (SQLite's WAL lets it read while the runner writes).
+pub struct RunQueries {
+    conn: Connection,
+}
+
+impl fmt::Debug for RunQueries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunQueries").finish_non_exhaustive()
+    }
+}
+
+impl RunQueries {
+    /// Opens the projection database at `path` read-only.
+    ///
+    /// # Errors
+    /// SQLite errors (no such file: open the projection first).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self {
+            conn: open_connection(path.as_ref(), true)?,
+        })
+    }
+
+    /// Lists runs passing `filter`, newest first, `limit` at most (1 to
+    /// [`MAX_PAGE_SIZE`]), starting after `cursor`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad limit; SQLite errors.
+    pub fn list(&self, filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> Result<Page> {
+        list(&self.conn, filter, cursor, limit)
+    }
+
+    /// One run and its child runs; `None` if the table has no such run.
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn get(&self, run_id: RunId) -> Result<Option<RunDetail>> {
+        get(&self.conn, run_id)
+    }
+
+    /// Per-target figures for runs started in `[from, before)` (see
+    /// [`TargetReport`]).
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn report(
+        &self,
+        from: Option<Timestamp>,
+        before: Option<Timestamp>,
+    ) -> Result<Vec<TargetReport>> {
+        report(&self.conn, from, before)
+    }
+
+    /// The projection's checkpoint: the position of the next event it will
+    /// apply.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn checkpoint(&self) -> Result<Position> {
+        read_checkpoint(&self.conn)
+    }
+
+    /// Every row, ordered by run id (for comparisons and audits).
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn all_runs(&self) -> Result<Vec<AgentRun>> {
+        all_runs(&self.conn)
+    }
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    filter: &RunFilter,
+    cursor: Option<Cursor>,
+    limit: usize,
+) -> Result<Page> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(Error::InvalidInput(format!(
+            "page size {limit} is out of range 1..={MAX_PAGE_SIZE}"
+        )));
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM agent_runs WHERE 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut arg = |sql: &mut String, cond: &str, v: SqlValue| {
+        args.push(v);
+        sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(t) = &filter.target {
+        arg(&mut sql, " AND target = ?", SqlValue::Text(t.clone()));
+    }
+    if let Some(k) = filter.kind {
+        arg(&mut sql, " AND kind = ?", SqlValue::Text(k.as_str().into()));
+    }
+    if let Some(s) = filter.status {
+        arg(
+            &mut sql,
+            " AND status = ?",
+            SqlValue::Text(s.as_str().into()),
+        );
+    }
+    if let Some(i) = &filter.intent {
+        arg(&mut sql, " AND intent = ?", SqlValue::Text(i.clone()));
+    }
+    if let Some(c) = filter.correlation_id {
+        arg(
+            &mut sql,
+            " AND correlation_id = ?",
+            SqlValue::Text(c.to_string()),
+        );
+    }
+    if let Some(f) = filter.from {
+        arg(
+            &mut sql,
+            " AND started_at >= ?",
+            SqlValue::Integer(f.0 as i64),
+        );
+    }
+    if let Some(b) = filter.before {
+        arg(
+            &mut sql,
+            " AND started_at < ?",
+            SqlValue::Integer(b.0 as i64),
+        );
+    }
+    if let Some(c) = cursor {
+        args.push(SqlValue::Integer(c.started_at.0 as i64));
+        args.push(SqlValue::Text(c.run_id.to_string()));
+        sql.push_str(&format!(
+            " AND (started_at, run_id) < (?{}, ?{})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY started_at DESC, run_id DESC LIMIT {}",
+        limit + 1
+    ));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut runs = Vec::with_capacity(limit + 1);
+    while let Some(row) = rows.next()? {
+        runs.push(AgentRun::from_sql(row)?);
+    }
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Ok(Page { runs, next })
+}
+
+pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_runs WHERE run_id = ?1"
+    ))?;
+    let mut rows = stmt.query([run_id.to_string()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let run = AgentRun::from_sql(row)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_runs WHERE parent_run_id = ?1 ORDER BY started_at, run_id"
+    ))?;
+    let mut rows = stmt.query([run_id.to_string()])?;
+    let mut children = Vec::new();
+    while let Some(row) = rows.next()? {
+        children.push(AgentRun::from_sql(row)?);
+    }
+    Ok(Some(RunDetail { run, children }))
+}
+
+pub(crate) fn all_runs(conn: &Connection) -> Result<Vec<AgentRun>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM agent_runs ORDER BY run_id"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(AgentRun::from_sql(row)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_through_text() {
+        let c = Cursor {
+            started_at: Timestamp(1_700_000_000_123_456),
+            run_id: RunId::new(),
+        };
+        assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        assert!(matches!(
+            "nope".parse::<Cursor>(),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!("12_notauuid".parse::<Cursor>().is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! The projection runner: feeds a [`Projection`] from its checkpoint, first
+//! catching up from the log in batches, then following it live.
+
+use std::future::Future;
+
+use neonhub_events::{Position, RecordedEvent, SharedStore};
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+/// A read model built from the log.
+///
+/// A projection applies batches of events in log order. Applying a batch
+/// writes the projection's state *and* its checkpoint (the position just past
+/// the batch's last event) in one transaction: after a crash the projection
+/// is exactly the log's prefix up to its checkpoint, never an event twice or
+/// one skipped.
+pub trait Projection: Send {
+    /// A short stable name, used in errors and logs.
+    fn name(&self) -> &'static str;
+
+    /// The position of the next event to apply (`Position::START` when
+    /// nothing was applied yet).
+    fn checkpoint(&self) -> Position;
+
+    /// Applies `batch` (consecutive events of the log, starting at or after
+    /// the checkpoint) and moves the checkpoint past its last event, all in
+    /// one transaction, and returns the new checkpoint. Events before the
+    /// checkpoint are ignored.
+    ///
+    /// # Errors
+    /// [`crate::Error::Apply`] naming the position and type of the first
+    /// event that does not apply; nothing of the batch is then written.
+    fn apply(&mut self, batch: &[RecordedEvent]) -> Result<Position>;
+}
+
+/// The default number of events per transaction.
+pub const DEFAULT_BATCH_SIZE: usize = 4096;
+
+/// Feeds one projection from the store: [`ProjectionRunner::catch_up`] reads
+/// the log in batches from the checkpoint; [`ProjectionRunner::run`] catches
+/// up and then follows the store's subscription until shut down.
+///
+/// The projection's work is synchronous (SQLite): run the runner on a task
+/// of its own.
+pub struct ProjectionRunner<P> {
+    store: SharedStore,
+    projection: P,
+    batch_size: usize,
+    progress: watch::Sender<Position>,
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// A runner feeding `projection` from `store`.
+    pub fn new(store: SharedStore, projection: P) -> Self {
+        let (progress, _) = watch::channel(projection.checkpoint());
+        Self {
+            store,
+            projection,
+            batch_size: DEFAULT_BATCH_SIZE,
+            progress,
+        }
+    }
+
+    /// Sets the largest number of events applied per transaction (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Gives the projection back.
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
+
+    /// A receiver of the checkpoint after each committed batch; wait on it
+    /// for a position to be applied (e.g. `wait_for(|p| *p >= head)`).
+    pub fn checkpoints(&self) -> watch::Receiver<Position> {
+        self.progress.subscribe()
+    }
+
+    /// Applies every event from the checkpoint up to the store's current end,
+    /// in batches, and returns the new checkpoint.
+    ///
+    /// # Errors
+    /// Store errors, and [`crate::Error::Apply`] for an event that does not
+    /// apply (the projection stops before it).
+    pub async fn catch_up(&mut self) -> Result<Position> {
+        loop {
+            let from = self.projection.checkpoint();
+            let batch = self.store.read_all(from, self.batch_size).await?;
+            if batch.is_empty() {
+                return Ok(from);
+            }
+            let full = batch.len() == self.batch_size;
+            self.apply(&batch)?;
+            if !full && self.store.head().await? <= self.projection.checkpoint() {
+                return Ok(self.projection.checkpoint());
+            }
+        }
+    }
+
+    /// Catches up, then follows the log live until `shutdown` completes.
+    /// Events arriving together are applied together, up to the batch size.
+    ///
+    /// # Errors
+    /// Store errors, and [`crate::Error::Apply`] for an event that does not
+    /// apply: the runner stops there and never skips it.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(()),
+            caught_up = self.catch_up() => { caught_up?; }
+        }
+        let mut subscription = self
+            .store
+            .subscribe_all(self.projection.checkpoint())
+            .await?;
+        let mut head = self.store.head().await?;
+        let mut batch: Vec<RecordedEvent> = Vec::with_capacity(self.batch_size);
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(()),
+                event = subscription.next() => event?,
+            };
+            batch.clear();
+            let mut last = first.position;
+            batch.push(first);
+            // Take more without waiting only while the store says more are
+            // already there, so the subscription is never dropped mid-read.
+            while batch.len() < self.batch_size {
+                if last.next() >= head {
+                    head = self.store.head().await?;
+                    if last.next() >= head {
+                        break;
+                    }
+                }
+                let event = subscription.next().await?;
+                last = event.position;
+                batch.push(event);
+            }
+            self.apply(&batch)?;
+        }
+    }
+
+    fn apply(&mut self, batch: &[RecordedEvent]) -> Result<()> {
+        let checkpoint = self.projection.apply(batch)?;
+        self.progress.send_replace(checkpoint);
+        tracing::trace!(projection = self.projection.name(), %checkpoint, "applied batch");
+        Ok(())
+    }
+}
+
+impl<P> std::fmt::Debug for ProjectionRunner<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("batch_size", &self.batch_size)
+            .field("checkpoint", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
