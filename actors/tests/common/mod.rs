@@ -93,3 +93,40 @@ pub fn assert_contiguous(recorded: &[RecordedEvent]) {
         assert!(pair[0].position < pair[1].position);
     }
 }
+
+/// An agent that makes the connector call its input describes:
+/// `{"connector": .., "operation": .., "input": ..}`.
+pub struct Proxy;
+
+#[async_trait::async_trait]
+impl neonhub_actors::Agent for Proxy {
+    fn name(&self) -> &str {
+        "proxy"
+    }
+
+    async fn run(
+        &self,
+        input: serde_json::Value,
+        ctx: neonhub_actors::AgentContext,
+    ) -> Result<serde_json::Value, neonhub_actors::AgentError> {
+        let connector = input["connector"].as_str().unwrap_or_default();
+        let operation = input["operation"].as_str().unwrap_or_default();
+        Ok(ctx
+            .call(connector, operation, input["input"].clone())
+            .await?)
+    }
+}
+
+/// The one child run of `parent`: its id, found in the log.
+pub async fn child_runs(store: &SharedStore, parent: RunId) -> Vec<RunId> {
+    let codec = Codec::new();
+    let mut children = Vec::new();
+    for r in all(store).await {
+        if let Ok(RunEvent::Started(s)) = codec.decode(&r) {
+            if s.parent_run_id == Some(parent) && s.attempt == 1 {
+                children.push(s.run_id);
+            }
+        }
+    }
+    children
+}
