@@ -133,7 +133,7 @@ impl From<CallError> for AgentError {
     fn from(e: CallError) -> Self {
         Self {
             kind: e.kind(),
-            message: e.to_string(),
+            message: e.message().to_owned(),
             retryable: e.is_retryable(),
         }
     }

@@ -3,6 +3,8 @@
 //! (E.164, then the Lookup API); HTTP basic auth in live mode.
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::Client;
 use serde_json::{Value, json};
 
@@ -129,7 +131,8 @@ impl Connector for Twilio {
             Backend::Mock => return mock_call(operation, input),
             Backend::Live(live) => live,
         };
-        let secrets = [live.auth_token.expose()];
+        let basic = STANDARD.encode(format!("{}:{}", live.account_sid, live.auth_token.expose()));
+        let secrets = [live.auth_token.expose(), basic.as_str()];
         let what = format!("twilio {operation}");
         let account = format!("{}/Accounts/{}", live.base_url, live.account_sid);
         let request = match operation {

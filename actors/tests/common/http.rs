@@ -15,6 +15,7 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub body: String,
+    pub host: String,
 }
 
 type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
@@ -52,6 +53,7 @@ impl TestServer {
                         authorization: header("authorization"),
                         content_type: header("content-type"),
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        host: header("host").unwrap_or_default(),
                     };
                     let (status, answer) = responder(&request);
                     seen.lock().unwrap().push(request);

@@ -122,10 +122,11 @@ pub async fn child_runs(store: &SharedStore, parent: RunId) -> Vec<RunId> {
     let codec = Codec::new();
     let mut children = Vec::new();
     for r in all(store).await {
-        if let Ok(RunEvent::Started(s)) = codec.decode(&r) {
-            if s.parent_run_id == Some(parent) && s.attempt == 1 {
-                children.push(s.run_id);
-            }
+        if let Ok(RunEvent::Started(s)) = codec.decode(&r)
+            && s.parent_run_id == Some(parent)
+            && s.attempt == 1
+        {
+            children.push(s.run_id);
         }
     }
     children

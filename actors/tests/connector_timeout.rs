@@ -1,0 +1,70 @@
+//! Given a connector whose service never answers and a short request
+//! timeout with two attempts, when an agent calls it, then each attempt of
+//! the child run fails with `timeout`, the second terminally, and the agent
+//! run fails with `timeout`.
+
+mod common;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neonhub_actors::{
+    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, RetryPolicy,
+    SubmitRun,
+};
+use neonhub_events::ErrorKind;
+use serde_json::{Value, json};
+
+/// A service that never answers (the failure this test must force).
+struct Silent;
+
+#[async_trait]
+impl Connector for Silent {
+    fn name(&self) -> &str {
+        "silent"
+    }
+
+    async fn call(&self, _operation: &str, _input: &Value) -> Result<Value, ConnectorError> {
+        std::future::pending().await
+    }
+}
+
+#[actix::test]
+async fn a_request_past_its_timeout_fails_with_timeout_and_is_retried() {
+    let (_dir, store) = common::store();
+    let options = ConnectorOptions {
+        timeout: Duration::from_millis(30),
+        retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
+        ..ConnectorOptions::default()
+    };
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(|| common::Proxy, AgentOptions::default())
+        .connector(Silent, options)
+        .start()
+        .unwrap();
+
+    let outcome = orchestrator
+        .send(SubmitRun::agent(
+            "proxy",
+            json!({"connector": "silent", "operation": "ping", "input": {"n": 1}}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(outcome.result.clone().unwrap_err().kind, ErrorKind::Timeout);
+    let child = common::child_runs(&store, outcome.run_id).await[0];
+    assert_eq!(
+        common::shape(&common::events(&store, child).await),
+        [
+            "started#1",
+            "failed#1(timeout, will retry)",
+            "started#2",
+            "failed#2(timeout)"
+        ]
+    );
+    assert_eq!(
+        common::shape(&common::events(&store, outcome.run_id).await),
+        ["started#1", "failed#1(timeout)"]
+    );
+}
