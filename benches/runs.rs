@@ -1,0 +1,213 @@
+//! End-to-end agent runs per second through the orchestrator on the durable
+//! embedded log, with the `echo` agent, at 1, 64 and 1024 runs in flight,
+//! next to a raw actix request/response baseline (same actor hops, no log)
+//! and one `fdatasync`'s latency on the same disk, all in one run; then
+//! p50/p99 run latency for each level.
+//!
+//! Run: `cargo bench --bench runs -- --noplot`. Temp data lives under
+//! `target/neonhub-bench/` (the real disk, never committed) and is removed.
+
+// `criterion_group!` defines an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use neonhub_actors::{Orchestrator, OrchestratorBuilder, SubmitRun};
+use neonhub_events::{EmbeddedLog, LogOptions, SharedStore};
+use serde_json::json;
+use tempfile::TempDir;
+
+/// Runs kept in flight.
+const IN_FLIGHT: [usize; 3] = [1, 64, 1024];
+/// Runs timed one by one for the latency percentiles, per level (at least).
+const LATENCY_RUNS: usize = 2000;
+/// fdatasyncs timed for the reference latency.
+const SYNCS: usize = 200;
+
+fn bench_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
+    std::fs::create_dir_all(&root).expect("create target/neonhub-bench");
+    root
+}
+
+/// The raw baseline: one actor answering a message, forwarded through a
+/// second one, as a run goes caller -> orchestrator -> agent.
+struct Leaf;
+
+impl Actor for Leaf {
+    type Context = Context<Self>;
+}
+
+struct Ping(serde_json::Value);
+
+impl Message for Ping {
+    type Result = serde_json::Value;
+}
+
+impl Handler<Ping> for Leaf {
+    type Result = MessageResult<Ping>;
+
+    fn handle(&mut self, msg: Ping, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(msg.0)
+    }
+}
+
+struct Relay(Addr<Leaf>);
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<Ping> for Relay {
+    type Result = ResponseFuture<serde_json::Value>;
+
+    fn handle(&mut self, msg: Ping, _ctx: &mut Context<Self>) -> Self::Result {
+        let leaf = self.0.clone();
+        Box::pin(async move { leaf.send(msg).await.expect("leaf") })
+    }
+}
+
+#[derive(Clone)]
+enum Target {
+    Runs(Addr<Orchestrator>),
+    Baseline(Addr<Relay>),
+}
+
+impl Target {
+    async fn one(&self, n: u64) {
+        let input = json!({ "n": n });
+        match self {
+            Target::Runs(addr) => {
+                let outcome = addr
+                    .send(SubmitRun::intent("echo", input))
+                    .await
+                    .expect("orchestrator")
+                    .expect("run");
+                assert!(outcome.is_success());
+            }
+            Target::Baseline(addr) => {
+                addr.send(Ping(input)).await.expect("relay");
+            }
+        }
+    }
+}
+
+/// Runs `total` requests with `in_flight` workers; returns the elapsed time
+/// and, if asked, each request's latency.
+async fn drive(
+    target: &Target,
+    total: u64,
+    in_flight: usize,
+    latencies: bool,
+) -> (Duration, Vec<Duration>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let target = target.clone();
+            let next = Arc::clone(&next);
+            actix::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return seen;
+                    }
+                    let t = Instant::now();
+                    target.one(n).await;
+                    if latencies {
+                        seen.push(t.elapsed());
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("worker"));
+    }
+    (start.elapsed(), all)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn fdatasync_latency(dir: &Path) -> Duration {
+    let mut file = File::create(dir.join("sync-probe")).expect("probe file");
+    let mut times: Vec<Duration> = (0..SYNCS)
+        .map(|i| {
+            file.write_all(&[i as u8; 64]).expect("write");
+            let t = Instant::now();
+            file.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    percentile(&times, 0.5)
+}
+
+fn runs(c: &mut Criterion) {
+    let dir = TempDir::new_in(bench_root()).expect("temp dir");
+    let sync = fdatasync_latency(dir.path());
+    let store: SharedStore = Arc::new(
+        EmbeddedLog::open(dir.path().join("log"), LogOptions::default()).expect("open log"),
+    );
+    let system = System::new();
+    let (orchestrator, relay) = system.block_on(async {
+        let orchestrator = OrchestratorBuilder::new(store.clone())
+            .builtin_agents()
+            .start()
+            .expect("start");
+        let relay = Relay(Leaf.start()).start();
+        (orchestrator, relay)
+    });
+    let targets = [
+        ("echo_durable", Target::Runs(orchestrator)),
+        ("actix_baseline", Target::Baseline(relay)),
+    ];
+
+    let mut group = c.benchmark_group("runs");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(1));
+    for in_flight in IN_FLIGHT {
+        for (name, target) in &targets {
+            group.bench_with_input(BenchmarkId::new(*name, in_flight), &in_flight, |b, &n| {
+                b.iter_custom(|iters| system.block_on(drive(target, iters, n, false)).0);
+            });
+        }
+    }
+    group.finish();
+
+    println!(
+        "\nfdatasync p50 on this disk: {sync:?} (two: {:?})",
+        sync * 2
+    );
+    for in_flight in IN_FLIGHT {
+        for (name, target) in &targets {
+            let total = LATENCY_RUNS.max(in_flight * 20) as u64;
+            let (elapsed, mut latencies) = system.block_on(drive(target, total, in_flight, true));
+            latencies.sort();
+            println!(
+                "{name:>15} in flight {in_flight:>5}: {:>10.0} runs/s  p50 {:>10.3?}  p99 {:>10.3?}  ({total} runs)",
+                total as f64 / elapsed.as_secs_f64(),
+                percentile(&latencies, 0.50),
+                percentile(&latencies, 0.99),
+            );
+        }
+    }
+}
+
+criterion_group!(benches, runs);
+criterion_main!(benches);
