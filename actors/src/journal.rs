@@ -125,12 +125,22 @@ impl RunJournal {
         self.template.attempt
     }
 
+    /// The run's input, for an attempt that may be followed by another.
+    pub(crate) fn input(&self) -> &Value {
+        &self.template.input
+    }
+
+    /// The run's input, for the last attempt: no further `RunStarted` needs it.
+    pub(crate) fn take_input(&mut self) -> Value {
+        std::mem::take(&mut self.template.input)
+    }
+
     fn elapsed_micros(&self) -> u64 {
         self.attempt_began.elapsed().as_micros() as u64
     }
 
-    fn encode(&self, event: RunEvent) -> Result<EventData> {
-        Ok(self.codec.encode(&event, self.metadata)?)
+    fn encode(&self, event: &RunEvent) -> Result<EventData> {
+        Ok(self.codec.encode(event, self.metadata)?)
     }
 
     async fn append(&mut self, events: Vec<EventData>) -> Result<()> {
@@ -163,8 +173,8 @@ impl RunJournal {
         next.attempt += 1;
         next.started_at = Timestamp::now();
         let batch = vec![
-            self.encode(RunEvent::Failed(failed))?,
-            self.encode(RunEvent::Started(next.clone()))?,
+            self.encode(&RunEvent::Failed(failed))?,
+            self.encode(&RunEvent::Started(next.clone()))?,
         ];
         self.append(batch).await?;
         self.template = next;
@@ -174,15 +184,18 @@ impl RunJournal {
 
     /// Appends `RunSucceeded` and returns the outcome.
     pub(crate) async fn succeed(mut self, output: Value) -> Result<RunOutcome> {
-        let event = RunSucceeded {
+        let event = RunEvent::Succeeded(RunSucceeded {
             run_id: self.template.run_id,
             attempt: self.template.attempt,
-            output: output.clone(),
+            output,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
-        };
-        let data = self.encode(RunEvent::Succeeded(event))?;
+        });
+        let data = self.encode(&event)?;
         self.append(vec![data]).await?;
+        let RunEvent::Succeeded(RunSucceeded { output, .. }) = event else {
+            unreachable!("built as RunSucceeded above")
+        };
         Ok(self.outcome(Ok(output)))
     }
 
@@ -196,7 +209,7 @@ impl RunJournal {
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
         };
-        let data = self.encode(RunEvent::Failed(event))?;
+        let data = self.encode(&RunEvent::Failed(event))?;
         self.append(vec![data]).await?;
         Ok(self.outcome(Err(error)))
     }

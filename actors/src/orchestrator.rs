@@ -295,14 +295,14 @@ impl Handler<SubmitRun> for Orchestrator {
                 target: agent_name,
                 operation: "run".to_owned(),
                 intent,
-                input: msg.input.clone(),
+                input: msg.input,
                 attempt: 1,
                 parent_run_id: None,
                 correlation_id,
                 started_at: Timestamp::now(),
             };
             let outcome = match RunJournal::start(store.clone(), codec.clone(), started).await {
-                Ok(journal) => execute(journal, addr, options, msg.input, runtime).await,
+                Ok(journal) => execute(journal, addr, options, runtime).await,
                 Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                     existing_outcome(&store, &codec, run_id).await
                 }
@@ -321,20 +321,21 @@ async fn execute(
     mut journal: RunJournal,
     addr: Addr<AgentActor>,
     options: AgentOptions,
-    input: Value,
     runtime: Arc<Runtime>,
 ) -> Result<RunOutcome> {
     loop {
+        let input = if options.retry.allows_retry_after(journal.attempt()) {
+            journal.input().clone()
+        } else {
+            journal.take_input()
+        };
         let ctx = AgentContext::new(
             journal.run_id(),
             journal.correlation_id(),
             journal.attempt(),
             Arc::clone(&runtime),
         );
-        let request = Execute {
-            input: input.clone(),
-            ctx,
-        };
+        let request = Execute { input, ctx };
         let result = addr.send(request).await.unwrap_or_else(|_| {
             Err(panicked(
                 "the agent actor was restarted while this attempt ran (another run panicked)",
