@@ -219,15 +219,25 @@ impl AgentContext {
         operation: &str,
         input: Value,
     ) -> Result<Value, CallError> {
-        self.runtime
-            .call(
-                connector,
-                operation,
-                input,
-                self.run_id,
-                self.correlation_id,
-            )
-            .await
+        // The child run is recorded by its own task, so it reaches its
+        // terminal event even if this attempt is abandoned (timeout, panic of
+        // a sibling attempt): a started call is never left open.
+        let runtime = Arc::clone(&self.runtime);
+        let (connector, operation) = (connector.to_owned(), operation.to_owned());
+        let (parent, correlation_id) = (self.run_id, self.correlation_id);
+        let call = tokio::spawn(async move {
+            runtime
+                .call(&connector, &operation, input, parent, correlation_id)
+                .await
+        });
+        call.await.unwrap_or_else(|e| {
+            Err(CallError::new(
+                None,
+                ErrorKind::Connector,
+                format!("the connector call task failed: {e}"),
+                true,
+            ))
+        })
     }
 }
 

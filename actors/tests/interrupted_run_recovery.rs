@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, Connector, ConnectorError, ConnectorOptions,
-    OrchestratorBuilder, RetryPolicy, SubmitRun, recover_interrupted,
+    Error, OrchestratorBuilder, RetryPolicy, SubmitRun, recover_interrupted,
 };
 use neonhub_events::{
     Codec, EmbeddedLog, ErrorKind, LogOptions, RunEvent, RunId, RunKind, SharedStore,
@@ -159,6 +159,22 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
         let child_run = before[5].stream.run_id().unwrap();
         assert_ne!(child_run, caller);
 
+        // Before recovery, a resubmission of an open run is refused as in
+        // progress and records nothing.
+        let orchestrator = OrchestratorBuilder::new(store.clone())
+            .agent(|| Hang, AgentOptions::default())
+            .start()
+            .unwrap();
+        let early = orchestrator
+            .send(SubmitRun::agent("hang", json!({})).with_run_id(hung))
+            .await
+            .unwrap();
+        assert!(
+            matches!(early, Err(Error::RunInProgress(id)) if id == hung),
+            "{early:?}"
+        );
+        assert_eq!(common::all(&store).await.len(), 8);
+
         let report = recover_interrupted(&*store, &Codec::new()).await.unwrap();
         assert_eq!(report.interrupted, [hung, retrying, caller, child_run]);
         assert_eq!(report.events_scanned, 8);
@@ -218,10 +234,6 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
         assert_eq!(store.head().await.unwrap(), head);
 
         // A resubmission of an interrupted run answers with its outcome.
-        let orchestrator = OrchestratorBuilder::new(store.clone())
-            .agent(|| Hang, AgentOptions::default())
-            .start()
-            .unwrap();
         let outcome = orchestrator
             .send(SubmitRun::agent("hang", json!({})).with_run_id(hung))
             .await
