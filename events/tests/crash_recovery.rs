@@ -51,10 +51,9 @@ async fn crash_child() {
                     .unwrap()
                     .first()
                     .map_or(0, |e| e.revision.0 + 1);
-                let mut round = 0usize;
-                loop {
+                // Far more rounds than a cycle lasts: the parent kills first.
+                for round in 0..1_000_000usize {
                     let size = 1 + (round + t) % 4;
-                    round += 1;
                     let events = (0..size)
                         .map(|i| EventData {
                             id: EventId::new(),

@@ -140,17 +140,30 @@ impl SegmentHeader {
     }
 }
 
+/// Where a record goes: the fields the writer assigns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Placement {
+    pub(crate) position: Position,
+    pub(crate) revision: Revision,
+    pub(crate) recorded_at: Timestamp,
+    /// Whether the record ends its append batch.
+    pub(crate) batch_end: bool,
+}
+
 /// Appends the frame of one record to `buf` and returns its chain value.
 pub(crate) fn encode_record(
     buf: &mut Vec<u8>,
     event: &EventData,
     stream: &StreamId,
-    position: Position,
-    revision: Revision,
-    recorded_at: Timestamp,
-    batch_end: bool,
+    at: Placement,
     prev_chain: &Chain,
 ) -> Chain {
+    let Placement {
+        position,
+        revision,
+        recorded_at,
+        batch_end,
+    } = at;
     let Metadata {
         correlation_id,
         causation_id,
@@ -387,10 +400,12 @@ mod tests {
             &mut buf,
             &e,
             &stream,
-            Position(9),
-            Revision(2),
-            Timestamp(77),
-            true,
+            Placement {
+                position: Position(9),
+                revision: Revision(2),
+                recorded_at: Timestamp(77),
+                batch_end: true,
+            },
             &GENESIS_CHAIN,
         );
         assert_eq!(buf.len(), FRAME_LEN + encoded_body_len(&e, &stream));
@@ -418,10 +433,12 @@ mod tests {
             &mut buf,
             &event(b"payload"),
             &stream,
-            Position(0),
-            Revision(0),
-            Timestamp(1),
-            false,
+            Placement {
+                position: Position(0),
+                revision: Revision(0),
+                recorded_at: Timestamp(1),
+                batch_end: false,
+            },
             &GENESIS_CHAIN,
         );
         for cut in 0..buf.len() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::embedded::{Durability, Shared};
-use super::format::{self, Chain, HEADER_LEN, SegmentHeader};
+use super::format::{self, Chain, HEADER_LEN, Placement, SegmentHeader};
 use super::index::{SegmentIndex, StreamKey};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, StreamId, Timestamp};
@@ -169,10 +169,12 @@ impl Writer {
                         &mut self.buf,
                         event,
                         &req.stream,
-                        next,
-                        revision,
-                        now,
-                        i == last,
+                        Placement {
+                            position: next,
+                            revision,
+                            recorded_at: now,
+                            batch_end: i == last,
+                        },
                         &chain,
                     );
                     next = next.next();
