@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 use neonhub_events::{ErrorKind, RunError, RunId};
 use serde_json::Value;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::connector::{CallError, Runtime};
@@ -279,19 +280,32 @@ impl Supervised for AgentActor {
     }
 }
 
-/// Run one attempt (orchestrator -> agent actor).
+/// Run one attempt (orchestrator -> agent actor); the result comes back on
+/// `reply`.
 pub(crate) struct Execute {
     pub(crate) input: Value,
     pub(crate) ctx: AgentContext,
+    pub(crate) reply: oneshot::Sender<Result<Value, AgentError>>,
 }
 
 impl Message for Execute {
-    type Result = Result<Value, AgentError>;
+    type Result = ();
 }
 
-enum Attempt {
-    Done(Result<Value, AgentError>),
-    Panicked(String),
+/// Restart the actor with a fresh agent (sent by an attempt that panicked).
+struct Restart;
+
+impl Message for Restart {
+    type Result = ();
+}
+
+impl Handler<Restart> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restart, ctx: &mut Context<Self>) {
+        // Supervision restarts the actor; `restarting` builds a fresh agent.
+        ctx.stop();
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -305,35 +319,34 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 impl Handler<Execute> for AgentActor {
-    type Result = ResponseActFuture<Self, Result<Value, AgentError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
+    /// Runs the attempt as its own task on this arbiter, so that a restart
+    /// after another attempt's panic never cancels it; a panicking attempt
+    /// asks for the restart itself.
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) {
         let agent = Arc::clone(&self.agent);
         let timeout = self.timeout;
-        let attempt = async move {
+        let actor = ctx.address();
+        actix::spawn(async move {
             let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
-            match tokio::time::timeout(timeout, run).await {
-                Err(_) => Attempt::Done(Err(AgentError::with_kind(
+            let result = match tokio::time::timeout(timeout, run).await {
+                Err(_) => Err(AgentError::with_kind(
                     ErrorKind::Timeout,
                     format!("the attempt did not finish within {timeout:?}"),
                     true,
-                ))),
-                Ok(Err(payload)) => Attempt::Panicked(panic_message(payload.as_ref())),
-                Ok(Ok(result)) => Attempt::Done(result),
-            }
-        };
-        Box::pin(
-            attempt
-                .into_actor(self)
-                .map(|attempt, _act, ctx| match attempt {
-                    Attempt::Done(result) => result,
-                    Attempt::Panicked(message) => {
-                        // Supervision restarts the actor with a fresh agent.
-                        ctx.stop();
-                        Err(panicked(format!("the agent panicked: {message}")))
-                    }
-                }),
-        )
+                )),
+                Ok(Err(payload)) => {
+                    actor.do_send(Restart);
+                    Err(panicked(format!(
+                        "the agent panicked: {}",
+                        panic_message(payload.as_ref())
+                    )))
+                }
+                Ok(Ok(result)) => result,
+            };
+            let _ = msg.reply.send(result);
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use actix::prelude::*;
 use neonhub_events::{Codec, Position, RunId, RunKind, RunStarted, SharedStore, Timestamp};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::agent::{
@@ -335,12 +335,14 @@ async fn execute(
             journal.attempt(),
             Arc::clone(&runtime),
         );
-        let request = Execute { input, ctx };
-        let result = addr.send(request).await.unwrap_or_else(|_| {
-            Err(panicked(
-                "the agent actor was restarted while this attempt ran (another run panicked)",
-            ))
-        });
+        let (reply, answer) = oneshot::channel();
+        let request = Execute { input, ctx, reply };
+        let result = match addr.send(request).await {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer"))),
+            Err(_) => Err(panicked("the agent actor is not running")),
+        };
         match result {
             Ok(output) => return journal.succeed(output).await,
             Err(e) if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) => {

@@ -77,3 +77,65 @@ async fn a_panic_fails_the_run_and_restarts_the_agent_with_fresh_state() {
         .unwrap();
     assert_eq!(echoed.result, Ok(json!(7)));
 }
+
+/// Waits for a permit, or panics, as its input says.
+struct Moody {
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Agent for Moody {
+    fn name(&self) -> &str {
+        "moody"
+    }
+
+    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
+        if input["panic"] == json!(true) {
+            panic!("moody panicked");
+        }
+        self.gate.acquire().await.expect("gate").forget();
+        Ok(input)
+    }
+}
+
+#[actix::test]
+async fn a_panic_does_not_disturb_other_runs_of_the_same_agent() {
+    let (_dir, store) = common::store();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let shared = std::sync::Arc::clone(&gate);
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(
+            move || Moody {
+                gate: std::sync::Arc::clone(&shared),
+            },
+            AgentOptions::default(),
+        )
+        .start()
+        .unwrap();
+
+    let waiting = tokio::spawn(orchestrator.send(SubmitRun::agent("moody", json!({"n": 1}))));
+    common::wait_until(
+        "the first run to start",
+        std::time::Duration::from_secs(5),
+        || {
+            let store = store.clone();
+            async move { common::all(&store).await.len() == 1 }
+        },
+    )
+    .await;
+    let crashed = orchestrator
+        .send(SubmitRun::agent("moody", json!({"panic": true})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(crashed.result.unwrap_err().kind, ErrorKind::Panicked);
+    assert_eq!(orchestrator.send(ListAgents).await.unwrap()[0].restarts, 1);
+
+    gate.add_permits(1);
+    let survivor = waiting.await.unwrap().unwrap().unwrap();
+    assert_eq!(survivor.result, Ok(json!({"n": 1})));
+    assert_eq!(
+        common::shape(&common::events(&store, survivor.run_id).await),
+        ["started#1", "succeeded#1"]
+    );
+}
