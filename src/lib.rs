@@ -1,2 +1,57 @@
 //! neonhub: the service and command line that wire the event store, the
 //! actors and the projections together.
+//!
+//! [`Service`] opens the store, closes runs a dead process left unfinished,
+//! catches the AgentRun table up and starts the orchestrator; [`Server`]
+//! serves the HTTP API over it; [`run`] is the `neonhub` command line.
+//!
+//! ```no_run
+//! use neonhub::{DataDir, ServeConfig, Server, Service, ServiceOptions};
+//! # async fn serve() -> neonhub::Result<()> {
+//! let service = Service::start(ServiceOptions::new(DataDir::new("./data"))).await?;
+//! let server = Server::start(&service, &ServeConfig::new("127.0.0.1:4000".parse().unwrap()))?;
+//! println!("listening on {}", server.local_addr());
+//! server.stop().await?;
+//! service.shutdown(std::time::Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(unreachable_pub, missing_docs)]
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod server;
+mod service;
+mod view;
+
+pub use cli::{
+    AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, ReplayArgs, ReportArgs, RunArgs,
+    RunsCommand, ServeArgs, ShowArgs,
+};
+pub use commands::run;
+pub use config::{
+    DEFAULT_MAX_BODY_BYTES, DataDir, LOG_DIR, PROJECTION_FILE, ServeConfig, StoreKind, Token,
+    format_time, parse_time,
+};
+pub use error::{Error, Result};
+pub use server::Server;
+pub use service::{
+    Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport, open_embedded,
+};
+
+/// Sends diagnostics to stderr, filtered by `filter` (`warn`, `info`,
+/// `neonhub=debug`, ...).
+///
+/// # Errors
+/// [`Error::Usage`] for a filter that does not parse.
+pub fn init_logging(filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| Error::Usage(format!("--log-level {filter:?}: {e}")))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    Ok(())
+}

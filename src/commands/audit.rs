@@ -1,0 +1,105 @@
+//! `neonhub audit verify`: the hash chain of the whole log, every event
+//! decoding with this build's codec (upcasters included), and the AgentRun
+//! table matching the log.
+
+use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId};
+use neonhub_projections::{
+    AgentRunsProjection, Mismatch, Projection, ProjectionRunner, verify as verify_table,
+};
+
+use crate::config::{DataDir, StoreKind};
+use crate::error::{Error, Result};
+use crate::service::open_embedded;
+
+/// Events decoded per read.
+const PAGE: usize = 4096;
+
+async fn first_position(store: &dyn EventStore, run_id: RunId) -> Result<Position> {
+    let first = store
+        .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, 1)
+        .await?;
+    Ok(first.first().map_or(Position::START, |e| e.position))
+}
+
+pub(super) async fn verify(data: DataDir, store: StoreKind) -> Result<()> {
+    let log = match store {
+        StoreKind::Embedded => open_embedded(&data)?,
+    };
+    // 1. The hash chain and every record's checksum.
+    let chain = match log.verify() {
+        Ok(report) => report,
+        Err(neonhub_events::Error::ChainBroken {
+            position,
+            segment,
+            offset,
+        }) => {
+            return Err(Error::AuditFailed {
+                position,
+                reason: format!(
+                    "hash chain broken ({} at byte offset {offset})",
+                    segment.display()
+                ),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // 2. Every run event decodes with this build.
+    let codec = Codec::new();
+    let mut from = Position::START;
+    let mut run_events = 0u64;
+    loop {
+        let page = log.read_all(from, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        from = last.position.next();
+        for event in page.iter().filter(|e| e.stream.run_id().is_some()) {
+            codec.decode(event).map_err(|e| Error::AuditFailed {
+                position: event.position,
+                reason: format!("does not decode with this build: {e}"),
+            })?;
+            run_events += 1;
+        }
+    }
+    // 3. The table matches the log (caught up first: it is derived data).
+    let path = data.projection_path();
+    let projection = AgentRunsProjection::open(&path)?;
+    let before = projection.checkpoint();
+    let mut runner = ProjectionRunner::new(log.clone(), projection);
+    runner.catch_up().await.map_err(|e| match e {
+        neonhub_projections::Error::Apply {
+            position, reason, ..
+        } => Error::AuditFailed {
+            position,
+            reason: format!("the AgentRun table cannot apply this event: {reason}"),
+        },
+        other => other.into(),
+    })?;
+    let after = runner.projection().checkpoint();
+    drop(runner);
+    if after > before {
+        eprintln!(
+            "brought the AgentRun table from position {before} to {after} before comparing"
+        );
+    }
+    let table = verify_table(&*log, &path).await?;
+    if let Some(mismatch) = &table.first_mismatch {
+        let position = match mismatch {
+            Mismatch::MissingRow { first_position, .. } => *first_position,
+            Mismatch::UnexpectedRow { run_id }
+            | Mismatch::Status { run_id, .. }
+            | Mismatch::Attempts { run_id, .. } => first_position(&*log, *run_id).await?,
+            _ => Position::START,
+        };
+        return Err(Error::AuditFailed {
+            position,
+            reason: format!("the AgentRun table does not match the log: {mismatch}"),
+        });
+    }
+    println!(
+        "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
+        chain.events,
+        chain.head,
+        chain.head_hash_hex(),
+        table.rows
+    );
+    Ok(())
+}

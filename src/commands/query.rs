@@ -1,0 +1,156 @@
+//! `neonhub runs list|show` and `neonhub report`: read the AgentRun table
+//! (brought up to date with the log first when no server holds it).
+
+use neonhub_events::{Direction, EmbeddedLog, EventStore, ReadFrom, RecordedEvent, RunId};
+use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use super::{print_json, table};
+use crate::cli::{Format, ListArgs, ReportArgs, ShowArgs};
+use crate::config::{DataDir, StoreKind, format_time, parse_time};
+use crate::error::{Error, Result};
+use crate::service::open_embedded;
+use crate::view::{detail_json, event_json, report_json, run_json};
+
+/// Opens the log and catches the table up, unless a running `neonhub serve`
+/// holds the log (it keeps the table current itself): then `None`.
+pub(super) async fn refresh(data: &DataDir, store: StoreKind) -> Result<Option<Arc<EmbeddedLog>>> {
+    match store {
+        StoreKind::Embedded => {}
+    }
+    let log = match open_embedded(data) {
+        Ok(log) => log,
+        Err(Error::Store(neonhub_events::Error::Locked { .. })) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let projection = AgentRunsProjection::open(data.projection_path())?;
+    let mut runner = ProjectionRunner::new(log.clone(), projection);
+    runner.catch_up().await?;
+    Ok(Some(log))
+}
+
+fn queries(data: &DataDir) -> Result<RunQueries> {
+    let path = data.projection_path();
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "no AgentRun table at {}: run `neonhub demo` or `neonhub serve` first",
+            path.display()
+        )));
+    }
+    Ok(RunQueries::open(path)?)
+}
+
+pub(super) async fn list(data: DataDir, store: StoreKind, args: ListArgs) -> Result<()> {
+    let mut filter = RunFilter::new();
+    if let Some(agent) = args.agent {
+        filter = filter.target(agent);
+    }
+    if let Some(status) = &args.status {
+        let status: RunStatus = status.parse().map_err(|_| {
+            Error::Usage(format!(
+                "--status {status:?}: use running, succeeded or failed"
+            ))
+        })?;
+        filter = filter.status(status);
+    }
+    if let Some(since) = &args.since {
+        let since = parse_time(since).map_err(|e| Error::Usage(format!("--since: {e}")))?;
+        filter = filter.started_between(Some(since), None);
+    }
+    if args.limit == 0 || args.limit > neonhub_projections::MAX_PAGE_SIZE {
+        return Err(Error::Usage(format!(
+            "--limit must be 1 to {}",
+            neonhub_projections::MAX_PAGE_SIZE
+        )));
+    }
+    let _log = refresh(&data, store).await?;
+    let page = queries(&data)?.list(&filter, None, args.limit)?;
+    match args.format {
+        Format::Json => print_json(&json!({
+            "runs": page.runs.iter().map(run_json).collect::<Vec<_>>(),
+            "next_cursor": page.next.map(|c| c.to_string()),
+        })),
+        Format::Table => print!("{}", table::runs_table(&page.runs)),
+    }
+    Ok(())
+}
+
+pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Result<()> {
+    let run_id: RunId = args
+        .run_id
+        .parse()
+        .map_err(|_| Error::Usage(format!("{:?} is not a run id (a UUID)", args.run_id)))?;
+    let log = refresh(&data, store).await?;
+    let detail = queries(&data)?
+        .get(run_id)?
+        .ok_or_else(|| Error::Usage(format!("no run {run_id} in the AgentRun table")))?;
+    let events: Option<Vec<RecordedEvent>> = match &log {
+        Some(log) => Some(
+            log.read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, usize::MAX)
+                .await?,
+        ),
+        None => None,
+    };
+    let codec = neonhub_events::Codec::new();
+    match args.format {
+        Format::Json => {
+            let mut value = detail_json(&detail);
+            value["events"] = events.as_ref().map_or(Value::Null, |events| {
+                Value::Array(events.iter().map(|e| event_json(&codec, e)).collect())
+            });
+            print_json(&value);
+        }
+        Format::Table => {
+            print!("{}", table::runs_table(std::slice::from_ref(&detail.run)));
+            println!("\ninput:  {}", detail.run.input);
+            if let Some(output) = &detail.run.output {
+                println!("output: {output}");
+            }
+            if let Some(error) = &detail.run.error {
+                println!("error:  {error}");
+            }
+            if !detail.children.is_empty() {
+                println!("\nconnector calls:");
+                print!("{}", table::runs_table(&detail.children));
+            }
+            match events {
+                Some(events) => {
+                    let mut t = table::Table::new(&["POSITION", "REVISION", "TYPE", "RECORDED"]);
+                    for e in &events {
+                        t.row(vec![
+                            e.position.to_string(),
+                            e.revision.to_string(),
+                            e.event_type.clone(),
+                            format_time(e.recorded_at),
+                        ]);
+                    }
+                    println!("\nevents:");
+                    print!("{}", t.render());
+                }
+                None => println!(
+                    "\nevents: not shown, a running `neonhub serve` holds the log; \
+                     GET /v1/runs/{run_id}/events"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn report(data: DataDir, store: StoreKind, args: ReportArgs) -> Result<()> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_time(s).map_err(|e| Error::Usage(format!("--since: {e}"))))
+        .transpose()?;
+    let _log = refresh(&data, store).await?;
+    let reports = queries(&data)?.report(since, None)?;
+    match args.format {
+        Format::Json => print_json(&json!({
+            "agents": reports.iter().map(report_json).collect::<Vec<_>>()
+        })),
+        Format::Table => print!("{}", table::report_table(&reports)),
+    }
+    Ok(())
+}

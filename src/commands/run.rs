@@ -1,0 +1,72 @@
+//! `neonhub run AGENT --input JSON`: one run on the embedded service, then
+//! its outcome.
+
+use std::time::Duration;
+
+use neonhub_actors::SubmitRun;
+use neonhub_events::RunId;
+use serde_json::Value;
+
+use super::{print_json, table};
+use crate::cli::{Format, RunArgs};
+use crate::config::{DataDir, StoreKind};
+use crate::error::{Error, Result};
+use crate::service::{Service, ServiceOptions};
+use crate::view::detail_json;
+
+pub(super) async fn run(data: DataDir, store: StoreKind, args: RunArgs) -> Result<()> {
+    let input: Value = serde_json::from_str(&args.input)
+        .map_err(|e| Error::Usage(format!("--input is not valid JSON: {e}")))?;
+    let mut submit = if args.intent {
+        SubmitRun::intent(&args.agent, input)
+    } else {
+        SubmitRun::agent(&args.agent, input)
+    };
+    if let Some(id) = &args.run_id {
+        let run_id: RunId = id
+            .parse()
+            .map_err(|_| Error::Usage(format!("--run-id {id:?} is not a UUID")))?;
+        submit = submit.with_run_id(run_id);
+    }
+    let service = Service::start(ServiceOptions {
+        store,
+        ..ServiceOptions::new(data)
+    })
+    .await?;
+    let outcome = service.submit(submit).await;
+    let detail = match &outcome {
+        Ok(outcome) => {
+            service.caught_up().await?;
+            let path = service.data().projection_path();
+            neonhub_projections::RunQueries::open(path)?.get(outcome.run_id)?
+        }
+        Err(_) => None,
+    };
+    service.shutdown(Duration::from_secs(30)).await?;
+    let outcome = outcome?;
+    match (args.format, detail) {
+        (Format::Json, Some(detail)) => print_json(&detail_json(&detail)),
+        (Format::Table, Some(detail)) => {
+            print!("{}", table::runs_table(std::slice::from_ref(&detail.run)));
+            if !detail.children.is_empty() {
+                println!("\nconnector calls:");
+                print!("{}", table::runs_table(&detail.children));
+            }
+        }
+        (_, None) => {
+            return Err(Error::Service(format!(
+                "run {} finished but is not in the AgentRun table",
+                outcome.run_id
+            )));
+        }
+    }
+    match &outcome.result {
+        Ok(output) => {
+            if args.format == Format::Table {
+                println!("\nsucceeded after {} attempt(s): {output}", outcome.attempts);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::Service(format!("run {} failed: {e}", outcome.run_id))),
+    }
+}

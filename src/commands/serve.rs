@@ -1,0 +1,77 @@
+//! `neonhub serve`: the service and its HTTP API until SIGINT or SIGTERM.
+
+use std::time::Duration;
+
+use neonhub_actors::ConnectorsConfig;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::cli::ServeArgs;
+use crate::config::{DataDir, ServeConfig, StoreKind, Token};
+use crate::error::{Error, Result};
+use crate::server::Server;
+use crate::service::{Service, ServiceOptions};
+
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::io(format!("install the {name} handler"), e))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+pub(super) async fn serve(data: DataDir, store: StoreKind, args: ServeArgs) -> Result<()> {
+    let mut config = ServeConfig::new(args.listen);
+    if let Some(token) = args.token.as_deref() {
+        config = config.with_token(Token::new(token).map_err(Error::Usage)?);
+    }
+    config.max_body_bytes = args.max_body_bytes;
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    let options = ServiceOptions {
+        store,
+        connectors: ConnectorsConfig::from_env()?,
+        max_in_flight: args.max_in_flight,
+        ..ServiceOptions::new(data)
+    };
+    // The signal handlers go in before anything is opened, so a signal
+    // during start-up is not lost.
+    let mut signals = StopSignals::install()?;
+    let service = Service::start(options).await?;
+    let recovered = service.recovery().interrupted.len();
+    let server = Server::start(&service, &config)?;
+    println!(
+        "neonhub listening on http://{} (store {store}, data in {}, auth {}, {recovered} interrupted runs recovered)",
+        server.local_addr(),
+        service.data().display_path().display(),
+        if config.token.is_some() { "on" } else { "off" },
+    );
+    let name = signals.wait().await;
+    println!("{name}: shutting down (new work gets 503, in-flight runs finish)");
+    server.stop().await?;
+    let report = service.shutdown(config.shutdown_timeout).await?;
+    println!(
+        "stopped: the AgentRun table is at position {}, {} runs still going were closed as interrupted",
+        report.checkpoint,
+        report.interrupted.len()
+    );
+    Ok(())
+}

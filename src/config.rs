@@ -1,0 +1,243 @@
+//! Configuration shared by the commands: where the data lives, which store
+//! backs it, the service's limits, the bearer token, and time arguments.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use neonhub_events::Timestamp;
+use subtle::ConstantTimeEq;
+
+/// The name of the AgentRun projection's SQLite file inside the data directory.
+pub const PROJECTION_FILE: &str = "agent_runs.sqlite";
+
+/// The name of the event log's directory inside the data directory.
+pub const LOG_DIR: &str = "log";
+
+/// The default limit on a request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Which event store backs the service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// The embedded log in `<data-dir>/log/` (no server needed).
+    #[default]
+    Embedded,
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreKind::Embedded => f.write_str("embedded"),
+        }
+    }
+}
+
+/// Where one neonhub's data lives: the log in `<dir>/log/`, the AgentRun
+/// table in `<dir>/agent_runs.sqlite`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    dir: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory `dir` (created when the store is opened).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The data directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The embedded log's directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join(LOG_DIR)
+    }
+
+    /// The AgentRun projection's SQLite file.
+    pub fn projection_path(&self) -> PathBuf {
+        self.dir.join(PROJECTION_FILE)
+    }
+
+    /// The directory as an absolute path, for messages (the path as given if
+    /// it cannot be resolved).
+    pub fn display_path(&self) -> PathBuf {
+        std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone())
+    }
+}
+
+/// A bearer token. Its `Debug` never shows the value, and comparing a
+/// presented token takes the same time whatever the presented bytes are.
+#[derive(Clone)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl Token {
+    /// A token with this value.
+    ///
+    /// # Errors
+    /// An empty (or all-blank) token is refused: it would let anyone in.
+    pub fn new(value: &str) -> Result<Self, String> {
+        if value.trim().is_empty() {
+            return Err("the bearer token must not be empty".to_owned());
+        }
+        Ok(Self {
+            digest: *blake3::hash(value.as_bytes()).as_bytes(),
+        })
+    }
+
+    /// Whether `presented` is this token. Both sides are hashed first, so the
+    /// comparison is over equal-length digests and constant-time.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let presented = blake3::hash(presented);
+        bool::from(self.digest.ct_eq(presented.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// How `neonhub serve` runs the HTTP API.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The bearer token every route but `/healthz` requires; none: open.
+    pub token: Option<Token>,
+    /// The largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// How long shutdown waits for in-flight requests and runs before it
+    /// fails the runs still going as `interrupted`.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults on `listen`: no token, 1 MiB bodies, one worker per core,
+    /// 30 s to drain.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Requires `token` on every route but `/healthz`.
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+}
+
+/// Parses a time argument: RFC 3339 (`2026-11-24T10:00:00Z`), a date
+/// (`2026-11-24`, midnight UTC), a duration back from now (`90s`, `15m`,
+/// `2h`, `7d`) or microseconds since the Unix epoch.
+///
+/// # Errors
+/// A message saying which forms are accepted.
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
+    parse_time_at(text, Timestamp::now())
+}
+
+fn parse_time_at(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not a time: use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24), \
+             a duration back from now (90s, 15m, 2h, 7d) or microseconds since the epoch"
+        )
+    };
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map(Timestamp).map_err(|_| bad());
+    }
+    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
+        let number = &t[..t.len() - 1];
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            let seconds = match unit {
+                's' => n,
+                'm' => n.saturating_mul(60),
+                'h' => n.saturating_mul(3600),
+                _ => n.saturating_mul(86_400),
+            };
+            return Ok(Timestamp(
+                now.0.saturating_sub(seconds.saturating_mul(1_000_000)),
+            ));
+        }
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return micros(at.timestamp_micros()).ok_or_else(bad);
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let at = date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
+        return micros(at.timestamp_micros()).ok_or_else(bad);
+    }
+    Err(bad())
+}
+
+fn micros(value: i64) -> Option<Timestamp> {
+    u64::try_from(value).ok().map(Timestamp)
+}
+
+/// A timestamp in RFC 3339 with microseconds, UTC (`2026-11-24T10:00:00.123456Z`).
+pub fn format_time(at: Timestamp) -> String {
+    i64::try_from(at.0)
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .map_or_else(
+            || at.0.to_string(),
+            |t| t.to_rfc3339_opts(SecondsFormat::Micros, true),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_arguments_in_every_accepted_form() {
+        let now = Timestamp(1_800_000_000_000_000);
+        assert_eq!(parse_time_at("15m", now), Ok(Timestamp(now.0 - 900_000_000)));
+        assert_eq!(parse_time_at("2d", now), Ok(Timestamp(now.0 - 172_800_000_000)));
+        assert_eq!(parse_time_at("12345", now), Ok(Timestamp(12345)));
+        assert_eq!(
+            parse_time_at("1970-01-01T00:00:01Z", now),
+            Ok(Timestamp(1_000_000))
+        );
+        assert_eq!(parse_time_at("1970-01-02", now), Ok(Timestamp(86_400_000_000)));
+        let err = parse_time_at("yesterday", now).unwrap_err();
+        assert!(err.contains("RFC 3339"), "{err}");
+        assert!(parse_time_at("m", now).is_err());
+    }
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        assert_eq!(format_time(Timestamp(1_500_000)), "1970-01-01T00:00:01.500000Z");
+    }
+
+    #[test]
+    fn tokens_compare_by_value_and_never_print() {
+        let token = Token::new("s3cret-value").unwrap();
+        assert!(token.matches(b"s3cret-value"));
+        assert!(!token.matches(b"s3cret-valuf"));
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!(Token::new("  ").is_err());
+    }
+}

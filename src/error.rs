@@ -1,0 +1,57 @@
+//! The one error type of the `neonhub` library, with what a caller should do
+//! about each variant.
+
+use neonhub_events::Position;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a command or the service failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The event store failed; [`neonhub_events::Error::Locked`] means another
+    /// process (usually `neonhub serve`) holds the data directory.
+    #[error(transparent)]
+    Store(#[from] neonhub_events::Error),
+    /// The actor runtime refused a run or could not be set up.
+    #[error(transparent)]
+    Actors(#[from] neonhub_actors::Error),
+    /// A projection failed (SQLite, an event that does not apply).
+    #[error(transparent)]
+    Projection(#[from] neonhub_projections::Error),
+    /// A bad argument: the message says which and how to fix it.
+    #[error("{0}")]
+    Usage(String),
+    /// `audit verify` found the log or the table unsound; the message names
+    /// the first bad position. Restore from a backup; never edit the log.
+    #[error("audit failed at position {position}: {reason}")]
+    AuditFailed {
+        /// The first position that is not sound.
+        position: Position,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// An operating-system I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background part of the service (the projection runner, the HTTP
+    /// server) stopped unexpectedly; the message says which and why.
+    #[error("{0}")]
+    Service(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The HTTP API (actix-web): the `/v1` routes, `/metrics`, `/healthz`,
+//! `/readyz`, the optional bearer token, the HTTP metrics, and a graceful
+//! stop that refuses new work with 503 while in-flight requests finish.
+
+mod auth;
+mod errors;
+mod query;
+mod routes;
+mod sse;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use neonhub_actors::Orchestrator;
+use neonhub_events::{Codec, Position, SharedStore};
+use neonhub_projections::RunMetrics;
+use tokio::sync::watch;
+
+use crate::config::{ServeConfig, Token};
+use crate::error::{Error, Result};
+use crate::service::{Catalog, Service};
+
+/// What every handler sees.
+pub(crate) struct AppState {
+    store: SharedStore,
+    codec: Codec,
+    orchestrator: Addr<Orchestrator>,
+    catalog: Arc<Catalog>,
+    projection_path: PathBuf,
+    run_metrics: RunMetrics,
+    checkpoints: watch::Receiver<Position>,
+    token: Option<Token>,
+    max_body_bytes: usize,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> std::result::Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let began = Instant::now();
+    let method = req.method().clone();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    telemetry::record_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        began.elapsed(),
+    );
+    Ok(response)
+}
+
+/// The running HTTP API. Stop it with [`Server::stop`] (the `serve`
+/// command does on SIGINT or SIGTERM).
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts serving `service` on
+    /// `config.workers` threads.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the address cannot be bound.
+    ///
+    /// # Panics
+    /// Outside a running actix system.
+    pub fn start(service: &Service, config: &ServeConfig) -> Result<Server> {
+        telemetry::install();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = web::Data::new(AppState {
+            store: Arc::clone(service.store()),
+            codec: service.codec().clone(),
+            orchestrator: service.orchestrator().clone(),
+            catalog: Arc::clone(service.catalog()),
+            projection_path: service.data().projection_path(),
+            run_metrics: service.metrics().clone(),
+            checkpoints: service.checkpoints(),
+            token: config.token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            shutdown: shutdown_rx,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(auth::require_token))
+                .wrap(from_fn(count_request))
+                .route("/v1/runs", web::post().to(routes::submit_run))
+                .route("/v1/runs", web::get().to(routes::list_runs))
+                .route("/v1/runs/{run_id}", web::get().to(routes::get_run))
+                .route("/v1/runs/{run_id}/events", web::get().to(routes::run_events))
+                .route("/v1/reports/agents", web::get().to(routes::report))
+                .route("/v1/events", web::get().to(sse::feed))
+                .route("/v1/agents", web::get().to(routes::agents))
+                .route("/metrics", web::get().to(routes::metrics))
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(config.workers.max(1))
+        .backlog(4096)
+        .max_connection_rate(1024)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        .bind(config.listen)
+        .map_err(|e| Error::io(format!("bind {}", config.listen), e))?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Service(format!("nothing bound on {}", config.listen)))?;
+        let server = server.run();
+        let handle = server.handle();
+        let task = actix_web::rt::spawn(server);
+        tracing::info!(%addr, auth = config.token.is_some(), "serving the HTTP API");
+        Ok(Server {
+            addr,
+            handle,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops gracefully: new runs and new event feeds get 503, the listener
+    /// closes, and in-flight requests finish (up to the shutdown timeout).
+    ///
+    /// # Errors
+    /// [`Error::Service`] if the server had failed.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.send_replace(true);
+        self.handle.stop(true).await;
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::io("the HTTP server", e)),
+            Err(e) => Err(Error::Service(format!("the HTTP server task failed: {e}"))),
+        }
+    }
+}

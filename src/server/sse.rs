@@ -1,0 +1,88 @@
+//! `GET /v1/events?from=POSITION`: every recorded event from a position on,
+//! then each new one as it is appended, as server-sent events (`id:` is the
+//! position, so a client resumes with `Last-Event-ID`).
+
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::stream;
+use neonhub_events::{Codec, Position, RecordedEvent};
+use tokio::sync::{mpsc, watch};
+
+use super::AppState;
+use super::errors::ApiError;
+use super::query::Params;
+use crate::view::event_json;
+
+/// Events buffered between the store's subscription and a slow client.
+const BUFFER: usize = 256;
+/// A comment line this often keeps idle connections (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+fn frame(codec: &Codec, event: &RecordedEvent) -> Bytes {
+    let data = event_json(codec, event);
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.position, event.event_type, data
+    ))
+}
+
+pub(crate) async fn feed(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut params = Params::parse(req.query_string(), &["from"])?;
+    let from = match params.u64("from")? {
+        Some(p) => Position(p),
+        None => match req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(id) => Position(
+                id.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::invalid("Last-Event-ID", "not a position"))?
+                    + 1,
+            ),
+            None => state.store.head().await?,
+        },
+    };
+    if *state.shutdown.borrow() {
+        return Err(ApiError::shutting_down());
+    }
+    let mut subscription = state.store.subscribe_all(from).await?;
+    let (tx, rx) = mpsc::channel::<RecordedEvent>(BUFFER);
+    actix_web::rt::spawn(async move {
+        while let Ok(event) = subscription.next().await {
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    let codec = state.codec.clone();
+    let shutdown = state.shutdown.clone();
+    let body = stream::unfold(
+        (rx, shutdown, codec),
+        |(mut rx, mut shutdown, codec): (mpsc::Receiver<RecordedEvent>, watch::Receiver<bool>, Codec)| async move {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let item = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => frame(&codec, &event),
+                    None => return None,
+                },
+                _ = shutdown.wait_for(|s| *s) => return None,
+                () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            Some((Ok::<_, actix_web::Error>(item), (rx, shutdown, codec)))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}

@@ -1,0 +1,127 @@
+//! Operational metrics: the HTTP request counter and latency histogram, and
+//! whatever the actors record live (circuit breakers, rate-limit hits),
+//! through one process-wide Prometheus recorder.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+/// `neonhub_http_requests_total{method,route,status}`.
+pub(crate) const HTTP_REQUESTS_TOTAL: &str = "neonhub_http_requests_total";
+/// `neonhub_http_request_duration_seconds{route}`.
+pub(crate) const HTTP_REQUEST_DURATION_SECONDS: &str = "neonhub_http_request_duration_seconds";
+/// The family the projection owns (its value derived from the log); the
+/// actors' live copy is left out so the name appears once.
+const RUNS_IN_FLIGHT: &str = neonhub_projections::RUNS_IN_FLIGHT;
+
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static RECORDER: OnceLock<PrometheusRecorder> = OnceLock::new();
+
+/// Forwards the `metrics` macros of the actors to the shared recorder.
+struct Forward(&'static PrometheusRecorder);
+
+impl Recorder for Forward {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.0.register_histogram(key, metadata)
+    }
+}
+
+fn recorder() -> &'static PrometheusRecorder {
+    RECORDER.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()),
+                &BUCKETS,
+            )
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        recorder.describe_counter(
+            KeyName::from(HTTP_REQUESTS_TOTAL),
+            None,
+            SharedString::const_str("HTTP requests answered, by method, route and status."),
+        );
+        recorder.describe_histogram(
+            KeyName::from(HTTP_REQUEST_DURATION_SECONDS),
+            Some(Unit::Seconds),
+            SharedString::const_str("HTTP request latency by route, in seconds."),
+        );
+        recorder
+    })
+}
+
+/// Installs the shared recorder as the process's `metrics` recorder (once;
+/// if another one is installed already, only the HTTP metrics are kept).
+pub(crate) fn install() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if metrics::set_global_recorder(Forward(recorder())).is_err() {
+            tracing::debug!("a metrics recorder was installed already; actor metrics go there");
+        }
+    });
+}
+
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Counts one answered request and its latency.
+pub(crate) fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let recorder = recorder();
+    let counter_key = Key::from_parts(
+        HTTP_REQUESTS_TOTAL,
+        vec![
+            Label::new("method", method.to_owned()),
+            Label::new("route", route.to_owned()),
+            Label::new("status", status.to_string()),
+        ],
+    );
+    recorder.register_counter(&counter_key, &METADATA).increment(1);
+    let histogram_key = Key::from_parts(
+        HTTP_REQUEST_DURATION_SECONDS,
+        vec![Label::new("route", route.to_owned())],
+    );
+    recorder
+        .register_histogram(&histogram_key, &METADATA)
+        .record(elapsed.as_secs_f64());
+}
+
+/// The operational metrics as Prometheus text, without the families the
+/// projection renders.
+pub(crate) fn render() -> String {
+    let text = recorder().handle().render();
+    let mut out = String::with_capacity(text.len());
+    for block in text.split("\n\n") {
+        let owned_by_projection = block.lines().any(|line| {
+            let name = line
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ");
+            name.split([' ', '{']).next() == Some(RUNS_IN_FLIGHT)
+        });
+        if !owned_by_projection && !block.trim().is_empty() {
+            out.push_str(block.trim_end());
+            out.push_str("\n\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,426 @@
+//! The service's life: start-up (open the store, close interrupted runs,
+//! catch the projection up, start its runner and the actors) and shutdown
+//! (drain in-flight runs, fail the stragglers, let the projection reach the
+//! head, close the store).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use neonhub_actors::{
+    AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents,
+    Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats, SubmitRun,
+    recover_interrupted,
+};
+use neonhub_events::{Codec, EmbeddedLog, LogOptions, Position, RunId, SharedStore};
+use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
+use tokio::sync::{oneshot, watch};
+
+use crate::config::{DataDir, StoreKind};
+use crate::error::{Error, Result};
+
+/// What the service is started with.
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// Where the data lives.
+    pub data: DataDir,
+    /// Which store backs it.
+    pub store: StoreKind,
+    /// Mock or live connectors, with their credentials.
+    pub connectors: ConnectorsConfig,
+    /// The bound on runs in flight (503 above it).
+    pub max_in_flight: usize,
+}
+
+impl ServiceOptions {
+    /// The embedded store in `data`, mock connectors, the default bound.
+    pub fn new(data: DataDir) -> Self {
+        Self {
+            data,
+            store: StoreKind::Embedded,
+            connectors: ConnectorsConfig::mock(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// One connector, as `GET /v1/agents` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    /// Its name (`gmail`).
+    pub name: &'static str,
+    /// `mock` or `live`.
+    pub mode: &'static str,
+}
+
+/// The registered agents (with their intents) and connectors (with their
+/// modes); fixed once the service has started.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// The agents, sorted by name.
+    pub agents: Vec<AgentInfo>,
+    /// The connectors.
+    pub connectors: Vec<ConnectorInfo>,
+    intents: HashMap<String, String>,
+}
+
+impl Catalog {
+    /// The agent an intent is routed to.
+    pub fn agent_for_intent(&self, intent: &str) -> Option<&str> {
+        self.intents.get(intent).map(String::as_str)
+    }
+
+    /// Whether an agent of this name is registered.
+    pub fn has_agent(&self, name: &str) -> bool {
+        self.agents.iter().any(|a| a.name == name)
+    }
+}
+
+fn mode_name(mode: ConnectorMode) -> &'static str {
+    match mode {
+        ConnectorMode::Mock => "mock",
+        ConnectorMode::Live => "live",
+    }
+}
+
+fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
+    let t = &config.twilio;
+    let twilio_creds = t.account_sid.is_some() && t.auth_token.is_some() && t.from.is_some();
+    vec![
+        ConnectorInfo {
+            name: "gmail",
+            mode: mode_name(config.mode_for(config.gmail.token.is_some())),
+        },
+        ConnectorInfo {
+            name: "slack",
+            mode: mode_name(config.mode_for(config.slack.token.is_some())),
+        },
+        ConnectorInfo {
+            name: "twilio",
+            mode: mode_name(config.mode_for(twilio_creds)),
+        },
+    ]
+}
+
+/// The opened backend, kept typed so shutdown can close it.
+enum OpenStore {
+    Embedded(Arc<EmbeddedLog>),
+}
+
+impl OpenStore {
+    fn open(kind: StoreKind, data: &DataDir) -> Result<Self> {
+        match kind {
+            StoreKind::Embedded => Ok(OpenStore::Embedded(Arc::new(EmbeddedLog::open(
+                data.log_dir(),
+                LogOptions::default(),
+            )?))),
+        }
+    }
+
+    fn shared(&self) -> SharedStore {
+        match self {
+            OpenStore::Embedded(log) => Arc::clone(log) as SharedStore,
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            OpenStore::Embedded(log) => log.close(),
+        }
+    }
+}
+
+/// Opens the store alone (for the commands that only read or verify it).
+///
+/// # Errors
+/// The store's: [`neonhub_events::Error::Locked`] while `neonhub serve` runs
+/// on the same data directory.
+pub fn open_embedded(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
+    Ok(Arc::new(EmbeddedLog::open(
+        data.log_dir(),
+        LogOptions::default(),
+    )?))
+}
+
+struct Runner {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<neonhub_projections::Result<()>>>,
+}
+
+impl Runner {
+    fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Err(_)) => Err(Error::Service(
+                "the projection runner panicked".to_owned(),
+            )),
+        }
+    }
+}
+
+/// What shutdown did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Runs still going at the deadline, closed as `interrupted`.
+    pub interrupted: Vec<RunId>,
+    /// The projection's checkpoint when it stopped (the log's head).
+    pub checkpoint: Position,
+}
+
+/// The running service: the store, the orchestrator with the built-in
+/// agents and connectors, and the AgentRun projection following the log.
+///
+/// Start it inside an actix system (the actors run on its arbiter).
+pub struct Service {
+    data: DataDir,
+    store: OpenStore,
+    shared: SharedStore,
+    codec: Codec,
+    orchestrator: Addr<Orchestrator>,
+    metrics: RunMetrics,
+    checkpoints: watch::Receiver<Position>,
+    runner: Runner,
+    catalog: Arc<Catalog>,
+    recovery: RecoveryReport,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("data", &self.data)
+            .field("checkpoint", &*self.checkpoints.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Opens the store, closes runs a dead process left unfinished
+    /// (`RunFailed{interrupted}`), catches the AgentRun table up with the log,
+    /// starts its runner on a thread of its own, and starts the actors.
+    ///
+    /// # Errors
+    /// The store's ([`neonhub_events::Error::Locked`]: another process has the
+    /// data directory), the projection's, or a bad connector configuration.
+    ///
+    /// # Panics
+    /// Outside a running actix system.
+    pub async fn start(options: ServiceOptions) -> Result<Service> {
+        let store = OpenStore::open(options.store, &options.data)?;
+        let shared = store.shared();
+        let codec = Codec::new();
+        let recovery = recover_interrupted(&*shared, &codec).await?;
+        if !recovery.interrupted.is_empty() {
+            tracing::warn!(
+                runs = recovery.interrupted.len(),
+                "closed runs a stopped process left unfinished as interrupted"
+            );
+        }
+        let projection =
+            AgentRunsProjection::open(options.data.projection_path())?.with_codec(codec.clone());
+        let mut runner = ProjectionRunner::new(Arc::clone(&shared), projection);
+        let checkpoint = runner.catch_up().await?;
+        tracing::info!(%checkpoint, "the AgentRun table has caught up with the log");
+        let metrics = runner.projection().metrics();
+        let checkpoints = runner.checkpoints();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("neonhub-projection".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| neonhub_projections::Error::Io {
+                        context: "start the projection runner's runtime".to_owned(),
+                        source: e,
+                    })?;
+                let result = rt.block_on(runner.run(async {
+                    let _ = stopped.await;
+                }));
+                if let Err(e) = &result {
+                    tracing::error!("the projection runner stopped: {e}");
+                }
+                result
+            })
+            .map_err(|e| Error::io("start the projection runner thread", e))?;
+        let orchestrator = OrchestratorBuilder::new(Arc::clone(&shared))
+            .codec(codec.clone())
+            .builtin_agents()
+            .builtin_connectors(&options.connectors)?
+            .max_in_flight(options.max_in_flight)
+            .start()?;
+        let agents = orchestrator.send(ListAgents).await.map_err(|_| {
+            Error::Service("the orchestrator stopped while starting".to_owned())
+        })?;
+        let intents = agents
+            .iter()
+            .flat_map(|a| a.intents.iter().map(|i| (i.clone(), a.name.clone())))
+            .collect();
+        let catalog = Arc::new(Catalog {
+            agents,
+            connectors: connector_catalog(&options.connectors),
+            intents,
+        });
+        Ok(Service {
+            data: options.data,
+            store,
+            shared,
+            codec,
+            orchestrator,
+            metrics,
+            checkpoints,
+            runner: Runner {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            catalog,
+            recovery,
+        })
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &SharedStore {
+        &self.shared
+    }
+
+    /// The codec events are written and read with.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The orchestrator's address (send it `SubmitRun`, `SubscribeRuns`, ...).
+    pub fn orchestrator(&self) -> &Addr<Orchestrator> {
+        &self.orchestrator
+    }
+
+    /// Where the data lives.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The run metrics the projection keeps.
+    pub fn metrics(&self) -> &RunMetrics {
+        &self.metrics
+    }
+
+    /// The projection's checkpoint after each committed batch.
+    pub fn checkpoints(&self) -> watch::Receiver<Position> {
+        self.checkpoints.clone()
+    }
+
+    /// The agents and connectors.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// What start-up recovery did.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Whether the projection runner is still following the log.
+    pub fn projection_alive(&self) -> bool {
+        self.runner.is_alive()
+    }
+
+    /// Submits a run and waits for its outcome.
+    ///
+    /// # Errors
+    /// The orchestrator's refusal (unknown agent, overload, ...);
+    /// [`neonhub_actors::Error::Stopped`] once it has stopped.
+    pub async fn submit(&self, run: SubmitRun) -> Result<RunOutcome> {
+        Ok(self
+            .orchestrator
+            .send(run)
+            .await
+            .map_err(|_| neonhub_actors::Error::Stopped)??)
+    }
+
+    /// Runs in flight and the bound.
+    ///
+    /// # Errors
+    /// [`neonhub_actors::Error::Stopped`] once the orchestrator has stopped.
+    pub async fn stats(&self) -> Result<RuntimeStats> {
+        Ok(self
+            .orchestrator
+            .send(GetStats)
+            .await
+            .map_err(|_| neonhub_actors::Error::Stopped)?)
+    }
+
+    /// Waits until the AgentRun table has applied every event the log held
+    /// when called, and returns its checkpoint.
+    ///
+    /// # Errors
+    /// The store's, or [`Error::Service`] if the runner has stopped.
+    pub async fn caught_up(&self) -> Result<Position> {
+        let head = self.shared.head().await?;
+        let mut rx = self.checkpoints.clone();
+        let reached = rx
+            .wait_for(|p| *p >= head)
+            .await
+            .map_err(|_| Error::Service("the projection runner has stopped".to_owned()))?;
+        Ok(*reached)
+    }
+
+    /// Shuts down: waits up to `drain` for the runs in flight to finish,
+    /// closes the ones still going as `interrupted`, lets the projection
+    /// apply the whole log, stops it and closes the store.
+    ///
+    /// Stop accepting new runs first (the HTTP server does, on a signal).
+    ///
+    /// # Errors
+    /// The store's or the projection's.
+    pub async fn shutdown(mut self, drain: Duration) -> Result<ShutdownReport> {
+        let deadline = Instant::now() + drain;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let in_flight = match self.stats().await {
+                Ok(stats) => stats.in_flight,
+                Err(_) => 0,
+            };
+            if in_flight == 0 || Instant::now() >= deadline {
+                if in_flight > 0 {
+                    tracing::warn!(in_flight, "runs still going at the shutdown deadline");
+                }
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        let mut report = ShutdownReport::default();
+        if self.stats().await.map(|s| s.in_flight).unwrap_or(0) > 0 {
+            let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
+            report.interrupted = recovery.interrupted;
+        }
+        if self.runner.is_alive() {
+            let head = self.shared.head().await?;
+            let mut rx = self.checkpoints.clone();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(30).max(drain),
+                rx.wait_for(|p| *p >= head),
+            )
+            .await;
+        }
+        report.checkpoint = *self.checkpoints.borrow();
+        let stopped = self.runner.stop();
+        self.store.close();
+        stopped?;
+        Ok(report)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.runner.stop();
+    }
+}
