@@ -1,0 +1,60 @@
+//! Resubmitting a run id answers that run and appends nothing, whether the
+//! resubmission comes after the run finished or while it runs.
+
+mod support;
+
+use serde_json::json;
+use support::InProcess;
+
+#[actix_rt::test]
+async fn resubmitting_a_run_id_answers_that_run_and_appends_nothing() {
+    let hub = InProcess::start().await;
+    let run_id = "01932c4e-7c1a-7000-8000-00000000abcd";
+    let body = json!({"agent": "echo", "input": {"n": 1}, "run_id": run_id});
+    let (status, first) = hub.post_run(&body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["run_id"], run_id);
+    assert_eq!(first["output"], json!({"n": 1}));
+    let head = hub.head().await;
+
+    // After it finished: the same run, even with another input.
+    let (status, again) = hub.post_run(&body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["run_id"], first["run_id"]);
+    assert_eq!(again["status"], "succeeded");
+    assert_eq!(again["output"], first["output"]);
+    let other_input = json!({"agent": "echo", "input": {"n": 2}, "run_id": run_id});
+    let (status, again) = hub.post_run(&other_input).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["output"], json!({"n": 1}), "the recorded run is answered");
+    let (status, accepted) = hub
+        .client
+        .post(hub.url("/v1/runs?wait=false"))
+        .json(&body)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert!(status == 200 || status == 202, "{status}");
+    let accepted: serde_json::Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["run_id"], run_id);
+    assert_eq!(hub.head().await, head, "resubmissions appended nothing");
+
+    // Concurrent submissions of one new id: one run, every caller its outcome.
+    let racing = "01932c4e-7c1a-7000-8000-00000000beef";
+    let body = json!({"intent": "sms.send", "input": {"to": "+15550001111", "body": "once"}, "run_id": racing});
+    let answers = futures_util::future::join_all((0..8).map(|_| hub.post_run(&body))).await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(answer["run_id"], racing);
+        assert_eq!(answer["status"], "succeeded");
+        assert_eq!(answer["output"], answers[0].1["output"]);
+    }
+    // One agent run and one connector call: four events, not more.
+    assert_eq!(hub.head().await, head + 4);
+    let (_, events) = hub.get(&format!("/v1/runs/{racing}/events")).await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 2);
+    let (_, listed) = hub.get("/v1/runs?kind=agent&limit=100").await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 2);
+    hub.stop().await;
+}
