@@ -9,6 +9,8 @@ mod codec;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+#[cfg(feature = "eventstoredb")]
+mod esdb;
 mod ids;
 mod log;
 mod run;
@@ -16,6 +18,8 @@ mod store;
 
 pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
 pub use error::{Error, Result};
+#[cfg(feature = "eventstoredb")]
+pub use esdb::{EsdbOptions, EsdbStore};
 pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
 pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{

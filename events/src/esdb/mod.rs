@@ -1,0 +1,10 @@
+//! The EventStoreDB / KurrentDB backend (feature `eventstoredb`), through
+//! the official `kurrentdb` gRPC client.
+
+mod connection;
+mod error;
+mod mapping;
+mod store;
+mod subscription;
+
+pub use store::{EsdbOptions, EsdbStore};
