@@ -1,0 +1,284 @@
+//! Reading and opening a large embedded log: read-all throughput (envelope
+//! only, and decoded to `RunEvent`s) over 200k events, the time to open a
+//! log of 1M events, and the resident memory of a process holding an open
+//! log of 1M runs (2M events).
+//!
+//! Run: `cargo bench --bench log_open -- --noplot`. The fixtures are built
+//! once (buffered appends) under `target/neonhub-bench/fixtures/` and reused
+//! by later runs; delete that directory to rebuild them.
+
+// `criterion_group!` defines an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
+use neonhub_events::{
+    Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
+    Revision, RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Runs in the read-all fixture (two events each).
+const READ_RUNS: u64 = 100_000;
+/// Runs in the open fixture: 1M events.
+const OPEN_RUNS: u64 = 500_000;
+/// Runs in the memory fixture: 2M events.
+const RSS_RUNS: u64 = 1_000_000;
+/// Events asked for per `read_all` call.
+const READ_LIMIT: usize = 4096;
+/// Set (to a log directory) in the child process that measures RSS.
+const RSS_CHILD_ENV: &str = "NEONHUB_BENCH_RSS_LOG";
+
+/// Whether criterion measures (`--bench`) rather than smoke-tests each bench
+/// once (`cargo test --benches`), which gets small fixtures.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// `runs`, or a small stand-in when only smoke-testing.
+fn scaled(runs: u64) -> u64 {
+    if measuring() { runs } else { 500 }
+}
+
+fn fixtures_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench/fixtures");
+    std::fs::create_dir_all(&root).expect("create target/neonhub-bench/fixtures");
+    root
+}
+
+/// The two events of one successful agent run.
+fn run_events(codec: &Codec) -> [neonhub_events::EventData; 2] {
+    let run_id = RunId::new();
+    let correlation_id = Uuid::now_v7();
+    let metadata = Metadata {
+        correlation_id: Some(correlation_id),
+        causation_id: None,
+    };
+    let started = RunEvent::Started(RunStarted {
+        run_id,
+        kind: RunKind::Agent,
+        target: "email".into(),
+        operation: "run".into(),
+        intent: Some("email.send".into()),
+        input: json!({
+            "to": "alice@example.com",
+            "subject": "Q3 report",
+            "body": "Hi Alice, the Q3 figures are attached. Bob",
+        }),
+        attempt: 1,
+        parent_run_id: None,
+        correlation_id,
+        started_at: Timestamp::now(),
+    });
+    let succeeded = RunEvent::Succeeded(RunSucceeded {
+        run_id,
+        attempt: 1,
+        output: json!({"message_id": "<20261124.1234@example.com>", "accepted": true}),
+        duration_micros: 182_345,
+        finished_at: Timestamp::now(),
+    });
+    [
+        codec.encode(&started, metadata).expect("encode"),
+        codec.encode(&succeeded, metadata).expect("encode"),
+    ]
+}
+
+/// A log of `runs` runs (`RunStarted` then `RunSucceeded`, appended
+/// separately as a service would, by 64 concurrent tasks), built once.
+fn fixture(name: &str, runs: u64) -> PathBuf {
+    let runs = scaled(runs);
+    let name = &format!("{name}-{runs}");
+    let dir = fixtures_root().join(name);
+    let done = fixtures_root().join(format!("{name}.complete"));
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = Instant::now();
+    let log = Arc::new(
+        EmbeddedLog::open(
+            &dir,
+            LogOptions::default().with_durability(Durability::Buffered),
+        )
+        .expect("open the fixture log"),
+    );
+    let tasks = 64u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let log = log.clone();
+                let share = runs / tasks + u64::from(t < runs % tasks);
+                tokio::spawn(async move {
+                    let codec = Codec::new();
+                    for _ in 0..share {
+                        let [started, succeeded] = run_events(&codec);
+                        let stream = RunId::new().stream();
+                        log.append(&stream, ExpectedRevision::NoStream, vec![started])
+                            .await
+                            .expect("append");
+                        let next = ExpectedRevision::Exact(Revision::FIRST);
+                        log.append(&stream, next, vec![succeeded])
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("fixture task");
+        }
+    });
+    let log = Arc::into_inner(log).expect("tasks are done");
+    let head = rt.block_on(log.head()).expect("head");
+    assert_eq!(head, Position(2 * runs));
+    log.close();
+    drop(log);
+    std::fs::write(&done, head.0.to_string()).expect("mark the fixture complete");
+    println!(
+        "built fixture {name}: {runs} runs, {} events in {:.1} s",
+        head.0,
+        start.elapsed().as_secs_f64()
+    );
+    dir
+}
+
+/// Reads the whole log, returning how many events it saw.
+async fn read_everything(log: &EmbeddedLog, codec: Option<&Codec>) -> u64 {
+    let mut from = Position::START;
+    let mut seen = 0u64;
+    loop {
+        let events = log.read_all(from, READ_LIMIT).await.expect("read_all");
+        let Some(last) = events.last() else {
+            return seen;
+        };
+        from = last.position.next();
+        seen += events.len() as u64;
+        match codec {
+            Some(codec) => {
+                for event in &events {
+                    black_box(codec.decode(event).expect("decode"));
+                }
+            }
+            None => {
+                black_box(&events);
+            }
+        }
+    }
+}
+
+fn read_all(c: &mut Criterion) {
+    let dir = fixture("read", READ_RUNS);
+    let log = EmbeddedLog::open(&dir, LogOptions::default()).expect("open");
+    let events = 2 * scaled(READ_RUNS);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let codec = Codec::new();
+    assert_eq!(rt.block_on(read_everything(&log, Some(&codec))), events);
+
+    let mut group = c.benchmark_group("read_all");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(events));
+    group.bench_with_input(BenchmarkId::new("envelope", events), &events, |b, _| {
+        b.iter(|| rt.block_on(read_everything(&log, None)));
+    });
+    group.bench_with_input(BenchmarkId::new("decoded", events), &events, |b, _| {
+        b.iter(|| rt.block_on(read_everything(&log, Some(&codec))));
+    });
+    group.finish();
+}
+
+fn open(c: &mut Criterion) {
+    let dir = fixture("open", OPEN_RUNS);
+    let events = 2 * scaled(OPEN_RUNS);
+    let mut group = c.benchmark_group("open");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8));
+    group.bench_with_input(BenchmarkId::new("embedded", events), &dir, |b, dir| {
+        b.iter(|| {
+            let log = EmbeddedLog::open(dir, LogOptions::default()).expect("open");
+            drop(black_box(log));
+        });
+    });
+    group.finish();
+}
+
+/// Resident memory of a fresh process that opens the 2M-event log: run in a
+/// child (this bench binary again) so nothing else the benches did counts.
+fn memory() {
+    let dir = fixture("rss", RSS_RUNS);
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .env(RSS_CHILD_ENV, &dir)
+        .output()
+        .expect("run the RSS child");
+    assert!(
+        out.status.success(),
+        "RSS child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A `/proc/self/status` field, in KiB.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("status field")
+}
+
+fn rss_child(dir: &Path) {
+    let before = status_kib("VmRSS");
+    let start = Instant::now();
+    let log = EmbeddedLog::open(dir, LogOptions::default()).expect("open");
+    let took = start.elapsed();
+    let after = status_kib("VmRSS");
+    let peak = status_kib("VmHWM");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let head = rt.block_on(log.head()).expect("head");
+    println!(
+        "memory/open_1m_runs: {} streams, {} events, opened in {:.3} s; \
+         VmRSS before open {:.1} MiB, after open {:.1} MiB (+{:.1} MiB), VmHWM {:.1} MiB",
+        log.stream_count(),
+        head.0,
+        took.as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0,
+        peak as f64 / 1024.0,
+    );
+}
+
+criterion_group!(benches, read_all, open);
+
+fn main() {
+    if let Some(dir) = std::env::var_os(RSS_CHILD_ENV) {
+        rss_child(Path::new(&dir));
+        return;
+    }
+    benches();
+    memory();
+    Criterion::default().configure_from_args().final_summary();
+}
