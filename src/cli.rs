@@ -28,14 +28,26 @@ use crate::config::StoreKind;
 pub struct Cli {
     /// The data directory: the log in <DIR>/log/, the AgentRun table in
     /// <DIR>/agent_runs.sqlite.
-    #[arg(long, global = true, env = "NEONHUB_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NEONHUB_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
     /// The event store backing the data.
     #[arg(long, global = true, env = "NEONHUB_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
     /// Log filter for diagnostics on stderr (error, warn, info, debug, trace,
     /// or a tracing filter such as `neonhub=debug`).
-    #[arg(long, global = true, env = "NEONHUB_LOG", default_value = "warn", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "NEONHUB_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
     pub log_level: String,
     /// What to do.
     #[command(subcommand)]
@@ -250,7 +262,10 @@ mod tests {
         fn check(cmd: &clap::Command, path: &str) {
             let subs: Vec<_> = cmd.get_subcommands().collect();
             if subs.is_empty() {
-                let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                let help = cmd
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
                 assert!(help.contains("Examples:"), "{path} has no examples");
             }
             for sub in subs {
@@ -264,7 +279,9 @@ mod tests {
     fn defaults() {
         let cli = Cli::try_parse_from(["neonhub", "serve"]).unwrap();
         assert_eq!(cli.store, StoreKind::Embedded);
-        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.listen.to_string(), "127.0.0.1:4000");
     }
 }

@@ -213,14 +213,23 @@ mod tests {
     #[test]
     fn time_arguments_in_every_accepted_form() {
         let now = Timestamp(1_800_000_000_000_000);
-        assert_eq!(parse_time_at("15m", now), Ok(Timestamp(now.0 - 900_000_000)));
-        assert_eq!(parse_time_at("2d", now), Ok(Timestamp(now.0 - 172_800_000_000)));
+        assert_eq!(
+            parse_time_at("15m", now),
+            Ok(Timestamp(now.0 - 900_000_000))
+        );
+        assert_eq!(
+            parse_time_at("2d", now),
+            Ok(Timestamp(now.0 - 172_800_000_000))
+        );
         assert_eq!(parse_time_at("12345", now), Ok(Timestamp(12345)));
         assert_eq!(
             parse_time_at("1970-01-01T00:00:01Z", now),
             Ok(Timestamp(1_000_000))
         );
-        assert_eq!(parse_time_at("1970-01-02", now), Ok(Timestamp(86_400_000_000)));
+        assert_eq!(
+            parse_time_at("1970-01-02", now),
+            Ok(Timestamp(86_400_000_000))
+        );
         let err = parse_time_at("yesterday", now).unwrap_err();
         assert!(err.contains("RFC 3339"), "{err}");
         assert!(parse_time_at("m", now).is_err());
@@ -228,7 +237,10 @@ mod tests {
 
     #[test]
     fn times_print_as_rfc3339() {
-        assert_eq!(format_time(Timestamp(1_500_000)), "1970-01-01T00:00:01.500000Z");
+        assert_eq!(
+            format_time(Timestamp(1_500_000)),
+            "1970-01-01T00:00:01.500000Z"
+        );
     }
 
     #[test]

@@ -37,9 +37,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use server::Server;
-pub use service::{
-    Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport, open_embedded,
-};
+pub use service::{Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport, open_embedded};
 
 /// Sends diagnostics to stderr, filtered by `filter` (`warn`, `info`,
 /// `neonhub=debug`, ...).

@@ -161,9 +161,7 @@ impl Runner {
         match self.thread.take().map(JoinHandle::join) {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(e.into()),
-            Some(Err(_)) => Err(Error::Service(
-                "the projection runner panicked".to_owned(),
-            )),
+            Some(Err(_)) => Err(Error::Service("the projection runner panicked".to_owned())),
         }
     }
 }
@@ -258,9 +256,10 @@ impl Service {
             .builtin_connectors(&options.connectors)?
             .max_in_flight(options.max_in_flight)
             .start()?;
-        let agents = orchestrator.send(ListAgents).await.map_err(|_| {
-            Error::Service("the orchestrator stopped while starting".to_owned())
-        })?;
+        let agents = orchestrator
+            .send(ListAgents)
+            .await
+            .map_err(|_| Error::Service("the orchestrator stopped while starting".to_owned()))?;
         let intents = agents
             .iter()
             .flat_map(|a| a.intents.iter().map(|i| (i.clone(), a.name.clone())))

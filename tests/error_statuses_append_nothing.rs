@@ -14,12 +14,23 @@ use support::{InProcess, wait_until};
 async fn check(hub: &InProcess, request: reqwest::RequestBuilder, status: u16, says: &str) {
     let head = hub.head().await;
     let response = request.send().await.unwrap();
-    assert_eq!(response.status().as_u16(), status, "expected {status} for {says}");
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "expected {status} for {says}"
+    );
     let body: Value = response.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(body["error"]["code"].is_string(), "{body}");
-    assert!(message.contains(says), "{message:?} should mention {says:?}");
-    assert_eq!(hub.head().await, head, "a rejected request appended events: {says}");
+    assert!(
+        message.contains(says),
+        "{message:?} should mention {says:?}"
+    );
+    assert_eq!(
+        hub.head().await,
+        head,
+        "a rejected request appended events: {says}"
+    );
 }
 
 #[actix_rt::test]
@@ -37,47 +48,148 @@ async fn client_mistakes_get_4xx_and_append_nothing() {
     check(&hub, post_json("[]"), 400, "body").await;
     check(&hub, post_json(r#"{"agent": "echo"}"#), 400, "input").await;
     check(&hub, post_json(r#"{"input": {}}"#), 400, "agent").await;
-    check(&hub, post_json(r#"{"agent": 7, "input": {}}"#), 400, "agent").await;
-    check(&hub, post_json(r#"{"agent": "echo", "input": {}, "run_id": "r1"}"#), 400, "run_id").await;
-    check(&hub, post_json(r#"{"agent": "echo", "input": {}, "colour": 1}"#), 400, "colour").await;
-    check(&hub, post_json(r#"{"agent": "echo", "intent": "echo", "input": {}}"#), 400, "agent").await;
+    check(
+        &hub,
+        post_json(r#"{"agent": 7, "input": {}}"#),
+        400,
+        "agent",
+    )
+    .await;
+    check(
+        &hub,
+        post_json(r#"{"agent": "echo", "input": {}, "run_id": "r1"}"#),
+        400,
+        "run_id",
+    )
+    .await;
+    check(
+        &hub,
+        post_json(r#"{"agent": "echo", "input": {}, "colour": 1}"#),
+        400,
+        "colour",
+    )
+    .await;
+    check(
+        &hub,
+        post_json(r#"{"agent": "echo", "intent": "echo", "input": {}}"#),
+        400,
+        "agent",
+    )
+    .await;
     let body = json!({"agent": "echo", "input": {}});
-    check(&hub, c.post(hub.url("/v1/runs?wait=perhaps")).json(&body), 400, "wait").await;
-    check(&hub, c.post(hub.url("/v1/runs?timeout_ms=0")).json(&body), 400, "timeout_ms").await;
+    check(
+        &hub,
+        c.post(hub.url("/v1/runs?wait=perhaps")).json(&body),
+        400,
+        "wait",
+    )
+    .await;
+    check(
+        &hub,
+        c.post(hub.url("/v1/runs?timeout_ms=0")).json(&body),
+        400,
+        "timeout_ms",
+    )
+    .await;
     check(&hub, c.get(hub.url("/v1/runs?limit=0")), 400, "limit").await;
     check(&hub, c.get(hub.url("/v1/runs?limit=ten")), 400, "limit").await;
     check(&hub, c.get(hub.url("/v1/runs?status=done")), 400, "status").await;
-    check(&hub, c.get(hub.url("/v1/runs?since=yesterday")), 400, "since").await;
+    check(
+        &hub,
+        c.get(hub.url("/v1/runs?since=yesterday")),
+        400,
+        "since",
+    )
+    .await;
     check(&hub, c.get(hub.url("/v1/runs?cursor=abc")), 400, "cursor").await;
     check(&hub, c.get(hub.url("/v1/runs?agnet=echo")), 400, "agnet").await;
     check(&hub, c.get(hub.url("/v1/runs/not-a-uuid")), 400, "run_id").await;
     check(&hub, c.get(hub.url("/v1/events?from=soon")), 400, "from").await;
-    check(&hub, c.get(hub.url("/v1/reports/agents?until=later")), 400, "until").await;
+    check(
+        &hub,
+        c.get(hub.url("/v1/reports/agents?until=later")),
+        400,
+        "until",
+    )
+    .await;
     // 404.
-    check(&hub, c.post(&runs).json(&json!({"agent": "nobody", "input": {}})), 404, "nobody").await;
-    check(&hub, c.post(&runs).json(&json!({"intent": "fax.send", "input": {}})), 404, "fax.send").await;
+    check(
+        &hub,
+        c.post(&runs).json(&json!({"agent": "nobody", "input": {}})),
+        404,
+        "nobody",
+    )
+    .await;
+    check(
+        &hub,
+        c.post(&runs)
+            .json(&json!({"intent": "fax.send", "input": {}})),
+        404,
+        "fax.send",
+    )
+    .await;
     let unknown = "01932c4e-7c1a-7000-8000-000000000404";
-    check(&hub, c.get(hub.url(&format!("/v1/runs/{unknown}"))), 404, unknown).await;
-    check(&hub, c.get(hub.url(&format!("/v1/runs/{unknown}/events"))), 404, unknown).await;
-    check(&hub, c.get(hub.url("/v2/everything")), 404, "/v2/everything").await;
+    check(
+        &hub,
+        c.get(hub.url(&format!("/v1/runs/{unknown}"))),
+        404,
+        unknown,
+    )
+    .await;
+    check(
+        &hub,
+        c.get(hub.url(&format!("/v1/runs/{unknown}/events"))),
+        404,
+        unknown,
+    )
+    .await;
+    check(
+        &hub,
+        c.get(hub.url("/v2/everything")),
+        404,
+        "/v2/everything",
+    )
+    .await;
     // 413: over the 1 MiB default, declared or not.
     let big = json!({"agent": "echo", "input": {"blob": "x".repeat(1024 * 1024)}}).to_string();
     check(&hub, post_json(&big), 413, "limit").await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        big.as_bytes().chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+        .as_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     let streamed = c
         .post(&runs)
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )));
     check(&hub, streamed, 413, "limit").await;
     // 415.
-    check(&hub, c.post(&runs).header("content-type", "text/plain").body(body.to_string()), 415, "application/json").await;
-    check(&hub, c.post(&runs).body(body.to_string()), 415, "application/json").await;
+    check(
+        &hub,
+        c.post(&runs)
+            .header("content-type", "text/plain")
+            .body(body.to_string()),
+        415,
+        "application/json",
+    )
+    .await;
+    check(
+        &hub,
+        c.post(&runs).body(body.to_string()),
+        415,
+        "application/json",
+    )
+    .await;
 
     // Each was counted under its status, and the good request still works.
     let metrics = hub.metrics().await;
     for status in ["400", "404", "413", "415"] {
-        assert!(metrics.contains(&format!("status=\"{status}\"")), "{metrics}");
+        assert!(
+            metrics.contains(&format!("status=\"{status}\"")),
+            "{metrics}"
+        );
     }
     let (status, ok) = hub.post_run(&body).await;
     assert_eq!(status, 200, "{ok}");
@@ -143,13 +255,21 @@ async fn overload_is_503_and_appends_nothing() {
     .await;
     check(
         &hub,
-        hub.client.post(hub.url("/v1/runs")).json(&json!({"agent": "echo", "input": {}})),
+        hub.client
+            .post(hub.url("/v1/runs"))
+            .json(&json!({"agent": "echo", "input": {}})),
         503,
         "overloaded",
     )
     .await;
     let (_, agents) = hub.get("/v1/agents").await;
-    assert!(agents["connectors"].as_array().unwrap().iter().all(|c| c["mode"] == "live"));
+    assert!(
+        agents["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["mode"] == "live")
+    );
     assert!(!agents.to_string().contains("test-token"));
     release.store(true, Ordering::Release);
     hub.stop().await;

@@ -26,7 +26,11 @@ async fn resubmitting_a_run_id_answers_that_run_and_appends_nothing() {
     let other_input = json!({"agent": "echo", "input": {"n": 2}, "run_id": run_id});
     let (status, again) = hub.post_run(&other_input).await;
     assert_eq!(status, 200);
-    assert_eq!(again["output"], json!({"n": 1}), "the recorded run is answered");
+    assert_eq!(
+        again["output"],
+        json!({"n": 1}),
+        "the recorded run is answered"
+    );
     let (status, accepted) = hub
         .client
         .post(hub.url("/v1/runs?wait=false"))

@@ -11,8 +11,12 @@ use support::{InProcess, sample};
 fn workload(i: usize) -> Value {
     match i % 4 {
         0 => json!({"agent": "echo", "input": {"i": i}}),
-        1 => json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}}),
-        2 => json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}}),
+        1 => {
+            json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}})
+        }
+        2 => {
+            json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}})
+        }
         _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
     }
 }
@@ -38,7 +42,10 @@ async fn submit_then_table_then_metrics_agree() {
         );
     }
     let failed = told.values().filter(|(_, s)| s == "failed").count();
-    assert!(failed >= 10 && failed < 80, "{failed} failed: the mix has failures and successes");
+    assert!(
+        failed >= 10 && failed < 80,
+        "{failed} failed: the mix has failures and successes"
+    );
 
     // Every run the clients were told about is in the table, as they were told.
     for (run_id, (target, status)) in &told {
@@ -95,7 +102,9 @@ async fn submit_then_table_then_metrics_agree() {
     assert_eq!(code, 200);
     let mut expected: HashMap<(String, String), usize> = HashMap::new();
     for (target, status) in told.values() {
-        *expected.entry((target.clone(), status.clone())).or_default() += 1;
+        *expected
+            .entry((target.clone(), status.clone()))
+            .or_default() += 1;
     }
     for ((target, status), n) in &expected {
         let series = format!("neonhub_agent_runs_total{{agent=\"{target}\",status=\"{status}\"}}");

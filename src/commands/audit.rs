@@ -76,9 +76,7 @@ pub(super) async fn verify(data: DataDir, store: StoreKind) -> Result<()> {
     let after = runner.projection().checkpoint();
     drop(runner);
     if after > before {
-        eprintln!(
-            "brought the AgentRun table from position {before} to {after} before comparing"
-        );
+        eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
     }
     let table = verify_table(&*log, &path).await?;
     if let Some(mismatch) = &table.first_mismatch {

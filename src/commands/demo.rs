@@ -108,13 +108,20 @@ pub(super) async fn demo(data: DataDir, store: StoreKind, args: DemoArgs) -> Res
             .kind(RunKind::Agent)
             .status(neonhub_projections::RunStatus::Failed),
         None,
-        3,
+        neonhub_projections::MAX_PAGE_SIZE,
     )?;
+    // The latest failure of each kind for each agent.
+    let mut seen = std::collections::HashSet::new();
+    let failures: Vec<_> = failures
+        .runs
+        .into_iter()
+        .filter(|r| seen.insert((r.target.clone(), r.error.as_ref().map(|e| e.kind))))
+        .collect();
     println!("Latest agent runs in the AgentRun audit table (newest first):");
     print!("{}", table::runs_table(&latest.runs));
-    if !failures.runs.is_empty() {
-        println!("\nLatest failures:");
-        print!("{}", table::runs_table(&failures.runs));
+    if !failures.is_empty() {
+        println!("\nLatest failures (one per agent and kind of error):");
+        print!("{}", table::runs_table(&failures));
     }
     println!("\nPer-agent and per-connector report (all runs in the table):");
     print!("{}", table::report_table(&queries.report(None, None)?));

@@ -2,7 +2,9 @@
 //! (brought up to date with the log first when no server holds it).
 
 use neonhub_events::{Direction, EmbeddedLog, EventStore, ReadFrom, RecordedEvent, RunId};
-use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus};
+use neonhub_projections::{
+    AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -87,8 +89,13 @@ pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Res
         .ok_or_else(|| Error::Usage(format!("no run {run_id} in the AgentRun table")))?;
     let events: Option<Vec<RecordedEvent>> = match &log {
         Some(log) => Some(
-            log.read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, usize::MAX)
-                .await?,
+            log.read_stream(
+                &run_id.stream(),
+                Direction::Forwards,
+                ReadFrom::Start,
+                usize::MAX,
+            )
+            .await?,
         ),
         None => None,
     };

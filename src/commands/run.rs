@@ -63,10 +63,16 @@ pub(super) async fn run(data: DataDir, store: StoreKind, args: RunArgs) -> Resul
     match &outcome.result {
         Ok(output) => {
             if args.format == Format::Table {
-                println!("\nsucceeded after {} attempt(s): {output}", outcome.attempts);
+                println!(
+                    "\nsucceeded after {} attempt(s): {output}",
+                    outcome.attempts
+                );
             }
             Ok(())
         }
-        Err(e) => Err(Error::Service(format!("run {} failed: {e}", outcome.run_id))),
+        Err(e) => Err(Error::Service(format!(
+            "run {} failed: {e}",
+            outcome.run_id
+        ))),
     }
 }

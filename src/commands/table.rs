@@ -67,13 +67,23 @@ impl Table {
 }
 
 fn ms(micros: Option<u64>) -> String {
-    micros.map_or_else(|| "-".to_owned(), |m| format!("{:.1} ms", m as f64 / 1000.0))
+    micros.map_or_else(
+        || "-".to_owned(),
+        |m| format!("{:.1} ms", m as f64 / 1000.0),
+    )
 }
 
 /// The runs as a table: id, target, status, attempts, duration, result.
 pub(crate) fn runs_table(runs: &[AgentRun]) -> String {
     let mut table = Table::new(&[
-        "RUN ID", "KIND", "TARGET", "OPERATION", "STATUS", "ATTEMPTS", "STARTED", "DURATION",
+        "RUN ID",
+        "KIND",
+        "TARGET",
+        "OPERATION",
+        "STATUS",
+        "ATTEMPTS",
+        "STARTED",
+        "DURATION",
         "RESULT",
     ]);
     for run in runs {
@@ -100,7 +110,15 @@ pub(crate) fn runs_table(runs: &[AgentRun]) -> String {
 /// The per-target report as a table.
 pub(crate) fn report_table(reports: &[TargetReport]) -> String {
     let mut table = Table::new(&[
-        "TARGET", "KIND", "RUNS", "SUCCEEDED", "FAILED", "RUNNING", "SUCCESS", "P50", "P95",
+        "TARGET",
+        "KIND",
+        "RUNS",
+        "SUCCEEDED",
+        "FAILED",
+        "RUNNING",
+        "SUCCESS",
+        "P50",
+        "P95",
         "P99",
     ]);
     for r in reports {

@@ -68,7 +68,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -89,9 +95,7 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer"),
             ));
         }
-        response.body(
-            json!({"error": {"code": self.code, "message": self.message}}).to_string(),
-        )
+        response.body(json!({"error": {"code": self.code, "message": self.message}}).to_string())
     }
 }
 
@@ -111,7 +115,11 @@ impl From<neonhub_events::Error> for ApiError {
             E::Closed => Self::shutting_down(),
             E::Backend {
                 retryable: true, ..
-            } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             _ => Self::internal(e),
         }
     }
@@ -126,7 +134,9 @@ impl From<neonhub_actors::Error> for ApiError {
             E::Overloaded { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
             }
-            E::RunInProgress(_) => Self::new(StatusCode::CONFLICT, "run_in_progress", e.to_string()),
+            E::RunInProgress(_) => {
+                Self::new(StatusCode::CONFLICT, "run_in_progress", e.to_string())
+            }
             E::Store(inner) => inner.into(),
             E::Stopped => Self::shutting_down(),
             other => Self::internal(other),

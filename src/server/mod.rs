@@ -104,7 +104,10 @@ impl Server {
                 .route("/v1/runs", web::post().to(routes::submit_run))
                 .route("/v1/runs", web::get().to(routes::list_runs))
                 .route("/v1/runs/{run_id}", web::get().to(routes::get_run))
-                .route("/v1/runs/{run_id}/events", web::get().to(routes::run_events))
+                .route(
+                    "/v1/runs/{run_id}/events",
+                    web::get().to(routes::run_events),
+                )
                 .route("/v1/reports/agents", web::get().to(routes::report))
                 .route("/v1/events", web::get().to(sse::feed))
                 .route("/v1/agents", web::get().to(routes::agents))

@@ -17,8 +17,8 @@ pub(crate) struct Params {
 impl Params {
     /// Parses `query`, refusing parameters not in `allowed`.
     pub(crate) fn parse(query: &str, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|e| ApiError::invalid("query string", e))?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| ApiError::invalid("query string", e))?;
         let mut values = HashMap::new();
         for (name, value) in pairs {
             if !allowed.contains(&name.as_str()) {
@@ -53,7 +53,10 @@ impl Params {
             .map(|v| match v.as_str() {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                _ => Err(ApiError::invalid(name, format!("{v:?} is not true or false"))),
+                _ => Err(ApiError::invalid(
+                    name,
+                    format!("{v:?} is not true or false"),
+                )),
             })
             .transpose()
     }
@@ -75,7 +78,11 @@ mod tests {
         assert!(err.to_string().contains("agnet"), "{err}");
         let err = Params::parse("agent=a&agent=b", &["agent"]).unwrap_err();
         assert!(err.to_string().contains("more than once"), "{err}");
-        let mut p = Params::parse("limit=ten&wait=maybe&since=soon", &["limit", "wait", "since"]).unwrap();
+        let mut p = Params::parse(
+            "limit=ten&wait=maybe&since=soon",
+            &["limit", "wait", "since"],
+        )
+        .unwrap();
         assert!(p.u64("limit").unwrap_err().to_string().contains("limit"));
         assert!(p.bool("wait").unwrap_err().to_string().contains("wait"));
         assert!(p.time("since").unwrap_err().to_string().contains("since"));

@@ -34,11 +34,21 @@ fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
 }
 
 fn is_json(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Reads the body, refusing one over `limit` bytes (by its declared length
@@ -292,7 +302,12 @@ pub(crate) async fn run_events(
     Params::parse(req.query_string(), &[])?;
     let events = state
         .store
-        .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, usize::MAX)
+        .read_stream(
+            &run_id.stream(),
+            Direction::Forwards,
+            ReadFrom::Start,
+            usize::MAX,
+        )
         .await?;
     if events.is_empty() {
         return Err(no_such_run(run_id));
@@ -308,7 +323,9 @@ pub(crate) async fn list_runs(
 ) -> Result<HttpResponse, ApiError> {
     let mut params = Params::parse(
         req.query_string(),
-        &["agent", "kind", "status", "intent", "since", "until", "limit", "cursor"],
+        &[
+            "agent", "kind", "status", "intent", "since", "until", "limit", "cursor",
+        ],
     )?;
     let mut filter = RunFilter::new();
     if let Some(agent) = params.string("agent") {
@@ -335,7 +352,10 @@ pub(crate) async fn list_runs(
     filter = filter.started_between(since, until);
     let limit = params.u64("limit")?.unwrap_or(DEFAULT_LIMIT as u64);
     if limit == 0 || limit > MAX_PAGE_SIZE as u64 {
-        return Err(ApiError::invalid("limit", format!("must be 1 to {MAX_PAGE_SIZE}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_PAGE_SIZE}"),
+        ));
     }
     let cursor = params
         .string("cursor")
@@ -450,9 +470,18 @@ mod tests {
             (b"{\"input\": 1}", "agent"),
             (b"{\"agent\": 3, \"input\": 1}", "agent"),
             (b"{\"agent\": \"echo\"}", "input"),
-            (b"{\"agent\": \"echo\", \"input\": 1, \"run_id\": \"x\"}", "run_id"),
-            (b"{\"agent\": \"echo\", \"input\": 1, \"colour\": \"red\"}", "colour"),
-            (b"{\"agent\": \"echo\", \"intent\": \"echo\", \"input\": 1}", "agent"),
+            (
+                b"{\"agent\": \"echo\", \"input\": 1, \"run_id\": \"x\"}",
+                "run_id",
+            ),
+            (
+                b"{\"agent\": \"echo\", \"input\": 1, \"colour\": \"red\"}",
+                "colour",
+            ),
+            (
+                b"{\"agent\": \"echo\", \"intent\": \"echo\", \"input\": 1}",
+                "agent",
+            ),
         ];
         for (body, field) in cases {
             let err = parse_new_run(body).unwrap_err();

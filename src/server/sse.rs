@@ -65,7 +65,11 @@ pub(crate) async fn feed(
     let shutdown = state.shutdown.clone();
     let body = stream::unfold(
         (rx, shutdown, codec),
-        |(mut rx, mut shutdown, codec): (mpsc::Receiver<RecordedEvent>, watch::Receiver<bool>, Codec)| async move {
+        |(mut rx, mut shutdown, codec): (
+            mpsc::Receiver<RecordedEvent>,
+            watch::Receiver<bool>,
+            Codec,
+        )| async move {
             if *shutdown.borrow() {
                 return None;
             }

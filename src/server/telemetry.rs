@@ -96,7 +96,9 @@ pub(crate) fn record_request(method: &str, route: &str, status: u16, elapsed: Du
             Label::new("status", status.to_string()),
         ],
     );
-    recorder.register_counter(&counter_key, &METADATA).increment(1);
+    recorder
+        .register_counter(&counter_key, &METADATA)
+        .increment(1);
     let histogram_key = Key::from_parts(
         HTTP_REQUEST_DURATION_SECONDS,
         vec![Label::new("route", route.to_owned())],

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod load;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -106,7 +108,10 @@ impl InProcess {
 
     pub async fn stop(self) -> tempfile::TempDir {
         self.server.stop().await.unwrap();
-        self.service.shutdown(Duration::from_secs(30)).await.unwrap();
+        self.service
+            .shutdown(Duration::from_secs(30))
+            .await
+            .unwrap();
         self.dir
     }
 }

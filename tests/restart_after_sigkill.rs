@@ -1,0 +1,92 @@
+//! SIGKILL mid-load, then restart: every run that got a 200 is in the table
+//! with its outcome, every other submitted run is finished or `interrupted`
+//! (or was never recorded), and `audit verify` passes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+use support::load::{self, Told};
+use support::{ServeProcess, run_cli, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_sigkill_keeps_every_acknowledged_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::spawn(dir.path(), &[]);
+    let ok = Arc::new(AtomicUsize::new(0));
+    let workers = load::start(&serve.base, 32, Arc::clone(&ok));
+    wait_until("300 runs answered", || async {
+        ok.load(Ordering::Acquire) >= 300
+    })
+    .await;
+    serve.kill();
+    let mut told: Vec<Told> = Vec::new();
+    for worker in workers {
+        told.extend(worker.await.unwrap());
+    }
+
+    let serve = ServeProcess::spawn(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{}/readyz", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let mut outcomes: HashMap<String, u16> = HashMap::new();
+    let (mut acknowledged, mut interrupted) = (0, 0);
+    for t in &told {
+        let response = client
+            .get(format!("{}/v1/runs/{}", serve.base, t.run_id))
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        outcomes.insert(t.run_id.clone(), code);
+        let run: Value = response.json().await.unwrap();
+        if t.status == Some(200) {
+            acknowledged += 1;
+            assert_eq!(code, 200, "an acknowledged run is missing: {}", t.run_id);
+            assert_eq!(run["status"].as_str(), t.run_status.as_deref(), "{run}");
+        } else if code == 200 {
+            assert_ne!(run["status"], "running", "{run}");
+            if run["error"]["kind"] == "interrupted" {
+                interrupted += 1;
+            }
+        } else {
+            assert_eq!(code, 404, "{run}");
+        }
+    }
+    assert!(acknowledged >= 300);
+    // Nothing at all is left running, connector calls included.
+    let running = client
+        .get(format!("{}/v1/runs?status=running", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(running["runs"].as_array().unwrap().len(), 0, "{running}");
+    eprintln!(
+        "{acknowledged} acknowledged, {} cut off, {interrupted} closed as interrupted",
+        told.len() - acknowledged
+    );
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+
+    let audit = run_cli(dir.path(), &["audit", "verify"]);
+    let out = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    assert!(
+        out.starts_with("ok: ") && out.contains("head hash"),
+        "{out}"
+    );
+}

@@ -1,0 +1,61 @@
+//! Load against a `neonhub serve` child: workers submit runs until the
+//! server stops answering, recording what each request was told.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+
+/// What one request was told: its run id and the HTTP status (`None`: no
+/// answer, the connection failed).
+#[derive(Clone, Debug)]
+pub struct Told {
+    pub run_id: String,
+    pub status: Option<u16>,
+    pub run_status: Option<String>,
+}
+
+/// Starts `workers` tasks submitting runs to `base` until each gets an
+/// error; `ok` counts the 200s as they come.
+pub fn start(
+    base: &str,
+    workers: usize,
+    ok: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<Vec<Told>>> {
+    (0..workers)
+        .map(|w| {
+            let base = base.to_owned();
+            let ok = Arc::clone(&ok);
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut told = Vec::new();
+                for i in 0.. {
+                    let run_id = uuid::Uuid::now_v7().to_string();
+                    let body = match (w + i) % 3 {
+                        0 => json!({"agent": "echo", "input": {"w": w, "i": i}, "run_id": run_id}),
+                        1 => json!({"intent": "sms.send", "input": {"to": if i % 5 == 0 { "bad".to_owned() } else { format!("+1555{w:03}{i:04}") }, "body": "x"}, "run_id": run_id}),
+                        _ => json!({"intent": "email.send", "input": {"to": "a@example.com", "subject": "s", "body": "b"}, "run_id": run_id}),
+                    };
+                    let response = client.post(format!("{base}/v1/runs")).json(&body).send().await;
+                    let (status, run_status) = match response {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body: serde_json::Value = r.json().await.unwrap_or_default();
+                            (Some(status), body["status"].as_str().map(str::to_owned))
+                        }
+                        Err(_) => (None, None),
+                    };
+                    let done = status != Some(200);
+                    if !done {
+                        ok.fetch_add(1, Ordering::AcqRel);
+                    }
+                    told.push(Told { run_id, status, run_status });
+                    if done {
+                        break;
+                    }
+                }
+                told
+            })
+        })
+        .collect()
+}
