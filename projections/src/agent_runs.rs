@@ -56,13 +56,13 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
 ";
 
 /// Secondary indexes, for the reporting queries: newest first overall (also
-/// covering the per-target report), by target, status, intent, correlation
-/// and parent.
+/// covering the per-target report, and the kind and status filters, which
+/// match too many rows for an index of their own to pay), by target,
+/// intent, correlation and parent.
 const INDEXES_V1: &str = "
 CREATE INDEX IF NOT EXISTS agent_runs_by_time
     ON agent_runs (started_at, run_id, kind, target, status, duration_micros);
 CREATE INDEX IF NOT EXISTS agent_runs_by_target ON agent_runs (target, started_at, run_id);
-CREATE INDEX IF NOT EXISTS agent_runs_by_status ON agent_runs (status, started_at, run_id);
 CREATE INDEX IF NOT EXISTS agent_runs_by_intent ON agent_runs (intent, started_at, run_id)
     WHERE intent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS agent_runs_by_correlation
@@ -71,10 +71,16 @@ CREATE INDEX IF NOT EXISTS agent_runs_by_parent ON agent_runs (parent_run_id, st
     WHERE parent_run_id IS NOT NULL;
 ";
 
-/// The columns of a row, in the order [`AgentRun::from_sql`] reads them.
-pub(crate) const COLUMNS: &str = "run_id, parent_run_id, correlation_id, kind, target, operation, \
-    intent, status, attempts, input, output, error_kind, error_message, started_at, finished_at, \
-    duration_micros, first_position, last_position";
+/// The columns of a row, in the order [`AgentRun::from_sql`] reads them (a
+/// macro, so SQL text is built with `concat!` at compile time).
+macro_rules! columns {
+    () => {
+        "run_id, parent_run_id, correlation_id, kind, target, operation, intent, status, \
+         attempts, input, output, error_kind, error_message, started_at, finished_at, \
+         duration_micros, first_position, last_position"
+    };
+}
+pub(crate) use columns;
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -289,6 +295,19 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     Ok(conn)
 }
 
+/// How a projection database is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Crash-safe (WAL, `synchronous=NORMAL`), every index kept up to date.
+    Live,
+    /// For a rebuild into a file that is thrown away unless it completes: no
+    /// syncs, a rollback journal in memory, the file locked once; switched to
+    /// WAL at the end ([`AgentRunsProjection::finish_bulk`]). (Keeping the
+    /// indexes up to date as rows arrive in start order measured faster
+    /// than building them at the end.)
+    Bulk,
+}
+
 /// Creates the schema in a new file, or checks the version of an existing one.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -346,8 +365,17 @@ impl AgentRunsProjection {
     /// # Errors
     /// [`Error::SchemaVersion`] for a file from a newer build; SQLite errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_owned();
+        Self::open_with(path.as_ref(), Mode::Live)
+    }
+
+    pub(crate) fn open_with(path: &Path, mode: Mode) -> Result<Self> {
+        let path = path.to_owned();
         let mut conn = open_connection(&path, false)?;
+        if mode == Mode::Bulk {
+            conn.pragma_update(None, "journal_mode", "MEMORY")?;
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        }
         migrate(&mut conn, &path)?;
         let checkpoint = read_checkpoint(&conn)?;
         let metrics = RunMetrics::load(&conn)?;
@@ -376,11 +404,20 @@ impl AgentRunsProjection {
         self.metrics.clone()
     }
 
-    fn apply_err(event: &RecordedEvent, reason: impl Into<String>) -> Error {
+    /// Ends a [`Mode::Bulk`] load: switches the file to WAL, as a live
+    /// projection expects it.
+    pub(crate) fn finish_bulk(self) -> Result<()> {
+        self.conn.pragma_update(None, "locking_mode", "NORMAL")?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
+    }
+
+    fn apply_err((position, event_type): (Position, &str), reason: impl Into<String>) -> Error {
         Error::Apply {
             projection: Self::NAME,
-            position: event.position,
-            event_type: event.event_type.clone(),
+            position,
+            event_type: event_type.to_owned(),
             reason: reason.into(),
         }
     }
@@ -397,11 +434,20 @@ pub(crate) fn read_checkpoint(conn: &Connection) -> Result<Position> {
     Ok(Position(position.unwrap_or(0) as u64))
 }
 
+/// A UUID as the table stores it (lower-case, hyphenated), without an
+/// allocation.
+pub(crate) fn uuid_text<'a>(uuid: &Uuid, buf: &'a mut [u8; 36]) -> &'a str {
+    uuid.hyphenated().encode_lower(buf)
+}
+
 fn load_row(tx: &Transaction<'_>, run_id: RunId) -> Result<Option<AgentRun>> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM agent_runs WHERE run_id = ?1"
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs WHERE run_id = ?1"
     ))?;
-    let mut rows = stmt.query([run_id.to_string()])?;
+    let mut buf = [0; 36];
+    let mut rows = stmt.query([uuid_text(run_id.as_uuid(), &mut buf)])?;
     match rows.next()? {
         Some(row) => Ok(Some(AgentRun::from_sql(row)?)),
         None => Ok(None),
@@ -409,14 +455,16 @@ fn load_row(tx: &Transaction<'_>, run_id: RunId) -> Result<Option<AgentRun>> {
 }
 
 fn insert_row(tx: &Transaction<'_>, run: &AgentRun) -> rusqlite::Result<usize> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "INSERT INTO agent_runs ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    let mut stmt = tx.prepare_cached(concat!(
+        "INSERT INTO agent_runs (",
+        columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?;
+    let (mut a, mut b, mut c) = ([0; 36], [0; 36], [0; 36]);
     stmt.execute(params![
-        run.run_id.to_string(),
-        run.parent_run_id.map(|p| p.to_string()),
-        run.correlation_id.to_string(),
+        uuid_text(run.run_id.as_uuid(), &mut a),
+        run.parent_run_id.map(|p| uuid_text(p.as_uuid(), &mut b)),
+        uuid_text(&run.correlation_id, &mut c),
         run.kind.as_str(),
         run.target,
         run.operation,
@@ -441,8 +489,9 @@ fn update_row(tx: &Transaction<'_>, run: &AgentRun) -> rusqlite::Result<usize> {
          error_message = ?6, finished_at = ?7, duration_micros = ?8, last_position = ?9 \
          WHERE run_id = ?1",
     )?;
+    let mut buf = [0; 36];
     stmt.execute(params![
-        run.run_id.to_string(),
+        uuid_text(run.run_id.as_uuid(), &mut buf),
         run.status.as_str(),
         run.attempts,
         run.output.as_ref().map(Value::to_string),
@@ -470,6 +519,51 @@ impl Projection for AgentRunsProjection {
     }
 
     fn apply(&mut self, batch: &[RecordedEvent]) -> Result<Position> {
+        let prepared = prepare(&self.codec, batch);
+        self.apply_prepared(prepared)
+    }
+}
+
+/// An event made ready to apply: its envelope's facts and its decoded run
+/// event (decoding is the part a rebuild does on another thread).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    position: Position,
+    event_type: String,
+    /// `None` for an event of a stream that is not a run stream.
+    event: Option<std::result::Result<RunEvent, String>>,
+}
+
+/// Decodes `batch` for [`AgentRunsProjection::apply_prepared`].
+pub(crate) fn prepare(codec: &Codec, batch: &[RecordedEvent]) -> Vec<Prepared> {
+    batch
+        .iter()
+        .map(|recorded| Prepared {
+            position: recorded.position,
+            event_type: recorded.event_type.clone(),
+            event: recorded.stream.run_id().map(|run_id| {
+                let event = codec.decode(recorded).map_err(|e| e.to_string())?;
+                if event.run_id() != run_id {
+                    return Err(format!(
+                        "the event is for run {} but sits in stream {}",
+                        event.run_id(),
+                        recorded.stream
+                    ));
+                }
+                Ok(event)
+            }),
+        })
+        .collect()
+}
+
+impl AgentRunsProjection {
+    /// The codec events are decoded with.
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// [`Projection::apply`] for events already [`prepare`]d.
+    pub(crate) fn apply_prepared(&mut self, batch: Vec<Prepared>) -> Result<Position> {
         let start = self.checkpoint;
         let mut checkpoint = start;
         let mut order: Vec<RunId> = Vec::new();
@@ -477,33 +571,28 @@ impl Projection for AgentRunsProjection {
         let mut delta = MetricsDelta::default();
         let tx = self.conn.transaction()?;
         for recorded in batch {
-            if recorded.position < start {
+            let Prepared {
+                position,
+                event_type,
+                event,
+            } = recorded;
+            let recorded = (position, event_type.as_str());
+            if position < start {
                 continue;
             }
-            if recorded.position < checkpoint {
+            if position < checkpoint {
                 return Err(Self::apply_err(
                     recorded,
                     format!("out of order: the batch already reached position {checkpoint}"),
                 ));
             }
-            checkpoint = recorded.position.next();
-            let Some(run_id) = recorded.stream.run_id() else {
-                continue;
+            checkpoint = position.next();
+            let event = match event {
+                None => continue,
+                Some(Err(reason)) => return Err(Self::apply_err(recorded, reason)),
+                Some(Ok(event)) => event,
             };
-            let event = self
-                .codec
-                .decode(recorded)
-                .map_err(|e| Self::apply_err(recorded, e.to_string()))?;
-            if event.run_id() != run_id {
-                return Err(Self::apply_err(
-                    recorded,
-                    format!(
-                        "the event is for run {} but sits in stream {}",
-                        event.run_id(),
-                        recorded.stream
-                    ),
-                ));
-            }
+            let run_id = event.run_id();
             match event {
                 RunEvent::Started(s) if s.attempt == 1 => {
                     if touched.contains_key(&run_id) {
@@ -533,11 +622,11 @@ impl Projection for AgentRunsProjection {
                                 started_at: s.started_at,
                                 finished_at: None,
                                 duration_micros: None,
-                                first_position: recorded.position,
-                                last_position: recorded.position,
+                                first_position: position,
+                                last_position: position,
                             },
                             is_new: true,
-                            event_type: recorded.event_type.clone(),
+                            event_type: event_type.clone(),
                         },
                     );
                 }
@@ -563,7 +652,7 @@ impl Projection for AgentRunsProjection {
                     };
                     let finished = entry
                         .run
-                        .apply(event, recorded.position)
+                        .apply(event, position)
                         .map_err(|reason| Self::apply_err(recorded, reason))?;
                     if finished {
                         delta.finished(&entry.run);

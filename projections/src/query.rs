@@ -10,7 +10,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 use uuid::Uuid;
 
-use crate::agent_runs::{AgentRun, COLUMNS, RunStatus, open_connection, read_checkpoint};
+use crate::agent_runs::{AgentRun, RunStatus, columns, open_connection, read_checkpoint};
 use crate::error::{Error, Result};
 use crate::report::{TargetReport, report};
 
@@ -236,7 +236,7 @@ pub(crate) fn list(
             "page size {limit} is out of range 1..={MAX_PAGE_SIZE}"
         )));
     }
-    let mut sql = format!("SELECT {COLUMNS} FROM agent_runs WHERE 1");
+    let mut sql = String::from(concat!("SELECT ", columns!(), " FROM agent_runs WHERE 1"));
     let mut args: Vec<SqlValue> = Vec::new();
     let mut arg = |sql: &mut String, cond: &str, v: SqlValue| {
         args.push(v);
@@ -308,16 +308,20 @@ pub(crate) fn list(
 }
 
 pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM agent_runs WHERE run_id = ?1"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs WHERE run_id = ?1"
     ))?;
     let mut rows = stmt.query([run_id.to_string()])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
     let run = AgentRun::from_sql(row)?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM agent_runs WHERE parent_run_id = ?1 ORDER BY started_at, run_id"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs WHERE parent_run_id = ?1 ORDER BY started_at, run_id"
     ))?;
     let mut rows = stmt.query([run_id.to_string()])?;
     let mut children = Vec::new();
@@ -328,7 +332,11 @@ pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>>
 }
 
 pub(crate) fn all_runs(conn: &Connection) -> Result<Vec<AgentRun>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM agent_runs ORDER BY run_id"))?;
+    let mut stmt = conn.prepare(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs ORDER BY run_id"
+    ))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use neonhub_events::{Position, RecordedEvent, SharedStore, Timestamp};
+use neonhub_events::{Position, SharedStore, Timestamp};
 use tokio::sync::mpsc;
 
-use crate::agent_runs::AgentRunsProjection;
+use crate::agent_runs::{AgentRunsProjection, Mode, Prepared, prepare};
 use crate::error::{Error, Result};
 use crate::runner::Projection;
 
@@ -54,7 +54,7 @@ impl Default for RebuildOptions {
     fn default() -> Self {
         Self {
             as_of: AsOf::End,
-            batch_size: 8192,
+            batch_size: 65_536,
             progress: Progress::Auto,
         }
     }
@@ -149,9 +149,10 @@ pub async fn rebuild(
     };
     let bar = progress_bar(options.progress, end.0);
 
-    let mut projection = AgentRunsProjection::open(&partial)?;
+    let mut projection = AgentRunsProjection::open_with(&partial, Mode::Bulk)?;
     let mut events = 0u64;
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<RecordedEvent>>>(2);
+    let (tx, mut rx) = mpsc::channel::<Result<(Vec<Prepared>, u64)>>(2);
+    let codec = projection.codec().clone();
     let reader_store = store.clone();
     let batch_size = options.batch_size.max(1);
     let as_of = options.as_of;
@@ -181,7 +182,10 @@ pub async fn rebuild(
                 batch.truncate(cut);
             }
             let done = batch.len() < before;
-            if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+            // Decoding here, on the reader's thread, overlaps it with the
+            // writes of the previous batch.
+            let prepared = (prepare(&codec, &batch), batch.len() as u64);
+            if !batch.is_empty() && tx.send(Ok(prepared)).await.is_err() {
                 return;
             }
             if done {
@@ -190,21 +194,21 @@ pub async fn rebuild(
         }
     });
     while let Some(batch) = rx.recv().await {
-        let batch = match batch {
+        let (batch, len) = match batch {
             Ok(b) => b,
             Err(e) => {
                 reader.abort();
                 return Err(e);
             }
         };
-        projection.apply(&batch)?;
-        events += batch.len() as u64;
+        projection.apply_prepared(batch)?;
+        events += len;
         bar.set_position(projection.checkpoint().0);
     }
     let _ = reader.await;
     bar.finish_and_clear();
     let checkpoint = projection.checkpoint();
-    drop(projection);
+    projection.finish_bulk()?;
     std::fs::rename(&partial, target).map_err(|e| Error::Io {
         context: format!("renaming {} to {}", partial.display(), target.display()),
         source: e,
