@@ -4,7 +4,7 @@
 //! the outcome and replies. Runs in flight are bounded.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +25,7 @@ use crate::connector::{
 };
 use crate::error::{Error, Result};
 use crate::journal::{RunJournal, RunOutcome};
+use crate::recovery::{RecoveryReport, recover_interrupted};
 use crate::subscribe::{RunEventNotice, SubscriptionHandle, subscribe};
 
 /// The default bound on runs in flight.
@@ -500,6 +501,49 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Checks the configuration before any actor starts.
+    fn validate(&self) -> Result<()> {
+        if self.max_in_flight == 0 {
+            return Err(Error::Config("max_in_flight must be at least 1".to_owned()));
+        }
+        let mut connectors = HashSet::new();
+        for (connector, _) in &self.connectors {
+            if !connectors.insert(connector.name()) {
+                let name = connector.name();
+                return Err(Error::Config(format!("two connectors are named {name:?}")));
+            }
+        }
+        let mut agents = HashSet::new();
+        let mut intents: HashMap<String, String> = HashMap::new();
+        for (factory, _) in &self.agents {
+            let probe = factory();
+            let name = probe.name().to_owned();
+            if !agents.insert(name.clone()) {
+                return Err(Error::Config(format!("two agents are named {name:?}")));
+            }
+            for intent in probe.intents() {
+                if let Some(other) = intents.insert(intent.clone(), name.clone()) {
+                    return Err(Error::Config(format!(
+                        "the intent {intent:?} is claimed by both {other:?} and {name:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every run a dead process left open ([`recover_interrupted`]),
+    /// then starts as [`Self::start`] does: what a service calls at start-up,
+    /// so that no run is accepted before recovery is done.
+    ///
+    /// # Errors
+    /// The store's during recovery, or [`Self::start`]'s.
+    pub async fn start_with_recovery(self) -> Result<(Addr<Orchestrator>, RecoveryReport)> {
+        self.validate()?;
+        let report = recover_interrupted(&*self.store, &self.codec).await?;
+        Ok((self.start()?, report))
+    }
+
     /// Starts the agent and connector actors and the orchestrator on the
     /// current actix arbiter.
     ///
@@ -510,40 +554,22 @@ impl OrchestratorBuilder {
     /// # Panics
     /// Outside a running actix system (as every actor start does).
     pub fn start(self) -> Result<Addr<Orchestrator>> {
-        if self.max_in_flight == 0 {
-            return Err(Error::Config("max_in_flight must be at least 1".to_owned()));
-        }
+        self.validate()?;
         let mut connectors = HashMap::new();
         for (connector, options) in self.connectors {
             let name = connector.name().to_owned();
-            if connectors.contains_key(&name) {
-                return Err(Error::Config(format!("two connectors are named {name:?}")));
-            }
-            let actor_options = options;
-            let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &actor_options));
-            connectors.insert(
-                name,
-                crate::connector::ConnectorEntry {
-                    addr,
-                    retry: options.retry,
-                },
-            );
+            let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &options));
+            let retry = options.retry;
+            connectors.insert(name, crate::connector::ConnectorEntry { addr, retry });
         }
         let mut agents = HashMap::new();
         let mut intents = HashMap::new();
         for (factory, options) in self.agents {
             let probe = factory();
             let name = probe.name().to_owned();
-            if agents.contains_key(&name) {
-                return Err(Error::Config(format!("two agents are named {name:?}")));
-            }
             let agent_intents = probe.intents();
             for intent in &agent_intents {
-                if let Some(other) = intents.insert(intent.clone(), name.clone()) {
-                    return Err(Error::Config(format!(
-                        "the intent {intent:?} is claimed by both {other:?} and {name:?}"
-                    )));
-                }
+                intents.insert(intent.clone(), name.clone());
             }
             let restarts = Arc::new(AtomicU64::new(0));
             let actor_restarts = Arc::clone(&restarts);
