@@ -33,7 +33,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
         retry: RetryPolicy::none(),
         breaker: BreakerConfig {
             failure_threshold: 2,
-            open_for: Duration::from_millis(300),
+            open_for: Duration::from_secs(1),
         },
         ..ConnectorOptions::default()
     };
