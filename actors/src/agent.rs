@@ -21,6 +21,10 @@ use crate::retry::RetryPolicy;
 
 /// An agent: a named piece of work that handles some intents.
 ///
+/// Attempts run as tasks on the orchestrator's arbiter thread, so `run`
+/// must not block: await I/O, and move heavy computation to
+/// `tokio::task::spawn_blocking`.
+///
 /// Each registered agent runs in its own actix actor under supervision. A
 /// panic in [`Agent::run`] fails the run with `panicked` and restarts the
 /// actor with a fresh agent from its factory.
