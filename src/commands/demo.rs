@@ -49,7 +49,7 @@ pub(crate) fn workload(i: usize) -> SubmitRun {
             json!({"to": format!("customer{i}@example.com"), "topic": topic, "audience": audience, "tone": tone}),
         ),
         4..=6 => {
-            let to = if i % 3 == 0 {
+            let to = if i.is_multiple_of(3) {
                 format!("555-{:04}", i % 10_000)
             } else {
                 format!("+1555{:07}", i % 10_000_000)

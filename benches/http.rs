@@ -1,0 +1,235 @@
+//! `POST /v1/runs` with the `echo` agent over loopback: a real `neonhub
+//! serve` (release build, durable embedded log) driven by a real load
+//! generator (`wrk`, or `oha`; `benches/install-load-generator.sh` installs
+//! one) at 256 connections. Prints runs/s, p50/p99 latency, errors, the
+//! runs the log holds afterwards (every 200 must be a durable run), and the
+//! server's RSS.
+//!
+//! Run: `bash benches/install-load-generator.sh && cargo bench --bench http`.
+//! `NEONHUB_BENCH_SECS` (default 10) sets the load's duration,
+//! `NEONHUB_BENCH_CONNECTIONS` (default 256) the connections. Data lives under
+//! `target/neonhub-bench/` and is removed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BODY: &str = r#"{"agent":"echo","input":{"n":1}}"#;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn find(tool: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// What the load generator measured.
+#[derive(Debug, Default)]
+struct Load {
+    requests: u64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// `1.23ms`, `456.00us`, `1.02s` as milliseconds.
+fn millis(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * scale
+}
+
+fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Load {
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )
+    .expect("write the wrk script");
+    let output = Command::new(wrk)
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", "--timeout", "10s", "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{text}");
+    let mut load = Load::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => load.p50_ms = millis(v),
+            ["99%", v] => load.p99_ms = millis(v),
+            ["Requests/sec:", v] => load.per_second = v.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse::<u64>().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    load
+}
+
+fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
+    let output = Command::new(oha)
+        .args(["--no-tui", "--output-format", "json", "-z", &format!("{secs}s"), "-c", &connections.to_string()])
+        .args(["-m", "POST", "-H", "content-type: application/json", "-d", BODY, url])
+        .output()
+        .expect("run oha");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("oha's JSON report");
+    let ok = report["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
+    let all: u64 = report["statusCodeDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    let failed: u64 = report["errorDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    Load {
+        requests: all,
+        per_second: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50_ms: report["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        p99_ms: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        errors: all - ok + failed,
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn head(base: &str) -> u64 {
+    // The log's head, from /readyz, over a plain TCP request (no client crate).
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to serve");
+    write!(stream, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    value["head"].as_u64().unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("http: benchmark");
+        return;
+    }
+    let secs = env_or("NEONHUB_BENCH_SECS", 10);
+    let connections = env_or("NEONHUB_BENCH_CONNECTIONS", 256);
+    let (Some(tool), is_wrk) = (match (find("wrk"), find("oha")) {
+        (Some(w), _) => (Some(w), true),
+        (None, Some(o)) => (Some(o), false),
+        (None, None) => (None, false),
+    }) else {
+        eprintln!("no load generator: run `bash benches/install-load-generator.sh` (wrk or oha)");
+        std::process::exit(2);
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
+    std::fs::create_dir_all(&root).expect("create target/neonhub-bench");
+    let dir = tempfile::tempdir_in(&root).expect("a temp dir");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_neonhub"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("NEONHUB_CONNECTORS", "mock")
+        .env_remove("NEONHUB_TOKEN")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start neonhub serve");
+    let mut stdout = BufReader::new(serve.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the address serve prints")
+        .to_owned();
+    let url = format!("{base}/v1/runs");
+    println!(
+        "POST {url} (echo, durable) with {} at {connections} connections for {secs} s",
+        tool.display()
+    );
+    let began = Instant::now();
+    let load = if is_wrk {
+        run_wrk(&tool, &url, connections, secs, dir.path())
+    } else {
+        run_oha(&tool, &url, connections, secs)
+    };
+    let elapsed = began.elapsed();
+    // Runs cut off when the generator stopped may still finish: wait for the
+    // log to stop growing.
+    let mut events = head(&base);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = head(&base);
+        if now == events {
+            break;
+        }
+        events = now;
+    }
+    let rss = rss_mib(serve.id());
+    let runs = events / 2;
+    println!(
+        "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {runs} | {rss:.0} |",
+        load.per_second, load.p50_ms, load.p99_ms, load.errors, load.requests
+    );
+    println!(
+        "runs/s {:.0}, p50 {:.2} ms, p99 {:.2} ms, errors {}, {} requests answered, {runs} runs in the log ({} events), serve RSS {rss:.0} MiB, {:.1} s",
+        load.per_second,
+        load.p50_ms,
+        load.p99_ms,
+        load.errors,
+        load.requests,
+        events,
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        runs >= load.requests.saturating_sub(load.errors),
+        "fewer runs in the log than 200s answered"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .expect("signal serve");
+    assert!(kill.success());
+    let status = serve.wait().expect("serve exits");
+    assert!(status.success(), "serve exited with {status}");
+}
