@@ -18,6 +18,7 @@
 //! ```
 
 mod log;
+mod quickack;
 mod service;
 
 #[allow(
@@ -48,6 +49,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use uuid::Uuid;
 
@@ -82,15 +84,15 @@ impl TestServer {
     /// # Errors
     /// When `addr` cannot be bound or no runtime started.
     pub fn start_with(addr: SocketAddr, max_append_size: usize) -> std::io::Result<Self> {
+        // std sets SO_REUSEADDR on Unix, so a stopped server's port can be
+        // bound again at once (tests restart a server on the same port).
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("esdb-test-server")
             .enable_all()
             .build()?;
-        // std sets SO_REUSEADDR on Unix, so a stopped server's port can be
-        // bound again at once (tests restart a server on the same port).
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(max_append_size));
         seed_system_events(&shared);
@@ -102,9 +104,9 @@ impl TestServer {
                 Ok(l) => l,
                 Err(e) => return eprintln!("esdb test server cannot listen: {e}"),
             };
-            let incoming = TcpListenerStream::new(listener);
+            let incoming = TcpListenerStream::new(listener)
+                .map(|stream| stream.and_then(quickack::QuickAck::new));
             let served = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(StreamsServer::new(service))
                 .serve_with_incoming(incoming)
                 .await;
