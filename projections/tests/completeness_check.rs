@@ -1,0 +1,142 @@
+//! The completeness check proves a table matches the log, says how far its
+//! checkpoint is behind the head, and reports the first mismatch when a row
+//! was altered, removed or added behind the projection's back.
+
+mod common;
+
+use neonhub_projections::{
+    AgentRunsProjection, Mismatch, ProjectionRunner, RunQueries, RunStatus, verify,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_lag_and_the_first_mismatch() {
+    let mut log = common::TestLog::open();
+    let events = common::events(300, 17);
+    let (first, second) = events.split_at(events.len() / 2);
+    log.append(first).await;
+    let db = log.db("table.sqlite");
+    let mut runner =
+        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
+    let checkpoint = runner.catch_up().await.unwrap();
+    drop(runner);
+    log.append(second).await;
+
+    // Behind, but what it has matches.
+    let report = verify(&*log.store, &db).await.unwrap();
+    assert!(report.matches(), "{report}");
+    assert!(!report.is_complete());
+    assert_eq!(report.checkpoint, checkpoint);
+    assert_eq!(report.behind(), second.len() as u64);
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("{} behind", second.len()))
+    );
+
+    let mut runner =
+        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
+    runner.catch_up().await.unwrap();
+    drop(runner);
+    let report = verify(&*log.store, &db).await.unwrap();
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(report.rows, report.runs_in_log);
+
+    // Tamper with the table the way a hand edit would.
+    let rows = RunQueries::open(&db).unwrap().all_runs().unwrap();
+    let mut by_position = rows.clone();
+    by_position.sort_by_key(|r| r.first_position);
+    let early = &by_position[10];
+    let later_finished = by_position[20..]
+        .iter()
+        .find(|r| r.status == RunStatus::Succeeded)
+        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET status = 'failed' WHERE run_id = ?1",
+        [later_finished.run_id.to_string()],
+    )
+    .unwrap();
+    let report = verify(&*log.store, &db).await.unwrap();
+    assert_eq!(
+        report.first_mismatch,
+        Some(Mismatch::Status {
+            run_id: later_finished.run_id,
+            table: RunStatus::Failed,
+            log: RunStatus::Succeeded,
+        })
+    );
+
+    // A missing row earlier in the log is now the first mismatch.
+    conn.execute(
+        "DELETE FROM agent_runs WHERE run_id = ?1",
+        [early.run_id.to_string()],
+    )
+    .unwrap();
+    let report = verify(&*log.store, &db).await.unwrap();
+    assert_eq!(
+        report.first_mismatch,
+        Some(Mismatch::MissingRow {
+            run_id: early.run_id,
+            first_position: early.first_position,
+        })
+    );
+    assert!(report.to_string().starts_with("MISMATCH"));
+
+    // Attempts that differ.
+    conn.execute(
+        "UPDATE agent_runs SET status = 'succeeded' WHERE run_id = ?1",
+        [later_finished.run_id.to_string()],
+    )
+    .unwrap();
+    let copy = rows.iter().find(|r| r.run_id == early.run_id).unwrap();
+    drop(conn);
+    // Restore the deleted row through a fresh projection of the log, then
+    // bump one row's attempts.
+    let fresh = log.db("fresh.sqlite");
+    let mut runner = ProjectionRunner::new(
+        log.store.clone(),
+        AgentRunsProjection::open(&fresh).unwrap(),
+    );
+    runner.catch_up().await.unwrap();
+    drop(runner);
+    let conn = rusqlite::Connection::open(&fresh).unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET attempts = attempts + 1 WHERE run_id = ?1",
+        [copy.run_id.to_string()],
+    )
+    .unwrap();
+    let report = verify(&*log.store, &fresh).await.unwrap();
+    assert_eq!(
+        report.first_mismatch,
+        Some(Mismatch::Attempts {
+            run_id: copy.run_id,
+            table: copy.attempts + 1,
+            log: copy.attempts,
+        })
+    );
+
+    // A row no run stream explains.
+    conn.execute(
+        "UPDATE agent_runs SET attempts = attempts - 1 WHERE run_id = ?1",
+        [copy.run_id.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO agent_runs SELECT '00000000-0000-7000-8000-000000000001', parent_run_id,
+             correlation_id, kind, target, operation, intent, status, attempts, input, output,
+             error_kind, error_message, started_at, finished_at, duration_micros,
+             first_position, last_position
+         FROM agent_runs WHERE run_id = ?1",
+        [copy.run_id.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+    let report = verify(&*log.store, &fresh).await.unwrap();
+    assert_eq!(
+        report.first_mismatch,
+        Some(Mismatch::UnexpectedRow {
+            run_id: "00000000-0000-7000-8000-000000000001".parse().unwrap(),
+        })
+    );
+    assert_eq!(report.rows, report.runs_in_log + 1);
+}
