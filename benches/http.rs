@@ -69,7 +69,15 @@ fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Lo
     )
     .expect("write the wrk script");
     let output = Command::new(wrk)
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", "--timeout", "10s", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+        ])
         .arg(&script)
         .arg(url)
         .output()
@@ -84,7 +92,9 @@ fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Lo
             ["99%", v] => load.p99_ms = millis(v),
             ["Requests/sec:", v] => load.per_second = v.parse().unwrap_or(0.0),
             [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
-            ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse::<u64>().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => {
+                load.errors += n.parse::<u64>().unwrap_or(0)
+            }
             ["Socket", "errors:", rest @ ..] => {
                 load.errors += rest
                     .iter()
@@ -99,13 +109,31 @@ fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Lo
 
 fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
     let output = Command::new(oha)
-        .args(["--no-tui", "--output-format", "json", "-z", &format!("{secs}s"), "-c", &connections.to_string()])
-        .args(["-m", "POST", "-H", "content-type: application/json", "-d", BODY, url])
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "-z",
+            &format!("{secs}s"),
+            "-c",
+            &connections.to_string(),
+        ])
+        .args([
+            "-m",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            BODY,
+            url,
+        ])
         .output()
         .expect("run oha");
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("oha's JSON report");
-    let ok = report["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
+    let ok = report["statusCodeDistribution"]["200"]
+        .as_u64()
+        .unwrap_or(0);
     let all: u64 = report["statusCodeDistribution"]
         .as_object()
         .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
@@ -117,8 +145,14 @@ fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
     Load {
         requests: all,
         per_second: report["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
-        p50_ms: report["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
-        p99_ms: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        p50_ms: report["latencyPercentiles"]["p50"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            * 1000.0,
+        p99_ms: report["latencyPercentiles"]["p99"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            * 1000.0,
         errors: all - ok + failed,
     }
 }
@@ -139,7 +173,11 @@ fn head(base: &str) -> u64 {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to serve");
-    write!(stream, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();

@@ -19,7 +19,11 @@ fn three_runs(data: &Path) {
     for note in ["aaaa", "bbbb", "cccc"] {
         let input = format!(r#"{{"note": "{note}"}}"#);
         let out = run_cli(data, &["run", "echo", "--input", &input]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -49,7 +53,10 @@ fn a_sound_log_passes_with_a_one_line_summary() {
     let (ok, out, err) = audit(dir.path());
     assert!(ok, "{out}{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.starts_with("ok: 6 events, head position 6, head hash "), "{out}");
+    assert!(
+        out.starts_with("ok: 6 events, head position 6, head hash "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -59,7 +66,11 @@ fn a_forged_record_breaks_the_chain_at_its_position() {
     // Rewrite "bbbb" in record 2 (run 2's RunStarted) and fix its CRC, as a
     // forger would; the segment header is 64 bytes, a frame is length, CRC, body.
     let segment = first_segment(&dir.path().join(neonhub::LOG_DIR));
-    let file = OpenOptions::new().read(true).write(true).open(&segment).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
     let mut offset = 64u64;
     for _ in 0..2 {
         let mut len = [0u8; 4];
@@ -70,14 +81,21 @@ fn a_forged_record_breaks_the_chain_at_its_position() {
     file.read_exact_at(&mut len, offset).unwrap();
     let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
     file.read_exact_at(&mut body, offset + 8).unwrap();
-    let at = body.windows(4).position(|w| w == b"bbbb").expect("record 2 is run 2's start");
+    let at = body
+        .windows(4)
+        .position(|w| w == b"bbbb")
+        .expect("record 2 is run 2's start");
     body[at + 3] = b'c';
     file.write_all_at(&body, offset + 8).unwrap();
-    file.write_all_at(&crc32c::crc32c(&body).to_le_bytes(), offset + 4).unwrap();
+    file.write_all_at(&crc32c::crc32c(&body).to_le_bytes(), offset + 4)
+        .unwrap();
     drop(file);
     let (ok, out, err) = audit(dir.path());
     assert!(!ok, "the forgery passed: {out}");
-    assert!(err.contains("audit failed at position 2") && err.contains("hash chain"), "{err}");
+    assert!(
+        err.contains("audit failed at position 2") && err.contains("hash chain"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +103,8 @@ async fn an_event_this_build_cannot_decode_is_named() {
     let dir = tempfile::tempdir().unwrap();
     three_runs(dir.path());
     {
-        let log = EmbeddedLog::open(dir.path().join(neonhub::LOG_DIR), LogOptions::default()).unwrap();
+        let log =
+            EmbeddedLog::open(dir.path().join(neonhub::LOG_DIR), LogOptions::default()).unwrap();
         let event = EventData {
             id: EventId::new(),
             event_type: event_types::RUN_STARTED.to_owned(),
@@ -93,14 +112,21 @@ async fn an_event_this_build_cannot_decode_is_named() {
             payload: b"\xc1 not messagepack".to_vec(),
         };
         let written = log
-            .append(&RunId::new().stream(), ExpectedRevision::NoStream, vec![event])
+            .append(
+                &RunId::new().stream(),
+                ExpectedRevision::NoStream,
+                vec![event],
+            )
             .await
             .unwrap();
         assert_eq!(written.last_position.0, 6);
     }
     let (ok, out, err) = audit(dir.path());
     assert!(!ok, "{out}");
-    assert!(err.contains("audit failed at position 6") && err.contains("decode"), "{err}");
+    assert!(
+        err.contains("audit failed at position 6") && err.contains("decode"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,11 +135,17 @@ fn a_table_that_no_longer_matches_the_log_is_named() {
     three_runs(dir.path());
     let db = rusqlite::Connection::open(dir.path().join(neonhub::PROJECTION_FILE)).unwrap();
     let changed = db
-        .execute("UPDATE agent_runs SET status = 'failed' WHERE first_position = 4", [])
+        .execute(
+            "UPDATE agent_runs SET status = 'failed' WHERE first_position = 4",
+            [],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     drop(db);
     let (ok, out, err) = audit(dir.path());
     assert!(!ok, "{out}");
-    assert!(err.contains("audit failed at position 4") && err.contains("does not match"), "{err}");
+    assert!(
+        err.contains("audit failed at position 4") && err.contains("does not match"),
+        "{err}"
+    );
 }
