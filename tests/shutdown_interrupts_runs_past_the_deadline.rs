@@ -1,0 +1,86 @@
+//! A run still going when shutdown's drain deadline passes is closed as
+//! `interrupted` (with its connector call) before the store closes, and the
+//! table shows it so: shutdown never leaves a run open.
+
+mod support;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use neonhub_actors::{ConnectorsConfig, Secret};
+use neonhub_projections::{RunQueries, RunStatus};
+use serde_json::{Value, json};
+use support::{InProcess, wait_until};
+
+#[actix_rt::test]
+async fn runs_past_the_drain_deadline_are_closed_as_interrupted() {
+    // A Twilio that accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let twilio = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let released = Arc::clone(&release);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !released.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((socket, _)) => held.push(socket),
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    });
+    let hub = InProcess::start_with(
+        |mut o| {
+            // Live because its credentials are set; Gmail and Slack stay mock.
+            let mut connectors = ConnectorsConfig::default();
+            connectors.twilio.account_sid = Some("AC123".into());
+            connectors.twilio.auth_token = Some(Secret::new("twilio-test-token"));
+            connectors.twilio.from = Some("+15005550006".into());
+            connectors.twilio.base_url = twilio.clone();
+            connectors.twilio.lookup_base_url = twilio.clone();
+            o.connectors = connectors;
+            o
+        },
+        |c| c,
+    )
+    .await;
+    let response = hub
+        .client
+        .post(hub.url("/v1/runs?wait=false"))
+        .json(&json!({"intent": "sms.send", "input": {"to": "+15550001234", "body": "hi"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let run_id: neonhub_events::RunId = accepted["run_id"].as_str().unwrap().parse().unwrap();
+    wait_until("the run and its Twilio call to start", || async {
+        hub.head().await == 2
+    })
+    .await;
+
+    let InProcess {
+        service,
+        server,
+        dir,
+        ..
+    } = hub;
+    server.stop().await.unwrap();
+    let report = service.shutdown(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(report.interrupted.len(), 2, "{report:?}");
+    assert!(report.interrupted.contains(&run_id));
+    assert_eq!(
+        report.checkpoint.0, 4,
+        "the table applied both closing events"
+    );
+
+    let table = RunQueries::open(dir.path().join(neonhub::PROJECTION_FILE)).unwrap();
+    let detail = table.get(run_id).unwrap().unwrap();
+    assert_eq!(detail.run.status, RunStatus::Failed);
+    assert_eq!(detail.run.error.unwrap().kind.as_str(), "interrupted");
+    assert_eq!(detail.children.len(), 1);
+    assert_eq!(detail.children[0].status, RunStatus::Failed);
+    release.store(true, Ordering::Release);
+}
