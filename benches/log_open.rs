@@ -220,21 +220,24 @@ fn open(c: &mut Criterion) {
     group.finish();
 }
 
-/// Resident memory of a fresh process that opens the 2M-event log: run in a
-/// child (this bench binary again) so nothing else the benches did counts.
+/// Open time and resident memory of a fresh process (this bench binary
+/// again, so nothing else the benches did counts) that opens the 1M-event
+/// and the 2M-event (1M runs) logs.
 fn memory() {
-    let dir = fixture("rss", RSS_RUNS);
-    let exe = std::env::current_exe().expect("current exe");
-    let out = Command::new(exe)
-        .env(RSS_CHILD_ENV, &dir)
-        .output()
-        .expect("run the RSS child");
-    assert!(
-        out.status.success(),
-        "RSS child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    for (name, runs) in [("open", OPEN_RUNS), ("rss", RSS_RUNS)] {
+        let dir = fixture(name, runs);
+        let exe = std::env::current_exe().expect("current exe");
+        let out = Command::new(exe)
+            .env(RSS_CHILD_ENV, &dir)
+            .output()
+            .expect("run the RSS child");
+        assert!(
+            out.status.success(),
+            "RSS child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 /// A `/proc/self/status` field, in KiB.
@@ -259,7 +262,7 @@ fn rss_child(dir: &Path) {
         .expect("tokio runtime");
     let head = rt.block_on(log.head()).expect("head");
     println!(
-        "memory/open_1m_runs: {} streams, {} events, opened in {:.3} s; \
+        "fresh_process/{} runs: {} events, opened in {:.3} s; \
          VmRSS before open {:.1} MiB, after open {:.1} MiB (+{:.1} MiB), VmHWM {:.1} MiB",
         log.stream_count(),
         head.0,
