@@ -10,15 +10,49 @@
 //!   proves a table matches the log.
 //!
 //! ```
-//! use neonhub_projections::{AgentRunsProjection, Projection, RunFilter, RunQueries};
-//! # fn main() -> neonhub_projections::Result<()> {
-//! let dir = tempfile::tempdir().unwrap();
+//! use std::sync::Arc;
+//!
+//! use neonhub_events::{
+//!     Codec, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, RunEvent, RunId,
+//!     RunKind, RunStarted, RunSucceeded, SharedStore, Timestamp,
+//! };
+//! use neonhub_projections::{
+//!     AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store: SharedStore = Arc::new(EmbeddedLog::open(dir.path().join("log"), LogOptions::default())?);
+//!
+//! // One agent run: started, then succeeded.
+//! let run_id = RunId::new();
+//! let codec = Codec::new();
+//! let started = RunEvent::Started(RunStarted {
+//!     run_id, kind: RunKind::Agent, target: "email".into(), operation: "run".into(),
+//!     intent: Some("email.send".into()), input: serde_json::json!({"to": "a@example.com"}),
+//!     attempt: 1, parent_run_id: None, correlation_id: uuid::Uuid::now_v7(),
+//!     started_at: Timestamp(1_000),
+//! });
+//! let succeeded = RunEvent::Succeeded(RunSucceeded {
+//!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),
+//!     duration_micros: 2_000, finished_at: Timestamp(3_000),
+//! });
+//! let events = vec![
+//!     codec.encode(&started, Metadata::default())?,
+//!     codec.encode(&succeeded, Metadata::default())?,
+//! ];
+//! store.append(&run_id.stream(), ExpectedRevision::NoStream, events).await?;
+//!
+//! // Project it, then query the table and render the metrics.
 //! let path = dir.path().join("projections.sqlite");
-//! let projection = AgentRunsProjection::open(&path)?;
-//! assert_eq!(projection.checkpoint().0, 0);
+//! let mut runner = ProjectionRunner::new(store.clone(), AgentRunsProjection::open(&path)?);
+//! runner.catch_up().await?;
 //! let page = RunQueries::open(&path)?.list(&RunFilter::new().target("email"), None, 50)?;
-//! assert!(page.runs.is_empty() && page.next.is_none());
-//! assert!(projection.metrics().render().contains("neonhub_runs_in_flight 0"));
+//! assert_eq!(page.runs[0].status, RunStatus::Succeeded);
+//! assert_eq!(page.runs[0].duration_micros, Some(2_000));
+//! let text = runner.projection().metrics().render();
+//! assert!(text.contains(r#"neonhub_agent_runs_total{agent="email",status="succeeded"} 1"#));
 //! # Ok(()) }
 //! ```
 
