@@ -697,3 +697,48 @@ impl AgentRunsProjection {
         Ok(checkpoint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_created_versioned_and_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sqlite");
+        drop(AgentRunsProjection::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'agent_runs_by_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 6);
+        // Reopening an existing file keeps it.
+        drop(AgentRunsProjection::open(&path).unwrap());
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        match AgentRunsProjection::open(&path) {
+            Err(Error::SchemaVersion { found, known, .. }) => {
+                assert_eq!(found, SCHEMA_VERSION + 1);
+                assert_eq!(known, SCHEMA_VERSION);
+            }
+            other => panic!("expected SchemaVersion, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for s in [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+    }
+}
