@@ -1,0 +1,37 @@
+//! Given no connector named `fax`, when an agent calls it, then the call
+//! fails with a typed connector error without recording a child run, and
+//! the agent run fails with kind connector.
+
+mod common;
+
+use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
+use neonhub_events::ErrorKind;
+use serde_json::json;
+
+#[actix::test]
+async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
+    let (_dir, store) = common::store();
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(|| common::Proxy, AgentOptions::default())
+        .start()
+        .unwrap();
+
+    let outcome = orchestrator
+        .send(SubmitRun::agent(
+            "proxy",
+            json!({"connector": "fax", "operation": "send", "input": {}}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let error = outcome.result.clone().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Connector);
+    assert_eq!(error.message, "no connector is named \"fax\"");
+    assert!(common::child_runs(&store, outcome.run_id).await.is_empty());
+    assert_eq!(
+        common::shape(&common::events(&store, outcome.run_id).await),
+        ["started#1", "failed#1(connector)"]
+    );
+    assert_eq!(common::all(&store).await.len(), 2);
+}
