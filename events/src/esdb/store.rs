@@ -74,6 +74,19 @@ impl EsdbOptions {
 /// `read_all` and `subscribe_all` see neonhub's streams only: system
 /// streams and events (names starting with `$`) are filtered out on the
 /// server. Reading `$all` needs a user allowed to (admins by default).
+///
+/// ```no_run
+/// # async fn demo() -> neonhub_events::Result<()> {
+/// use neonhub_events::{EsdbStore, EventStore, RunId};
+///
+/// let store = EsdbStore::connect("esdb://localhost:2113?tls=false")?;
+/// let events = store
+///     .read_stream(&RunId::new().stream(), neonhub_events::Direction::Forwards,
+///                  neonhub_events::ReadFrom::Start, 100)
+///     .await?;
+/// assert!(events.is_empty());
+/// # Ok(()) }
+/// ```
 pub struct EsdbStore {
     connection: SharedConnection,
     options: EsdbOptions,
@@ -413,4 +426,22 @@ pub(crate) fn subscription_filter() -> SubscriptionFilter {
 /// Maps a failed call for subscriptions.
 pub(crate) fn subscription_error(e: CallError) -> Error {
     call_error(e, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_on_unless_the_connection_string_turns_it_off() {
+        let secure: kurrentdb::ClientSettings = "esdb://localhost:2113".parse().unwrap();
+        assert!(secure.is_secure_mode_enabled());
+        let plain: kurrentdb::ClientSettings = "esdb://localhost:2113?tls=false".parse().unwrap();
+        assert!(!plain.is_secure_mode_enabled());
+        match EsdbStore::connect("http://localhost:2113") {
+            Err(e @ Error::InvalidInput(_)) => assert!(e.is_client_error()),
+            other => panic!("a bad scheme: {other:?}"),
+        }
+        assert!(EsdbStore::connect("esdb://admin:changeit@localhost:2113").is_ok());
+    }
 }
