@@ -171,7 +171,12 @@ fn esdb(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("backend", "stream"), |b| {
         b.to_async(&rt).iter(|| async {
             let events = store
-                .read_stream(&read_stream, Direction::Forwards, ReadFrom::Start, READ_EVENTS)
+                .read_stream(
+                    &read_stream,
+                    Direction::Forwards,
+                    ReadFrom::Start,
+                    READ_EVENTS,
+                )
                 .await
                 .expect("read");
             assert_eq!(events.len(), READ_EVENTS);
