@@ -263,8 +263,8 @@ fn main() {
         runs >= load.requests.saturating_sub(load.errors),
         "fewer runs in the log than 200s answered"
     );
-    let kill = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
+    let kill = Command::new("sh")
+        .args(["-c", "kill -TERM \"$0\"", &serve.id().to_string()])
         .status()
         .expect("signal serve");
     assert!(kill.success());

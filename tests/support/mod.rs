@@ -192,8 +192,9 @@ impl ServeProcess {
     /// Sends SIGTERM and waits for the exit; returns the exit code and the
     /// rest of stdout.
     pub fn terminate(mut self) -> (Option<i32>, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // The shell's own `kill`: no dependency on a kill binary.
+        let status = Command::new("sh")
+            .args(["-c", "kill -TERM \"$0\"", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
