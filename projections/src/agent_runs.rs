@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS agent_runs (
     started_at INTEGER NOT NULL,
     finished_at INTEGER,
     duration_micros INTEGER,
-    first_position INTEGER NOT NULL,
+    first_position INTEGER PRIMARY KEY,
     last_position INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
@@ -57,17 +57,19 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
 
 /// Secondary indexes, for the reporting queries: newest first overall (also
 /// covering the per-target report and the kind filter), by target, status,
-/// intent, correlation and parent.
+/// intent, correlation and parent. Each ends with the row's key, its
+/// `first_position` (unique: no two runs share a first event), which breaks
+/// ties between runs started in the same microsecond.
 const INDEXES_V1: &str = "
 CREATE INDEX IF NOT EXISTS agent_runs_by_time
-    ON agent_runs (started_at, run_id, kind, target, status, duration_micros);
-CREATE INDEX IF NOT EXISTS agent_runs_by_target ON agent_runs (target, started_at, run_id);
-CREATE INDEX IF NOT EXISTS agent_runs_by_status ON agent_runs (status, started_at, run_id);
-CREATE INDEX IF NOT EXISTS agent_runs_by_intent ON agent_runs (intent, started_at, run_id)
+    ON agent_runs (started_at, kind, target, status, duration_micros);
+CREATE INDEX IF NOT EXISTS agent_runs_by_target ON agent_runs (target, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_status ON agent_runs (status, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_intent ON agent_runs (intent, started_at)
     WHERE intent IS NOT NULL;
 CREATE INDEX IF NOT EXISTS agent_runs_by_correlation
-    ON agent_runs (correlation_id, started_at, run_id);
-CREATE INDEX IF NOT EXISTS agent_runs_by_parent ON agent_runs (parent_run_id, started_at, run_id)
+    ON agent_runs (correlation_id, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_parent ON agent_runs (parent_run_id, started_at)
     WHERE parent_run_id IS NOT NULL;
 ";
 

@@ -97,14 +97,15 @@ impl RunFilter {
 }
 
 /// Where the next page starts: just after the last run of the previous one,
-/// in the list's order (newest first by start time, then by run id).
+/// in the list's order (newest first by start time; runs started in the same
+/// microsecond, latest in the log first).
 ///
-/// Its text form (`<started_at micros>_<run id>`) is what an HTTP API hands
-/// out and takes back.
+/// Its text form (`<started_at micros>_<first position>`) is what an HTTP
+/// API hands out and takes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
     started_at: Timestamp,
-    run_id: RunId,
+    first_position: Position,
 }
 
 impl Cursor {
@@ -112,14 +113,14 @@ impl Cursor {
     pub fn after(run: &AgentRun) -> Self {
         Self {
             started_at: run.started_at,
-            run_id: run.run_id,
+            first_position: run.first_position,
         }
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.started_at.0, self.run_id)
+        write!(f, "{}_{}", self.started_at.0, self.first_position)
     }
 }
 
@@ -131,7 +132,7 @@ impl FromStr for Cursor {
         let (at, id) = s.split_once('_').ok_or_else(bad)?;
         Ok(Cursor {
             started_at: Timestamp(at.parse().map_err(|_| bad())?),
-            run_id: id.parse().map_err(|_| bad())?,
+            first_position: Position(id.parse().map_err(|_| bad())?),
         })
     }
 }
@@ -281,15 +282,15 @@ pub(crate) fn list(
     }
     if let Some(c) = cursor {
         args.push(SqlValue::Integer(c.started_at.0 as i64));
-        args.push(SqlValue::Text(c.run_id.to_string()));
+        args.push(SqlValue::Integer(c.first_position.0 as i64));
         sql.push_str(&format!(
-            " AND (started_at, run_id) < (?{}, ?{})",
+            " AND (started_at, first_position) < (?{}, ?{})",
             args.len() - 1,
             args.len()
         ));
     }
     sql.push_str(&format!(
-        " ORDER BY started_at DESC, run_id DESC LIMIT {}",
+        " ORDER BY started_at DESC, first_position DESC LIMIT {}",
         limit + 1
     ));
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -321,7 +322,7 @@ pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>>
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         columns!(),
-        " FROM agent_runs WHERE parent_run_id = ?1 ORDER BY started_at, run_id"
+        " FROM agent_runs WHERE parent_run_id = ?1 ORDER BY started_at, first_position"
     ))?;
     let mut rows = stmt.query([run_id.to_string()])?;
     let mut children = Vec::new();
@@ -353,13 +354,13 @@ mod tests {
     fn cursors_round_trip_through_text() {
         let c = Cursor {
             started_at: Timestamp(1_700_000_000_123_456),
-            run_id: RunId::new(),
+            first_position: Position(42),
         };
         assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
         assert!(matches!(
             "nope".parse::<Cursor>(),
             Err(Error::InvalidInput(_))
         ));
-        assert!("12_notauuid".parse::<Cursor>().is_err());
+        assert!("12_notanumber".parse::<Cursor>().is_err());
     }
 }

@@ -13,9 +13,7 @@ use neonhub_projections::{
 };
 
 fn newest_first(mut runs: Vec<AgentRun>) -> Vec<AgentRun> {
-    runs.sort_by(|a, b| {
-        (b.started_at, b.run_id.to_string()).cmp(&(a.started_at, a.run_id.to_string()))
-    });
+    runs.sort_by(|a, b| (b.started_at, b.first_position).cmp(&(a.started_at, a.first_position)));
     runs
 }
 
@@ -107,7 +105,7 @@ async fn queries_match_a_brute_force_pass() {
         .filter(|c| c.parent_run_id == Some(parent.run_id))
         .cloned()
         .collect();
-    children.sort_by_key(|c| (c.started_at, c.run_id.to_string()));
+    children.sort_by_key(|c| (c.started_at, c.first_position));
     assert_eq!(detail.children, children);
     assert!(
         children
