@@ -13,7 +13,7 @@ use neonhub_projections::{
 };
 
 fn newest_first(mut runs: Vec<AgentRun>) -> Vec<AgentRun> {
-    runs.sort_by(|a, b| (b.started_at, b.first_position).cmp(&(a.started_at, a.first_position)));
+    runs.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.first_position)));
     runs
 }
 
