@@ -25,6 +25,7 @@ fn workload(i: usize) -> Value {
 async fn submit_then_table_then_metrics_agree() {
     let hub = InProcess::start().await;
     let mut told: HashMap<String, (String, String)> = HashMap::new();
+    let mut answers: HashMap<String, Value> = HashMap::new();
     let responses = futures_util::future::join_all((0..80).map(|i| {
         let body = workload(i);
         let hub = &hub;
@@ -33,6 +34,7 @@ async fn submit_then_table_then_metrics_agree() {
     .await;
     for (status, body) in responses {
         assert_eq!(status, 200, "{body}");
+        answers.insert(body["run_id"].as_str().unwrap().to_owned(), body.clone());
         told.insert(
             body["run_id"].as_str().unwrap().to_owned(),
             (
@@ -54,6 +56,10 @@ async fn submit_then_table_then_metrics_agree() {
         assert_eq!(run["target"], *target);
         assert_eq!(run["status"], *status);
         assert_eq!(run["kind"], "agent");
+        // The POST answered the run as the table holds it (less its children).
+        let mut row = run.clone();
+        row.as_object_mut().unwrap().remove("children");
+        assert_eq!(answers[run_id], row);
         if target != "echo" && target != "content" {
             assert_eq!(run["children"].as_array().unwrap().len(), 1, "{run}");
         }

@@ -16,7 +16,7 @@ use super::AppState;
 use super::errors::ApiError;
 use super::query::Params;
 use super::telemetry;
-use crate::view::{detail_json, event_json, outcome_json, report_json, run_json};
+use crate::view::{detail_json, event_json, outcome_json, report_json, run_from_events, run_json};
 
 /// How long `POST /v1/runs?wait=true` waits by default.
 const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -210,18 +210,30 @@ pub(crate) async fn submit_run(
         Result<neonhub_actors::Result<neonhub_actors::RunOutcome>, actix::MailboxError>,
         tokio::task::JoinError,
     >;
-    let finished = |joined: Joined| -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let codec = state.codec.clone();
+    // The run as the table will show it, from its (just written) events.
+    let finished = |joined: Joined| async move {
         let outcome = joined
             .map_err(|_| ApiError::internal("the submission task failed"))?
             .map_err(|_| ApiError::shutting_down())??;
-        Ok(json_response(
-            StatusCode::OK,
-            &outcome_json(&outcome, &target_name, intent.as_deref()),
-        ))
+        let events = store
+            .read_stream(
+                &run_id.stream(),
+                Direction::Forwards,
+                ReadFrom::Start,
+                usize::MAX,
+            )
+            .await?;
+        let body = match run_from_events(&codec, &events) {
+            Some(run) => run_json(&run),
+            None => outcome_json(&outcome, &target_name, intent.as_deref()),
+        };
+        Ok::<_, ApiError>(json_response(StatusCode::OK, &body))
     };
     if wait {
         match tokio::time::timeout(Duration::from_millis(timeout_ms), &mut outcome).await {
-            Ok(joined) => finished(joined),
+            Ok(joined) => finished(joined).await,
             Err(_) => Ok(running()),
         }
     } else {
@@ -241,7 +253,7 @@ pub(crate) async fn submit_run(
             }
         };
         tokio::select! {
-            joined = &mut outcome => finished(joined),
+            joined = &mut outcome => finished(joined).await,
             () = started => Ok(running()),
         }
     }
