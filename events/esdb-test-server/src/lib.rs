@@ -156,6 +156,12 @@ impl TestServer {
         self.shared.faults().not_leader = leader;
     }
 
+    /// Ends every live subscription (once caught up) with `UNAVAILABLE`,
+    /// as a node that steps down or restarts does; clients resubscribe.
+    pub fn drop_subscriptions(&self) {
+        self.shared.cut.send_modify(|n| *n += 1);
+    }
+
     /// Wait `delay` before handling each append (to let client deadlines
     /// expire).
     pub fn set_append_delay(&self, delay: Duration) {

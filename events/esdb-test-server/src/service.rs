@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// Bumped after every write, to wake live subscriptions.
     pub(crate) appended: watch::Sender<u64>,
     pub(crate) faults: Mutex<Faults>,
+    /// Bumped to end every live subscription with `UNAVAILABLE`.
+    pub(crate) cut: watch::Sender<u64>,
     pub(crate) max_append_size: usize,
 }
 
@@ -58,6 +60,7 @@ impl Shared {
             log: Mutex::new(Log::default()),
             appended: watch::channel(0).0,
             faults: Mutex::new(Faults::default()),
+            cut: watch::channel(0).0,
             max_append_size,
         }
     }
@@ -491,6 +494,7 @@ async fn subscription(
     tx: mpsc::Sender<ReadItem>,
 ) {
     let mut appended = shared.appended.subscribe();
+    let mut cut = shared.cut.subscribe();
     let confirmation = content(read_resp::Content::Confirmation(
         read_resp::SubscriptionConfirmation {
             subscription_id: Uuid::new_v4().to_string(),
@@ -580,6 +584,12 @@ async fn subscription(
         tokio::select! {
             changed = appended.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            _ = cut.changed() => {
+                // What a node that steps down or shuts down does to its
+                // subscriptions.
+                let _ = tx.send(Err(Status::unavailable("the subscription was dropped"))).await;
+                return;
+            }
         }
     }
 }
