@@ -145,13 +145,22 @@ impl Server {
         self.addr
     }
 
-    /// Stops gracefully: new runs and new event feeds get 503, the listener
-    /// closes, and in-flight requests finish (up to the shutdown timeout).
+    /// Starts draining: from now on new runs and new event feeds get 503
+    /// `shutting_down` and `/readyz` answers 503, so load balancers move
+    /// away, while reads and the runs in flight go on. [`Server::stop`]
+    /// drains first.
+    pub fn drain(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Stops gracefully: drains (see [`Server::drain`]), closes the listener
+    /// and idle connections, and lets in-flight requests finish (up to the
+    /// shutdown timeout).
     ///
     /// # Errors
     /// [`Error::Service`] if the server had failed.
     pub async fn stop(self) -> Result<()> {
-        self.shutdown.send_replace(true);
+        self.drain();
         self.handle.stop(true).await;
         match self.task.await {
             Ok(Ok(())) => Ok(()),
