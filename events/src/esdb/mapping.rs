@@ -182,6 +182,18 @@ fn recorded_at(metadata: &HashMap<String, String>, fallback_secs: i64) -> Timest
         ))
 }
 
+/// The commit position of a recorded event. Servers that do not know an
+/// event's commit position on a stream read send the "end" sentinel there;
+/// every event appended through gRPC commits itself, so its prepare position
+/// is its commit position then.
+pub(crate) fn commit_of(p: kurrentdb::Position) -> u64 {
+    if p.commit <= i64::MAX as u64 {
+        p.commit
+    } else {
+        p.prepare
+    }
+}
+
 /// Whether an event of `$all` is one of ours: not in a system stream, not of
 /// a system type (stream metadata, links, tombstones, statistics).
 pub(crate) fn is_ours(e: &kurrentdb::RecordedEvent) -> bool {
@@ -201,7 +213,7 @@ pub(crate) fn recorded(e: kurrentdb::RecordedEvent) -> Result<RecordedEvent> {
         id: EventId::from_uuid(e.id),
         stream,
         revision: Revision(e.revision),
-        position: position_of(e.position.commit)?,
+        position: position_of(commit_of(e.position))?,
         recorded_at: recorded_at(&e.metadata, e.created.timestamp()),
         metadata: decode_metadata(&e.custom_metadata),
         event_type: e.event_type,
@@ -230,6 +242,20 @@ mod tests {
             assert!(p.next() < position_of(c + 1).unwrap());
         }
         assert!(position_of(u64::MAX / 2 + 1).is_err());
+    }
+
+    #[test]
+    fn an_unknown_commit_position_falls_back_to_the_prepare_position() {
+        let known = kurrentdb::Position {
+            commit: 100,
+            prepare: 100,
+        };
+        assert_eq!(commit_of(known), 100);
+        let unknown = kurrentdb::Position {
+            commit: u64::MAX,
+            prepare: 250,
+        };
+        assert_eq!(commit_of(unknown), 250);
     }
 
     #[test]

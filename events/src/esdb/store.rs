@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::esdb::connection::{CallError, Connection, RuntimeOwner, SharedConnection, on_runtime};
 use crate::esdb::error::map;
 use crate::esdb::mapping::{
-    AllFrom, DEFAULT_MAX_APPEND_SIZE, all_from, encode_batch, is_ours, position_after, position_of,
-    recorded, stream_state,
+    AllFrom, DEFAULT_MAX_APPEND_SIZE, all_from, commit_of, encode_batch, is_ours, position_after,
+    position_of, recorded, stream_state,
 };
 use crate::esdb::subscription;
 use crate::ids::{Position, Revision, StreamId};
@@ -196,7 +196,7 @@ impl EsdbStore {
             let got = raw.len();
             let mut last = None;
             for e in raw {
-                let commit = e.position.commit;
+                let commit = commit_of(e.position);
                 last = Some(commit);
                 if cursor == AllFrom::After(commit) || !is_ours(&e) {
                     continue;
@@ -263,7 +263,7 @@ impl EventStore for EsdbStore {
                         let mut read = client.read_stream(name, &options).await?;
                         let mut positions = Vec::new();
                         while let Some(e) = read.next().await? {
-                            positions.push(e.get_original_event().position.commit);
+                            positions.push(commit_of(e.get_original_event().position));
                         }
                         Ok(positions)
                     }
@@ -390,7 +390,7 @@ impl EventStore for EsdbStore {
                         let mut read = client.read_all(&options).await?;
                         let mut last = None;
                         while let Some(e) = read.next().await? {
-                            last.get_or_insert(e.get_original_event().position.commit);
+                            last.get_or_insert(commit_of(e.get_original_event().position));
                         }
                         Ok(last)
                     }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::esdb::connection::{CallError, SharedConnection, backoff};
 use crate::esdb::error::client_is_dead;
-use crate::esdb::mapping::{AllFrom, all_from, is_ours, position_of, recorded};
+use crate::esdb::mapping::{AllFrom, all_from, commit_of, is_ours, position_of, recorded};
 use crate::esdb::store::{first_at, subscription_error, subscription_filter};
 use crate::ids::Position;
 use crate::store::{RecordedEvent, Subscription, SubscriptionSource};
@@ -120,7 +120,7 @@ async fn follow(
                         continue;
                     };
                     failures = 0;
-                    after = Some(e.position.commit);
+                    after = Some(commit_of(e.position));
                     if !is_ours(&e) {
                         continue;
                     }
