@@ -270,8 +270,16 @@ impl Handler<SubmitRun> for Orchestrator {
             if let Some(mut rx) = self.pending.borrow().get(&run_id).cloned() {
                 return Box::pin(async move {
                     let _slot = slot;
-                    let _ = rx.wait_for(Option::is_some).await;
-                    existing_outcome(&store, &codec, run_id).await
+                    let published = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|o| o.clone());
+                    match published {
+                        Some(outcome) => Ok(outcome),
+                        // The first submission failed to record an outcome.
+                        None => existing_outcome(&store, &codec, run_id).await,
+                    }
                 });
             }
             let (tx, rx) = watch::channel(None);
