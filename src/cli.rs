@@ -75,7 +75,8 @@ pub enum Command {
         neonhub demo --runs 1000\n  \
         neonhub --data-dir /tmp/neonhub-demo demo")]
     Demo(DemoArgs),
-    /// Run one agent and print its outcome.
+    /// Run one agent and print its outcome (connectors are mock unless
+    /// configured live, as for `serve`).
     #[command(after_help = "Examples:\n  \
         neonhub run echo --input '{\"hello\": \"world\"}'\n  \
         neonhub run sms --input '{\"to\": \"+15550100\", \"body\": \"hi\"}'\n  \

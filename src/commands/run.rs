@@ -1,5 +1,5 @@
 //! `neonhub run AGENT --input JSON`: one run on the embedded service, then
-//! its outcome.
+//! its outcome. Connectors are mock unless configured live, as for `serve`.
 
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ pub(super) async fn run(data: DataDir, store: StoreKind, args: RunArgs) -> Resul
     }
     let service = Service::start(ServiceOptions {
         store,
+        connectors: neonhub_actors::ConnectorsConfig::from_env()?,
         ..ServiceOptions::new(data)
     })
     .await?;
