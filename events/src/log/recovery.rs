@@ -149,10 +149,8 @@ fn scan_segment(
     chain: &mut Chain,
     is_last: bool,
 ) -> Result<Option<(PathBuf, u64, u64)>> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |e| Error::io(what, e)
-    };
+    // Formats the message only on error: this sits on the per-record path.
+    let io = |what: &'static str| move |e| Error::io(format!("{what} {}", path.display()), e);
     let corruption = |offset: u64, reason: String| Error::Corruption {
         segment: path.to_path_buf(),
         offset,

@@ -2,7 +2,6 @@
 //! append, write them with one `write`, one `fdatasync`, then acknowledge
 //! them all) and segment rotation.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::embedded::{Durability, Shared};
 use super::format::{self, Chain, HEADER_LEN, Placement, SegmentHeader};
-use super::index::{SegmentIndex, StreamKey};
+use super::index::{SegmentIndex, StreamKey, StreamMap};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, StreamId, Timestamp};
 use crate::store::{AppendResult, EventData, ExpectedRevision};
@@ -142,7 +141,7 @@ impl Writer {
             Vec::with_capacity(group.len());
         // (stream, offset) of each record, in position order.
         let mut records: Vec<(StreamKey, u32)> = Vec::new();
-        let mut overlay: HashMap<StreamKey, Revision> = HashMap::new();
+        let mut overlay: StreamMap<Revision> = StreamMap::default();
         let next = {
             let index = self.shared.index.read().expect("index lock");
             let mut next = index.head;
