@@ -102,8 +102,8 @@ pub enum Command {
     Audit(AuditCommand),
 }
 
-/// `neonhub serve`.
-#[derive(Debug, Args)]
+/// `neonhub serve`. Its `Debug` never shows the token.
+#[derive(Args)]
 pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "NEONHUB_LISTEN", default_value = "127.0.0.1:4000")]
@@ -124,6 +124,19 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("workers", &self.workers)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
 }
 
 /// `neonhub demo`.
@@ -274,6 +287,12 @@ mod tests {
             }
         }
         check(&command, "neonhub");
+    }
+
+    #[test]
+    fn the_token_never_prints() {
+        let cli = Cli::try_parse_from(["neonhub", "serve", "--token", "hunter2-secret"]).unwrap();
+        assert!(!format!("{cli:?}").contains("hunter2"));
     }
 
     #[test]
