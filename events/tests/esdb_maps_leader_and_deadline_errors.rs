@@ -57,13 +57,13 @@ async fn not_leader_is_retryable_and_names_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_deadline_is_retryable_and_a_retry_with_the_same_ids_is_idempotent() {
     let server = TestServer::start().unwrap();
-    let store = EsdbStore::connect(&format!("{}&defaultDeadline=300", server.url())).unwrap();
+    let store = EsdbStore::connect(&format!("{}&defaultDeadline=1000", server.url())).unwrap();
     let s = stream();
     store
         .append(&s, ExpectedRevision::NoStream, vec![event()])
         .await
         .unwrap();
-    server.set_append_delay(Duration::from_secs(2));
+    server.set_append_delay(Duration::from_secs(5));
     let late = event();
     match store
         .append(
