@@ -213,7 +213,18 @@ pub(crate) fn recorded(e: kurrentdb::RecordedEvent) -> Result<RecordedEvent> {
         id: EventId::from_uuid(e.id),
         stream,
         revision: Revision(e.revision),
-        position: position_of(commit_of(e.position))?,
+        position: match commit_of(e.position) {
+            c if c <= i64::MAX as u64 => position_of(c)?,
+            _ => {
+                return Err(Error::Backend {
+                    message: "EventStoreDB did not report the position of an event it read \
+                              (servers before 22.x leave it out of stream reads); neonhub needs \
+                              EventStoreDB 22.10 or later, or KurrentDB"
+                        .into(),
+                    retryable: false,
+                });
+            }
+        },
         recorded_at: recorded_at(&e.metadata, e.created.timestamp()),
         metadata: decode_metadata(&e.custom_metadata),
         event_type: e.event_type,
