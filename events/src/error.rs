@@ -98,6 +98,15 @@ pub enum Error {
     #[error("the event store is closed")]
     Closed,
 
+    /// An append through a handle opened with
+    /// [`crate::EmbeddedLog::open_read_only`]. Append through the process
+    /// that holds the log open (e.g. over neonhub's HTTP API).
+    #[error("the event log at {} is open read-only here; append through the process that holds it (neonhub serve)", dir.display())]
+    ReadOnly {
+        /// The data directory.
+        dir: PathBuf,
+    },
+
     /// The data directory is already open in another process (or another
     /// handle in this one). Stop the other process or use another directory.
     #[error("the event log at {} is already open in another process (lock file {} is held); stop that process or pick another --data-dir", dir.display(), lock.display())]

@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 use super::format::{self, FRAME_LEN};
 use super::index::{Index, stream_key};
 use super::reader::{self, LogSubscription};
-use super::recovery;
+use super::recovery::{self, Access};
 use super::verify::{self, VerifyReport};
 use super::writer::{AppendRequest, Writer};
 use crate::error::{Error, Result};
@@ -110,6 +110,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(dir: PathBuf, options: LogOptions, index: Index) -> Arc<Self> {
+        let head = index.head;
+        Arc::new(Shared {
+            dir,
+            options,
+            index: RwLock::new(index),
+            head_tx: watch::Sender::new(head),
+            closed: AtomicBool::new(false),
+        })
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -153,7 +164,8 @@ pub struct EmbeddedLog {
     shared: Arc<Shared>,
     tx: RwLock<Option<Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: File,
+    /// The directory lock; `None` for a read-only handle.
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -200,23 +212,13 @@ impl EmbeddedLog {
                 return Err(Error::io(format!("lock {}", lock_path.display()), e));
             }
         }
-        let recovered = recovery::recover(&dir)?;
-        if let Some((file, offset, bytes)) = &recovered.truncated {
-            tracing::warn!(
-                "recovered {}: cut {bytes} bytes of an unacknowledged append at offset {offset}",
-                file.display()
-            );
-        }
-        let head = recovered.index.head;
-        let shared = Arc::new(Shared {
-            dir,
-            options,
-            index: RwLock::new(recovered.index),
-            head_tx: watch::Sender::new(head),
-            closed: AtomicBool::new(false),
-        });
+        let recovered = recovery::recover(&dir, Access::Write)?;
+        let shared = Shared::new(dir, options, recovered.index);
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), recovered.writer);
+        let writer = Writer::new(
+            shared.clone(),
+            recovered.writer.expect("write access resumes a writer"),
+        );
         let handle = std::thread::Builder::new()
             .name("neonhub-log-writer".into())
             .spawn(move || writer.run(rx))
@@ -225,8 +227,36 @@ impl EmbeddedLog {
             shared,
             tx: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens the log in `dir` for reading only, beside the process that holds
+    /// it open (an audit or a replay while `neonhub serve` runs). It takes no
+    /// lock and changes nothing on disk; it holds the acknowledged events as
+    /// of opening (an append in progress, or a torn tail the writer will cut,
+    /// is left out), and does not follow later appends: subscriptions wait
+    /// after the last of those events. Appends fail with
+    /// [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    /// As [`EmbeddedLog::open`], but never [`Error::Locked`]; an I/O error if
+    /// `dir` does not exist.
+    pub fn open_read_only(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::recover(&dir, Access::ReadOnly)?;
+        Ok(Self {
+            shared: Shared::new(dir, options, recovered.index),
+            tx: RwLock::new(None),
+            writer: Mutex::new(None),
+            _lock: None,
+        })
+    }
+
+    /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self._lock.is_none()
     }
 
     /// The data directory.
@@ -253,6 +283,9 @@ impl EmbeddedLog {
     /// [`Error::Closed`]. Idempotent. The directory lock is released when
     /// the handle is dropped.
     pub fn close(&self) {
+        if self.is_read_only() {
+            return;
+        }
         drop(self.tx.write().expect("sender lock").take());
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
@@ -315,6 +348,11 @@ impl EventStore for EmbeddedLog {
             bytes,
             reply,
         };
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                dir: self.shared.dir.clone(),
+            });
+        }
         {
             let tx = self.tx.read().expect("sender lock");
             let tx = tx.as_ref().ok_or(Error::Closed)?;

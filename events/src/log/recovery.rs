@@ -26,14 +26,23 @@ const CHUNK: usize = 8 << 20;
 /// What opening found.
 pub(crate) struct Recovered {
     pub(crate) index: Index,
-    pub(crate) writer: WriterState,
-    /// The torn tail that was cut: file, offset, bytes dropped.
-    pub(crate) truncated: Option<(PathBuf, u64, u64)>,
+    /// Where the writer resumes; `None` when opened read-only.
+    pub(crate) writer: Option<WriterState>,
 }
 
-/// The segment files of `dir`, sorted by first position. Removes leftover
-/// `.tmp` files of an interrupted segment creation.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>> {
+/// How a log is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// By the process holding the lock: cuts a torn tail, resumes writing.
+    Write,
+    /// Beside a writer: changes nothing on disk and stops at the first
+    /// incomplete batch (the writer's append in progress).
+    ReadOnly,
+}
+
+/// The segment files of `dir`, sorted by first position. With write access,
+/// removes leftover `.tmp` files of an interrupted segment creation.
+pub(crate) fn list_segments(dir: &Path, access: Access) -> Result<Vec<(Position, PathBuf)>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
     let mut segments = Vec::new();
@@ -43,6 +52,9 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>> {
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
         if name.starts_with("seg-") && name.ends_with(".log.tmp") {
+            if access == Access::ReadOnly {
+                continue;
+            }
             tracing::warn!(file = %path.display(), "removing an unfinished segment file");
             std::fs::remove_file(&path)
                 .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
@@ -65,11 +77,16 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>> {
 }
 
 /// Scans every segment of `dir` and returns the index and the writer state.
-pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
-    let segments = list_segments(dir)?;
+pub(crate) fn recover(dir: &Path, access: Access) -> Result<Recovered> {
+    let segments = list_segments(dir, access)?;
     let mut index = Index::default();
     let mut chain = GENESIS_CHAIN;
-    let mut truncated = None;
+    if segments.is_empty() && access == Access::ReadOnly {
+        return Ok(Recovered {
+            index,
+            writer: None,
+        });
+    }
     if segments.is_empty() {
         let (file, read, path) = writer::create_segment(dir, Position::START, &GENESIS_CHAIN)?;
         index.segments.push(SegmentIndex {
@@ -81,21 +98,23 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         });
         return Ok(Recovered {
             index,
-            writer: WriterState {
+            writer: Some(WriterState {
                 file,
                 len: HEADER_LEN as u64,
                 chain,
-            },
-            truncated,
+            }),
         });
     }
     let count = segments.len();
     for (i, (first, path)) in segments.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        let scanned = scan_segment(&path, first, &mut index, &mut chain, is_last)?;
-        if let Some(t) = scanned {
-            truncated = Some(t);
-        }
+        scan_segment(&path, first, &mut index, &mut chain, is_last, access)?;
+    }
+    if access == Access::ReadOnly {
+        return Ok(Recovered {
+            index,
+            writer: None,
+        });
     }
     let last = index.segments.last().expect("at least one segment");
     let path = last.path.clone();
@@ -106,8 +125,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     Ok(Recovered {
         index,
-        writer: WriterState { file, len, chain },
-        truncated,
+        writer: Some(WriterState { file, len, chain }),
     })
 }
 
@@ -140,15 +158,16 @@ struct Pending {
     offset: u32,
 }
 
-/// Checks one segment and adds its records to `index`. Returns the torn
-/// tail it cut, if any (only ever in the last segment).
+/// Checks one segment and adds its records to `index`; cuts a torn tail
+/// (only ever in the last segment) when opened for writing.
 fn scan_segment(
     path: &Path,
     first: Position,
     index: &mut Index,
     chain: &mut Chain,
     is_last: bool,
-) -> Result<Option<(PathBuf, u64, u64)>> {
+    access: Access,
+) -> Result<()> {
     // Formats the message only on error: this sits on the per-record path.
     let io = |what: &'static str| move |e| Error::io(format!("{what} {}", path.display()), e);
     let corruption = |offset: u64, reason: String| Error::Corruption {
@@ -273,7 +292,7 @@ fn scan_segment(
     }
     let good_end = index.segments.last().expect("pushed above").end;
     if good_end == len {
-        return Ok(None);
+        return Ok(());
     }
     // Records from `good_end` on are not complete batches: either scanning
     // stopped at a bad record, or the file ends inside a batch.
@@ -286,6 +305,10 @@ fn scan_segment(
             bad_at,
             format!("{reason}, followed by a valid record at offset {valid_at}"),
         ));
+    }
+    if access == Access::ReadOnly {
+        // The writer's append in progress, or a torn tail it will cut.
+        return Ok(());
     }
     let file = OpenOptions::new()
         .write(true)
@@ -300,7 +323,7 @@ fn scan_segment(
         bytes = len - good_end,
         "cut a torn tail (an append that was never acknowledged)"
     );
-    Ok(Some((path.to_path_buf(), good_end, len - good_end)))
+    Ok(())
 }
 
 /// The offset of the first valid record at or after `from`, looking only at
