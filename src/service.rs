@@ -144,6 +144,20 @@ pub fn open_embedded(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
     )?))
 }
 
+/// Opens the store for reading: with the lock when no `neonhub serve` holds
+/// it, else a read-only snapshot as of now beside the server.
+///
+/// # Errors
+/// The store's.
+pub(crate) fn open_embedded_for_reading(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
+    match open_embedded(data) {
+        Err(Error::Store(neonhub_events::Error::Locked { .. })) => Ok(Arc::new(
+            EmbeddedLog::open_read_only(data.log_dir(), LogOptions::default())?,
+        )),
+        other => other,
+    }
+}
+
 struct Runner {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<neonhub_projections::Result<()>>>,

@@ -12,7 +12,7 @@ use super::{print_json, table};
 use crate::cli::{Format, ListArgs, ReportArgs, ShowArgs};
 use crate::config::{DataDir, StoreKind, format_time, parse_time};
 use crate::error::{Error, Result};
-use crate::service::open_embedded;
+use crate::service::{open_embedded, open_embedded_for_reading};
 use crate::view::{detail_json, event_json, report_json, run_json};
 
 /// Opens the log and catches the table up, unless a running `neonhub serve`
@@ -83,29 +83,28 @@ pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Res
         .run_id
         .parse()
         .map_err(|_| Error::Usage(format!("{:?} is not a run id (a UUID)", args.run_id)))?;
-    let log = refresh(&data, store).await?;
+    let log = match refresh(&data, store).await? {
+        Some(log) => log,
+        // `neonhub serve` holds the log and keeps the table current: read
+        // the run's events from a snapshot beside it.
+        None => open_embedded_for_reading(&data)?,
+    };
     let detail = queries(&data)?
         .get(run_id)?
         .ok_or_else(|| Error::Usage(format!("no run {run_id} in the AgentRun table")))?;
-    let events: Option<Vec<RecordedEvent>> = match &log {
-        Some(log) => Some(
-            log.read_stream(
-                &run_id.stream(),
-                Direction::Forwards,
-                ReadFrom::Start,
-                usize::MAX,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let events: Vec<RecordedEvent> = log
+        .read_stream(
+            &run_id.stream(),
+            Direction::Forwards,
+            ReadFrom::Start,
+            usize::MAX,
+        )
+        .await?;
     let codec = neonhub_events::Codec::new();
     match args.format {
         Format::Json => {
             let mut value = detail_json(&detail);
-            value["events"] = events.as_ref().map_or(Value::Null, |events| {
-                Value::Array(events.iter().map(|e| event_json(&codec, e)).collect())
-            });
+            value["events"] = Value::Array(events.iter().map(|e| event_json(&codec, e)).collect());
             print_json(&value);
         }
         Format::Table => {
@@ -121,25 +120,17 @@ pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Res
                 println!("\nconnector calls:");
                 print!("{}", table::runs_table(&detail.children));
             }
-            match events {
-                Some(events) => {
-                    let mut t = table::Table::new(&["POSITION", "REVISION", "TYPE", "RECORDED"]);
-                    for e in &events {
-                        t.row(vec![
-                            e.position.to_string(),
-                            e.revision.to_string(),
-                            e.event_type.clone(),
-                            format_time(e.recorded_at),
-                        ]);
-                    }
-                    println!("\nevents:");
-                    print!("{}", t.render());
-                }
-                None => println!(
-                    "\nevents: not shown, a running `neonhub serve` holds the log; \
-                     GET /v1/runs/{run_id}/events"
-                ),
+            let mut t = table::Table::new(&["POSITION", "REVISION", "TYPE", "RECORDED"]);
+            for e in &events {
+                t.row(vec![
+                    e.position.to_string(),
+                    e.revision.to_string(),
+                    e.event_type.clone(),
+                    format_time(e.recorded_at),
+                ]);
             }
+            println!("\nevents:");
+            print!("{}", t.render());
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use super::table;
 use crate::cli::ReplayArgs;
 use crate::config::{DataDir, StoreKind, parse_time};
 use crate::error::{Error, Result};
-use crate::service::open_embedded;
+use crate::service::open_embedded_for_reading;
 
 pub(super) async fn replay(data: DataDir, store: StoreKind, args: ReplayArgs) -> Result<()> {
     let as_of = match (args.until_position, &args.until_time) {
@@ -23,7 +23,7 @@ pub(super) async fn replay(data: DataDir, store: StoreKind, args: ReplayArgs) ->
         data.path().join(format!("replay-{stamp}.sqlite"))
     });
     let shared: SharedStore = match store {
-        StoreKind::Embedded => open_embedded(&data)?,
+        StoreKind::Embedded => open_embedded_for_reading(&data)?,
     };
     let summary = rebuild(&shared, &out, RebuildOptions::default().as_of(as_of)).await?;
     println!(
