@@ -190,9 +190,13 @@ fn runs(c: &mut Criterion) {
     }
     group.finish();
 
+    // The disk is shared: time fdatasync again after the runs, so the
+    // serial figure can be set beside both.
+    let after = fdatasync_latency(dir.path());
     println!(
-        "\nfdatasync p50 on this disk: {sync:?} (two: {:?})",
-        sync * 2
+        "\nfdatasync p50 on this disk: {sync:?} before the runs, {after:?} after (two: {:?} / {:?})",
+        sync * 2,
+        after * 2
     );
     for in_flight in IN_FLIGHT {
         for (name, target) in &targets {
