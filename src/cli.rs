@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::StoreKind;
+use crate::config::{EventStoreUrl, StoreConfig, StoreKind};
 
 /// The `neonhub` command line.
 #[derive(Debug, Parser)]
@@ -23,7 +23,8 @@ use crate::config::StoreKind;
         neonhub serve --listen 127.0.0.1:4000 # the HTTP API\n  \
         neonhub run echo --input '{\"hello\": \"world\"}'\n  \
         neonhub runs list --status failed\n  \
-        neonhub audit verify"
+        neonhub audit verify\n  \
+        neonhub --store eventstoredb --eventstore-url 'esdb://localhost:2113?tls=false' serve"
 )]
 pub struct Cli {
     /// The data directory: the log in <DIR>/log/, the AgentRun table in
@@ -39,6 +40,19 @@ pub struct Cli {
     /// The event store backing the data.
     #[arg(long, global = true, env = "NEONHUB_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
+    /// The EventStoreDB / KurrentDB connection string, for `--store
+    /// eventstoredb` (e.g. `esdb://localhost:2113?tls=false`; TLS is on
+    /// unless it says `tls=false`). Prefer the environment variable when it
+    /// holds credentials: arguments show in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "NEONHUB_EVENTSTORE_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = parse_eventstore_url
+    )]
+    pub eventstore_url: Option<EventStoreUrl>,
     /// Log filter for diagnostics on stderr (error, warn, info, debug, trace,
     /// or a tracing filter such as `neonhub=debug`).
     #[arg(
@@ -52,6 +66,24 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_eventstore_url(text: &str) -> Result<EventStoreUrl, String> {
+    EventStoreUrl::new(text)
+}
+
+impl Cli {
+    /// The store `--store` and `--eventstore-url` name.
+    ///
+    /// # Errors
+    /// [`crate::Error::Usage`] for `--store eventstoredb` without a URL.
+    pub fn store_config(&self) -> crate::Result<StoreConfig> {
+        StoreConfig::from_args(
+            self.store,
+            self.eventstore_url.as_ref().map(EventStoreUrl::expose),
+        )
+        .map_err(crate::Error::Usage)
+    }
 }
 
 /// The subcommands.
@@ -246,7 +278,8 @@ pub enum AuditCommand {
     /// Verify the whole log: the hash chain, that every event still decodes
     /// with this build (upcasters included), and that the AgentRun table
     /// matches the log. Exit 0 with a one-line summary, non-zero naming the
-    /// first bad position.
+    /// first bad position. On EventStoreDB there is no hash chain (it is the
+    /// embedded log's): the decoding and the table are checked.
     #[command(after_help = "Examples:\n  \
         neonhub audit verify\n  \
         neonhub --data-dir /var/lib/neonhub audit verify && echo sound")]
@@ -293,6 +326,28 @@ mod tests {
     fn the_token_never_prints() {
         let cli = Cli::try_parse_from(["neonhub", "serve", "--token", "hunter2-secret"]).unwrap();
         assert!(!format!("{cli:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn eventstoredb_takes_a_url_that_never_prints() {
+        let cli = Cli::try_parse_from([
+            "neonhub",
+            "--store",
+            "eventstoredb",
+            "--eventstore-url",
+            "esdb://admin:changeit@db:2113?tls=false",
+            "runs",
+            "list",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("changeit"));
+        let config = cli.store_config().unwrap();
+        assert_eq!(config.kind(), StoreKind::EventStoreDb);
+        let cli = Cli::try_parse_from(["neonhub", "--store", "eventstoredb", "audit", "verify"]);
+        if std::env::var_os("NEONHUB_EVENTSTORE_URL").is_none() {
+            let err = cli.unwrap().store_config().unwrap_err();
+            assert!(err.to_string().contains("--eventstore-url"), "{err}");
+        }
     }
 
     #[test]

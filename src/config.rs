@@ -13,25 +13,154 @@ use subtle::ConstantTimeEq;
 /// The name of the AgentRun projection's SQLite file inside the data directory.
 pub const PROJECTION_FILE: &str = "agent_runs.sqlite";
 
+/// The name of the lock file a process writing the AgentRun table holds in
+/// the data directory when the log is not embedded (the embedded log's own
+/// lock covers it otherwise).
+pub const DATA_LOCK_FILE: &str = "neonhub.lock";
+
 /// The name of the event log's directory inside the data directory.
 pub const LOG_DIR: &str = "log";
 
 /// The default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Which event store backs the service.
+/// Which event store backs the service (the `--store` argument).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
 #[non_exhaustive]
 pub enum StoreKind {
     /// The embedded log in `<data-dir>/log/` (no server needed).
     #[default]
     Embedded,
+    /// An EventStoreDB / KurrentDB node or cluster (`--eventstore-url`).
+    #[value(name = "eventstoredb")]
+    EventStoreDb,
 }
 
 impl fmt::Display for StoreKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreKind::Embedded => f.write_str("embedded"),
+            StoreKind::EventStoreDb => f.write_str("eventstoredb"),
+        }
+    }
+}
+
+/// An EventStoreDB connection string (`esdb://host:2113?tls=false`,
+/// `esdb+discover://user:password@cluster:2113`). Its `Debug` and `Display`
+/// never show the credentials (the URL's userinfo).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventStoreUrl {
+    url: String,
+}
+
+impl EventStoreUrl {
+    /// The connection string `url`, unchecked (the store checks it when it
+    /// connects).
+    ///
+    /// # Errors
+    /// An empty (or all-blank) string.
+    pub fn new(url: impl Into<String>) -> Result<Self, String> {
+        let url = url.into().trim().to_owned();
+        if url.is_empty() {
+            return Err("the EventStoreDB connection string must not be empty".to_owned());
+        }
+        Ok(Self { url })
+    }
+
+    /// The connection string itself, credentials included: for connecting
+    /// only, never for messages.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// The credentials (userinfo, before the `@` of the authority), if any.
+    fn userinfo(&self) -> Option<&str> {
+        let rest = &self.url[self.url.find("://").map_or(0, |i| i + 3)..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        authority.rfind('@').map(|at| &authority[..at])
+    }
+
+    /// `text` with the credentials of this URL replaced by `***` (for error
+    /// messages that may quote the string).
+    pub fn scrub(&self, text: &str) -> String {
+        match self.userinfo().filter(|u| !u.is_empty()) {
+            None => text.to_owned(),
+            Some(userinfo) => {
+                let mut out = text.replace(userinfo, "***");
+                // A message may quote the password alone, too.
+                if let Some((_, password)) = userinfo.split_once(':')
+                    && !password.is_empty()
+                {
+                    out = out.replace(password, "***");
+                }
+                out
+            }
+        }
+    }
+}
+
+impl fmt::Display for EventStoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.scrub(&self.url))
+    }
+}
+
+impl fmt::Debug for EventStoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventStoreUrl({self})")
+    }
+}
+
+/// Which event store backs the service, with what it needs to open it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// The embedded log in `<data-dir>/log/`.
+    #[default]
+    Embedded,
+    /// An EventStoreDB / KurrentDB node or cluster; the AgentRun table still
+    /// lives in the data directory.
+    EventStoreDb {
+        /// Its connection string.
+        url: EventStoreUrl,
+    },
+}
+
+impl StoreConfig {
+    /// The store `--store` and `--eventstore-url` name.
+    ///
+    /// # Errors
+    /// A message for people: `--store eventstoredb` without a URL.
+    pub fn from_args(kind: StoreKind, url: Option<&str>) -> Result<Self, String> {
+        match kind {
+            StoreKind::Embedded => Ok(StoreConfig::Embedded),
+            StoreKind::EventStoreDb => match url.map(str::trim).filter(|u| !u.is_empty()) {
+                Some(url) => Ok(StoreConfig::EventStoreDb {
+                    url: EventStoreUrl::new(url)?,
+                }),
+                None => Err(
+                    "--store eventstoredb needs --eventstore-url URL (or NEONHUB_EVENTSTORE_URL), \
+                     e.g. --eventstore-url 'esdb://localhost:2113?tls=false'"
+                        .to_owned(),
+                ),
+            },
+        }
+    }
+
+    /// Which kind of store this is.
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            StoreConfig::Embedded => StoreKind::Embedded,
+            StoreConfig::EventStoreDb { .. } => StoreKind::EventStoreDb,
+        }
+    }
+}
+
+impl fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreConfig::Embedded => f.write_str("embedded"),
+            StoreConfig::EventStoreDb { url } => write!(f, "eventstoredb at {url}"),
         }
     }
 }
@@ -57,6 +186,12 @@ impl DataDir {
     /// The embedded log's directory.
     pub fn log_dir(&self) -> PathBuf {
         self.dir.join(LOG_DIR)
+    }
+
+    /// The lock file of a process writing the AgentRun table beside a store
+    /// that is not embedded.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(DATA_LOCK_FILE)
     }
 
     /// The AgentRun projection's SQLite file.
@@ -240,6 +375,41 @@ mod tests {
         assert_eq!(
             format_time(Timestamp(1_500_000)),
             "1970-01-01T00:00:01.500000Z"
+        );
+    }
+
+    #[test]
+    fn eventstore_urls_never_show_their_credentials() {
+        let url =
+            EventStoreUrl::new("esdb+discover://admin:changeit@db.example:2113?tls=true").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "esdb+discover://***@db.example:2113?tls=true"
+        );
+        assert!(!format!("{url:?}").contains("changeit"));
+        assert_eq!(
+            url.scrub("bad 'admin:changeit' and changeit"),
+            "bad '***' and ***"
+        );
+        assert_eq!(
+            url.expose(),
+            "esdb+discover://admin:changeit@db.example:2113?tls=true"
+        );
+        let plain = EventStoreUrl::new("esdb://localhost:2113?tls=false").unwrap();
+        assert_eq!(plain.to_string(), "esdb://localhost:2113?tls=false");
+        let config = StoreConfig::from_args(StoreKind::EventStoreDb, Some(url.expose())).unwrap();
+        assert!(!config.to_string().contains("changeit"), "{config}");
+        assert!(!format!("{config:?}").contains("changeit"));
+    }
+
+    #[test]
+    fn eventstoredb_needs_a_url() {
+        let err = StoreConfig::from_args(StoreKind::EventStoreDb, None).unwrap_err();
+        assert!(err.contains("--eventstore-url"), "{err}");
+        assert!(StoreConfig::from_args(StoreKind::EventStoreDb, Some("  ")).is_err());
+        assert_eq!(
+            StoreConfig::from_args(StoreKind::Embedded, Some("esdb://x:1")),
+            Ok(StoreConfig::Embedded)
         );
     }
 

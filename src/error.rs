@@ -20,6 +20,16 @@ pub enum Error {
     /// A projection failed (SQLite, an event that does not apply).
     #[error(transparent)]
     Projection(#[from] neonhub_projections::Error),
+    /// Another process (usually `neonhub serve`) writes the AgentRun table of
+    /// this data directory beside a store that is not embedded. Stop it or
+    /// pick another `--data-dir`.
+    #[error("the data directory {} is in use by another process (lock file {} is held); stop that process (usually `neonhub serve`) or pick another --data-dir", dir.display(), lock.display())]
+    DataDirLocked {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
     /// A bad argument: the message says which and how to fix it.
     #[error("{0}")]
     Usage(String),

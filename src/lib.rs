@@ -32,8 +32,8 @@ pub use cli::{
 };
 pub use commands::run;
 pub use config::{
-    DEFAULT_MAX_BODY_BYTES, DataDir, LOG_DIR, PROJECTION_FILE, ServeConfig, StoreKind, Token,
-    format_time, parse_time,
+    DATA_LOCK_FILE, DEFAULT_MAX_BODY_BYTES, DataDir, EventStoreUrl, LOG_DIR, PROJECTION_FILE,
+    ServeConfig, StoreConfig, StoreKind, Token, format_time, parse_time,
 };
 pub use error::{Error, Result};
 pub use server::Server;

@@ -14,11 +14,13 @@ use neonhub_actors::{
     Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats, SubmitRun,
     recover_interrupted,
 };
-use neonhub_events::{Codec, EmbeddedLog, LogOptions, Position, RunId, SharedStore};
+use neonhub_events::{
+    Codec, EmbeddedLog, EsdbStore, EventStore, LogOptions, Position, RunId, SharedStore,
+};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
 use tokio::sync::{oneshot, watch};
 
-use crate::config::{DataDir, StoreKind};
+use crate::config::{DataDir, EventStoreUrl, StoreConfig};
 use crate::error::{Error, Result};
 
 /// What the service is started with.
@@ -27,7 +29,7 @@ pub struct ServiceOptions {
     /// Where the data lives.
     pub data: DataDir,
     /// Which store backs it.
-    pub store: StoreKind,
+    pub store: StoreConfig,
     /// Mock or live connectors, with their credentials.
     pub connectors: ConnectorsConfig,
     /// The bound on runs in flight (503 above it).
@@ -39,7 +41,7 @@ impl ServiceOptions {
     pub fn new(data: DataDir) -> Self {
         Self {
             data,
-            store: StoreKind::Embedded,
+            store: StoreConfig::Embedded,
             connectors: ConnectorsConfig::mock(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
@@ -107,29 +109,93 @@ fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
 /// The opened backend, kept typed so shutdown can close it.
 enum OpenStore {
     Embedded(Arc<EmbeddedLog>),
+    /// EventStoreDB, with the data directory's lock: the AgentRun table in it
+    /// has one writer.
+    EventStoreDb {
+        store: Arc<EsdbStore>,
+        _lock: DataDirLock,
+    },
 }
 
 impl OpenStore {
-    fn open(kind: StoreKind, data: &DataDir) -> Result<Self> {
-        match kind {
-            StoreKind::Embedded => Ok(OpenStore::Embedded(Arc::new(EmbeddedLog::open(
-                data.log_dir(),
-                LogOptions::default(),
-            )?))),
+    fn open(store: &StoreConfig, data: &DataDir) -> Result<Self> {
+        match store {
+            StoreConfig::Embedded => Ok(OpenStore::Embedded(open_embedded(data)?)),
+            StoreConfig::EventStoreDb { url } => {
+                let lock = DataDirLock::acquire(data)?;
+                Ok(OpenStore::EventStoreDb {
+                    store: connect_eventstoredb(url)?,
+                    _lock: lock,
+                })
+            }
         }
     }
 
     fn shared(&self) -> SharedStore {
         match self {
             OpenStore::Embedded(log) => Arc::clone(log) as SharedStore,
+            OpenStore::EventStoreDb { store, .. } => Arc::clone(store) as SharedStore,
         }
     }
 
     fn close(&self) {
         match self {
             OpenStore::Embedded(log) => log.close(),
+            // The connection closes when the last handle goes; nothing is
+            // buffered on this side.
+            OpenStore::EventStoreDb { .. } => {}
         }
     }
+}
+
+/// The data directory's lock beside a store that is not embedded: held by
+/// the process that writes the AgentRun table (`serve`, `run`, `demo`, and
+/// the commands that catch the table up), released when dropped.
+#[derive(Debug)]
+pub(crate) struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock, creating the data directory if needed.
+    ///
+    /// # Errors
+    /// [`Error::DataDirLocked`] while another process holds it; I/O errors.
+    pub(crate) fn acquire(data: &DataDir) -> Result<Self> {
+        std::fs::create_dir_all(data.path())
+            .map_err(|e| Error::io(format!("create {}", data.path().display()), e))?;
+        let path = data.lock_path();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::DataDirLocked {
+                dir: data.display_path(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("lock {}", path.display()), e))
+            }
+        }
+    }
+}
+
+/// Connects to EventStoreDB (lazily: the first request opens the
+/// connection). Messages never show the URL's credentials.
+///
+/// # Errors
+/// [`Error::Usage`] for a malformed connection string.
+pub(crate) fn connect_eventstoredb(url: &EventStoreUrl) -> Result<Arc<EsdbStore>> {
+    EsdbStore::connect(url.expose()).map(Arc::new).map_err(|e| {
+        Error::Usage(format!(
+            "--eventstore-url {url}: {} (expected e.g. esdb://localhost:2113?tls=false)",
+            url.scrub(&e.to_string())
+        ))
+    })
 }
 
 /// Opens the store alone (for the commands that only read or verify it).
@@ -155,6 +221,43 @@ pub(crate) fn open_embedded_for_reading(data: &DataDir) -> Result<Arc<EmbeddedLo
             EmbeddedLog::open_read_only(data.log_dir(), LogOptions::default())?,
         )),
         other => other,
+    }
+}
+
+/// Opens any store for reading only (no lock is taken on EventStoreDB: it
+/// is shared by design).
+///
+/// # Errors
+/// The store's.
+pub(crate) fn open_for_reading(store: &StoreConfig, data: &DataDir) -> Result<SharedStore> {
+    Ok(match store {
+        StoreConfig::Embedded => open_embedded_for_reading(data)?,
+        StoreConfig::EventStoreDb { url } => connect_eventstoredb(url)?,
+    })
+}
+
+/// Waits until a projection whose checkpoints `rx` reports has applied every
+/// event of `store` before `head`. A checkpoint at `head` is enough; below
+/// it, the projection is also done when no event of ours is left before
+/// `head` (on EventStoreDB, `head` may lie past system events that neonhub
+/// never sees).
+async fn applied_up_to(
+    store: &dyn EventStore,
+    rx: &mut watch::Receiver<Position>,
+    head: Position,
+) -> Result<Position> {
+    loop {
+        let checkpoint = *rx.borrow_and_update();
+        if checkpoint >= head {
+            return Ok(checkpoint);
+        }
+        let next = store.read_all(checkpoint, 1).await?;
+        if next.first().is_none_or(|e| e.position >= head) {
+            return Ok(checkpoint);
+        }
+        rx.changed()
+            .await
+            .map_err(|_| Error::Service("the projection runner has stopped".to_owned()))?;
     }
 }
 
@@ -227,7 +330,7 @@ impl Service {
     /// # Panics
     /// Outside a running actix system.
     pub async fn start(options: ServiceOptions) -> Result<Service> {
-        let store = OpenStore::open(options.store, &options.data)?;
+        let store = OpenStore::open(&options.store, &options.data)?;
         let shared = store.shared();
         let codec = Codec::new();
         let recovery = recover_interrupted(&*shared, &codec).await?;
@@ -378,11 +481,7 @@ impl Service {
     pub async fn caught_up(&self) -> Result<Position> {
         let head = self.shared.head().await?;
         let mut rx = self.checkpoints.clone();
-        let reached = rx
-            .wait_for(|p| *p >= head)
-            .await
-            .map_err(|_| Error::Service("the projection runner has stopped".to_owned()))?;
-        Ok(*reached)
+        applied_up_to(&*self.shared, &mut rx, head).await
     }
 
     /// Shuts down: waits up to `drain` for the runs in flight to finish,
@@ -420,7 +519,7 @@ impl Service {
             let mut rx = self.checkpoints.clone();
             let _ = tokio::time::timeout(
                 Duration::from_secs(30).max(drain),
-                rx.wait_for(|p| *p >= head),
+                applied_up_to(&*self.shared, &mut rx, head),
             )
             .await;
         }

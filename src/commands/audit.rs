@@ -1,15 +1,16 @@
 //! `neonhub audit verify`: the hash chain of the whole log, every event
 //! decoding with this build's codec (upcasters included), and the AgentRun
-//! table matching the log.
+//! table matching the log. On EventStoreDB there is no hash chain (it is a
+//! property of the embedded log): the other two checks are made.
 
-use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId};
+use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId, SharedStore};
 use neonhub_projections::{
     AgentRunsProjection, Mismatch, Projection, ProjectionRunner, verify as verify_table,
 };
 
-use crate::config::{DataDir, StoreKind};
+use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
-use crate::service::open_embedded;
+use crate::service::{DataDirLock, connect_eventstoredb, open_embedded};
 
 /// Events decoded per read.
 const PAGE: usize = 4096;
@@ -21,27 +22,27 @@ async fn first_position(store: &dyn EventStore, run_id: RunId) -> Result<Positio
     Ok(first.first().map_or(Position::START, |e| e.position))
 }
 
-pub(super) async fn verify(data: DataDir, store: StoreKind) -> Result<()> {
-    let log = match store {
-        StoreKind::Embedded => open_embedded(&data)?,
-    };
-    // 1. The hash chain and every record's checksum.
-    let chain = match log.verify() {
-        Ok(report) => report,
-        Err(neonhub_events::Error::ChainBroken {
-            position,
-            segment,
-            offset,
-        }) => {
-            return Err(Error::AuditFailed {
-                position,
-                reason: format!(
-                    "hash chain broken ({} at byte offset {offset})",
-                    segment.display()
-                ),
-            });
+/// What step 1 found: the embedded log's hash chain, or none.
+enum Chain {
+    Embedded(neonhub_events::VerifyReport),
+    /// EventStoreDB: no hash chain; the lock on the data directory is held
+    /// while the table is caught up and compared.
+    None {
+        _lock: DataDirLock,
+    },
+}
+
+pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
+    let (log, chain): (SharedStore, Chain) = match &store {
+        StoreConfig::Embedded => {
+            let log = open_embedded(&data)?;
+            let chain = verify_chain(&log)?;
+            (log, Chain::Embedded(chain))
         }
-        Err(e) => return Err(e.into()),
+        StoreConfig::EventStoreDb { url } => {
+            let lock = DataDirLock::acquire(&data)?;
+            (connect_eventstoredb(url)?, Chain::None { _lock: lock })
+        }
     };
     // 2. Every run event decodes with this build.
     let codec = Codec::new();
@@ -92,12 +93,40 @@ pub(super) async fn verify(data: DataDir, store: StoreKind) -> Result<()> {
             reason: format!("the AgentRun table does not match the log: {mismatch}"),
         });
     }
-    println!(
-        "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
-        chain.events,
-        chain.head,
-        chain.head_hash_hex(),
-        table.rows
-    );
+    match chain {
+        Chain::Embedded(chain) => println!(
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
+            chain.events,
+            chain.head,
+            chain.head_hash_hex(),
+            table.rows
+        ),
+        Chain::None { .. } => println!(
+            "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
+             {run_events} run events decode with this build, {} runs match the AgentRun table, \
+             head position {})",
+            table.rows,
+            log.head().await?
+        ),
+    }
     Ok(())
+}
+
+/// 1. The hash chain and every record's checksum.
+fn verify_chain(log: &neonhub_events::EmbeddedLog) -> Result<neonhub_events::VerifyReport> {
+    match log.verify() {
+        Ok(report) => Ok(report),
+        Err(neonhub_events::Error::ChainBroken {
+            position,
+            segment,
+            offset,
+        }) => Err(Error::AuditFailed {
+            position,
+            reason: format!(
+                "hash chain broken ({} at byte offset {offset})",
+                segment.display()
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::table;
 use crate::cli::DemoArgs;
-use crate::config::{DataDir, StoreKind};
+use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
 use crate::service::{Service, ServiceOptions};
 
@@ -64,10 +64,14 @@ pub(crate) fn workload(i: usize) -> SubmitRun {
     }
 }
 
-pub(super) async fn demo(data: DataDir, store: StoreKind, args: DemoArgs) -> Result<()> {
+pub(super) async fn demo(data: DataDir, store: StoreConfig, args: DemoArgs) -> Result<()> {
     if args.runs == 0 {
         return Err(Error::Usage("--runs must be at least 1".to_owned()));
     }
+    let store_name = match &store {
+        StoreConfig::EventStoreDb { url } => Some(url.to_string()),
+        StoreConfig::Embedded => None,
+    };
     let service = Service::start(ServiceOptions {
         store,
         ..ServiceOptions::new(data)
@@ -130,11 +134,14 @@ pub(super) async fn demo(data: DataDir, store: StoreKind, args: DemoArgs) -> Res
     drop(queries);
     service.shutdown(Duration::from_secs(30)).await?;
     println!("\nWhere the data lives:");
-    println!(
-        "  event log (source of truth)  {}  ({} events)",
-        data_path.join(crate::config::LOG_DIR).display(),
-        head.0
-    );
+    match store_name {
+        Some(url) => println!("  events (source of truth)     EventStoreDB at {url}"),
+        None => println!(
+            "  event log (source of truth)  {}  ({} events)",
+            data_path.join(crate::config::LOG_DIR).display(),
+            head.0
+        ),
+    }
     println!(
         "  AgentRun table (SQLite)      {}  (checkpoint {})",
         data_path.join(crate::config::PROJECTION_FILE).display(),

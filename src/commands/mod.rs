@@ -19,15 +19,16 @@ use crate::error::Result;
 /// Whatever the command fails with; the message is one line for people.
 pub async fn run(cli: Cli) -> Result<()> {
     let data = DataDir::new(&cli.data_dir);
+    let store = cli.store_config()?;
     match cli.command {
-        Command::Serve(args) => serve::serve(data, cli.store, args).await,
-        Command::Demo(args) => demo::demo(data, cli.store, args).await,
-        Command::Run(args) => run::run(data, cli.store, args).await,
-        Command::Runs(RunsCommand::List(args)) => query::list(data, cli.store, args).await,
-        Command::Runs(RunsCommand::Show(args)) => query::show(data, cli.store, args).await,
-        Command::Report(args) => query::report(data, cli.store, args).await,
-        Command::Replay(args) => replay::replay(data, cli.store, args).await,
-        Command::Audit(AuditCommand::Verify) => audit::verify(data, cli.store).await,
+        Command::Serve(args) => serve::serve(data, store, args).await,
+        Command::Demo(args) => demo::demo(data, store, args).await,
+        Command::Run(args) => run::run(data, store, args).await,
+        Command::Runs(RunsCommand::List(args)) => query::list(data, store, args).await,
+        Command::Runs(RunsCommand::Show(args)) => query::show(data, store, args).await,
+        Command::Report(args) => query::report(data, store, args).await,
+        Command::Replay(args) => replay::replay(data, store, args).await,
+        Command::Audit(AuditCommand::Verify) => audit::verify(data, store).await,
     }
 }
 

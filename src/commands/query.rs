@@ -1,30 +1,34 @@
 //! `neonhub runs list|show` and `neonhub report`: read the AgentRun table
 //! (brought up to date with the log first when no server holds it).
 
-use neonhub_events::{Direction, EmbeddedLog, EventStore, ReadFrom, RecordedEvent, RunId};
+use neonhub_events::{Direction, ReadFrom, RecordedEvent, RunId, SharedStore};
 use neonhub_projections::{
     AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus,
 };
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 use super::{print_json, table};
 use crate::cli::{Format, ListArgs, ReportArgs, ShowArgs};
-use crate::config::{DataDir, StoreKind, format_time, parse_time};
+use crate::config::{DataDir, StoreConfig, format_time, parse_time};
 use crate::error::{Error, Result};
-use crate::service::{open_embedded, open_embedded_for_reading};
+use crate::service::{DataDirLock, connect_eventstoredb, open_embedded, open_for_reading};
 use crate::view::{detail_json, event_json, report_json, run_json};
 
-/// Opens the log and catches the table up, unless a running `neonhub serve`
-/// holds the log (it keeps the table current itself): then `None`.
-pub(super) async fn refresh(data: &DataDir, store: StoreKind) -> Result<Option<Arc<EmbeddedLog>>> {
-    match store {
-        StoreKind::Embedded => {}
-    }
-    let log = match open_embedded(data) {
-        Ok(log) => log,
-        Err(Error::Store(neonhub_events::Error::Locked { .. })) => return Ok(None),
-        Err(e) => return Err(e),
+/// Opens the store and catches the table up, unless a running `neonhub
+/// serve` holds the data directory (it keeps the table current itself):
+/// then `None`.
+pub(super) async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Option<SharedStore>> {
+    let (log, _lock): (SharedStore, Option<DataDirLock>) = match store {
+        StoreConfig::Embedded => match open_embedded(data) {
+            Ok(log) => (log, None),
+            Err(Error::Store(neonhub_events::Error::Locked { .. })) => return Ok(None),
+            Err(e) => return Err(e),
+        },
+        StoreConfig::EventStoreDb { url } => match DataDirLock::acquire(data) {
+            Ok(lock) => (connect_eventstoredb(url)?, Some(lock)),
+            Err(Error::DataDirLocked { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
     let projection = AgentRunsProjection::open(data.projection_path())?;
     let mut runner = ProjectionRunner::new(log.clone(), projection);
@@ -43,7 +47,7 @@ fn queries(data: &DataDir) -> Result<RunQueries> {
     Ok(RunQueries::open(path)?)
 }
 
-pub(super) async fn list(data: DataDir, store: StoreKind, args: ListArgs) -> Result<()> {
+pub(super) async fn list(data: DataDir, store: StoreConfig, args: ListArgs) -> Result<()> {
     let mut filter = RunFilter::new();
     if let Some(agent) = args.agent {
         filter = filter.target(agent);
@@ -66,7 +70,7 @@ pub(super) async fn list(data: DataDir, store: StoreKind, args: ListArgs) -> Res
             neonhub_projections::MAX_PAGE_SIZE
         )));
     }
-    let _log = refresh(&data, store).await?;
+    let _log = refresh(&data, &store).await?;
     let page = queries(&data)?.list(&filter, None, args.limit)?;
     match args.format {
         Format::Json => print_json(&json!({
@@ -78,16 +82,16 @@ pub(super) async fn list(data: DataDir, store: StoreKind, args: ListArgs) -> Res
     Ok(())
 }
 
-pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Result<()> {
+pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> Result<()> {
     let run_id: RunId = args
         .run_id
         .parse()
         .map_err(|_| Error::Usage(format!("{:?} is not a run id (a UUID)", args.run_id)))?;
-    let log = match refresh(&data, store).await? {
+    let log = match refresh(&data, &store).await? {
         Some(log) => log,
         // `neonhub serve` holds the log and keeps the table current: read
         // the run's events from a snapshot beside it.
-        None => open_embedded_for_reading(&data)?,
+        None => open_for_reading(&store, &data)?,
     };
     let detail = queries(&data)?
         .get(run_id)?
@@ -136,13 +140,13 @@ pub(super) async fn show(data: DataDir, store: StoreKind, args: ShowArgs) -> Res
     Ok(())
 }
 
-pub(super) async fn report(data: DataDir, store: StoreKind, args: ReportArgs) -> Result<()> {
+pub(super) async fn report(data: DataDir, store: StoreConfig, args: ReportArgs) -> Result<()> {
     let since = args
         .since
         .as_deref()
         .map(|s| parse_time(s).map_err(|e| Error::Usage(format!("--since: {e}"))))
         .transpose()?;
-    let _log = refresh(&data, store).await?;
+    let _log = refresh(&data, &store).await?;
     let reports = queries(&data)?.report(since, None)?;
     match args.format {
         Format::Json => print_json(&json!({

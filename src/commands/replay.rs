@@ -6,11 +6,11 @@ use neonhub_projections::{AsOf, RebuildOptions, RunQueries, rebuild};
 
 use super::table;
 use crate::cli::ReplayArgs;
-use crate::config::{DataDir, StoreKind, parse_time};
+use crate::config::{DataDir, StoreConfig, parse_time};
 use crate::error::{Error, Result};
-use crate::service::open_embedded_for_reading;
+use crate::service::open_for_reading;
 
-pub(super) async fn replay(data: DataDir, store: StoreKind, args: ReplayArgs) -> Result<()> {
+pub(super) async fn replay(data: DataDir, store: StoreConfig, args: ReplayArgs) -> Result<()> {
     let as_of = match (args.until_position, &args.until_time) {
         (Some(p), _) => AsOf::Position(Position(p)),
         (None, Some(t)) => {
@@ -22,9 +22,7 @@ pub(super) async fn replay(data: DataDir, store: StoreKind, args: ReplayArgs) ->
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
         data.path().join(format!("replay-{stamp}.sqlite"))
     });
-    let shared: SharedStore = match store {
-        StoreKind::Embedded => open_embedded_for_reading(&data)?,
-    };
+    let shared: SharedStore = open_for_reading(&store, &data)?;
     let summary = rebuild(&shared, &out, RebuildOptions::default().as_of(as_of)).await?;
     println!(
         "rebuilt {} events into {} (checkpoint {}) in {:.2} s, {:.0} events/s",

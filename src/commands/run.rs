@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use super::{print_json, table};
 use crate::cli::{Format, RunArgs};
-use crate::config::{DataDir, StoreKind};
+use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
 use crate::service::{Service, ServiceOptions};
 use crate::view::detail_json;
 
-pub(super) async fn run(data: DataDir, store: StoreKind, args: RunArgs) -> Result<()> {
+pub(super) async fn run(data: DataDir, store: StoreConfig, args: RunArgs) -> Result<()> {
     let input: Value = serde_json::from_str(&args.input)
         .map_err(|e| Error::Usage(format!("--input is not valid JSON: {e}")))?;
     let mut submit = if args.intent {

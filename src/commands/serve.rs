@@ -6,7 +6,7 @@ use neonhub_actors::ConnectorsConfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::ServeArgs;
-use crate::config::{DataDir, ServeConfig, StoreKind, Token};
+use crate::config::{DataDir, ServeConfig, StoreConfig, Token};
 use crate::error::{Error, Result};
 use crate::server::Server;
 use crate::service::{Service, ServiceOptions};
@@ -36,7 +36,7 @@ impl StopSignals {
     }
 }
 
-pub(super) async fn serve(data: DataDir, store: StoreKind, args: ServeArgs) -> Result<()> {
+pub(super) async fn serve(data: DataDir, store: StoreConfig, args: ServeArgs) -> Result<()> {
     let mut config = ServeConfig::new(args.listen);
     if let Some(token) = args.token.as_deref() {
         config = config.with_token(Token::new(token).map_err(Error::Usage)?);
@@ -46,6 +46,7 @@ pub(super) async fn serve(data: DataDir, store: StoreKind, args: ServeArgs) -> R
         config.workers = workers;
     }
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    let store_name = store.to_string();
     let options = ServiceOptions {
         store,
         connectors: ConnectorsConfig::from_env()?,
@@ -59,7 +60,7 @@ pub(super) async fn serve(data: DataDir, store: StoreKind, args: ServeArgs) -> R
     let recovered = service.recovery().interrupted.len();
     let server = Server::start(&service, &config)?;
     println!(
-        "neonhub listening on http://{} (store {store}, data in {}, auth {}, {recovered} interrupted runs recovered)",
+        "neonhub listening on http://{} (store {store_name}, data in {}, auth {}, {recovered} interrupted runs recovered)",
         server.local_addr(),
         service.data().display_path().display(),
         if config.token.is_some() { "on" } else { "off" },

@@ -136,6 +136,7 @@ pub fn neonhub() -> Command {
         .env_remove("NEONHUB_TOKEN")
         .env_remove("NEONHUB_LISTEN")
         .env_remove("NEONHUB_STORE")
+        .env_remove("NEONHUB_EVENTSTORE_URL")
         .env("NEONHUB_CONNECTORS", "mock");
     command
 }
