@@ -1,6 +1,7 @@
 //! Durable append throughput of the embedded log (batches, concurrent
-//! appenders), the same batched workload on SQLite (WAL, `synchronous=FULL`)
-//! side by side, and one `fdatasync`'s latency on the same disk, in one run.
+//! appenders), the same workloads on SQLite (WAL, `synchronous=FULL`) side
+//! by side (sequential batches, and 64 / 1024 concurrent single-event
+//! writers), and one `fdatasync`'s latency on the same disk, in one run.
 //!
 //! Run: `cargo bench --bench log_append -- --noplot`. Temp data lives under
 //! `target/neonhub-bench/` (the real disk, never committed) and is removed.
@@ -12,8 +13,8 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,7 +22,7 @@ use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
     Metadata, RunEvent, RunId, RunKind, RunStarted, StreamId, Timestamp,
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -201,7 +202,18 @@ fn open_sqlite(dir: &Path) -> Connection {
 
 /// Appends `events` to a new stream as one transaction.
 fn sqlite_append(conn: &mut Connection, stream: &StreamId, events: &[EventData]) {
-    let tx = conn.transaction().expect("begin");
+    sqlite_append_with(conn, TransactionBehavior::Deferred, stream, events);
+}
+
+/// [`sqlite_append`] with a chosen `BEGIN` (`IMMEDIATE` for connections that
+/// compete for the write lock).
+fn sqlite_append_with(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    stream: &StreamId,
+    events: &[EventData],
+) {
+    let tx = conn.transaction_with_behavior(behavior).expect("begin");
     {
         let mut insert = tx
             .prepare_cached(
@@ -345,6 +357,151 @@ fn append_batch(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Concurrent writers in the paired comparison, its rounds, and whether
+/// SQLite with a connection per thread takes part (at 64 writers it ran at
+/// 28 events/s, 2.3 s a round: 1024 would take ~40 s a round).
+const PAIRED_WRITERS: [(usize, usize, bool); 2] = [(64, 12, true), (1024, 8, false)];
+/// How long a SQLite connection waits for another's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Many concurrent single-event writers, interleaved round by round: the
+/// embedded log (`n` tokio tasks on the 2-worker runtime, one durable
+/// append each, every writer on its own new stream) against SQLite (`n`
+/// threads, one single-row transaction each, to a new stream, same table)
+/// in the two ways a user would share SQLite between threads:
+///
+/// - `sqlite_mutex`: one connection behind a `Mutex` (what most services
+///   do; no lock retries, the threads just queue on the mutex);
+/// - `sqlite_conns` (64 writers only): a connection per thread with
+///   `busy_timeout`, each transaction `BEGIN IMMEDIATE` (SQLite's advice
+///   for concurrent writers; the waiters poll the write lock, sleeping
+///   1-100 ms between tries).
+///
+/// One round is one event from every writer, so a round's time is what
+/// `n` concurrent single-event commits take, and events/s is `n` / round.
+fn paired_concurrent(_c: &mut Criterion) {
+    let template = template();
+    let rt = runtime();
+    for (writers, wanted, conns_too) in PAIRED_WRITERS {
+        let dir = temp_dir("paired-concurrent-");
+        let log = Arc::new(open_durable(&dir.path().join("log")));
+        let shared = Mutex::new(open_sqlite(dir.path()));
+        let conns_dir = dir.path().join("conns");
+        std::fs::create_dir_all(&conns_dir).expect("create the sqlite dir");
+        let mut conns: Vec<Connection> = (0..if conns_too { writers } else { 0 })
+            .map(|_| {
+                let conn = open_sqlite(&conns_dir);
+                conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .expect("busy_timeout");
+                conn
+            })
+            .collect();
+        let probe = Probe::start(Some("tokio-rt-worker"));
+        let embedded_rounds = Cell::new(0u64);
+        let template = &template;
+        let mut ops: Vec<TimedOp<'_>> = vec![
+            (
+                "embedded",
+                Box::new(|| {
+                    embedded_rounds.set(embedded_rounds.get() + 1);
+                    let log = &log;
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        let handles: Vec<_> = (0..writers)
+                            .map(|_| {
+                                let log = log.clone();
+                                let event = batch(template, 1);
+                                tokio::spawn(async move {
+                                    let stream = RunId::new().stream();
+                                    log.append(&stream, ExpectedRevision::NoStream, event)
+                                        .await
+                                        .expect("append");
+                                })
+                            })
+                            .collect();
+                        for handle in handles {
+                            handle.await.expect("appender task");
+                        }
+                        start.elapsed()
+                    })
+                }),
+            ),
+            (
+                "sqlite_mutex",
+                Box::new(|| {
+                    let shared = &shared;
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for _ in 0..writers {
+                            s.spawn(|| {
+                                let (stream, event) = (RunId::new().stream(), batch(template, 1));
+                                let mut conn = shared.lock().expect("sqlite mutex");
+                                sqlite_append(&mut conn, &stream, &event);
+                            });
+                        }
+                    });
+                    start.elapsed()
+                }),
+            ),
+            (
+                "sqlite_conns",
+                Box::new(|| {
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for conn in conns.iter_mut() {
+                            s.spawn(move || {
+                                let (stream, event) = (RunId::new().stream(), batch(template, 1));
+                                sqlite_append_with(
+                                    conn,
+                                    TransactionBehavior::Immediate,
+                                    &stream,
+                                    &event,
+                                );
+                            });
+                        }
+                    });
+                    start.elapsed()
+                }),
+            ),
+        ];
+        if !conns_too {
+            ops.pop();
+        }
+        let rounds = rounds(wanted);
+        let medians = interleaved(rounds, &mut ops);
+        drop(ops);
+        let rate = |d: Duration| writers as f64 / d.as_secs_f64();
+        let embedded = medians[0].1;
+        let sqlite: Vec<String> = medians[1..]
+            .iter()
+            .map(|(name, m)| {
+                format!(
+                    "{name} median round {:.1} ms ({:.0} events/s, embedded/{name} {:.1}x)",
+                    m.as_secs_f64() * 1e3,
+                    rate(*m),
+                    rate(embedded) / rate(*m),
+                )
+            })
+            .collect();
+        println!(
+            "paired_concurrent/{writers}: embedded median round {:.2} ms ({:.0} events/s); {} \
+             over {rounds} rounds; {}",
+            embedded.as_secs_f64() * 1e3,
+            rate(embedded),
+            sqlite.join("; "),
+            machine_load(),
+        );
+        probe.report(
+            &format!("paired_concurrent/{writers}/embedded"),
+            embedded_rounds.get() * writers as u64,
+            Some("tokio-rt-worker"),
+        );
+        drop(conns);
+        drop(shared);
+        drop(log);
+    }
 }
 
 /// 1, 64 and 1024 tasks, each appending single events to its own stream on a
@@ -623,5 +780,11 @@ fn durable_latency(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_latency, append_batch, append_concurrent);
+criterion_group!(
+    benches,
+    durable_latency,
+    append_batch,
+    append_concurrent,
+    paired_concurrent
+);
 criterion_main!(benches);

@@ -32,6 +32,10 @@ const OPEN_RUNS: u64 = 500_000;
 const RSS_RUNS: u64 = 1_000_000;
 /// Events asked for per `read_all` call.
 const READ_LIMIT: usize = 4096;
+/// Part of the fixtures' names: the segment format they were written in
+/// (the hash chain moved from blake3 to SHA-256 in 1f8864c without a format
+/// version bump, so older fixtures no longer open).
+const FIXTURE_FORMAT: &str = "sha256";
 /// Set (to a log directory) in the child process that measures RSS.
 const RSS_CHILD_ENV: &str = "NEONHUB_BENCH_RSS_LOG";
 
@@ -93,7 +97,7 @@ fn run_events(codec: &Codec) -> [neonhub_events::EventData; 2] {
 /// separately as a service would, by 64 concurrent tasks), built once.
 fn fixture(name: &str, runs: u64) -> PathBuf {
     let runs = scaled(runs);
-    let name = &format!("{name}-{runs}");
+    let name = &format!("{name}-{FIXTURE_FORMAT}-{runs}");
     let dir = fixtures_root().join(name);
     let done = fixtures_root().join(format!("{name}.complete"));
     if done.exists() {
