@@ -241,7 +241,7 @@ pub(crate) fn open_for_reading(store: &StoreConfig, data: &DataDir) -> Result<Sh
 /// it, the projection is also done when no event of ours is left before
 /// `head` (on EventStoreDB, `head` may lie past system events that neonhub
 /// never sees).
-async fn applied_up_to(
+pub(crate) async fn applied_up_to(
     store: &dyn EventStore,
     rx: &mut watch::Receiver<Position>,
     head: Position,

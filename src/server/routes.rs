@@ -282,7 +282,13 @@ async fn wait_for_table(state: &AppState, run_id: RunId) -> Result<bool, ApiErro
     }
     let head = state.store.head().await?;
     let mut rx = state.checkpoints.clone();
-    let _ = tokio::time::timeout(READ_YOUR_WRITES, rx.wait_for(|p| *p >= head)).await;
+    // Not `checkpoint >= head`: on EventStoreDB the head may lie past system
+    // events the table never sees.
+    let _ = tokio::time::timeout(
+        READ_YOUR_WRITES,
+        crate::service::applied_up_to(&*state.store, &mut rx, head),
+    )
+    .await;
     Ok(true)
 }
 
