@@ -85,7 +85,9 @@ pub struct RecordedEvent {
     pub revision: Revision,
     /// Its place in the global order.
     pub position: Position,
-    /// When the store wrote it.
+    /// When the store wrote it. Never decreases along the global order
+    /// (the embedded log holds it back if the clock steps back), so "the log
+    /// as of time t" is a prefix of the log.
     pub recorded_at: Timestamp,
     /// The versioned type name.
     pub event_type: String,
@@ -183,7 +185,8 @@ pub trait EventStore: Send + Sync + 'static {
 #[async_trait]
 pub trait SubscriptionSource: Send {
     /// The next event, waiting for one to be appended if the subscriber has
-    /// caught up.
+    /// caught up. Must be cancel-safe: dropping the future before it
+    /// completes loses no event (the next call returns it).
     async fn next(&mut self) -> Result<RecordedEvent>;
 }
 
@@ -202,6 +205,8 @@ impl Subscription {
     }
 
     /// The next event in global order. Waits while there is none.
+    /// Cancel-safe: if the future is dropped (a `select!` with a shutdown
+    /// signal, a timeout), no event is lost.
     ///
     /// # Errors
     /// [`crate::Error::Closed`] once the store is closed; read errors.

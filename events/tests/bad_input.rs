@@ -188,3 +188,28 @@ async fn a_closed_log_refuses_appends_and_ends_subscriptions() {
     assert!(matches!(sub.next().await, Err(Error::Closed)));
     assert_eq!(log.read_all(Position::START, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_cancelled_subscription_wait_loses_no_event_and_recorded_at_never_decreases() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap());
+    let s = StreamId::new("s").unwrap();
+    let mut sub = log.subscribe_all(Position::START).await.unwrap();
+    // Cancel a wait with nothing to deliver, many times over.
+    for _ in 0..20 {
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(1), sub.next()).await;
+        assert!(waited.is_err(), "an event out of nowhere: {waited:?}");
+    }
+    for _ in 0..30 {
+        log.append(&s, ExpectedRevision::Any, vec![event(10)])
+            .await
+            .unwrap();
+    }
+    let mut last = None;
+    for i in 0..30u64 {
+        let e = sub.next().await.unwrap();
+        assert_eq!(e.position, Position(i), "an event was lost or repeated");
+        assert!(Some(e.recorded_at) >= last, "recorded_at went back");
+        last = Some(e.recorded_at);
+    }
+}

@@ -18,7 +18,7 @@ use super::format::{
 use super::index::{Index, SegmentIndex, StreamKey, stream_key};
 use super::writer::{self, WriterState};
 use crate::error::{Error, Result};
-use crate::ids::{Position, Revision};
+use crate::ids::{Position, Revision, Timestamp};
 
 /// Bytes read from a segment at a time while scanning.
 const CHUNK: usize = 8 << 20;
@@ -81,6 +81,7 @@ pub(crate) fn recover(dir: &Path, access: Access) -> Result<Recovered> {
     let segments = list_segments(dir, access)?;
     let mut index = Index::default();
     let mut chain = GENESIS_CHAIN;
+    let mut recorded_at = Timestamp(0);
     if segments.is_empty() && access == Access::ReadOnly {
         return Ok(Recovered {
             index,
@@ -102,13 +103,18 @@ pub(crate) fn recover(dir: &Path, access: Access) -> Result<Recovered> {
                 file,
                 len: HEADER_LEN as u64,
                 chain,
+                recorded_at: Timestamp(0),
             }),
         });
     }
     let count = segments.len();
     for (i, (first, path)) in segments.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        scan_segment(&path, first, &mut index, &mut chain, is_last, access)?;
+        let tail = Tail {
+            chain: &mut chain,
+            recorded_at: &mut recorded_at,
+        };
+        scan_segment(&path, first, &mut index, tail, is_last, access)?;
     }
     if access == Access::ReadOnly {
         return Ok(Recovered {
@@ -125,7 +131,12 @@ pub(crate) fn recover(dir: &Path, access: Access) -> Result<Recovered> {
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     Ok(Recovered {
         index,
-        writer: Some(WriterState { file, len, chain }),
+        writer: Some(WriterState {
+            file,
+            len,
+            chain,
+            recorded_at,
+        }),
     })
 }
 
@@ -152,6 +163,12 @@ impl Window {
     }
 }
 
+/// What the last complete batch leaves for the writer to continue from.
+struct Tail<'a> {
+    chain: &'a mut Chain,
+    recorded_at: &'a mut Timestamp,
+}
+
 /// One record of an append batch whose end has not been seen yet.
 struct Pending {
     key: StreamKey,
@@ -164,7 +181,7 @@ fn scan_segment(
     path: &Path,
     first: Position,
     index: &mut Index,
-    chain: &mut Chain,
+    tail: Tail<'_>,
     is_last: bool,
     access: Access,
 ) -> Result<()> {
@@ -201,7 +218,7 @@ fn scan_segment(
             ),
         ));
     }
-    if header.chain_seed != *chain {
+    if header.chain_seed != *tail.chain {
         return Err(Error::ChainBroken {
             position: first,
             segment: path.to_path_buf(),
@@ -226,6 +243,7 @@ fn scan_segment(
     let mut offset = HEADER_LEN as u64;
     let mut pending: Vec<Pending> = Vec::new();
     let mut pending_chain;
+    let mut pending_time = *tail.recorded_at;
     // Where the records stop being complete batches, and why.
     let mut stop: Option<(u64, String)> = None;
     while offset < len {
@@ -276,6 +294,7 @@ fn scan_segment(
         // The chain itself is checked by `verify` (it costs a hash per
         // record); opening only carries the last value forward.
         pending_chain = record.chain();
+        pending_time = pending_time.max(record.recorded_at);
         pending.push(Pending {
             key,
             offset: offset as u32,
@@ -287,7 +306,8 @@ fn scan_segment(
                 index.push(p.key, p.offset);
             }
             index.segments.last_mut().expect("pushed above").end = offset;
-            *chain = pending_chain;
+            *tail.chain = pending_chain;
+            *tail.recorded_at = pending_time;
         }
     }
     let good_end = index.segments.last().expect("pushed above").end;

@@ -42,6 +42,10 @@ pub(crate) struct WriterState {
     pub(crate) len: u64,
     /// Chain value of the last record.
     pub(crate) chain: Chain,
+    /// `recorded_at` of the last record: the next one is never earlier, so
+    /// `recorded_at` never decreases along the log even if the clock steps
+    /// back.
+    pub(crate) recorded_at: Timestamp,
 }
 
 pub(crate) struct Writer {
@@ -133,7 +137,7 @@ impl Writer {
     /// sync, then publishes and acknowledges them. An `Err` means the log can
     /// no longer be trusted: every request of the group has been answered.
     fn commit(&mut self, group: Vec<AppendRequest>) -> Result<()> {
-        let now = Timestamp::now();
+        let now = Timestamp::now().max(self.state.recorded_at);
         self.buf.clear();
         let seg_len = self.state.len;
         let mut chain = self.state.chain;
@@ -224,6 +228,7 @@ impl Writer {
         self.dirty = !durable;
         self.state.len += self.buf.len() as u64;
         self.state.chain = chain;
+        self.state.recorded_at = now;
 
         {
             let mut index = self.shared.index.write().expect("index lock");
