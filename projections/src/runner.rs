@@ -122,7 +122,6 @@ impl<P: Projection> ProjectionRunner<P> {
             .store
             .subscribe_all(self.projection.checkpoint())
             .await?;
-        let mut head = self.store.head().await?;
         let mut batch: Vec<RecordedEvent> = Vec::with_capacity(self.batch_size);
         loop {
             let first = tokio::select! {
@@ -131,20 +130,17 @@ impl<P: Projection> ProjectionRunner<P> {
                 event = subscription.next() => event?,
             };
             batch.clear();
-            let mut last = first.position;
             batch.push(first);
-            // Take more without waiting only while the store says more are
-            // already there, so the subscription is never dropped mid-read.
+            // Take more only while they are already there: one poll each.
+            // `Subscription::next` is cancel-safe, so a poll that finds
+            // nothing loses nothing. (Asking the store's head instead would
+            // hold a batch back on EventStoreDB, whose head counts system
+            // events neonhub never sees.)
             while batch.len() < self.batch_size {
-                if last.next() >= head {
-                    head = self.store.head().await?;
-                    if last.next() >= head {
-                        break;
-                    }
+                match poll_once(subscription.next()) {
+                    Some(event) => batch.push(event?),
+                    None => break,
                 }
-                let event = subscription.next().await?;
-                last = event.position;
-                batch.push(event);
             }
             self.apply(&batch)?;
         }
@@ -164,5 +160,16 @@ impl<P> std::fmt::Debug for ProjectionRunner<P> {
             .field("batch_size", &self.batch_size)
             .field("checkpoint", &*self.progress.borrow())
             .finish_non_exhaustive()
+    }
+}
+
+/// Polls `future` once: its output if it is ready at once, else `None` (and
+/// the future is dropped).
+fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
