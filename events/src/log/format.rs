@@ -6,7 +6,7 @@
 //! ```text
 //! segment header (64 bytes)
 //! +0   magic          8 bytes  "NHLOGSEG"
-//! +8   version        u32      FORMAT_VERSION (1)
+//! +8   version        u32      FORMAT_VERSION (2; 1 chained with blake3)
 //! +12  reserved       u32      0
 //! +16  first_position u64      position of the segment's first record
 //! +24  chain_seed     32 bytes chain value before the first record (the last
@@ -50,7 +50,7 @@ use crate::store::{EventData, Metadata, RecordedEvent};
 /// The first bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"NHLOGSEG";
 /// The segment format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 /// Size of the segment header.
 pub(crate) const HEADER_LEN: usize = 64;
 /// Size of a record's frame header (length + CRC).
