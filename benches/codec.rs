@@ -5,44 +5,24 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use neonhub_events::{
     Codec, ErrorKind, Metadata, Position, RecordedEvent, Revision, RunError, RunEvent, RunFailed,
-    RunId, RunKind, RunStarted, RunSucceeded, Timestamp,
+    RunId, Timestamp,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 /// One realistic event of each type.
 fn events() -> Vec<RunEvent> {
     let run_id = RunId::new();
     vec![
-        RunEvent::Started(RunStarted {
-            run_id,
-            kind: RunKind::Agent,
-            target: "email".into(),
-            operation: "run".into(),
-            intent: Some("email.send".into()),
-            input: json!({
-                "to": "alice@example.com",
-                "subject": "Q3 report",
-                "body": "Hi Alice, the Q3 figures are attached. Bob",
-            }),
-            attempt: 1,
-            parent_run_id: None,
-            correlation_id: Uuid::now_v7(),
-            started_at: Timestamp::now(),
-        }),
-        RunEvent::Succeeded(RunSucceeded {
-            run_id,
-            attempt: 1,
-            output: json!({"message_id": "<20261124.1234@example.com>", "accepted": true}),
-            duration_micros: 182_345,
-            finished_at: Timestamp::now(),
-        }),
+        common::run_started(run_id, Uuid::now_v7()),
+        common::run_succeeded(run_id),
         RunEvent::Failed(RunFailed {
             run_id,
             attempt: 1,

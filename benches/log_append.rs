@@ -9,6 +9,8 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
@@ -20,10 +22,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
-    Metadata, RunEvent, RunId, RunKind, RunStarted, StreamId, Timestamp,
+    Metadata, RunId, StreamId,
 };
 use rusqlite::{Connection, TransactionBehavior, params};
-use serde_json::json;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
@@ -132,27 +133,6 @@ impl Probe {
     }
 }
 
-/// A realistic first event of an agent run: a `RunStarted` with a small
-/// JSON input (about 250 bytes of MessagePack).
-fn run_started() -> RunEvent {
-    RunEvent::Started(RunStarted {
-        run_id: RunId::new(),
-        kind: RunKind::Agent,
-        target: "email".into(),
-        operation: "run".into(),
-        intent: Some("email.send".into()),
-        input: json!({
-            "to": "alice@example.com",
-            "subject": "Q3 report",
-            "body": "Hi Alice, the Q3 figures are attached. Bob",
-        }),
-        attempt: 1,
-        parent_run_id: None,
-        correlation_id: Uuid::now_v7(),
-        started_at: Timestamp::now(),
-    })
-}
-
 fn metadata() -> Metadata {
     Metadata {
         correlation_id: Some(Uuid::now_v7()),
@@ -172,7 +152,10 @@ fn batch(template: &EventData, n: usize) -> Vec<EventData> {
 
 fn template() -> EventData {
     Codec::new()
-        .encode(&run_started(), metadata())
+        .encode(
+            &common::run_started(RunId::new(), Uuid::now_v7()),
+            metadata(),
+        )
         .expect("encode")
 }
 

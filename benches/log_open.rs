@@ -10,6 +10,8 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,9 +21,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
-    Revision, RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp,
+    Revision, RunId,
 };
-use serde_json::json;
 use uuid::Uuid;
 
 /// Runs in the read-all fixture (two events each).
@@ -64,29 +65,8 @@ fn run_events(codec: &Codec) -> [neonhub_events::EventData; 2] {
         correlation_id: Some(correlation_id),
         causation_id: None,
     };
-    let started = RunEvent::Started(RunStarted {
-        run_id,
-        kind: RunKind::Agent,
-        target: "email".into(),
-        operation: "run".into(),
-        intent: Some("email.send".into()),
-        input: json!({
-            "to": "alice@example.com",
-            "subject": "Q3 report",
-            "body": "Hi Alice, the Q3 figures are attached. Bob",
-        }),
-        attempt: 1,
-        parent_run_id: None,
-        correlation_id,
-        started_at: Timestamp::now(),
-    });
-    let succeeded = RunEvent::Succeeded(RunSucceeded {
-        run_id,
-        attempt: 1,
-        output: json!({"message_id": "<20261124.1234@example.com>", "accepted": true}),
-        duration_micros: 182_345,
-        finished_at: Timestamp::now(),
-    });
+    let started = common::run_started(run_id, correlation_id);
+    let succeeded = common::run_succeeded(run_id);
     [
         codec.encode(&started, metadata).expect("encode"),
         codec.encode(&succeeded, metadata).expect("encode"),
