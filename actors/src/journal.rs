@@ -1,12 +1,14 @@
 //! Records one run in its stream: the first `RunStarted` at `NoStream`,
 //! retries as (`RunFailed{will_retry}`, `RunStarted{n+1}`) and one terminal
-//! event, every later append at the exact last revision.
+//! event, every later append at the exact last revision; each appended
+//! event is folded into the run's [`RunState`] once it is durable.
 
 use std::time::Instant;
 
 use neonhub_events::{
     Codec, Direction, EventData, ExpectedRevision, Metadata, ReadFrom, Revision, RunError,
-    RunEvent, RunFailed, RunId, RunStarted, RunSucceeded, SharedStore, StreamId, Timestamp,
+    RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded, SharedStore, StreamId,
+    Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -24,12 +26,31 @@ pub struct RunOutcome {
     pub attempts: u32,
     /// The output, or the typed error of the last attempt.
     pub result: std::result::Result<Value, RunError>,
+    /// The run as the AgentRun table will hold it (status, times, positions,
+    /// ...): the fold of the events this outcome was read from or appended.
+    /// `run_id`, `correlation_id`, `attempts` and `result` are views of it.
+    pub run: RunState,
 }
 
 impl RunOutcome {
     /// Whether the run succeeded.
     pub fn is_success(&self) -> bool {
         self.result.is_ok()
+    }
+
+    /// The outcome of a finished run's state; `None` while it is running.
+    pub fn from_state(run: RunState) -> Option<RunOutcome> {
+        let result = match run.result()? {
+            Ok(output) => Ok(output.clone()),
+            Err(error) => Err(error.clone()),
+        };
+        Some(RunOutcome {
+            run_id: run.run_id,
+            correlation_id: run.correlation_id,
+            attempts: run.attempts,
+            result,
+            run,
+        })
     }
 
     /// Rebuilds a finished run's outcome from its stream, `None` if the
@@ -47,40 +68,18 @@ impl RunOutcome {
                 usize::MAX,
             )
             .await?;
-        let mut correlation_id = Uuid::nil();
-        for recorded in &events {
-            match codec.decode(recorded)? {
-                RunEvent::Started(s) => correlation_id = s.correlation_id,
-                RunEvent::Succeeded(s) => {
-                    return Ok(Some(RunOutcome {
-                        run_id,
-                        correlation_id,
-                        attempts: s.attempt,
-                        result: Ok(s.output),
-                    }));
-                }
-                RunEvent::Failed(f) if !f.will_retry => {
-                    return Ok(Some(RunOutcome {
-                        run_id,
-                        correlation_id,
-                        attempts: f.attempt,
-                        result: Err(f.error),
-                    }));
-                }
-                _ => {}
-            }
-        }
-        Ok(None)
+        Ok(RunState::from_stream(codec, &events)?.and_then(RunOutcome::from_state))
     }
 }
 
-/// The open stream of one run that this process is executing.
+/// The open stream of one run that this process is executing: every event
+/// it appends is folded into the run's [`RunState`] as it becomes durable.
 pub(crate) struct RunJournal {
     store: SharedStore,
     codec: Codec,
     stream: StreamId,
     metadata: Metadata,
-    template: RunStarted,
+    state: RunState,
     last: Revision,
     attempt_began: Instant,
 }
@@ -98,57 +97,83 @@ impl RunJournal {
             correlation_id: Some(started.correlation_id),
             causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
         };
-        let data = codec.encode(&RunEvent::Started(started.clone()), metadata)?;
+        let event = RunEvent::Started(started);
+        let data = codec.encode(&event, metadata)?;
         let appended = store
             .append(&stream, ExpectedRevision::NoStream, vec![data])
             .await?;
+        let RunEvent::Started(started) = event else {
+            unreachable!("built as RunStarted above")
+        };
+        let position = appended.first_position;
+        let state = RunState::start(started, position).map_err(|reason| {
+            neonhub_events::Error::InvalidRun {
+                stream: stream.as_str().to_owned(),
+                position,
+                reason,
+            }
+        })?;
         Ok(Self {
             store,
             codec,
             stream,
             metadata,
-            template: started,
+            state,
             last: appended.next_expected,
             attempt_began: Instant::now(),
         })
     }
 
     pub(crate) fn run_id(&self) -> RunId {
-        self.template.run_id
+        self.state.run_id
     }
 
     pub(crate) fn correlation_id(&self) -> Uuid {
-        self.template.correlation_id
+        self.state.correlation_id
     }
 
     pub(crate) fn attempt(&self) -> u32 {
-        self.template.attempt
+        self.state.attempts
     }
 
-    /// The run's input, for an attempt that may be followed by another.
+    /// The run's input.
     pub(crate) fn input(&self) -> &Value {
-        &self.template.input
-    }
-
-    /// The run's input, for the last attempt: no further `RunStarted` needs it.
-    pub(crate) fn take_input(&mut self) -> Value {
-        std::mem::take(&mut self.template.input)
+        &self.state.input
     }
 
     fn elapsed_micros(&self) -> u64 {
         self.attempt_began.elapsed().as_micros() as u64
     }
 
-    fn encode(&self, event: &RunEvent) -> Result<EventData> {
-        Ok(self.codec.encode(event, self.metadata)?)
-    }
-
-    async fn append(&mut self, events: Vec<EventData>) -> Result<()> {
+    /// Appends `events` at the exact last revision, then folds them into
+    /// the state with the positions the store gave them.
+    async fn append(&mut self, events: Vec<RunEvent>) -> Result<()> {
+        let data = events
+            .iter()
+            .map(|e| self.codec.encode(e, self.metadata))
+            .collect::<neonhub_events::Result<Vec<EventData>>>()?;
         let appended = self
             .store
-            .append(&self.stream, ExpectedRevision::Exact(self.last), events)
+            .append(&self.stream, ExpectedRevision::Exact(self.last), data)
             .await?;
         self.last = appended.next_expected;
+        let count = events.len() as u64;
+        for (i, event) in events.into_iter().enumerate() {
+            // The batch is contiguous on the embedded log; elsewhere only
+            // its first and last positions are known.
+            let position = if i as u64 + 1 == count {
+                appended.last_position
+            } else {
+                appended.first_position
+            };
+            self.state.apply(event, position).map_err(|reason| {
+                neonhub_events::Error::InvalidRun {
+                    stream: self.stream.as_str().to_owned(),
+                    position,
+                    reason,
+                }
+            })?;
+        }
         Ok(())
     }
 
@@ -156,8 +181,8 @@ impl RunJournal {
     /// to be appended together with the next `RunStarted` by [`Self::retry`].
     pub(crate) fn failed_attempt(&self, error: RunError) -> RunFailed {
         RunFailed {
-            run_id: self.template.run_id,
-            attempt: self.template.attempt,
+            run_id: self.state.run_id,
+            attempt: self.state.attempts,
             error,
             will_retry: true,
             duration_micros: self.elapsed_micros(),
@@ -169,57 +194,40 @@ impl RunJournal {
     /// attempt's `RunStarted` in one atomic batch, so a stream that did not
     /// finish always ends with a `RunStarted`.
     pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
-        let mut next = self.template.clone();
-        next.attempt += 1;
-        next.started_at = Timestamp::now();
-        let batch = vec![
-            self.encode(&RunEvent::Failed(failed))?,
-            self.encode(&RunEvent::Started(next.clone()))?,
-        ];
-        self.append(batch).await?;
-        self.template = next;
+        let next = self.state.next_attempt(Timestamp::now());
+        self.append(vec![RunEvent::Failed(failed), RunEvent::Started(next)])
+            .await?;
         self.attempt_began = Instant::now();
         Ok(())
     }
 
     /// Appends `RunSucceeded` and returns the outcome.
-    pub(crate) async fn succeed(mut self, output: Value) -> Result<RunOutcome> {
+    pub(crate) async fn succeed(self, output: Value) -> Result<RunOutcome> {
         let event = RunEvent::Succeeded(RunSucceeded {
-            run_id: self.template.run_id,
-            attempt: self.template.attempt,
+            run_id: self.state.run_id,
+            attempt: self.state.attempts,
             output,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
         });
-        let data = self.encode(&event)?;
-        self.append(vec![data]).await?;
-        let RunEvent::Succeeded(RunSucceeded { output, .. }) = event else {
-            unreachable!("built as RunSucceeded above")
-        };
-        Ok(self.outcome(Ok(output)))
+        self.finish(event).await
     }
 
     /// Appends the terminal `RunFailed{will_retry: false}` and returns the outcome.
-    pub(crate) async fn fail(mut self, error: RunError) -> Result<RunOutcome> {
-        let event = RunFailed {
-            run_id: self.template.run_id,
-            attempt: self.template.attempt,
-            error: error.clone(),
+    pub(crate) async fn fail(self, error: RunError) -> Result<RunOutcome> {
+        let event = RunEvent::Failed(RunFailed {
+            run_id: self.state.run_id,
+            attempt: self.state.attempts,
+            error,
             will_retry: false,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
-        };
-        let data = self.encode(&RunEvent::Failed(event))?;
-        self.append(vec![data]).await?;
-        Ok(self.outcome(Err(error)))
+        });
+        self.finish(event).await
     }
 
-    fn outcome(&self, result: std::result::Result<Value, RunError>) -> RunOutcome {
-        RunOutcome {
-            run_id: self.template.run_id,
-            correlation_id: self.template.correlation_id,
-            attempts: self.template.attempt,
-            result,
-        }
+    async fn finish(mut self, terminal: RunEvent) -> Result<RunOutcome> {
+        self.append(vec![terminal]).await?;
+        Ok(RunOutcome::from_state(self.state).expect("a terminal event was just applied"))
     }
 }

@@ -46,7 +46,8 @@ pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
     AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents, Orchestrator,
-    OrchestratorBuilder, RuntimeStats, SubmitRun, SubscribeRuns, Target,
+    OrchestratorBuilder, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
+    WatchInFlight,
 };
 pub use recovery::{RecoveryReport, recover_interrupted};
 pub use retry::RetryPolicy;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use neonhub_events::{
-    Codec, ErrorKind, EventStore, ExpectedRevision, Metadata, Position, Revision, RunError,
-    RunEvent, RunFailed, RunId, StreamId, Timestamp,
+    Codec, ErrorKind, EventStore, ExpectedRevision, Metadata, Position, RecordedEvent, Revision,
+    RunError, RunEvent, RunFailed, RunId, RunState, Timestamp,
 };
 
 use crate::error::Result;
@@ -22,13 +22,52 @@ pub struct RecoveryReport {
     pub interrupted: Vec<RunId>,
 }
 
+/// A run without a terminal event so far: its state (the one fold), and
+/// what closing it needs from the envelopes (its stream's last revision,
+/// the metadata its events carry, when its current attempt began).
 struct Open {
-    stream: StreamId,
+    state: RunState,
     last: Revision,
-    attempt: u32,
-    started_at: Timestamp,
     metadata: Metadata,
-    first_position: Position,
+    attempt_started_at: Timestamp,
+}
+
+/// Folds `recorded` (a run event) into the open runs.
+fn track(open: &mut HashMap<RunId, Open>, recorded: &RecordedEvent, event: RunEvent) -> Result<()> {
+    let invalid = |reason| neonhub_events::Error::InvalidRun {
+        stream: recorded.stream.as_str().to_owned(),
+        position: recorded.position,
+        reason,
+    };
+    let run_id = event.run_id();
+    match event {
+        RunEvent::Started(s) if s.attempt == 1 => {
+            let attempt_started_at = s.started_at;
+            let state = RunState::start(s, recorded.position).map_err(invalid)?;
+            open.insert(
+                run_id,
+                Open {
+                    state,
+                    last: recorded.revision,
+                    metadata: recorded.metadata,
+                    attempt_started_at,
+                },
+            );
+        }
+        event => {
+            let Some(run) = open.get_mut(&run_id) else {
+                return Err(invalid(neonhub_events::FoldError::NotStarted { run_id }).into());
+            };
+            if let RunEvent::Started(s) = &event {
+                run.attempt_started_at = s.started_at;
+            }
+            run.last = recorded.revision;
+            if run.state.apply(event, recorded.position).map_err(invalid)? {
+                open.remove(&run_id);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Scans the whole log and closes every unfinished run with
@@ -38,7 +77,7 @@ struct Open {
 /// alone. Memory is bounded by the number of unfinished runs.
 ///
 /// # Errors
-/// The store's, or a run event that does not decode.
+/// The store's, or a run event that does not decode or fit its run.
 pub async fn recover_interrupted(store: &dyn EventStore, codec: &Codec) -> Result<RecoveryReport> {
     let mut report = RecoveryReport::default();
     let mut open: HashMap<RunId, Open> = HashMap::new();
@@ -53,50 +92,34 @@ pub async fn recover_interrupted(store: &dyn EventStore, codec: &Codec) -> Resul
             }
             let event = codec.decode(recorded)?;
             report.events_scanned += 1;
-            let run_id = event.run_id();
-            match event {
-                RunEvent::Started(s) => {
-                    let entry = open.entry(run_id).or_insert_with(|| Open {
-                        stream: recorded.stream.clone(),
-                        last: recorded.revision,
-                        attempt: s.attempt,
-                        started_at: s.started_at,
-                        metadata: recorded.metadata,
-                        first_position: recorded.position,
-                    });
-                    entry.last = recorded.revision;
-                    entry.attempt = s.attempt;
-                    entry.started_at = s.started_at;
-                }
-                e if e.is_terminal() => {
-                    open.remove(&run_id);
-                }
-                _ => {
-                    if let Some(entry) = open.get_mut(&run_id) {
-                        entry.last = recorded.revision;
-                    }
-                }
-            }
+            track(&mut open, recorded, event)?;
         }
     }
-    let mut unfinished: Vec<(RunId, Open)> = open.into_iter().collect();
-    unfinished.sort_by_key(|(_, o)| o.first_position);
+    let mut unfinished: Vec<Open> = open.into_values().collect();
+    unfinished.sort_by_key(|o| o.state.first_position);
     let now = Timestamp::now();
-    for (run_id, run) in unfinished {
+    for run in unfinished {
+        let run_id = run.state.run_id;
         let failed = RunFailed {
             run_id,
-            attempt: run.attempt,
+            attempt: run.state.attempts,
             error: RunError::new(
                 ErrorKind::Interrupted,
                 "the process stopped while the run was in flight",
             ),
             will_retry: false,
-            duration_micros: now.as_micros().saturating_sub(run.started_at.as_micros()),
+            duration_micros: now
+                .as_micros()
+                .saturating_sub(run.attempt_started_at.as_micros()),
             finished_at: now,
         };
         let data = codec.encode(&RunEvent::Failed(failed), run.metadata)?;
         match store
-            .append(&run.stream, ExpectedRevision::Exact(run.last), vec![data])
+            .append(
+                &run_id.stream(),
+                ExpectedRevision::Exact(run.last),
+                vec![data],
+            )
             .await
         {
             Ok(_) => report.interrupted.push(run_id),

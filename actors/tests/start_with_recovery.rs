@@ -1,10 +1,10 @@
 //! Given a log holding a run that was started and never finished, when the
-//! orchestrator is started with recovery, then the run is closed with
+//! service starts (recovery, then the orchestrator), then the run is closed with
 //! RunFailed{interrupted} before the orchestrator accepts new runs.
 
 mod common;
 
-use neonhub_actors::{OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{OrchestratorBuilder, SubmitRun, recover_interrupted};
 use neonhub_events::{
     Codec, ExpectedRevision, Metadata, RunEvent, RunId, RunKind, RunStarted, Timestamp,
 };
@@ -36,10 +36,11 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         .await
         .unwrap();
 
-    let (orchestrator, report) = OrchestratorBuilder::new(store.clone())
+    // What the service does at start-up: recovery, then the orchestrator.
+    let report = recover_interrupted(&*store, &Codec::new()).await.unwrap();
+    let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
-        .start_with_recovery()
-        .await
+        .start()
         .unwrap();
 
     assert_eq!(report.interrupted, [open]);

@@ -139,6 +139,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A run stream's event does not fit the run (a second start, an event
+    /// after the terminal one, ...): the log holds a run that cannot be
+    /// replayed. Damaged data or a bug in a writer: report it.
+    #[error("run stream {stream} at position {position}: {reason}")]
+    InvalidRun {
+        /// The stream.
+        stream: String,
+        /// Where the event sits in the log.
+        position: Position,
+        /// What does not fit.
+        reason: crate::state::FoldError,
+    },
+
     /// An event type name no decoder or upcaster knows. Replay would fail
     /// here: register an upcaster for it.
     #[error(

@@ -14,6 +14,7 @@ mod esdb;
 mod ids;
 mod log;
 mod run;
+mod state;
 mod store;
 
 pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
@@ -25,6 +26,7 @@ pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, event_types,
 };
+pub use state::{FoldError, RunState, RunStatus, UnknownRunStatus};
 pub use store::{
     AppendResult, Direction, EventData, EventStore, ExpectedRevision, Metadata, ReadFrom,
     RecordedEvent, SharedStore, Subscription, SubscriptionSource,

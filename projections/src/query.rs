@@ -10,7 +10,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 use uuid::Uuid;
 
-use crate::agent_runs::{AgentRun, RunStatus, columns, open_connection, read_checkpoint};
+use crate::agent_runs::{AgentRun, RunStatus, SqlRow, columns, open_connection, read_checkpoint};
 use crate::error::{Error, Result};
 use crate::report::{TargetReport, report};
 

@@ -1,0 +1,190 @@
+//! [`OrchestratorBuilder`]: registers agents and connectors, checks the
+//! configuration, and starts their actors and the orchestrator.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use actix::prelude::*;
+use neonhub_events::{Codec, SharedStore};
+
+use super::{AgentEntry, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
+use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
+use crate::agents::{ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent};
+use crate::connector::{
+    Connector, ConnectorActor, ConnectorEntry, ConnectorOptions, ConnectorsConfig, Gmail, Runtime,
+    Slack, Twilio,
+};
+use crate::error::{Error, Result};
+
+/// Configures and starts an [`Orchestrator`] with its agents and connectors.
+///
+/// ```no_run
+/// # async fn demo(store: neonhub_events::SharedStore) -> neonhub_actors::Result<()> {
+/// use neonhub_actors::{ConnectorsConfig, OrchestratorBuilder, SubmitRun};
+/// let orchestrator = OrchestratorBuilder::new(store)
+///     .builtin_agents()
+///     .builtin_connectors(&ConnectorsConfig::mock())?
+///     .start()?;
+/// let outcome = orchestrator
+///     .send(SubmitRun::intent("echo", serde_json::json!({"hi": 1})))
+///     .await
+///     .map_err(|_| neonhub_actors::Error::Stopped)??;
+/// assert_eq!(outcome.result, Ok(serde_json::json!({"hi": 1})));
+/// # Ok(()) }
+/// ```
+pub struct OrchestratorBuilder {
+    store: SharedStore,
+    codec: Codec,
+    agents: Vec<(AgentFactory, AgentOptions)>,
+    connectors: Vec<(Arc<dyn Connector>, ConnectorOptions)>,
+    max_in_flight: usize,
+}
+
+impl OrchestratorBuilder {
+    /// An orchestrator recording into `store`, with no agents yet.
+    pub fn new(store: SharedStore) -> Self {
+        Self {
+            store,
+            codec: Codec::new(),
+            agents: Vec::new(),
+            connectors: Vec::new(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+
+    /// Uses `codec` (with its upcasters) to read and write events.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Registers an agent; `factory` builds it at start and after each panic.
+    pub fn agent<A, F>(mut self, factory: F, options: AgentOptions) -> Self
+    where
+        A: Agent,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let factory: AgentFactory = Arc::new(move || Arc::new(factory()) as Arc<dyn Agent>);
+        self.agents.push((factory, options));
+        self
+    }
+
+    /// Registers the built-in agents `echo`, `content`, `email`, `sms` and
+    /// `slack` with default options.
+    pub fn builtin_agents(self) -> Self {
+        self.agent(|| EchoAgent, AgentOptions::default())
+            .agent(|| ContentAgent, AgentOptions::default())
+            .agent(|| EmailAgent, AgentOptions::default())
+            .agent(|| SmsAgent, AgentOptions::default())
+            .agent(|| SlackAgent, AgentOptions::default())
+    }
+
+    /// Registers a connector.
+    pub fn connector(mut self, connector: impl Connector, options: ConnectorOptions) -> Self {
+        self.connectors.push((Arc::new(connector), options));
+        self
+    }
+
+    /// Registers Gmail, Slack and Twilio, mock or live as `config` says,
+    /// with default options.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when live mode is forced without credentials.
+    pub fn builtin_connectors(self, config: &ConnectorsConfig) -> Result<Self> {
+        let gmail = Gmail::from_config(config)?;
+        let slack = Slack::from_config(config)?;
+        let twilio = Twilio::from_config(config)?;
+        Ok(self
+            .connector(gmail, ConnectorOptions::default())
+            .connector(slack, ConnectorOptions::default())
+            .connector(twilio, ConnectorOptions::default()))
+    }
+
+    /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).
+    pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Checks the configuration before any actor starts.
+    fn validate(&self) -> Result<()> {
+        if self.max_in_flight == 0 {
+            return Err(Error::Config("max_in_flight must be at least 1".to_owned()));
+        }
+        let mut connectors = HashSet::new();
+        for (connector, _) in &self.connectors {
+            if !connectors.insert(connector.name()) {
+                let name = connector.name();
+                return Err(Error::Config(format!("two connectors are named {name:?}")));
+            }
+        }
+        let mut agents = HashSet::new();
+        let mut intents: HashMap<String, String> = HashMap::new();
+        for (factory, _) in &self.agents {
+            let probe = factory();
+            let name = probe.name().to_owned();
+            if !agents.insert(name.clone()) {
+                return Err(Error::Config(format!("two agents are named {name:?}")));
+            }
+            for intent in probe.intents() {
+                if let Some(other) = intents.insert(intent.clone(), name.clone()) {
+                    return Err(Error::Config(format!(
+                        "the intent {intent:?} is claimed by both {other:?} and {name:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the agent and connector actors and the orchestrator on the
+    /// current actix arbiter.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for two agents or connectors with one name, one
+    /// intent claimed by two agents, or a zero bound.
+    ///
+    /// # Panics
+    /// Outside a running actix system (as every actor start does).
+    pub fn start(self) -> Result<Addr<Orchestrator>> {
+        self.validate()?;
+        let mut connectors = HashMap::new();
+        for (connector, options) in self.connectors {
+            let name = connector.name().to_owned();
+            let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &options));
+            let retry = options.retry;
+            connectors.insert(name, ConnectorEntry { addr, retry });
+        }
+        let mut agents = HashMap::new();
+        let mut intents = HashMap::new();
+        for (factory, options) in self.agents {
+            let probe = factory();
+            let name = probe.name().to_owned();
+            let agent_intents = probe.intents();
+            for intent in &agent_intents {
+                intents.insert(intent.clone(), name.clone());
+            }
+            let restarts = Arc::new(AtomicU64::new(0));
+            let actor_restarts = Arc::clone(&restarts);
+            let timeout = options.timeout;
+            let addr =
+                Supervisor::start(move |_| AgentActor::new(factory, timeout, actor_restarts));
+            agents.insert(
+                name,
+                AgentEntry {
+                    addr,
+                    options,
+                    intents: agent_intents,
+                    restarts,
+                },
+            );
+        }
+        let runtime = Arc::new(Runtime {
+            store: self.store,
+            codec: self.codec,
+            connectors,
+        });
+        Ok(Orchestrator::new(runtime, agents, intents, self.max_in_flight).start())
+    }
+}

@@ -1,0 +1,193 @@
+//! The messages the orchestrator answers: submitting runs, listing agents,
+//! its load, connector health, subscriptions.
+
+use actix::prelude::*;
+use neonhub_events::{Position, RunId};
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::connector::BreakerState;
+use crate::error::{Error, Result};
+use crate::journal::RunOutcome;
+use crate::subscribe::{RunEventNotice, SubscriptionHandle};
+
+/// What a run is routed by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// The agent with this name.
+    Agent(String),
+    /// The agent that handles this intent.
+    Intent(String),
+}
+
+/// Submit a run; the reply is its outcome once it has finished.
+///
+/// A run that ran and failed is `Ok` with a failed [`RunOutcome`]; `Err` means
+/// it was not run (unknown target, overload) or could not be recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubmitRun {
+    /// The agent, by name or intent.
+    pub target: Target,
+    /// The agent's input (recorded in `RunStarted`: no credentials).
+    pub input: Value,
+    /// A client-chosen id: an idempotency key. A fresh UUID v7 if `None`.
+    pub run_id: Option<RunId>,
+    /// The root request this run belongs to; the run's own id if `None`.
+    pub correlation_id: Option<Uuid>,
+}
+
+impl SubmitRun {
+    /// A run of the agent named `agent`.
+    pub fn agent(agent: impl Into<String>, input: Value) -> Self {
+        Self {
+            target: Target::Agent(agent.into()),
+            input,
+            run_id: None,
+            correlation_id: None,
+        }
+    }
+
+    /// A run of the agent that handles `intent`.
+    pub fn intent(intent: impl Into<String>, input: Value) -> Self {
+        Self {
+            target: Target::Intent(intent.into()),
+            input,
+            run_id: None,
+            correlation_id: None,
+        }
+    }
+
+    /// Uses `run_id` (an idempotency key) instead of a fresh id.
+    pub fn with_run_id(mut self, run_id: RunId) -> Self {
+        self.run_id = Some(run_id);
+        self
+    }
+
+    /// Joins the run to an existing piece of work.
+    pub fn with_correlation_id(mut self, correlation_id: Uuid) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+}
+
+impl Message for SubmitRun {
+    type Result = Result<RunOutcome>;
+}
+
+/// Submit a run, and be answered as soon as its `RunStarted` is durable
+/// (or the run was refused) with a [`RunTicket`] to await its outcome.
+/// The run goes to its end whether or not the ticket is awaited.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartRun(pub SubmitRun);
+
+impl Message for StartRun {
+    type Result = Result<RunTicket>;
+}
+
+/// A run whose `RunStarted` is durable (or, for a resubmitted run id, that
+/// the log already holds): await [`RunTicket::outcome`] for how it ends.
+#[derive(Debug)]
+pub struct RunTicket {
+    run_id: RunId,
+    outcome: oneshot::Receiver<Result<RunOutcome>>,
+}
+
+impl RunTicket {
+    pub(crate) fn new(run_id: RunId, outcome: oneshot::Receiver<Result<RunOutcome>>) -> Self {
+        Self { run_id, outcome }
+    }
+
+    /// The run.
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
+    /// Waits for the run's outcome.
+    ///
+    /// # Errors
+    /// As [`SubmitRun`]'s reply; [`Error::Stopped`] if the orchestrator's
+    /// arbiter stopped before the run ended.
+    pub async fn outcome(self) -> Result<RunOutcome> {
+        self.outcome.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Waits for the outcome through a `&mut` (for `select!`/timeouts that
+    /// must be able to give up and keep the run going).
+    ///
+    /// # Errors
+    /// As [`RunTicket::outcome`].
+    pub async fn outcome_mut(&mut self) -> Result<RunOutcome> {
+        (&mut self.outcome).await.map_err(|_| Error::Stopped)?
+    }
+}
+
+/// One registered agent, as [`ListAgents`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// Its name.
+    pub name: String,
+    /// The intents routed to it.
+    pub intents: Vec<String>,
+    /// How often its actor was restarted after a panic.
+    pub restarts: u64,
+}
+
+/// List the registered agents.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListAgents;
+
+impl Message for ListAgents {
+    type Result = Vec<AgentInfo>;
+}
+
+/// How busy the orchestrator is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Runs accepted and not finished.
+    pub in_flight: usize,
+    /// The bound on runs in flight.
+    pub max_in_flight: usize,
+}
+
+/// Ask for [`RuntimeStats`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GetStats;
+
+impl Message for GetStats {
+    type Result = RuntimeStats;
+}
+
+/// Ask for a receiver of the number of runs in flight, which changes as
+/// runs are accepted and end (what shutdown waits on).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchInFlight;
+
+impl Message for WatchInFlight {
+    type Result = watch::Receiver<usize>;
+}
+
+/// Ask for a connector's circuit breaker state (`None`: no such connector).
+#[derive(Clone, Debug)]
+pub struct ConnectorHealth {
+    /// The connector's name.
+    pub connector: String,
+}
+
+impl Message for ConnectorHealth {
+    type Result = Option<BreakerState>;
+}
+
+/// Subscribe `recipient` to every run event from `from` on: stored ones
+/// first, then live ones. Dropping the returned handle ends the subscription.
+pub struct SubscribeRuns {
+    /// The first position delivered.
+    pub from: Position,
+    /// Who receives the events.
+    pub recipient: Recipient<RunEventNotice>,
+}
+
+impl Message for SubscribeRuns {
+    type Result = Result<SubscriptionHandle>;
+}

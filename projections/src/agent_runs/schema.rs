@@ -1,0 +1,131 @@
+//! The AgentRun table's SQLite file: its schema (created and versioned
+//! here), the pragmas every connection uses, and the checkpoint row.
+
+use std::path::Path;
+
+use neonhub_events::Position;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::metrics;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS agent_runs (
+    run_id TEXT NOT NULL UNIQUE,
+    parent_run_id TEXT,
+    correlation_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    intent TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error_kind TEXT,
+    error_message TEXT,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    duration_micros INTEGER,
+    first_position INTEGER PRIMARY KEY,
+    last_position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    projection TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+";
+
+/// Secondary indexes, for the reporting queries: newest first overall (also
+/// covering the per-target report and the kind filter), by target, status,
+/// intent, correlation and parent. Each ends with the row's key, its
+/// `first_position` (unique: no two runs share a first event), which breaks
+/// ties between runs started in the same microsecond.
+const INDEXES_V1: &str = "
+CREATE INDEX IF NOT EXISTS agent_runs_by_time
+    ON agent_runs (started_at, kind, target, status, duration_micros);
+CREATE INDEX IF NOT EXISTS agent_runs_by_target ON agent_runs (target, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_status ON agent_runs (status, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_intent ON agent_runs (intent, started_at)
+    WHERE intent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS agent_runs_by_correlation
+    ON agent_runs (correlation_id, started_at);
+CREATE INDEX IF NOT EXISTS agent_runs_by_parent ON agent_runs (parent_run_id, started_at)
+    WHERE parent_run_id IS NOT NULL;
+";
+
+/// The projection's name: its checkpoint key.
+pub(crate) const NAME: &str = "agent_runs";
+
+/// Opens (creating if needed) a projection database with the pragmas every
+/// connection uses: WAL, so queries read while the runner writes, and
+/// `synchronous=NORMAL` (a power loss may lose the last commits, rows and
+/// checkpoint together, which the runner then re-applies).
+pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if !read_only {
+        // For new files only (an existing file keeps its page size): 16 KiB
+        // pages measured about 15 % less CPU per rebuilt event than 4 KiB.
+        conn.pragma_update(None, "page_size", 16_384)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+/// Creates the schema in a new file, or checks the version of an existing one.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            let tx = conn.transaction()?;
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(INDEXES_V1)?;
+            tx.execute_batch(metrics::SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        found => Err(Error::SchemaVersion {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        }),
+    }
+}
+
+/// The position the table has applied the log up to (exclusive).
+pub(crate) fn read_checkpoint(conn: &Connection) -> Result<Position> {
+    let position: Option<i64> = conn
+        .query_row(
+            "SELECT position FROM projection_checkpoints WHERE projection = ?1",
+            [NAME],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(Position(position.unwrap_or(0) as u64))
+}
+
+/// Sets the checkpoint, inside the transaction that writes the rows.
+pub(super) fn write_checkpoint(conn: &Connection, checkpoint: Position) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO projection_checkpoints (projection, position) VALUES (?1, ?2)
+         ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+    )?
+    .execute(rusqlite::params![NAME, checkpoint.0 as i64])?;
+    Ok(())
+}
