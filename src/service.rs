@@ -3,16 +3,15 @@
 //! (drain in-flight runs, fail the stragglers, let the projection reach the
 //! head, close the store).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents,
     Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats, SubmitRun,
-    recover_interrupted,
+    WatchInFlight, recover_interrupted,
 };
 use neonhub_events::{
     Codec, EmbeddedLog, EsdbStore, EventStore, LogOptions, Position, RunId, SharedStore,
@@ -58,26 +57,14 @@ pub struct ConnectorInfo {
 }
 
 /// The registered agents (with their intents) and connectors (with their
-/// modes); fixed once the service has started.
+/// modes); fixed once the service has started. Runs are routed by the
+/// orchestrator alone: this is what `GET /v1/agents` lists.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     /// The agents, sorted by name.
     pub agents: Vec<AgentInfo>,
     /// The connectors.
     pub connectors: Vec<ConnectorInfo>,
-    intents: HashMap<String, String>,
-}
-
-impl Catalog {
-    /// The agent an intent is routed to.
-    pub fn agent_for_intent(&self, intent: &str) -> Option<&str> {
-        self.intents.get(intent).map(String::as_str)
-    }
-
-    /// Whether an agent of this name is registered.
-    pub fn has_agent(&self, name: &str) -> bool {
-        self.agents.iter().any(|a| a.name == name)
-    }
 }
 
 fn mode_name(mode: ConnectorMode) -> &'static str {
@@ -307,6 +294,7 @@ pub struct Service {
     runner: Runner,
     catalog: Arc<Catalog>,
     recovery: RecoveryReport,
+    in_flight: watch::Receiver<usize>,
 }
 
 impl std::fmt::Debug for Service {
@@ -377,14 +365,13 @@ impl Service {
             .send(ListAgents)
             .await
             .map_err(|_| Error::Service("the orchestrator stopped while starting".to_owned()))?;
-        let intents = agents
-            .iter()
-            .flat_map(|a| a.intents.iter().map(|i| (i.clone(), a.name.clone())))
-            .collect();
+        let in_flight = orchestrator
+            .send(WatchInFlight)
+            .await
+            .map_err(|_| Error::Service("the orchestrator stopped while starting".to_owned()))?;
         let catalog = Arc::new(Catalog {
             agents,
             connectors: connector_catalog(&options.connectors),
-            intents,
         });
         Ok(Service {
             data: options.data,
@@ -400,6 +387,7 @@ impl Service {
             },
             catalog,
             recovery,
+            in_flight,
         })
     }
 
@@ -493,26 +481,19 @@ impl Service {
     /// # Errors
     /// The store's or the projection's.
     pub async fn shutdown(mut self, drain: Duration) -> Result<ShutdownReport> {
-        let deadline = Instant::now() + drain;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let in_flight = match self.stats().await {
-                Ok(stats) => stats.in_flight,
-                Err(_) => 0,
-            };
-            if in_flight == 0 || Instant::now() >= deadline {
-                if in_flight > 0 {
-                    tracing::warn!(in_flight, "runs still going at the shutdown deadline");
-                }
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        let mut in_flight = self.in_flight.clone();
+        let drained = tokio::time::timeout(drain, in_flight.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
         let mut report = ShutdownReport::default();
-        if self.stats().await.map(|s| s.in_flight).unwrap_or(0) > 0 {
-            let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
-            report.interrupted = recovery.interrupted;
+        // Timed out, or the orchestrator stopped with runs in flight.
+        if !drained {
+            let in_flight = *in_flight.borrow();
+            if in_flight > 0 {
+                tracing::warn!(in_flight, "runs still going at the shutdown deadline");
+                let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
+                report.interrupted = recovery.interrupted;
+            }
         }
         if self.runner.is_alive() {
             let head = self.shared.head().await?;

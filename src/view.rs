@@ -1,9 +1,8 @@
 //! The JSON shapes of runs, reports and events, shared by the HTTP API and
 //! the command line's `--format json`.
 
-use neonhub_actors::RunOutcome;
 use neonhub_events::{Codec, RecordedEvent, RunEvent};
-use neonhub_projections::{AgentRun, RunDetail, RunStatus, TargetReport};
+use neonhub_projections::{AgentRun, RunDetail, TargetReport};
 use serde_json::{Value, json};
 
 use crate::config::format_time;
@@ -40,85 +39,6 @@ pub(crate) fn detail_json(detail: &RunDetail) -> Value {
     let mut value = run_json(&detail.run);
     value["children"] = Value::Array(detail.children.iter().map(run_json).collect());
     value
-}
-
-/// A run's row derived from its stream's events, as the AgentRun table
-/// derives it (`None` for a stream that does not start with `RunStarted` or
-/// does not decode): what `POST /v1/runs` answers before the table has it.
-pub(crate) fn run_from_events(codec: &Codec, events: &[RecordedEvent]) -> Option<AgentRun> {
-    let (first, rest) = events.split_first()?;
-    let RunEvent::Started(s) = codec.decode(first).ok()? else {
-        return None;
-    };
-    let mut run = AgentRun {
-        run_id: s.run_id,
-        parent_run_id: s.parent_run_id,
-        correlation_id: s.correlation_id,
-        kind: s.kind,
-        target: s.target,
-        operation: s.operation,
-        intent: s.intent,
-        status: RunStatus::Running,
-        attempts: s.attempt,
-        input: s.input,
-        output: None,
-        error: None,
-        started_at: s.started_at,
-        finished_at: None,
-        duration_micros: None,
-        first_position: first.position,
-        last_position: first.position,
-    };
-    for recorded in rest {
-        let finished_at = match codec.decode(recorded).ok()? {
-            RunEvent::Started(s) => {
-                run.attempts = s.attempt;
-                None
-            }
-            RunEvent::Succeeded(s) => {
-                run.status = RunStatus::Succeeded;
-                run.output = Some(s.output);
-                Some(s.finished_at)
-            }
-            RunEvent::Failed(f) => {
-                run.error = Some(f.error);
-                (!f.will_retry).then(|| {
-                    run.status = RunStatus::Failed;
-                    f.finished_at
-                })
-            }
-            _ => return None,
-        };
-        if let Some(at) = finished_at {
-            run.finished_at = Some(at);
-            run.duration_micros = Some(at.0.saturating_sub(run.started_at.0));
-        }
-        run.last_position = recorded.position;
-    }
-    Some(run)
-}
-
-/// The outcome of a run as its submitter sees it (before the table has it).
-pub(crate) fn outcome_json(outcome: &RunOutcome, target: &str, intent: Option<&str>) -> Value {
-    let (status, output, error) = match &outcome.result {
-        Ok(output) => ("succeeded", output.clone(), Value::Null),
-        Err(e) => (
-            "failed",
-            Value::Null,
-            json!({"kind": e.kind.as_str(), "message": e.message}),
-        ),
-    };
-    json!({
-        "run_id": outcome.run_id.to_string(),
-        "correlation_id": outcome.correlation_id.to_string(),
-        "kind": "agent",
-        "target": target,
-        "intent": intent,
-        "status": status,
-        "attempts": outcome.attempts,
-        "output": output,
-        "error": error,
-    })
 }
 
 /// One agent's or connector's figures.

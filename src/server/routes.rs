@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use neonhub_actors::{SubmitRun, Target};
+use neonhub_actors::{StartRun, SubmitRun, Target};
 use neonhub_events::{Direction, Position, ReadFrom, RunId, RunKind};
 use neonhub_projections::{Cursor, MAX_PAGE_SIZE, RunFilter, RunQueries, RunStatus};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use super::AppState;
 use super::errors::ApiError;
 use super::query::Params;
 use super::telemetry;
-use crate::view::{detail_json, event_json, outcome_json, report_json, run_from_events, run_json};
+use crate::view::{detail_json, event_json, report_json, run_json};
 
 /// How long `POST /v1/runs?wait=true` waits by default.
 const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -173,89 +173,31 @@ pub(crate) async fn submit_run(
     }
     let body = read_body(&req, payload, state.max_body_bytes).await?;
     let run = parse_new_run(&body)?;
-    let (target_name, intent) = match &run.target {
-        Target::Agent(name) => {
-            if !state.catalog.has_agent(name) {
-                return Err(neonhub_actors::Error::UnknownAgent(name.clone()).into());
-            }
-            (name.clone(), None)
-        }
-        Target::Intent(intent) => match state.catalog.agent_for_intent(intent) {
-            Some(agent) => (agent.to_owned(), Some(intent.clone())),
-            None => return Err(neonhub_actors::Error::UnknownIntent(intent.clone()).into()),
-        },
-        _ => return Err(ApiError::invalid("agent", "unsupported target")),
-    };
-    let run_id = run.run_id;
-    let mut submit = SubmitRun {
+    let submit = SubmitRun {
         target: run.target,
         input: run.input,
-        run_id: Some(run_id),
-        correlation_id: None,
+        run_id: Some(run.run_id),
+        correlation_id: run.correlation_id,
     };
-    if let Some(correlation_id) = run.correlation_id {
-        submit = submit.with_correlation_id(correlation_id);
+    // The orchestrator routes the run and answers once its `RunStarted` is
+    // durable (or with the refusal); the run then goes to its end whether or
+    // not this request waits for it.
+    let mut ticket = state
+        .orchestrator
+        .send(StartRun(submit))
+        .await
+        .map_err(|_| ApiError::shutting_down())??;
+    let running = json_response(
+        StatusCode::ACCEPTED,
+        &json!({"run_id": ticket.run_id().to_string(), "status": "running"}),
+    );
+    if !wait {
+        return Ok(running);
     }
-    // The submission lives on in its own task: once the orchestrator has the
-    // message the run goes to its end whether or not this request waits.
-    let orchestrator = state.orchestrator.clone();
-    let mut outcome = actix_web::rt::spawn(async move { orchestrator.send(submit).await });
-    let running = || {
-        json_response(
-            StatusCode::ACCEPTED,
-            &json!({"run_id": run_id.to_string(), "status": "running"}),
-        )
-    };
-    type Joined = Result<
-        Result<neonhub_actors::Result<neonhub_actors::RunOutcome>, actix::MailboxError>,
-        tokio::task::JoinError,
-    >;
-    let store = state.store.clone();
-    let codec = state.codec.clone();
-    // The run as the table will show it, from its (just written) events.
-    let finished = |joined: Joined| async move {
-        let outcome = joined
-            .map_err(|_| ApiError::internal("the submission task failed"))?
-            .map_err(|_| ApiError::shutting_down())??;
-        let events = store
-            .read_stream(
-                &run_id.stream(),
-                Direction::Forwards,
-                ReadFrom::Start,
-                usize::MAX,
-            )
-            .await?;
-        let body = match run_from_events(&codec, &events) {
-            Some(run) => run_json(&run),
-            None => outcome_json(&outcome, &target_name, intent.as_deref()),
-        };
-        Ok::<_, ApiError>(json_response(StatusCode::OK, &body))
-    };
-    if wait {
-        match tokio::time::timeout(Duration::from_millis(timeout_ms), &mut outcome).await {
-            Ok(joined) => finished(joined).await,
-            Err(_) => Ok(running()),
-        }
-    } else {
-        // Answer once `RunStarted` is durable, or with the refusal.
-        let store = state.store.clone();
-        let started = async move {
-            let mut pause = Duration::from_micros(200);
-            loop {
-                let events = store
-                    .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, 1)
-                    .await;
-                if matches!(events, Ok(ref e) if !e.is_empty()) {
-                    return;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-        };
-        tokio::select! {
-            joined = &mut outcome => finished(joined).await,
-            () = started => Ok(running()),
-        }
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), ticket.outcome_mut()).await {
+        // The row as the table will hold it, folded as its events were appended.
+        Ok(outcome) => Ok(json_response(StatusCode::OK, &run_json(&outcome?.run))),
+        Err(_) => Ok(running),
     }
 }
 

@@ -14,10 +14,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder
 pub(crate) const HTTP_REQUESTS_TOTAL: &str = "neonhub_http_requests_total";
 /// `neonhub_http_request_duration_seconds{route}`.
 pub(crate) const HTTP_REQUEST_DURATION_SECONDS: &str = "neonhub_http_request_duration_seconds";
-/// The family the projection owns (its value derived from the log); the
-/// actors' live copy is left out so the name appears once.
-const RUNS_IN_FLIGHT: &str = neonhub_projections::RUNS_IN_FLIGHT;
-
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -108,22 +104,8 @@ pub(crate) fn record_request(method: &str, route: &str, status: u16, elapsed: Du
         .record(elapsed.as_secs_f64());
 }
 
-/// The operational metrics as Prometheus text, without the families the
-/// projection renders.
+/// The operational metrics as Prometheus text (the run metrics are the
+/// projection's: no family is rendered by both).
 pub(crate) fn render() -> String {
-    let text = recorder().handle().render();
-    let mut out = String::with_capacity(text.len());
-    for block in text.split("\n\n") {
-        let owned_by_projection = block.lines().any(|line| {
-            let name = line
-                .trim_start_matches("# HELP ")
-                .trim_start_matches("# TYPE ");
-            name.split([' ', '{']).next() == Some(RUNS_IN_FLIGHT)
-        });
-        if !owned_by_projection && !block.trim().is_empty() {
-            out.push_str(block.trim_end());
-            out.push_str("\n\n");
-        }
-    }
-    out
+    recorder().handle().render()
 }
