@@ -185,3 +185,62 @@ impl NewRun {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_and_json_suffixed_application_types_are_json() {
+        let is = |content_type: Option<&str>| {
+            let mut req = TestRequest::default();
+            if let Some(value) = content_type {
+                req = req.insert_header(("content-type", value));
+            }
+            is_json(&req.to_http_request())
+        };
+        assert!(is(Some("application/json")));
+        assert!(is(Some("Application/JSON; charset=utf-8")));
+        assert!(is(Some("application/vnd.neonhub.run+json")));
+        assert!(!is(Some("text/json")));
+        assert!(!is(Some("text/plain")));
+        assert!(!is(None));
+    }
+
+    #[test]
+    fn a_null_input_is_an_input_and_ids_are_uuids() {
+        let run = NewRun::from_json(json!({"agent": "echo", "input": null})).unwrap();
+        assert_eq!(run.input, Value::Null);
+        let err = NewRun::from_json(json!({"agent": "echo", "input": 1, "correlation_id": "c"}))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("correlation_id: \"c\" is not a UUID"),
+            "{err}"
+        );
+        let err = NewRun::from_json(json!({"agent": " ", "input": 1})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("agent: expected a non-empty string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_bodies_keep_their_statuses() {
+        use actix_web::ResponseError;
+        let status = |e| json_error(e).status_code().as_u16();
+        assert_eq!(status(JsonPayloadError::Overflow { limit: 1 }), 413);
+        assert_eq!(
+            status(JsonPayloadError::OverflowKnownLength {
+                length: 2,
+                limit: 1
+            }),
+            413
+        );
+        assert_eq!(status(JsonPayloadError::ContentType), 415);
+    }
+}

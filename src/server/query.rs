@@ -255,6 +255,7 @@ mod tests {
         let Query(p) = Query::<Sample>::parse("limit=&agent=echo").unwrap();
         assert_eq!(p.limit, None);
         assert_eq!(p.agent.as_deref(), Some("echo"));
+        assert_eq!((p.wait, p.since), (None, None));
         assert!(Query::<NoParams>::parse("").is_ok());
         assert!(Query::<NoParams>::parse("x=1").is_err());
     }
