@@ -1,9 +1,12 @@
 //! The JSON shapes of runs, reports and events, shared by the HTTP API and
-//! the command line's `--format json`.
+//! the command line's `--format json`: `Serialize` views borrowing what
+//! they show ([`RunView`], [`RunDetailView`], [`ReportView`],
+//! [`EventView`]).
 
-use neonhub_events::{Codec, RecordedEvent, RunEvent};
+use neonhub_events::{Codec, RecordedEvent, RunError, RunEvent};
 use neonhub_projections::{AgentRun, RunDetail, TargetReport};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::format_time;
 
@@ -11,67 +14,170 @@ fn millis(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
+fn to_value(view: impl Serialize) -> Value {
+    serde_json::to_value(view).unwrap_or(Value::Null)
+}
+
+/// A run's error: `{"kind", "message"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorView<'a> {
+    kind: &'static str,
+    message: &'a str,
+}
+
+impl<'a> From<&'a RunError> for ErrorView<'a> {
+    fn from(e: &'a RunError) -> Self {
+        ErrorView {
+            kind: e.kind.as_str(),
+            message: &e.message,
+        }
+    }
+}
+
 /// A row of the AgentRun table.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunView<'a> {
+    run_id: String,
+    parent_run_id: Option<String>,
+    correlation_id: String,
+    kind: &'static str,
+    target: &'a str,
+    operation: &'a str,
+    intent: Option<&'a str>,
+    status: &'static str,
+    attempts: u32,
+    input: &'a Value,
+    output: Option<&'a Value>,
+    error: Option<ErrorView<'a>>,
+    started_at: String,
+    finished_at: Option<String>,
+    duration_ms: Option<f64>,
+    first_position: u64,
+    last_position: u64,
+}
+
+impl<'a> From<&'a AgentRun> for RunView<'a> {
+    fn from(run: &'a AgentRun) -> Self {
+        RunView {
+            run_id: run.run_id.to_string(),
+            parent_run_id: run.parent_run_id.map(|p| p.to_string()),
+            correlation_id: run.correlation_id.to_string(),
+            kind: run.kind.as_str(),
+            target: &run.target,
+            operation: &run.operation,
+            intent: run.intent.as_deref(),
+            status: run.status.as_str(),
+            attempts: run.attempts,
+            input: &run.input,
+            output: run.output.as_ref(),
+            error: run.error.as_ref().map(ErrorView::from),
+            started_at: format_time(run.started_at),
+            finished_at: run.finished_at.map(format_time),
+            duration_ms: run.duration_micros.map(millis),
+            first_position: run.first_position.0,
+            last_position: run.last_position.0,
+        }
+    }
+}
+
+/// A row of the AgentRun table as a JSON value.
 pub(crate) fn run_json(run: &AgentRun) -> Value {
-    json!({
-        "run_id": run.run_id.to_string(),
-        "parent_run_id": run.parent_run_id.map(|p| p.to_string()),
-        "correlation_id": run.correlation_id.to_string(),
-        "kind": run.kind.as_str(),
-        "target": run.target,
-        "operation": run.operation,
-        "intent": run.intent,
-        "status": run.status.as_str(),
-        "attempts": run.attempts,
-        "input": run.input,
-        "output": run.output,
-        "error": run.error.as_ref().map(|e| json!({"kind": e.kind.as_str(), "message": e.message})),
-        "started_at": format_time(run.started_at),
-        "finished_at": run.finished_at.map(format_time),
-        "duration_ms": run.duration_micros.map(millis),
-        "first_position": run.first_position.0,
-        "last_position": run.last_position.0,
-    })
+    to_value(RunView::from(run))
 }
 
 /// A run with its child runs (`children`, oldest first).
+#[derive(Debug, Serialize)]
+pub(crate) struct RunDetailView<'a> {
+    #[serde(flatten)]
+    run: RunView<'a>,
+    children: Vec<RunView<'a>>,
+}
+
+impl<'a> From<&'a RunDetail> for RunDetailView<'a> {
+    fn from(detail: &'a RunDetail) -> Self {
+        RunDetailView {
+            run: RunView::from(&detail.run),
+            children: detail.children.iter().map(RunView::from).collect(),
+        }
+    }
+}
+
+/// A run with its child runs as a JSON value.
 pub(crate) fn detail_json(detail: &RunDetail) -> Value {
-    let mut value = run_json(&detail.run);
-    value["children"] = Value::Array(detail.children.iter().map(run_json).collect());
-    value
+    to_value(RunDetailView::from(detail))
 }
 
 /// One agent's or connector's figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReportView<'a> {
+    target: &'a str,
+    kind: &'static str,
+    runs: u64,
+    succeeded: u64,
+    failed: u64,
+    running: u64,
+    success_rate: Option<f64>,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+impl<'a> From<&'a TargetReport> for ReportView<'a> {
+    fn from(report: &'a TargetReport) -> Self {
+        ReportView {
+            target: &report.target,
+            kind: report.kind.as_str(),
+            runs: report.runs,
+            succeeded: report.succeeded,
+            failed: report.failed,
+            running: report.running,
+            success_rate: report.success_rate,
+            p50_ms: report.p50_micros.map(millis),
+            p95_ms: report.p95_micros.map(millis),
+            p99_ms: report.p99_micros.map(millis),
+        }
+    }
+}
+
+/// One agent's or connector's figures as a JSON value.
 pub(crate) fn report_json(report: &TargetReport) -> Value {
-    json!({
-        "target": report.target,
-        "kind": report.kind.as_str(),
-        "runs": report.runs,
-        "succeeded": report.succeeded,
-        "failed": report.failed,
-        "running": report.running,
-        "success_rate": report.success_rate,
-        "p50_ms": report.p50_micros.map(millis),
-        "p95_ms": report.p95_micros.map(millis),
-        "p99_ms": report.p99_micros.map(millis),
-    })
+    to_value(ReportView::from(report))
 }
 
 /// A recorded event with its payload decoded (`data` is `null` for an event
 /// the codec does not know).
+#[derive(Debug, Serialize)]
+pub(crate) struct EventView<'a> {
+    position: u64,
+    stream: &'a str,
+    revision: u64,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    recorded_at: String,
+    data: Option<Value>,
+}
+
+impl<'a> EventView<'a> {
+    /// Decodes `event`'s payload with `codec`.
+    pub(crate) fn new(codec: &Codec, event: &'a RecordedEvent) -> Self {
+        let data = match codec.decode(event) {
+            Ok(RunEvent::Started(e)) => serde_json::to_value(e).ok(),
+            Ok(RunEvent::Succeeded(e)) => serde_json::to_value(e).ok(),
+            Ok(RunEvent::Failed(e)) => serde_json::to_value(e).ok(),
+            Ok(_) | Err(_) => None,
+        };
+        EventView {
+            position: event.position.0,
+            stream: event.stream.as_str(),
+            revision: event.revision.0,
+            event_type: &event.event_type,
+            recorded_at: format_time(event.recorded_at),
+            data,
+        }
+    }
+}
+
+/// A recorded event as a JSON value.
 pub(crate) fn event_json(codec: &Codec, event: &RecordedEvent) -> Value {
-    let data = match codec.decode(event) {
-        Ok(RunEvent::Started(e)) => serde_json::to_value(e).ok(),
-        Ok(RunEvent::Succeeded(e)) => serde_json::to_value(e).ok(),
-        Ok(RunEvent::Failed(e)) => serde_json::to_value(e).ok(),
-        Ok(_) | Err(_) => None,
-    };
-    json!({
-        "position": event.position.0,
-        "stream": event.stream.as_str(),
-        "revision": event.revision.0,
-        "type": event.event_type,
-        "recorded_at": format_time(event.recorded_at),
-        "data": data,
-    })
+    to_value(EventView::new(codec, event))
 }

@@ -1,26 +1,115 @@
-//! API errors: a status, a stable code and a message, answered as
-//! `{"error": {"code", "message"}}`. A client's mistake is always a 4xx;
-//! messages never carry secrets.
+//! API errors: a stable code (which fixes the status) and a message,
+//! answered as `{"error": {"code", "message"}}`. A client's mistake is
+//! always a 4xx; messages never carry secrets.
 
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+
+/// The stable `code` of an error body; each has one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    /// 400: a malformed body, field or parameter.
+    InvalidRequest,
+    /// 401: a missing or wrong bearer token.
+    Unauthorized,
+    /// 404: no such route.
+    NotFound,
+    /// 404: no such run.
+    UnknownRun,
+    /// 404: no such agent.
+    UnknownAgent,
+    /// 404: no agent takes the intent.
+    UnknownIntent,
+    /// 409: the stream moved on under a write.
+    Conflict,
+    /// 409: the run id's run is still going (on another node).
+    RunInProgress,
+    /// 413: a body or event over the limit.
+    TooLarge,
+    /// 415: a body that is not JSON.
+    UnsupportedMediaType,
+    /// 500: a bug or a broken store.
+    Internal,
+    /// 503: too many runs in flight.
+    Overloaded,
+    /// 503: the service is draining.
+    ShuttingDown,
+    /// 503: the store is unreachable for now.
+    Unavailable,
+    /// 503: the projection runner has stopped.
+    ProjectionStopped,
+}
+
+impl ErrorCode {
+    /// The status answered with this code.
+    pub(crate) fn status(self) -> StatusCode {
+        use ErrorCode as C;
+        match self {
+            C::InvalidRequest => StatusCode::BAD_REQUEST,
+            C::Unauthorized => StatusCode::UNAUTHORIZED,
+            C::NotFound | C::UnknownRun | C::UnknownAgent | C::UnknownIntent => {
+                StatusCode::NOT_FOUND
+            }
+            C::Conflict | C::RunInProgress => StatusCode::CONFLICT,
+            C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            C::Overloaded | C::ShuttingDown | C::Unavailable | C::ProjectionStopped => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The code as it appears in the body (`invalid_request`, ...).
+    pub(crate) fn as_str(self) -> &'static str {
+        use ErrorCode as C;
+        match self {
+            C::InvalidRequest => "invalid_request",
+            C::Unauthorized => "unauthorized",
+            C::NotFound => "not_found",
+            C::UnknownRun => "unknown_run",
+            C::UnknownAgent => "unknown_agent",
+            C::UnknownIntent => "unknown_intent",
+            C::Conflict => "conflict",
+            C::RunInProgress => "run_in_progress",
+            C::TooLarge => "too_large",
+            C::UnsupportedMediaType => "unsupported_media_type",
+            C::Internal => "internal",
+            C::Overloaded => "overloaded",
+            C::ShuttingDown => "shutting_down",
+            C::Unavailable => "unavailable",
+            C::ProjectionStopped => "projection_stopped",
+        }
+    }
+}
 
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
+/// The body of an error answer.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
         }
@@ -28,41 +117,36 @@ impl ApiError {
 
     /// 400: a field (or the body) is malformed; the message names it.
     pub(crate) fn invalid(field: &str, message: impl fmt::Display) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("{field}: {message}"),
-        )
-    }
-
-    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
+        Self::new(ErrorCode::InvalidRequest, format!("{field}: {message}"))
     }
 
     pub(crate) fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 413: a body over `limit` bytes.
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorCode::TooLarge,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     pub(crate) fn shutting_down() -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the service is shutting down; retry on another node or after it restarts",
         )
     }
 
     pub(crate) fn internal(message: impl fmt::Display) -> Self {
         tracing::error!("internal error: {message}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            message.to_string(),
-        )
+        Self::new(ErrorCode::Internal, message.to_string())
     }
 
     #[cfg(test)]
     pub(crate) fn code(&self) -> &'static str {
-        self.code
+        self.code.as_str()
     }
 }
 
@@ -71,8 +155,8 @@ impl fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
+            self.code.status().as_u16(),
+            self.code.as_str(),
             self.message
         )
     }
@@ -80,67 +164,57 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.code.status();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.insert_header((
-                actix_web::http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            ));
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        response.body(json!({"error": {"code": self.code, "message": self.message}}).to_string())
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+            },
+        })
     }
 }
 
 impl From<neonhub_events::Error> for ApiError {
     fn from(e: neonhub_events::Error) -> Self {
         use neonhub_events::Error as E;
-        match &e {
-            E::EventTooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
-            E::InvalidStreamId { .. } | E::InvalidInput(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-            }
-            E::WrongExpectedVersion { .. } => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            E::Closed => Self::shutting_down(),
+        let code = match &e {
+            E::EventTooLarge { .. } => ErrorCode::TooLarge,
+            E::InvalidStreamId { .. } | E::InvalidInput(_) => ErrorCode::InvalidRequest,
+            E::WrongExpectedVersion { .. } => ErrorCode::Conflict,
+            E::Closed => return Self::shutting_down(),
             E::Backend {
                 retryable: true, ..
-            } => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
-            _ => Self::internal(e),
-        }
+            } => ErrorCode::Unavailable,
+            _ => return Self::internal(e),
+        };
+        Self::new(code, e.to_string())
     }
 }
 
 impl From<neonhub_actors::Error> for ApiError {
     fn from(e: neonhub_actors::Error) -> Self {
         use neonhub_actors::Error as E;
-        match e {
-            E::UnknownAgent(_) => Self::not_found("unknown_agent", e.to_string()),
-            E::UnknownIntent(_) => Self::not_found("unknown_intent", e.to_string()),
-            E::Overloaded { .. } => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
-            }
-            E::RunInProgress(_) => {
-                Self::new(StatusCode::CONFLICT, "run_in_progress", e.to_string())
-            }
-            E::Store(inner) => inner.into(),
-            E::Stopped => Self::shutting_down(),
-            other => Self::internal(other),
-        }
+        let code = match e {
+            E::UnknownAgent(_) => ErrorCode::UnknownAgent,
+            E::UnknownIntent(_) => ErrorCode::UnknownIntent,
+            E::Overloaded { .. } => ErrorCode::Overloaded,
+            E::RunInProgress(_) => ErrorCode::RunInProgress,
+            E::Store(inner) => return inner.into(),
+            E::Stopped => return Self::shutting_down(),
+            other => return Self::internal(other),
+        };
+        Self::new(code, e.to_string())
     }
 }
 
@@ -148,9 +222,7 @@ impl From<neonhub_projections::Error> for ApiError {
     fn from(e: neonhub_projections::Error) -> Self {
         use neonhub_projections::Error as E;
         match e {
-            E::InvalidInput(message) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-            }
+            E::InvalidInput(message) => Self::new(ErrorCode::InvalidRequest, message),
             E::Store(inner) => inner.into(),
             other => Self::internal(other),
         }

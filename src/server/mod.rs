@@ -3,8 +3,10 @@
 //! stop that refuses new work with 503 while in-flight requests finish.
 
 mod auth;
+mod body;
 mod errors;
 mod query;
+mod responses;
 mod routes;
 mod sse;
 mod telemetry;
@@ -38,7 +40,6 @@ pub(crate) struct AppState {
     run_metrics: RunMetrics,
     checkpoints: watch::Receiver<Position>,
     token: Option<Token>,
-    max_body_bytes: usize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -93,12 +94,13 @@ impl Server {
             run_metrics: service.metrics().clone(),
             checkpoints: service.checkpoints(),
             token: config.token.clone(),
-            max_body_bytes: config.max_body_bytes,
             shutdown: shutdown_rx,
         });
+        let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(body::json_config(max_body_bytes))
                 .wrap(from_fn(auth::require_token))
                 .wrap(from_fn(count_request))
                 .route("/v1/runs", web::post().to(routes::submit_run))

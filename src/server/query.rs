@@ -1,93 +1,277 @@
-//! Strict query-string parsing: unknown or repeated parameters and bad
-//! values are a 400 naming the parameter.
+//! Strict query strings: each route's parameters are a serde struct that
+//! refuses unknown parameters, and a repeated parameter or a bad value is a
+//! 400 naming the parameter. An empty value counts as absent.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::future::{Ready, ready};
 
-use neonhub_events::Timestamp;
+use actix_web::{FromRequest, HttpRequest, dev};
+use neonhub_events::{Position, RunId, RunKind, Timestamp};
+use neonhub_projections::{Cursor, MAX_PAGE_SIZE, RunStatus};
+use serde::de::{DeserializeOwned, Error as _, value::MapDeserializer};
+use serde::{Deserialize, Deserializer};
 
 use super::errors::ApiError;
 use crate::config::parse_time;
 
-/// The parameters of one request, each taken at most once.
+/// A route's parameters, `T`, parsed from the query string.
 #[derive(Debug)]
-pub(crate) struct Params {
-    values: HashMap<String, String>,
-}
+pub(crate) struct Query<T>(pub(crate) T);
 
-impl Params {
-    /// Parses `query`, refusing parameters not in `allowed`.
-    pub(crate) fn parse(query: &str, allowed: &[&str]) -> Result<Self, ApiError> {
+impl<T: DeserializeOwned> Query<T> {
+    /// Parses `query`: a parameter given twice, one `T` does not take, or a
+    /// bad value is a 400 naming it.
+    pub(crate) fn parse(query: &str) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(query).map_err(|e| ApiError::invalid("query string", e))?;
-        let mut values = HashMap::new();
-        for (name, value) in pairs {
-            if !allowed.contains(&name.as_str()) {
-                return Err(ApiError::invalid(
-                    &name,
-                    format!("unknown parameter; this route takes {}", allowed.join(", ")),
-                ));
-            }
-            if values.insert(name.clone(), value).is_some() {
-                return Err(ApiError::invalid(&name, "given more than once"));
-            }
+        let mut seen = HashSet::new();
+        if let Some((name, _)) = pairs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+            return Err(ApiError::invalid(name, "given more than once"));
         }
-        Ok(Self { values })
-    }
-
-    /// A parameter's text; empty counts as absent.
-    pub(crate) fn string(&mut self, name: &str) -> Option<String> {
-        self.values.remove(name).filter(|v| !v.is_empty())
-    }
-
-    pub(crate) fn u64(&mut self, name: &str) -> Result<Option<u64>, ApiError> {
-        self.string(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| ApiError::invalid(name, format!("{v:?} is not a whole number")))
+        let params = MapDeserializer::<_, serde::de::value::Error>::new(pairs.into_iter());
+        serde_path_to_error::deserialize(params)
+            .map(Query)
+            .map_err(|e| {
+                let name = e.path().to_string();
+                ApiError::invalid(&name, e.into_inner())
             })
-            .transpose()
     }
+}
 
-    pub(crate) fn bool(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
-        self.string(name)
-            .map(|v| match v.as_str() {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
-                _ => Err(ApiError::invalid(
-                    name,
-                    format!("{v:?} is not true or false"),
-                )),
-            })
-            .transpose()
-    }
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
 
-    pub(crate) fn time(&mut self, name: &str) -> Result<Option<Timestamp>, ApiError> {
-        self.string(name)
-            .map(|v| parse_time(&v).map_err(|e| ApiError::invalid(name, e)))
-            .transpose()
+    fn from_request(req: &HttpRequest, _: &mut dev::Payload) -> Self::Future {
+        ready(Self::parse(req.query_string()))
     }
+}
+
+/// The `{run_id}` of a route's path; a 400 unless it is a UUID.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathRunId(pub(crate) RunId);
+
+impl FromRequest for PathRunId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut dev::Payload) -> Self::Future {
+        let raw = req.match_info().get("run_id").unwrap_or_default();
+        ready(
+            raw.parse()
+                .map(PathRunId)
+                .map_err(|_| ApiError::invalid("run_id", format!("{raw:?} is not a UUID"))),
+        )
+    }
+}
+
+/// A parameter's value, parsed from its text.
+pub(crate) trait Param: Sized {
+    /// Parses a non-empty value; the error says what is wrong with it.
+    fn parse_param(text: &str) -> Result<Self, String>;
+}
+
+/// `deserialize_with` for an optional parameter (with `#[serde(default)]`):
+/// empty is absent, anything else must parse.
+pub(crate) fn param<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Param,
+{
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    T::parse_param(&text).map(Some).map_err(D::Error::custom)
+}
+
+impl Param for String {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl Param for bool {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        match text {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(format!("{text:?} is not true or false")),
+        }
+    }
+}
+
+impl Param for u64 {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| format!("{text:?} is not a whole number"))
+    }
+}
+
+impl Param for Position {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        u64::parse_param(text).map(Position)
+    }
+}
+
+impl Param for Timestamp {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        parse_time(text)
+    }
+}
+
+impl Param for RunKind {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        match text {
+            "agent" => Ok(RunKind::Agent),
+            "connector" => Ok(RunKind::Connector),
+            _ => Err("expected agent or connector".to_owned()),
+        }
+    }
+}
+
+impl Param for RunStatus {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| "expected running, succeeded or failed".to_owned())
+    }
+}
+
+impl Param for Cursor {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| "not a cursor this API handed out".to_owned())
+    }
+}
+
+/// A whole number from `MIN` to `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Between<const MIN: u64, const MAX: u64>(pub(crate) u64);
+
+impl<const MIN: u64, const MAX: u64> Param for Between<MIN, MAX> {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        let n = u64::parse_param(text)?;
+        if (MIN..=MAX).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(format!("must be {MIN} to {MAX}"))
+        }
+    }
+}
+
+/// For the routes that take no parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoParams {}
+
+/// The longest wait a client may ask of `POST /v1/runs`.
+pub(crate) const MAX_WAIT_MS: u64 = 300_000;
+
+/// `POST /v1/runs?wait=&timeout_ms=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitParams {
+    /// Wait for the run to finish (the default) or answer once it started.
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) wait: Option<bool>,
+    /// How long to wait.
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) timeout_ms: Option<Between<1, MAX_WAIT_MS>>,
+}
+
+/// The largest page `GET /v1/runs` answers, as a parameter bound.
+const MAX_LIMIT: u64 = MAX_PAGE_SIZE as u64;
+
+/// `GET /v1/runs?agent=&kind=&status=&intent=&since=&until=&limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) agent: Option<String>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) kind: Option<RunKind>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) status: Option<RunStatus>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) intent: Option<String>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) since: Option<Timestamp>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) until: Option<Timestamp>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) limit: Option<Between<1, MAX_LIMIT>>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) cursor: Option<Cursor>,
+}
+
+/// `GET /v1/reports/agents?since=&until=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportParams {
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) since: Option<Timestamp>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) until: Option<Timestamp>,
+}
+
+/// `GET /v1/events?from=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FeedParams {
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) from: Option<Position>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default, deserialize_with = "param")]
+        agent: Option<String>,
+        #[serde(default, deserialize_with = "param")]
+        limit: Option<u64>,
+        #[serde(default, deserialize_with = "param")]
+        wait: Option<bool>,
+        #[serde(default, deserialize_with = "param")]
+        since: Option<Timestamp>,
+    }
+
+    fn error(query: &str) -> String {
+        Query::<Sample>::parse(query).unwrap_err().to_string()
+    }
+
     #[test]
     fn unknown_repeated_and_bad_parameters_are_named() {
-        let err = Params::parse("agnet=x", &["agent"]).unwrap_err();
-        assert!(err.to_string().contains("agnet"), "{err}");
-        let err = Params::parse("agent=a&agent=b", &["agent"]).unwrap_err();
-        assert!(err.to_string().contains("more than once"), "{err}");
-        let mut p = Params::parse(
-            "limit=ten&wait=maybe&since=soon",
-            &["limit", "wait", "since"],
-        )
-        .unwrap();
-        assert!(p.u64("limit").unwrap_err().to_string().contains("limit"));
-        assert!(p.bool("wait").unwrap_err().to_string().contains("wait"));
-        assert!(p.time("since").unwrap_err().to_string().contains("since"));
-        let mut p = Params::parse("limit=&agent=echo", &["limit", "agent"]).unwrap();
-        assert_eq!(p.u64("limit").unwrap(), None);
-        assert_eq!(p.string("agent").as_deref(), Some("echo"));
+        let err = error("agnet=x");
+        assert!(err.contains("agnet"), "{err}");
+        let err = error("agent=a&agent=b");
+        assert!(err.contains("more than once"), "{err}");
+        assert!(error("limit=ten").contains("limit"));
+        assert!(error("wait=maybe").contains("wait"));
+        assert!(error("since=soon").contains("since"));
+        let Query(p) = Query::<Sample>::parse("limit=&agent=echo").unwrap();
+        assert_eq!(p.limit, None);
+        assert_eq!(p.agent.as_deref(), Some("echo"));
+        assert_eq!((p.wait, p.since), (None, None));
+        assert!(Query::<NoParams>::parse("").is_ok());
+        assert!(Query::<NoParams>::parse("x=1").is_err());
+    }
+
+    #[test]
+    fn bounds_and_kinds_are_checked() {
+        let err = Query::<ListParams>::parse("limit=0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limit: must be 1 to 1000"), "{err}");
+        let Query(p) = Query::<ListParams>::parse("limit=1000&kind=connector").unwrap();
+        assert_eq!(p.limit.map(|l| l.0), Some(1000));
+        assert_eq!(p.kind, Some(RunKind::Connector));
+        let err = Query::<SubmitParams>::parse("timeout_ms=0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeout_ms: must be 1 to 300000"), "{err}");
     }
 }

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::AppState;
 use super::errors::ApiError;
-use super::query::Params;
-use crate::view::event_json;
+use super::query::{FeedParams, Query};
+use crate::view::EventView;
 
 /// Events buffered between the store's subscription and a slow client.
 const BUFFER: usize = 256;
@@ -21,7 +21,7 @@ const BUFFER: usize = 256;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 fn frame(codec: &Codec, event: &RecordedEvent) -> Bytes {
-    let data = event_json(codec, event);
+    let data = serde_json::to_string(&EventView::new(codec, event)).unwrap_or_default();
     Bytes::from(format!(
         "id: {}\nevent: {}\ndata: {}\n\n",
         event.position, event.event_type, data
@@ -30,11 +30,11 @@ fn frame(codec: &Codec, event: &RecordedEvent) -> Bytes {
 
 pub(crate) async fn feed(
     req: HttpRequest,
+    Query(params): Query<FeedParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut params = Params::parse(req.query_string(), &["from"])?;
-    let from = match params.u64("from")? {
-        Some(p) => Position(p),
+    let from = match params.from {
+        Some(p) => p,
         None => match req
             .headers()
             .get("last-event-id")

@@ -1,0 +1,246 @@
+//! The `POST /v1/runs` request: refused while draining (503), unless it is
+//! JSON (415), over `--max-body-bytes` (413, by its declared length first),
+//! and then a body that is malformed or has a bad or unknown field (400,
+//! naming it). actix-web reads the body ([`web::JsonConfig`]); the checks
+//! run in this order because the handler takes [`Accepting`], then
+//! [`JsonMediaType`], then the JSON.
+
+use std::future::{Ready, ready};
+use std::str::FromStr;
+
+use actix_web::error::JsonPayloadError;
+use actix_web::mime;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev, web};
+use neonhub_actors::Target;
+use neonhub_events::RunId;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::AppState;
+use super::errors::{ApiError, ErrorCode};
+
+/// Present while the server takes new work; 503 `shutting_down` once it
+/// drains.
+#[derive(Debug)]
+pub(crate) struct Accepting;
+
+impl FromRequest for Accepting {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut dev::Payload) -> Self::Future {
+        let draining = req
+            .app_data::<web::Data<AppState>>()
+            .is_none_or(|state| *state.shutdown.borrow());
+        ready(if draining {
+            Err(ApiError::shutting_down())
+        } else {
+            Ok(Accepting)
+        })
+    }
+}
+
+/// Present when the body is declared `application/json` or
+/// `application/*+json`; 415 otherwise.
+#[derive(Debug)]
+pub(crate) struct JsonMediaType;
+
+fn is_json(req: &HttpRequest) -> bool {
+    match req.mime_type() {
+        Ok(Some(m)) => {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        }
+        _ => false,
+    }
+}
+
+impl FromRequest for JsonMediaType {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut dev::Payload) -> Self::Future {
+        ready(if is_json(req) {
+            Ok(JsonMediaType)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the run as Content-Type: application/json",
+            ))
+        })
+    }
+}
+
+/// How actix-web reads a JSON body: at most `limit` bytes; the content type
+/// is [`JsonMediaType`]'s to check.
+pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(false)
+        .error_handler(|e, _| json_error(e).into())
+}
+
+/// A body actix-web could not read as JSON, as today's [`ApiError`]s.
+pub(crate) fn json_error(e: JsonPayloadError) -> ApiError {
+    match e {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::too_large(limit),
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the run as Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::invalid("body", format!("malformed JSON: {e}"))
+        }
+        other => ApiError::invalid("body", other),
+    }
+}
+
+/// A string field that, when given, is not blank.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(s) if !s.trim().is_empty() => Ok(Text(s)),
+            _ => Err(D::Error::custom("expected a non-empty string")),
+        }
+    }
+}
+
+/// A UUID given as a string.
+struct Id<T>(T);
+
+impl<'de, T: FromStr> Deserialize<'de> for Id<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Text(s) = Text::deserialize(deserializer)?;
+        s.parse()
+            .map(Id)
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a UUID")))
+    }
+}
+
+/// `deserialize_with` for a required field that may be `null`: present
+/// (even as `null`) is `Some`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// The `POST /v1/runs` body as sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    agent: Option<Text>,
+    #[serde(default)]
+    intent: Option<Text>,
+    #[serde(default, deserialize_with = "present")]
+    input: Option<Value>,
+    #[serde(default)]
+    run_id: Option<Id<RunId>>,
+    #[serde(default)]
+    correlation_id: Option<Id<Uuid>>,
+}
+
+/// A validated `POST /v1/runs` body.
+#[derive(Debug)]
+pub(crate) struct NewRun {
+    pub(crate) target: Target,
+    pub(crate) input: Value,
+    pub(crate) run_id: RunId,
+    pub(crate) correlation_id: Option<Uuid>,
+}
+
+impl NewRun {
+    /// Validates a JSON body; a 400 names the field (`body` for the whole).
+    pub(crate) fn from_json(body: Value) -> Result<NewRun, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::invalid("body", "expected a JSON object"));
+        }
+        let body: RunBody = serde_path_to_error::deserialize(body).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body" } else { &path };
+            ApiError::invalid(field, e.into_inner())
+        })?;
+        let input = body
+            .input
+            .ok_or_else(|| ApiError::invalid("input", "required (any JSON value)"))?;
+        let target = match (body.agent, body.intent) {
+            (Some(Text(agent)), None) => Target::Agent(agent),
+            (None, Some(Text(intent))) => Target::Intent(intent),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid("agent", "give agent or intent, not both"));
+            }
+            (None, None) => {
+                return Err(ApiError::invalid("agent", "required: give agent or intent"));
+            }
+        };
+        Ok(NewRun {
+            target,
+            input,
+            run_id: body.run_id.map(|Id(id)| id).unwrap_or_default(),
+            correlation_id: body.correlation_id.map(|Id(id)| id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_and_json_suffixed_application_types_are_json() {
+        let is = |content_type: Option<&str>| {
+            let mut req = TestRequest::default();
+            if let Some(value) = content_type {
+                req = req.insert_header(("content-type", value));
+            }
+            is_json(&req.to_http_request())
+        };
+        assert!(is(Some("application/json")));
+        assert!(is(Some("Application/JSON; charset=utf-8")));
+        assert!(is(Some("application/vnd.neonhub.run+json")));
+        assert!(!is(Some("text/json")));
+        assert!(!is(Some("text/plain")));
+        assert!(!is(None));
+    }
+
+    #[test]
+    fn a_null_input_is_an_input_and_ids_are_uuids() {
+        let run = NewRun::from_json(json!({"agent": "echo", "input": null})).unwrap();
+        assert_eq!(run.input, Value::Null);
+        let err = NewRun::from_json(json!({"agent": "echo", "input": 1, "correlation_id": "c"}))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("correlation_id: \"c\" is not a UUID"),
+            "{err}"
+        );
+        let err = NewRun::from_json(json!({"agent": " ", "input": 1})).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("agent: expected a non-empty string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_bodies_keep_their_statuses() {
+        use actix_web::ResponseError;
+        let status = |e| json_error(e).status_code().as_u16();
+        assert_eq!(status(JsonPayloadError::Overflow { limit: 1 }), 413);
+        assert_eq!(
+            status(JsonPayloadError::OverflowKnownLength {
+                length: 2,
+                limit: 1
+            }),
+            413
+        );
+        assert_eq!(status(JsonPayloadError::ContentType), 415);
+    }
+}

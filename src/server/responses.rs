@@ -1,0 +1,98 @@
+//! The bodies of the API's answers (besides the views of [`crate::view`]).
+
+use serde::Serialize;
+
+use crate::service::Catalog;
+use crate::view::{EventView, ReportView, RunView};
+
+/// `GET /v1/runs`: a page of runs, newest first.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunsPage<'a> {
+    pub(crate) runs: Vec<RunView<'a>>,
+    /// Where the next page starts; `null` on the last one.
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// `GET /v1/runs/{run_id}/events`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventsPage<'a> {
+    pub(crate) events: Vec<EventView<'a>>,
+}
+
+/// `GET /v1/reports/agents`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentsReport<'a> {
+    pub(crate) agents: Vec<ReportView<'a>>,
+}
+
+/// An agent of `GET /v1/agents`.
+#[derive(Debug, Serialize)]
+struct AgentEntry<'a> {
+    name: &'a str,
+    kind: &'static str,
+    intents: &'a [String],
+}
+
+/// A connector of `GET /v1/agents`.
+#[derive(Debug, Serialize)]
+struct ConnectorEntry {
+    name: &'static str,
+    kind: &'static str,
+    mode: &'static str,
+}
+
+/// `GET /v1/agents`: the agents with their intents, the connectors with
+/// their modes.
+#[derive(Debug, Serialize)]
+pub(crate) struct CatalogView<'a> {
+    agents: Vec<AgentEntry<'a>>,
+    connectors: Vec<ConnectorEntry>,
+}
+
+impl<'a> From<&'a Catalog> for CatalogView<'a> {
+    fn from(catalog: &'a Catalog) -> Self {
+        CatalogView {
+            agents: catalog
+                .agents
+                .iter()
+                .map(|a| AgentEntry {
+                    name: &a.name,
+                    kind: "agent",
+                    intents: &a.intents,
+                })
+                .collect(),
+            connectors: catalog
+                .connectors
+                .iter()
+                .map(|c| ConnectorEntry {
+                    name: c.name,
+                    kind: "connector",
+                    mode: c.mode,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /healthz`: `{"status": "ok"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Health {
+    pub(crate) status: &'static str,
+}
+
+/// `GET /readyz`: `{"status": "ready", "checkpoint", "head"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Ready {
+    pub(crate) status: &'static str,
+    /// The log position the table has applied.
+    pub(crate) checkpoint: u64,
+    /// The log's head.
+    pub(crate) head: u64,
+}
+
+/// The 202 of `POST /v1/runs`: `{"run_id", "status": "running"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Running {
+    pub(crate) run_id: String,
+    pub(crate) status: &'static str,
+}
