@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use neonhub_events::{RunKind, Timestamp};
+use neonhub_events::{RunKind, RunStatus, Timestamp};
 use rusqlite::Connection;
 
 use crate::agent_runs::parse_kind;
@@ -90,10 +90,15 @@ pub(crate) fn report(
             None => by_target.entry(key.clone()).or_default(),
         };
         acc.runs += 1;
-        match text(row, 2)? {
-            "succeeded" => acc.succeeded += 1,
-            "failed" => acc.failed += 1,
-            _ => acc.running += 1,
+        let status = text(row, 2)?;
+        let status = status.parse::<RunStatus>().map_err(|e| Error::CorruptRow {
+            run_id: format!("(a run of {})", key.1),
+            reason: e.to_string(),
+        })?;
+        match status {
+            RunStatus::Succeeded => acc.succeeded += 1,
+            RunStatus::Failed => acc.failed += 1,
+            RunStatus::Running => acc.running += 1,
         }
         if let Some(d) = row.get::<_, Option<i64>>(3)? {
             acc.durations.push(d as u64);
