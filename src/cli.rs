@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use neonhub_events::{Position, RunId, Timestamp};
+use neonhub_projections::RunStatus;
+use serde_json::Value;
 
-use crate::config::{EventStoreUrl, StoreConfig, StoreKind};
+use crate::config::{EventStoreUrl, StoreConfig, StoreKind, Token, parse_time};
 
 /// The `neonhub` command line.
 #[derive(Debug, Parser)]
@@ -72,7 +75,87 @@ fn parse_eventstore_url(text: &str) -> Result<EventStoreUrl, String> {
     EventStoreUrl::new(text)
 }
 
+/// Why one of neonhub's own value parsers refused an argument. Clap is
+/// handed it as the error's source; [`Cli::parse_args`] prints it on one
+/// line after the argument's name.
+#[derive(Debug)]
+struct BadValue(String);
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadValue {}
+
+/// A time argument: see [`parse_time`].
+fn time_arg(text: &str) -> Result<Timestamp, BadValue> {
+    parse_time(text).map_err(BadValue)
+}
+
+fn status_arg(text: &str) -> Result<RunStatus, BadValue> {
+    text.parse().map_err(|_| {
+        BadValue(format!(
+            "{text:?} is not a run status: use running, succeeded or failed"
+        ))
+    })
+}
+
+fn run_id_arg(text: &str) -> Result<RunId, BadValue> {
+    text.parse()
+        .map_err(|_| BadValue(format!("{text:?} is not a run id (a UUID)")))
+}
+
+fn json_arg(text: &str) -> Result<Value, BadValue> {
+    serde_json::from_str(text).map_err(|e| BadValue(format!("not valid JSON: {e}")))
+}
+
+fn token_arg(text: &str) -> Result<Token, BadValue> {
+    Token::new(text).map_err(BadValue)
+}
+
+/// A position in the log, as a number (the message is clap's for numbers).
+fn position_arg(text: &str) -> Result<Position, String> {
+    text.parse()
+        .map(Position)
+        .map_err(|e: std::num::ParseIntError| e.to_string())
+}
+
+/// The one line (without `error: `) for an argument one of neonhub's own
+/// parsers refused: `--since: "someday" is not a time: ...`, or the reason
+/// alone for a positional argument. `None` for any other error.
+fn bad_value_line(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let reason = std::error::Error::source(error)?.downcast_ref::<BadValue>()?;
+    match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) if arg.starts_with('-') => {
+            let flag = arg.split_whitespace().next().unwrap_or(arg);
+            Some(format!("{flag}: {reason}"))
+        }
+        _ => Some(reason.to_string()),
+    }
+}
+
 impl Cli {
+    /// Parses the process's arguments as [`Parser::parse`] does (`--help`,
+    /// `--version` and malformed command lines print clap's text and exit),
+    /// except that a value neonhub's own parsers refuse (a time, a status, a
+    /// run id, JSON, a token) ends the process with one line naming the
+    /// argument, `error: --since: ...`, and exit status 1.
+    pub fn parse_args() -> Self {
+        Self::try_parse().unwrap_or_else(|error| match bad_value_line(&error) {
+            Some(line) => {
+                eprintln!("error: {line}");
+                std::process::exit(1)
+            }
+            None => error.exit(),
+        })
+    }
+
     /// The store `--store` and `--eventstore-url` name.
     ///
     /// # Errors
@@ -135,15 +218,15 @@ pub enum Command {
 }
 
 /// `neonhub serve`. Its `Debug` never shows the token.
-#[derive(Args)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "NEONHUB_LISTEN", default_value = "127.0.0.1:4000")]
     pub listen: SocketAddr,
     /// Require `Authorization: Bearer <TOKEN>` on every route but /healthz.
     /// Prefer the environment variable: arguments show in `ps`.
-    #[arg(long, env = "NEONHUB_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "NEONHUB_TOKEN", hide_env_values = true, value_parser = token_arg)]
+    pub token: Option<Token>,
     /// The largest request body accepted, in bytes.
     #[arg(long, default_value_t = crate::config::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -156,19 +239,6 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
-}
-
-impl std::fmt::Debug for ServeArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeArgs")
-            .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("workers", &self.workers)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .finish()
-    }
 }
 
 /// `neonhub demo`.
@@ -188,14 +258,14 @@ pub struct RunArgs {
     /// The agent's name (or, with --intent, an intent such as sms.send).
     pub agent: String,
     /// The input, as JSON.
-    #[arg(long, default_value = "{}")]
-    pub input: String,
+    #[arg(long, default_value = "{}", value_parser = json_arg)]
+    pub input: Value,
     /// Route by intent: read AGENT as an intent.
     #[arg(long)]
     pub intent: bool,
     /// A run id (UUID) to use as an idempotency key.
-    #[arg(long)]
-    pub run_id: Option<String>,
+    #[arg(long, value_parser = run_id_arg)]
+    pub run_id: Option<RunId>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -224,11 +294,11 @@ pub struct ListArgs {
     #[arg(long)]
     pub agent: Option<String>,
     /// Only runs with this status: running, succeeded or failed.
-    #[arg(long)]
-    pub status: Option<String>,
+    #[arg(long, value_parser = status_arg)]
+    pub status: Option<RunStatus>,
     /// Only runs started at or after this time (RFC 3339, a date, or 15m/2h/7d ago).
-    #[arg(long)]
-    pub since: Option<String>,
+    #[arg(long, value_parser = time_arg)]
+    pub since: Option<Timestamp>,
     /// At most this many runs.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -241,7 +311,8 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The run's id.
-    pub run_id: String,
+    #[arg(value_parser = run_id_arg)]
+    pub run_id: RunId,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -251,8 +322,8 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Only runs started at or after this time (RFC 3339, a date, or 15m/2h/7d ago).
-    #[arg(long)]
-    pub since: Option<String>,
+    #[arg(long, value_parser = time_arg)]
+    pub since: Option<Timestamp>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -262,11 +333,11 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Apply the events up to and including this position.
-    #[arg(long, conflicts_with = "until_time")]
-    pub until_position: Option<u64>,
+    #[arg(long, conflicts_with = "until_time", value_parser = position_arg)]
+    pub until_position: Option<Position>,
     /// Apply the events recorded at or before this time.
-    #[arg(long)]
-    pub until_time: Option<String>,
+    #[arg(long, value_parser = time_arg)]
+    pub until_time: Option<Timestamp>,
     /// The fresh SQLite file to write (default: <data-dir>/replay-<time>.sqlite).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -348,6 +419,67 @@ mod tests {
             let err = cli.unwrap().store_config().unwrap_err();
             assert!(err.to_string().contains("--eventstore-url"), "{err}");
         }
+    }
+
+    #[test]
+    fn arguments_arrive_typed() {
+        let cli = Cli::try_parse_from([
+            "neonhub",
+            "runs",
+            "list",
+            "--status",
+            "failed",
+            "--since",
+            "1970-01-02",
+        ])
+        .unwrap();
+        let Command::Runs(RunsCommand::List(args)) = cli.command else {
+            panic!("not runs list")
+        };
+        assert_eq!(args.status, Some(RunStatus::Failed));
+        assert_eq!(args.since, Some(Timestamp(86_400_000_000)));
+        let cli = Cli::try_parse_from(["neonhub", "replay", "--until-position", "9"]).unwrap();
+        let Command::Replay(args) = cli.command else {
+            panic!("not replay")
+        };
+        assert_eq!(args.until_position, Some(Position(9)));
+        let id = "0193a8f0-0000-7000-8000-000000000000";
+        let cli = Cli::try_parse_from(["neonhub", "run", "echo", "--run-id", id]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.run_id, Some(id.parse().unwrap()));
+        assert_eq!(args.input, serde_json::json!({}));
+    }
+
+    fn bad_value(args: &[&str]) -> Option<String> {
+        bad_value_line(&Cli::try_parse_from(args).unwrap_err())
+    }
+
+    #[test]
+    fn a_refused_value_is_one_line_naming_the_argument() {
+        let since = bad_value(&["neonhub", "runs", "list", "--since", "someday"]).unwrap();
+        assert!(
+            since.starts_with("--since: \"someday\" is not a time"),
+            "{since}"
+        );
+        let status = bad_value(&["neonhub", "runs", "list", "--status", "bogus"]).unwrap();
+        assert!(status.starts_with("--status: \"bogus\""), "{status}");
+        let until = bad_value(&["neonhub", "replay", "--until-time", "x"]).unwrap();
+        assert!(until.starts_with("--until-time: "), "{until}");
+        let input = bad_value(&["neonhub", "run", "echo", "--input", "{"]).unwrap();
+        assert!(input.starts_with("--input: not valid JSON"), "{input}");
+        let show = bad_value(&["neonhub", "runs", "show", "nope"]).unwrap();
+        assert_eq!(show, "\"nope\" is not a run id (a UUID)");
+        let token = bad_value(&["neonhub", "serve", "--token", " "]).unwrap();
+        assert_eq!(token, "--token: the bearer token must not be empty");
+        // Clap's own parsers and other mistakes keep clap's text.
+        assert_eq!(bad_value(&["neonhub", "serve", "--listen", "x"]), None);
+        assert_eq!(
+            bad_value(&["neonhub", "replay", "--until-position", "x"]),
+            None
+        );
+        assert_eq!(bad_value(&["neonhub", "nonsense"]), None);
     }
 
     #[test]

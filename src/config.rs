@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use neonhub_actors::ConnectorsConfig;
 use neonhub_events::Timestamp;
 use subtle::ConstantTimeEq;
 
@@ -23,6 +24,21 @@ pub const LOG_DIR: &str = "log";
 
 /// The default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The built-in connectors' configuration, read from the environment:
+/// `NEONHUB_CONNECTORS` (`mock` or `live`), `NEONHUB_GMAIL_TOKEN`,
+/// `NEONHUB_SLACK_TOKEN`, `NEONHUB_TWILIO_ACCOUNT_SID`,
+/// `NEONHUB_TWILIO_AUTH_TOKEN`, `NEONHUB_TWILIO_FROM` and the
+/// `NEONHUB_*_BASE_URL`s (see [`ConnectorsConfig`]'s fields). Credentials
+/// are kept in [`neonhub_actors::Secret`]s that never print. This is the
+/// only place neonhub reads them.
+///
+/// # Errors
+/// [`neonhub_actors::Error::Config`] if `NEONHUB_CONNECTORS` is neither
+/// `mock` nor `live`.
+pub(crate) fn connectors_from_env() -> neonhub_actors::Result<ConnectorsConfig> {
+    ConnectorsConfig::from_vars(|name| std::env::var(name).ok())
+}
 
 /// Which event store backs the service (the `--store` argument).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]

@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod server;
 mod service;
+mod store;
 mod view;
 
 pub use cli::{
@@ -37,7 +38,8 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use server::Server;
-pub use service::{Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport, open_embedded};
+pub use service::{Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport};
+pub use store::open_embedded;
 
 /// Sends diagnostics to stderr, filtered by `filter` (`warn`, `info`,
 /// `neonhub=debug`, ...).

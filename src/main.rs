@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = neonhub::Cli::parse();
+    let cli = neonhub::Cli::parse_args();
     let result: anyhow::Result<()> = neonhub::init_logging(&cli.log_level)
         .and_then(|()| actix_rt::System::new().block_on(neonhub::run(cli)))
         .map_err(anyhow::Error::from);

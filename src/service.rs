@@ -13,14 +13,13 @@ use neonhub_actors::{
     Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats, SubmitRun,
     WatchInFlight, recover_interrupted,
 };
-use neonhub_events::{
-    Codec, EmbeddedLog, EsdbStore, EventStore, LogOptions, Position, RunId, SharedStore,
-};
+use neonhub_events::{Codec, EventStore, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
 use tokio::sync::{oneshot, watch};
 
-use crate::config::{DataDir, EventStoreUrl, StoreConfig};
+use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
+use crate::store::{Access, Store};
 
 /// What the service is started with.
 #[derive(Clone, Debug)]
@@ -93,136 +92,6 @@ fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
     ]
 }
 
-/// The opened backend, kept typed so shutdown can close it.
-enum OpenStore {
-    Embedded(Arc<EmbeddedLog>),
-    /// EventStoreDB, with the data directory's lock: the AgentRun table in it
-    /// has one writer.
-    EventStoreDb {
-        store: Arc<EsdbStore>,
-        _lock: DataDirLock,
-    },
-}
-
-impl OpenStore {
-    fn open(store: &StoreConfig, data: &DataDir) -> Result<Self> {
-        match store {
-            StoreConfig::Embedded => Ok(OpenStore::Embedded(open_embedded(data)?)),
-            StoreConfig::EventStoreDb { url } => {
-                let lock = DataDirLock::acquire(data)?;
-                Ok(OpenStore::EventStoreDb {
-                    store: connect_eventstoredb(url)?,
-                    _lock: lock,
-                })
-            }
-        }
-    }
-
-    fn shared(&self) -> SharedStore {
-        match self {
-            OpenStore::Embedded(log) => Arc::clone(log) as SharedStore,
-            OpenStore::EventStoreDb { store, .. } => Arc::clone(store) as SharedStore,
-        }
-    }
-
-    fn close(&self) {
-        match self {
-            OpenStore::Embedded(log) => log.close(),
-            // The connection closes when the last handle goes; nothing is
-            // buffered on this side.
-            OpenStore::EventStoreDb { .. } => {}
-        }
-    }
-}
-
-/// The data directory's lock beside a store that is not embedded: held by
-/// the process that writes the AgentRun table (`serve`, `run`, `demo`, and
-/// the commands that catch the table up), released when dropped.
-#[derive(Debug)]
-pub(crate) struct DataDirLock {
-    _file: std::fs::File,
-}
-
-impl DataDirLock {
-    /// Takes the lock, creating the data directory if needed.
-    ///
-    /// # Errors
-    /// [`Error::DataDirLocked`] while another process holds it; I/O errors.
-    pub(crate) fn acquire(data: &DataDir) -> Result<Self> {
-        std::fs::create_dir_all(data.path())
-            .map_err(|e| Error::io(format!("create {}", data.path().display()), e))?;
-        let path = data.lock_path();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::DataDirLocked {
-                dir: data.display_path(),
-                lock: path,
-            }),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::io(format!("lock {}", path.display()), e))
-            }
-        }
-    }
-}
-
-/// Connects to EventStoreDB (lazily: the first request opens the
-/// connection). Messages never show the URL's credentials.
-///
-/// # Errors
-/// [`Error::Usage`] for a malformed connection string.
-pub(crate) fn connect_eventstoredb(url: &EventStoreUrl) -> Result<Arc<EsdbStore>> {
-    EsdbStore::connect(url.expose()).map(Arc::new).map_err(|e| {
-        Error::Usage(format!(
-            "--eventstore-url {url}: {} (expected e.g. esdb://localhost:2113?tls=false)",
-            url.scrub(&e.to_string())
-        ))
-    })
-}
-
-/// Opens the store alone (for the commands that only read or verify it).
-///
-/// # Errors
-/// The store's: [`neonhub_events::Error::Locked`] while `neonhub serve` runs
-/// on the same data directory.
-pub fn open_embedded(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
-    Ok(Arc::new(EmbeddedLog::open(
-        data.log_dir(),
-        LogOptions::default(),
-    )?))
-}
-
-/// Opens the store for reading: with the lock when no `neonhub serve` holds
-/// it, else a read-only snapshot as of now beside the server.
-///
-/// # Errors
-/// The store's.
-pub(crate) fn open_embedded_for_reading(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
-    match open_embedded(data) {
-        Err(Error::Store(neonhub_events::Error::Locked { .. })) => Ok(Arc::new(
-            EmbeddedLog::open_read_only(data.log_dir(), LogOptions::default())?,
-        )),
-        other => other,
-    }
-}
-
-/// Opens any store for reading only (no lock is taken on EventStoreDB: it
-/// is shared by design).
-///
-/// # Errors
-/// The store's.
-pub(crate) fn open_for_reading(store: &StoreConfig, data: &DataDir) -> Result<SharedStore> {
-    Ok(match store {
-        StoreConfig::Embedded => open_embedded_for_reading(data)?,
-        StoreConfig::EventStoreDb { url } => connect_eventstoredb(url)?,
-    })
-}
-
 /// Waits until a projection whose checkpoints `rx` reports has applied every
 /// event of `store` before `head`. A checkpoint at `head` is enough; below
 /// it, the projection is also done when no event of ours is left before
@@ -285,7 +154,7 @@ pub struct ShutdownReport {
 /// Start it inside an actix system (the actors run on its arbiter).
 pub struct Service {
     data: DataDir,
-    store: OpenStore,
+    store: Store,
     shared: SharedStore,
     codec: Codec,
     orchestrator: Addr<Orchestrator>,
@@ -318,7 +187,7 @@ impl Service {
     /// # Panics
     /// Outside a running actix system.
     pub async fn start(options: ServiceOptions) -> Result<Service> {
-        let store = OpenStore::open(&options.store, &options.data)?;
+        let store = Store::open(&options.store, &options.data, Access::Write)?;
         let shared = store.shared();
         let codec = Codec::new();
         let recovery = recover_interrupted(&*shared, &codec).await?;

@@ -3,14 +3,14 @@
 //! table matching the log. On EventStoreDB there is no hash chain (it is a
 //! property of the embedded log): the other two checks are made.
 
-use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId, SharedStore};
+use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId};
 use neonhub_projections::{
     AgentRunsProjection, Mismatch, Projection, ProjectionRunner, verify as verify_table,
 };
 
 use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
-use crate::service::{DataDirLock, connect_eventstoredb, open_embedded};
+use crate::store::{Access, Store};
 
 /// Events decoded per read.
 const PAGE: usize = 4096;
@@ -22,28 +22,15 @@ async fn first_position(store: &dyn EventStore, run_id: RunId) -> Result<Positio
     Ok(first.first().map_or(Position::START, |e| e.position))
 }
 
-/// What step 1 found: the embedded log's hash chain, or none.
-enum Chain {
-    Embedded(neonhub_events::VerifyReport),
-    /// EventStoreDB: no hash chain; the lock on the data directory is held
-    /// while the table is caught up and compared.
-    None {
-        _lock: DataDirLock,
-    },
-}
-
 pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
-    let (log, chain): (SharedStore, Chain) = match &store {
-        StoreConfig::Embedded => {
-            let log = open_embedded(&data)?;
-            let chain = verify_chain(&log)?;
-            (log, Chain::Embedded(chain))
-        }
-        StoreConfig::EventStoreDb { url } => {
-            let lock = DataDirLock::acquire(&data)?;
-            (connect_eventstoredb(url)?, Chain::None { _lock: lock })
-        }
+    // The writer's access: the table is caught up before it is compared.
+    let opened = Store::open(&store, &data, Access::Write)?;
+    // 1. The embedded log's hash chain (EventStoreDB has none).
+    let chain = match &opened {
+        Store::Embedded(log) => Some(verify_chain(log)?),
+        Store::EventStoreDb { .. } => None,
     };
+    let log = opened.shared();
     // 2. Every run event decodes with this build.
     let codec = Codec::new();
     let mut from = Position::START;
@@ -94,14 +81,14 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
         });
     }
     match chain {
-        Chain::Embedded(chain) => println!(
+        Some(chain) => println!(
             "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
             table.rows
         ),
-        Chain::None { .. } => println!(
+        None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
              {run_events} run events decode with this build, {} runs match the AgentRun table, \
              head position {})",

@@ -77,12 +77,40 @@ pub(super) async fn demo(data: DataDir, store: StoreConfig, args: DemoArgs) -> R
         ..ServiceOptions::new(data)
     })
     .await?;
+    submit_workload(&service, args.runs).await?;
+    let checkpoint = service.caught_up().await?;
+    print_audit_table(&service, args.rows)?;
+    let data_path = service.data().display_path();
+    let head = service.store().head().await?;
+    service.shutdown(Duration::from_secs(30)).await?;
+    println!("\nWhere the data lives:");
+    match store_name {
+        Some(url) => println!("  events (source of truth)     EventStoreDB at {url}"),
+        None => println!(
+            "  event log (source of truth)  {}  ({} events)",
+            data_path.join(crate::config::LOG_DIR).display(),
+            head.0
+        ),
+    }
     println!(
-        "neonhub demo: {} runs through the built-in agents on mock connectors, {CONCURRENCY} at a time",
-        args.runs
+        "  AgentRun table (SQLite)      {}  (checkpoint {})",
+        data_path.join(crate::config::PROJECTION_FILE).display(),
+        checkpoint
+    );
+    println!(
+        "\nNext: neonhub runs list --status failed | neonhub report | neonhub audit verify | neonhub serve"
+    );
+    Ok(())
+}
+
+/// Submits `runs` runs of the workload, [`CONCURRENCY`] at a time, and
+/// prints how many succeeded and failed.
+async fn submit_workload(service: &Service, runs: usize) -> Result<()> {
+    println!(
+        "neonhub demo: {runs} runs through the built-in agents on mock connectors, {CONCURRENCY} at a time"
     );
     let began = Instant::now();
-    let results: Vec<_> = futures_util::stream::iter((0..args.runs).map(workload))
+    let results: Vec<_> = futures_util::stream::iter((0..runs).map(workload))
         .map(|run| service.submit(run))
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -96,16 +124,20 @@ pub(super) async fn demo(data: DataDir, store: StoreConfig, args: DemoArgs) -> R
         }
     }
     println!(
-        "  {} runs in {:.2} s: {succeeded} succeeded, {failed} failed (every event durable before its reply)\n",
-        args.runs,
+        "  {runs} runs in {:.2} s: {succeeded} succeeded, {failed} failed (every event durable before its reply)\n",
         elapsed.as_secs_f64()
     );
-    let checkpoint = service.caught_up().await?;
+    Ok(())
+}
+
+/// Prints the latest `rows` agent runs of the AgentRun table, the latest
+/// failure of each kind for each agent, and the per-target report.
+fn print_audit_table(service: &Service, rows: usize) -> Result<()> {
     let queries = RunQueries::open(service.data().projection_path())?;
     let latest = queries.list(
         &RunFilter::new().kind(RunKind::Agent),
         None,
-        args.rows.clamp(1, neonhub_projections::MAX_PAGE_SIZE),
+        rows.clamp(1, neonhub_projections::MAX_PAGE_SIZE),
     )?;
     let failures = queries.list(
         &RunFilter::new()
@@ -129,26 +161,5 @@ pub(super) async fn demo(data: DataDir, store: StoreConfig, args: DemoArgs) -> R
     }
     println!("\nPer-agent and per-connector report (all runs in the table):");
     print!("{}", table::report_table(&queries.report(None, None)?));
-    let data_path = service.data().display_path();
-    let head = service.store().head().await?;
-    drop(queries);
-    service.shutdown(Duration::from_secs(30)).await?;
-    println!("\nWhere the data lives:");
-    match store_name {
-        Some(url) => println!("  events (source of truth)     EventStoreDB at {url}"),
-        None => println!(
-            "  event log (source of truth)  {}  ({} events)",
-            data_path.join(crate::config::LOG_DIR).display(),
-            head.0
-        ),
-    }
-    println!(
-        "  AgentRun table (SQLite)      {}  (checkpoint {})",
-        data_path.join(crate::config::PROJECTION_FILE).display(),
-        checkpoint
-    );
-    println!(
-        "\nNext: neonhub runs list --status failed | neonhub report | neonhub audit verify | neonhub serve"
-    );
     Ok(())
 }

@@ -9,7 +9,7 @@ mod serve;
 mod table;
 
 use crate::cli::{AuditCommand, Cli, Command, RunsCommand};
-use crate::config::DataDir;
+use crate::config::{DataDir, connectors_from_env};
 use crate::error::Result;
 
 /// Runs the command `cli` names. Call it inside an actix system (the
@@ -21,9 +21,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     let data = DataDir::new(&cli.data_dir);
     let store = cli.store_config()?;
     match cli.command {
-        Command::Serve(args) => serve::serve(data, store, args).await,
+        Command::Serve(args) => serve::serve(data, store, connectors_from_env()?, args).await,
         Command::Demo(args) => demo::demo(data, store, args).await,
-        Command::Run(args) => run::run(data, store, args).await,
+        Command::Run(args) => run::run(data, store, connectors_from_env()?, args).await,
         Command::Runs(RunsCommand::List(args)) => query::list(data, store, args).await,
         Command::Runs(RunsCommand::Show(args)) => query::show(data, store, args).await,
         Command::Report(args) => query::report(data, store, args).await,

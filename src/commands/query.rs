@@ -1,35 +1,25 @@
 //! `neonhub runs list|show` and `neonhub report`: read the AgentRun table
 //! (brought up to date with the log first when no server holds it).
 
-use neonhub_events::{Direction, ReadFrom, RecordedEvent, RunId, SharedStore};
-use neonhub_projections::{
-    AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries, RunStatus,
-};
+use neonhub_events::{Direction, ReadFrom, RecordedEvent, SharedStore};
+use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries};
 use serde_json::{Value, json};
 
 use super::{print_json, table};
 use crate::cli::{Format, ListArgs, ReportArgs, ShowArgs};
-use crate::config::{DataDir, StoreConfig, format_time, parse_time};
+use crate::config::{DataDir, StoreConfig, format_time};
 use crate::error::{Error, Result};
-use crate::service::{DataDirLock, connect_eventstoredb, open_embedded, open_for_reading};
+use crate::store::{Access, Store};
 use crate::view::{detail_json, event_json, report_json, run_json};
 
 /// Opens the store and catches the table up, unless a running `neonhub
 /// serve` holds the data directory (it keeps the table current itself):
 /// then `None`.
 pub(super) async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Option<SharedStore>> {
-    let (log, _lock): (SharedStore, Option<DataDirLock>) = match store {
-        StoreConfig::Embedded => match open_embedded(data) {
-            Ok(log) => (log, None),
-            Err(Error::Store(neonhub_events::Error::Locked { .. })) => return Ok(None),
-            Err(e) => return Err(e),
-        },
-        StoreConfig::EventStoreDb { url } => match DataDirLock::acquire(data) {
-            Ok(lock) => (connect_eventstoredb(url)?, Some(lock)),
-            Err(Error::DataDirLocked { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        },
+    let Some(opened) = Store::open_unless_in_use(store, data)? else {
+        return Ok(None);
     };
+    let log = opened.shared();
     let projection = AgentRunsProjection::open(data.projection_path())?;
     let mut runner = ProjectionRunner::new(log.clone(), projection);
     runner.catch_up().await?;
@@ -52,16 +42,10 @@ pub(super) async fn list(data: DataDir, store: StoreConfig, args: ListArgs) -> R
     if let Some(agent) = args.agent {
         filter = filter.target(agent);
     }
-    if let Some(status) = &args.status {
-        let status: RunStatus = status.parse().map_err(|_| {
-            Error::Usage(format!(
-                "--status {status:?}: use running, succeeded or failed"
-            ))
-        })?;
+    if let Some(status) = args.status {
         filter = filter.status(status);
     }
-    if let Some(since) = &args.since {
-        let since = parse_time(since).map_err(|e| Error::Usage(format!("--since: {e}")))?;
+    if let Some(since) = args.since {
         filter = filter.started_between(Some(since), None);
     }
     if args.limit == 0 || args.limit > neonhub_projections::MAX_PAGE_SIZE {
@@ -83,15 +67,12 @@ pub(super) async fn list(data: DataDir, store: StoreConfig, args: ListArgs) -> R
 }
 
 pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> Result<()> {
-    let run_id: RunId = args
-        .run_id
-        .parse()
-        .map_err(|_| Error::Usage(format!("{:?} is not a run id (a UUID)", args.run_id)))?;
+    let run_id = args.run_id;
     let log = match refresh(&data, &store).await? {
         Some(log) => log,
         // `neonhub serve` holds the log and keeps the table current: read
         // the run's events from a snapshot beside it.
-        None => open_for_reading(&store, &data)?,
+        None => Store::open(&store, &data, Access::Read)?.shared(),
     };
     let detail = queries(&data)?
         .get(run_id)?
@@ -141,13 +122,8 @@ pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> R
 }
 
 pub(super) async fn report(data: DataDir, store: StoreConfig, args: ReportArgs) -> Result<()> {
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_time(s).map_err(|e| Error::Usage(format!("--since: {e}"))))
-        .transpose()?;
     let _log = refresh(&data, &store).await?;
-    let reports = queries(&data)?.report(since, None)?;
+    let reports = queries(&data)?.report(args.since, None)?;
     match args.format {
         Format::Json => print_json(&json!({
             "agents": reports.iter().map(report_json).collect::<Vec<_>>()

@@ -1,28 +1,25 @@
 //! `neonhub replay`: rebuild the AgentRun table from the log into a fresh
 //! file, up to the end, a position or a time, with a progress bar.
 
-use neonhub_events::{Position, SharedStore};
 use neonhub_projections::{AsOf, RebuildOptions, RunQueries, rebuild};
 
 use super::table;
 use crate::cli::ReplayArgs;
-use crate::config::{DataDir, StoreConfig, parse_time};
-use crate::error::{Error, Result};
-use crate::service::open_for_reading;
+use crate::config::{DataDir, StoreConfig};
+use crate::error::Result;
+use crate::store::{Access, Store};
 
 pub(super) async fn replay(data: DataDir, store: StoreConfig, args: ReplayArgs) -> Result<()> {
-    let as_of = match (args.until_position, &args.until_time) {
-        (Some(p), _) => AsOf::Position(Position(p)),
-        (None, Some(t)) => {
-            AsOf::Time(parse_time(t).map_err(|e| Error::Usage(format!("--until-time: {e}")))?)
-        }
+    let as_of = match (args.until_position, args.until_time) {
+        (Some(position), _) => AsOf::Position(position),
+        (None, Some(time)) => AsOf::Time(time),
         (None, None) => AsOf::End,
     };
     let out = args.out.unwrap_or_else(|| {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
         data.path().join(format!("replay-{stamp}.sqlite"))
     });
-    let shared: SharedStore = open_for_reading(&store, &data)?;
+    let shared = Store::open(&store, &data, Access::Read)?.shared();
     let summary = rebuild(&shared, &out, RebuildOptions::default().as_of(as_of)).await?;
     println!(
         "rebuilt {} events into {} (checkpoint {}) in {:.2} s, {:.0} events/s",

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use neonhub_actors::SubmitRun;
-use neonhub_events::RunId;
-use serde_json::Value;
+use neonhub_actors::{ConnectorsConfig, SubmitRun};
 
 use super::{print_json, table};
 use crate::cli::{Format, RunArgs};
@@ -14,23 +12,23 @@ use crate::error::{Error, Result};
 use crate::service::{Service, ServiceOptions};
 use crate::view::detail_json;
 
-pub(super) async fn run(data: DataDir, store: StoreConfig, args: RunArgs) -> Result<()> {
-    let input: Value = serde_json::from_str(&args.input)
-        .map_err(|e| Error::Usage(format!("--input is not valid JSON: {e}")))?;
+pub(super) async fn run(
+    data: DataDir,
+    store: StoreConfig,
+    connectors: ConnectorsConfig,
+    args: RunArgs,
+) -> Result<()> {
     let mut submit = if args.intent {
-        SubmitRun::intent(&args.agent, input)
+        SubmitRun::intent(&args.agent, args.input)
     } else {
-        SubmitRun::agent(&args.agent, input)
+        SubmitRun::agent(&args.agent, args.input)
     };
-    if let Some(id) = &args.run_id {
-        let run_id: RunId = id
-            .parse()
-            .map_err(|_| Error::Usage(format!("--run-id {id:?} is not a UUID")))?;
+    if let Some(run_id) = args.run_id {
         submit = submit.with_run_id(run_id);
     }
     let service = Service::start(ServiceOptions {
         store,
-        connectors: neonhub_actors::ConnectorsConfig::from_env()?,
+        connectors,
         ..ServiceOptions::new(data)
     })
     .await?;

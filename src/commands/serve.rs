@@ -6,7 +6,7 @@ use neonhub_actors::ConnectorsConfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::ServeArgs;
-use crate::config::{DataDir, ServeConfig, StoreConfig, Token};
+use crate::config::{DataDir, ServeConfig, StoreConfig};
 use crate::error::{Error, Result};
 use crate::server::Server;
 use crate::service::{Service, ServiceOptions};
@@ -36,10 +36,15 @@ impl StopSignals {
     }
 }
 
-pub(super) async fn serve(data: DataDir, store: StoreConfig, args: ServeArgs) -> Result<()> {
+pub(super) async fn serve(
+    data: DataDir,
+    store: StoreConfig,
+    connectors: ConnectorsConfig,
+    args: ServeArgs,
+) -> Result<()> {
     let mut config = ServeConfig::new(args.listen);
-    if let Some(token) = args.token.as_deref() {
-        config = config.with_token(Token::new(token).map_err(Error::Usage)?);
+    if let Some(token) = args.token {
+        config = config.with_token(token);
     }
     config.max_body_bytes = args.max_body_bytes;
     if let Some(workers) = args.workers {
@@ -49,7 +54,7 @@ pub(super) async fn serve(data: DataDir, store: StoreConfig, args: ServeArgs) ->
     let store_name = store.to_string();
     let options = ServiceOptions {
         store,
-        connectors: ConnectorsConfig::from_env()?,
+        connectors,
         max_in_flight: args.max_in_flight,
         ..ServiceOptions::new(data)
     };

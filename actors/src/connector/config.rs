@@ -1,5 +1,6 @@
 //! Connector configuration: mock or live mode, base URLs and credentials
-//! (kept in [`Secret`]s that never print), read from the environment.
+//! (kept in [`Secret`]s that never print). The binary reads them (from the
+//! environment) and hands them in; this crate never reads the environment.
 
 use std::fmt;
 use std::str::FromStr;
@@ -140,15 +141,9 @@ impl ConnectorsConfig {
         }
     }
 
-    /// Reads the `NEONHUB_*` variables named on the fields.
-    ///
-    /// # Errors
-    /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor `live`.
-    pub fn from_env() -> Result<Self> {
-        Self::from_vars(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`Self::from_env`], reading variables through `var`.
+    /// The configuration the `NEONHUB_*` variables named on the fields
+    /// give, each looked up through `var` (the binary passes the process
+    /// environment; blank values count as unset).
     ///
     /// # Errors
     /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor `live`.
