@@ -5,6 +5,11 @@
 //!
 //! Run: `cargo bench --bench log_append -- --noplot`. Temp data lives under
 //! `target/neonhub-bench/` (the real disk, never committed) and is removed.
+//!
+//! Longer than 500 lines on purpose: one bench file per subsystem is the
+//! convention (one `cargo bench --bench` per subsystem, its comparisons
+//! sharing the probes and SQLite set-up above them in one run); its
+//! functions are each one measurement or one step of one.
 
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -19,7 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
     Metadata, RunId, StreamId,
@@ -371,16 +379,7 @@ fn paired_concurrent(_c: &mut Criterion) {
         let dir = temp_dir("paired-concurrent-");
         let log = Arc::new(open_durable(&dir.path().join("log")));
         let shared = Mutex::new(open_sqlite(dir.path()));
-        let conns_dir = dir.path().join("conns");
-        std::fs::create_dir_all(&conns_dir).expect("create the sqlite dir");
-        let mut conns: Vec<Connection> = (0..if conns_too { writers } else { 0 })
-            .map(|_| {
-                let conn = open_sqlite(&conns_dir);
-                conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .expect("busy_timeout");
-                conn
-            })
-            .collect();
+        let mut conns = open_sqlite_conns(dir.path(), if conns_too { writers } else { 0 });
         let probe = Probe::start(Some("tokio-rt-worker"));
         let embedded_rounds = Cell::new(0u64);
         let template = &template;
@@ -389,64 +388,16 @@ fn paired_concurrent(_c: &mut Criterion) {
                 "embedded",
                 Box::new(|| {
                     embedded_rounds.set(embedded_rounds.get() + 1);
-                    let log = &log;
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        let handles: Vec<_> = (0..writers)
-                            .map(|_| {
-                                let log = log.clone();
-                                let event = batch(template, 1);
-                                tokio::spawn(async move {
-                                    let stream = RunId::new().stream();
-                                    log.append(&stream, ExpectedRevision::NoStream, event)
-                                        .await
-                                        .expect("append");
-                                })
-                            })
-                            .collect();
-                        for handle in handles {
-                            handle.await.expect("appender task");
-                        }
-                        start.elapsed()
-                    })
+                    embedded_round(&rt, &log, writers, template)
                 }),
             ),
             (
                 "sqlite_mutex",
-                Box::new(|| {
-                    let shared = &shared;
-                    let start = Instant::now();
-                    std::thread::scope(|s| {
-                        for _ in 0..writers {
-                            s.spawn(|| {
-                                let (stream, event) = (RunId::new().stream(), batch(template, 1));
-                                let mut conn = shared.lock().expect("sqlite mutex");
-                                sqlite_append(&mut conn, &stream, &event);
-                            });
-                        }
-                    });
-                    start.elapsed()
-                }),
+                Box::new(|| sqlite_mutex_round(&shared, writers, template)),
             ),
             (
                 "sqlite_conns",
-                Box::new(|| {
-                    let start = Instant::now();
-                    std::thread::scope(|s| {
-                        for conn in conns.iter_mut() {
-                            s.spawn(move || {
-                                let (stream, event) = (RunId::new().stream(), batch(template, 1));
-                                sqlite_append_with(
-                                    conn,
-                                    TransactionBehavior::Immediate,
-                                    &stream,
-                                    &event,
-                                );
-                            });
-                        }
-                    });
-                    start.elapsed()
-                }),
+                Box::new(|| sqlite_conns_round(&mut conns, template)),
             ),
         ];
         if !conns_too {
@@ -455,27 +406,7 @@ fn paired_concurrent(_c: &mut Criterion) {
         let rounds = rounds(wanted);
         let medians = interleaved(rounds, &mut ops);
         drop(ops);
-        let rate = |d: Duration| writers as f64 / d.as_secs_f64();
-        let embedded = medians[0].1;
-        let sqlite: Vec<String> = medians[1..]
-            .iter()
-            .map(|(name, m)| {
-                format!(
-                    "{name} median round {:.1} ms ({:.0} events/s, embedded/{name} {:.1}x)",
-                    m.as_secs_f64() * 1e3,
-                    rate(*m),
-                    rate(embedded) / rate(*m),
-                )
-            })
-            .collect();
-        println!(
-            "paired_concurrent/{writers}: embedded median round {:.2} ms ({:.0} events/s); {} \
-             over {rounds} rounds; {}",
-            embedded.as_secs_f64() * 1e3,
-            rate(embedded),
-            sqlite.join("; "),
-            machine_load(),
-        );
+        print_paired_concurrent(writers, rounds, &medians);
         probe.report(
             &format!("paired_concurrent/{writers}/embedded"),
             embedded_rounds.get() * writers as u64,
@@ -485,6 +416,111 @@ fn paired_concurrent(_c: &mut Criterion) {
         drop(shared);
         drop(log);
     }
+}
+
+/// `n` SQLite connections (in `dir/conns`) that wait
+/// [`SQLITE_BUSY_TIMEOUT`] for another's write lock.
+fn open_sqlite_conns(dir: &Path, n: usize) -> Vec<Connection> {
+    let conns_dir = dir.join("conns");
+    std::fs::create_dir_all(&conns_dir).expect("create the sqlite dir");
+    (0..n)
+        .map(|_| {
+            let conn = open_sqlite(&conns_dir);
+            conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .expect("busy_timeout");
+            conn
+        })
+        .collect()
+}
+
+/// One round of [`paired_concurrent`] on the embedded log: `writers` tokio
+/// tasks, one durable single-event append each to a new stream.
+fn embedded_round(
+    rt: &Runtime,
+    log: &Arc<EmbeddedLog>,
+    writers: usize,
+    template: &EventData,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                let log = log.clone();
+                let event = batch(template, 1);
+                tokio::spawn(async move {
+                    let stream = RunId::new().stream();
+                    log.append(&stream, ExpectedRevision::NoStream, event)
+                        .await
+                        .expect("append");
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("appender task");
+        }
+        start.elapsed()
+    })
+}
+
+/// One round of [`paired_concurrent`] on one SQLite connection behind a
+/// mutex: `writers` threads, one single-row transaction each.
+fn sqlite_mutex_round(
+    shared: &Mutex<Connection>,
+    writers: usize,
+    template: &EventData,
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..writers {
+            s.spawn(|| {
+                let (stream, event) = (RunId::new().stream(), batch(template, 1));
+                let mut conn = shared.lock().expect("sqlite mutex");
+                sqlite_append(&mut conn, &stream, &event);
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// One round of [`paired_concurrent`] on a SQLite connection per thread:
+/// one `BEGIN IMMEDIATE` single-row transaction on each of `conns`.
+fn sqlite_conns_round(conns: &mut [Connection], template: &EventData) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for conn in conns.iter_mut() {
+            s.spawn(move || {
+                let (stream, event) = (RunId::new().stream(), batch(template, 1));
+                sqlite_append_with(conn, TransactionBehavior::Immediate, &stream, &event);
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// Prints the medians of [`paired_concurrent`] with `writers` writers: the
+/// embedded log's first, then each SQLite way's against it.
+fn print_paired_concurrent(writers: usize, rounds: usize, medians: &[(&'static str, Duration)]) {
+    let rate = |d: Duration| writers as f64 / d.as_secs_f64();
+    let embedded = medians[0].1;
+    let sqlite: Vec<String> = medians[1..]
+        .iter()
+        .map(|(name, m)| {
+            format!(
+                "{name} median round {:.1} ms ({:.0} events/s, embedded/{name} {:.1}x)",
+                m.as_secs_f64() * 1e3,
+                rate(*m),
+                rate(embedded) / rate(*m),
+            )
+        })
+        .collect();
+    println!(
+        "paired_concurrent/{writers}: embedded median round {:.2} ms ({:.0} events/s); {} \
+         over {rounds} rounds; {}",
+        embedded.as_secs_f64() * 1e3,
+        rate(embedded),
+        sqlite.join("; "),
+        machine_load(),
+    );
 }
 
 /// 1, 64 and 1024 tasks, each appending single events to its own stream on a
@@ -644,14 +680,67 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// One `fdatasync` of a 4 KiB append next to one durable single-event
 /// append, on the same disk, in the same run.
 fn durable_latency(c: &mut Criterion) {
-    let template = template();
-    let rt = runtime();
-    let dir = temp_dir("latency-");
-    let log = open_durable(&dir.path().join("log"));
-    let mut conn = open_sqlite(dir.path());
-    let block = vec![0x5a_u8; 4096];
-    let mut file = File::create(dir.path().join("fsync-probe")).expect("create probe file");
+    let mut rig = LatencyRig::new();
+    paired_latency(&mut rig);
 
+    let mut group = c.benchmark_group("durable_latency");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    fdatasync_benches(&mut group, &mut rig);
+    single_append_benches(&mut group, &mut rig);
+    group.finish();
+}
+
+/// What [`durable_latency`]'s measurements share, in one temp dir. The
+/// fields drop in this order (the dir after what is in it).
+struct LatencyRig {
+    /// The 4 KiB probe file.
+    file: File,
+    block: Vec<u8>,
+    conn: Connection,
+    log: EmbeddedLog,
+    dir: TempDir,
+    rt: Runtime,
+    template: EventData,
+}
+
+impl LatencyRig {
+    /// Opens the log, SQLite and the probe file in a new temp dir.
+    fn new() -> Self {
+        let template = template();
+        let rt = runtime();
+        let dir = temp_dir("latency-");
+        let log = open_durable(&dir.path().join("log"));
+        let conn = open_sqlite(dir.path());
+        let block = vec![0x5a_u8; 4096];
+        let file = File::create(dir.path().join("fsync-probe")).expect("create probe file");
+        Self {
+            file,
+            block,
+            conn,
+            log,
+            dir,
+            rt,
+            template,
+        }
+    }
+}
+
+/// Prints the medians of `fdatasync`s, a durable embedded append and a
+/// SQLite transaction, interleaved round by round, against one `fdatasync`
+/// of a 4 KiB append.
+fn paired_latency(rig: &mut LatencyRig) {
+    let LatencyRig {
+        file,
+        block,
+        conn,
+        log,
+        dir,
+        rt,
+        template,
+    } = rig;
     // Interleaved rounds: every median comes from the same seconds, so the
     // ratios do not move with the disk's swings (0.2-4 ms by the hour, and
     // other processes share this disk).
@@ -660,7 +749,7 @@ fn durable_latency(c: &mut Criterion) {
     let mut ops: Vec<TimedOp<'_>> = vec![
         (
             "fdatasync(4 KiB append)",
-            Box::new(|| timed(|| write_and_sync(&mut file, &block))),
+            Box::new(|| timed(|| write_and_sync(file, block))),
         ),
         (
             "fdatasync(512 B append)",
@@ -669,7 +758,7 @@ fn durable_latency(c: &mut Criterion) {
         (
             "embedded durable single append",
             Box::new(|| {
-                let (stream, event) = (RunId::new().stream(), batch(&template, 1));
+                let (stream, event) = (RunId::new().stream(), batch(template, 1));
                 timed(|| {
                     rt.block_on(log.append(&stream, ExpectedRevision::NoStream, event))
                         .expect("append");
@@ -679,8 +768,8 @@ fn durable_latency(c: &mut Criterion) {
         (
             "sqlite single-row transaction",
             Box::new(|| {
-                let (stream, event) = (RunId::new().stream(), batch(&template, 1));
-                timed(|| sqlite_append(&mut conn, &stream, &event))
+                let (stream, event) = (RunId::new().stream(), batch(template, 1));
+                timed(|| sqlite_append(conn, &stream, &event))
             }),
         ),
     ];
@@ -695,25 +784,32 @@ fn durable_latency(c: &mut Criterion) {
         );
     }
     println!("paired/load: {}", machine_load());
+}
 
-    let mut group = c.benchmark_group("durable_latency");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+/// `fdatasync` after a 4 KiB append, after a 4 KiB overwrite, and after a
+/// write as large as a 4096-event batch.
+fn fdatasync_benches(group: &mut BenchmarkGroup<'_, WallTime>, rig: &mut LatencyRig) {
+    let LatencyRig {
+        file,
+        block,
+        dir,
+        rt,
+        template,
+        ..
+    } = rig;
     group.bench_function("fdatasync_4k_append", |b| {
-        b.iter(|| write_and_sync(&mut file, &block));
+        b.iter(|| write_and_sync(file, block));
     });
     group.bench_function("fdatasync_4k_overwrite", |b| {
         use std::os::unix::fs::FileExt;
         b.iter(|| {
-            file.write_all_at(&block, 0).expect("pwrite");
+            file.write_all_at(block, 0).expect("pwrite");
             file.sync_data().expect("fdatasync");
         });
     });
     // One fdatasync of a write as large as a 4096-event batch: the floor
     // of a durable 4096-event append on this disk.
-    let big = vec![0x5a_u8; batch_bytes(&rt, &template, 4096)];
+    let big = vec![0x5a_u8; batch_bytes(rt, template, 4096)];
     let mut big_file = File::create(dir.path().join("fsync-batch")).expect("create probe file");
     group.bench_function(BenchmarkId::new("fdatasync_write", big.len()), |b| {
         b.iter_custom(|iters| {
@@ -730,12 +826,24 @@ fn durable_latency(c: &mut Criterion) {
             total
         });
     });
+}
+
+/// One durable single-event append to a new stream, on the embedded log
+/// and as a SQLite transaction.
+fn single_append_benches(group: &mut BenchmarkGroup<'_, WallTime>, rig: &mut LatencyRig) {
+    let LatencyRig {
+        conn,
+        log,
+        rt,
+        template,
+        ..
+    } = rig;
     group.bench_function("embedded_single_append", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let event = batch(&template, 1);
+                    let event = batch(template, 1);
                     let stream = RunId::new().stream();
                     let start = Instant::now();
                     log.append(&stream, ExpectedRevision::NoStream, event)
@@ -751,16 +859,15 @@ fn durable_latency(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let event = batch(&template, 1);
+                let event = batch(template, 1);
                 let stream = RunId::new().stream();
                 let start = Instant::now();
-                sqlite_append(&mut conn, &stream, &event);
+                sqlite_append(conn, &stream, &event);
                 total += start.elapsed();
             }
             total
         });
     });
-    group.finish();
 }
 
 criterion_group!(

@@ -97,13 +97,15 @@ pub fn script(spec: &FixtureSpec) -> Vec<RunEvent> {
             let (name, intent) = AGENTS[rng.below(AGENTS.len() as u64) as usize];
             let mut events = run_events(
                 &mut rng,
-                agent,
-                RunKind::Agent,
-                name,
-                "run",
-                intent,
-                None,
-                correlation,
+                &RunIdentity {
+                    run_id: agent,
+                    kind: RunKind::Agent,
+                    target: name,
+                    operation: "run",
+                    intent,
+                    parent: None,
+                    correlation_id: correlation,
+                },
                 clock,
             );
             // Connector child runs, started after the agent's first start.
@@ -116,30 +118,18 @@ pub fn script(spec: &FixtureSpec) -> Vec<RunEvent> {
                 ));
                 let child_events = run_events(
                     &mut rng,
-                    child,
-                    RunKind::Connector,
-                    conn,
-                    op,
-                    None,
-                    Some(agent),
-                    correlation,
+                    &RunIdentity {
+                        run_id: child,
+                        kind: RunKind::Connector,
+                        target: conn,
+                        operation: op,
+                        intent: None,
+                        parent: Some(agent),
+                        correlation_id: correlation,
+                    },
                     clock + 100 * (c + 1),
                 );
-                let at = 1 + rng.below(events.len() as u64) as usize;
-                // Splice the child's events after the agent's first event,
-                // keeping each stream's own order.
-                let mut merged = Vec::with_capacity(events.len() + child_events.len());
-                merged.extend(events.drain(..at.min(events.len())));
-                let mut rest = events.into_iter();
-                let mut kid = child_events.into_iter();
-                loop {
-                    match (rng.below(2) == 0, kid.len() > 0, rest.len() > 0) {
-                        (_, false, false) => break,
-                        (true, true, _) | (_, true, false) => merged.extend(kid.next()),
-                        _ => merged.extend(rest.next()),
-                    }
-                }
-                events = merged;
+                events = splice(&mut rng, events, child_events);
             }
             pending.push(Script { events, next: 0 });
             made += 1;
@@ -155,34 +145,58 @@ pub fn script(spec: &FixtureSpec) -> Vec<RunEvent> {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_events(
-    rng: &mut Rng,
+/// Splices a child run's events into its parent's, after the parent's
+/// first event, interleaving the rest at random but keeping each stream's
+/// own order.
+fn splice(rng: &mut Rng, mut events: Vec<RunEvent>, child_events: Vec<RunEvent>) -> Vec<RunEvent> {
+    let at = 1 + rng.below(events.len() as u64) as usize;
+    let mut merged = Vec::with_capacity(events.len() + child_events.len());
+    merged.extend(events.drain(..at.min(events.len())));
+    let mut rest = events.into_iter();
+    let mut kid = child_events.into_iter();
+    loop {
+        match (rng.below(2) == 0, kid.len() > 0, rest.len() > 0) {
+            (_, false, false) => break,
+            (true, true, _) | (_, true, false) => merged.extend(kid.next()),
+            _ => merged.extend(rest.next()),
+        }
+    }
+    merged
+}
+
+/// Who a generated run is: what each of its `RunStarted` events repeats.
+struct RunIdentity<'a> {
     run_id: RunId,
     kind: RunKind,
-    target: &str,
-    operation: &str,
-    intent: Option<&str>,
+    target: &'a str,
+    operation: &'a str,
+    intent: Option<&'a str>,
     parent: Option<RunId>,
     correlation_id: Uuid,
-    start: u64,
-) -> Vec<RunEvent> {
-    let mut events = Vec::new();
-    let mut at = start;
-    let started = |attempt: u32, at: u64| {
+}
+
+impl RunIdentity<'_> {
+    /// The run's `RunStarted` for `attempt`, at `at`.
+    fn started(&self, attempt: u32, at: u64) -> RunEvent {
         RunEvent::Started(RunStarted {
-            run_id,
-            kind,
-            target: target.to_owned(),
-            operation: operation.to_owned(),
-            intent: intent.map(str::to_owned),
+            run_id: self.run_id,
+            kind: self.kind,
+            target: self.target.to_owned(),
+            operation: self.operation.to_owned(),
+            intent: self.intent.map(str::to_owned),
             input: json!({"to": format!("user{}@example.com", at % 997), "n": at % 13}),
             attempt,
-            parent_run_id: parent,
-            correlation_id,
+            parent_run_id: self.parent,
+            correlation_id: self.correlation_id,
             started_at: Timestamp(at),
         })
-    };
+    }
+}
+
+/// The events of one run starting at `start`, in a shape drawn from `rng`.
+fn run_events(rng: &mut Rng, run: &RunIdentity<'_>, start: u64) -> Vec<RunEvent> {
+    let mut events = Vec::new();
+    let mut at = start;
     // Shapes: 0-54 success, 55-69 failure, 70-84 retries, 85-92 interrupted,
     // 93-99 still running (some after retries, some waiting for a retry).
     let shape = rng.below(100);
@@ -194,34 +208,15 @@ fn run_events(
         0
     };
     let mut attempt = 1;
-    events.push(started(attempt, at));
+    events.push(run.started(attempt, at));
     for _ in 0..retries {
-        let d = 1_000 + rng.below(400_000);
-        at += d;
-        events.push(RunEvent::Failed(RunFailed {
-            run_id,
-            attempt,
-            error: RunError::new(
-                [
-                    ErrorKind::Timeout,
-                    ErrorKind::RateLimited,
-                    ErrorKind::Connector,
-                ][rng.below(3) as usize],
-                "transient failure",
-            ),
-            will_retry: true,
-            duration_micros: d,
-            finished_at: Timestamp(at),
-        }));
-        at += 1_000 + rng.below(50_000);
-        attempt += 1;
-        events.push(started(attempt, at));
+        retry(rng, run, &mut attempt, &mut at, &mut events);
     }
     if shape >= 93 {
         if rng.below(2) == 0 {
             // Waiting for a retry that has not started yet.
             events.push(RunEvent::Failed(RunFailed {
-                run_id,
+                run_id: run.run_id,
                 attempt,
                 error: RunError::new(ErrorKind::Timeout, "attempt timed out"),
                 will_retry: true,
@@ -231,43 +226,81 @@ fn run_events(
         }
         return events;
     }
+    events.push(finished(rng, run, shape, attempt, at));
+    events
+}
+
+/// Appends to `events` a transient failure of `attempt` and the start of
+/// the next, moving `at` on.
+fn retry(
+    rng: &mut Rng,
+    run: &RunIdentity<'_>,
+    attempt: &mut u32,
+    at: &mut u64,
+    events: &mut Vec<RunEvent>,
+) {
+    let d = 1_000 + rng.below(400_000);
+    *at += d;
+    events.push(RunEvent::Failed(RunFailed {
+        run_id: run.run_id,
+        attempt: *attempt,
+        error: RunError::new(
+            [
+                ErrorKind::Timeout,
+                ErrorKind::RateLimited,
+                ErrorKind::Connector,
+            ][rng.below(3) as usize],
+            "transient failure",
+        ),
+        will_retry: true,
+        duration_micros: d,
+        finished_at: Timestamp(*at),
+    }));
+    *at += 1_000 + rng.below(50_000);
+    *attempt += 1;
+    events.push(run.started(*attempt, *at));
+}
+
+/// The event that ends a run of `shape` (below 93) on `attempt`, started
+/// at `at`: interrupted, failed or succeeded.
+fn finished(rng: &mut Rng, run: &RunIdentity<'_>, shape: u64, attempt: u32, at: u64) -> RunEvent {
+    let run_id = run.run_id;
     let d = 500
-        + rng.below(if kind == RunKind::Agent {
+        + rng.below(if run.kind == RunKind::Agent {
             3_000_000
         } else {
             800_000
         });
-    at += d;
+    let at = at + d;
     let fail = (55..70).contains(&shape) || ((70..85).contains(&shape) && rng.below(3) == 0);
     if shape >= 85 {
-        events.push(RunEvent::Failed(RunFailed {
+        RunEvent::Failed(RunFailed {
             run_id,
             attempt,
             error: RunError::new(ErrorKind::Interrupted, "the process stopped"),
             will_retry: false,
             duration_micros: d,
             finished_at: Timestamp(at),
-        }));
+        })
     } else if fail {
         let kind = ErrorKind::ALL[rng.below(ErrorKind::ALL.len() as u64) as usize];
-        events.push(RunEvent::Failed(RunFailed {
+        RunEvent::Failed(RunFailed {
             run_id,
             attempt,
             error: RunError::new(kind, format!("{kind} on attempt {attempt}")),
             will_retry: false,
             duration_micros: d,
             finished_at: Timestamp(at),
-        }));
+        })
     } else {
-        events.push(RunEvent::Succeeded(RunSucceeded {
+        RunEvent::Succeeded(RunSucceeded {
             run_id,
             attempt,
             output: json!({"ok": true, "id": format!("m-{}", at % 100_000)}),
             duration_micros: d,
             finished_at: Timestamp(at),
-        }));
+        })
     }
-    events
 }
 
 /// Appends run events with the append rules of the design: a stream's first

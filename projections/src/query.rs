@@ -237,6 +237,26 @@ pub(crate) fn list(
             "page size {limit} is out of range 1..={MAX_PAGE_SIZE}"
         )));
     }
+    let (sql, args) = list_query(filter, cursor, limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut runs = Vec::with_capacity(limit + 1);
+    while let Some(row) = rows.next()? {
+        runs.push(AgentRun::from_sql(row)?);
+    }
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Ok(Page { runs, next })
+}
+
+/// The SQL of [`list`] and its arguments: the rows passing `filter` after
+/// `cursor`, newest first, one more than `limit` (to tell whether a next
+/// page exists).
+fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (String, Vec<SqlValue>) {
     let mut sql = String::from(concat!("SELECT ", columns!(), " FROM agent_runs WHERE 1"));
     let mut args: Vec<SqlValue> = Vec::new();
     let mut arg = |sql: &mut String, cond: &str, v: SqlValue| {
@@ -293,19 +313,7 @@ pub(crate) fn list(
         " ORDER BY started_at DESC, first_position DESC LIMIT {}",
         limit + 1
     ));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut runs = Vec::with_capacity(limit + 1);
-    while let Some(row) = rows.next()? {
-        runs.push(AgentRun::from_sql(row)?);
-    }
-    let next = if runs.len() > limit {
-        runs.truncate(limit);
-        runs.last().map(Cursor::after)
-    } else {
-        None
-    };
-    Ok(Page { runs, next })
+    (sql, args)
 }
 
 pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>> {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use neonhub_events::{Position, SharedStore, Timestamp};
+use neonhub_events::{Codec, Position, RecordedEvent, SharedStore, Timestamp};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::agent_runs::{AgentRunsProjection, Mode, Prepared, prepare};
 use crate::error::{Error, Result};
@@ -133,13 +134,7 @@ pub async fn rebuild(
     options: RebuildOptions,
 ) -> Result<RebuildSummary> {
     let target = target.as_ref();
-    if target.exists() {
-        return Err(Error::TargetExists(target.to_owned()));
-    }
-    let mut partial = target.as_os_str().to_owned();
-    partial.push(".rebuilding");
-    let partial = PathBuf::from(partial);
-    remove_db_files(&partial)?;
+    let partial = partial_path(target)?;
 
     let started = Instant::now();
     let head = store.head().await?;
@@ -150,61 +145,18 @@ pub async fn rebuild(
     let bar = progress_bar(options.progress, end.0);
 
     let mut projection = AgentRunsProjection::open_with(&partial, Mode::Bulk)?;
-    let mut events = 0u64;
-    let (tx, mut rx) = mpsc::channel::<Result<(Vec<Prepared>, u64)>>(2);
+    let (tx, rx) = mpsc::channel::<Result<(Vec<Prepared>, u64)>>(2);
     let codec = projection.codec().clone();
-    let reader_store = store.clone();
     let batch_size = options.batch_size.max(1);
-    let as_of = options.as_of;
     // Reads ahead while the previous batch is written.
-    let reader = tokio::spawn(async move {
-        let mut from = Position::START;
-        loop {
-            let batch = match reader_store.read_all(from, batch_size).await {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            let Some(last) = batch.last() else { return };
-            from = last.position.next();
-            let mut batch = batch;
-            let before = batch.len();
-            batch.retain(|e| match as_of {
-                AsOf::End => true,
-                AsOf::Position(p) => e.position <= p,
-                AsOf::Time(_) => true,
-            });
-            if let AsOf::Time(t) = as_of
-                && let Some(cut) = batch.iter().position(|e| e.recorded_at > t)
-            {
-                batch.truncate(cut);
-            }
-            let done = batch.len() < before;
-            // Decoding here, on the reader's thread, overlaps it with the
-            // writes of the previous batch.
-            let prepared = (prepare(&codec, &batch), batch.len() as u64);
-            if !batch.is_empty() && tx.send(Ok(prepared)).await.is_err() {
-                return;
-            }
-            if done {
-                return;
-            }
-        }
-    });
-    while let Some(batch) = rx.recv().await {
-        let (batch, len) = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                reader.abort();
-                return Err(e);
-            }
-        };
-        projection.apply_prepared(batch)?;
-        events += len;
-        bar.set_position(projection.checkpoint().0);
-    }
+    let reader = tokio::spawn(read_ahead(
+        store.clone(),
+        codec,
+        batch_size,
+        options.as_of,
+        tx,
+    ));
+    let events = apply_batches(&mut projection, rx, &reader, &bar).await?;
     let _ = reader.await;
     bar.finish_and_clear();
     let checkpoint = projection.checkpoint();
@@ -219,6 +171,99 @@ pub async fn rebuild(
         checkpoint,
         elapsed: started.elapsed(),
     })
+}
+
+/// The file a rebuild into `target` writes before renaming it to `target`,
+/// cleared of any earlier attempt's leftovers.
+///
+/// # Errors
+/// [`Error::TargetExists`] if `target` exists; I/O errors removing leftovers.
+fn partial_path(target: &Path) -> Result<PathBuf> {
+    if target.exists() {
+        return Err(Error::TargetExists(target.to_owned()));
+    }
+    let mut partial = target.as_os_str().to_owned();
+    partial.push(".rebuilding");
+    let partial = PathBuf::from(partial);
+    remove_db_files(&partial)?;
+    Ok(partial)
+}
+
+/// The reader task of a rebuild: reads the log from position 0 in batches
+/// of `batch_size`, cut to `as_of`, and sends each batch, decoded, with its
+/// length, until the log or the bound ends, the receiver goes, or a read
+/// fails (the error is sent).
+async fn read_ahead(
+    store: SharedStore,
+    codec: Codec,
+    batch_size: usize,
+    as_of: AsOf,
+    tx: mpsc::Sender<Result<(Vec<Prepared>, u64)>>,
+) {
+    let mut from = Position::START;
+    loop {
+        let batch = match store.read_all(from, batch_size).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let Some(last) = batch.last() else { return };
+        from = last.position.next();
+        let mut batch = batch;
+        let done = cut_to(&mut batch, as_of);
+        // Decoding here, on the reader's thread, overlaps it with the
+        // writes of the previous batch.
+        let prepared = (prepare(&codec, &batch), batch.len() as u64);
+        if !batch.is_empty() && tx.send(Ok(prepared)).await.is_err() {
+            return;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Drops the events of `batch` past `as_of`. Returns whether it dropped any
+/// (the bound is reached: nothing after this batch applies).
+fn cut_to(batch: &mut Vec<RecordedEvent>, as_of: AsOf) -> bool {
+    let before = batch.len();
+    batch.retain(|e| match as_of {
+        AsOf::End => true,
+        AsOf::Position(p) => e.position <= p,
+        AsOf::Time(_) => true,
+    });
+    if let AsOf::Time(t) = as_of
+        && let Some(cut) = batch.iter().position(|e| e.recorded_at > t)
+    {
+        batch.truncate(cut);
+    }
+    batch.len() < before
+}
+
+/// Applies the batches `rx` receives to `projection`, moving `bar`; stops
+/// `reader` on a read error. Returns the number of events applied.
+async fn apply_batches(
+    projection: &mut AgentRunsProjection,
+    mut rx: mpsc::Receiver<Result<(Vec<Prepared>, u64)>>,
+    reader: &JoinHandle<()>,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let mut events = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let (batch, len) = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                reader.abort();
+                return Err(e);
+            }
+        };
+        projection.apply_prepared(batch)?;
+        events += len;
+        bar.set_position(projection.checkpoint().0);
+    }
+    Ok(events)
 }
 
 fn progress_bar(progress: Progress, len: u64) -> ProgressBar {

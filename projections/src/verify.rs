@@ -1,6 +1,12 @@
 //! The completeness check: proves an AgentRun table matches the log, with a
 //! re-derivation of each run's status and attempts kept apart from the
 //! projection's own code.
+//!
+//! `audit verify` recomputes each run's row from the log independently of
+//! the fold the projection uses (`neonhub_events::RunState`), on purpose: it
+//! is the check against that fold. Sharing the fold would make a bug in it
+//! agree with itself, so this module keeps its own small recomputation
+//! ([`Expected`]) and must not be rewritten to call the fold.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,7 +14,7 @@ use std::path::Path;
 
 use neonhub_events::{Codec, EventStore, Position, RunEvent, RunId};
 
-use crate::agent_runs::{RunStatus, open_connection, read_checkpoint};
+use crate::agent_runs::{AgentRun, RunStatus, open_connection, read_checkpoint};
 use crate::error::Result;
 use crate::query::all_runs;
 
@@ -134,10 +140,33 @@ impl fmt::Display for VerifyReport {
     }
 }
 
+/// What the log's events give for one run, recomputed here (see the module
+/// docs).
 struct Expected {
     first_position: Position,
     status: RunStatus,
     attempts: u32,
+}
+
+impl Expected {
+    /// A run whose first event is at `first_position`.
+    fn new(first_position: Position) -> Self {
+        Self {
+            first_position,
+            status: RunStatus::Running,
+            attempts: 0,
+        }
+    }
+
+    /// Takes the run's next event into account.
+    fn apply(&mut self, event: RunEvent) {
+        match event {
+            RunEvent::Started(s) => self.attempts = self.attempts.max(s.attempt),
+            RunEvent::Succeeded(_) => self.status = RunStatus::Succeeded,
+            RunEvent::Failed(f) if !f.will_retry => self.status = RunStatus::Failed,
+            _ => {}
+        }
+    }
 }
 
 /// Checks the AgentRun table in `db` against `store`: every run stream of
@@ -152,6 +181,30 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
     let conn = open_connection(db.as_ref(), true)?;
     let checkpoint = read_checkpoint(&conn)?;
     let head = store.head().await?;
+    let expected = expected_from_log(store, checkpoint).await?;
+    let rows = all_runs(&conn)?;
+    let (mut mismatches, seen) = row_mismatches(&rows, &expected);
+    if seen < expected.len() as u64 {
+        missing_rows(&rows, &expected, &mut mismatches);
+    }
+    let first_mismatch = mismatches
+        .into_iter()
+        .min_by_key(|(p, m)| (*p, m.to_string()))
+        .map(|(_, m)| m);
+    Ok(VerifyReport {
+        checkpoint,
+        head,
+        runs_in_log: expected.len() as u64,
+        rows: rows.len() as u64,
+        first_mismatch,
+    })
+}
+
+/// Recomputes every run of the log before `checkpoint` from its events.
+async fn expected_from_log(
+    store: &dyn EventStore,
+    checkpoint: Position,
+) -> Result<HashMap<RunId, Expected>> {
     let codec = Codec::new();
     let mut expected: HashMap<RunId, Expected> = HashMap::new();
     let mut from = Position::START;
@@ -167,23 +220,24 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
                 continue;
             };
             let event = codec.decode(recorded)?;
-            let e = expected.entry(run_id).or_insert(Expected {
-                first_position: recorded.position,
-                status: RunStatus::Running,
-                attempts: 0,
-            });
-            match event {
-                RunEvent::Started(s) => e.attempts = e.attempts.max(s.attempt),
-                RunEvent::Succeeded(_) => e.status = RunStatus::Succeeded,
-                RunEvent::Failed(f) if !f.will_retry => e.status = RunStatus::Failed,
-                _ => {}
-            }
+            expected
+                .entry(run_id)
+                .or_insert_with(|| Expected::new(recorded.position))
+                .apply(event);
         }
     }
-    let rows = all_runs(&conn)?;
+    Ok(expected)
+}
+
+/// The rows that differ from the log (each with the position it sorts at),
+/// and how many rows the log knows.
+fn row_mismatches(
+    rows: &[AgentRun],
+    expected: &HashMap<RunId, Expected>,
+) -> (Vec<(Position, Mismatch)>, u64) {
     let mut mismatches: Vec<(Position, Mismatch)> = Vec::new();
     let mut seen = 0u64;
-    for row in &rows {
+    for row in rows {
         match expected.get(&row.run_id) {
             None => mismatches.push((
                 Position(u64::MAX),
@@ -213,29 +267,25 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
             }
         }
     }
-    if seen < expected.len() as u64 {
-        let have: std::collections::HashSet<RunId> = rows.iter().map(|r| r.run_id).collect();
-        for (run_id, e) in &expected {
-            if !have.contains(run_id) {
-                mismatches.push((
-                    e.first_position,
-                    Mismatch::MissingRow {
-                        run_id: *run_id,
-                        first_position: e.first_position,
-                    },
-                ));
-            }
+    (mismatches, seen)
+}
+
+/// Adds to `mismatches` every run of the log that has no row.
+fn missing_rows(
+    rows: &[AgentRun],
+    expected: &HashMap<RunId, Expected>,
+    mismatches: &mut Vec<(Position, Mismatch)>,
+) {
+    let have: std::collections::HashSet<RunId> = rows.iter().map(|r| r.run_id).collect();
+    for (run_id, e) in expected {
+        if !have.contains(run_id) {
+            mismatches.push((
+                e.first_position,
+                Mismatch::MissingRow {
+                    run_id: *run_id,
+                    first_position: e.first_position,
+                },
+            ));
         }
     }
-    let first_mismatch = mismatches
-        .into_iter()
-        .min_by_key(|(p, m)| (*p, m.to_string()))
-        .map(|(_, m)| m);
-    Ok(VerifyReport {
-        checkpoint,
-        head,
-        runs_in_log: expected.len() as u64,
-        rows: rows.len() as u64,
-        first_mismatch,
-    })
 }

@@ -199,7 +199,6 @@ impl Log {
         proposed: Vec<Proposed>,
     ) -> AppendOutcome {
         let current = self.last_revision(stream);
-        let wrong = AppendOutcome::WrongExpectedVersion { current, expected };
         if proposed.is_empty() {
             return if accepts(expected, current) {
                 AppendOutcome::Written {
@@ -207,22 +206,26 @@ impl Log {
                     position: None,
                 }
             } else {
-                wrong
+                AppendOutcome::WrongExpectedVersion { current, expected }
             };
         }
-        let idempotent_from = |first_revision: u64| -> Option<AppendOutcome> {
-            let all = self.written_at(stream, first_revision, &proposed)?;
-            Some(if all {
-                AppendOutcome::Written {
-                    current_revision: Some(first_revision + proposed.len() as u64 - 1),
-                    position: self
-                        .stream_event(stream, first_revision)
-                        .map(|e| e.position),
-                }
-            } else {
-                wrong
-            })
-        };
+        if let Some(outcome) = self.settled(stream, expected, current, &proposed) {
+            return outcome;
+        }
+        self.write(stream, current, proposed)
+    }
+
+    /// The outcome of appending `proposed` (not empty) to `stream`, now at
+    /// `current`, when it writes nothing: a wrong expected version, or a
+    /// retry of a write that already happened. `None`: write it.
+    fn settled(
+        &self,
+        stream: &str,
+        expected: Expected,
+        current: Option<u64>,
+        proposed: &[Proposed],
+    ) -> Option<AppendOutcome> {
+        let wrong = AppendOutcome::WrongExpectedVersion { current, expected };
         match expected {
             Expected::NoStream | Expected::Revision(_) => {
                 let exp = match expected {
@@ -235,25 +238,63 @@ impl Log {
                     if current.is_some_and(|c| first <= c) {
                         // The stream moved past the expectation: a retry of
                         // a write that already happened, or a conflict.
-                        return idempotent_from(first).unwrap_or(wrong);
+                        return Some(
+                            self.idempotent_from(stream, first, proposed, wrong)
+                                .unwrap_or(wrong),
+                        );
                     }
-                    return wrong;
+                    return Some(wrong);
                 }
             }
             Expected::Any | Expected::StreamExists => {
                 if expected == Expected::StreamExists && current.is_none() {
-                    return wrong;
+                    return Some(wrong);
                 }
                 if let Some(ix) = self.streams.get(stream) {
                     let first_id = proposed[0].id;
                     if let Some(k) = ix.iter().position(|&i| self.events[i].id == first_id)
-                        && let Some(outcome) = idempotent_from(k as u64)
+                        && let Some(outcome) =
+                            self.idempotent_from(stream, k as u64, proposed, wrong)
                     {
-                        return outcome;
+                        return Some(outcome);
                     }
                 }
             }
         }
+        None
+    }
+
+    /// The outcome of a retry of `proposed` found written to `stream` from
+    /// `first_revision` on: the first write's when all of it was, `wrong`
+    /// when only a part was. `None`: not written there.
+    fn idempotent_from(
+        &self,
+        stream: &str,
+        first_revision: u64,
+        proposed: &[Proposed],
+        wrong: AppendOutcome,
+    ) -> Option<AppendOutcome> {
+        let all = self.written_at(stream, first_revision, proposed)?;
+        Some(if all {
+            AppendOutcome::Written {
+                current_revision: Some(first_revision + proposed.len() as u64 - 1),
+                position: self
+                    .stream_event(stream, first_revision)
+                    .map(|e| e.position),
+            }
+        } else {
+            wrong
+        })
+    }
+
+    /// Stores `proposed` (not empty) at the end of `stream`, now at
+    /// `current`, and of `$all`.
+    fn write(
+        &mut self,
+        stream: &str,
+        current: Option<u64>,
+        proposed: Vec<Proposed>,
+    ) -> AppendOutcome {
         let mut revision = current.map_or(0, |c| c + 1);
         let mut first_position = None;
         let created = ticks_since_unix_epoch();

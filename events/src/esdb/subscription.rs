@@ -73,17 +73,8 @@ async fn follow(
         AllFrom::Start => None,
         AllFrom::After(c) => Some(c),
         AllFrom::At(c) => {
-            match first_at(&connection, c).await {
-                Ok(Some(e)) if position_of(c).is_ok_and(|p| p == e.position) => {
-                    if tx.send(Ok(e)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+            if !send_first_at(&connection, c, &tx).await {
+                return;
             }
             Some(c)
         }
@@ -97,39 +88,9 @@ async fn follow(
                 return;
             }
         };
-        let position = match after {
-            None => StreamPosition::Start,
-            Some(c) => StreamPosition::Position(kurrentdb::Position {
-                commit: c,
-                prepare: c,
-            }),
-        };
-        let options = SubscribeToAllOptions::default()
-            .position(position)
-            .filter(subscription_filter());
-        let mut sub = client.subscribe_to_all(&options).await;
-        let failure = loop {
-            let next = tokio::select! {
-                next = sub.next() => next,
-                // The subscriber dropped its end: stop reading.
-                () = tx.closed() => return,
-            };
-            match next {
-                Ok(resolved) => {
-                    let Some(e) = resolved.event.or(resolved.link) else {
-                        continue;
-                    };
-                    failures = 0;
-                    after = Some(commit_of(e.position));
-                    if !is_ours(&e) {
-                        continue;
-                    }
-                    if tx.send(recorded(e)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break e,
-            }
+        let mut sub = client.subscribe_to_all(&subscribe_options(after)).await;
+        let Some(failure) = forward(&mut sub, &tx, &mut after, &mut failures).await else {
+            return;
         };
         if client_is_dead(&failure) {
             connection.dead(generation);
@@ -143,5 +104,74 @@ async fn follow(
         }
         tracing::warn!(error = %failure, failures, "EventStoreDB subscription dropped; resubscribing");
         tokio::time::sleep(backoff(failures).max(Duration::from_millis(10))).await;
+    }
+}
+
+/// Hands over the event at commit position `c`, if there is one, for a
+/// subscription that includes its start. `false`: stop (the subscriber is
+/// gone, or the error reading it was handed over).
+async fn send_first_at(
+    connection: &SharedConnection,
+    c: u64,
+    tx: &mpsc::Sender<Result<RecordedEvent>>,
+) -> bool {
+    match first_at(connection, c).await {
+        Ok(Some(e)) if position_of(c).is_ok_and(|p| p == e.position) => {
+            tx.send(Ok(e)).await.is_ok()
+        }
+        Ok(_) => true,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            false
+        }
+    }
+}
+
+/// Options of the server's subscription to neonhub's streams, from just
+/// after commit position `after` (`None`: from the start of `$all`).
+fn subscribe_options(after: Option<u64>) -> SubscribeToAllOptions {
+    let position = match after {
+        None => StreamPosition::Start,
+        Some(c) => StreamPosition::Position(kurrentdb::Position {
+            commit: c,
+            prepare: c,
+        }),
+    };
+    SubscribeToAllOptions::default()
+        .position(position)
+        .filter(subscription_filter())
+}
+
+/// Hands over neonhub's events from `sub`, moving `after` past every event
+/// seen and resetting `failures` once one arrives. Returns the error that
+/// ended the subscription, or `None` when the subscriber dropped its end.
+async fn forward(
+    sub: &mut kurrentdb::Subscription,
+    tx: &mpsc::Sender<Result<RecordedEvent>>,
+    after: &mut Option<u64>,
+    failures: &mut u32,
+) -> Option<kurrentdb::Error> {
+    loop {
+        let next = tokio::select! {
+            next = sub.next() => next,
+            // The subscriber dropped its end: stop reading.
+            () = tx.closed() => return None,
+        };
+        match next {
+            Ok(resolved) => {
+                let Some(e) = resolved.event.or(resolved.link) else {
+                    continue;
+                };
+                *failures = 0;
+                *after = Some(commit_of(e.position));
+                if !is_ours(&e) {
+                    continue;
+                }
+                if tx.send(recorded(e)).await.is_err() {
+                    return None;
+                }
+            }
+            Err(e) => return Some(e),
+        }
     }
 }

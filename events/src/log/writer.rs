@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::embedded::{Durability, Shared};
 use super::format::{self, Chain, HEADER_LEN, Placement, SegmentHeader};
-use super::index::{SegmentIndex, StreamKey, StreamMap};
+use super::index::{Index, SegmentIndex, StreamKey, StreamMap};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, StreamId, Timestamp};
 use crate::store::{AppendResult, EventData, ExpectedRevision};
@@ -139,70 +139,45 @@ impl Writer {
     fn commit(&mut self, group: Vec<AppendRequest>) -> Result<()> {
         let now = Timestamp::now().max(self.state.recorded_at);
         self.buf.clear();
-        let seg_len = self.state.len;
-        let mut chain = self.state.chain;
-        let mut accepted: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)> =
-            Vec::with_capacity(group.len());
-        // (stream, offset) of each record, in position order.
-        let mut records: Vec<(StreamKey, u32)> = Vec::new();
-        let mut overlay: StreamMap<Revision> = StreamMap::default();
-        let next = {
+        let staged = {
             let index = self.shared.index.read().expect("index lock");
-            let mut next = index.head;
-            for req in group {
-                let actual = overlay
-                    .get(&req.key)
-                    .copied()
-                    .or_else(|| index.last_revision(req.key));
-                if !req.expected.accepts(actual) {
-                    let _ = req.reply.send(Err(Error::WrongExpectedVersion {
-                        stream: req.stream,
-                        expected: req.expected,
-                        actual,
-                    }));
-                    continue;
-                }
-                let first_revision = actual.map_or(Revision::FIRST, Revision::next);
-                let first_position = next;
-                let mut revision = first_revision;
-                let last = req.events.len() - 1;
-                for (i, event) in req.events.iter().enumerate() {
-                    records.push((req.key, (seg_len + self.buf.len() as u64) as u32));
-                    chain = format::encode_record(
-                        &mut self.buf,
-                        event,
-                        &req.stream,
-                        Placement {
-                            position: next,
-                            revision,
-                            recorded_at: now,
-                            batch_end: i == last,
-                        },
-                        &chain,
-                    );
-                    next = next.next();
-                    revision = revision.next();
-                }
-                let last_revision = Revision(revision.0 - 1);
-                overlay.insert(req.key, last_revision);
-                accepted.push((
-                    req.reply,
-                    AppendResult {
-                        next_expected: last_revision,
-                        first_position,
-                        last_position: Position(next.0 - 1),
-                    },
-                ));
-            }
-            next
+            stage_group(&mut self.buf, &index, group, &self.state, now)
         };
-        if accepted.is_empty() {
+        if staged.accepted.is_empty() {
             return Ok(());
         }
 
         let durable = self.shared.options.durability == Durability::Durable;
-        let written = self
-            .state
+        if let Err(e) = self.write_buf(durable) {
+            for (reply, _) in staged.accepted {
+                let _ = reply.send(Err(Error::io(
+                    "append not acknowledged",
+                    std::io::Error::other(e.to_string()),
+                )));
+            }
+            return Err(e);
+        }
+        self.dirty = !durable;
+        self.state.len += self.buf.len() as u64;
+        self.state.chain = staged.chain;
+        self.state.recorded_at = now;
+
+        self.publish(staged.records, staged.next);
+        for (reply, result) in staged.accepted {
+            let _ = reply.send(Ok(result));
+        }
+
+        if self.state.len >= self.shared.options.segment_size {
+            self.rotate(staged.next)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the encoded group with one `write` and, when `durable`, one
+    /// `fdatasync`.
+    #[inline]
+    fn write_buf(&mut self, durable: bool) -> Result<()> {
+        self.state
             .file
             .write_all(&self.buf)
             .map_err(|e| Error::io("write to the event log", e))
@@ -215,21 +190,13 @@ impl Writer {
                 } else {
                     Ok(())
                 }
-            });
-        if let Err(e) = written {
-            for (reply, _) in accepted {
-                let _ = reply.send(Err(Error::io(
-                    "append not acknowledged",
-                    std::io::Error::other(e.to_string()),
-                )));
-            }
-            return Err(e);
-        }
-        self.dirty = !durable;
-        self.state.len += self.buf.len() as u64;
-        self.state.chain = chain;
-        self.state.recorded_at = now;
+            })
+    }
 
+    /// Makes the written `records` readable: adds them to the index, moves
+    /// the last segment's end to the writer's length and the head to `next`.
+    #[inline]
+    fn publish(&self, records: Vec<(StreamKey, u32)>, next: Position) {
         {
             let mut index = self.shared.index.write().expect("index lock");
             for (key, offset) in records {
@@ -239,14 +206,6 @@ impl Writer {
             debug_assert_eq!(index.head, next);
         }
         self.shared.head_tx.send_replace(next);
-        for (reply, result) in accepted {
-            let _ = reply.send(Ok(result));
-        }
-
-        if self.state.len >= self.shared.options.segment_size {
-            self.rotate(next)?;
-        }
-        Ok(())
     }
 
     /// Seals the current segment and starts a new one at `first`.
@@ -266,6 +225,104 @@ impl Writer {
         self.state.file = file;
         self.state.len = HEADER_LEN as u64;
         Ok(())
+    }
+}
+
+/// A group encoded into the writer's buffer, not yet written.
+struct Staged {
+    /// The reply and result of each accepted request.
+    accepted: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
+    /// (stream, offset) of each record, in position order.
+    records: Vec<(StreamKey, u32)>,
+    /// The position after the last record.
+    next: Position,
+    /// Chain value of the last record.
+    chain: Chain,
+}
+
+/// Checks each request of `group` against its stream's revision (as the
+/// requests accepted before it leave it) and encodes the accepted ones into
+/// `buf`, from the head of `index` on. Refused requests are answered here.
+fn stage_group(
+    buf: &mut Vec<u8>,
+    index: &Index,
+    group: Vec<AppendRequest>,
+    state: &WriterState,
+    now: Timestamp,
+) -> Staged {
+    let mut staged = Staged {
+        accepted: Vec::with_capacity(group.len()),
+        records: Vec::new(),
+        next: index.head,
+        chain: state.chain,
+    };
+    let mut overlay: StreamMap<Revision> = StreamMap::default();
+    for req in group {
+        let actual = overlay
+            .get(&req.key)
+            .copied()
+            .or_else(|| index.last_revision(req.key));
+        if !req.expected.accepts(actual) {
+            let _ = req.reply.send(Err(Error::WrongExpectedVersion {
+                stream: req.stream,
+                expected: req.expected,
+                actual,
+            }));
+            continue;
+        }
+        let first_revision = actual.map_or(Revision::FIRST, Revision::next);
+        let first_position = staged.next;
+        let last_revision = staged.encode_batch(buf, &req, first_revision, state.len, now);
+        overlay.insert(req.key, last_revision);
+        staged.accepted.push((
+            req.reply,
+            AppendResult {
+                next_expected: last_revision,
+                first_position,
+                last_position: Position(staged.next.0 - 1),
+            },
+        ));
+    }
+    staged
+}
+
+impl Staged {
+    /// Encodes the events of `req` into `buf` as one append batch, the first
+    /// at `revision`, in a segment `seg_len` bytes long before `buf`.
+    /// Returns the revision of the last.
+    #[inline]
+    fn encode_batch(
+        &mut self,
+        buf: &mut Vec<u8>,
+        req: &AppendRequest,
+        mut revision: Revision,
+        seg_len: u64,
+        now: Timestamp,
+    ) -> Revision {
+        let mut next = self.next;
+        let mut chain = self.chain;
+        let last = req.events.len() - 1;
+        for (i, event) in req.events.iter().enumerate() {
+            self.records
+                .push((req.key, (seg_len + buf.len() as u64) as u32));
+            chain = format::encode_record(
+                buf,
+                event,
+                &req.stream,
+                Placement {
+                    position: next,
+                    revision,
+                    recorded_at: now,
+                    batch_end: i == last,
+                },
+                &chain,
+            );
+            next = next.next();
+            revision = revision.next();
+        }
+        self.next = next;
+        self.chain = chain;
+        Revision(revision.0 - 1)
     }
 }
 
