@@ -2,12 +2,11 @@
 //! submitted again (after it finished, or while it is still running), then
 //! the caller gets that run's outcome and nothing new is appended.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
@@ -18,11 +17,8 @@ use tokio::sync::Semaphore;
 
 #[actix::test]
 async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
     let run_id = RunId::new();
 
     let first = orchestrator
@@ -43,8 +39,8 @@ async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
     assert_eq!(again, first);
     assert_eq!(again.result, Ok(json!({"n": 1})));
     assert_eq!(store.head().await.unwrap(), head);
-    let events = common::events(&store, run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
+    let events = support::events(&store, run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
 }
 
 /// Waits for a permit before answering; counts how often it ran.
@@ -68,7 +64,7 @@ impl Agent for Gated {
 
 #[actix::test]
 async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let gate = Arc::new(Semaphore::new(0));
     let runs = Arc::new(AtomicU32::new(0));
     let (g, r) = (Arc::clone(&gate), Arc::clone(&runs));
@@ -86,7 +82,7 @@ async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
 
     let first = orchestrator.send(SubmitRun::agent("gated", json!("a")).with_run_id(run_id));
     let first = tokio::spawn(first);
-    common::wait_until(
+    support::wait_until_within(
         "the first run to be inside the agent",
         Duration::from_secs(5),
         || {
@@ -104,7 +100,7 @@ async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
     assert_eq!(first.result, Ok(json!("a")));
     assert_eq!(second, first);
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the agent ran once");
-    let events = common::events(&store, run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
-    assert_eq!(common::all(&store).await.len(), 2);
+    let events = support::events(&store, run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
+    assert_eq!(support::all(&store).await.len(), 2);
 }

@@ -3,12 +3,11 @@
 //! `Overloaded` and nothing is recorded for it; once a slot frees up, runs
 //! are accepted again.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, Error, GetStats, OrchestratorBuilder, SubmitRun,
@@ -36,7 +35,7 @@ impl Agent for Gated {
 
 #[actix::test]
 async fn a_full_orchestrator_refuses_at_once_and_records_nothing() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let gate = Arc::new(Semaphore::new(0));
     let entered = Arc::new(AtomicU32::new(0));
     let (g, e) = (Arc::clone(&gate), Arc::clone(&entered));
@@ -54,7 +53,7 @@ async fn a_full_orchestrator_refuses_at_once_and_records_nothing() {
 
     let a = tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("a"))));
     let b = tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("b"))));
-    common::wait_until("two runs inside the agent", Duration::from_secs(5), || {
+    support::wait_until_within("two runs inside the agent", Duration::from_secs(5), || {
         let entered = Arc::clone(&entered);
         async move { entered.load(Ordering::SeqCst) == 2 }
     })

@@ -2,17 +2,16 @@
 //! fails with a typed connector error without recording a child run, and
 //! the agent run fails with kind connector.
 
-mod common;
-
+use neonhub_test_support as support;
 use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
 use neonhub_events::ErrorKind;
 use serde_json::json;
 
 #[actix::test]
 async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| common::Proxy, AgentOptions::default())
+        .agent(|| support::Proxy, AgentOptions::default())
         .start()
         .unwrap();
 
@@ -28,10 +27,10 @@ async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
     let error = outcome.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::Connector);
     assert_eq!(error.message, "no connector is named \"fax\"");
-    assert!(common::child_runs(&store, outcome.run_id).await.is_empty());
+    assert!(support::child_runs(&store, outcome.run_id).await.is_empty());
     assert_eq!(
-        common::shape(&common::events(&store, outcome.run_id).await),
+        support::shape(&support::events(&store, outcome.run_id).await),
         ["started#1", "failed#1(connector)"]
     );
-    assert_eq!(common::all(&store).await.len(), 2);
+    assert_eq!(support::all(&store).await.len(), 2);
 }

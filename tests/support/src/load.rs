@@ -10,8 +10,11 @@ use serde_json::json;
 /// answer, the connection failed).
 #[derive(Clone, Debug)]
 pub struct Told {
+    /// The run id the request chose.
     pub run_id: String,
+    /// The HTTP status.
     pub status: Option<u16>,
+    /// The run's `status` in the answer's body.
     pub run_status: Option<String>,
 }
 

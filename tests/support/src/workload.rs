@@ -1,10 +1,9 @@
-//! The sample run events the benches share: an `email` agent run as a
-//! service records it.
-
-#![allow(dead_code, unreachable_pub)]
+//! Workloads: the sample run events the benches share (an `email` agent
+//! run as a service records it), and the mix of run requests the service
+//! scenarios submit.
 
 use neonhub_events::{RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// A realistic first event of an agent run: a `RunStarted` with a small
@@ -37,4 +36,20 @@ pub fn run_succeeded(run_id: RunId) -> RunEvent {
         duration_micros: 182_345,
         finished_at: Timestamp::now(),
     })
+}
+
+/// The `i`th request body of a mixed workload: echo runs, texts (every
+/// other one to a number that is not E.164), generated content (every other
+/// one in a tone the agent refuses) and Slack posts, in turn.
+pub fn mixed_run(i: usize) -> Value {
+    match i % 4 {
+        0 => json!({"agent": "echo", "input": {"i": i}}),
+        1 => {
+            json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}})
+        }
+        2 => {
+            json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}})
+        }
+        _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
+    }
 }
