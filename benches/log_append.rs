@@ -9,8 +9,6 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-mod common;
-
 use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
@@ -24,6 +22,7 @@ use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
     Metadata, RunId, StreamId,
 };
+use neonhub_test_support::workload;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -153,7 +152,7 @@ fn batch(template: &EventData, n: usize) -> Vec<EventData> {
 fn template() -> EventData {
     Codec::new()
         .encode(
-            &common::run_started(RunId::new(), Uuid::now_v7()),
+            &workload::run_started(RunId::new(), Uuid::now_v7()),
             metadata(),
         )
         .expect("encode")

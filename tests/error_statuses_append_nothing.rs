@@ -1,15 +1,14 @@
 //! Every client mistake gets its 4xx (and overload its 503) with a JSON
 //! error body naming what is wrong, and no rejected request appends an event.
 
-mod support;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use neonhub_actors::{ConnectorMode, ConnectorsConfig, Secret};
+use neonhub_test_support::service::InProcess;
+use neonhub_test_support::wait_until;
 use serde_json::{Value, json};
-use support::{InProcess, wait_until};
 
 async fn check(hub: &InProcess, request: reqwest::RequestBuilder, status: u16, says: &str) {
     let head = hub.head().await;

@@ -2,14 +2,13 @@
 //! flight, lets the table catch up and exits 0; every run a client was told
 //! about is in the table as it was told, and no run is left running.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use neonhub_projections::{RunQueries, RunStatus};
-use support::load::{self, Told};
-use support::{ServeProcess, run_cli, wait_until};
+use neonhub_test_support::load::{self, Told};
+use neonhub_test_support::service::{ServeProcess, run_cli};
+use neonhub_test_support::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_runs_and_loses_nothing() {

@@ -2,15 +2,14 @@
 //! with its outcome, every other submitted run is finished or `interrupted`
 //! (or was never recorded), and `audit verify` passes.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use neonhub_test_support::load::{self, Told};
+use neonhub_test_support::service::{ServeProcess, run_cli};
+use neonhub_test_support::wait_until;
 use serde_json::Value;
-use support::load::{self, Told};
-use support::{ServeProcess, run_cli, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_sigkill_keeps_every_acknowledged_run() {

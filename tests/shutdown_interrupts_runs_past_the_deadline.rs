@@ -2,8 +2,6 @@
 //! `interrupted` (with its connector call) before the store closes, and the
 //! table shows it so: shutdown never leaves a run open.
 
-mod support;
-
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +9,9 @@ use std::time::Duration;
 
 use neonhub_actors::{ConnectorsConfig, Secret};
 use neonhub_projections::{RunQueries, RunStatus};
+use neonhub_test_support::service::InProcess;
+use neonhub_test_support::wait_until;
 use serde_json::{Value, json};
-use support::{InProcess, wait_until};
 
 #[actix_rt::test]
 async fn runs_past_the_drain_deadline_are_closed_as_interrupted() {

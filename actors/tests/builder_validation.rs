@@ -3,10 +3,10 @@
 //! forced without credentials), when the orchestrator is built, then it
 //! refuses with a `Config` error naming the problem.
 
-use neonhub_test_support as support;
 use neonhub_actors::{
     ConnectorMode, ConnectorOptions, ConnectorsConfig, EchoAgent, Error, Gmail, OrchestratorBuilder,
 };
+use neonhub_test_support as support;
 
 fn config_error(result: neonhub_actors::Result<impl std::fmt::Debug>) -> String {
     match result {

@@ -2,8 +2,8 @@
 //! then the answers are deterministic (same input, same output) and the
 //! agents are listed with their intents.
 
-use neonhub_test_support as support;
 use neonhub_actors::{ListAgents, SubmitRun};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use neonhub_test_support as support;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{
     BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, OrchestratorBuilder,
     RetryPolicy, Secret, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 #[actix::test]

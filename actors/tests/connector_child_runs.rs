@@ -4,9 +4,9 @@
 //! causation = the parent) inside the agent run, so the audit trail is a
 //! tree; and the mock answers the same input with the same ids.
 
-use neonhub_test_support as support;
 use neonhub_actors::SubmitRun;
 use neonhub_events::{RunEvent, RunKind};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

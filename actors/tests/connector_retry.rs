@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use neonhub_test_support as support;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{
     ConnectorOptions, OrchestratorBuilder, RetryPolicy, Secret, Slack, SubmitRun,
 };
 use neonhub_events::RunEvent;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 #[actix::test]

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, RetryPolicy,
     SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 /// A service that never answers (the failure this test must force).

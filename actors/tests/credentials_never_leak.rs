@@ -3,11 +3,11 @@
 //! any stored event (payload or metadata), in any outcome or error message,
 //! or in the printed configuration.
 
-use neonhub_test_support as support;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{ConnectorsConfig, OrchestratorBuilder, Secret, SubmitRun};
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 const GMAIL_TOKEN: &str = "ya29.gmail-secret-0001";

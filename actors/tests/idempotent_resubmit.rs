@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::RunId;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 

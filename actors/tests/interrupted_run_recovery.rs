@@ -9,7 +9,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, Connector, ConnectorError, ConnectorOptions,
@@ -18,6 +17,7 @@ use neonhub_actors::{
 use neonhub_events::{
     Codec, EmbeddedLog, ErrorKind, LogOptions, RunEvent, RunId, RunKind, SharedStore,
 };
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 const CHILD_DIR: &str = "NEONHUB_TEST_CRASH_DIR";

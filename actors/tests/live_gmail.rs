@@ -3,11 +3,11 @@
 //! other Gmail operations are called, then each request has the method,
 //! path, bearer token and body the Gmail API documents.
 
-use neonhub_test_support as support;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{AgentOptions, ConnectorsConfig, OrchestratorBuilder, Secret, SubmitRun};
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 #[actix::test]

@@ -3,12 +3,12 @@
 //! upload included), then each request has the method, path, bearer token
 //! and body the Slack Web API documents, and `ok: false` answers fail.
 
-use neonhub_test_support as support;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, Slack, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 #[actix::test]

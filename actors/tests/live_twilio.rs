@@ -3,14 +3,14 @@
 //! each request has the method, path, basic auth and form body the Twilio
 //! API documents; a malformed number never reaches the network.
 
-use neonhub_test_support as support;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use neonhub_test_support::http::TestServer;
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, SubmitRun, Twilio,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";

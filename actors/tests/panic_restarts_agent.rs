@@ -4,12 +4,12 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, ListAgents, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 /// Counts its calls; panics when asked to.

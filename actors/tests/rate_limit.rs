@@ -5,9 +5,9 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use neonhub_actors::{ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, SubmitRun};
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

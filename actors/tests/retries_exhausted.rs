@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, RetryPolicy, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 struct Broken;

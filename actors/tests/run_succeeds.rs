@@ -2,9 +2,9 @@
 //! the store holds exactly RunStarted{attempt 1} and RunSucceeded, with the
 //! conventions projections rely on.
 
-use neonhub_test_support as support;
 use neonhub_actors::SubmitRun;
 use neonhub_events::{RunEvent, RunKind};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

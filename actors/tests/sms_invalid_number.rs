@@ -2,9 +2,9 @@
 //! to a number that is not E.164, then both the child run and the agent run
 //! fail with a connector error, and a valid number succeeds.
 
-use neonhub_test_support as support;
 use neonhub_actors::SubmitRun;
 use neonhub_events::{ErrorKind, RunEvent};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

@@ -6,10 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use neonhub_test_support as support;
 use actix::prelude::*;
 use neonhub_actors::{RunEventNotice, SubmitRun, SubscribeRuns};
 use neonhub_events::{Position, RunEvent};
+use neonhub_test_support as support;
 use serde_json::json;
 
 struct Collector {

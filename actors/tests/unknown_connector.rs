@@ -2,9 +2,9 @@
 //! fails with a typed connector error without recording a child run, and
 //! the agent run fails with kind connector.
 
-use neonhub_test_support as support;
 use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

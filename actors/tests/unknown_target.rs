@@ -2,9 +2,9 @@
 //! unknown agent or intent, then it is refused with a typed error and
 //! nothing is recorded.
 
-use neonhub_test_support as support;
 use neonhub_actors::{Error, SubmitRun};
 use neonhub_events::Position;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]

@@ -148,9 +148,7 @@ impl EventStore for MemoryStore {
                 last_position: Position(all.len() as u64 - 1),
             }
         };
-        self.shared
-            .head
-            .send_replace(result.last_position.next());
+        self.shared.head.send_replace(result.last_position.next());
         Ok(result)
     }
 
@@ -185,10 +183,7 @@ impl EventStore for MemoryStore {
                 Box::new(positions[..end].iter().rev())
             }
         };
-        Ok(chosen
-            .take(limit)
-            .map(|&p| log.events[p].clone())
-            .collect())
+        Ok(chosen.take(limit).map(|&p| log.events[p].clone()).collect())
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
