@@ -49,14 +49,6 @@ fn temp_dir(prefix: &str) -> TempDir {
         .expect("temp dir")
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// The log writer thread's name as `/proc` shows it (15 bytes).
 const WRITER_COMM: &str = "neonhub-log-wri";
 
@@ -273,7 +265,7 @@ fn append_batch(c: &mut Criterion) {
         template.payload.len(),
         template.event_type
     );
-    let rt = runtime();
+    let rt = workload::runtime();
     paired_batches(&rt, &template);
     let mut group = c.benchmark_group("append_batch");
     group
@@ -365,7 +357,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(120);
 /// `n` concurrent single-event commits take, and events/s is `n` / round.
 fn paired_concurrent(_c: &mut Criterion) {
     let template = template();
-    let rt = runtime();
+    let rt = workload::runtime();
     for (writers, wanted, conns_too) in PAIRED_WRITERS {
         let dir = temp_dir("paired-concurrent-");
         let log = Arc::new(open_durable(&dir.path().join("log")));
@@ -490,7 +482,7 @@ fn paired_concurrent(_c: &mut Criterion) {
 /// multi-thread runtime. One iteration is one event from every task.
 fn append_concurrent(c: &mut Criterion) {
     let template = template();
-    let rt = runtime();
+    let rt = workload::runtime();
     let mut group = c.benchmark_group("append_concurrent");
     group
         .sample_size(10)
@@ -644,7 +636,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// append, on the same disk, in the same run.
 fn durable_latency(c: &mut Criterion) {
     let template = template();
-    let rt = runtime();
+    let rt = workload::runtime();
     let dir = temp_dir("latency-");
     let log = open_durable(&dir.path().join("log"));
     let mut conn = open_sqlite(dir.path());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neonhub_actors::{
-    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, SubmitRun,
+    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder,
 };
 use neonhub_events::{ErrorKind, RunEvent};
 use neonhub_test_support as support;
@@ -45,10 +45,7 @@ async fn the_child_run_finishes_after_its_agent_gave_up() {
         .unwrap();
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "gated", "operation": "wait", "input": {"n": 1}}),
-        ))
+        .send(support::Proxy::submit("gated", "wait", json!({"n": 1})))
         .await
         .unwrap()
         .unwrap();

@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neonhub_actors::{
     AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, RetryPolicy,
-    SubmitRun,
 };
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
@@ -43,10 +42,7 @@ async fn a_request_past_its_timeout_fails_with_timeout_and_is_retried() {
         .unwrap();
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "silent", "operation": "ping", "input": {"n": 1}}),
-        ))
+        .send(support::Proxy::submit("silent", "ping", json!({"n": 1})))
         .await
         .unwrap()
         .unwrap();

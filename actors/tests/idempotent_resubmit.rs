@@ -3,17 +3,13 @@
 //! the caller gets that run's outcome and nothing new is appended.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use neonhub_actors::{
-    Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
-};
+use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
 use neonhub_events::RunId;
 use neonhub_test_support as support;
-use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use serde_json::json;
 
 #[actix::test]
 async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
@@ -43,39 +39,13 @@ async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
     assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
 }
 
-/// Waits for a permit before answering; counts how often it ran.
-struct Gated {
-    gate: Arc<Semaphore>,
-    runs: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl Agent for Gated {
-    fn name(&self) -> &str {
-        "gated"
-    }
-
-    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.expect("gate").forget();
-        Ok(input)
-    }
-}
-
 #[actix::test]
 async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
     let store = support::memory_store();
-    let gate = Arc::new(Semaphore::new(0));
-    let runs = Arc::new(AtomicU32::new(0));
-    let (g, r) = (Arc::clone(&gate), Arc::clone(&runs));
+    let gated = support::Gated::new();
+    let (gate, runs) = (Arc::clone(&gated.gate), Arc::clone(&gated.entered));
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(
-            move || Gated {
-                gate: Arc::clone(&g),
-                runs: Arc::clone(&r),
-            },
-            AgentOptions::default(),
-        )
+        .agent(move || gated.clone(), AgentOptions::default())
         .start()
         .unwrap();
     let run_id = RunId::new();

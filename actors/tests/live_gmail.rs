@@ -73,10 +73,7 @@ async fn live_gmail_speaks_the_gmail_api() {
     assert!(message.ends_with("\r\n\r\nLine one\nLine two"), "{message}");
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "gmail", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("gmail", operation, input))
     };
     let profile = call("get_profile", json!({})).await.unwrap().unwrap();
     assert_eq!(

@@ -89,10 +89,7 @@ async fn live_slack_speaks_the_slack_web_api() {
     );
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "slack", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("slack", operation, input))
     };
     let channels = call("list_channels", json!({"limit": 10}))
         .await

@@ -91,10 +91,7 @@ async fn live_twilio_speaks_the_twilio_api() {
     );
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "twilio", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("twilio", operation, input))
     };
     let st = call("sms_status", json!({"sid": "SM42"}))
         .await

@@ -2,7 +2,7 @@
 //! fails with a typed connector error without recording a child run, and
 //! the agent run fails with kind connector.
 
-use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{AgentOptions, OrchestratorBuilder};
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
 use serde_json::json;
@@ -16,10 +16,7 @@ async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
         .unwrap();
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "fax", "operation": "send", "input": {}}),
-        ))
+        .send(support::Proxy::submit("fax", "send", json!({})))
         .await
         .unwrap()
         .unwrap();

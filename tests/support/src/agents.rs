@@ -1,12 +1,17 @@
-//! Orchestrator set-up the actor tests repeat, and an agent that makes
-//! whatever connector call its input describes.
+//! Orchestrator set-up the actor tests repeat, and the agents they share:
+//! one that makes whatever connector call its input describes, one that
+//! waits at a gate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix::Addr;
 use neonhub_actors::{
-    Agent, AgentContext, AgentError, ConnectorsConfig, Orchestrator, OrchestratorBuilder,
+    Agent, AgentContext, AgentError, ConnectorsConfig, Orchestrator, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::SharedStore;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 /// An agent that makes the connector call its input describes:
 /// `{"connector": .., "operation": .., "input": ..}`.
@@ -25,6 +30,55 @@ impl Agent for Proxy {
         Ok(ctx
             .call(connector, operation, input["input"].clone())
             .await?)
+    }
+}
+
+impl Proxy {
+    /// A run of the proxy that calls `operation` of `connector` with `input`.
+    pub fn submit(connector: &str, operation: &str, input: Value) -> SubmitRun {
+        SubmitRun::agent(
+            "proxy",
+            json!({"connector": connector, "operation": operation, "input": input}),
+        )
+    }
+}
+
+/// An agent named `gated` that counts the runs entering it, then waits for
+/// a permit of its gate before answering with its input.
+#[derive(Clone, Debug)]
+pub struct Gated {
+    /// The gate: add a permit to let one run through.
+    pub gate: Arc<Semaphore>,
+    /// How many runs have entered the agent.
+    pub entered: Arc<AtomicU32>,
+}
+
+impl Default for Gated {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gated {
+    /// A closed gate, no run entered yet.
+    pub fn new() -> Self {
+        Self {
+            gate: Arc::new(Semaphore::new(0)),
+            entered: Arc::new(AtomicU32::new(0)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Agent for Gated {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        self.gate.acquire().await.expect("gate").forget();
+        Ok(input)
     }
 }
 

@@ -7,8 +7,8 @@
 //!
 //! | feature | what it adds | for |
 //! | --- | --- | --- |
-//! | (none) | [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`workload`] | every crate |
-//! | `actors` | [`Proxy`], [`builtin_orchestrator`], [`mock_orchestrator`] | `neonhub-actors` |
+//! | (none) | [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
+//! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`] | `neonhub-actors` |
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
 //! | `service` | `service::InProcess`, `service::ServeProcess`, `load` | the root scenarios |
@@ -23,6 +23,7 @@ pub mod http;
 pub mod load;
 mod log;
 mod memory;
+mod net;
 #[cfg(feature = "projections")]
 pub mod projections;
 #[cfg(feature = "service")]
@@ -31,10 +32,11 @@ mod wait;
 pub mod workload;
 
 #[cfg(feature = "actors")]
-pub use agents::{Proxy, builtin_orchestrator, mock_orchestrator};
+pub use agents::{Gated, Proxy, builtin_orchestrator, mock_orchestrator};
 pub use log::{
     all, assert_contiguous, child_runs, event_data, events, memory_store, recorded, shape, store,
     unique_stream,
 };
 pub use memory::MemoryStore;
+pub use net::silent_server;
 pub use wait::{PATIENCE, wait_until, wait_until_within};

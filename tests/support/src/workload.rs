@@ -1,6 +1,6 @@
 //! Workloads: the sample run events the benches share (an `email` agent
-//! run as a service records it), and the mix of run requests the service
-//! scenarios submit.
+//! run as a service records it) and the runtime they drive stores on, and
+//! the mix of run requests the service scenarios submit.
 
 use neonhub_events::{RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp};
 use serde_json::{Value, json};
@@ -52,4 +52,14 @@ pub fn mixed_run(i: usize) -> Value {
         }
         _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
     }
+}
+
+/// The runtime the benches drive a store on: multi-threaded, two workers
+/// (the machine's cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
