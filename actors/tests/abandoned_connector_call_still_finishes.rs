@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neonhub_actors::{
-    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder,
-};
+use neonhub_actors::{AgentOptions, Connector, ConnectorError, ConnectorOptions};
 use neonhub_events::{ErrorKind, RunEvent};
 use neonhub_test_support as support;
 use serde_json::{Value, json};
@@ -38,11 +36,12 @@ async fn the_child_run_finishes_after_its_agent_gave_up() {
         timeout: Duration::from_millis(50),
         ..AgentOptions::default()
     };
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| support::Proxy, options)
-        .connector(Gated(Arc::clone(&gate)), ConnectorOptions::default())
-        .start()
-        .unwrap();
+    let orchestrator = support::proxy_orchestrator(
+        &store,
+        options,
+        Gated(Arc::clone(&gate)),
+        ConnectorOptions::default(),
+    );
 
     let outcome = orchestrator
         .send(support::Proxy::submit("gated", "wait", json!({"n": 1})))

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neonhub_actors::{
-    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, RetryPolicy,
-};
+use neonhub_actors::{AgentOptions, Connector, ConnectorError, ConnectorOptions, RetryPolicy};
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
 use serde_json::{Value, json};
@@ -35,11 +33,8 @@ async fn a_request_past_its_timeout_fails_with_timeout_and_is_retried() {
         retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
         ..ConnectorOptions::default()
     };
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| support::Proxy, AgentOptions::default())
-        .connector(Silent, options)
-        .start()
-        .unwrap();
+    let orchestrator =
+        support::proxy_orchestrator(&store, AgentOptions::default(), Silent, options);
 
     let outcome = orchestrator
         .send(support::Proxy::submit("silent", "ping", json!({"n": 1})))

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use actix::Addr;
 use neonhub_actors::{
-    Agent, AgentContext, AgentError, ConnectorsConfig, Orchestrator, OrchestratorBuilder, SubmitRun,
+    Agent, AgentContext, AgentError, AgentOptions, Connector, ConnectorOptions, ConnectorsConfig,
+    Orchestrator, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::SharedStore;
 use serde_json::{Value, json};
@@ -98,6 +99,21 @@ pub fn mock_orchestrator(store: &SharedStore) -> Addr<Orchestrator> {
         .builtin_agents()
         .builtin_connectors(&ConnectorsConfig::mock())
         .expect("the mock connectors")
+        .start()
+        .expect("start the orchestrator")
+}
+
+/// An orchestrator on `store` with the [`Proxy`] agent and one connector
+/// for it to call. Call inside an actix system.
+pub fn proxy_orchestrator(
+    store: &SharedStore,
+    agent: AgentOptions,
+    connector: impl Connector,
+    options: ConnectorOptions,
+) -> Addr<Orchestrator> {
+    OrchestratorBuilder::new(store.clone())
+        .agent(|| Proxy, agent)
+        .connector(connector, options)
         .start()
         .expect("start the orchestrator")
 }

@@ -8,7 +8,7 @@
 //! | feature | what it adds | for |
 //! | --- | --- | --- |
 //! | (none) | [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
-//! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`] | `neonhub-actors` |
+//! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`], [`proxy_orchestrator`] | `neonhub-actors` |
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
 //! | `service` | `service::InProcess`, `service::ServeProcess`, `load` | the root scenarios |
@@ -32,7 +32,7 @@ mod wait;
 pub mod workload;
 
 #[cfg(feature = "actors")]
-pub use agents::{Gated, Proxy, builtin_orchestrator, mock_orchestrator};
+pub use agents::{Gated, Proxy, builtin_orchestrator, mock_orchestrator, proxy_orchestrator};
 pub use log::{
     all, assert_contiguous, child_runs, event_data, events, memory_store, recorded, shape, store,
     unique_stream,

@@ -2,7 +2,7 @@
 //! passes `neonhub_events::contract`), without a disk, for fast unit tests
 //! of actors and projections.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -12,9 +12,6 @@ use neonhub_events::{
     RecordedEvent, Result, Revision, StreamId, Subscription, SubscriptionSource, Timestamp,
 };
 use tokio::sync::watch;
-
-/// Events a subscription takes from the store at a time.
-const SUBSCRIPTION_BATCH: usize = 512;
 
 /// An in-memory event store. Positions are contiguous (0, 1, 2, ...) as on
 /// the embedded log; `recorded_at` never decreases along the global order.
@@ -202,7 +199,6 @@ impl EventStore for MemoryStore {
         Ok(Subscription::new(MemorySubscription {
             store: self.clone(),
             next: from,
-            buffered: VecDeque::new(),
             head: self.shared.head.subscribe(),
         }))
     }
@@ -213,12 +209,11 @@ impl EventStore for MemoryStore {
     }
 }
 
-/// Catch-up then live: reads what is stored from its position on, then
-/// waits for the head to move. It holds one batch at most.
+/// Catch-up then live: hands over the stored event at its position, or
+/// waits for the head to move past it. It holds no event of its own.
 struct MemorySubscription {
     store: MemoryStore,
     next: Position,
-    buffered: VecDeque<RecordedEvent>,
     head: watch::Receiver<Position>,
 }
 
@@ -226,26 +221,21 @@ struct MemorySubscription {
 impl SubscriptionSource for MemorySubscription {
     async fn next(&mut self) -> Result<RecordedEvent> {
         loop {
-            if let Some(event) = self.buffered.pop_front() {
-                return Ok(event);
-            }
+            // Mark the head seen before looking, so an append made after the
+            // look wakes the wait below.
+            self.head.borrow_and_update();
             if self.store.is_closed() {
                 return Err(Error::Closed);
             }
-            // Mark the current head seen *before* reading, so an append made
-            // after the read wakes the wait below.
-            self.head.borrow_and_update();
-            let batch = self
-                .store
-                .shared
-                .log
-                .read()
-                .expect("log lock")
-                .read_all(self.next, SUBSCRIPTION_BATCH);
-            if let Some(last) = batch.last() {
-                self.next = last.position.next();
-                self.buffered.extend(batch);
-                continue;
+            let stored = {
+                let log = self.store.shared.log.read().expect("log lock");
+                usize::try_from(self.next.0)
+                    .ok()
+                    .and_then(|i| log.events.get(i).cloned())
+            };
+            if let Some(event) = stored {
+                self.next = event.position.next();
+                return Ok(event);
             }
             if self.head.changed().await.is_err() {
                 return Err(Error::Closed);
