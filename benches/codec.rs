@@ -5,8 +5,6 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-mod common;
-
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -15,14 +13,15 @@ use neonhub_events::{
     Codec, ErrorKind, Metadata, Position, RecordedEvent, Revision, RunError, RunEvent, RunFailed,
     RunId, Timestamp,
 };
+use neonhub_test_support::workload;
 use uuid::Uuid;
 
 /// One realistic event of each type.
 fn events() -> Vec<RunEvent> {
     let run_id = RunId::new();
     vec![
-        common::run_started(run_id, Uuid::now_v7()),
-        common::run_succeeded(run_id),
+        workload::run_started(run_id, Uuid::now_v7()),
+        workload::run_succeeded(run_id),
         RunEvent::Failed(RunFailed {
             run_id,
             attempt: 1,

@@ -14,8 +14,6 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-mod common;
-
 use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
@@ -32,6 +30,7 @@ use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
     Metadata, RunId, StreamId,
 };
+use neonhub_test_support::workload;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -56,14 +55,6 @@ fn temp_dir(prefix: &str) -> TempDir {
         .prefix(prefix)
         .tempdir_in(bench_root())
         .expect("temp dir")
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 /// The log writer thread's name as `/proc` shows it (15 bytes).
@@ -161,7 +152,7 @@ fn batch(template: &EventData, n: usize) -> Vec<EventData> {
 fn template() -> EventData {
     Codec::new()
         .encode(
-            &common::run_started(RunId::new(), Uuid::now_v7()),
+            &workload::run_started(RunId::new(), Uuid::now_v7()),
             metadata(),
         )
         .expect("encode")
@@ -282,7 +273,7 @@ fn append_batch(c: &mut Criterion) {
         template.payload.len(),
         template.event_type
     );
-    let rt = runtime();
+    let rt = workload::runtime();
     paired_batches(&rt, &template);
     let mut group = c.benchmark_group("append_batch");
     group
@@ -374,7 +365,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(120);
 /// `n` concurrent single-event commits take, and events/s is `n` / round.
 fn paired_concurrent(_c: &mut Criterion) {
     let template = template();
-    let rt = runtime();
+    let rt = workload::runtime();
     for (writers, wanted, conns_too) in PAIRED_WRITERS {
         let dir = temp_dir("paired-concurrent-");
         let log = Arc::new(open_durable(&dir.path().join("log")));
@@ -527,7 +518,7 @@ fn print_paired_concurrent(writers: usize, rounds: usize, medians: &[(&'static s
 /// multi-thread runtime. One iteration is one event from every task.
 fn append_concurrent(c: &mut Criterion) {
     let template = template();
-    let rt = runtime();
+    let rt = workload::runtime();
     let mut group = c.benchmark_group("append_concurrent");
     group
         .sample_size(10)
@@ -710,7 +701,7 @@ impl LatencyRig {
     /// Opens the log, SQLite and the probe file in a new temp dir.
     fn new() -> Self {
         let template = template();
-        let rt = runtime();
+        let rt = workload::runtime();
         let dir = temp_dir("latency-");
         let log = open_durable(&dir.path().join("log"));
         let conn = open_sqlite(dir.path());

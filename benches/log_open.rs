@@ -10,8 +10,6 @@
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-mod common;
-
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +21,7 @@ use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
     Revision, RunId,
 };
+use neonhub_test_support::workload;
 use uuid::Uuid;
 
 /// Runs in the read-all fixture (two events each).
@@ -65,8 +64,8 @@ fn run_events(codec: &Codec) -> [neonhub_events::EventData; 2] {
         correlation_id: Some(correlation_id),
         causation_id: None,
     };
-    let started = common::run_started(run_id, correlation_id);
-    let succeeded = common::run_succeeded(run_id);
+    let started = workload::run_started(run_id, correlation_id);
+    let succeeded = workload::run_succeeded(run_id);
     [
         codec.encode(&started, metadata).expect("encode"),
         codec.encode(&succeeded, metadata).expect("encode"),

@@ -25,18 +25,11 @@ use neonhub_projections::fixture::{FixtureSpec, append_in_lanes, script};
 use neonhub_projections::{
     Cursor, Progress, RebuildOptions, RunFilter, RunQueries, RunStatus, rebuild,
 };
+use neonhub_test_support::workload;
 use tokio::runtime::Runtime;
 
 /// The size of the log.
 const EVENTS: u64 = 1_000_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn bench_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -168,7 +161,7 @@ fn cpu_time() -> Duration {
 }
 
 fn rebuild_bench(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = workload::runtime();
     let (store, _) = fixture(&rt, &EVENTS_1M);
     let target = bench_dir(EVENTS_1M.name).join("bench-rebuild.sqlite");
     let mut group = c.benchmark_group("replay/rebuild");
@@ -246,7 +239,7 @@ fn filters(q: &RunQueries) -> Vec<(&'static str, RunFilter)> {
 }
 
 fn list_bench(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = workload::runtime();
     let (_, table) = fixture(&rt, &ROWS_1M);
     let q = RunQueries::open(&table).expect("open the table");
     let filters = filters(&q);
@@ -287,7 +280,7 @@ fn list_bench(c: &mut Criterion) {
 }
 
 fn report_bench(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = workload::runtime();
     let (_, table) = fixture(&rt, &ROWS_1M);
     let q = RunQueries::open(&table).expect("open the table");
     let rows = q.report(None, None).expect("report");

@@ -2,8 +2,6 @@
 //! bad position, on a forged record (hash chain), an event this build cannot
 //! decode, and an audit table that no longer matches the log.
 
-mod support;
-
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +10,7 @@ use neonhub_events::{
     EmbeddedLog, EventData, EventId, EventStore, ExpectedRevision, LogOptions, Metadata, RunId,
     event_types,
 };
-use support::run_cli;
+use neonhub_test_support::service::run_cli;
 
 /// Three echo runs, one after the other: events 0..6, run `i` at 2i, 2i+1.
 fn three_runs(data: &Path) {

@@ -1,11 +1,9 @@
 //! With a token configured every route but /healthz needs it (401 without
 //! or with a wrong one, never echoing it); without a token all is open.
 
-mod support;
-
 use neonhub::Token;
+use neonhub_test_support::service::InProcess;
 use serde_json::json;
-use support::InProcess;
 
 const TOKEN: &str = "tok-3f9a1c-very-secret";
 

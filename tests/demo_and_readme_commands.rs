@@ -2,10 +2,8 @@
 //! written and shows failures as well as successes; the commands it points
 //! to work on what it left; every command's `--help` has examples.
 
-mod support;
-
+use neonhub_test_support::service::{neonhub, stdout};
 use serde_json::Value;
-use support::neonhub;
 
 #[test]
 fn the_readme_opens_with_the_commands_these_tests_run() {
@@ -27,16 +25,6 @@ fn the_readme_opens_with_the_commands_these_tests_run() {
         commands,
         ["cargo run --release -- demo", "cargo test --workspace"]
     );
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 #[test]

@@ -3,20 +3,8 @@
 //! on EventStoreDB (the in-process test server), the output says where the
 //! events live, and `audit verify` then passes on what it left.
 
-mod support;
-
 use neonhub_esdb_test_server::TestServer;
-use support::neonhub;
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
+use neonhub_test_support::service::{neonhub, stdout};
 
 #[test]
 fn demo_on_eventstoredb_from_the_environment() {

@@ -1,15 +1,12 @@
 //! Every client mistake gets its 4xx (and overload its 503) with a JSON
 //! error body naming what is wrong, and no rejected request appends an event.
 
-mod support;
-
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use neonhub_actors::{ConnectorMode, ConnectorsConfig, Secret};
+use neonhub_test_support::service::InProcess;
+use neonhub_test_support::{silent_server, wait_until};
 use serde_json::{Value, json};
-use support::{InProcess, wait_until};
 
 async fn check(hub: &InProcess, request: reqwest::RequestBuilder, status: u16, says: &str) {
     let head = hub.head().await;
@@ -194,25 +191,6 @@ async fn client_mistakes_get_4xx_and_append_nothing() {
     let (status, ok) = hub.post_run(&body).await;
     assert_eq!(status, 200, "{ok}");
     hub.stop().await;
-}
-
-/// A Twilio that accepts connections and never answers (until released).
-fn silent_server() -> (String, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let release = Arc::new(AtomicBool::new(false));
-    let released = Arc::clone(&release);
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        while !released.load(Ordering::Acquire) {
-            match listener.accept() {
-                Ok((socket, _)) => held.push(socket),
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
-    (url, release)
 }
 
 #[actix_rt::test]

@@ -4,14 +4,12 @@
 //! system events neonhub never sees) neither stalls "caught up" nor
 //! shutdown.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use neonhub::{EventStoreUrl, StoreConfig};
 use neonhub_esdb_test_server::TestServer;
+use neonhub_test_support::service::{InProcess, neonhub, run_body};
 use serde_json::{Value, json};
-use support::{InProcess, neonhub, run_body};
 
 /// Far longer than any of these takes, far shorter than the 30 s a stalled
 /// wait would last.

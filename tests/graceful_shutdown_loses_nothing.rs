@@ -2,32 +2,20 @@
 //! flight, lets the table catch up and exits 0; every run a client was told
 //! about is in the table as it was told, and no run is left running.
 
-mod support;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use neonhub_projections::{RunQueries, RunStatus};
-use support::load::{self, Told};
-use support::{ServeProcess, run_cli, wait_until};
+use neonhub_test_support::load::{Load, Told};
+use neonhub_test_support::service::{ServeProcess, run_cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_runs_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let serve = ServeProcess::spawn(dir.path(), &[]);
-    let ok = Arc::new(AtomicUsize::new(0));
-    let workers = load::start(&serve.base, 16, Arc::clone(&ok));
-    wait_until("200 runs answered", || async {
-        ok.load(Ordering::Acquire) >= 200
-    })
-    .await;
+    let load = Load::start(&serve.base, 16);
+    load.wait_for_answers(200).await;
     let (code, stdout) = serve.terminate();
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("stopped:"), "{stdout}");
-    let mut told: Vec<Told> = Vec::new();
-    for worker in workers {
-        told.extend(worker.await.unwrap());
-    }
+    let told: Vec<Told> = load.told().await;
     let answered: Vec<&Told> = told.iter().filter(|t| t.status == Some(200)).collect();
     assert!(answered.len() >= 200);
     for t in &told {

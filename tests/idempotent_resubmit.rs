@@ -1,10 +1,8 @@
 //! Resubmitting a run id answers that run and appends nothing, whether the
 //! resubmission comes after the run finished or while it runs.
 
-mod support;
-
+use neonhub_test_support::service::InProcess;
 use serde_json::json;
-use support::InProcess;
 
 #[actix_rt::test]
 async fn resubmitting_a_run_id_answers_that_run_and_appends_nothing() {

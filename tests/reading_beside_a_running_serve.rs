@@ -2,10 +2,8 @@
 //! and `replay` read a read-only snapshot beside it instead of failing on the
 //! directory lock; `run`, which would append, is refused with a clear error.
 
-mod support;
-
+use neonhub_test_support::service::{ServeProcess, run_body, run_cli};
 use serde_json::{Value, json};
-use support::{ServeProcess, run_body, run_cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_show_and_replay_work_beside_serve_and_run_is_refused() {

@@ -2,31 +2,20 @@
 //! with its outcome, every other submitted run is finished or `interrupted`
 //! (or was never recorded), and `audit verify` passes.
 
-mod support;
-
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use neonhub_test_support::load::{Load, Told};
+use neonhub_test_support::service::{ServeProcess, run_cli};
 use serde_json::Value;
-use support::load::{self, Told};
-use support::{ServeProcess, run_cli, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_sigkill_keeps_every_acknowledged_run() {
     let dir = tempfile::tempdir().unwrap();
     let serve = ServeProcess::spawn(dir.path(), &[]);
-    let ok = Arc::new(AtomicUsize::new(0));
-    let workers = load::start(&serve.base, 32, Arc::clone(&ok));
-    wait_until("300 runs answered", || async {
-        ok.load(Ordering::Acquire) >= 300
-    })
-    .await;
+    let load = Load::start(&serve.base, 32);
+    load.wait_for_answers(300).await;
     serve.kill();
-    let mut told: Vec<Told> = Vec::new();
-    for worker in workers {
-        told.extend(worker.await.unwrap());
-    }
+    let told: Vec<Told> = load.told().await;
 
     let serve = ServeProcess::spawn(dir.path(), &[]);
     let client = reqwest::Client::new();

@@ -5,30 +5,17 @@
 //! a second data directory rebuilds the same table from the shared store.
 //! The URL carries credentials, which never show in the output.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
 
 use neonhub_esdb_test_server::TestServer;
-use serde_json::{Value, json};
-use support::{ServeProcess, neonhub, sample, wait_until};
+use neonhub_test_support::service::{ServeProcess, neonhub, sample};
+use neonhub_test_support::wait_until;
+use neonhub_test_support::workload::mixed_run;
+use serde_json::Value;
 
 const PASSWORD: &str = "s3cret-pw-9f1c";
-
-fn workload(i: usize) -> Value {
-    match i % 4 {
-        0 => json!({"agent": "echo", "input": {"i": i}}),
-        1 => {
-            json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}})
-        }
-        2 => {
-            json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}})
-        }
-        _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
-    }
-}
 
 /// `neonhub --data-dir DATA --store eventstoredb --eventstore-url URL ARGS...`.
 fn cli(data: &Path, url: &str, args: &[&str]) -> Output {
@@ -105,7 +92,7 @@ async fn the_service_runs_end_to_end_on_eventstoredb() {
     );
     let client = reqwest::Client::new();
     let responses = futures_util::future::join_all((0..40).map(|i| {
-        let body = workload(i);
+        let body = mixed_run(i);
         let client = &client;
         let base = &serve.base;
         async move {

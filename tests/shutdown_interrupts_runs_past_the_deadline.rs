@@ -2,35 +2,19 @@
 //! `interrupted` (with its connector call) before the store closes, and the
 //! table shows it so: shutdown never leaves a run open.
 
-mod support;
-
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use neonhub_actors::{ConnectorsConfig, Secret};
 use neonhub_projections::{RunQueries, RunStatus};
+use neonhub_test_support::service::InProcess;
+use neonhub_test_support::{silent_server, wait_until};
 use serde_json::{Value, json};
-use support::{InProcess, wait_until};
 
 #[actix_rt::test]
 async fn runs_past_the_drain_deadline_are_closed_as_interrupted() {
     // A Twilio that accepts connections and never answers.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let twilio = format!("http://{}", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    let release = Arc::new(AtomicBool::new(false));
-    let released = Arc::clone(&release);
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        while !released.load(Ordering::Acquire) {
-            match listener.accept() {
-                Ok((socket, _)) => held.push(socket),
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
+    let (twilio, release) = silent_server();
     let hub = InProcess::start_with(
         |mut o| {
             // Live because its credentials are set; Gmail and Slack stay mock.

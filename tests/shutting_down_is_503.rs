@@ -3,10 +3,8 @@
 //! nothing, `/readyz` turns 503 so load balancers move away, and reads and
 //! `/healthz` keep answering.
 
-mod support;
-
+use neonhub_test_support::service::InProcess;
 use serde_json::{Value, json};
-use support::InProcess;
 
 #[actix_rt::test]
 async fn a_draining_server_refuses_new_work_with_503_and_appends_nothing() {

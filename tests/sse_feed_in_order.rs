@@ -1,10 +1,8 @@
 //! `GET /v1/events?from=P` delivers every event from P on, stored ones then
 //! live ones, in log order with no gap or repeat; `Last-Event-ID` resumes.
 
-mod support;
-
+use neonhub_test_support::service::InProcess;
 use serde_json::{Value, json};
-use support::InProcess;
 
 /// Reads SSE frames from `response` until `count` events have arrived.
 async fn read_events(
@@ -27,7 +25,7 @@ async fn read_events(
         if events.len() >= count {
             break;
         }
-        let chunk = tokio::time::timeout(support::PATIENCE, response.chunk())
+        let chunk = tokio::time::timeout(neonhub_test_support::PATIENCE, response.chunk())
             .await
             .expect("the feed went quiet")
             .unwrap()

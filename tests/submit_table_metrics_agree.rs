@@ -1,25 +1,11 @@
 //! Runs submitted over HTTP land in the AgentRun table and in /metrics with
 //! the outcomes the submitters were told, and the three agree.
 
-mod support;
-
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
-use support::{InProcess, sample};
-
-fn workload(i: usize) -> Value {
-    match i % 4 {
-        0 => json!({"agent": "echo", "input": {"i": i}}),
-        1 => {
-            json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}})
-        }
-        2 => {
-            json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}})
-        }
-        _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
-    }
-}
+use neonhub_test_support::service::{InProcess, sample};
+use neonhub_test_support::workload::mixed_run;
+use serde_json::Value;
 
 #[actix_rt::test]
 async fn submit_then_table_then_metrics_agree() {
@@ -27,7 +13,7 @@ async fn submit_then_table_then_metrics_agree() {
     let mut told: HashMap<String, (String, String)> = HashMap::new();
     let mut answers: HashMap<String, Value> = HashMap::new();
     let responses = futures_util::future::join_all((0..80).map(|i| {
-        let body = workload(i);
+        let body = mixed_run(i);
         let hub = &hub;
         async move { hub.post_run(&body).await }
     }))

@@ -3,16 +3,13 @@
 //! fails with `timeout` and the child run still gets its terminal event:
 //! a started connector call is never left open while the process lives.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neonhub_actors::{
-    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, SubmitRun,
-};
+use neonhub_actors::{AgentOptions, Connector, ConnectorError, ConnectorOptions};
 use neonhub_events::{ErrorKind, RunEvent};
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -33,41 +30,39 @@ impl Connector for Gated {
 
 #[actix::test]
 async fn the_child_run_finishes_after_its_agent_gave_up() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let gate = Arc::new(Semaphore::new(0));
     let options = AgentOptions {
         timeout: Duration::from_millis(50),
         ..AgentOptions::default()
     };
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| common::Proxy, options)
-        .connector(Gated(Arc::clone(&gate)), ConnectorOptions::default())
-        .start()
-        .unwrap();
+    let orchestrator = support::proxy_orchestrator(
+        &store,
+        options,
+        Gated(Arc::clone(&gate)),
+        ConnectorOptions::default(),
+    );
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "gated", "operation": "wait", "input": {"n": 1}}),
-        ))
+        .send(support::Proxy::submit("gated", "wait", json!({"n": 1})))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(outcome.result.clone().unwrap_err().kind, ErrorKind::Timeout);
-    let child = common::child_runs(&store, outcome.run_id).await[0];
+    let child = support::child_runs(&store, outcome.run_id).await[0];
     assert_eq!(
-        common::shape(&common::events(&store, child).await),
+        support::shape(&support::events(&store, child).await),
         ["started#1"]
     );
 
     gate.add_permits(1);
-    common::wait_until("the child run to finish", Duration::from_secs(5), || {
+    support::wait_until_within("the child run to finish", Duration::from_secs(5), || {
         let store = store.clone();
-        async move { common::events(&store, child).await.len() == 2 }
+        async move { support::events(&store, child).await.len() == 2 }
     })
     .await;
-    let events = common::events(&store, child).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
+    let events = support::events(&store, child).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
     let RunEvent::Succeeded(done) = &events[1] else {
         panic!()
     };

@@ -2,8 +2,6 @@
 //! submitted, then the store holds RunStarted and one terminal
 //! RunFailed{agent}, even though the agent's policy allows retries.
 
-mod common;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +9,7 @@ use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, RetryPolicy, SubmitRun,
 };
 use neonhub_events::{ErrorKind, RunEvent};
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 struct Refuser;
@@ -28,7 +27,7 @@ impl Agent for Refuser {
 
 #[actix::test]
 async fn an_agent_error_is_recorded_as_a_terminal_run_failed() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let options = AgentOptions {
         retry: RetryPolicy::attempts(3, Duration::from_millis(1)),
         ..AgentOptions::default()
@@ -47,12 +46,12 @@ async fn an_agent_error_is_recorded_as_a_terminal_run_failed() {
     let error = outcome.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::Agent);
     assert_eq!(error.message, "cannot do \"the impossible\"");
-    let events = common::events(&store, outcome.run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "failed#1(agent)"]);
+    let events = support::events(&store, outcome.run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "failed#1(agent)"]);
     let RunEvent::Failed(failed) = &events[1] else {
         panic!("{events:?}")
     };
     assert!(!failed.will_retry);
     assert_eq!(failed.error, error);
-    common::assert_contiguous(&common::recorded(&store, outcome.run_id).await);
+    support::assert_contiguous(&support::recorded(&store, outcome.run_id).await);
 }

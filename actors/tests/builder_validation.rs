@@ -3,11 +3,10 @@
 //! forced without credentials), when the orchestrator is built, then it
 //! refuses with a `Config` error naming the problem.
 
-mod common;
-
 use neonhub_actors::{
     ConnectorMode, ConnectorOptions, ConnectorsConfig, EchoAgent, Error, Gmail, OrchestratorBuilder,
 };
+use neonhub_test_support as support;
 
 fn config_error(result: neonhub_actors::Result<impl std::fmt::Debug>) -> String {
     match result {
@@ -18,7 +17,7 @@ fn config_error(result: neonhub_actors::Result<impl std::fmt::Debug>) -> String 
 
 #[actix::test]
 async fn inconsistent_configurations_are_refused() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let builder = || OrchestratorBuilder::new(store.clone());
 
     let twice = builder()
@@ -68,7 +67,7 @@ impl neonhub_actors::Agent for Copycat {
 
 #[actix::test]
 async fn one_intent_cannot_route_to_two_agents() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let result = OrchestratorBuilder::new(store)
         .builtin_agents()
         .agent(|| Copycat, Default::default())

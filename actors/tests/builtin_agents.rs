@@ -2,20 +2,14 @@
 //! then the answers are deterministic (same input, same output) and the
 //! agents are listed with their intents.
 
-mod common;
-
-use neonhub_actors::{ConnectorsConfig, ListAgents, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{ListAgents, SubmitRun};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn the_builtin_agents_answer_deterministically() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .builtin_connectors(&ConnectorsConfig::mock())
-        .unwrap()
-        .start()
-        .unwrap();
+    let (_dir, store) = support::store();
+    let orchestrator = support::mock_orchestrator(&store);
 
     let agents = orchestrator.send(ListAgents).await.unwrap();
     let listed: Vec<(String, Vec<String>)> =

@@ -3,23 +3,22 @@
 //! opens (calls fail fast with `circuit_open` without reaching the server),
 //! half-opens after its cool-down, and a successful probe closes it.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::http::TestServer;
 use neonhub_actors::{
     BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, OrchestratorBuilder,
     RetryPolicy, Secret, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 #[actix::test]
 async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let healthy = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&healthy);
     let server = TestServer::start(move |_| {
@@ -59,9 +58,9 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     let child_shape = |run| {
         let store = store.clone();
         async move {
-            let children = common::child_runs(&store, run).await;
+            let children = support::child_runs(&store, run).await;
             assert_eq!(children.len(), 1);
-            common::shape(&common::events(&store, children[0]).await)
+            support::shape(&support::events(&store, children[0]).await)
         }
     };
 
@@ -84,7 +83,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
         ErrorKind::CircuitOpen
     );
     assert_eq!(
-        common::shape(&common::events(&store, fast.run_id).await),
+        support::shape(&support::events(&store, fast.run_id).await),
         ["started#1", "failed#1(circuit_open)"]
     );
     assert_eq!(
@@ -94,7 +93,7 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     assert_eq!(server.hits(), 2);
 
     // After the cool-down it half-opens; a good probe closes it.
-    common::wait_until("the breaker to half-open", Duration::from_secs(5), || {
+    support::wait_until_within("the breaker to half-open", Duration::from_secs(5), || {
         let h = health();
         async move { h.await.unwrap() == Some(BreakerState::HalfOpen) }
     })

@@ -4,21 +4,15 @@
 //! causation = the parent) inside the agent run, so the audit trail is a
 //! tree; and the mock answers the same input with the same ids.
 
-mod common;
-
-use neonhub_actors::{ConnectorsConfig, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::SubmitRun;
 use neonhub_events::{RunEvent, RunKind};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn a_connector_call_is_a_child_run_of_the_agent_run() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .builtin_connectors(&ConnectorsConfig::mock())
-        .unwrap()
-        .start()
-        .unwrap();
+    let (_dir, store) = support::store();
+    let orchestrator = support::mock_orchestrator(&store);
     let input = json!({"to": "ada@example.com", "topic": "Neon Boots", "audience": "runners"});
 
     let outcome = orchestrator
@@ -32,11 +26,11 @@ async fn a_connector_call_is_a_child_run_of_the_agent_run() {
     assert_eq!(output["subject"], json!("Neon Boots, made for runners"));
     assert_eq!(output["message_id"].as_str().unwrap().len(), 16);
 
-    let children = common::child_runs(&store, outcome.run_id).await;
+    let children = support::child_runs(&store, outcome.run_id).await;
     assert_eq!(children.len(), 1);
     let child = children[0];
-    let child_events = common::events(&store, child).await;
-    assert_eq!(common::shape(&child_events), ["started#1", "succeeded#1"]);
+    let child_events = support::events(&store, child).await;
+    assert_eq!(support::shape(&child_events), ["started#1", "succeeded#1"]);
     let RunEvent::Started(started) = &child_events[0] else {
         panic!()
     };
@@ -55,13 +49,13 @@ async fn a_connector_call_is_a_child_run_of_the_agent_run() {
         panic!()
     };
     assert_eq!(done.output["id"], output["message_id"]);
-    for r in common::recorded(&store, child).await {
+    for r in support::recorded(&store, child).await {
         assert_eq!(r.metadata.correlation_id, Some(outcome.correlation_id));
         assert_eq!(r.metadata.causation_id, Some(*outcome.run_id.as_uuid()));
     }
 
     // The tree in log order: agent started, child started, child done, agent done.
-    let order: Vec<_> = common::all(&store)
+    let order: Vec<_> = support::all(&store)
         .await
         .iter()
         .map(|r| (r.stream.run_id().unwrap(), r.revision.0))

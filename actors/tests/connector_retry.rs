@@ -3,22 +3,21 @@
 //! (failed#1 will retry, started#2) and succeeds on attempt 2, while the
 //! agent run sees one successful call.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::http::TestServer;
 use neonhub_actors::{
     ConnectorOptions, OrchestratorBuilder, RetryPolicy, Secret, Slack, SubmitRun,
 };
 use neonhub_events::RunEvent;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 #[actix::test]
 async fn a_transient_failure_is_retried_inside_the_child_run() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&calls);
     let server = TestServer::start(move |_| {
@@ -58,13 +57,13 @@ async fn a_transient_failure_is_retried_inside_the_child_run() {
         json!("1700000000.000100")
     );
     assert_eq!(
-        common::shape(&common::events(&store, outcome.run_id).await),
+        support::shape(&support::events(&store, outcome.run_id).await),
         ["started#1", "succeeded#1"]
     );
-    let child = common::child_runs(&store, outcome.run_id).await[0];
-    let events = common::events(&store, child).await;
+    let child = support::child_runs(&store, outcome.run_id).await[0];
+    let events = support::events(&store, child).await;
     assert_eq!(
-        common::shape(&events),
+        support::shape(&events),
         [
             "started#1",
             "failed#1(connector, will retry)",
@@ -76,7 +75,7 @@ async fn a_transient_failure_is_retried_inside_the_child_run() {
         panic!()
     };
     assert!(f.error.message.contains("500"), "{}", f.error.message);
-    common::assert_contiguous(&common::recorded(&store, child).await);
+    support::assert_contiguous(&support::recorded(&store, child).await);
     assert_eq!(server.hits(), 2);
     server.stop().await;
 }

@@ -3,16 +3,12 @@
 //! the child run fails with `timeout`, the second terminally, and the agent
 //! run fails with `timeout`.
 
-mod common;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neonhub_actors::{
-    AgentOptions, Connector, ConnectorError, ConnectorOptions, OrchestratorBuilder, RetryPolicy,
-    SubmitRun,
-};
+use neonhub_actors::{AgentOptions, Connector, ConnectorError, ConnectorOptions, RetryPolicy};
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 /// A service that never answers (the failure this test must force).
@@ -31,31 +27,25 @@ impl Connector for Silent {
 
 #[actix::test]
 async fn a_request_past_its_timeout_fails_with_timeout_and_is_retried() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let options = ConnectorOptions {
         timeout: Duration::from_millis(30),
         retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
         ..ConnectorOptions::default()
     };
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| common::Proxy, AgentOptions::default())
-        .connector(Silent, options)
-        .start()
-        .unwrap();
+    let orchestrator =
+        support::proxy_orchestrator(&store, AgentOptions::default(), Silent, options);
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "silent", "operation": "ping", "input": {"n": 1}}),
-        ))
+        .send(support::Proxy::submit("silent", "ping", json!({"n": 1})))
         .await
         .unwrap()
         .unwrap();
 
     assert_eq!(outcome.result.clone().unwrap_err().kind, ErrorKind::Timeout);
-    let child = common::child_runs(&store, outcome.run_id).await[0];
+    let child = support::child_runs(&store, outcome.run_id).await[0];
     assert_eq!(
-        common::shape(&common::events(&store, child).await),
+        support::shape(&support::events(&store, child).await),
         [
             "started#1",
             "failed#1(timeout, will retry)",
@@ -64,7 +54,7 @@ async fn a_request_past_its_timeout_fails_with_timeout_and_is_retried() {
         ]
     );
     assert_eq!(
-        common::shape(&common::events(&store, outcome.run_id).await),
+        support::shape(&support::events(&store, outcome.run_id).await),
         ["started#1", "failed#1(timeout)"]
     );
 }

@@ -3,12 +3,11 @@
 //! any stored event (payload or metadata), in any outcome or error message,
 //! or in the printed configuration.
 
-mod common;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::http::TestServer;
 use neonhub_actors::{ConnectorsConfig, OrchestratorBuilder, Secret, SubmitRun};
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::json;
 
 const GMAIL_TOKEN: &str = "ya29.gmail-secret-0001";
@@ -17,7 +16,7 @@ const TWILIO_TOKEN: &str = "twilio-secret-0003";
 
 #[actix::test]
 async fn credentials_never_reach_events_outcomes_or_messages() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     // A hostile server: every answer quotes the auth header it received.
     let server = TestServer::start(|req| {
         let echoed = req.authorization.clone().unwrap_or_default();
@@ -74,7 +73,7 @@ async fn credentials_never_reach_events_outcomes_or_messages() {
     );
 
     let twilio_basic = STANDARD.encode(format!("AC42:{TWILIO_TOKEN}"));
-    let stored = common::all(&store).await;
+    let stored = support::all(&store).await;
     assert_eq!(
         stored.len(),
         12,

@@ -2,27 +2,19 @@
 //! submitted again (after it finished, or while it is still running), then
 //! the caller gets that run's outcome and nothing new is appended.
 
-mod common;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use neonhub_actors::{
-    Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
-};
+use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
 use neonhub_events::RunId;
-use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use neonhub_test_support as support;
+use serde_json::json;
 
 #[actix::test]
 async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
     let run_id = RunId::new();
 
     let first = orchestrator
@@ -43,50 +35,24 @@ async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
     assert_eq!(again, first);
     assert_eq!(again.result, Ok(json!({"n": 1})));
     assert_eq!(store.head().await.unwrap(), head);
-    let events = common::events(&store, run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
-}
-
-/// Waits for a permit before answering; counts how often it ran.
-struct Gated {
-    gate: Arc<Semaphore>,
-    runs: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl Agent for Gated {
-    fn name(&self) -> &str {
-        "gated"
-    }
-
-    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.expect("gate").forget();
-        Ok(input)
-    }
+    let events = support::events(&store, run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
 }
 
 #[actix::test]
 async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
-    let (_dir, store) = common::store();
-    let gate = Arc::new(Semaphore::new(0));
-    let runs = Arc::new(AtomicU32::new(0));
-    let (g, r) = (Arc::clone(&gate), Arc::clone(&runs));
+    let store = support::memory_store();
+    let gated = support::Gated::new();
+    let (gate, runs) = (Arc::clone(&gated.gate), Arc::clone(&gated.entered));
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(
-            move || Gated {
-                gate: Arc::clone(&g),
-                runs: Arc::clone(&r),
-            },
-            AgentOptions::default(),
-        )
+        .agent(move || gated.clone(), AgentOptions::default())
         .start()
         .unwrap();
     let run_id = RunId::new();
 
     let first = orchestrator.send(SubmitRun::agent("gated", json!("a")).with_run_id(run_id));
     let first = tokio::spawn(first);
-    common::wait_until(
+    support::wait_until_within(
         "the first run to be inside the agent",
         Duration::from_secs(5),
         || {
@@ -104,7 +70,7 @@ async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
     assert_eq!(first.result, Ok(json!("a")));
     assert_eq!(second, first);
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the agent ran once");
-    let events = common::events(&store, run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
-    assert_eq!(common::all(&store).await.len(), 2);
+    let events = support::events(&store, run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
+    assert_eq!(support::all(&store).await.len(), 2);
 }

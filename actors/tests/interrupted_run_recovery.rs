@@ -5,8 +5,6 @@
 //! RunFailed{interrupted} at its next revision and the finished run is left
 //! alone; a second recovery finds nothing to do.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +17,7 @@ use neonhub_actors::{
 use neonhub_events::{
     Codec, EmbeddedLog, ErrorKind, LogOptions, RunEvent, RunId, RunKind, SharedStore,
 };
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 const CHILD_DIR: &str = "NEONHUB_TEST_CRASH_DIR";
@@ -100,9 +99,9 @@ fn child(dir: &str, ids: &str) -> ! {
         let wait_for = |n: usize| {
             let store = store.clone();
             async move {
-                common::wait_until("events to be durable", Duration::from_secs(10), || {
+                support::wait_until_within("events to be durable", Duration::from_secs(10), || {
                     let store = store.clone();
-                    async move { common::all(&store).await.len() >= n }
+                    async move { support::all(&store).await.len() >= n }
                 })
                 .await;
             }
@@ -153,7 +152,7 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
 
     let store = open(&dir_str);
     actix::System::new().block_on(async move {
-        let before = common::all(&store).await;
+        let before = support::all(&store).await;
         assert_eq!(before.len(), 8, "what the dead process left");
         // The child run of `caller` is the stream of the 6th event.
         let child_run = before[5].stream.run_id().unwrap();
@@ -173,18 +172,18 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
             matches!(early, Err(Error::RunInProgress(id)) if id == hung),
             "{early:?}"
         );
-        assert_eq!(common::all(&store).await.len(), 8);
+        assert_eq!(support::all(&store).await.len(), 8);
 
         let report = recover_interrupted(&*store, &Codec::new()).await.unwrap();
         assert_eq!(report.interrupted, [hung, retrying, caller, child_run]);
         assert_eq!(report.events_scanned, 8);
 
         assert_eq!(
-            common::shape(&common::events(&store, hung).await),
+            support::shape(&support::events(&store, hung).await),
             ["started#1", "failed#1(interrupted)"]
         );
         assert_eq!(
-            common::shape(&common::events(&store, retrying).await),
+            support::shape(&support::events(&store, retrying).await),
             [
                 "started#1",
                 "failed#1(agent, will retry)",
@@ -193,12 +192,12 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
             ]
         );
         assert_eq!(
-            common::shape(&common::events(&store, caller).await),
+            support::shape(&support::events(&store, caller).await),
             ["started#1", "failed#1(interrupted)"]
         );
-        let child_events = common::events(&store, child_run).await;
+        let child_events = support::events(&store, child_run).await;
         assert_eq!(
-            common::shape(&child_events),
+            support::shape(&child_events),
             ["started#1", "failed#1(interrupted)"]
         );
         let RunEvent::Started(started) = &child_events[0] else {
@@ -206,7 +205,7 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
         };
         assert_eq!(started.kind, RunKind::Connector);
         assert_eq!(started.parent_run_id, Some(caller));
-        let child_recorded = common::recorded(&store, child_run).await;
+        let child_recorded = support::recorded(&store, child_run).await;
         assert_eq!(
             child_recorded[1].metadata.causation_id,
             Some(*caller.as_uuid())
@@ -221,10 +220,10 @@ fn the_runs_of_a_dead_process_are_closed_as_interrupted() {
         assert_eq!(failed.error.kind, ErrorKind::Interrupted);
         assert!(!failed.will_retry);
         for id in [hung, retrying, caller, child_run, done] {
-            common::assert_contiguous(&common::recorded(&store, id).await);
+            support::assert_contiguous(&support::recorded(&store, id).await);
         }
         assert_eq!(
-            common::shape(&common::events(&store, done).await),
+            support::shape(&support::events(&store, done).await),
             ["started#1", "succeeded#1"]
         );
 

@@ -3,17 +3,16 @@
 //! other Gmail operations are called, then each request has the method,
 //! path, bearer token and body the Gmail API documents.
 
-mod common;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::http::TestServer;
 use neonhub_actors::{AgentOptions, ConnectorsConfig, OrchestratorBuilder, Secret, SubmitRun};
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 #[actix::test]
 async fn live_gmail_speaks_the_gmail_api() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let server = TestServer::start(|req| {
         let answer = match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/gmail/v1/users/me/messages/send") => {
@@ -33,7 +32,7 @@ async fn live_gmail_speaks_the_gmail_api() {
     config.gmail.base_url = format!("{}/gmail/v1", server.base_url);
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
-        .agent(|| common::Proxy, AgentOptions::default())
+        .agent(|| support::Proxy, AgentOptions::default())
         .builtin_connectors(&config)
         .unwrap()
         .start()
@@ -74,10 +73,7 @@ async fn live_gmail_speaks_the_gmail_api() {
     assert!(message.ends_with("\r\n\r\nLine one\nLine two"), "{message}");
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "gmail", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("gmail", operation, input))
     };
     let profile = call("get_profile", json!({})).await.unwrap().unwrap();
     assert_eq!(

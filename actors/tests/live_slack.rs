@@ -3,18 +3,17 @@
 //! upload included), then each request has the method, path, bearer token
 //! and body the Slack Web API documents, and `ok: false` answers fail.
 
-mod common;
-
-use common::http::TestServer;
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, Slack, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 #[actix::test]
 async fn live_slack_speaks_the_slack_web_api() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let server = TestServer::start(|req| {
         let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
         let answer = match (req.method.as_str(), req.path.as_str()) {
@@ -41,7 +40,7 @@ async fn live_slack_speaks_the_slack_web_api() {
     });
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
-        .agent(|| common::Proxy, AgentOptions::default())
+        .agent(|| support::Proxy, AgentOptions::default())
         .connector(
             Slack::live(
                 format!("{}/api", server.base_url),
@@ -90,10 +89,7 @@ async fn live_slack_speaks_the_slack_web_api() {
     );
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "slack", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("slack", operation, input))
     };
     let channels = call("list_channels", json!({"limit": 10}))
         .await

@@ -3,22 +3,21 @@
 //! each request has the method, path, basic auth and form body the Twilio
 //! API documents; a malformed number never reaches the network.
 
-mod common;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::http::TestServer;
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, SubmitRun, Twilio,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 
 #[actix::test]
 async fn live_twilio_speaks_the_twilio_api() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let messages = format!("/2010-04-01/Accounts/{SID}/Messages.json");
     let status = format!("/2010-04-01/Accounts/{SID}/Messages/SM42.json");
     let (m, s) = (messages.clone(), status.clone());
@@ -43,7 +42,7 @@ async fn live_twilio_speaks_the_twilio_api() {
     );
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
-        .agent(|| common::Proxy, AgentOptions::default())
+        .agent(|| support::Proxy, AgentOptions::default())
         .connector(twilio, ConnectorOptions::default())
         .start()
         .unwrap();
@@ -92,10 +91,7 @@ async fn live_twilio_speaks_the_twilio_api() {
     );
 
     let call = |operation: &str, input: Value| {
-        orchestrator.send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "twilio", "operation": operation, "input": input}),
-        ))
+        orchestrator.send(support::Proxy::submit("twilio", operation, input))
     };
     let st = call("sms_status", json!({"sid": "SM42"}))
         .await

@@ -3,58 +3,28 @@
 //! `Overloaded` and nothing is recorded for it; once a slot frees up, runs
 //! are accepted again.
 
-mod common;
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use neonhub_actors::{
-    Agent, AgentContext, AgentError, AgentOptions, Error, GetStats, OrchestratorBuilder, SubmitRun,
-};
-use serde_json::{Value, json};
-use tokio::sync::Semaphore;
-
-struct Gated {
-    gate: Arc<Semaphore>,
-    entered: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl Agent for Gated {
-    fn name(&self) -> &str {
-        "gated"
-    }
-
-    async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
-        self.entered.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.expect("gate").forget();
-        Ok(input)
-    }
-}
+use neonhub_actors::{AgentOptions, Error, GetStats, OrchestratorBuilder, SubmitRun};
+use neonhub_test_support as support;
+use serde_json::json;
 
 #[actix::test]
 async fn a_full_orchestrator_refuses_at_once_and_records_nothing() {
-    let (_dir, store) = common::store();
-    let gate = Arc::new(Semaphore::new(0));
-    let entered = Arc::new(AtomicU32::new(0));
-    let (g, e) = (Arc::clone(&gate), Arc::clone(&entered));
+    let store = support::memory_store();
+    let gated = support::Gated::new();
+    let (gate, entered) = (Arc::clone(&gated.gate), Arc::clone(&gated.entered));
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(
-            move || Gated {
-                gate: Arc::clone(&g),
-                entered: Arc::clone(&e),
-            },
-            AgentOptions::default(),
-        )
+        .agent(move || gated.clone(), AgentOptions::default())
         .max_in_flight(2)
         .start()
         .unwrap();
 
     let a = tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("a"))));
     let b = tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("b"))));
-    common::wait_until("two runs inside the agent", Duration::from_secs(5), || {
+    support::wait_until_within("two runs inside the agent", Duration::from_secs(5), || {
         let entered = Arc::clone(&entered);
         async move { entered.load(Ordering::SeqCst) == 2 }
     })

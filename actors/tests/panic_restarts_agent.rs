@@ -2,8 +2,6 @@
 //! RunFailed{panicked}, its actor is restarted with a fresh agent, and the
 //! orchestrator and the other agents carry on.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
@@ -11,6 +9,7 @@ use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, ListAgents, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 /// Counts its calls; panics when asked to.
@@ -36,7 +35,7 @@ impl Agent for Counter {
 
 #[actix::test]
 async fn a_panic_fails_the_run_and_restarts_the_agent_with_fresh_state() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .agent(Counter::default, AgentOptions::default())
         .builtin_agents()
@@ -57,8 +56,8 @@ async fn a_panic_fails_the_run_and_restarts_the_agent_with_fresh_state() {
         "{}",
         error.message
     );
-    let events = common::events(&store, crashed.run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "failed#1(panicked)"]);
+    let events = support::events(&store, crashed.run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "failed#1(panicked)"]);
 
     // Fresh state: the count starts again.
     let after = submit(json!({})).await.unwrap().unwrap();
@@ -100,7 +99,7 @@ impl Agent for Moody {
 
 #[actix::test]
 async fn a_panic_does_not_disturb_other_runs_of_the_same_agent() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let shared = std::sync::Arc::clone(&gate);
     let orchestrator = OrchestratorBuilder::new(store.clone())
@@ -114,12 +113,12 @@ async fn a_panic_does_not_disturb_other_runs_of_the_same_agent() {
         .unwrap();
 
     let waiting = tokio::spawn(orchestrator.send(SubmitRun::agent("moody", json!({"n": 1}))));
-    common::wait_until(
+    support::wait_until_within(
         "the first run to start",
         std::time::Duration::from_secs(5),
         || {
             let store = store.clone();
-            async move { common::all(&store).await.len() == 1 }
+            async move { support::all(&store).await.len() == 1 }
         },
     )
     .await;
@@ -135,7 +134,7 @@ async fn a_panic_does_not_disturb_other_runs_of_the_same_agent() {
     let survivor = waiting.await.unwrap().unwrap().unwrap();
     assert_eq!(survivor.result, Ok(json!({"n": 1})));
     assert_eq!(
-        common::shape(&common::events(&store, survivor.run_id).await),
+        support::shape(&support::events(&store, survivor.run_id).await),
         ["started#1", "succeeded#1"]
     );
 }

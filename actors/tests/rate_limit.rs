@@ -2,18 +2,17 @@
 //! notifications are sent at once, then the third call fails fast with
 //! `rate_limited` in its child run and in the agent run.
 
-mod common;
-
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use neonhub_actors::{ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, SubmitRun};
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn calls_past_the_rate_limit_fail_fast_with_rate_limited() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let options = ConnectorOptions {
         rate_limit: RateLimit {
             burst: NonZeroU32::new(2).unwrap(),
@@ -41,12 +40,12 @@ async fn calls_past_the_rate_limit_fail_fast_with_rate_limited() {
     let error = third.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::RateLimited);
     assert_eq!(
-        common::shape(&common::events(&store, third.run_id).await),
+        support::shape(&support::events(&store, third.run_id).await),
         ["started#1", "failed#1(rate_limited)"]
     );
-    let children = common::child_runs(&store, third.run_id).await;
+    let children = support::child_runs(&store, third.run_id).await;
     assert_eq!(
-        common::shape(&common::events(&store, children[0]).await),
+        support::shape(&support::events(&store, children[0]).await),
         ["started#1", "failed#1(rate_limited)"],
         "fails fast: no retry although the connector's policy allows three attempts"
     );

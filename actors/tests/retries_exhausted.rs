@@ -1,8 +1,6 @@
 //! Given an agent that always fails retryably and a policy of two attempts,
 //! when a run is submitted, then the last attempt's failure is terminal.
 
-mod common;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +8,7 @@ use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, RetryPolicy, SubmitRun,
 };
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 struct Broken;
@@ -27,7 +26,7 @@ impl Agent for Broken {
 
 #[actix::test]
 async fn the_last_attempt_fails_terminally() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let options = AgentOptions {
         retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
         ..AgentOptions::default()
@@ -45,9 +44,9 @@ async fn the_last_attempt_fails_terminally() {
 
     assert_eq!(outcome.attempts, 2);
     assert_eq!(outcome.result.clone().unwrap_err().kind, ErrorKind::Agent);
-    let events = common::events(&store, outcome.run_id).await;
+    let events = support::events(&store, outcome.run_id).await;
     assert_eq!(
-        common::shape(&events),
+        support::shape(&events),
         [
             "started#1",
             "failed#1(agent, will retry)",

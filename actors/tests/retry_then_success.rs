@@ -3,8 +3,6 @@
 //! started#1, failed#1(will retry), started#2, failed#2(will retry),
 //! started#3, succeeded#3, each append at the next revision.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -14,6 +12,7 @@ use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, RetryPolicy, SubmitRun,
 };
 use neonhub_events::RunEvent;
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 struct Flaky {
@@ -41,7 +40,7 @@ impl Agent for Flaky {
 
 #[actix::test]
 async fn retryable_failures_are_retried_in_the_same_stream() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let failures_left = Arc::new(AtomicU32::new(2));
     let shared = Arc::clone(&failures_left);
     let options = AgentOptions {
@@ -66,9 +65,9 @@ async fn retryable_failures_are_retried_in_the_same_stream() {
 
     assert_eq!(outcome.result, Ok(json!({"input": "x", "attempt": 3})));
     assert_eq!(outcome.attempts, 3);
-    let events = common::events(&store, outcome.run_id).await;
+    let events = support::events(&store, outcome.run_id).await;
     assert_eq!(
-        common::shape(&events),
+        support::shape(&events),
         [
             "started#1",
             "failed#1(agent, will retry)",
@@ -90,5 +89,5 @@ async fn retryable_failures_are_retried_in_the_same_stream() {
     assert_eq!(s1.input, s2.input);
     assert_eq!(s1.correlation_id, s2.correlation_id);
     assert!(s2.started_at.as_micros() >= first.finished_at.as_micros());
-    common::assert_contiguous(&common::recorded(&store, outcome.run_id).await);
+    support::assert_contiguous(&support::recorded(&store, outcome.run_id).await);
 }

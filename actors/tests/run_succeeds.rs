@@ -2,19 +2,15 @@
 //! the store holds exactly RunStarted{attempt 1} and RunSucceeded, with the
 //! conventions projections rely on.
 
-mod common;
-
-use neonhub_actors::{OrchestratorBuilder, SubmitRun};
+use neonhub_actors::SubmitRun;
 use neonhub_events::{RunEvent, RunKind};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn a_run_routed_by_intent_records_started_then_succeeded() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
 
     let input = json!({"hello": "world", "n": 3});
     let outcome = orchestrator
@@ -25,10 +21,10 @@ async fn a_run_routed_by_intent_records_started_then_succeeded() {
 
     assert_eq!(outcome.result, Ok(input.clone()));
     assert_eq!(outcome.attempts, 1);
-    let recorded = common::recorded(&store, outcome.run_id).await;
-    common::assert_contiguous(&recorded);
-    let events = common::events(&store, outcome.run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "succeeded#1"]);
+    let recorded = support::recorded(&store, outcome.run_id).await;
+    support::assert_contiguous(&recorded);
+    let events = support::events(&store, outcome.run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "succeeded#1"]);
     let RunEvent::Started(started) = &events[0] else {
         panic!("{events:?}")
     };
@@ -50,16 +46,13 @@ async fn a_run_routed_by_intent_records_started_then_succeeded() {
         assert_eq!(r.metadata.causation_id, None);
     }
     // Nothing else was written.
-    assert_eq!(common::all(&store).await.len(), 2);
+    assert_eq!(support::all(&store).await.len(), 2);
 }
 
 #[actix::test]
 async fn a_run_routed_by_name_has_no_intent_and_keeps_a_given_correlation() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
     let correlation = uuid::Uuid::now_v7();
 
     let outcome = orchestrator
@@ -69,13 +62,13 @@ async fn a_run_routed_by_name_has_no_intent_and_keeps_a_given_correlation() {
         .unwrap();
 
     assert_eq!(outcome.correlation_id, correlation);
-    let events = common::events(&store, outcome.run_id).await;
+    let events = support::events(&store, outcome.run_id).await;
     let RunEvent::Started(started) = &events[0] else {
         panic!("{events:?}")
     };
     assert_eq!(started.intent, None);
     assert_eq!(started.correlation_id, correlation);
-    for r in common::recorded(&store, outcome.run_id).await {
+    for r in support::recorded(&store, outcome.run_id).await {
         assert_eq!(r.metadata.correlation_id, Some(correlation));
     }
 }

@@ -2,8 +2,6 @@
 //! submitted, then the store holds RunStarted and RunFailed{timeout}, and
 //! the agent keeps serving other runs.
 
-mod common;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +9,7 @@ use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_events::{ErrorKind, RunEvent};
+use neonhub_test_support as support;
 use serde_json::{Value, json};
 
 struct Sleeper;
@@ -31,7 +30,7 @@ impl Agent for Sleeper {
 
 #[actix::test]
 async fn an_attempt_past_its_timeout_fails_with_timeout() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let options = AgentOptions {
         timeout: Duration::from_millis(50),
         ..AgentOptions::default()
@@ -48,8 +47,8 @@ async fn an_attempt_past_its_timeout_fails_with_timeout() {
         .unwrap();
 
     assert_eq!(outcome.result.clone().unwrap_err().kind, ErrorKind::Timeout);
-    let events = common::events(&store, outcome.run_id).await;
-    assert_eq!(common::shape(&events), ["started#1", "failed#1(timeout)"]);
+    let events = support::events(&store, outcome.run_id).await;
+    assert_eq!(support::shape(&events), ["started#1", "failed#1(timeout)"]);
     let RunEvent::Failed(failed) = &events[1] else {
         panic!("{events:?}")
     };

@@ -2,21 +2,15 @@
 //! to a number that is not E.164, then both the child run and the agent run
 //! fail with a connector error, and a valid number succeeds.
 
-mod common;
-
-use neonhub_actors::{ConnectorsConfig, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::SubmitRun;
 use neonhub_events::{ErrorKind, RunEvent};
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn an_invalid_number_fails_the_run_with_a_connector_error() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .builtin_connectors(&ConnectorsConfig::mock())
-        .unwrap()
-        .start()
-        .unwrap();
+    let (_dir, store) = support::store();
+    let orchestrator = support::mock_orchestrator(&store);
 
     let outcome = orchestrator
         .send(SubmitRun::intent(
@@ -31,14 +25,14 @@ async fn an_invalid_number_fails_the_run_with_a_connector_error() {
     assert_eq!(error.kind, ErrorKind::Connector);
     assert!(error.message.contains("E.164"), "{}", error.message);
     assert_eq!(
-        common::shape(&common::events(&store, outcome.run_id).await),
+        support::shape(&support::events(&store, outcome.run_id).await),
         ["started#1", "failed#1(connector)"]
     );
-    let children = common::child_runs(&store, outcome.run_id).await;
+    let children = support::child_runs(&store, outcome.run_id).await;
     assert_eq!(children.len(), 1);
-    let child_events = common::events(&store, children[0]).await;
+    let child_events = support::events(&store, children[0]).await;
     assert_eq!(
-        common::shape(&child_events),
+        support::shape(&child_events),
         ["started#1", "failed#1(connector)"]
     );
     let RunEvent::Started(s) = &child_events[0] else {

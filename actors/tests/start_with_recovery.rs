@@ -2,17 +2,16 @@
 //! service starts (recovery, then the orchestrator), then the run is closed with
 //! RunFailed{interrupted} before the orchestrator accepts new runs.
 
-mod common;
-
 use neonhub_actors::{OrchestratorBuilder, SubmitRun, recover_interrupted};
 use neonhub_events::{
     Codec, ExpectedRevision, Metadata, RunEvent, RunId, RunKind, RunStarted, Timestamp,
 };
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn recovery_runs_before_the_first_run_is_accepted() {
-    let (_dir, store) = common::store();
+    let (_dir, store) = support::store();
     let open = RunId::new();
     let started = RunEvent::Started(RunStarted {
         run_id: open,
@@ -44,9 +43,9 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         .unwrap();
 
     assert_eq!(report.interrupted, [open]);
-    let recorded = common::recorded(&store, open).await;
+    let recorded = support::recorded(&store, open).await;
     assert_eq!(
-        common::shape(&common::events(&store, open).await),
+        support::shape(&support::events(&store, open).await),
         ["started#1", "failed#1(interrupted)"]
     );
     assert_eq!(recorded[1].metadata, metadata);
@@ -56,5 +55,5 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         .unwrap()
         .unwrap();
     assert!(fresh.is_success());
-    assert_eq!(common::all(&store).await.len(), 4);
+    assert_eq!(support::all(&store).await.len(), 4);
 }

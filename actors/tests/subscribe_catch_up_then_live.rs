@@ -3,14 +3,13 @@
 //! order (catch-up), then each new one as it is appended (live), never one
 //! twice; and the subscription ends when the recipient stops.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use neonhub_actors::{OrchestratorBuilder, RunEventNotice, SubmitRun, SubscribeRuns};
+use neonhub_actors::{RunEventNotice, SubmitRun, SubscribeRuns};
 use neonhub_events::{Position, RunEvent};
+use neonhub_test_support as support;
 use serde_json::json;
 
 struct Collector {
@@ -43,11 +42,8 @@ impl Handler<Stop> for Collector {
 
 #[actix::test]
 async fn a_recipient_catches_up_from_a_position_then_follows_live() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
     let first = orchestrator
         .send(SubmitRun::intent("echo", json!(1)))
         .await
@@ -58,7 +54,7 @@ async fn a_recipient_catches_up_from_a_position_then_follows_live() {
         .await
         .unwrap()
         .unwrap();
-    let stored = common::all(&store).await;
+    let stored = support::all(&store).await;
     assert_eq!(stored.len(), 4);
     let from = stored[2].position;
     assert_eq!(stored[2].stream, second.run_id.stream());
@@ -83,18 +79,18 @@ async fn a_recipient_catches_up_from_a_position_then_follows_live() {
             async move { seen.lock().unwrap().len() >= n }
         }
     };
-    common::wait_until("the catch-up events", Duration::from_secs(5), count(2)).await;
+    support::wait_until_within("the catch-up events", Duration::from_secs(5), count(2)).await;
 
     let third = orchestrator
         .send(SubmitRun::intent("echo", json!(3)))
         .await
         .unwrap()
         .unwrap();
-    common::wait_until("the live events", Duration::from_secs(5), count(4)).await;
+    support::wait_until_within("the live events", Duration::from_secs(5), count(4)).await;
 
     let got = seen.lock().unwrap().clone();
     assert_eq!(got.len(), 4, "no event twice: {got:?}");
-    let all = common::all(&store).await;
+    let all = support::all(&store).await;
     let expected: Vec<Position> = all[2..].iter().map(|r| r.position).collect();
     assert_eq!(got.iter().map(|n| n.position).collect::<Vec<_>>(), expected);
     let runs: Vec<_> = got.iter().map(|n| n.event.run_id()).collect();
@@ -119,7 +115,7 @@ async fn a_recipient_catches_up_from_a_position_then_follows_live() {
         .await
         .unwrap()
         .unwrap();
-    common::wait_until("the subscription to end", Duration::from_secs(5), || {
+    support::wait_until_within("the subscription to end", Duration::from_secs(5), || {
         let finished = handle.is_finished();
         async move { finished }
     })

@@ -2,25 +2,21 @@
 //! fails with a typed connector error without recording a child run, and
 //! the agent run fails with kind connector.
 
-mod common;
-
-use neonhub_actors::{AgentOptions, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{AgentOptions, OrchestratorBuilder};
 use neonhub_events::ErrorKind;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
-    let (_dir, store) = common::store();
+    let store = support::memory_store();
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(|| common::Proxy, AgentOptions::default())
+        .agent(|| support::Proxy, AgentOptions::default())
         .start()
         .unwrap();
 
     let outcome = orchestrator
-        .send(SubmitRun::agent(
-            "proxy",
-            json!({"connector": "fax", "operation": "send", "input": {}}),
-        ))
+        .send(support::Proxy::submit("fax", "send", json!({})))
         .await
         .unwrap()
         .unwrap();
@@ -28,10 +24,10 @@ async fn calling_a_missing_connector_fails_the_agent_run_without_a_child_run() {
     let error = outcome.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::Connector);
     assert_eq!(error.message, "no connector is named \"fax\"");
-    assert!(common::child_runs(&store, outcome.run_id).await.is_empty());
+    assert!(support::child_runs(&store, outcome.run_id).await.is_empty());
     assert_eq!(
-        common::shape(&common::events(&store, outcome.run_id).await),
+        support::shape(&support::events(&store, outcome.run_id).await),
         ["started#1", "failed#1(connector)"]
     );
-    assert_eq!(common::all(&store).await.len(), 2);
+    assert_eq!(support::all(&store).await.len(), 2);
 }

@@ -2,19 +2,15 @@
 //! unknown agent or intent, then it is refused with a typed error and
 //! nothing is recorded.
 
-mod common;
-
-use neonhub_actors::{Error, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{Error, SubmitRun};
 use neonhub_events::Position;
+use neonhub_test_support as support;
 use serde_json::json;
 
 #[actix::test]
 async fn unknown_agents_and_intents_are_typed_errors_that_record_nothing() {
-    let (_dir, store) = common::store();
-    let orchestrator = OrchestratorBuilder::new(store.clone())
-        .builtin_agents()
-        .start()
-        .unwrap();
+    let store = support::memory_store();
+    let orchestrator = support::builtin_orchestrator(&store);
 
     let by_name = orchestrator
         .send(SubmitRun::agent("nobody", json!({})))

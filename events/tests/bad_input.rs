@@ -5,17 +5,13 @@
 use std::os::unix::fs::FileExt;
 
 use neonhub_events::{
-    Durability, EmbeddedLog, Error, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
-    Metadata, Position, StreamId,
+    Durability, EmbeddedLog, Error, EventData, EventStore, ExpectedRevision, LogOptions, Position,
+    StreamId,
 };
+use neonhub_test_support::event_data;
 
 fn event(size: usize) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "test.event.v1".to_string(),
-        metadata: Metadata::default(),
-        payload: vec![7; size],
-    }
+    event_data("test.event.v1", vec![7; size])
 }
 
 #[tokio::test]

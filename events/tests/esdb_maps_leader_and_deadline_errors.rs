@@ -6,21 +6,15 @@
 use std::time::Duration;
 
 use neonhub_esdb_test_server::TestServer;
-use neonhub_events::{
-    Error, EsdbStore, EventData, EventId, EventStore, ExpectedRevision, Metadata, StreamId,
-};
+use neonhub_events::{Error, EsdbStore, EventData, EventStore, ExpectedRevision, StreamId};
+use neonhub_test_support::{event_data, unique_stream};
 
 fn event() -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "errors.v1".into(),
-        metadata: Metadata::default(),
-        payload: vec![1],
-    }
+    event_data("errors.v1", vec![1])
 }
 
 fn stream() -> StreamId {
-    StreamId::new(format!("errors-{}", uuid::Uuid::new_v4().simple())).unwrap()
+    unique_stream("errors")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use neonhub_esdb_test_server::{DEFAULT_MAX_APPEND_SIZE, TestServer};
 use neonhub_events::{
-    Direction, Error, EsdbStore, EventData, EventId, EventStore, ExpectedRevision, Metadata,
-    ReadFrom, StreamId,
+    Direction, Error, EsdbStore, EventData, EventStore, ExpectedRevision, ReadFrom, StreamId,
 };
+use neonhub_test_support::{event_data, unique_stream};
 
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -19,12 +19,7 @@ fn free_addr() -> SocketAddr {
 }
 
 fn event() -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "reconnect.v1".into(),
-        metadata: Metadata::default(),
-        payload: vec![1],
-    }
+    event_data("reconnect.v1", vec![1])
 }
 
 /// Appends until one goes through, failing the test after `within`.
@@ -52,7 +47,7 @@ async fn append_eventually(store: &EsdbStore, stream: &StreamId, within: Duratio
 async fn requests_go_through_once_the_node_is_up_and_again_after_it_restarts() {
     let addr = free_addr();
     let store = EsdbStore::connect(&format!("esdb://{addr}?tls=false")).expect("connect");
-    let stream = StreamId::new(format!("reconnect-{}", uuid::Uuid::new_v4().simple())).unwrap();
+    let stream = unique_stream("reconnect");
 
     // Nothing listens yet: a retryable failure, not a hang or a panic.
     match store

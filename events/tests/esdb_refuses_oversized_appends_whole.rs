@@ -5,21 +5,17 @@
 
 use neonhub_esdb_test_server::TestServer;
 use neonhub_events::{
-    Direction, Error, EsdbOptions, EsdbStore, EventData, EventId, EventStore, ExpectedRevision,
-    Metadata, ReadFrom, StreamId,
+    Direction, Error, EsdbOptions, EsdbStore, EventData, EventStore, ExpectedRevision, ReadFrom,
+    StreamId,
 };
+use neonhub_test_support::{event_data, unique_stream};
 
 fn event(bytes: usize) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "big.v1".into(),
-        metadata: Metadata::default(),
-        payload: vec![0xab; bytes],
-    }
+    event_data("big.v1", vec![0xab; bytes])
 }
 
 fn stream() -> StreamId {
-    StreamId::new(format!("big-{}", uuid::Uuid::new_v4().simple())).unwrap()
+    unique_stream("big")
 }
 
 async fn len(store: &EsdbStore, s: &StreamId) -> usize {

@@ -6,17 +6,11 @@
 use std::time::Duration;
 
 use neonhub_esdb_test_server::TestServer;
-use neonhub_events::{
-    EsdbStore, EventData, EventId, EventStore, ExpectedRevision, Metadata, StreamId, Subscription,
-};
+use neonhub_events::{EsdbStore, EventData, EventStore, ExpectedRevision, Subscription};
+use neonhub_test_support::{event_data, unique_stream};
 
 fn event(n: u32) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "resume.v1".into(),
-        metadata: Metadata::default(),
-        payload: n.to_le_bytes().to_vec(),
-    }
+    event_data("resume.v1", n.to_le_bytes().to_vec())
 }
 
 async fn next_number(sub: &mut Subscription) -> u32 {
@@ -31,7 +25,7 @@ async fn next_number(sub: &mut Subscription) -> u32 {
 async fn a_dropped_subscription_resumes_without_gaps_or_repeats() {
     let server = TestServer::start().unwrap();
     let store = EsdbStore::connect(&server.url()).unwrap();
-    let s = StreamId::new(format!("resume-{}", uuid::Uuid::new_v4().simple())).unwrap();
+    let s = unique_stream("resume");
     let start = store.head().await.unwrap();
     for n in 0..100 {
         store

@@ -7,17 +7,11 @@
 use std::time::Duration;
 
 use neonhub_esdb_test_server::TestServer;
-use neonhub_events::{
-    Error, EsdbStore, EventData, EventId, EventStore, ExpectedRevision, Metadata, StreamId,
-};
+use neonhub_events::{Error, EsdbStore, EventData, EventStore, ExpectedRevision};
+use neonhub_test_support::{event_data, unique_stream};
 
 fn event(n: u32) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "sub.v1".into(),
-        metadata: Metadata::default(),
-        payload: n.to_le_bytes().to_vec(),
-    }
+    event_data("sub.v1", n.to_le_bytes().to_vec())
 }
 
 #[test]
@@ -30,7 +24,7 @@ fn a_subscriber_that_stops_reading_never_blocks_appends() {
         .unwrap();
     rt.block_on(async {
         let store = EsdbStore::connect(&server.url()).unwrap();
-        let s = StreamId::new(format!("slow-{}", uuid::Uuid::new_v4().simple())).unwrap();
+        let s = unique_stream("slow");
         let start = store.head().await.unwrap();
         let mut sub = store.subscribe_all(start).await.unwrap();
         // Far more events than the subscription's channel holds, appended

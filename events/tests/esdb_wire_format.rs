@@ -10,8 +10,9 @@ use std::time::Duration;
 use neonhub_esdb_test_server::TestServer;
 use neonhub_events::{
     Codec, EsdbStore, EventData, EventId, EventStore, ExpectedRevision, Metadata, Position,
-    Revision, RunEvent, RunId, RunKind, RunStarted, StreamId, Timestamp,
+    Revision, RunEvent, RunId, RunKind, RunStarted, Timestamp,
 };
+use neonhub_test_support::unique_stream;
 use uuid::Uuid;
 
 fn run_started(run: RunId) -> EventData {
@@ -103,7 +104,7 @@ async fn events_are_stored_with_our_ids_binary_payloads_and_json_metadata() {
 async fn system_streams_and_events_are_left_out_of_read_all_and_subscriptions() {
     let server = TestServer::start().unwrap();
     let store = EsdbStore::connect(&server.url()).unwrap();
-    let s = StreamId::new(format!("sys-{}", Uuid::new_v4().simple())).unwrap();
+    let s = unique_stream("sys");
     let mut sub = store.subscribe_all(Position::START).await.unwrap();
     for i in 0..6u8 {
         server.append_system_event();

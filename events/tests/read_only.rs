@@ -5,17 +5,12 @@
 use std::io::Write;
 
 use neonhub_events::{
-    EmbeddedLog, Error, EventData, EventId, EventStore, ExpectedRevision, LogOptions, Metadata,
-    Position, StreamId,
+    EmbeddedLog, Error, EventData, EventStore, ExpectedRevision, LogOptions, Position, StreamId,
 };
+use neonhub_test_support::event_data;
 
 fn event(n: u64) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "test.event.v1".to_string(),
-        metadata: Metadata::default(),
-        payload: n.to_le_bytes().to_vec(),
-    }
+    event_data("test.event.v1", n.to_le_bytes().to_vec())
 }
 
 #[tokio::test]

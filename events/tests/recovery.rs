@@ -8,17 +8,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use neonhub_events::{
-    Direction, EmbeddedLog, Error, EventData, EventId, EventStore, ExpectedRevision, LogOptions,
-    Metadata, Position, ReadFrom, Revision, StreamId,
+    Direction, EmbeddedLog, Error, EventData, EventStore, ExpectedRevision, LogOptions, Position,
+    ReadFrom, Revision, StreamId,
 };
+use neonhub_test_support::event_data;
 
 fn event(n: u64) -> EventData {
-    EventData {
-        id: EventId::new(),
-        event_type: "test.event.v1".to_string(),
-        metadata: Metadata::default(),
-        payload: format!("event number {n} with some payload").into_bytes(),
-    }
+    event_data(
+        "test.event.v1",
+        format!("event number {n} with some payload").into_bytes(),
+    )
 }
 
 fn first_segment(dir: &Path) -> PathBuf {

@@ -2,16 +2,15 @@
 //! checkpoint is behind the head, and reports the first mismatch when a row
 //! was altered, removed or added behind the projection's back.
 
-mod common;
-
 use neonhub_projections::{
     AgentRunsProjection, Mismatch, ProjectionRunner, RunQueries, RunStatus, verify,
 };
+use neonhub_test_support::projections as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_lag_and_the_first_mismatch() {
-    let mut log = common::TestLog::open();
-    let events = common::events(300, 17);
+    let mut log = support::TestLog::open();
+    let events = support::events(300, 17);
     let (first, second) = events.split_at(events.len() / 2);
     log.append(first).await;
     let db = log.db("table.sqlite");

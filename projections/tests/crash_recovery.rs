@@ -5,8 +5,6 @@
 //! The child is this test binary itself, re-run on the ignored test
 //! `crash_child` with `NEONHUB_CRASH_CHILD` naming the work directory.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +14,7 @@ use neonhub_projections::fixture::Rng;
 use neonhub_projections::{
     AgentRunsProjection, AsOf, Progress, ProjectionRunner, RebuildOptions, RunQueries, rebuild,
 };
+use neonhub_test_support::projections as support;
 
 const CHILD_ENV: &str = "NEONHUB_CRASH_CHILD";
 /// Kills to reach (cycles whose child finished before its kill do not count).
@@ -34,7 +33,7 @@ async fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let store = common::open_store(&dir.join("log"));
+    let store = support::open_store(&dir.join("log"));
     let projection = AgentRunsProjection::open(dir.join("table.sqlite")).unwrap();
     // Small, varying batches: many commits for the kill to land between (or in).
     let batch = 1 + Rng::new(seed).below(16) as usize;
@@ -46,8 +45,8 @@ async fn crash_child() {
 async fn killed_projection_always_equals_a_log_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let head = {
-        let mut log = common::TestLog::open();
-        log.append(&common::events(1_000, 21)).await;
+        let mut log = support::TestLog::open();
+        log.append(&support::events(1_000, 21)).await;
         let head = log.store.head().await.unwrap();
         drop(log.store);
         std::fs::rename(log.dir.path().join("log"), dir.path().join("log")).unwrap();
@@ -95,7 +94,7 @@ async fn killed_projection_always_equals_a_log_prefix() {
         // the table equals the log's prefix up to its checkpoint.
         drop(AgentRunsProjection::open(&table).unwrap());
         let checkpoint = RunQueries::open(&table).unwrap().checkpoint().unwrap();
-        let store = common::open_store(&dir.path().join("log"));
+        let store = support::open_store(&dir.path().join("log"));
         let expected = dir.path().join(format!("expected-{cycle}.sqlite"));
         let expected_rows = if checkpoint == Position::START {
             Vec::new()
@@ -109,18 +108,18 @@ async fn killed_projection_always_equals_a_log_prefix() {
             )
             .await
             .unwrap();
-            common::rows(&expected)
+            support::rows(&expected)
         };
         drop(store);
         assert_eq!(
-            common::rows(&table),
+            support::rows(&table),
             expected_rows,
             "cycle {cycle}, checkpoint {checkpoint}"
         );
         if checkpoint > Position::START {
             assert_eq!(
-                common::metrics_text(&table),
-                common::metrics_text(&expected),
+                support::metrics_text(&table),
+                support::metrics_text(&expected),
                 "cycle {cycle}"
             );
         }

@@ -2,16 +2,15 @@
 //! its position and type; nothing of its batch is written and nothing after
 //! it is skipped to.
 
-mod common;
-
 use neonhub_events::{
     EventData, EventId, ExpectedRevision, Metadata, Position, RunEvent, RunId, RunSucceeded,
     StreamId, Timestamp, encode_payload, event_types,
 };
 use neonhub_projections::{AgentRunsProjection, Error, Projection, ProjectionRunner};
+use neonhub_test_support::projections as support;
 
 async fn append_raw(
-    log: &common::TestLog,
+    log: &support::TestLog,
     stream: &StreamId,
     event_type: &str,
     payload: Vec<u8>,
@@ -32,7 +31,7 @@ async fn append_raw(
         .first_position
 }
 
-async fn expect_stop(log: &common::TestLog, name: &str, position: Position, event_type: &str) {
+async fn expect_stop(log: &support::TestLog, name: &str, position: Position, event_type: &str) {
     let db = log.db(name);
     let mut runner =
         ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap())
@@ -54,7 +53,7 @@ async fn expect_stop(log: &common::TestLog, name: &str, position: Position, even
     let checkpoint = runner.projection().checkpoint();
     assert!(checkpoint <= position && position.0 - checkpoint.0 < 10);
     assert!(
-        common::rows(&db)
+        support::rows(&db)
             .iter()
             .all(|r| r.last_position < checkpoint)
     );
@@ -68,8 +67,8 @@ async fn expect_stop(log: &common::TestLog, name: &str, position: Position, even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_event_stops_the_projection_naming_position_and_type() {
-    let mut log = common::TestLog::open();
-    let events = common::events(40, 9);
+    let mut log = support::TestLog::open();
+    let events = support::events(40, 9);
     log.append(&events).await;
 
     // A stream that is not a run stream is passed over.
@@ -97,14 +96,14 @@ async fn a_failing_event_stops_the_projection_naming_position_and_type() {
         .unwrap(),
     )
     .await;
-    log.append(&common::events(5, 10)).await;
+    log.append(&support::events(5, 10)).await;
     expect_stop(&log, "orphan.sqlite", bad, event_types::RUN_SUCCEEDED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_or_unknown_event_stops_the_projection() {
-    let mut log = common::TestLog::open();
-    log.append(&common::events(20, 4)).await;
+    let mut log = support::TestLog::open();
+    log.append(&support::events(20, 4)).await;
     let garbled = append_raw(
         &log,
         &RunId::new().stream(),
@@ -112,19 +111,19 @@ async fn an_undecodable_or_unknown_event_stops_the_projection() {
         b"\xc1nope".to_vec(),
     )
     .await;
-    log.append(&common::events(3, 8)).await;
+    log.append(&support::events(3, 8)).await;
     expect_stop(&log, "garbled.sqlite", garbled, event_types::RUN_STARTED).await;
 
-    let mut log = common::TestLog::open();
-    log.append(&common::events(20, 4)).await;
+    let mut log = support::TestLog::open();
+    log.append(&support::events(20, 4)).await;
     let unknown = append_raw(&log, &RunId::new().stream(), "run.paused.v1", vec![0x80]).await;
     expect_stop(&log, "unknown.sqlite", unknown, "run.paused.v1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_first_start_of_a_run_stops_the_projection() {
-    let mut log = common::TestLog::open();
-    let events = common::events(30, 2);
+    let mut log = support::TestLog::open();
+    let events = support::events(30, 2);
     log.append(&events).await;
     // Replays the first RunStarted of a run already in the log, in its own
     // stream (as a bad import would).

@@ -1,17 +1,16 @@
 //! After a restart the metrics come back from the checkpointed state, without
 //! replaying the log, and equal what a fresh full replay renders.
 
-mod common;
-
 use neonhub_events::Position;
 use neonhub_projections::{
     AgentRunsProjection, AsOf, Progress, Projection, ProjectionRunner, RebuildOptions, rebuild,
 };
+use neonhub_test_support::projections as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_text_after_restart_equals_a_fresh_full_replay() {
-    let mut log = common::TestLog::open();
-    let events = common::events(1_200, 3);
+    let mut log = support::TestLog::open();
+    let events = support::events(1_200, 3);
     let (first, second) = events.split_at(events.len() / 2);
     log.append(first).await;
     let db = log.db("live.sqlite");
@@ -40,7 +39,7 @@ async fn metrics_text_after_restart_equals_a_fresh_full_replay() {
     )
     .await
     .unwrap();
-    assert_eq!(before_restart, common::metrics_text(&as_of_checkpoint));
+    assert_eq!(before_restart, support::metrics_text(&as_of_checkpoint));
 
     // The runner goes on from the checkpoint (it reads only the new events).
     let mut runner = ProjectionRunner::new(log.store.clone(), reopened).with_batch_size(113);
@@ -56,7 +55,7 @@ async fn metrics_text_after_restart_equals_a_fresh_full_replay() {
     )
     .await
     .unwrap();
-    let full_replay = common::metrics_text(&fresh);
+    let full_replay = support::metrics_text(&fresh);
     assert_eq!(after_restart, full_replay);
     assert_ne!(after_restart, before_restart);
     for name in [

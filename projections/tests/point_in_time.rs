@@ -1,16 +1,15 @@
 //! A rebuild as of a position or a time holds exactly the rows of the log's
 //! prefix, in a separate file, leaving the live table untouched.
 
-mod common;
-
 use neonhub_events::Position;
 use neonhub_projections::{
     AgentRunsProjection, AsOf, Error, Progress, Projection, ProjectionRunner, RebuildOptions,
     rebuild,
 };
+use neonhub_test_support::projections as support;
 
 /// The table of the prefix `..=last`, built one event per transaction.
-async fn prefix_table(log: &common::TestLog, last: Position, path: &std::path::Path) {
+async fn prefix_table(log: &support::TestLog, last: Position, path: &std::path::Path) {
     let mut p = AgentRunsProjection::open(path).unwrap();
     let events = log
         .store
@@ -25,8 +24,8 @@ async fn prefix_table(log: &common::TestLog, last: Position, path: &std::path::P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_as_of_a_position_or_time_is_the_prefix() {
-    let mut log = common::TestLog::open();
-    let events = common::events(600, 5);
+    let mut log = support::TestLog::open();
+    let events = support::events(600, 5);
     // Appended in a few rounds, so recorded_at moves on between them.
     for chunk in events.chunks(events.len() / 4 + 1) {
         log.append(chunk).await;
@@ -41,8 +40,8 @@ async fn rebuild_as_of_a_position_or_time_is_the_prefix() {
     );
     runner.catch_up().await.unwrap();
     drop(runner);
-    let live_before = common::rows(&live_db);
-    let live_metrics = common::metrics_text(&live_db);
+    let live_before = support::rows(&live_db);
+    let live_metrics = support::metrics_text(&live_db);
 
     for (i, last) in [0, 1, head.0 / 3, head.0 / 2 + 7, head.0 - 1]
         .into_iter()
@@ -64,12 +63,12 @@ async fn rebuild_as_of_a_position_or_time_is_the_prefix() {
         assert_eq!(summary.events, last.0 + 1);
         let expected = log.db(&format!("prefix-{i}.sqlite"));
         prefix_table(&log, last, &expected).await;
-        let rows = common::rows(&as_of);
-        assert_eq!(rows, common::rows(&expected), "as of {last}");
+        let rows = support::rows(&as_of);
+        assert_eq!(rows, support::rows(&expected), "as of {last}");
         assert!(rows.iter().all(|r| r.last_position <= last));
         assert_eq!(
-            common::metrics_text(&as_of),
-            common::metrics_text(&expected)
+            support::metrics_text(&as_of),
+            support::metrics_text(&expected)
         );
     }
 
@@ -100,15 +99,15 @@ async fn rebuild_as_of_a_position_or_time_is_the_prefix() {
     assert_eq!(summary.checkpoint, last.next());
     let expected = log.db("by-time-prefix.sqlite");
     prefix_table(&log, last, &expected).await;
-    assert_eq!(common::rows(&by_time), common::rows(&expected));
+    assert_eq!(support::rows(&by_time), support::rows(&expected));
 
     // A rebuild never overwrites, and never touched the live table.
     assert!(matches!(
         rebuild(&log.store, &by_time, RebuildOptions::default()).await,
         Err(Error::TargetExists(_))
     ));
-    assert_eq!(common::rows(&live_db), live_before);
-    assert_eq!(common::metrics_text(&live_db), live_metrics);
+    assert_eq!(support::rows(&live_db), live_before);
+    assert_eq!(support::metrics_text(&live_db), live_metrics);
     assert_eq!(
         neonhub_projections::RunQueries::open(&live_db)
             .unwrap()

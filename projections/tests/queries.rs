@@ -2,8 +2,6 @@
 //! row gives: filtered lists newest first across cursor pages, one run with
 //! its children, and the per-target report.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use neonhub_events::{RunKind, Timestamp};
@@ -11,6 +9,7 @@ use neonhub_projections::{
     AgentRun, Error, Progress, RebuildOptions, RunFilter, RunQueries, RunStatus, TargetReport,
     rebuild,
 };
+use neonhub_test_support::projections as support;
 
 fn newest_first(mut runs: Vec<AgentRun>) -> Vec<AgentRun> {
     runs.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.first_position)));
@@ -34,8 +33,8 @@ fn paginate(q: &RunQueries, filter: &RunFilter, page: usize) -> Vec<AgentRun> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_match_a_brute_force_pass() {
-    let mut log = common::TestLog::open();
-    let events = common::events(1_500, 11);
+    let mut log = support::TestLog::in_memory();
+    let events = support::events(1_500, 11);
     log.append(&events).await;
     let db = log.db("runs.sqlite");
     rebuild(
@@ -45,7 +44,7 @@ async fn queries_match_a_brute_force_pass() {
     )
     .await
     .unwrap();
-    let all = common::rows(&db);
+    let all = support::rows(&db);
     let q = RunQueries::open(&db).unwrap();
 
     let mid = {

@@ -1,19 +1,18 @@
 //! Following the log live and rebuilding it from scratch give the same
 //! AgentRun table and the same metrics, on thousands of runs of every shape.
 
-mod common;
-
 use std::collections::HashSet;
 
 use neonhub_events::{ErrorKind, RunKind};
 use neonhub_projections::{
     AgentRunsProjection, Progress, ProjectionRunner, RebuildOptions, RunStatus, rebuild, verify,
 };
+use neonhub_test_support::projections as support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_from_scratch_equals_live_followed_state() {
-    let mut log = common::TestLog::open();
-    let events = common::events(3_000, 7);
+    let mut log = support::TestLog::in_memory();
+    let events = support::events(3_000, 7);
     let live_db = log.db("live.sqlite");
 
     // Some history before the runner starts (catch-up), the rest while it
@@ -59,11 +58,11 @@ async fn rebuild_from_scratch_equals_live_followed_state() {
     assert_eq!(summary.events, events.len() as u64);
     assert_eq!(summary.checkpoint, head);
 
-    let live = common::rows(&live_db);
-    let rebuilt = common::rows(&rebuilt_db);
+    let live = support::rows(&live_db);
+    let rebuilt = support::rows(&rebuilt_db);
     assert_eq!(live.len(), rebuilt.len());
     assert_eq!(live, rebuilt);
-    assert_eq!(live_metrics, common::metrics_text(&rebuilt_db));
+    assert_eq!(live_metrics, support::metrics_text(&rebuilt_db));
 
     // The log really holds every shape.
     let runs: HashSet<_> = events.iter().map(|e| e.run_id()).collect();

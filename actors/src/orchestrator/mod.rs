@@ -47,7 +47,7 @@ struct AgentEntry {
 enum Stage {
     Starting,
     Started,
-    Finished(RunOutcome),
+    Finished(Box<RunOutcome>),
 }
 
 type Pending = Rc<RefCell<HashMap<RunId, watch::Receiver<Stage>>>>;
@@ -167,11 +167,12 @@ impl Orchestrator {
         let (addr, options) = (entry.addr.clone(), entry.options);
         let slot = self.take_slot()?;
         let runtime = Arc::clone(&self.runtime);
-        if msg.run_id.is_some() {
-            if let Some(rx) = self.pending.borrow().get(&run_id).cloned() {
-                actix::spawn(follow_pending(rx, runtime, run_id, reply, slot));
-                return Ok(());
-            }
+        let resubmitted = msg
+            .run_id
+            .and_then(|id| self.pending.borrow().get(&id).cloned());
+        if let Some(rx) = resubmitted {
+            actix::spawn(follow_pending(rx, runtime, run_id, reply, slot));
+            return Ok(());
         }
         let pending = msg.run_id.map(|run_id| {
             let (tx, rx) = watch::channel(Stage::Starting);
@@ -248,7 +249,9 @@ impl Job {
             }
         };
         if let (Some(entry), Ok(outcome)) = (&pending, &outcome) {
-            entry.tx.send_replace(Stage::Finished(outcome.clone()));
+            entry
+                .tx
+                .send_replace(Stage::Finished(Box::new(outcome.clone())));
         }
         let _ = reply.outcome.send(outcome);
     }
@@ -288,7 +291,7 @@ async fn follow_pending(
         .await
         .ok()
         .and_then(|s| match &*s {
-            Stage::Finished(outcome) => Some(outcome.clone()),
+            Stage::Finished(outcome) => Some(RunOutcome::clone(outcome)),
             _ => None,
         });
     let outcome = match finished {

@@ -1,25 +1,26 @@
-//! Helpers shared by the scenario tests: a real embedded log in a temp dir,
-//! reading a run's events back, waiting on conditions, a local HTTP server.
+//! A store to test against (a durable embedded log in a temp dir, or the
+//! in-memory store), and reading what a run left in it.
 
-#![allow(dead_code, unreachable_pub)]
-
-pub mod http;
-
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use neonhub_events::{
-    Codec, Direction, EmbeddedLog, LogOptions, Position, ReadFrom, RecordedEvent, RunEvent, RunId,
-    SharedStore,
+    Codec, Direction, EmbeddedLog, EventData, EventId, LogOptions, Metadata, Position, ReadFrom,
+    RecordedEvent, RunEvent, RunId, SharedStore, StreamId,
 };
 use tempfile::TempDir;
+
+use crate::MemoryStore;
 
 /// A fresh durable embedded log in a temp dir (keep the dir alive).
 pub fn store() -> (TempDir, SharedStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = EmbeddedLog::open(dir.path(), LogOptions::default()).expect("open the log");
     (dir, Arc::new(log))
+}
+
+/// A fresh, empty in-memory store: for tests that do not need the disk.
+pub fn memory_store() -> SharedStore {
+    Arc::new(MemoryStore::new())
 }
 
 /// The recorded events of one run, in stream order.
@@ -53,6 +54,21 @@ pub async fn all(store: &SharedStore) -> Vec<RecordedEvent> {
         .expect("read all")
 }
 
+/// The child runs of `parent` (their first attempts), in log order.
+pub async fn child_runs(store: &SharedStore, parent: RunId) -> Vec<RunId> {
+    let codec = Codec::new();
+    let mut children = Vec::new();
+    for r in all(store).await {
+        if let Ok(RunEvent::Started(s)) = codec.decode(&r)
+            && s.parent_run_id == Some(parent)
+            && s.attempt == 1
+        {
+            children.push(s.run_id);
+        }
+    }
+    children
+}
+
 /// The type names of a run's events, in order, with `will_retry` spelled
 /// out for failures: a compact picture of the stream to assert on.
 pub fn shape(events: &[RunEvent]) -> Vec<String> {
@@ -70,19 +86,6 @@ pub fn shape(events: &[RunEvent]) -> Vec<String> {
         .collect()
 }
 
-/// Polls `condition` every 5 ms until it holds; panics after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Asserts the revisions of a stream are 0, 1, 2, ... (every append was at
 /// the exact next revision) and that positions grow.
 pub fn assert_contiguous(recorded: &[RecordedEvent]) {
@@ -94,40 +97,17 @@ pub fn assert_contiguous(recorded: &[RecordedEvent]) {
     }
 }
 
-/// An agent that makes the connector call its input describes:
-/// `{"connector": .., "operation": .., "input": ..}`.
-pub struct Proxy;
-
-#[async_trait::async_trait]
-impl neonhub_actors::Agent for Proxy {
-    fn name(&self) -> &str {
-        "proxy"
-    }
-
-    async fn run(
-        &self,
-        input: serde_json::Value,
-        ctx: neonhub_actors::AgentContext,
-    ) -> Result<serde_json::Value, neonhub_actors::AgentError> {
-        let connector = input["connector"].as_str().unwrap_or_default();
-        let operation = input["operation"].as_str().unwrap_or_default();
-        Ok(ctx
-            .call(connector, operation, input["input"].clone())
-            .await?)
+/// An event to append: a fresh id, `event_type`, no metadata, `payload`.
+pub fn event_data(event_type: &str, payload: Vec<u8>) -> EventData {
+    EventData {
+        id: EventId::new(),
+        event_type: event_type.to_owned(),
+        metadata: Metadata::default(),
+        payload,
     }
 }
 
-/// The one child run of `parent`: its id, found in the log.
-pub async fn child_runs(store: &SharedStore, parent: RunId) -> Vec<RunId> {
-    let codec = Codec::new();
-    let mut children = Vec::new();
-    for r in all(store).await {
-        if let Ok(RunEvent::Started(s)) = codec.decode(&r)
-            && s.parent_run_id == Some(parent)
-            && s.attempt == 1
-        {
-            children.push(s.run_id);
-        }
-    }
-    children
+/// A stream no other test uses: `<prefix>-<random hex>`.
+pub fn unique_stream(prefix: &str) -> StreamId {
+    StreamId::new(format!("{prefix}-{}", uuid::Uuid::new_v4().simple())).expect("a valid name")
 }

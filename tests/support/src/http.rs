@@ -9,12 +9,19 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 /// One request the server received.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// `GET`, `POST`, ...
     pub method: String,
+    /// The path, without the query.
     pub path: String,
+    /// The query string, without the `?`.
     pub query: String,
+    /// The `Authorization` header.
     pub authorization: Option<String>,
+    /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// The body, as text.
     pub body: String,
+    /// The `Host` header.
     pub host: String,
 }
 
@@ -22,6 +29,7 @@ type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
 
 /// A running server; its base URL is `http://127.0.0.1:<port>`.
 pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
     pub base_url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     handle: actix_web::dev::ServerHandle,
@@ -29,7 +37,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server answering each request with `responder(request)`:
-    /// a status code and a JSON body.
+    /// a status code and a JSON body. Call inside an actix system.
     pub fn start(responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let responder: Responder = Arc::new(responder);

@@ -1,53 +1,37 @@
-//! Helpers the scenarios share: the real server in-process, the real binary
-//! as a child process, and waiting on conditions (never fixed sleeps).
+//! The root scenarios' set-up: the real service and its HTTP API
+//! in-process, and the real `neonhub` binary as a child process.
 
-#![allow(dead_code, unreachable_pub)]
-
-pub mod load;
-
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use neonhub::{DataDir, ServeConfig, Server, Service, ServiceOptions};
 use serde_json::Value;
 
-/// How long any condition may take before a test gives up.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Polls `condition` (with a growing pause) until it holds; panics naming
-/// `what` after [`PATIENCE`].
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    let mut pause = Duration::from_millis(1);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
 /// The service and its HTTP API in this process (inside an actix system).
 pub struct InProcess {
+    /// The service.
     pub service: Service,
+    /// Its HTTP API.
     pub server: Server,
+    /// `http://<address>` of the API.
     pub base: String,
+    /// A client to call it with.
     pub client: reqwest::Client,
+    /// The data directory (a temp dir).
     pub dir: tempfile::TempDir,
 }
 
 impl InProcess {
+    /// Starts both with the defaults, on a free port.
     pub async fn start() -> Self {
         Self::start_with(|o| o, |c| c).await
     }
 
+    /// Starts both with the options and server configuration that
+    /// `options` and `config` make of the defaults.
     pub async fn start_with(
         options: impl FnOnce(ServiceOptions) -> ServiceOptions,
         config: impl FnOnce(ServeConfig) -> ServeConfig,
@@ -69,14 +53,17 @@ impl InProcess {
         }
     }
 
+    /// The URL of `path` on the API.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// The store's head position.
     pub async fn head(&self) -> u64 {
         self.service.store().head().await.unwrap().0
     }
 
+    /// `POST /v1/runs` with `body`: the status and the JSON answer.
     pub async fn post_run(&self, body: &Value) -> (u16, Value) {
         let response = self
             .client
@@ -89,12 +76,14 @@ impl InProcess {
         (status, response.json().await.unwrap())
     }
 
+    /// `GET path`: the status and the JSON answer (`null` if not JSON).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.url("/metrics"))
@@ -106,6 +95,8 @@ impl InProcess {
             .unwrap()
     }
 
+    /// Stops the server, then shuts the service down; returns the data
+    /// directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.server.stop().await.unwrap();
         self.service
@@ -128,9 +119,32 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The `neonhub` binary under test.
+/// The path of the `neonhub` binary cargo built for the tests running:
+/// `CARGO_BIN_EXE_neonhub` as cargo sets it when it runs them, else (an
+/// older cargo, a test binary run by hand) the binary of the same profile
+/// (`target/<profile>/neonhub` beside `target/<profile>/deps/<test>`).
+pub fn neonhub_exe() -> PathBuf {
+    if let Some(exe) = std::env::var_os("CARGO_BIN_EXE_neonhub") {
+        return PathBuf::from(exe);
+    }
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary in target/<profile>/deps");
+    let exe = profile.join(format!("neonhub{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        exe.is_file(),
+        "no neonhub binary at {} (run the test through cargo test)",
+        exe.display()
+    );
+    exe
+}
+
+/// The `neonhub` binary under test, with no configuration from the
+/// environment and mock connectors.
 pub fn neonhub() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_neonhub"));
+    let mut command = Command::new(neonhub_exe());
     command
         .env_remove("NEONHUB_DATA_DIR")
         .env_remove("NEONHUB_TOKEN")
@@ -153,14 +167,20 @@ pub fn run_cli(data: &Path, args: &[&str]) -> Output {
 
 /// `neonhub serve` as a child process on a free port.
 pub struct ServeProcess {
+    /// The process.
     pub child: Child,
+    /// The address it listens on.
     pub addr: SocketAddr,
+    /// `http://<addr>`.
     pub base: String,
+    /// Its data directory.
     pub data: PathBuf,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl ServeProcess {
+    /// Starts `neonhub --data-dir DATA serve --listen 127.0.0.1:0 EXTRA...`
+    /// and waits for the line naming its address.
     pub fn spawn(data: &Path, extra: &[&str]) -> Self {
         let mut child = neonhub()
             .arg("--data-dir")
@@ -215,4 +235,16 @@ impl ServeProcess {
 /// A JSON body of a run of `agent`.
 pub fn run_body(agent: &str, input: Value) -> Value {
     serde_json::json!({ "agent": agent, "input": input })
+}
+
+/// The standard output of a command that must have succeeded (its stdout
+/// and stderr are shown when it did not).
+pub fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
 }

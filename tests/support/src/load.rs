@@ -10,14 +10,54 @@ use serde_json::json;
 /// answer, the connection failed).
 #[derive(Clone, Debug)]
 pub struct Told {
+    /// The run id the request chose.
     pub run_id: String,
+    /// The HTTP status.
     pub status: Option<u16>,
+    /// The run's `status` in the answer's body.
     pub run_status: Option<String>,
+}
+
+/// Load in progress: the worker tasks and the count of 200s so far.
+#[derive(Debug)]
+pub struct Load {
+    ok: Arc<AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<Vec<Told>>>,
+}
+
+impl Load {
+    /// Starts `workers` tasks submitting runs to `base` until each gets an
+    /// error.
+    pub fn start(base: &str, workers: usize) -> Self {
+        let ok = Arc::new(AtomicUsize::new(0));
+        Self {
+            workers: start(base, workers, Arc::clone(&ok)),
+            ok,
+        }
+    }
+
+    /// Waits until `n` runs were answered with a 200.
+    pub async fn wait_for_answers(&self, n: usize) {
+        crate::wait_until(&format!("{n} runs answered"), || async {
+            self.ok.load(Ordering::Acquire) >= n
+        })
+        .await;
+    }
+
+    /// Waits for every worker to stop (once the server stops answering);
+    /// what each request was told.
+    pub async fn told(self) -> Vec<Told> {
+        let mut told = Vec::new();
+        for worker in self.workers {
+            told.extend(worker.await.unwrap());
+        }
+        told
+    }
 }
 
 /// Starts `workers` tasks submitting runs to `base` until each gets an
 /// error; `ok` counts the 200s as they come.
-pub fn start(
+fn start(
     base: &str,
     workers: usize,
     ok: Arc<AtomicUsize>,

@@ -1,0 +1,65 @@
+//! Workloads: the sample run events the benches share (an `email` agent
+//! run as a service records it) and the runtime they drive stores on, and
+//! the mix of run requests the service scenarios submit.
+
+use neonhub_events::{RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A realistic first event of an agent run: a `RunStarted` with a small
+/// JSON input (about 250 bytes of MessagePack).
+pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
+    RunEvent::Started(RunStarted {
+        run_id,
+        kind: RunKind::Agent,
+        target: "email".into(),
+        operation: "run".into(),
+        intent: Some("email.send".into()),
+        input: json!({
+            "to": "alice@example.com",
+            "subject": "Q3 report",
+            "body": "Hi Alice, the Q3 figures are attached. Bob",
+        }),
+        attempt: 1,
+        parent_run_id: None,
+        correlation_id,
+        started_at: Timestamp::now(),
+    })
+}
+
+/// Its successful end.
+pub fn run_succeeded(run_id: RunId) -> RunEvent {
+    RunEvent::Succeeded(RunSucceeded {
+        run_id,
+        attempt: 1,
+        output: json!({"message_id": "<20261124.1234@example.com>", "accepted": true}),
+        duration_micros: 182_345,
+        finished_at: Timestamp::now(),
+    })
+}
+
+/// The `i`th request body of a mixed workload: echo runs, texts (every
+/// other one to a number that is not E.164), generated content (every other
+/// one in a tone the agent refuses) and Slack posts, in turn.
+pub fn mixed_run(i: usize) -> Value {
+    match i % 4 {
+        0 => json!({"agent": "echo", "input": {"i": i}}),
+        1 => {
+            json!({"intent": "sms.send", "input": {"to": if i % 8 == 1 { "12-34".to_owned() } else { format!("+1555000{i:04}") }, "body": "hi"}})
+        }
+        2 => {
+            json!({"intent": "content.generate", "input": {"topic": "tea", "tone": if i % 8 == 2 { "grumpy" } else { "friendly" }}})
+        }
+        _ => json!({"agent": "slack", "input": {"channel": "#ops", "text": "deployed"}}),
+    }
+}
+
+/// The runtime the benches drive a store on: multi-threaded, two workers
+/// (the machine's cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
