@@ -89,11 +89,35 @@ impl Drop for PendingEntry {
     }
 }
 
-/// Where a run's task reports: once when its `RunStarted` is durable (or it
-/// was refused), once with its outcome.
-struct Reply {
-    started: oneshot::Sender<Result<()>>,
-    outcome: oneshot::Sender<Result<RunOutcome>>,
+/// Told once a run's `RunStarted` is durable (or the log already had the
+/// run); dropped unsent when the run could not start, whose outcome then
+/// says why. `None` for a submitter that only wants the outcome.
+type Started = Option<oneshot::Sender<()>>;
+
+fn tell(started: &mut Started) {
+    if let Some(tx) = started.take() {
+        let _ = tx.send(());
+    }
+}
+
+/// What [`Orchestrator::prepare`] made of a submission.
+// Moved once, into the run's future, which is as large anyway.
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    /// A new run, to execute.
+    New(Job),
+    /// A resubmission of a run id this node is executing: it follows that run.
+    Follow(Follower),
+}
+
+impl Prepared {
+    /// Runs it to its outcome, telling `started` on the way.
+    async fn outcome(self, started: Started) -> Result<RunOutcome> {
+        match self {
+            Prepared::New(job) => job.run(started).await,
+            Prepared::Follow(follower) => follower.follow(started).await,
+        }
+    }
 }
 
 /// A routed run, ready to execute on its agent.
@@ -160,19 +184,24 @@ impl Orchestrator {
         }
     }
 
-    /// Routes `msg`, takes a slot and starts its task: a new run, or a
-    /// resubmission of a run this node is executing.
-    fn start_run(&mut self, msg: SubmitRun, run_id: RunId, reply: Reply) -> Result<()> {
+    /// Routes `msg` and takes a slot: a new run, or a resubmission of a run
+    /// this node is executing.
+    fn prepare(&mut self, msg: SubmitRun) -> Result<Prepared> {
         let (entry, agent_name, intent) = self.route(&msg.target)?;
         let (addr, options) = (entry.addr.clone(), entry.options);
         let slot = self.take_slot()?;
         let runtime = Arc::clone(&self.runtime);
+        let run_id = msg.run_id.unwrap_or_default();
         let resubmitted = msg
             .run_id
             .and_then(|id| self.pending.borrow().get(&id).cloned());
         if let Some(rx) = resubmitted {
-            actix::spawn(follow_pending(rx, runtime, run_id, reply, slot));
-            return Ok(());
+            return Ok(Prepared::Follow(Follower {
+                rx,
+                runtime,
+                run_id,
+                _slot: slot,
+            }));
         }
         let pending = msg.run_id.map(|run_id| {
             let (tx, rx) = watch::channel(Stage::Starting);
@@ -195,16 +224,14 @@ impl Orchestrator {
             correlation_id: msg.correlation_id.unwrap_or(*run_id.as_uuid()),
             started_at: Timestamp::now(),
         };
-        let job = Job {
+        Ok(Prepared::New(Job {
             started,
             addr,
             options,
             runtime,
             pending,
             _slot: slot,
-        };
-        actix::spawn(job.run(reply));
-        Ok(())
+        }))
     }
 }
 
@@ -217,104 +244,109 @@ async fn existing_outcome(store: &SharedStore, codec: &Codec, run_id: RunId) -> 
 }
 
 impl Job {
-    /// Records the start, runs the attempts, records the outcome, and
-    /// reports both through `reply`.
-    async fn run(self, reply: Reply) {
+    /// Records the start (telling `started` once it is durable), runs the
+    /// attempts and records the outcome.
+    async fn run(self, mut started: Started) -> Result<RunOutcome> {
         let Job {
-            started,
+            started: run_started,
             addr,
             options,
             runtime,
             pending,
             _slot,
         } = self;
-        let run_id = started.run_id;
+        let run_id = run_started.run_id;
         let (store, codec) = (&runtime.store, &runtime.codec);
-        let journal = RunJournal::start(store.clone(), codec.clone(), started).await;
-        let outcome = match journal {
+        let outcome = match RunJournal::start(store.clone(), codec.clone(), run_started).await {
             Ok(journal) => {
                 if let Some(entry) = &pending {
                     entry.tx.send_replace(Stage::Started);
                 }
-                let _ = reply.started.send(Ok(()));
+                tell(&mut started);
                 execute(journal, addr, options, Arc::clone(&runtime)).await
             }
             Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
-                let _ = reply.started.send(Ok(()));
+                tell(&mut started);
                 existing_outcome(store, codec, run_id).await
             }
-            Err(e) => {
-                let _ = reply.started.send(Err(e.into()));
-                return;
-            }
+            Err(e) => return Err(e.into()),
         };
         if let (Some(entry), Ok(outcome)) = (&pending, &outcome) {
             entry
                 .tx
                 .send_replace(Stage::Finished(Box::new(outcome.clone())));
         }
-        let _ = reply.outcome.send(outcome);
+        outcome
     }
 }
 
-/// A resubmission of a run id this node is executing: started once the
-/// first submission's `RunStarted` is durable, then the same outcome.
-async fn follow_pending(
-    mut rx: watch::Receiver<Stage>,
+/// A resubmission of a run id this node is executing.
+struct Follower {
+    rx: watch::Receiver<Stage>,
     runtime: Arc<Runtime>,
     run_id: RunId,
-    reply: Reply,
     _slot: InFlightSlot,
-) {
-    let (store, codec) = (&runtime.store, &runtime.codec);
-    if rx
-        .wait_for(|s| !matches!(s, Stage::Starting))
-        .await
-        .is_err()
-    {
-        // The first submission could not record its start: the log decides.
-        let outcome = existing_outcome(store, codec, run_id).await;
-        match outcome {
-            Ok(outcome) => {
-                let _ = reply.started.send(Ok(()));
-                let _ = reply.outcome.send(Ok(outcome));
+}
+
+impl Follower {
+    /// Started once the first submission's `RunStarted` is durable, then
+    /// the same outcome.
+    async fn follow(mut self, mut started: Started) -> Result<RunOutcome> {
+        let (store, codec) = (&self.runtime.store, &self.runtime.codec);
+        if self
+            .rx
+            .wait_for(|s| !matches!(s, Stage::Starting))
+            .await
+            .is_err()
+        {
+            // The first submission could not record its start: the log decides.
+            let outcome = existing_outcome(store, codec, self.run_id).await;
+            if outcome.is_ok() {
+                tell(&mut started);
             }
-            Err(e) => {
-                let _ = reply.started.send(Err(e));
-            }
+            return outcome;
         }
-        return;
+        tell(&mut started);
+        let finished = self
+            .rx
+            .wait_for(|s| matches!(s, Stage::Finished(_)))
+            .await
+            .ok()
+            .and_then(|s| match &*s {
+                Stage::Finished(outcome) => Some(RunOutcome::clone(outcome)),
+                _ => None,
+            });
+        match finished {
+            Some(outcome) => Ok(outcome),
+            // The first submission failed to record an outcome.
+            None => existing_outcome(store, codec, self.run_id).await,
+        }
     }
-    let _ = reply.started.send(Ok(()));
-    let finished = rx
-        .wait_for(|s| matches!(s, Stage::Finished(_)))
-        .await
-        .ok()
-        .and_then(|s| match &*s {
-            Stage::Finished(outcome) => Some(RunOutcome::clone(outcome)),
-            _ => None,
-        });
-    let outcome = match finished {
-        Some(outcome) => Ok(outcome),
-        // The first submission failed to record an outcome.
-        None => existing_outcome(store, codec, run_id).await,
-    };
-    let _ = reply.outcome.send(outcome);
 }
 
 impl Handler<StartRun> for Orchestrator {
     type Result = ResponseFuture<Result<RunTicket>>;
 
     fn handle(&mut self, StartRun(msg): StartRun, _ctx: &mut Context<Self>) -> Self::Result {
-        let run_id = msg.run_id.unwrap_or_default();
+        let prepared = match self.prepare(msg) {
+            Ok(prepared) => prepared,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let run_id = match &prepared {
+            Prepared::New(job) => job.started.run_id,
+            Prepared::Follow(follower) => follower.run_id,
+        };
         let (started, started_rx) = oneshot::channel();
-        let (outcome, outcome_rx) = oneshot::channel();
-        let reply = Reply { started, outcome };
-        if let Err(e) = self.start_run(msg, run_id, reply) {
-            return Box::pin(async move { Err(e) });
-        }
+        let (outcome, mut outcome_rx) = oneshot::channel();
+        actix::spawn(async move {
+            let _ = outcome.send(prepared.outcome(Some(started)).await);
+        });
         Box::pin(async move {
-            started_rx.await.map_err(|_| Error::Stopped)??;
+            if started_rx.await.is_err() {
+                // It ended without starting: its outcome is the refusal.
+                let refused = (&mut outcome_rx).await.map_err(|_| Error::Stopped)?;
+                return Err(refused.err().unwrap_or(Error::Stopped));
+            }
             Ok(RunTicket::new(run_id, outcome_rx))
         })
     }
@@ -323,9 +355,11 @@ impl Handler<StartRun> for Orchestrator {
 impl Handler<SubmitRun> for Orchestrator {
     type Result = ResponseFuture<Result<RunOutcome>>;
 
-    fn handle(&mut self, msg: SubmitRun, ctx: &mut Context<Self>) -> Self::Result {
-        let ticket = <Self as Handler<StartRun>>::handle(self, StartRun(msg), ctx);
-        Box::pin(async move { ticket.await?.outcome().await })
+    fn handle(&mut self, msg: SubmitRun, _ctx: &mut Context<Self>) -> Self::Result {
+        match self.prepare(msg) {
+            Ok(prepared) => Box::pin(prepared.outcome(None)),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
     }
 }
 
