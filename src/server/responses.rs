@@ -1,5 +1,6 @@
 //! The bodies of the API's answers (besides the views of [`crate::view`]).
 
+use neonhub_events::RunStatus;
 use serde::Serialize;
 
 use crate::service::Catalog;
@@ -94,5 +95,5 @@ pub(crate) struct Ready {
 #[derive(Debug, Serialize)]
 pub(crate) struct Running {
     pub(crate) run_id: String,
-    pub(crate) status: &'static str,
+    pub(crate) status: RunStatus,
 }

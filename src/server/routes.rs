@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use neonhub_actors::{StartRun, SubmitRun};
-use neonhub_events::{Direction, Position, ReadFrom, RunId};
+use neonhub_events::{Direction, Position, ReadFrom, RunId, RunStatus};
 use neonhub_projections::{RunFilter, RunQueries};
 use serde::Serialize;
 use serde_json::Value;
@@ -71,7 +71,7 @@ async fn start_run(
         StatusCode::ACCEPTED,
         &Running {
             run_id: ticket.run_id().to_string(),
-            status: "running",
+            status: RunStatus::Running,
         },
     );
     if !wait {
