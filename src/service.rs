@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use actix::Addr;
 use neonhub_actors::{
-    AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents,
-    Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats, SubmitRun,
-    WatchInFlight, recover_interrupted,
+    AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
+    ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats,
+    SubmitRun, WatchInFlight, recover_interrupted,
 };
 use neonhub_events::{Codec, EventStore, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
@@ -163,7 +163,7 @@ pub struct Service {
     runner: Runner,
     catalog: Arc<Catalog>,
     recovery: RecoveryReport,
-    in_flight: watch::Receiver<usize>,
+    in_flight: Arc<InFlight>,
 }
 
 impl std::fmt::Debug for Service {
@@ -350,19 +350,15 @@ impl Service {
     /// # Errors
     /// The store's or the projection's.
     pub async fn shutdown(mut self, drain: Duration) -> Result<ShutdownReport> {
-        let mut in_flight = self.in_flight.clone();
-        let drained = tokio::time::timeout(drain, in_flight.wait_for(|n| *n == 0))
+        let drained = tokio::time::timeout(drain, self.in_flight.idle())
             .await
-            .is_ok_and(|waited| waited.is_ok());
+            .is_ok();
         let mut report = ShutdownReport::default();
-        // Timed out, or the orchestrator stopped with runs in flight.
-        if !drained {
-            let in_flight = *in_flight.borrow();
-            if in_flight > 0 {
-                tracing::warn!(in_flight, "runs still going at the shutdown deadline");
-                let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
-                report.interrupted = recovery.interrupted;
-            }
+        let in_flight = self.in_flight.get();
+        if !drained && in_flight > 0 {
+            tracing::warn!(in_flight, "runs still going at the shutdown deadline");
+            let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
+            report.interrupted = recovery.interrupted;
         }
         if self.runner.is_alive() {
             let head = self.shared.head().await?;

@@ -45,9 +45,9 @@ pub use connector::{
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
-    AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, ListAgents, Orchestrator,
-    OrchestratorBuilder, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
-    WatchInFlight,
+    AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
+    Orchestrator, OrchestratorBuilder, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns,
+    Target, WatchInFlight,
 };
 pub use recovery::{RecoveryReport, recover_interrupted};
 pub use retry::RetryPolicy;

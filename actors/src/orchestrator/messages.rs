@@ -1,12 +1,15 @@
 //! The messages the orchestrator answers: submitting runs, listing agents,
 //! its load, connector health, subscriptions.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use neonhub_events::{Position, RunId};
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::InFlight;
 use crate::connector::BreakerState;
 use crate::error::{Error, Result};
 use crate::journal::RunOutcome;
@@ -159,13 +162,13 @@ impl Message for GetStats {
     type Result = RuntimeStats;
 }
 
-/// Ask for a receiver of the number of runs in flight, which changes as
-/// runs are accepted and end (what shutdown waits on).
+/// Ask for the orchestrator's [`InFlight`] count: how many runs are in
+/// flight, and a wait for none to be (what shutdown drains on).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WatchInFlight;
 
 impl Message for WatchInFlight {
-    type Result = watch::Receiver<usize>;
+    type Result = Arc<InFlight>;
 }
 
 /// Ask for a connector's circuit breaker state (`None`: no such connector).

@@ -7,6 +7,7 @@
 //! [`messages`] holds what it answers, [`builder`] how it is started.
 
 mod builder;
+mod in_flight;
 mod messages;
 
 use std::cell::RefCell;
@@ -20,10 +21,13 @@ use neonhub_events::{Codec, RunId, RunKind, RunStarted, SharedStore, Timestamp};
 use tokio::sync::{oneshot, watch};
 
 pub use builder::OrchestratorBuilder;
+pub use in_flight::InFlight;
 pub use messages::{
     AgentInfo, ConnectorHealth, GetStats, ListAgents, RunTicket, RuntimeStats, StartRun, SubmitRun,
     SubscribeRuns, Target, WatchInFlight,
 };
+
+use in_flight::InFlightSlot;
 
 use crate::agent::{AgentActor, AgentContext, AgentOptions, Execute, panicked};
 use crate::connector::{BreakerState, Runtime};
@@ -58,21 +62,12 @@ pub struct Orchestrator {
     agents: HashMap<String, AgentEntry>,
     intents: HashMap<String, String>,
     max_in_flight: usize,
-    in_flight: Arc<watch::Sender<usize>>,
+    in_flight: Arc<InFlight>,
     pending: Pending,
 }
 
 impl Actor for Orchestrator {
     type Context = Context<Self>;
-}
-
-/// Frees a slot of the in-flight bound when the run's task ends.
-struct InFlightSlot(Arc<watch::Sender<usize>>);
-
-impl Drop for InFlightSlot {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
 }
 
 /// Removes a client-chosen run id from the pending table when its run ends,
@@ -142,7 +137,7 @@ impl Orchestrator {
             agents,
             intents,
             max_in_flight,
-            in_flight: Arc::new(watch::channel(0).0),
+            in_flight: Arc::default(),
             pending: Rc::default(),
         }
     }
@@ -169,19 +164,11 @@ impl Orchestrator {
     }
 
     fn take_slot(&self) -> Result<InFlightSlot> {
-        let max = self.max_in_flight;
-        let taken = self.in_flight.send_if_modified(|n| {
-            let free = *n < max;
-            if free {
-                *n += 1;
-            }
-            free
-        });
-        if taken {
-            Ok(InFlightSlot(Arc::clone(&self.in_flight)))
-        } else {
-            Err(Error::Overloaded { limit: max })
-        }
+        self.in_flight
+            .acquire(self.max_in_flight)
+            .ok_or(Error::Overloaded {
+                limit: self.max_in_flight,
+            })
     }
 
     /// Routes `msg` and takes a slot: a new run, or a resubmission of a run
@@ -402,7 +389,7 @@ impl Handler<WatchInFlight> for Orchestrator {
     type Result = MessageResult<WatchInFlight>;
 
     fn handle(&mut self, _msg: WatchInFlight, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.in_flight.subscribe())
+        MessageResult(Arc::clone(&self.in_flight))
     }
 }
 
@@ -429,7 +416,7 @@ impl Handler<GetStats> for Orchestrator {
 
     fn handle(&mut self, _msg: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(RuntimeStats {
-            in_flight: *self.in_flight.borrow(),
+            in_flight: self.in_flight.get(),
             max_in_flight: self.max_in_flight,
         })
     }
