@@ -147,7 +147,7 @@ impl RunJournal {
 
     /// Appends `events` at the exact last revision, then folds them into
     /// the state with the positions the store gave them.
-    async fn append(&mut self, events: Vec<RunEvent>) -> Result<()> {
+    async fn append<const N: usize>(&mut self, events: [RunEvent; N]) -> Result<()> {
         let data = events
             .iter()
             .map(|e| self.codec.encode(e, self.metadata))
@@ -157,11 +157,10 @@ impl RunJournal {
             .append(&self.stream, ExpectedRevision::Exact(self.last), data)
             .await?;
         self.last = appended.next_expected;
-        let count = events.len() as u64;
         for (i, event) in events.into_iter().enumerate() {
             // The batch is contiguous on the embedded log; elsewhere only
             // its first and last positions are known.
-            let position = if i as u64 + 1 == count {
+            let position = if i + 1 == N {
                 appended.last_position
             } else {
                 appended.first_position
@@ -195,7 +194,7 @@ impl RunJournal {
     /// finish always ends with a `RunStarted`.
     pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
         let next = self.state.next_attempt(Timestamp::now());
-        self.append(vec![RunEvent::Failed(failed), RunEvent::Started(next)])
+        self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
         self.attempt_began = Instant::now();
         Ok(())
@@ -227,7 +226,7 @@ impl RunJournal {
     }
 
     async fn finish(mut self, terminal: RunEvent) -> Result<RunOutcome> {
-        self.append(vec![terminal]).await?;
+        self.append([terminal]).await?;
         Ok(RunOutcome::from_state(self.state).expect("a terminal event was just applied"))
     }
 }
