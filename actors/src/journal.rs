@@ -87,41 +87,46 @@ pub(crate) struct RunJournal {
 impl RunJournal {
     /// Appends `started` (attempt 1) at `NoStream`. Returns the store's error
     /// untouched, so a `WrongExpectedVersion` tells the caller the id is taken.
-    pub(crate) async fn start(
+    // Not an `async fn`: the event is built and encoded before the future,
+    // which then holds it once (an `async fn` keeps its arguments too).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn start(
         store: SharedStore,
         codec: Codec,
         started: RunStarted,
-    ) -> neonhub_events::Result<Self> {
+    ) -> impl Future<Output = neonhub_events::Result<Self>> {
         let stream = started.run_id.stream();
         let metadata = Metadata {
             correlation_id: Some(started.correlation_id),
             causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
         };
         let event = RunEvent::Started(started);
-        let data = codec.encode(&event, metadata)?;
-        let appended = store
-            .append(&stream, ExpectedRevision::NoStream, vec![data])
-            .await?;
-        let RunEvent::Started(started) = event else {
-            unreachable!("built as RunStarted above")
-        };
-        let position = appended.first_position;
-        let state = RunState::start(started, position).map_err(|reason| {
-            neonhub_events::Error::InvalidRun {
-                stream: stream.as_str().to_owned(),
-                position,
-                reason,
-            }
-        })?;
-        Ok(Self {
-            store,
-            codec,
-            stream,
-            metadata,
-            state,
-            last: appended.next_expected,
-            attempt_began: Instant::now(),
-        })
+        let data = codec.encode(&event, metadata);
+        async move {
+            let appended = store
+                .append(&stream, ExpectedRevision::NoStream, vec![data?])
+                .await?;
+            let RunEvent::Started(started) = event else {
+                unreachable!("built as RunStarted above")
+            };
+            let position = appended.first_position;
+            let state = RunState::start(started, position).map_err(|reason| {
+                neonhub_events::Error::InvalidRun {
+                    stream: stream.as_str().to_owned(),
+                    position,
+                    reason,
+                }
+            })?;
+            Ok(Self {
+                store,
+                codec,
+                stream,
+                metadata,
+                state,
+                last: appended.next_expected,
+                attempt_began: Instant::now(),
+            })
+        }
     }
 
     pub(crate) fn run_id(&self) -> RunId {
@@ -200,33 +205,38 @@ impl RunJournal {
         Ok(())
     }
 
-    /// Appends `RunSucceeded` and returns the outcome.
-    pub(crate) async fn succeed(self, output: Value) -> Result<RunOutcome> {
-        let event = RunEvent::Succeeded(RunSucceeded {
+    /// The run's `RunSucceeded` with `output`, for [`Self::finish`].
+    pub(crate) fn success(&self, output: Value) -> RunEvent {
+        RunEvent::Succeeded(RunSucceeded {
             run_id: self.state.run_id,
             attempt: self.state.attempts,
             output,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
-        });
-        self.finish(event).await
+        })
     }
 
-    /// Appends the terminal `RunFailed{will_retry: false}` and returns the outcome.
-    pub(crate) async fn fail(self, error: RunError) -> Result<RunOutcome> {
-        let event = RunEvent::Failed(RunFailed {
+    /// The run's terminal `RunFailed{will_retry: false}`, for [`Self::finish`].
+    pub(crate) fn failure(&self, error: RunError) -> RunEvent {
+        RunEvent::Failed(RunFailed {
             run_id: self.state.run_id,
             attempt: self.state.attempts,
             error,
             will_retry: false,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
-        });
-        self.finish(event).await
+        })
     }
 
-    async fn finish(mut self, terminal: RunEvent) -> Result<RunOutcome> {
-        self.append([terminal]).await?;
-        Ok(RunOutcome::from_state(self.state).expect("a terminal event was just applied"))
+    /// Appends `terminal` (a [`Self::success`] or [`Self::failure`]); then
+    /// [`Self::into_outcome`] gives the outcome. Borrows rather than
+    /// consumes, so the caller's future holds the journal once.
+    pub(crate) fn finish(&mut self, terminal: RunEvent) -> impl Future<Output = Result<()>> + '_ {
+        self.append([terminal])
+    }
+
+    /// The outcome, once [`Self::finish`] appended the terminal event.
+    pub(crate) fn into_outcome(self) -> RunOutcome {
+        RunOutcome::from_state(self.state).expect("finish appended a terminal event")
     }
 }

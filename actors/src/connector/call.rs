@@ -92,7 +92,7 @@ impl Runtime {
             match result {
                 Ok(output) => {
                     journal
-                        .succeed(output.clone())
+                        .finish(journal.success(output.clone()))
                         .await
                         .map_err(|e| store_failure(Some(run_id), e))?;
                     return Ok(output);
@@ -107,7 +107,7 @@ impl Runtime {
                 }
                 Err(f) => {
                     journal
-                        .fail(RunError::new(f.kind, f.message.clone()))
+                        .finish(journal.failure(RunError::new(f.kind, f.message.clone())))
                         .await
                         .map_err(|e| store_failure(Some(run_id), e))?;
                     return Err(CallError::new(Some(run_id), f.kind, f.message, f.retryable));

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use neonhub_events::{Codec, RunId, RunKind, RunStarted, SharedStore, Timestamp};
 use tokio::sync::{oneshot, watch};
 
@@ -107,10 +108,10 @@ enum Prepared {
 
 impl Prepared {
     /// Runs it to its outcome, telling `started` on the way.
-    async fn outcome(self, started: Started) -> Result<RunOutcome> {
+    fn outcome(self, started: Started) -> LocalBoxFuture<'static, Result<RunOutcome>> {
         match self {
-            Prepared::New(job) => job.run(started).await,
-            Prepared::Follow(follower) => follower.follow(started).await,
+            Prepared::New(job) => Box::pin(job.run(started)),
+            Prepared::Follow(follower) => Box::pin(follower.follow(started)),
         }
     }
 }
@@ -233,7 +234,11 @@ async fn existing_outcome(store: &SharedStore, codec: &Codec, run_id: RunId) -> 
 impl Job {
     /// Records the start (telling `started` once it is durable), runs the
     /// attempts and records the outcome.
-    async fn run(self, mut started: Started) -> Result<RunOutcome> {
+    // Not an `async fn`: the job is taken apart before the future is built,
+    // so the future holds each part once (an `async fn` keeps its argument
+    // and the parts moved out of it), and a run's boxed future stays small.
+    #[allow(clippy::manual_async_fn)]
+    fn run(self, mut started: Started) -> impl Future<Output = Result<RunOutcome>> {
         let Job {
             started: run_started,
             addr,
@@ -242,28 +247,31 @@ impl Job {
             pending,
             _slot,
         } = self;
-        let run_id = run_started.run_id;
-        let (store, codec) = (&runtime.store, &runtime.codec);
-        let outcome = match RunJournal::start(store.clone(), codec.clone(), run_started).await {
-            Ok(journal) => {
-                if let Some(entry) = &pending {
-                    entry.tx.send_replace(Stage::Started);
+        async move {
+            let _slot = _slot;
+            let run_id = run_started.run_id;
+            let (store, codec) = (&runtime.store, &runtime.codec);
+            let outcome = match RunJournal::start(store.clone(), codec.clone(), run_started).await {
+                Ok(journal) => {
+                    if let Some(entry) = &pending {
+                        entry.tx.send_replace(Stage::Started);
+                    }
+                    tell(&mut started);
+                    execute(journal, addr, options, Arc::clone(&runtime)).await
                 }
-                tell(&mut started);
-                execute(journal, addr, options, Arc::clone(&runtime)).await
+                Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
+                    tell(&mut started);
+                    existing_outcome(store, codec, run_id).await
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let (Some(entry), Ok(outcome)) = (&pending, &outcome) {
+                entry
+                    .tx
+                    .send_replace(Stage::Finished(Box::new(outcome.clone())));
             }
-            Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
-                tell(&mut started);
-                existing_outcome(store, codec, run_id).await
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let (Some(entry), Ok(outcome)) = (&pending, &outcome) {
-            entry
-                .tx
-                .send_replace(Stage::Finished(Box::new(outcome.clone())));
+            outcome
         }
-        outcome
     }
 }
 
@@ -344,44 +352,53 @@ impl Handler<SubmitRun> for Orchestrator {
 
     fn handle(&mut self, msg: SubmitRun, _ctx: &mut Context<Self>) -> Self::Result {
         match self.prepare(msg) {
-            Ok(prepared) => Box::pin(prepared.outcome(None)),
+            Ok(prepared) => prepared.outcome(None),
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
 }
 
 /// Runs the attempts of a started run and records its outcome.
-async fn execute(
+// Not an `async fn`, so the future holds the journal once (see `Job::run`).
+#[allow(clippy::manual_async_fn)]
+fn execute(
     mut journal: RunJournal,
     addr: Addr<AgentActor>,
     options: AgentOptions,
     runtime: Arc<Runtime>,
-) -> Result<RunOutcome> {
-    loop {
-        let input = journal.input().clone();
-        let ctx = AgentContext::new(
-            journal.run_id(),
-            journal.correlation_id(),
-            journal.attempt(),
-            Arc::clone(&runtime),
-        );
-        let (reply, answer) = oneshot::channel();
-        let request = Execute { input, ctx, reply };
-        let result = match addr.send(request).await {
-            Ok(()) => answer
-                .await
-                .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer"))),
-            Err(_) => Err(panicked("the agent actor is not running")),
-        };
-        match result {
-            Ok(output) => return journal.succeed(output).await,
-            Err(e) if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) => {
-                let failed = journal.failed_attempt(e.into_run_error());
-                tokio::time::sleep(options.retry.backoff(journal.attempt())).await;
-                journal.retry(failed).await?;
+) -> impl Future<Output = Result<RunOutcome>> {
+    async move {
+        let terminal = loop {
+            let input = journal.input().clone();
+            let ctx = AgentContext::new(
+                journal.run_id(),
+                journal.correlation_id(),
+                journal.attempt(),
+                Arc::clone(&runtime),
+            );
+            let (reply, answer) = oneshot::channel();
+            let request = Execute { input, ctx, reply };
+            let result = match addr.send(request).await {
+                Ok(()) => answer
+                    .await
+                    .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer"))),
+                Err(_) => Err(panicked("the agent actor is not running")),
+            };
+            match result {
+                Ok(output) => break journal.success(output),
+                Err(e)
+                    if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) =>
+                {
+                    let failed = journal.failed_attempt(e.into_run_error());
+                    tokio::time::sleep(options.retry.backoff(journal.attempt())).await;
+                    // Boxed: a retry is rare, and its future would double the run's.
+                    Box::pin(journal.retry(failed)).await?;
+                }
+                Err(e) => break journal.failure(e.into_run_error()),
             }
-            Err(e) => return journal.fail(e.into_run_error()).await,
-        }
+        };
+        journal.finish(terminal).await?;
+        Ok(journal.into_outcome())
     }
 }
 
