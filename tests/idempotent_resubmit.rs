@@ -1,5 +1,6 @@
 //! Resubmitting a run id answers that run and appends nothing, whether the
-//! resubmission comes after the run finished or while it runs.
+//! resubmission comes after the run finished or while it runs; the same id
+//! with another agent or input is refused with 409 `run_id_conflict`.
 
 use neonhub_test_support::service::InProcess;
 use serde_json::json;
@@ -15,20 +16,24 @@ async fn resubmitting_a_run_id_answers_that_run_and_appends_nothing() {
     assert_eq!(first["output"], json!({"n": 1}));
     let head = hub.head().await;
 
-    // After it finished: the same run, even with another input.
+    // After it finished: the same request is answered with the same run.
     let (status, again) = hub.post_run(&body).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["run_id"], first["run_id"]);
     assert_eq!(again["status"], "succeeded");
     assert_eq!(again["output"], first["output"]);
-    let other_input = json!({"agent": "echo", "input": {"n": 2}, "run_id": run_id});
-    let (status, again) = hub.post_run(&other_input).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        again["output"],
-        json!({"n": 1}),
-        "the recorded run is answered"
-    );
+    // The id is an idempotency key: another input or another agent under
+    // it is another request, refused with 409 and nothing appended.
+    for other in [
+        json!({"agent": "echo", "input": {"n": 2}, "run_id": run_id}),
+        json!({"agent": "content", "input": {"n": 1}, "run_id": run_id}),
+    ] {
+        let (status, refused) = hub.post_run(&other).await;
+        assert_eq!(status, 409, "{other} -> {refused}");
+        assert_eq!(refused["error"]["code"], "run_id_conflict", "{refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(run_id), "{message}");
+    }
     let (status, accepted) = hub
         .client
         .post(hub.url("/v1/runs?wait=false"))

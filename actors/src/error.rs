@@ -47,6 +47,21 @@ pub enum Error {
     #[error("run {0} was started elsewhere and has not finished")]
     RunInProgress(RunId),
 
+    /// The run id was already used for another request: another agent or
+    /// another input. A client-chosen run id is an idempotency key, so this
+    /// is a second request under the first one's key. Nothing was recorded.
+    ///
+    /// HTTP 409 `run_id_conflict`: send the original request again to get
+    /// its outcome, or use a new run id for a new request.
+    #[error(
+        "run id {run_id} was already used for another request (another agent or another \
+         input); resend that request to get its outcome, or use a new run id"
+    )]
+    RunIdConflict {
+        /// The run id both requests named.
+        run_id: RunId,
+    },
+
     /// The event store failed; see the inner error for what to do.
     #[error(transparent)]
     Store(#[from] neonhub_events::Error),

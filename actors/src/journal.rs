@@ -53,13 +53,12 @@ impl RunOutcome {
         })
     }
 
-    /// Rebuilds a finished run's outcome from its stream, `None` if the
-    /// stream has no terminal event (yet).
-    pub(crate) async fn from_store(
+    /// Folds a run's stream, `None` if it has no event.
+    pub(crate) async fn read_state(
         store: &SharedStore,
         codec: &Codec,
         run_id: RunId,
-    ) -> Result<Option<RunOutcome>> {
+    ) -> Result<Option<RunState>> {
         let events = store
             .read_stream(
                 &run_id.stream(),
@@ -68,7 +67,7 @@ impl RunOutcome {
                 usize::MAX,
             )
             .await?;
-        Ok(RunState::from_stream(codec, &events)?.and_then(RunOutcome::from_state))
+        Ok(RunState::from_stream(codec, &events)?)
     }
 }
 

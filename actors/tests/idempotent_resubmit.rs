@@ -1,6 +1,7 @@
-//! Given a run submitted with a client-chosen id, when the same id is
+//! Given a run submitted with a client-chosen id, when the same request is
 //! submitted again (after it finished, or while it is still running), then
-//! the caller gets that run's outcome and nothing new is appended.
+//! the caller gets that run's outcome and nothing new is appended. (Another
+//! input under the same id is refused: `run_id_conflict.rs`.)
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,9 +25,8 @@ async fn resubmitting_a_finished_run_returns_its_outcome_and_appends_nothing() {
         .unwrap();
     let head = store.head().await.unwrap();
 
-    // Even with another input, the id decides: the first run's outcome.
     let again = orchestrator
-        .send(SubmitRun::intent("echo", json!({"n": 2})).with_run_id(run_id))
+        .send(SubmitRun::intent("echo", json!({"n": 1})).with_run_id(run_id))
         .await
         .unwrap()
         .unwrap();
@@ -62,7 +62,7 @@ async fn resubmitting_a_running_run_waits_for_the_same_outcome() {
     )
     .await;
     let second =
-        tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("b")).with_run_id(run_id)));
+        tokio::spawn(orchestrator.send(SubmitRun::agent("gated", json!("a")).with_run_id(run_id)));
     gate.add_permits(1);
 
     let first = first.await.unwrap().unwrap().unwrap();

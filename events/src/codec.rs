@@ -218,6 +218,7 @@ mod tests {
                         parent_run_id: parent,
                         correlation_id: Uuid::from_u128(corr),
                         started_at: Timestamp(at),
+                        request_digest: None,
                     })
                 },
             )

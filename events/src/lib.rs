@@ -25,6 +25,7 @@ pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
 pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, event_types,
+    request_digest,
 };
 pub use state::{FoldError, RunState, RunStatus, UnknownRunStatus};
 pub use store::{

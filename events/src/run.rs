@@ -130,6 +130,29 @@ pub struct RunStarted {
     pub correlation_id: Uuid,
     /// When the attempt began.
     pub started_at: Timestamp,
+    /// For a run submitted under a client-chosen id (an idempotency key):
+    /// the [`request_digest`] of its target and input, so that the same id
+    /// with another request is refused. First attempt only; absent in logs
+    /// written before it existed, where the recorded target and input are
+    /// digested instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_digest: Option<String>,
+}
+
+/// The SHA-256, in lower-case hex, of a request: `target`, a zero byte, and
+/// `input` as JSON. `serde_json`'s maps are ordered by key, so two inputs
+/// that are equal as JSON have one digest whatever order their keys came in.
+pub fn request_digest(target: &str, input: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(target.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(input).expect("a JSON value serializes"));
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The run finished successfully (terminal).

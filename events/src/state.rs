@@ -293,6 +293,12 @@ impl RunState {
         Ok(Some(state))
     }
 
+    /// The [`crate::request_digest`] of the run's recorded target and input:
+    /// what a resubmission under the same run id must match.
+    pub fn request_digest(&self) -> String {
+        crate::run::request_digest(&self.target, &self.input)
+    }
+
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
         self.status != RunStatus::Running
@@ -322,6 +328,7 @@ impl RunState {
             parent_run_id: self.parent_run_id,
             correlation_id: self.correlation_id,
             started_at,
+            request_digest: None,
         }
     }
 }
@@ -345,6 +352,7 @@ mod tests {
             parent_run_id: None,
             correlation_id: *run_id.as_uuid(),
             started_at: Timestamp(at),
+            request_digest: None,
         })
     }
 

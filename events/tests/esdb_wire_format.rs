@@ -27,6 +27,7 @@ fn run_started(run: RunId) -> EventData {
         parent_run_id: None,
         correlation_id: Uuid::now_v7(),
         started_at: Timestamp::now(),
+        request_digest: None,
     });
     let metadata = Metadata {
         correlation_id: Some(Uuid::now_v7()),

@@ -189,6 +189,7 @@ impl RunIdentity<'_> {
             parent_run_id: self.parent,
             correlation_id: self.correlation_id,
             started_at: Timestamp(at),
+            request_digest: None,
         })
     }
 }

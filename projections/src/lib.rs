@@ -33,6 +33,7 @@
 //!     intent: Some("email.send".into()), input: serde_json::json!({"to": "a@example.com"}),
 //!     attempt: 1, parent_run_id: None, correlation_id: uuid::Uuid::now_v7(),
 //!     started_at: Timestamp(1_000),
+//!     request_digest: None,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {
 //!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),

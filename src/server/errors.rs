@@ -29,6 +29,8 @@ pub(crate) enum ErrorCode {
     Conflict,
     /// 409: the run id's run is still going (on another node).
     RunInProgress,
+    /// 409: the run id was used for another request (agent or input).
+    RunIdConflict,
     /// 413: a body or event over the limit.
     TooLarge,
     /// 415: a body that is not JSON.
@@ -55,7 +57,7 @@ impl ErrorCode {
             C::NotFound | C::UnknownRun | C::UnknownAgent | C::UnknownIntent => {
                 StatusCode::NOT_FOUND
             }
-            C::Conflict | C::RunInProgress => StatusCode::CONFLICT,
+            C::Conflict | C::RunInProgress | C::RunIdConflict => StatusCode::CONFLICT,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +79,7 @@ impl ErrorCode {
             C::UnknownIntent => "unknown_intent",
             C::Conflict => "conflict",
             C::RunInProgress => "run_in_progress",
+            C::RunIdConflict => "run_id_conflict",
             C::TooLarge => "too_large",
             C::UnsupportedMediaType => "unsupported_media_type",
             C::Internal => "internal",
@@ -210,6 +213,7 @@ impl From<neonhub_actors::Error> for ApiError {
             E::UnknownIntent(_) => ErrorCode::UnknownIntent,
             E::Overloaded { .. } => ErrorCode::Overloaded,
             E::RunInProgress(_) => ErrorCode::RunInProgress,
+            E::RunIdConflict { .. } => ErrorCode::RunIdConflict,
             E::Store(inner) => return inner.into(),
             E::Stopped => return Self::shutting_down(),
             other => return Self::internal(other),

@@ -72,6 +72,7 @@ impl Runtime {
             parent_run_id: Some(parent),
             correlation_id,
             started_at: Timestamp::now(),
+            request_digest: None,
         };
         let run_id = started.run_id;
         let mut journal = RunJournal::start(self.store.clone(), self.codec.clone(), started)

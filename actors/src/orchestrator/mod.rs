@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
-use neonhub_events::{Codec, RunId, RunKind, RunStarted, SharedStore, Timestamp};
+use neonhub_events::{Codec, RunId, RunKind, RunStarted, SharedStore, Timestamp, request_digest};
 use tokio::sync::{oneshot, watch};
 
 pub use builder::OrchestratorBuilder;
@@ -55,7 +55,9 @@ enum Stage {
     Finished(Box<RunOutcome>),
 }
 
-type Pending = Rc<RefCell<HashMap<RunId, watch::Receiver<Stage>>>>;
+/// The runs this node executes under client-chosen ids: the digest of the
+/// request each was started for, and how far it has come.
+type Pending = Rc<RefCell<HashMap<RunId, (String, watch::Receiver<Stage>)>>>;
 
 /// The orchestrator actor. Build it with [`OrchestratorBuilder`].
 pub struct Orchestrator {
@@ -177,23 +179,31 @@ impl Orchestrator {
     fn prepare(&mut self, msg: SubmitRun) -> Result<Prepared> {
         let (entry, agent_name, intent) = self.route(&msg.target)?;
         let (addr, options) = (entry.addr.clone(), entry.options);
-        let slot = self.take_slot()?;
-        let runtime = Arc::clone(&self.runtime);
-        let run_id = msg.run_id.unwrap_or_default();
+        // Only a client-chosen id can be resubmitted: digest its request.
+        let digest = msg.run_id.map(|_| request_digest(&agent_name, &msg.input));
         let resubmitted = msg
             .run_id
             .and_then(|id| self.pending.borrow().get(&id).cloned());
-        if let Some(rx) = resubmitted {
+        if let Some((running, rx)) = resubmitted {
+            if Some(&running) != digest.as_ref() {
+                return Err(Error::RunIdConflict {
+                    run_id: msg.run_id.unwrap_or_default(),
+                });
+            }
             return Ok(Prepared::Follow(Follower {
                 rx,
-                runtime,
-                run_id,
-                _slot: slot,
+                runtime: Arc::clone(&self.runtime),
+                run_id: msg.run_id.unwrap_or_default(),
+                digest,
+                _slot: self.take_slot()?,
             }));
         }
-        let pending = msg.run_id.map(|run_id| {
+        let slot = self.take_slot()?;
+        let runtime = Arc::clone(&self.runtime);
+        let run_id = msg.run_id.unwrap_or_default();
+        let pending = msg.run_id.zip(digest.clone()).map(|(run_id, digest)| {
             let (tx, rx) = watch::channel(Stage::Starting);
-            self.pending.borrow_mut().insert(run_id, rx);
+            self.pending.borrow_mut().insert(run_id, (digest, rx));
             PendingEntry {
                 pending: Rc::clone(&self.pending),
                 run_id,
@@ -211,6 +221,7 @@ impl Orchestrator {
             parent_run_id: None,
             correlation_id: msg.correlation_id.unwrap_or(*run_id.as_uuid()),
             started_at: Timestamp::now(),
+            request_digest: digest,
         };
         Ok(Prepared::New(Job {
             started,
@@ -223,12 +234,29 @@ impl Orchestrator {
     }
 }
 
-/// The outcome of a run whose id was already taken: its recorded outcome
-/// if it finished, else `RunInProgress`.
-async fn existing_outcome(store: &SharedStore, codec: &Codec, run_id: RunId) -> Result<RunOutcome> {
-    RunOutcome::from_store(store, codec, run_id)
+/// The outcome of a run whose id was already taken: `RunIdConflict` if it
+/// was recorded for another request than the one digested as `digest`, its
+/// recorded outcome if it finished, else `RunInProgress`.
+async fn existing_outcome(
+    store: &SharedStore,
+    codec: &Codec,
+    run_id: RunId,
+    digest: Option<&str>,
+) -> Result<RunOutcome> {
+    let run = RunOutcome::read_state(store, codec, run_id)
         .await?
-        .ok_or(Error::RunInProgress(run_id))
+        .ok_or(Error::RunInProgress(run_id))?;
+    if digest.is_some_and(|digest| run.request_digest() != digest) {
+        return Err(Error::RunIdConflict { run_id });
+    }
+    RunOutcome::from_state(run).ok_or(Error::RunInProgress(run_id))
+}
+
+/// Tells `started` unless `outcome` refuses the request as another one.
+fn tell_unless_conflict(started: &mut Started, outcome: &Result<RunOutcome>) {
+    if !matches!(outcome, Err(Error::RunIdConflict { .. })) {
+        tell(started);
+    }
 }
 
 impl Job {
@@ -250,6 +278,7 @@ impl Job {
         async move {
             let _slot = _slot;
             let run_id = run_started.run_id;
+            let digest = run_started.request_digest.clone();
             let (store, codec) = (&runtime.store, &runtime.codec);
             let outcome = match RunJournal::start(store.clone(), codec.clone(), run_started).await {
                 Ok(journal) => {
@@ -260,8 +289,9 @@ impl Job {
                     execute(journal, addr, options, Arc::clone(&runtime)).await
                 }
                 Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
-                    tell(&mut started);
-                    existing_outcome(store, codec, run_id).await
+                    let existing = existing_outcome(store, codec, run_id, digest.as_deref()).await;
+                    tell_unless_conflict(&mut started, &existing);
+                    existing
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -280,6 +310,7 @@ struct Follower {
     rx: watch::Receiver<Stage>,
     runtime: Arc<Runtime>,
     run_id: RunId,
+    digest: Option<String>,
     _slot: InFlightSlot,
 }
 
@@ -295,7 +326,7 @@ impl Follower {
             .is_err()
         {
             // The first submission could not record its start: the log decides.
-            let outcome = existing_outcome(store, codec, self.run_id).await;
+            let outcome = existing_outcome(store, codec, self.run_id, self.digest.as_deref()).await;
             if outcome.is_ok() {
                 tell(&mut started);
             }
@@ -314,7 +345,7 @@ impl Follower {
         match finished {
             Some(outcome) => Ok(outcome),
             // The first submission failed to record an outcome.
-            None => existing_outcome(store, codec, self.run_id).await,
+            None => existing_outcome(store, codec, self.run_id, self.digest.as_deref()).await,
         }
     }
 }

@@ -24,6 +24,7 @@ pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
         parent_run_id: None,
         correlation_id,
         started_at: Timestamp::now(),
+        request_digest: None,
     })
 }
 
