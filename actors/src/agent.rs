@@ -2,10 +2,11 @@
 //! calls connectors as child runs), and the supervised actor that runs it.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::connector::{CallError, Runtime};
+use crate::connector::{CallError, Runtime, Step};
 use crate::retry::RetryPolicy;
 
 /// An agent: a named piece of work that handles some intents.
@@ -169,6 +170,9 @@ pub struct AgentContext {
     correlation_id: Uuid,
     attempt: u32,
     runtime: Arc<Runtime>,
+    /// Calls made so far in this attempt, per `connector.operation`: the `n`
+    /// of the default step keys.
+    calls: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl fmt::Debug for AgentContext {
@@ -193,6 +197,7 @@ impl AgentContext {
             correlation_id,
             attempt,
             runtime,
+            calls: Arc::default(),
         }
     }
 
@@ -211,29 +216,67 @@ impl AgentContext {
         self.attempt
     }
 
-    /// Calls `operation` of `connector` with `input` as a child run of this
-    /// run (its own stream, parent = this run, same correlation id). The
-    /// call happens only once its `RunStarted` is durable.
+    /// Calls `operation` of `connector` with `input` as a step of this run,
+    /// keyed `<connector>.<operation>#<n>` where `n` counts this attempt's
+    /// calls of that operation (1, 2, ...). Keep the order of calls the same
+    /// from one attempt to the next, or name the steps with [`Self::step`].
+    ///
+    /// The step is a child run (its own stream, parent = this run, same
+    /// correlation id) whose id is derived from this run's id and the key.
+    /// Its `RunStarted` is durable before the request goes out. When a later
+    /// attempt makes the same call, a finished step returns its recorded
+    /// output or error without calling the connector.
     ///
     /// # Errors
-    /// The child run's failure, with its kind (`connector`, `circuit_open`,
-    /// `rate_limited`, `timeout`), or a store failure (kind `connector`).
+    /// The step's failure, with its kind (`connector`, `circuit_open`,
+    /// `rate_limited`, `timeout`, `in_doubt`), or a store failure (kind
+    /// `connector`).
     pub async fn call(
         &self,
         connector: &str,
         operation: &str,
         input: Value,
     ) -> Result<Value, CallError> {
-        // The child run is recorded by its own task, so it reaches its
-        // terminal event even if this attempt is abandoned (timeout, panic of
-        // a sibling attempt): a started call is never left open.
+        let key = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            let n = calls.entry(format!("{connector}.{operation}")).or_insert(0);
+            *n += 1;
+            format!("{connector}.{operation}#{n}")
+        };
+        self.call_step(key, connector, operation, input).await
+    }
+
+    /// A step named `key` (unique within the run, stable across attempts):
+    /// `ctx.step("notify-owner").call("slack", "post_message", input)`.
+    pub fn step(&self, key: impl Into<String>) -> StepCall<'_> {
+        StepCall {
+            ctx: self,
+            key: key.into(),
+        }
+    }
+
+    async fn call_step(
+        &self,
+        key: String,
+        connector: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        // The step is recorded by its own task, so it reaches its terminal
+        // event even if this attempt is abandoned (timeout, panic of a
+        // sibling attempt): a started call is never left open.
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
         let call = tokio::spawn(async move {
-            runtime
-                .call(&connector, &operation, input, parent, correlation_id)
-                .await
+            let step = Step {
+                connector: &connector,
+                operation: &operation,
+                key: &key,
+                parent,
+                correlation_id,
+            };
+            runtime.call(step, input).await
         });
         call.await.unwrap_or_else(|e| {
             Err(CallError::new(
@@ -243,6 +286,31 @@ impl AgentContext {
                 true,
             ))
         })
+    }
+}
+
+/// A named step, from [`AgentContext::step`].
+#[derive(Debug)]
+pub struct StepCall<'a> {
+    ctx: &'a AgentContext,
+    key: String,
+}
+
+impl StepCall<'_> {
+    /// Calls `operation` of `connector` with `input` as this step; see
+    /// [`AgentContext::call`].
+    ///
+    /// # Errors
+    /// As [`AgentContext::call`].
+    pub async fn call(
+        self,
+        connector: &str,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        self.ctx
+            .call_step(self.key, connector, operation, input)
+            .await
     }
 }
 

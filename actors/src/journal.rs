@@ -128,6 +128,26 @@ impl RunJournal {
         }
     }
 
+    /// The journal of a run already in the store, folded into `state`,
+    /// whose last event is at revision `last`: later appends go at `last`.
+    pub(crate) fn resume(
+        store: SharedStore,
+        codec: Codec,
+        state: RunState,
+        last: Revision,
+        metadata: Metadata,
+    ) -> Self {
+        Self {
+            store,
+            codec,
+            stream: state.run_id.stream(),
+            metadata,
+            state,
+            last,
+            attempt_began: Instant::now(),
+        }
+    }
+
     pub(crate) fn run_id(&self) -> RunId {
         self.state.run_id
     }

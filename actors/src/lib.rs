@@ -32,7 +32,7 @@ mod recovery;
 mod retry;
 mod subscribe;
 
-pub use agent::{Agent, AgentContext, AgentError, AgentOptions};
+pub use agent::{Agent, AgentContext, AgentError, AgentOptions, StepCall};
 pub use agents::{
     Content, ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent,
     generate as generate_content,

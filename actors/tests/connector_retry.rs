@@ -1,5 +1,7 @@
-//! Given live Slack against a local server that fails once with HTTP 500,
-//! when a message is posted, then the child run records the retry
+//! Given live Slack against a local server that fails once with HTTP 503
+//! (come back later: the post had no effect, so resending cannot duplicate
+//! it; a 500 could have, see `unsafe_steps_are_never_resent.rs`), when a
+//! message is posted, then the child run records the retry
 //! (failed#1 will retry, started#2) and succeeds on attempt 2, while the
 //! agent run sees one successful call.
 
@@ -22,7 +24,7 @@ async fn a_transient_failure_is_retried_inside_the_child_run() {
     let counter = Arc::clone(&calls);
     let server = TestServer::start(move |_| {
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-            (500, "{}".to_owned())
+            (503, "{}".to_owned())
         } else {
             (
                 200,
@@ -74,7 +76,7 @@ async fn a_transient_failure_is_retried_inside_the_child_run() {
     let RunEvent::Failed(f) = &events[1] else {
         panic!()
     };
-    assert!(f.error.message.contains("500"), "{}", f.error.message);
+    assert!(f.error.message.contains("503"), "{}", f.error.message);
     support::assert_contiguous(&support::recorded(&store, child).await);
     assert_eq!(server.hits(), 2);
     server.stop().await;

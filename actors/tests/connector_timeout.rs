@@ -1,5 +1,6 @@
-//! Given a connector whose service never answers and a short request
-//! timeout with two attempts, when an agent calls it, then each attempt of
+//! Given a connector whose service never answers, an operation that is safe
+//! to repeat, and a short request timeout with two attempts, when an agent
+//! calls it, then each attempt of
 //! the child run fails with `timeout`, the second terminally, and the agent
 //! run fails with `timeout`.
 
@@ -22,6 +23,12 @@ impl Connector for Silent {
 
     async fn call(&self, _operation: &str, _input: &Value) -> Result<Value, ConnectorError> {
         std::future::pending().await
+    }
+
+    /// A read: resending it after a timeout cannot duplicate anything. (A
+    /// timed-out send is never resent: `unsafe_steps_are_never_resent.rs`.)
+    fn is_safe_to_repeat(&self, _operation: &str) -> bool {
+        true
     }
 }
 

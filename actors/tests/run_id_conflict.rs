@@ -132,6 +132,7 @@ async fn a_run_recorded_without_a_digest_is_compared_by_its_recorded_input() {
         correlation_id: *run_id.as_uuid(),
         started_at: Timestamp(1),
         request_digest: None,
+        step: None,
     });
     let succeeded = RunEvent::Succeeded(RunSucceeded {
         run_id,

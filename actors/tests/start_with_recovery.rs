@@ -25,6 +25,7 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         correlation_id: *open.as_uuid(),
         started_at: Timestamp::now(),
         request_digest: None,
+        step: None,
     });
     let metadata = Metadata {
         correlation_id: Some(*open.as_uuid()),

@@ -219,6 +219,7 @@ mod tests {
                         correlation_id: Uuid::from_u128(corr),
                         started_at: Timestamp(at),
                         request_digest: None,
+                        step: None,
                     })
                 },
             )

@@ -68,6 +68,10 @@ pub enum ErrorKind {
     Interrupted,
     /// The run was refused (bad input for the agent, shutting down).
     Rejected,
+    /// A step that is not safe to repeat may or may not have reached the
+    /// vendor (a timeout, reset or server error while its request was on
+    /// the wire, or a crash). It is never resent automatically.
+    InDoubt,
 }
 
 impl ErrorKind {
@@ -82,11 +86,12 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Rejected => "rejected",
+            ErrorKind::InDoubt => "in_doubt",
         }
     }
 
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Timeout,
         ErrorKind::Panicked,
         ErrorKind::Agent,
@@ -95,6 +100,7 @@ impl ErrorKind {
         ErrorKind::RateLimited,
         ErrorKind::Interrupted,
         ErrorKind::Rejected,
+        ErrorKind::InDoubt,
     ];
 }
 
@@ -137,6 +143,12 @@ pub struct RunStarted {
     /// digested instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<String>,
+    /// For a connector call: its step key within the calling run
+    /// (`notify-owner`, or `twilio.send_sms#1` by default). The run id of a
+    /// step is derived from the parent's run id and this key, so a retried
+    /// or resumed attempt finds the step's record again. First attempt only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// The SHA-256, in lower-case hex, of a request: `target`, a zero byte, and

@@ -329,6 +329,7 @@ impl RunState {
             correlation_id: self.correlation_id,
             started_at,
             request_digest: None,
+            step: None,
         }
     }
 }
@@ -353,6 +354,7 @@ mod tests {
             correlation_id: *run_id.as_uuid(),
             started_at: Timestamp(at),
             request_digest: None,
+            step: None,
         })
     }
 

@@ -28,6 +28,7 @@ fn run_started(run: RunId) -> EventData {
         correlation_id: Uuid::now_v7(),
         started_at: Timestamp::now(),
         request_digest: None,
+        step: None,
     });
     let metadata = Metadata {
         correlation_id: Some(Uuid::now_v7()),

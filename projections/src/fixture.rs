@@ -190,6 +190,7 @@ impl RunIdentity<'_> {
             correlation_id: self.correlation_id,
             started_at: Timestamp(at),
             request_digest: None,
+            step: None,
         })
     }
 }

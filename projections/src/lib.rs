@@ -34,6 +34,7 @@
 //!     attempt: 1, parent_run_id: None, correlation_id: uuid::Uuid::now_v7(),
 //!     started_at: Timestamp(1_000),
 //!     request_digest: None,
+//!     step: None,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {
 //!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),

@@ -20,6 +20,9 @@ pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
     pub(crate) retryable: bool,
+    /// The request may have reached the vendor (a timeout or a reset while
+    /// it was on the wire, a server error).
+    pub(crate) maybe_sent: bool,
 }
 
 /// Send one request (`operation` on `input`).
@@ -93,6 +96,7 @@ impl Handler<Invoke> for ConnectorActor {
                 kind: ErrorKind::CircuitOpen,
                 message: format!("the {} circuit breaker is open", self.name),
                 retryable: false,
+                maybe_sent: false,
             };
             return Box::pin(actix::fut::ready(Err(failure)));
         }
@@ -104,6 +108,7 @@ impl Handler<Invoke> for ConnectorActor {
                 kind: ErrorKind::RateLimited,
                 message: format!("the {} rate limit was hit", self.name),
                 retryable: false,
+                maybe_sent: false,
             };
             return Box::pin(actix::fut::ready(Err(failure)));
         }
@@ -116,10 +121,12 @@ impl Handler<Invoke> for ConnectorActor {
                     kind: ErrorKind::Timeout,
                     message: format!("no answer within {timeout:?}"),
                     retryable: true,
+                    maybe_sent: true,
                 }),
                 Ok(Err(e)) => Err(Failure {
                     kind: ErrorKind::Connector,
                     retryable: e.is_retryable(),
+                    maybe_sent: e.may_have_had_effect() && e.is_retryable(),
                     message: e.message().to_owned(),
                 }),
                 Ok(Ok(value)) => Ok(value),

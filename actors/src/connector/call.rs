@@ -1,24 +1,33 @@
-//! Connector calls as child runs: what an agent's context uses to call a
-//! connector, recording the call in its own stream (kind connector, parent
-//! = the agent run, same correlation), with retries as further attempts.
+//! Connector calls as steps: each call an agent attempt makes has a key
+//! (named by the agent, or `<connector>.<operation>#<n>`) and is recorded as
+//! a child run (kind connector, parent = the agent run, same correlation)
+//! whose id is derived from the parent's id and the key. A retried attempt
+//! therefore finds the step's record again and replays it: a finished step
+//! returns its recorded outcome without calling the connector. A request
+//! that may have reached the vendor is sent again only when the operation is
+//! safe to repeat; otherwise the step ends `in_doubt`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, ErrorKind, RunError, RunId, RunKind, RunStarted, SharedStore, Timestamp,
+    Codec, Direction, ErrorKind, Metadata, ReadFrom, RunError, RunId, RunKind, RunStarted,
+    RunState, SharedStore, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::actor::{ConnectorActor, Failure, Health, Invoke};
-use super::{BreakerState, CallError};
+use super::{BreakerState, CallError, Connector};
 use crate::journal::RunJournal;
 use crate::retry::RetryPolicy;
 
 pub(crate) struct ConnectorEntry {
     pub(crate) addr: Addr<ConnectorActor>,
     pub(crate) retry: RetryPolicy,
+    /// Asked which operations are safe to repeat.
+    pub(crate) connector: Arc<dyn Connector>,
 }
 
 /// What every agent context shares: the store and the connector actors.
@@ -26,6 +35,22 @@ pub(crate) struct Runtime {
     pub(crate) store: SharedStore,
     pub(crate) codec: Codec,
     pub(crate) connectors: HashMap<String, ConnectorEntry>,
+}
+
+/// One connector call of an agent run, as a step.
+pub(crate) struct Step<'a> {
+    pub(crate) connector: &'a str,
+    pub(crate) operation: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) parent: RunId,
+    pub(crate) correlation_id: Uuid,
+}
+
+impl Step<'_> {
+    /// The step's run id: the same for the same parent and key, always.
+    pub(crate) fn run_id(&self) -> RunId {
+        RunId::from_uuid(Uuid::new_v5(self.parent.as_uuid(), self.key.as_bytes()))
+    }
 }
 
 fn store_failure(run_id: Option<RunId>, e: impl std::fmt::Display) -> CallError {
@@ -37,6 +62,15 @@ fn store_failure(run_id: Option<RunId>, e: impl std::fmt::Display) -> CallError 
     )
 }
 
+/// The message of a step left in doubt by `what`.
+fn in_doubt(step: &Step<'_>, what: &str) -> String {
+    format!(
+        "step {:?} ({} {}) may have reached the vendor ({what}); it is not sent again \
+         automatically: check with the vendor, then resolve the step",
+        step.key, step.connector, step.operation
+    )
+}
+
 impl Runtime {
     /// The breaker state of connector `name`, `None` if there is no such
     /// connector or it stopped.
@@ -45,75 +79,193 @@ impl Runtime {
         entry.addr.send(Health).await.ok()
     }
 
-    pub(crate) async fn call(
-        &self,
-        connector: &str,
-        operation: &str,
-        input: Value,
-        parent: RunId,
-        correlation_id: Uuid,
-    ) -> Result<Value, CallError> {
-        let Some(entry) = self.connectors.get(connector) else {
+    /// Runs `step` on `input`: replays its record if it has one, else
+    /// executes it as a new child run.
+    pub(crate) async fn call(&self, step: Step<'_>, input: Value) -> Result<Value, CallError> {
+        let Some(entry) = self.connectors.get(step.connector) else {
             return Err(CallError::new(
                 None,
                 ErrorKind::Connector,
-                format!("no connector is named {connector:?}"),
+                format!("no connector is named {:?}", step.connector),
                 false,
             ));
         };
         let started = RunStarted {
-            run_id: RunId::new(),
+            run_id: step.run_id(),
             kind: RunKind::Connector,
-            target: connector.to_owned(),
-            operation: operation.to_owned(),
+            target: step.connector.to_owned(),
+            operation: step.operation.to_owned(),
             intent: None,
             input: input.clone(),
             attempt: 1,
-            parent_run_id: Some(parent),
-            correlation_id,
+            parent_run_id: Some(step.parent),
+            correlation_id: step.correlation_id,
             started_at: Timestamp::now(),
             request_digest: None,
+            step: Some(step.key.to_owned()),
         };
         let run_id = started.run_id;
-        let mut journal = RunJournal::start(self.store.clone(), self.codec.clone(), started)
+        let journal = match RunJournal::start(self.store.clone(), self.codec.clone(), started).await
+        {
+            Ok(journal) => journal,
+            Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
+                return self.replay(entry, &step, input).await;
+            }
+            Err(e) => return Err(store_failure(None, e)),
+        };
+        self.execute(entry, &step, journal, input)
             .await
-            .map_err(|e| store_failure(None, e))?;
+            .map_err(|e| match e {
+                Executed::Store(e) => store_failure(Some(run_id), e),
+                Executed::Failed(e) => e,
+            })
+    }
+
+    /// A step whose stream exists: its recorded outcome if it finished; if
+    /// it is in doubt, executed again when safe to repeat, else closed as
+    /// `in_doubt`.
+    async fn replay(
+        &self,
+        entry: &ConnectorEntry,
+        step: &Step<'_>,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        let run_id = step.run_id();
+        let recorded = self
+            .store
+            .read_stream(
+                &run_id.stream(),
+                Direction::Forwards,
+                ReadFrom::Start,
+                usize::MAX,
+            )
+            .await
+            .map_err(|e| store_failure(Some(run_id), e))?;
+        let last = recorded.last().map(|r| r.revision);
+        let state = RunState::from_stream(&self.codec, &recorded)
+            .map_err(|e| store_failure(Some(run_id), e))?;
+        let (Some(state), Some(last)) = (state, last) else {
+            return Err(store_failure(Some(run_id), "the step's stream is empty"));
+        };
+        if let Some(result) = state.result() {
+            return match result {
+                Ok(output) => Ok(output.clone()),
+                Err(error) => Err(CallError::new(
+                    Some(run_id),
+                    error.kind,
+                    error.message.clone(),
+                    false,
+                )),
+            };
+        }
+        let metadata = Metadata {
+            correlation_id: Some(state.correlation_id),
+            causation_id: state.parent_run_id.map(|p| *p.as_uuid()),
+        };
+        let mut journal = RunJournal::resume(
+            self.store.clone(),
+            self.codec.clone(),
+            state,
+            last,
+            metadata,
+        );
+        let safe = entry.connector.is_safe_to_repeat(step.operation);
+        let outcome = if safe {
+            let failed = journal.failed_attempt(RunError::new(
+                ErrorKind::InDoubt,
+                "the step was found without an outcome; it is safe to repeat, so it runs again",
+            ));
+            match journal.retry(failed).await {
+                Ok(()) => self.execute(entry, step, journal, input).await,
+                Err(e) => Err(Executed::Store(e)),
+            }
+        } else {
+            let message = in_doubt(step, "it was found started without an outcome");
+            let error = RunError::new(ErrorKind::InDoubt, message.clone());
+            match journal.finish(journal.failure(error)).await {
+                Ok(()) => Err(Executed::Failed(CallError::new(
+                    Some(run_id),
+                    ErrorKind::InDoubt,
+                    message,
+                    false,
+                ))),
+                Err(e) => Err(Executed::Store(e)),
+            }
+        };
+        outcome.map_err(|e| match e {
+            // Another call of the same step got there first: its record wins.
+            Executed::Store(crate::Error::Store(neonhub_events::Error::WrongExpectedVersion {
+                ..
+            })) => store_failure(Some(run_id), "another call of this step is recording it"),
+            Executed::Store(e) => store_failure(Some(run_id), e),
+            Executed::Failed(e) => e,
+        })
+    }
+
+    /// Sends the step's requests, retrying where that cannot duplicate its
+    /// effect, and records the outcome in `journal`.
+    async fn execute(
+        &self,
+        entry: &ConnectorEntry,
+        step: &Step<'_>,
+        mut journal: RunJournal,
+        input: Value,
+    ) -> Result<Value, Executed> {
+        let run_id = journal.run_id();
+        let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
             let request = Invoke {
-                operation: operation.to_owned(),
+                operation: step.operation.to_owned(),
                 input: input.clone(),
             };
             let result = entry.addr.send(request).await.unwrap_or_else(|_| {
                 Err(Failure {
                     kind: ErrorKind::Connector,
-                    message: format!("the {connector} connector actor stopped"),
+                    message: format!("the {} connector actor stopped", step.connector),
                     retryable: true,
+                    maybe_sent: true,
                 })
             });
-            match result {
+            let f = match result {
                 Ok(output) => {
                     journal
                         .finish(journal.success(output.clone()))
                         .await
-                        .map_err(|e| store_failure(Some(run_id), e))?;
+                        .map_err(Executed::Store)?;
                     return Ok(output);
                 }
-                Err(f) if f.retryable && entry.retry.allows_retry_after(journal.attempt()) => {
-                    let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
-                    tokio::time::sleep(entry.retry.backoff(journal.attempt())).await;
-                    journal
-                        .retry(failed)
-                        .await
-                        .map_err(|e| store_failure(Some(run_id), e))?;
-                }
-                Err(f) => {
-                    journal
-                        .finish(journal.failure(RunError::new(f.kind, f.message.clone())))
-                        .await
-                        .map_err(|e| store_failure(Some(run_id), e))?;
-                    return Err(CallError::new(Some(run_id), f.kind, f.message, f.retryable));
-                }
+                Err(f) => f,
+            };
+            let repeatable = safe || !f.maybe_sent;
+            if f.retryable && repeatable && entry.retry.allows_retry_after(journal.attempt()) {
+                let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
+                tokio::time::sleep(entry.retry.backoff(journal.attempt())).await;
+                journal.retry(failed).await.map_err(Executed::Store)?;
+                continue;
             }
+            let (kind, message, retryable) = if f.maybe_sent && !safe {
+                (ErrorKind::InDoubt, in_doubt(step, &f.message), false)
+            } else {
+                (f.kind, f.message, f.retryable)
+            };
+            journal
+                .finish(journal.failure(RunError::new(kind, message.clone())))
+                .await
+                .map_err(Executed::Store)?;
+            return Err(Executed::Failed(CallError::new(
+                Some(run_id),
+                kind,
+                message,
+                retryable,
+            )));
         }
     }
+}
+
+/// Why executing a step did not give its output.
+enum Executed {
+    /// The step's record could not be appended.
+    Store(crate::Error),
+    /// The step failed, and its failure is recorded.
+    Failed(CallError),
 }

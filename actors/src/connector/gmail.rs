@@ -96,6 +96,11 @@ impl Connector for Gmail {
         "gmail"
     }
 
+    /// Reads are safe to repeat; every other operation sends something.
+    fn is_safe_to_repeat(&self, operation: &str) -> bool {
+        matches!(operation, "get_profile" | "list_messages" | "get_message")
+    }
+
     async fn call(
         &self,
         operation: &str,

@@ -1,5 +1,6 @@
 //! The HTTP plumbing of live connectors: one request, its answer as JSON,
-//! failures classified (network, 429 and 5xx transient; other 4xx permanent)
+//! failures classified (no connection, 429 and 503: not sent; another 5xx or
+//! a broken answer: may have had its effect; other 4xx: permanent)
 //! and every credential scrubbed from the messages.
 
 use std::time::Duration;
@@ -37,8 +38,15 @@ pub(crate) async fn send_json(
     secrets: &[&str],
 ) -> Result<Value, ConnectorError> {
     let response = request.send().await.map_err(|e| {
+        let connect = e.is_connect();
         let e = e.without_url();
-        ConnectorError::transient(redact(&format!("{what}: request failed: {e}"), secrets))
+        let message = redact(&format!("{what}: request failed: {e}"), secrets);
+        if connect {
+            // No connection, so no request reached the vendor.
+            ConnectorError::not_sent(message)
+        } else {
+            ConnectorError::transient(message)
+        }
     })?;
     let status = response.status();
     let body = response.text().await.map_err(|e| {
@@ -52,7 +60,11 @@ pub(crate) async fn send_json(
         let quoted: String = body.chars().take(MAX_QUOTED_BODY).collect();
         let message = redact(&format!("{what}: HTTP {status}: {quoted}"), secrets);
         return Err(
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                // The vendor asks us to come back: it did not act on it.
+                ConnectorError::not_sent(message)
+            } else if status.is_server_error() {
                 ConnectorError::transient(message)
             } else {
                 ConnectorError::permanent(message)

@@ -24,7 +24,7 @@ use crate::retry::RetryPolicy;
 
 pub(crate) use actor::ConnectorActor;
 pub use breaker::{BreakerConfig, BreakerState};
-pub(crate) use call::{ConnectorEntry, Runtime};
+pub(crate) use call::{ConnectorEntry, Runtime, Step};
 pub use config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret, SlackConfig, TwilioConfig};
 pub use gmail::Gmail;
 pub use limiter::RateLimit;
@@ -44,6 +44,16 @@ pub trait Connector: Send + Sync + 'static {
     /// Performs `operation` on `input`. The input is recorded in the run's
     /// events, so it must never hold credentials: those live in the connector.
     async fn call(&self, operation: &str, input: &Value) -> Result<Value, ConnectorError>;
+
+    /// Whether doing `operation` twice is harmless (a read: get a profile,
+    /// list, look up a status). Only such operations are sent again after a
+    /// timeout, a reset or a server error, or when their step is found in
+    /// doubt; any other failure that may have reached the vendor ends the
+    /// step `in_doubt`. `false` unless the connector says otherwise.
+    fn is_safe_to_repeat(&self, operation: &str) -> bool {
+        let _ = operation;
+        false
+    }
 }
 
 /// A failed connector call, as the connector reports it.
@@ -51,6 +61,7 @@ pub trait Connector: Send + Sync + 'static {
 pub struct ConnectorError {
     message: String,
     retryable: bool,
+    not_sent: bool,
 }
 
 impl ConnectorError {
@@ -59,15 +70,29 @@ impl ConnectorError {
         Self {
             message: message.into(),
             retryable: false,
+            not_sent: true,
         }
     }
 
-    /// A transient failure (network, 5xx, 429): retried with backoff, and
-    /// counted by the circuit breaker.
+    /// A transient failure after the request may have reached the vendor (a
+    /// reset, a 5xx): counted by the circuit breaker, and retried only for an
+    /// operation that is safe to repeat; otherwise the step is `in_doubt`.
     pub fn transient(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             retryable: true,
+            not_sent: false,
+        }
+    }
+
+    /// A transient failure that certainly had no effect (the connection was
+    /// refused, the name did not resolve, a 429 or 503 asking to come back):
+    /// retried with backoff whatever the operation.
+    pub fn not_sent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            not_sent: true,
         }
     }
 
@@ -79,6 +104,11 @@ impl ConnectorError {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// Whether the request may have reached the vendor and had its effect.
+    pub fn may_have_had_effect(&self) -> bool {
+        !self.not_sent
     }
 }
 
@@ -120,7 +150,7 @@ impl CallError {
         self.run_id
     }
 
-    /// `connector`, `circuit_open`, `rate_limited` or `timeout`.
+    /// `connector`, `circuit_open`, `rate_limited`, `timeout` or `in_doubt`.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

@@ -77,11 +77,9 @@ fn check_ok(what: &str, answer: Value) -> std::result::Result<Value, ConnectorEr
         .unwrap_or("unknown_error");
     let message = format!("{what}: slack error {code}");
     Err(match code {
-        "ratelimited"
-        | "internal_error"
-        | "service_unavailable"
-        | "request_timeout"
-        | "fatal_error" => ConnectorError::transient(message),
+        // Slack refused to act on it: trying again cannot duplicate it.
+        "ratelimited" | "service_unavailable" => ConnectorError::not_sent(message),
+        "internal_error" | "request_timeout" | "fatal_error" => ConnectorError::transient(message),
         _ => ConnectorError::permanent(message),
     })
 }
@@ -90,6 +88,11 @@ fn check_ok(what: &str, answer: Value) -> std::result::Result<Value, ConnectorEr
 impl Connector for Slack {
     fn name(&self) -> &str {
         "slack"
+    }
+
+    /// Reads are safe to repeat; every other operation sends something.
+    fn is_safe_to_repeat(&self, operation: &str) -> bool {
+        matches!(operation, "list_channels" | "user_info")
     }
 
     async fn call(

@@ -122,6 +122,14 @@ impl Connector for Twilio {
         "twilio"
     }
 
+    /// Reads are safe to repeat; every other operation sends something.
+    fn is_safe_to_repeat(&self, operation: &str) -> bool {
+        matches!(
+            operation,
+            "sms_status" | "list_messages" | "validate_number"
+        )
+    }
+
     async fn call(
         &self,
         operation: &str,

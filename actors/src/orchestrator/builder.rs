@@ -152,9 +152,17 @@ impl OrchestratorBuilder {
         let mut connectors = HashMap::new();
         for (connector, options) in self.connectors {
             let name = connector.name().to_owned();
+            let probe = Arc::clone(&connector);
             let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &options));
             let retry = options.retry;
-            connectors.insert(name, ConnectorEntry { addr, retry });
+            connectors.insert(
+                name,
+                ConnectorEntry {
+                    addr,
+                    retry,
+                    connector: probe,
+                },
+            );
         }
         let mut agents = HashMap::new();
         let mut intents = HashMap::new();

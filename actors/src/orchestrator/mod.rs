@@ -222,6 +222,7 @@ impl Orchestrator {
             correlation_id: msg.correlation_id.unwrap_or(*run_id.as_uuid()),
             started_at: Timestamp::now(),
             request_digest: digest,
+            step: None,
         };
         Ok(Prepared::New(Job {
             started,

@@ -3,6 +3,7 @@
 //! answers with what the test's responder says.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
@@ -39,6 +40,16 @@ impl TestServer {
     /// Starts a server answering each request with `responder(request)`:
     /// a status code and a JSON body. Call inside an actix system.
     pub fn start(responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Self {
+        Self::start_slow(Duration::ZERO, responder)
+    }
+
+    /// Like [`Self::start`], but each answer goes out `delay` after its
+    /// request arrived (the request counts in [`Self::hits`] at once): a
+    /// vendor slower than the caller's timeout.
+    pub fn start_slow(
+        delay: Duration,
+        responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let responder: Responder = Arc::new(responder);
         let state = (Arc::clone(&seen), responder);
@@ -65,6 +76,9 @@ impl TestServer {
                     };
                     let (status, answer) = responder(&request);
                     seen.lock().unwrap().push(request);
+                    if !delay.is_zero() {
+                        actix_web::rt::time::sleep(delay).await;
+                    }
                     HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(status).expect("status"),
                     )

@@ -25,6 +25,7 @@ pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
         correlation_id,
         started_at: Timestamp::now(),
         request_digest: None,
+        step: None,
     })
 }
 
