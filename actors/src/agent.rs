@@ -15,6 +15,8 @@ use futures_util::FutureExt;
 use neonhub_events::{ErrorKind, RunError, RunId};
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::connector::{CallError, Runtime, Step};
@@ -173,6 +175,10 @@ pub struct AgentContext {
     /// Calls made so far in this attempt, per `connector.operation`: the `n`
     /// of the default step keys.
     calls: Arc<Mutex<HashMap<String, u32>>>,
+    /// Cancelled when the attempt is cut off (its timeout, a panic).
+    cancel: CancellationToken,
+    /// The attempt's step tasks, waited for before its outcome is appended.
+    steps: TaskTracker,
 }
 
 impl fmt::Debug for AgentContext {
@@ -198,6 +204,8 @@ impl AgentContext {
             attempt,
             runtime,
             calls: Arc::default(),
+            cancel: CancellationToken::new(),
+            steps: TaskTracker::new(),
         }
     }
 
@@ -268,13 +276,15 @@ impl AgentContext {
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
-        let call = tokio::spawn(async move {
+        let cancel = self.cancel.clone();
+        let call = self.steps.spawn(async move {
             let step = Step {
                 connector: &connector,
                 operation: &operation,
                 key: &key,
                 parent,
                 correlation_id,
+                cancel: &cancel,
             };
             runtime.call(step, input).await
         });
@@ -401,8 +411,25 @@ impl Handler<Execute> for AgentActor {
         let timeout = self.timeout;
         let actor = ctx.address();
         actix::spawn(async move {
+            let (cancel, steps) = (msg.ctx.cancel.clone(), msg.ctx.steps.clone());
             let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
-            let result = match tokio::time::timeout(timeout, run).await {
+            let result = tokio::time::timeout(timeout, run).await;
+            // Whatever ended the attempt, its steps end first: cut off the
+            // ones still running, and wait until each has recorded how it
+            // ended, so nothing of this attempt follows its outcome.
+            if !matches!(result, Ok(Ok(_))) {
+                cancel.cancel();
+            }
+            steps.close();
+            if tokio::time::timeout(STEP_DRAIN, steps.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "an attempt's steps did not record their outcome within {STEP_DRAIN:?}"
+                );
+            }
+            let result = match result {
                 Err(_) => Err(AgentError::with_kind(
                     ErrorKind::Timeout,
                     format!("the attempt did not finish within {timeout:?}"),
@@ -421,6 +448,10 @@ impl Handler<Execute> for AgentActor {
         });
     }
 }
+
+/// How long an ended attempt waits for its cut-off steps to record how they
+/// ended (one append each) before its own outcome is appended.
+const STEP_DRAIN: Duration = Duration::from_secs(10);
 
 pub(crate) fn panicked(message: impl Into<String>) -> AgentError {
     AgentError::with_kind(ErrorKind::Panicked, message, true)

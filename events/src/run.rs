@@ -72,6 +72,9 @@ pub enum ErrorKind {
     /// vendor (a timeout, reset or server error while its request was on
     /// the wire, or a crash). It is never resent automatically.
     InDoubt,
+    /// The attempt was cut off (its timeout, or a cancellation) before this
+    /// step's request left: it had no effect.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -87,11 +90,12 @@ impl ErrorKind {
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Rejected => "rejected",
             ErrorKind::InDoubt => "in_doubt",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 
     /// Every kind, for exhaustive tests and documentation.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Timeout,
         ErrorKind::Panicked,
         ErrorKind::Agent,
@@ -101,6 +105,7 @@ impl ErrorKind {
         ErrorKind::Interrupted,
         ErrorKind::Rejected,
         ErrorKind::InDoubt,
+        ErrorKind::Cancelled,
     ];
 }
 

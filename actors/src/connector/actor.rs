@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use neonhub_events::ErrorKind;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::limiter::Limiter;
@@ -29,6 +30,9 @@ pub(crate) struct Failure {
 pub(crate) struct Invoke {
     pub(crate) operation: String,
     pub(crate) input: Value,
+    /// Cancelled when the calling attempt is cut off: the request is then
+    /// dropped, or never sent if it has not started.
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Message for Invoke {
@@ -90,6 +94,15 @@ impl Handler<Invoke> for ConnectorActor {
     type Result = ResponseActFuture<Self, Result<Value, Failure>>;
 
     fn handle(&mut self, msg: Invoke, _ctx: &mut Context<Self>) -> Self::Result {
+        if msg.cancel.is_cancelled() {
+            let failure = Failure {
+                kind: ErrorKind::Cancelled,
+                message: "the attempt was cut off before the request was sent".to_owned(),
+                retryable: false,
+                maybe_sent: false,
+            };
+            return Box::pin(actix::fut::ready(Err(failure)));
+        }
         let now = Instant::now();
         if !self.breaker.try_acquire(now) {
             let failure = Failure {
@@ -116,7 +129,20 @@ impl Handler<Invoke> for ConnectorActor {
         let connector = Arc::clone(&self.connector);
         let timeout = self.timeout;
         let request = async move {
-            match tokio::time::timeout(timeout, connector.call(&msg.operation, &msg.input)).await {
+            let call = tokio::time::timeout(timeout, connector.call(&msg.operation, &msg.input));
+            let answer = tokio::select! {
+                answer = call => answer,
+                () = msg.cancel.cancelled() => {
+                    return Err(Failure {
+                        kind: ErrorKind::Cancelled,
+                        message: "the attempt was cut off while the request was on the wire"
+                            .to_owned(),
+                        retryable: false,
+                        maybe_sent: true,
+                    });
+                }
+            };
+            match answer {
                 Err(_) => Err(Failure {
                     kind: ErrorKind::Timeout,
                     message: format!("no answer within {timeout:?}"),
@@ -142,6 +168,8 @@ impl Handler<Invoke> for ConnectorActor {
                     )
                     .increment(1);
                 }
+                // Cut off by the caller: says nothing about the vendor.
+                Err(f) if f.kind == ErrorKind::Cancelled => act.breaker.release(),
                 _ => act.breaker.on_success(),
             }
             act.report_state();

@@ -16,6 +16,7 @@ use neonhub_events::{
     RunState, SharedStore, Timestamp,
 };
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::actor::{ConnectorActor, Failure, Health, Invoke};
@@ -44,6 +45,8 @@ pub(crate) struct Step<'a> {
     pub(crate) key: &'a str,
     pub(crate) parent: RunId,
     pub(crate) correlation_id: Uuid,
+    /// The calling attempt's: cancelled when it is cut off.
+    pub(crate) cancel: &'a CancellationToken,
 }
 
 impl Step<'_> {
@@ -90,6 +93,18 @@ impl Runtime {
                 false,
             ));
         };
+        if step.cancel.is_cancelled() {
+            // The attempt is over: the step does not begin, nothing is recorded.
+            return Err(CallError::new(
+                None,
+                ErrorKind::Cancelled,
+                format!(
+                    "step {:?} was not started: its attempt was cut off",
+                    step.key
+                ),
+                false,
+            ));
+        }
         let started = RunStarted {
             run_id: step.run_id(),
             kind: RunKind::Connector,
@@ -217,6 +232,7 @@ impl Runtime {
             let request = Invoke {
                 operation: step.operation.to_owned(),
                 input: input.clone(),
+                cancel: step.cancel.clone(),
             };
             let result = entry.addr.send(request).await.unwrap_or_else(|_| {
                 Err(Failure {
@@ -239,7 +255,23 @@ impl Runtime {
             let repeatable = safe || !f.maybe_sent;
             if f.retryable && repeatable && entry.retry.allows_retry_after(journal.attempt()) {
                 let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
-                tokio::time::sleep(entry.retry.backoff(journal.attempt())).await;
+                let backoff = tokio::time::sleep(entry.retry.backoff(journal.attempt()));
+                tokio::select! {
+                    () = backoff => {}
+                    () = step.cancel.cancelled() => {
+                        // Cut off between two requests: the last one had no
+                        // effect, and no other goes out.
+                        let message = format!("step {:?} was cancelled with its attempt", step.key);
+                        let error = RunError::new(ErrorKind::Cancelled, message.clone());
+                        journal.finish(journal.failure(error)).await.map_err(Executed::Store)?;
+                        return Err(Executed::Failed(CallError::new(
+                            Some(run_id),
+                            ErrorKind::Cancelled,
+                            message,
+                            false,
+                        )));
+                    }
+                }
                 journal.retry(failed).await.map_err(Executed::Store)?;
                 continue;
             }
