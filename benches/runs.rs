@@ -1,5 +1,7 @@
 //! End-to-end agent runs per second through the orchestrator on the durable
-//! embedded log, with the `echo` agent, at 1, 64 and 1024 runs in flight,
+//! embedded log, with the `echo` agent, at 1, 64 and 1024 runs in flight;
+//! with the `email` agent, whose run makes one step (a mock Gmail send, its
+//! own child run: twice the appends), in the same run; and
 //! next to a raw actix request/response baseline (same actor hops, no log)
 //! and one `fdatasync`'s latency on the same disk, all in one run; then
 //! p50/p99 run latency for each level.
@@ -19,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use neonhub_actors::{Orchestrator, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{
+    ConnectorOptions, Gmail, Orchestrator, OrchestratorBuilder, RateLimit, SubmitRun,
+};
 use neonhub_events::{EmbeddedLog, LogOptions, SharedStore};
 use serde_json::json;
 use tempfile::TempDir;
@@ -77,6 +81,7 @@ impl Handler<Ping> for Relay {
 #[derive(Clone)]
 enum Target {
     Runs(Addr<Orchestrator>),
+    OneStep(Addr<Orchestrator>),
     Baseline(Addr<Relay>),
 }
 
@@ -91,6 +96,15 @@ impl Target {
                     .expect("orchestrator")
                     .expect("run");
                 assert!(outcome.is_success());
+            }
+            Target::OneStep(addr) => {
+                let email = json!({"to": "a@example.com", "subject": "s", "body": format!("n {n}")});
+                let outcome = addr
+                    .send(SubmitRun::intent("email.send", email))
+                    .await
+                    .expect("orchestrator")
+                    .expect("run");
+                assert!(outcome.is_success(), "{:?}", outcome.result);
             }
             Target::Baseline(addr) => {
                 addr.send(Ping(input)).await.expect("relay");
@@ -163,15 +177,23 @@ fn runs(c: &mut Criterion) {
     );
     let system = System::new();
     let (orchestrator, relay) = system.block_on(async {
+        // The mock Gmail without its default rate limit: the bench measures
+        // the journal, not the limiter.
+        let unlimited = ConnectorOptions {
+            rate_limit: RateLimit::per_second(std::num::NonZeroU32::new(10_000_000).unwrap()),
+            ..ConnectorOptions::default()
+        };
         let orchestrator = OrchestratorBuilder::new(store.clone())
             .builtin_agents()
+            .connector(Gmail::mock(), unlimited)
             .start()
             .expect("start");
         let relay = Relay(Leaf.start()).start();
         (orchestrator, relay)
     });
     let targets = [
-        ("echo_durable", Target::Runs(orchestrator)),
+        ("echo_durable", Target::Runs(orchestrator.clone())),
+        ("email_one_step", Target::OneStep(orchestrator)),
         ("actix_baseline", Target::Baseline(relay)),
     ];
 
