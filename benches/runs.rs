@@ -98,7 +98,8 @@ impl Target {
                 assert!(outcome.is_success());
             }
             Target::OneStep(addr) => {
-                let email = json!({"to": "a@example.com", "subject": "s", "body": format!("n {n}")});
+                let email =
+                    json!({"to": "a@example.com", "subject": "s", "body": format!("n {n}")});
                 let outcome = addr
                     .send(SubmitRun::intent("email.send", email))
                     .await

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neonhub_actors::{
-    Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret,
-    SubmitRun, Twilio,
+    Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder, SubmitRun,
 };
 use neonhub_test_support as support;
 use neonhub_test_support::http::TestServer;
@@ -36,13 +35,7 @@ async fn a_timed_out_attempt_cancels_its_step_and_records_it_first() {
     let server = TestServer::start_slow(Duration::from_millis(800), |_| {
         (201, json!({"sid": "SM1", "status": "queued"}).to_string())
     });
-    let twilio = Twilio::live(
-        &server.base_url,
-        &server.base_url,
-        "AC0123",
-        Secret::new("twilio-token-0123"),
-        "+15550000000",
-    );
+    let twilio = support::twilio_at(&server.base_url);
     let agent = AgentOptions {
         timeout: Duration::from_millis(150),
         ..AgentOptions::default()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder,
-    RetryPolicy, Secret, SubmitRun, Twilio,
+    RetryPolicy, SubmitRun,
 };
 use neonhub_events::{
     Codec, ExpectedRevision, Metadata, RunEvent, RunId, RunKind, RunStarted, SharedStore, Timestamp,
@@ -49,13 +49,7 @@ fn orchestrator(
     store: &SharedStore,
     server: &TestServer,
 ) -> actix::Addr<neonhub_actors::Orchestrator> {
-    let twilio = Twilio::live(
-        &server.base_url,
-        &server.base_url,
-        "AC0123",
-        Secret::new("twilio-token-0123"),
-        "+15550000000",
-    );
+    let twilio = support::twilio_at(&server.base_url);
     let options = ConnectorOptions {
         retry: RetryPolicy::attempts(3, Duration::from_millis(1)),
         ..ConnectorOptions::default()

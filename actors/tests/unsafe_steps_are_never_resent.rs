@@ -13,22 +13,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder,
-    RetryPolicy, RunOutcome, Secret, Slack, SubmitRun, Twilio,
+    RetryPolicy, RunOutcome, Secret, Slack, SubmitRun,
 };
 use neonhub_events::RunEvent;
 use neonhub_test_support as support;
 use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
-
-fn twilio(server: &TestServer) -> Twilio {
-    Twilio::live(
-        &server.base_url,
-        &server.base_url,
-        "AC0123",
-        Secret::new("twilio-token-0123"),
-        "+15550000000",
-    )
-}
 
 fn sent() -> (u16, String) {
     (
@@ -57,7 +47,7 @@ async fn a_send_slower_than_the_timeout_is_sent_once_and_ends_in_doubt() {
     let server = TestServer::start_slow(Duration::from_millis(400), |_| sent());
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
-        .connector(twilio(&server), eager())
+        .connector(support::twilio_at(&server.base_url), eager())
         .start()
         .unwrap();
 
@@ -141,7 +131,7 @@ async fn an_agent_retry_replays_a_completed_step_instead_of_sending_again() {
     };
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .agent(|| SendThenFailOnce, agent)
-        .connector(twilio(&server), eager())
+        .connector(support::twilio_at(&server.base_url), eager())
         .start()
         .unwrap();
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use actix::Addr;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, Connector, ConnectorOptions, ConnectorsConfig,
-    Orchestrator, OrchestratorBuilder, SubmitRun,
+    Orchestrator, OrchestratorBuilder, Secret, SubmitRun, Twilio,
 };
 use neonhub_events::SharedStore;
 use serde_json::{Value, json};
@@ -116,4 +116,16 @@ pub fn proxy_orchestrator(
         .connector(connector, options)
         .start()
         .expect("start the orchestrator")
+}
+
+/// Live Twilio against a local server standing in for it (`base_url` for
+/// both the messaging and the lookup API), with test credentials.
+pub fn twilio_at(base_url: &str) -> Twilio {
+    Twilio::live(
+        base_url,
+        base_url,
+        "AC0123",
+        Secret::new("twilio-token-0123"),
+        "+15550000000",
+    )
 }

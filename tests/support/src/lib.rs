@@ -32,7 +32,9 @@ mod wait;
 pub mod workload;
 
 #[cfg(feature = "actors")]
-pub use agents::{Gated, Proxy, builtin_orchestrator, mock_orchestrator, proxy_orchestrator};
+pub use agents::{
+    Gated, Proxy, builtin_orchestrator, mock_orchestrator, proxy_orchestrator, twilio_at,
+};
 pub use log::{
     all, assert_contiguous, child_runs, event_data, events, memory_store, recorded, shape, store,
     unique_stream,
