@@ -239,6 +239,14 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Runs a stopped process left unfinished: `resume` gives each agent run
+    /// a new attempt whose finished steps replay (steps in doubt are not
+    /// resent); `fail` closes them as `interrupted`.
+    #[arg(long, value_enum, default_value_t = crate::OnInterrupted::Resume)]
+    pub on_interrupted: crate::OnInterrupted,
+    /// The most times one run is resumed; past it, it is closed.
+    #[arg(long, default_value_t = crate::DEFAULT_MAX_RESUMES)]
+    pub max_resumes: u32,
 }
 
 /// `neonhub demo`.

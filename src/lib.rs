@@ -38,7 +38,10 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use server::Server;
-pub use service::{Catalog, ConnectorInfo, Service, ServiceOptions, ShutdownReport};
+pub use service::{
+    Catalog, ConnectorInfo, DEFAULT_MAX_RESUMES, OnInterrupted, Service, ServiceOptions,
+    ShutdownReport,
+};
 pub use store::open_embedded;
 
 /// Sends diagnostics to stderr, filtered by `filter` (`warn`, `info`,

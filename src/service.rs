@@ -10,8 +10,9 @@ use std::time::Duration;
 use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport, RunOutcome, RuntimeStats,
-    SubmitRun, WatchInFlight, recover_interrupted,
+    ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport, ResumeInterrupted, RunOutcome,
+    RuntimeStats, SubmitRun, WatchInFlight, close_interrupted, find_unfinished,
+    recover_interrupted,
 };
 use neonhub_events::{Codec, EventStore, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
@@ -32,7 +33,25 @@ pub struct ServiceOptions {
     pub connectors: ConnectorsConfig,
     /// The bound on runs in flight (503 above it).
     pub max_in_flight: usize,
+    /// What start-up does with runs a stopped process left unfinished.
+    pub on_interrupted: OnInterrupted,
+    /// The most times one run is resumed; past it, it is closed.
+    pub max_resumes: u32,
 }
+
+/// What start-up does with the runs a stopped process left unfinished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnInterrupted {
+    /// Give each agent run a new attempt whose finished steps replay from
+    /// the journal (steps in doubt are not resent); close the rest.
+    #[default]
+    Resume,
+    /// Close every one as failed with `interrupted`.
+    Fail,
+}
+
+/// The default of [`ServiceOptions::max_resumes`].
+pub const DEFAULT_MAX_RESUMES: u32 = 3;
 
 impl ServiceOptions {
     /// The embedded store in `data`, mock connectors, the default bound.
@@ -42,6 +61,8 @@ impl ServiceOptions {
             store: StoreConfig::Embedded,
             connectors: ConnectorsConfig::mock(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            on_interrupted: OnInterrupted::Resume,
+            max_resumes: DEFAULT_MAX_RESUMES,
         }
     }
 }
@@ -190,13 +211,18 @@ impl Service {
         let store = Store::open(&options.store, &options.data, Access::Write)?;
         let shared = store.shared();
         let codec = Codec::new();
-        let recovery = recover_interrupted(&*shared, &codec).await?;
-        if !recovery.interrupted.is_empty() {
-            tracing::warn!(
-                runs = recovery.interrupted.len(),
-                "closed runs a stopped process left unfinished as interrupted"
-            );
-        }
+        let (events_scanned, unfinished) = find_unfinished(&*shared, &codec).await?;
+        let mut recovery = RecoveryReport {
+            events_scanned,
+            ..RecoveryReport::default()
+        };
+        let unfinished = match options.on_interrupted {
+            OnInterrupted::Resume => unfinished,
+            OnInterrupted::Fail => {
+                recovery.interrupted = close_interrupted(&*shared, &codec, unfinished).await?;
+                Vec::new()
+            }
+        };
         let projection =
             AgentRunsProjection::open(options.data.projection_path())?.with_codec(codec.clone());
         let mut runner = ProjectionRunner::new(Arc::clone(&shared), projection);
@@ -238,6 +264,26 @@ impl Service {
             .send(WatchInFlight)
             .await
             .map_err(|_| Error::Service("the orchestrator stopped while starting".to_owned()))?;
+        if !unfinished.is_empty() {
+            let resumed = orchestrator
+                .send(ResumeInterrupted {
+                    runs: unfinished,
+                    max_resumes: options.max_resumes,
+                })
+                .await
+                .map_err(|_| {
+                    Error::Service("the orchestrator stopped while resuming runs".to_owned())
+                })??;
+            recovery.interrupted = resumed.interrupted;
+            recovery.resumed = resumed.resumed;
+        }
+        if !recovery.interrupted.is_empty() || !recovery.resumed.is_empty() {
+            tracing::warn!(
+                resumed = recovery.resumed.len(),
+                closed = recovery.interrupted.len(),
+                "resumed or closed the runs a stopped process left unfinished"
+            );
+        }
         let catalog = Arc::new(Catalog {
             agents,
             connectors: connector_catalog(&options.connectors),

@@ -1,11 +1,13 @@
 //! SIGKILL mid-load, then restart: every run that got a 200 is in the table
-//! with its outcome, every other submitted run is finished or `interrupted`
-//! (or was never recorded), and `audit verify` passes.
+//! with its outcome, every other submitted run is resumed to its end (or was
+//! never recorded), nothing is left running, and `audit verify` passes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use neonhub_test_support::load::{Load, Told};
 use neonhub_test_support::service::{ServeProcess, run_cli};
+use neonhub_test_support::wait_until_within;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,6 +27,22 @@ async fn restart_after_sigkill_keeps_every_acknowledged_run() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
+    // Runs the kill cut off are resumed at start-up; let them end.
+    wait_until_within("the resumed runs to end", Duration::from_secs(20), || {
+        let (client, base) = (client.clone(), serve.base.clone());
+        async move {
+            let running: Value = client
+                .get(format!("{base}/v1/runs?status=running"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            running["runs"].as_array().is_some_and(Vec::is_empty)
+        }
+    })
+    .await;
     let mut outcomes: HashMap<String, u16> = HashMap::new();
     let (mut acknowledged, mut interrupted) = (0, 0);
     for t in &told {

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use neonhub_events::{
-    Codec, Direction, EventData, ExpectedRevision, Metadata, ReadFrom, Revision, RunError,
-    RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded, SharedStore, StreamId,
-    Timestamp,
+    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, ReadFrom, Revision,
+    RunError, RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded, SharedStore,
+    StreamId, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -218,6 +218,31 @@ impl RunJournal {
     /// finish always ends with a `RunStarted`.
     pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
         let next = self.state.next_attempt(Timestamp::now());
+        self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
+            .await?;
+        self.attempt_began = Instant::now();
+        Ok(())
+    }
+
+    /// Starts the next attempt of a run a stopped process left unfinished:
+    /// `RunFailed{interrupted, will_retry}` and `RunStarted{n+1, resumed}` in
+    /// one batch. The interrupted attempt's duration is unknown (the process
+    /// died at some point after it began) and is recorded as 0.
+    pub(crate) async fn resume_attempt(&mut self) -> Result<()> {
+        let now = Timestamp::now();
+        let failed = RunFailed {
+            run_id: self.state.run_id,
+            attempt: self.state.attempts,
+            error: RunError::new(
+                ErrorKind::Interrupted,
+                "the process stopped while the run was in flight; the run is resumed",
+            ),
+            will_retry: true,
+            duration_micros: 0,
+            finished_at: now,
+        };
+        let mut next = self.state.next_attempt(now);
+        next.resumed = true;
         self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
         self.attempt_began = Instant::now();

@@ -46,9 +46,11 @@ pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
     AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
-    Orchestrator, OrchestratorBuilder, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns,
-    Target, WatchInFlight,
+    Orchestrator, OrchestratorBuilder, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
+    StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
 };
-pub use recovery::{RecoveryReport, recover_interrupted};
+pub use recovery::{
+    RecoveryReport, Unfinished, close_interrupted, find_unfinished, recover_interrupted,
+};
 pub use retry::RetryPolicy;
 pub use subscribe::{RunEventNotice, SubscriptionHandle, subscribe};

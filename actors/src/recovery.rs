@@ -1,5 +1,8 @@
-//! Start-up recovery: every run whose stream has a `RunStarted` and no
-//! terminal event (the process died mid-run) gets `RunFailed{interrupted}`.
+//! Start-up recovery: finds every run whose stream has a `RunStarted` and no
+//! terminal event (the process died mid-run). [`recover_interrupted`] closes
+//! them all with `RunFailed{interrupted}`; [`find_unfinished`] hands them to
+//! the orchestrator, which resumes the agent runs it can
+//! ([`crate::ResumeInterrupted`]) and closes the rest.
 
 use std::collections::HashMap;
 
@@ -20,20 +23,36 @@ pub struct RecoveryReport {
     pub events_scanned: u64,
     /// Runs closed with `RunFailed{interrupted}`, in log order of their start.
     pub interrupted: Vec<RunId>,
+    /// Agent runs given a new attempt (resumed), in log order of their start.
+    pub resumed: Vec<RunId>,
 }
 
-/// A run without a terminal event so far: its state (the one fold), and
-/// what closing it needs from the envelopes (its stream's last revision,
-/// the metadata its events carry, when its current attempt began).
-struct Open {
-    state: RunState,
-    last: Revision,
-    metadata: Metadata,
-    attempt_started_at: Timestamp,
+/// A run without a terminal event: its state (the one fold), and what
+/// closing or resuming it needs from the envelopes (its stream's last
+/// revision, the metadata its events carry, when its current attempt began,
+/// how many of its attempts were resumes).
+#[derive(Debug)]
+pub struct Unfinished {
+    pub(crate) state: RunState,
+    pub(crate) last: Revision,
+    pub(crate) metadata: Metadata,
+    pub(crate) attempt_started_at: Timestamp,
+    pub(crate) resumes: u32,
+}
+
+impl Unfinished {
+    /// The run.
+    pub fn run_id(&self) -> RunId {
+        self.state.run_id
+    }
 }
 
 /// Folds `recorded` (a run event) into the open runs.
-fn track(open: &mut HashMap<RunId, Open>, recorded: &RecordedEvent, event: RunEvent) -> Result<()> {
+fn track(
+    open: &mut HashMap<RunId, Unfinished>,
+    recorded: &RecordedEvent,
+    event: RunEvent,
+) -> Result<()> {
     let invalid = |reason| neonhub_events::Error::InvalidRun {
         stream: recorded.stream.as_str().to_owned(),
         position: recorded.position,
@@ -46,11 +65,12 @@ fn track(open: &mut HashMap<RunId, Open>, recorded: &RecordedEvent, event: RunEv
             let state = RunState::start(s, recorded.position).map_err(invalid)?;
             open.insert(
                 run_id,
-                Open {
+                Unfinished {
                     state,
                     last: recorded.revision,
                     metadata: recorded.metadata,
                     attempt_started_at,
+                    resumes: 0,
                 },
             );
         }
@@ -60,6 +80,7 @@ fn track(open: &mut HashMap<RunId, Open>, recorded: &RecordedEvent, event: RunEv
             };
             if let RunEvent::Started(s) = &event {
                 run.attempt_started_at = s.started_at;
+                run.resumes += u32::from(s.resumed);
             }
             run.last = recorded.revision;
             if run.state.apply(event, recorded.position).map_err(invalid)? {
@@ -79,8 +100,26 @@ fn track(open: &mut HashMap<RunId, Open>, recorded: &RecordedEvent, event: RunEv
 /// # Errors
 /// The store's, or a run event that does not decode or fit its run.
 pub async fn recover_interrupted(store: &dyn EventStore, codec: &Codec) -> Result<RecoveryReport> {
-    let mut report = RecoveryReport::default();
-    let mut open: HashMap<RunId, Open> = HashMap::new();
+    let (events_scanned, unfinished) = find_unfinished(store, codec).await?;
+    let interrupted = close_interrupted(store, codec, unfinished).await?;
+    Ok(RecoveryReport {
+        events_scanned,
+        interrupted,
+        resumed: Vec::new(),
+    })
+}
+
+/// Scans the whole log for unfinished runs; returns the run events read
+/// and the runs, in log order of their start.
+///
+/// # Errors
+/// The store's, or a run event that does not decode or fit its run.
+pub async fn find_unfinished(
+    store: &dyn EventStore,
+    codec: &Codec,
+) -> Result<(u64, Vec<Unfinished>)> {
+    let mut scanned = 0;
+    let mut open: HashMap<RunId, Unfinished> = HashMap::new();
     let mut from = Position::START;
     loop {
         let page = store.read_all(from, PAGE).await?;
@@ -91,14 +130,29 @@ pub async fn recover_interrupted(store: &dyn EventStore, codec: &Codec) -> Resul
                 continue;
             }
             let event = codec.decode(recorded)?;
-            report.events_scanned += 1;
+            scanned += 1;
             track(&mut open, recorded, event)?;
         }
     }
-    let mut unfinished: Vec<Open> = open.into_values().collect();
+    let mut unfinished: Vec<Unfinished> = open.into_values().collect();
     unfinished.sort_by_key(|o| o.state.first_position);
+    Ok((scanned, unfinished))
+}
+
+/// Closes each of `runs` with `RunFailed{kind: interrupted}` at its exact
+/// next revision; returns the ones closed (a run that moved on meanwhile is
+/// left alone).
+///
+/// # Errors
+/// The store's.
+pub async fn close_interrupted(
+    store: &dyn EventStore,
+    codec: &Codec,
+    runs: Vec<Unfinished>,
+) -> Result<Vec<RunId>> {
+    let mut closed = Vec::new();
     let now = Timestamp::now();
-    for run in unfinished {
+    for run in runs {
         let run_id = run.state.run_id;
         let failed = RunFailed {
             run_id,
@@ -122,12 +176,12 @@ pub async fn recover_interrupted(store: &dyn EventStore, codec: &Codec) -> Resul
             )
             .await
         {
-            Ok(_) => report.interrupted.push(run_id),
+            Ok(_) => closed.push(run_id),
             Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                 tracing::info!(%run_id, "run moved on during recovery; left alone");
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(report)
+    Ok(closed)
 }

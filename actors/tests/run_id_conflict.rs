@@ -133,6 +133,7 @@ async fn a_run_recorded_without_a_digest_is_compared_by_its_recorded_input() {
         started_at: Timestamp(1),
         request_digest: None,
         step: None,
+        resumed: false,
     });
     let succeeded = RunEvent::Succeeded(RunSucceeded {
         run_id,

@@ -26,6 +26,7 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         started_at: Timestamp::now(),
         request_digest: None,
         step: None,
+        resumed: false,
     });
     let metadata = Metadata {
         correlation_id: Some(*open.as_uuid()),

@@ -82,6 +82,7 @@ async fn leave_started(store: &SharedStore, parent: RunId, key: &str, operation:
         started_at: Timestamp::now(),
         request_digest: None,
         step: Some(key.into()),
+        resumed: false,
     });
     let data = Codec::new().encode(&started, Metadata::default()).unwrap();
     store

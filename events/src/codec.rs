@@ -220,6 +220,7 @@ mod tests {
                         started_at: Timestamp(at),
                         request_digest: None,
                         step: None,
+                        resumed: false,
                     })
                 },
             )

@@ -154,6 +154,10 @@ pub struct RunStarted {
     /// or resumed attempt finds the step's record again. First attempt only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// This attempt resumes a run that a stopped process left unfinished
+    /// (start-up recovery); false, and absent from the payload, otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// The SHA-256, in lower-case hex, of a request: `target`, a zero byte, and

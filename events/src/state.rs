@@ -330,6 +330,7 @@ impl RunState {
             started_at,
             request_digest: None,
             step: None,
+            resumed: false,
         }
     }
 }
@@ -355,6 +356,7 @@ mod tests {
             started_at: Timestamp(at),
             request_digest: None,
             step: None,
+            resumed: false,
         })
     }
 

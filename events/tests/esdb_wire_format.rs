@@ -29,6 +29,7 @@ fn run_started(run: RunId) -> EventData {
         started_at: Timestamp::now(),
         request_digest: None,
         step: None,
+        resumed: false,
     });
     let metadata = Metadata {
         correlation_id: Some(Uuid::now_v7()),

@@ -191,6 +191,7 @@ impl RunIdentity<'_> {
             started_at: Timestamp(at),
             request_digest: None,
             step: None,
+            resumed: false,
         })
     }
 }

@@ -35,6 +35,7 @@
 //!     started_at: Timestamp(1_000),
 //!     request_digest: None,
 //!     step: None,
+//!     resumed: false,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {
 //!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),

@@ -56,6 +56,8 @@ pub(super) async fn serve(
         store,
         connectors,
         max_in_flight: args.max_in_flight,
+        on_interrupted: args.on_interrupted,
+        max_resumes: args.max_resumes,
         ..ServiceOptions::new(data)
     };
     // The signal handlers go in before anything is opened, so a signal
@@ -63,9 +65,10 @@ pub(super) async fn serve(
     let mut signals = StopSignals::install()?;
     let service = Service::start(options).await?;
     let recovered = service.recovery().interrupted.len();
+    let resumed = service.recovery().resumed.len();
     let server = Server::start(&service, &config)?;
     println!(
-        "neonhub listening on http://{} (store {store_name}, data in {}, auth {}, {recovered} interrupted runs recovered)",
+        "neonhub listening on http://{} (store {store_name}, data in {}, auth {}, {resumed} interrupted runs resumed, {recovered} closed as interrupted)",
         server.local_addr(),
         service.data().display_path().display(),
         if config.token.is_some() { "on" } else { "off" },

@@ -118,6 +118,7 @@ impl Runtime {
             started_at: Timestamp::now(),
             request_digest: None,
             step: Some(step.key.to_owned()),
+            resumed: false,
         };
         let run_id = started.run_id;
         let journal = match RunJournal::start(self.store.clone(), self.codec.clone(), started).await

@@ -13,6 +13,7 @@ use super::InFlight;
 use crate::connector::BreakerState;
 use crate::error::{Error, Result};
 use crate::journal::RunOutcome;
+use crate::recovery::Unfinished;
 use crate::subscribe::{RunEventNotice, SubscriptionHandle};
 
 /// What a run is routed by.
@@ -193,4 +194,33 @@ pub struct SubscribeRuns {
 
 impl Message for SubscribeRuns {
     type Result = Result<SubscriptionHandle>;
+}
+
+/// Resume `runs`, the unfinished runs start-up recovery found
+/// ([`crate::find_unfinished`]): each agent run this orchestrator has the
+/// agent for, and that was resumed fewer than `max_resumes` times before,
+/// gets a new attempt (`RunFailed{interrupted, will_retry}`, then
+/// `RunStarted{resumed}`) whose finished steps replay from the journal. The
+/// rest are closed as `interrupted`, with the steps of runs not resumed.
+/// Send it once, before accepting runs.
+#[derive(Debug)]
+pub struct ResumeInterrupted {
+    /// What recovery found.
+    pub runs: Vec<Unfinished>,
+    /// The most resumes one run gets.
+    pub max_resumes: u32,
+}
+
+impl Message for ResumeInterrupted {
+    type Result = Result<ResumeReport>;
+}
+
+/// What [`ResumeInterrupted`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeReport {
+    /// Agent runs given a new attempt (now executing), in log order.
+    pub resumed: Vec<RunId>,
+    /// Runs closed as `interrupted`: agent runs past `max_resumes` or whose
+    /// agent is gone, and the steps of runs not resumed.
+    pub interrupted: Vec<RunId>,
 }

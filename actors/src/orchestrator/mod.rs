@@ -11,7 +11,7 @@ mod in_flight;
 mod messages;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +24,8 @@ use tokio::sync::{oneshot, watch};
 pub use builder::OrchestratorBuilder;
 pub use in_flight::InFlight;
 pub use messages::{
-    AgentInfo, ConnectorHealth, GetStats, ListAgents, RunTicket, RuntimeStats, StartRun, SubmitRun,
-    SubscribeRuns, Target, WatchInFlight,
+    AgentInfo, ConnectorHealth, GetStats, ListAgents, ResumeInterrupted, ResumeReport, RunTicket,
+    RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
 };
 
 use in_flight::InFlightSlot;
@@ -34,6 +34,7 @@ use crate::agent::{AgentActor, AgentContext, AgentOptions, Execute, panicked};
 use crate::connector::{BreakerState, Runtime};
 use crate::error::{Error, Result};
 use crate::journal::{RunJournal, RunOutcome};
+use crate::recovery::close_interrupted;
 use crate::subscribe::{SubscriptionHandle, subscribe};
 
 /// The default bound on runs in flight.
@@ -223,6 +224,7 @@ impl Orchestrator {
             started_at: Timestamp::now(),
             request_digest: digest,
             step: None,
+            resumed: false,
         };
         Ok(Prepared::New(Job {
             started,
@@ -431,6 +433,83 @@ fn execute(
         };
         journal.finish(terminal).await?;
         Ok(journal.into_outcome())
+    }
+}
+
+impl Handler<ResumeInterrupted> for Orchestrator {
+    type Result = ResponseFuture<Result<ResumeReport>>;
+
+    fn handle(&mut self, msg: ResumeInterrupted, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut resume = Vec::new();
+        let mut close = Vec::new();
+        let mut steps = Vec::new();
+        for run in msg.runs {
+            if run.state.parent_run_id.is_some() {
+                steps.push(run);
+                continue;
+            }
+            let entry = (run.state.kind == RunKind::Agent)
+                .then(|| self.agents.get(&run.state.target))
+                .flatten();
+            match entry {
+                Some(entry) if run.resumes < msg.max_resumes => {
+                    // Resumed runs count in flight (shutdown waits for them)
+                    // but are not refused by the bound: they were accepted.
+                    let slot = self.in_flight.acquire(usize::MAX).expect("no bound");
+                    resume.push((run, entry.addr.clone(), entry.options, slot));
+                }
+                _ => close.push(run),
+            }
+        }
+        // A resumed run's open steps are found again by its new attempt.
+        let resumed: HashSet<RunId> = resume.iter().map(|(run, ..)| run.run_id()).collect();
+        close.extend(
+            steps
+                .into_iter()
+                .filter(|s| !s.state.parent_run_id.is_some_and(|p| resumed.contains(&p))),
+        );
+        let runtime = Arc::clone(&self.runtime);
+        Box::pin(async move {
+            let (store, codec) = (&runtime.store, &runtime.codec);
+            let mut report = ResumeReport {
+                interrupted: close_interrupted(&**store, codec, close).await?,
+                ..ResumeReport::default()
+            };
+            for (run, addr, options, slot) in resume {
+                let run_id = run.run_id();
+                let mut journal = RunJournal::resume(
+                    store.clone(),
+                    codec.clone(),
+                    run.state,
+                    run.last,
+                    run.metadata,
+                );
+                match journal.resume_attempt().await {
+                    Ok(()) => {}
+                    Err(Error::Store(neonhub_events::Error::WrongExpectedVersion { .. })) => {
+                        tracing::info!(%run_id, "run moved on before its resume; left alone");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                report.resumed.push(run_id);
+                let runtime = Arc::clone(&runtime);
+                actix::spawn(async move {
+                    let _slot = slot;
+                    match execute(journal, addr, options, runtime).await {
+                        Ok(outcome) => tracing::info!(
+                            %run_id,
+                            succeeded = outcome.is_success(),
+                            "resumed run finished"
+                        ),
+                        Err(e) => {
+                            tracing::error!(%run_id, "resumed run could not be recorded: {e}")
+                        }
+                    }
+                });
+            }
+            Ok(report)
+        })
     }
 }
 

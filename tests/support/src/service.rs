@@ -182,7 +182,15 @@ impl ServeProcess {
     /// Starts `neonhub --data-dir DATA serve --listen 127.0.0.1:0 EXTRA...`
     /// and waits for the line naming its address.
     pub fn spawn(data: &Path, extra: &[&str]) -> Self {
-        let mut child = neonhub()
+        Self::spawn_with(data, extra, |_| {})
+    }
+
+    /// Like [`Self::spawn`], with the command adjusted by `configure` first
+    /// (environment variables for live connectors, say).
+    pub fn spawn_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+        let mut command = neonhub();
+        configure(&mut command);
+        let mut child = command
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -26,6 +26,7 @@ pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
         started_at: Timestamp::now(),
         request_digest: None,
         step: None,
+        resumed: false,
     })
 }
 

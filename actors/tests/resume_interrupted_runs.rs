@@ -1,0 +1,255 @@
+//! A run interrupted by a crash is resumed, not failed. Given the journal a
+//! killed process leaves (an agent run started, its step recorded or in
+//! doubt, no outcome), when start-up recovery finds it and the orchestrator
+//! resumes it, then:
+//! - a new attempt (`RunStarted{resumed}`) replays the finished step from
+//!   its record, and the vendor gets no request;
+//! - a step left in doubt is not resent: the run fails `in_doubt`;
+//! - a run already resumed `max_resumes` times is closed `interrupted`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use neonhub_actors::{
+    Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder,
+    ResumeInterrupted, find_unfinished,
+};
+use neonhub_events::{
+    Codec, ErrorKind, ExpectedRevision, Metadata, RunError, RunEvent, RunFailed, RunId, RunKind,
+    RunStarted, RunStatus, RunSucceeded, SharedStore, Timestamp,
+};
+use neonhub_test_support as support;
+use neonhub_test_support::http::TestServer;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Sends one SMS and answers with what Twilio said.
+#[derive(Clone, Copy)]
+struct Notify;
+
+#[async_trait]
+impl Agent for Notify {
+    fn name(&self) -> &str {
+        "notify"
+    }
+
+    async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
+        Ok(ctx.call("twilio", "send_sms", input).await?)
+    }
+}
+
+const STEP: &str = "twilio.send_sms#1";
+
+fn started(run_id: RunId, attempt: u32, parent: Option<RunId>, resumed: bool) -> RunEvent {
+    let (kind, target, operation) = match parent {
+        None => (RunKind::Agent, "notify", "run"),
+        Some(_) => (RunKind::Connector, "twilio", "send_sms"),
+    };
+    RunEvent::Started(RunStarted {
+        run_id,
+        kind,
+        target: target.into(),
+        operation: operation.into(),
+        intent: None,
+        input: json!({"to": "+15550001111", "body": "once"}),
+        attempt,
+        parent_run_id: parent,
+        correlation_id: Uuid::nil(),
+        started_at: Timestamp::now(),
+        request_digest: None,
+        step: parent.map(|_| STEP.to_owned()),
+        resumed,
+    })
+}
+
+async fn append(store: &SharedStore, run_id: RunId, at: ExpectedRevision, events: &[RunEvent]) {
+    let codec = Codec::new();
+    let data = events
+        .iter()
+        .map(|e| codec.encode(e, Metadata::default()).unwrap())
+        .collect();
+    store.append(&run_id.stream(), at, data).await.unwrap();
+}
+
+fn step_id(parent: RunId) -> RunId {
+    RunId::from_uuid(Uuid::new_v5(parent.as_uuid(), STEP.as_bytes()))
+}
+
+/// Starts the orchestrator, hands it what recovery finds, and waits for
+/// every run to finish.
+async fn recover(store: &SharedStore, server: &TestServer) -> neonhub_actors::ResumeReport {
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(|| Notify, AgentOptions::default())
+        .connector(
+            support::twilio_at(&server.base_url),
+            ConnectorOptions::default(),
+        )
+        .start()
+        .unwrap();
+    let (_, runs) = find_unfinished(&**store, &Codec::new()).await.unwrap();
+    let report = orchestrator
+        .send(ResumeInterrupted {
+            runs,
+            max_resumes: 3,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    support::wait_until_within("every run to finish", Duration::from_secs(5), || {
+        let store = store.clone();
+        async move {
+            let (_, open) = find_unfinished(&*store, &Codec::new()).await.unwrap();
+            open.is_empty()
+        }
+    })
+    .await;
+    report
+}
+
+fn status(events: &[RunEvent]) -> RunStatus {
+    match events.last() {
+        Some(RunEvent::Succeeded(_)) => RunStatus::Succeeded,
+        Some(RunEvent::Failed(f)) if !f.will_retry => RunStatus::Failed,
+        _ => RunStatus::Running,
+    }
+}
+
+#[actix::test]
+async fn a_run_cut_off_after_its_step_resumes_and_replays_the_step() {
+    let (_dir, store) = support::store();
+    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+    let parent = RunId::new();
+    let step = step_id(parent);
+    append(
+        &store,
+        parent,
+        ExpectedRevision::NoStream,
+        &[started(parent, 1, None, false)],
+    )
+    .await;
+    let done = RunEvent::Succeeded(RunSucceeded {
+        run_id: step,
+        attempt: 1,
+        output: json!({"sid": "SM-recorded"}),
+        duration_micros: 10,
+        finished_at: Timestamp::now(),
+    });
+    append(
+        &store,
+        step,
+        ExpectedRevision::NoStream,
+        &[started(step, 1, Some(parent), false), done],
+    )
+    .await;
+
+    let report = recover(&store, &server).await;
+
+    assert_eq!(report.resumed, [parent]);
+    assert!(report.interrupted.is_empty());
+    assert_eq!(server.hits(), 0, "the recorded send was sent again");
+    let events = support::events(&store, parent).await;
+    assert_eq!(
+        support::shape(&events),
+        [
+            "started#1",
+            "failed#1(interrupted, will retry)",
+            "started#2",
+            "succeeded#2"
+        ]
+    );
+    let RunEvent::Started(resumed) = &events[2] else {
+        panic!("{events:?}")
+    };
+    assert!(resumed.resumed, "the new attempt says it is a resume");
+    let RunEvent::Succeeded(succeeded) = &events[3] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(succeeded.output, json!({"sid": "SM-recorded"}));
+}
+
+#[actix::test]
+async fn a_run_cut_off_mid_send_resumes_and_fails_in_doubt_without_resending() {
+    let (_dir, store) = support::store();
+    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+    let parent = RunId::new();
+    let step = step_id(parent);
+    append(
+        &store,
+        parent,
+        ExpectedRevision::NoStream,
+        &[started(parent, 1, None, false)],
+    )
+    .await;
+    append(
+        &store,
+        step,
+        ExpectedRevision::NoStream,
+        &[started(step, 1, Some(parent), false)],
+    )
+    .await;
+
+    let report = recover(&store, &server).await;
+
+    assert_eq!(report.resumed, [parent]);
+    assert_eq!(server.hits(), 0, "a send in doubt was sent again");
+    let events = support::events(&store, parent).await;
+    assert_eq!(status(&events), RunStatus::Failed);
+    let RunEvent::Failed(failed) = events.last().unwrap() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(failed.error.kind, ErrorKind::InDoubt);
+    assert!(
+        failed.error.message.contains(STEP),
+        "{}",
+        failed.error.message
+    );
+    assert_eq!(
+        support::shape(&support::events(&store, step).await),
+        ["started#1", "failed#1(in_doubt)"]
+    );
+}
+
+#[actix::test]
+async fn a_run_resumed_too_often_is_closed_interrupted_with_its_steps() {
+    let (_dir, store) = support::store();
+    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+    let parent = RunId::new();
+    let step = step_id(parent);
+    let cut = |attempt| {
+        RunEvent::Failed(RunFailed {
+            run_id: parent,
+            attempt,
+            error: RunError::new(ErrorKind::Interrupted, "stopped"),
+            will_retry: true,
+            duration_micros: 0,
+            finished_at: Timestamp::now(),
+        })
+    };
+    let mut history = vec![started(parent, 1, None, false)];
+    for attempt in 1..=3 {
+        history.push(cut(attempt));
+        history.push(started(parent, attempt + 1, None, true));
+    }
+    append(&store, parent, ExpectedRevision::NoStream, &history).await;
+    append(
+        &store,
+        step,
+        ExpectedRevision::NoStream,
+        &[started(step, 1, Some(parent), false)],
+    )
+    .await;
+
+    let report = recover(&store, &server).await;
+
+    assert!(report.resumed.is_empty());
+    assert_eq!(report.interrupted, [parent, step]);
+    assert_eq!(server.hits(), 0);
+    let events = support::events(&store, parent).await;
+    let RunEvent::Failed(failed) = events.last().unwrap() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (failed.error.kind, failed.will_retry),
+        (ErrorKind::Interrupted, false)
+    );
+}

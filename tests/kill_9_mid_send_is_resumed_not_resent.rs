@@ -1,0 +1,80 @@
+//! A side effect happens at most once across a crash. Given `neonhub serve`
+//! with live Twilio pointed at a local server that receives the SMS and never
+//! answers, when the process is killed with SIGKILL while the send is on the
+//! wire and started again on the same data, then the run is resumed (not
+//! closed as `interrupted`), the send is not made again, and the run ends
+//! `failed` with `in_doubt`, naming the step, for an operator to settle.
+
+use std::process::Command;
+use std::time::Duration;
+
+use neonhub_test_support::http::TestServer;
+use neonhub_test_support::service::ServeProcess;
+use neonhub_test_support::wait_until_within;
+use serde_json::{Value, json};
+
+fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
+    move |command: &mut Command| {
+        command
+            .env_remove("NEONHUB_CONNECTORS")
+            .env("NEONHUB_TWILIO_ACCOUNT_SID", "AC0123")
+            .env("NEONHUB_TWILIO_AUTH_TOKEN", "twilio-token-0123")
+            .env("NEONHUB_TWILIO_FROM", "+15550000000")
+            .env("NEONHUB_TWILIO_BASE_URL", base_url)
+            .env("NEONHUB_TWILIO_LOOKUP_BASE_URL", base_url);
+    }
+}
+
+async fn run(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/runs/{run_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_send_cut_off_by_kill_9_is_not_sent_again_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = TestServer::start_slow(Duration::from_secs(300), |_| {
+        (201, json!({"sid": "SM1", "status": "queued"}).to_string())
+    });
+    let client = reqwest::Client::new();
+    let serve = ServeProcess::spawn_with(dir.path(), &[], live_twilio(&vendor.base_url));
+    let run_id = "01932c4e-7c1a-7000-8000-0000000000aa";
+    let body = json!({"intent": "sms.send", "run_id": run_id,
+                      "input": {"to": "+15550001111", "body": "only once"}});
+    let accepted = client
+        .post(format!("{}/v1/runs?wait=false", serve.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    wait_until_within("the SMS to reach Twilio", Duration::from_secs(10), || {
+        let hits = vendor.hits();
+        async move { hits == 1 }
+    })
+    .await;
+    serve.kill();
+
+    let serve = ServeProcess::spawn_with(dir.path(), &[], live_twilio(&vendor.base_url));
+    wait_until_within("the resumed run to end", Duration::from_secs(10), || {
+        let (client, base) = (client.clone(), serve.base.clone());
+        async move { run(&client, &base, run_id).await["status"] != "running" }
+    })
+    .await;
+    let run = run(&client, &serve.base, run_id).await;
+
+    assert_eq!(vendor.hits(), 1, "the SMS was sent again after the restart");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["kind"], "in_doubt", "{run}");
+    let message = run["error"]["message"].as_str().unwrap();
+    assert!(message.contains("twilio.send_sms#1"), "{message}");
+    assert_eq!(run["attempts"], 2, "a resumed attempt: {run}");
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+}
