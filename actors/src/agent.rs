@@ -276,7 +276,7 @@ impl AgentContext {
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
-        let cancel = self.cancel.clone();
+        let (cancel, attempt) = (self.cancel.clone(), self.attempt);
         let call = self.steps.spawn(async move {
             let step = Step {
                 connector: &connector,
@@ -285,6 +285,7 @@ impl AgentContext {
                 parent,
                 correlation_id,
                 cancel: &cancel,
+                attempt,
             };
             runtime.call(step, input).await
         });

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, Direction, ErrorKind, Metadata, ReadFrom, RunError, RunId, RunKind, RunStarted,
-    RunState, SharedStore, Timestamp,
+    Codec, Direction, ErrorKind, Metadata, ReadFrom, RecordedEvent, RunError, RunId, RunKind,
+    RunStarted, RunState, SharedStore, Timestamp,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,9 @@ pub(crate) struct Step<'a> {
     pub(crate) correlation_id: Uuid,
     /// The calling attempt's: cancelled when it is cut off.
     pub(crate) cancel: &'a CancellationToken,
+    /// The calling attempt (1 for the first). A later attempt (a retry, a
+    /// resume) looks for the step's record before trying to start it.
+    pub(crate) attempt: u32,
 }
 
 impl Step<'_> {
@@ -121,11 +124,20 @@ impl Runtime {
             resumed: false,
         };
         let run_id = started.run_id;
+        if step.attempt > 1 {
+            // A read, not a refused append, finds a step an earlier attempt
+            // recorded: no round trip through the log's writer.
+            let recorded = self.read_step(run_id).await?;
+            if !recorded.is_empty() {
+                return self.replay(entry, &step, input, recorded).await;
+            }
+        }
         let journal = match RunJournal::start(self.store.clone(), self.codec.clone(), started).await
         {
             Ok(journal) => journal,
             Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
-                return self.replay(entry, &step, input).await;
+                let recorded = self.read_step(run_id).await?;
+                return self.replay(entry, &step, input, recorded).await;
             }
             Err(e) => return Err(store_failure(None, e)),
         };
@@ -137,6 +149,19 @@ impl Runtime {
             })
     }
 
+    /// The recorded events of step `run_id`, none if it never started.
+    async fn read_step(&self, run_id: RunId) -> Result<Vec<RecordedEvent>, CallError> {
+        self.store
+            .read_stream(
+                &run_id.stream(),
+                Direction::Forwards,
+                ReadFrom::Start,
+                usize::MAX,
+            )
+            .await
+            .map_err(|e| store_failure(Some(run_id), e))
+    }
+
     /// A step whose stream exists: its recorded outcome if it finished; if
     /// it is in doubt, executed again when safe to repeat, else closed as
     /// `in_doubt`.
@@ -145,18 +170,9 @@ impl Runtime {
         entry: &ConnectorEntry,
         step: &Step<'_>,
         input: Value,
+        recorded: Vec<RecordedEvent>,
     ) -> Result<Value, CallError> {
         let run_id = step.run_id();
-        let recorded = self
-            .store
-            .read_stream(
-                &run_id.stream(),
-                Direction::Forwards,
-                ReadFrom::Start,
-                usize::MAX,
-            )
-            .await
-            .map_err(|e| store_failure(Some(run_id), e))?;
         let last = recorded.last().map(|r| r.revision);
         let state = RunState::from_stream(&self.codec, &recorded)
             .map_err(|e| store_failure(Some(run_id), e))?;
