@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use neonhub_events::{
-    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, ReadFrom, Revision,
-    RunError, RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded, SharedStore,
-    StreamId, Timestamp,
+    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, ReadFrom, RecordedEvent,
+    Revision, RunError, RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded,
+    SharedStore, StreamId, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -52,23 +52,34 @@ impl RunOutcome {
             run,
         })
     }
+}
 
-    /// Folds a run's stream, `None` if it has no event.
-    pub(crate) async fn read_state(
-        store: &SharedStore,
-        codec: &Codec,
-        run_id: RunId,
-    ) -> Result<Option<RunState>> {
-        let events = store
-            .read_stream(
-                &run_id.stream(),
-                Direction::Forwards,
-                ReadFrom::Start,
-                usize::MAX,
-            )
-            .await?;
-        Ok(RunState::from_stream(codec, &events)?)
-    }
+/// Every recorded event of run `run_id`, in stream order (none if it never
+/// started).
+pub(crate) async fn read_run(
+    store: &SharedStore,
+    run_id: RunId,
+) -> neonhub_events::Result<Vec<RecordedEvent>> {
+    store
+        .read_stream(
+            &run_id.stream(),
+            Direction::Forwards,
+            ReadFrom::Start,
+            usize::MAX,
+        )
+        .await
+}
+
+/// Folds run `run_id`'s stream, `None` if it has no event.
+pub(crate) async fn read_state(
+    store: &SharedStore,
+    codec: &Codec,
+    run_id: RunId,
+) -> Result<Option<RunState>> {
+    Ok(RunState::from_stream(
+        codec,
+        &read_run(store, run_id).await?,
+    )?)
 }
 
 /// The open stream of one run that this process is executing: every event

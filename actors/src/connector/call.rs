@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, Direction, ErrorKind, Metadata, ReadFrom, RecordedEvent, RunError, RunId, RunKind,
-    RunStarted, RunState, SharedStore, Timestamp,
+    Codec, ErrorKind, RecordedEvent, RunError, RunId, RunKind, RunStarted, RunState, SharedStore,
+    Timestamp,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::actor::{ConnectorActor, Failure, Health, Invoke};
 use super::{BreakerState, CallError, Connector};
-use crate::journal::RunJournal;
+use crate::journal::{RunJournal, read_run};
 use crate::retry::RetryPolicy;
 
 pub(crate) struct ConnectorEntry {
@@ -151,13 +151,7 @@ impl Runtime {
 
     /// The recorded events of step `run_id`, none if it never started.
     async fn read_step(&self, run_id: RunId) -> Result<Vec<RecordedEvent>, CallError> {
-        self.store
-            .read_stream(
-                &run_id.stream(),
-                Direction::Forwards,
-                ReadFrom::Start,
-                usize::MAX,
-            )
+        read_run(&self.store, run_id)
             .await
             .map_err(|e| store_failure(Some(run_id), e))
     }
@@ -173,10 +167,9 @@ impl Runtime {
         recorded: Vec<RecordedEvent>,
     ) -> Result<Value, CallError> {
         let run_id = step.run_id();
-        let last = recorded.last().map(|r| r.revision);
         let state = RunState::from_stream(&self.codec, &recorded)
             .map_err(|e| store_failure(Some(run_id), e))?;
-        let (Some(state), Some(last)) = (state, last) else {
+        let (Some(state), Some(last)) = (state, recorded.last()) else {
             return Err(store_failure(Some(run_id), "the step's stream is empty"));
         };
         if let Some(result) = state.result() {
@@ -190,16 +183,12 @@ impl Runtime {
                 )),
             };
         }
-        let metadata = Metadata {
-            correlation_id: Some(state.correlation_id),
-            causation_id: state.parent_run_id.map(|p| *p.as_uuid()),
-        };
         let mut journal = RunJournal::resume(
             self.store.clone(),
             self.codec.clone(),
             state,
-            last,
-            metadata,
+            last.revision,
+            last.metadata,
         );
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         let outcome = if safe {
@@ -213,16 +202,7 @@ impl Runtime {
             }
         } else {
             let message = in_doubt(step, "it was found started without an outcome");
-            let error = RunError::new(ErrorKind::InDoubt, message.clone());
-            match journal.finish(journal.failure(error)).await {
-                Ok(()) => Err(Executed::Failed(CallError::new(
-                    Some(run_id),
-                    ErrorKind::InDoubt,
-                    message,
-                    false,
-                ))),
-                Err(e) => Err(Executed::Store(e)),
-            }
+            Err(fail(&mut journal, ErrorKind::InDoubt, message, false).await)
         };
         outcome.map_err(|e| match e {
             // Another call of the same step got there first: its record wins.
@@ -243,7 +223,6 @@ impl Runtime {
         mut journal: RunJournal,
         input: Value,
     ) -> Result<Value, Executed> {
-        let run_id = journal.run_id();
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
             let request = Invoke {
@@ -279,14 +258,7 @@ impl Runtime {
                         // Cut off between two requests: the last one had no
                         // effect, and no other goes out.
                         let message = format!("step {:?} was cancelled with its attempt", step.key);
-                        let error = RunError::new(ErrorKind::Cancelled, message.clone());
-                        journal.finish(journal.failure(error)).await.map_err(Executed::Store)?;
-                        return Err(Executed::Failed(CallError::new(
-                            Some(run_id),
-                            ErrorKind::Cancelled,
-                            message,
-                            false,
-                        )));
+                        return Err(fail(&mut journal, ErrorKind::Cancelled, message, false).await);
                     }
                 }
                 journal.retry(failed).await.map_err(Executed::Store)?;
@@ -297,17 +269,28 @@ impl Runtime {
             } else {
                 (f.kind, f.message, f.retryable)
             };
-            journal
-                .finish(journal.failure(RunError::new(kind, message.clone())))
-                .await
-                .map_err(Executed::Store)?;
-            return Err(Executed::Failed(CallError::new(
-                Some(run_id),
-                kind,
-                message,
-                retryable,
-            )));
+            return Err(fail(&mut journal, kind, message, retryable).await);
         }
+    }
+}
+
+/// Records the step's terminal failure (`kind`, `message`) in `journal`;
+/// the caller gets it back as a [`CallError`] once it is durable.
+async fn fail(
+    journal: &mut RunJournal,
+    kind: ErrorKind,
+    message: String,
+    retryable: bool,
+) -> Executed {
+    let error = RunError::new(kind, message.clone());
+    match journal.finish(journal.failure(error)).await {
+        Ok(()) => Executed::Failed(CallError::new(
+            Some(journal.run_id()),
+            kind,
+            message,
+            retryable,
+        )),
+        Err(e) => Executed::Store(e),
     }
 }
 

@@ -33,7 +33,7 @@ use in_flight::InFlightSlot;
 use crate::agent::{AgentActor, AgentContext, AgentOptions, Execute, panicked};
 use crate::connector::{BreakerState, Runtime};
 use crate::error::{Error, Result};
-use crate::journal::{RunJournal, RunOutcome};
+use crate::journal::{RunJournal, RunOutcome, read_state};
 use crate::recovery::close_interrupted;
 use crate::subscribe::{SubscriptionHandle, subscribe};
 
@@ -182,26 +182,24 @@ impl Orchestrator {
         let (addr, options) = (entry.addr.clone(), entry.options);
         // Only a client-chosen id can be resubmitted: digest its request.
         let digest = msg.run_id.map(|_| request_digest(&agent_name, &msg.input));
+        let run_id = msg.run_id.unwrap_or_default();
         let resubmitted = msg
             .run_id
             .and_then(|id| self.pending.borrow().get(&id).cloned());
         if let Some((running, rx)) = resubmitted {
             if Some(&running) != digest.as_ref() {
-                return Err(Error::RunIdConflict {
-                    run_id: msg.run_id.unwrap_or_default(),
-                });
+                return Err(Error::RunIdConflict { run_id });
             }
             return Ok(Prepared::Follow(Follower {
                 rx,
                 runtime: Arc::clone(&self.runtime),
-                run_id: msg.run_id.unwrap_or_default(),
+                run_id,
                 digest,
                 _slot: self.take_slot()?,
             }));
         }
         let slot = self.take_slot()?;
         let runtime = Arc::clone(&self.runtime);
-        let run_id = msg.run_id.unwrap_or_default();
         let pending = msg.run_id.zip(digest.clone()).map(|(run_id, digest)| {
             let (tx, rx) = watch::channel(Stage::Starting);
             self.pending.borrow_mut().insert(run_id, (digest, rx));
@@ -246,7 +244,7 @@ async fn existing_outcome(
     run_id: RunId,
     digest: Option<&str>,
 ) -> Result<RunOutcome> {
-    let run = RunOutcome::read_state(store, codec, run_id)
+    let run = read_state(store, codec, run_id)
         .await?
         .ok_or(Error::RunInProgress(run_id))?;
     if digest.is_some_and(|digest| run.request_digest() != digest) {
