@@ -164,6 +164,7 @@ impl<'a> EventView<'a> {
             Ok(RunEvent::Started(e)) => serde_json::to_value(e).ok(),
             Ok(RunEvent::Succeeded(e)) => serde_json::to_value(e).ok(),
             Ok(RunEvent::Failed(e)) => serde_json::to_value(e).ok(),
+            Ok(RunEvent::StepResolved(e)) => serde_json::to_value(e).ok(),
             Ok(_) | Err(_) => None,
         };
         EventView {

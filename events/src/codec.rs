@@ -64,7 +64,8 @@ impl Codec {
             ![
                 event_types::RUN_STARTED,
                 event_types::RUN_SUCCEEDED,
-                event_types::RUN_FAILED
+                event_types::RUN_FAILED,
+                event_types::STEP_RESOLVED,
             ]
             .contains(&old_type),
             "{old_type} is a current event type and cannot be upcast"
@@ -108,6 +109,7 @@ impl Codec {
             event_types::RUN_STARTED => from_msgpack(payload).map(RunEvent::Started),
             event_types::RUN_SUCCEEDED => from_msgpack(payload).map(RunEvent::Succeeded),
             event_types::RUN_FAILED => from_msgpack(payload).map(RunEvent::Failed),
+            event_types::STEP_RESOLVED => from_msgpack(payload).map(RunEvent::StepResolved),
             other => match self.upcasters.get(other) {
                 Some(upcast) => upcast(payload),
                 None => {
@@ -135,6 +137,7 @@ pub fn encode_payload(event: &RunEvent) -> Result<Vec<u8>> {
         RunEvent::Started(e) => to_msgpack(e),
         RunEvent::Succeeded(e) => to_msgpack(e),
         RunEvent::Failed(e) => to_msgpack(e),
+        RunEvent::StepResolved(e) => to_msgpack(e),
     }
 }
 

@@ -24,8 +24,8 @@ pub use esdb::{EsdbOptions, EsdbStore};
 pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
 pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{
-    ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, event_types,
-    request_digest,
+    ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, StepOutcome,
+    StepResolved, event_types, request_digest,
 };
 pub use state::{FoldError, RunState, RunStatus, UnknownRunStatus};
 pub use store::{

@@ -19,6 +19,8 @@ pub mod event_types {
     pub const RUN_SUCCEEDED: &str = "run.succeeded.v1";
     /// [`super::RunFailed`].
     pub const RUN_FAILED: &str = "run.failed.v1";
+    /// [`super::StepResolved`].
+    pub const STEP_RESOLVED: &str = "step.resolved.v1";
 }
 
 /// What ran: an agent, or a connector called by an agent.
@@ -233,6 +235,65 @@ impl fmt::Display for RunError {
     }
 }
 
+/// What an operator found out about a step left `in_doubt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// The vendor did it: the step counts as succeeded and is not sent again.
+    Sent,
+    /// The vendor never got it: the step is executed again when its run resumes.
+    NotSent,
+}
+
+impl StepOutcome {
+    /// `sent` or `not_sent`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Sent => "sent",
+            StepOutcome::NotSent => "not_sent",
+        }
+    }
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operator settled a step that ended `in_doubt` (a connector run): it
+/// follows the step's `RunFailed{in_doubt}` in the step's own stream.
+/// `Sent` ends the step as succeeded; `NotSent` reopens it, and the next
+/// `RunStarted` executes it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepResolved {
+    /// The step's run (the connector run, not its parent).
+    pub run_id: RunId,
+    /// The step's key within its parent run.
+    pub step: String,
+    /// What the operator found.
+    pub outcome: StepOutcome,
+    /// Who decided (an operator's name, as given to the CLI or the API).
+    pub decided_by: String,
+    /// Why, if they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the decision was recorded.
+    pub decided_at: Timestamp,
+}
+
+impl StepResolved {
+    /// What a replayed `Sent` step returns to its agent: the operator's
+    /// decision, since the vendor's own answer was never received.
+    pub fn output(&self) -> Value {
+        serde_json::json!({
+            "resolved": self.outcome.as_str(),
+            "decided_by": self.decided_by,
+            "reason": self.reason,
+        })
+    }
+}
+
 /// Any event of a run stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -243,6 +304,8 @@ pub enum RunEvent {
     Succeeded(RunSucceeded),
     /// See [`RunFailed`].
     Failed(RunFailed),
+    /// See [`StepResolved`].
+    StepResolved(StepResolved),
 }
 
 impl RunEvent {
@@ -252,6 +315,7 @@ impl RunEvent {
             RunEvent::Started(_) => event_types::RUN_STARTED,
             RunEvent::Succeeded(_) => event_types::RUN_SUCCEEDED,
             RunEvent::Failed(_) => event_types::RUN_FAILED,
+            RunEvent::StepResolved(_) => event_types::STEP_RESOLVED,
         }
     }
 
@@ -261,15 +325,19 @@ impl RunEvent {
             RunEvent::Started(e) => e.run_id,
             RunEvent::Succeeded(e) => e.run_id,
             RunEvent::Failed(e) => e.run_id,
+            RunEvent::StepResolved(e) => e.run_id,
         }
     }
 
-    /// Whether this event ends its run (no event follows it in the stream).
+    /// Whether this event ends its run. Only a run that ended `in_doubt`
+    /// has events after its terminal one: an operator's [`StepResolved`]
+    /// (on a step), or the `RunStarted` that resumes it (on an agent run).
     pub const fn is_terminal(&self) -> bool {
         match self {
             RunEvent::Started(_) => false,
             RunEvent::Succeeded(_) => true,
             RunEvent::Failed(e) => !e.will_retry,
+            RunEvent::StepResolved(e) => matches!(e.outcome, StepOutcome::Sent),
         }
     }
 }

@@ -112,6 +112,14 @@ pub enum FoldError {
         /// The attempts started before it.
         attempts: u32,
     },
+    /// A `StepResolved` for a run that is not a step that ended `in_doubt`.
+    #[error("run {run_id} is not a step that ended in_doubt ({status}); only such a step is resolved")]
+    NotInDoubt {
+        /// The run.
+        run_id: RunId,
+        /// Where it stands.
+        status: RunStatus,
+    },
     /// An event of another run.
     #[error("the event is for run {found} but the stream is run {run_id}'s")]
     OtherRun {
@@ -212,11 +220,7 @@ impl RunState {
             });
         }
         if self.status != RunStatus::Running {
-            return Err(FoldError::AlreadyFinished {
-                run_id,
-                status: self.status,
-                at: self.last_position,
-            });
+            return self.apply_after_end(event, position);
         }
         let finished = match event {
             RunEvent::Started(s) if s.attempt == 1 => {
@@ -247,9 +251,89 @@ impl RunState {
                 }
                 !f.will_retry
             }
+            RunEvent::StepResolved(_) => {
+                return Err(FoldError::NotInDoubt {
+                    run_id,
+                    status: self.status,
+                });
+            }
         };
         self.last_position = position;
         Ok(finished)
+    }
+
+    /// Whether the run ended `in_doubt`: failed on a step that may have
+    /// reached its vendor, waiting for an operator's decision.
+    pub fn is_in_doubt(&self) -> bool {
+        self.status == RunStatus::Failed
+            && self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == crate::run::ErrorKind::InDoubt)
+    }
+
+    /// The one way on after a terminal event: a run that ended `in_doubt`
+    /// takes an operator's [`crate::StepResolved`] (a step) or the
+    /// `RunStarted` that resumes it once its step is resolved (an agent
+    /// run). A resolved `sent` step succeeds with the decision as output;
+    /// `not_sent` reopens it for its next attempt. Its times stay those of
+    /// its execution.
+    fn apply_after_end(
+        &mut self,
+        event: RunEvent,
+        position: Position,
+    ) -> std::result::Result<bool, FoldError> {
+        let run_id = self.run_id;
+        let finished = match event {
+            RunEvent::StepResolved(r) if self.is_in_doubt() && self.kind == RunKind::Connector => {
+                match r.outcome {
+                    crate::run::StepOutcome::Sent => {
+                        self.status = RunStatus::Succeeded;
+                        self.output = Some(r.output());
+                        true
+                    }
+                    crate::run::StepOutcome::NotSent => {
+                        self.reopen();
+                        false
+                    }
+                }
+            }
+            RunEvent::StepResolved(_) => {
+                return Err(FoldError::NotInDoubt {
+                    run_id,
+                    status: self.status,
+                });
+            }
+            RunEvent::Started(s)
+                if self.is_in_doubt() && self.kind == RunKind::Agent && s.attempt > 1 =>
+            {
+                if s.attempt != self.attempts + 1 {
+                    return Err(FoldError::AttemptOutOfOrder {
+                        run_id,
+                        found: s.attempt,
+                        attempts: self.attempts,
+                    });
+                }
+                self.reopen();
+                self.attempts = s.attempt;
+                false
+            }
+            _ => {
+                return Err(FoldError::AlreadyFinished {
+                    run_id,
+                    status: self.status,
+                    at: self.last_position,
+                });
+            }
+        };
+        self.last_position = position;
+        Ok(finished)
+    }
+
+    fn reopen(&mut self) {
+        self.status = RunStatus::Running;
+        self.finished_at = None;
+        self.duration_micros = None;
     }
 
     fn finish(&mut self, at: Timestamp) {
@@ -434,6 +518,94 @@ mod tests {
             RunState::start(later, Position(0)),
             Err(FoldError::NotStarted { .. })
         ));
+    }
+
+    fn resolved(run_id: RunId, outcome: crate::run::StepOutcome) -> RunEvent {
+        RunEvent::StepResolved(crate::run::StepResolved {
+            run_id,
+            step: "notify".into(),
+            outcome,
+            decided_by: "ops".into(),
+            reason: None,
+            decided_at: Timestamp(900),
+        })
+    }
+
+    fn in_doubt(run_id: RunId, attempt: u32) -> RunEvent {
+        RunEvent::Failed(RunFailed {
+            run_id,
+            attempt,
+            error: RunError::new(ErrorKind::InDoubt, "may have been sent"),
+            will_retry: false,
+            duration_micros: 10,
+            finished_at: Timestamp(150),
+        })
+    }
+
+    fn step(run_id: RunId) -> RunState {
+        let RunEvent::Started(mut s) = started(run_id, 1, 100) else {
+            unreachable!()
+        };
+        s.kind = RunKind::Connector;
+        RunState::start(s, Position(0)).unwrap()
+    }
+
+    #[test]
+    fn a_step_in_doubt_is_resolved_once_and_only_after_it_ended_in_doubt() {
+        use crate::run::StepOutcome::{NotSent, Sent};
+        let id = RunId::new();
+        let mut running = step(id);
+        let err = running.apply(resolved(id, Sent), Position(1)).unwrap_err();
+        assert!(matches!(err, FoldError::NotInDoubt { .. }), "{err}");
+
+        let mut sent = step(id);
+        assert!(sent.apply(in_doubt(id, 1), Position(1)).unwrap());
+        assert!(sent.is_in_doubt());
+        assert!(sent.apply(resolved(id, Sent), Position(2)).unwrap());
+        assert_eq!(sent.status, RunStatus::Succeeded);
+        assert_eq!(sent.output.as_ref().unwrap()["resolved"], "sent");
+        assert_eq!(sent.finished_at, Some(Timestamp(150)), "execution time kept");
+        let err = sent.apply(resolved(id, NotSent), Position(3)).unwrap_err();
+        assert!(matches!(err, FoldError::NotInDoubt { .. }), "{err}");
+
+        let mut not_sent = step(id);
+        not_sent.apply(in_doubt(id, 1), Position(1)).unwrap();
+        assert!(!not_sent.apply(resolved(id, NotSent), Position(2)).unwrap());
+        assert_eq!(not_sent.status, RunStatus::Running);
+        assert_eq!(not_sent.finished_at, None);
+        let mut again = started(id, 2, 1000);
+        if let RunEvent::Started(s) = &mut again {
+            s.kind = RunKind::Connector;
+        }
+        assert!(!not_sent.apply(again, Position(3)).unwrap());
+        assert_eq!(not_sent.attempts, 2);
+    }
+
+    #[test]
+    fn an_agent_run_in_doubt_is_reopened_only_by_its_next_attempt() {
+        let id = RunId::new();
+        let mut run = start(started(id, 1, 100), 0);
+        run.apply(in_doubt(id, 1), Position(1)).unwrap();
+        let before = run.clone();
+        for (event, message) in [
+            (resolved(id, crate::run::StepOutcome::Sent), "not a step"),
+            (started(id, 3, 500), "attempt 3 after attempt 1"),
+        ] {
+            let err = run.apply(event, Position(2)).unwrap_err();
+            assert!(err.to_string().contains(message), "{err}");
+            assert_eq!(run, before);
+        }
+        assert!(!run.apply(started(id, 2, 500), Position(2)).unwrap());
+        assert_eq!((run.status, run.attempts), (RunStatus::Running, 2));
+
+        let mut failed = start(started(id, 1, 100), 0);
+        failed.apply(failed_event(id), Position(1)).unwrap();
+        let err = failed.apply(started(id, 2, 500), Position(2)).unwrap_err();
+        assert!(matches!(err, FoldError::AlreadyFinished { .. }), "{err}");
+    }
+
+    fn failed_event(run_id: RunId) -> RunEvent {
+        failed(run_id, 1, false, 150)
     }
 
     #[test]

@@ -157,9 +157,21 @@ impl MetricsDelta {
         self.in_flight += 1;
     }
 
-    /// A run reached its terminal event (`run` is the finished row).
-    pub(crate) fn finished(&mut self, run: &AgentRun) {
-        self.in_flight -= 1;
+    /// A run that had ended `in_doubt` runs again (its step was resolved):
+    /// in flight once more. Its earlier outcome stays counted: the counters
+    /// count terminal events, and a reopened run records a second one.
+    pub(crate) fn reopened(&mut self) {
+        self.in_flight += 1;
+    }
+
+    /// A run reached a terminal event (`run` is the finished row); it was
+    /// in flight unless it had ended before (a step resolved as sent after
+    /// ending in_doubt: counted under its new status, its duration not
+    /// observed twice).
+    pub(crate) fn finished(&mut self, run: &AgentRun, was_in_flight: bool) {
+        if was_in_flight {
+            self.in_flight -= 1;
+        }
         let status = run.status.as_str().to_owned();
         let (counter, histogram) = match run.kind {
             RunKind::Agent => (
@@ -188,10 +200,13 @@ impl MetricsDelta {
             ),
         };
         *self.counters.entry(counter).or_default() += 1;
-        self.observations
-            .entry(histogram)
-            .or_default()
-            .push(run.duration_micros.unwrap_or(0));
+        if was_in_flight {
+            // A resolved step's execution time was observed when it ended.
+            self.observations
+                .entry(histogram)
+                .or_default()
+                .push(run.duration_micros.unwrap_or(0));
+        }
     }
 
     fn is_empty(&self) -> bool {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use neonhub_events::{Codec, EventStore, Position, RunEvent, RunId};
+use neonhub_events::{Codec, EventStore, Position, RunEvent, RunId, StepOutcome};
 
 use crate::agent_runs::{AgentRun, RunStatus, open_connection, read_checkpoint};
 use crate::error::Result;
@@ -161,9 +161,20 @@ impl Expected {
     /// Takes the run's next event into account.
     fn apply(&mut self, event: RunEvent) {
         match event {
-            RunEvent::Started(s) => self.attempts = self.attempts.max(s.attempt),
+            RunEvent::Started(s) => {
+                // An agent run that ended in_doubt runs again once its step
+                // is resolved.
+                self.status = RunStatus::Running;
+                self.attempts = self.attempts.max(s.attempt);
+            }
             RunEvent::Succeeded(_) => self.status = RunStatus::Succeeded,
             RunEvent::Failed(f) if !f.will_retry => self.status = RunStatus::Failed,
+            RunEvent::StepResolved(r) => {
+                self.status = match r.outcome {
+                    StepOutcome::Sent => RunStatus::Succeeded,
+                    StepOutcome::NotSent => RunStatus::Running,
+                }
+            }
             _ => {}
         }
     }

@@ -241,8 +241,15 @@ impl Changes {
                 let run_id = event.run_id();
                 let run = touch(&mut self.touched, &mut self.order, tx, run_id)?
                     .ok_or_else(|| err(FoldError::NotStarted { run_id }.to_string()))?;
-                if run.apply(event, position).map_err(|e| err(e.to_string()))? {
-                    self.delta.finished(run);
+                let was_finished = run.is_finished();
+                let finished = run.apply(event, position).map_err(|e| err(e.to_string()))?;
+                match (was_finished, finished) {
+                    (false, true) => self.delta.finished(run, true),
+                    // A step that ended in_doubt, resolved as sent.
+                    (true, true) => self.delta.finished(run, false),
+                    // A run that ended in_doubt, reopened by its resolution.
+                    (true, false) => self.delta.reopened(),
+                    (false, false) => {}
                 }
                 Ok(())
             }
