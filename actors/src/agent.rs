@@ -175,7 +175,8 @@ pub struct AgentContext {
     /// Calls made so far in this attempt, per `connector.operation`: the `n`
     /// of the default step keys.
     calls: Arc<Mutex<HashMap<String, u32>>>,
-    /// Cancelled when the attempt is cut off (its timeout, a panic).
+    /// Cancelled when the attempt is cut off (its timeout, a panic, the
+    /// run's cancellation).
     cancel: CancellationToken,
     /// The attempt's step tasks, waited for before its outcome is appended.
     steps: TaskTracker,
@@ -197,6 +198,7 @@ impl AgentContext {
         correlation_id: Uuid,
         attempt: u32,
         runtime: Arc<Runtime>,
+        cancel: CancellationToken,
     ) -> Self {
         Self {
             run_id,
@@ -204,7 +206,7 @@ impl AgentContext {
             attempt,
             runtime,
             calls: Arc::default(),
-            cancel: CancellationToken::new(),
+            cancel,
             steps: TaskTracker::new(),
         }
     }
@@ -414,7 +416,16 @@ impl Handler<Execute> for AgentActor {
         actix::spawn(async move {
             let (cancel, steps) = (msg.ctx.cancel.clone(), msg.ctx.steps.clone());
             let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
-            let result = tokio::time::timeout(timeout, run).await;
+            let result = tokio::select! {
+                // The run was cancelled: the attempt stops where it is.
+                biased;
+                () = cancel.cancelled() => Ok(Ok(Err(AgentError::with_kind(
+                    ErrorKind::Cancelled,
+                    "the run was cancelled",
+                    false,
+                )))),
+                result = tokio::time::timeout(timeout, run) => result,
+            };
             // Whatever ended the attempt, its steps end first: cut off the
             // ones still running, and wait until each has recorded how it
             // ended, so nothing of this attempt follows its outcome.

@@ -62,6 +62,48 @@ pub enum Error {
         run_id: RunId,
     },
 
+    /// The log has no run with this id.
+    ///
+    /// HTTP 404: check the id (`runs list`).
+    #[error("no run has the id {0}")]
+    UnknownRun(RunId),
+
+    /// The run already ended, so it cannot be cancelled (or changed).
+    ///
+    /// HTTP 409 with its status: nothing to do, it is over.
+    #[error("run {run_id} already ended ({status})")]
+    RunFinished {
+        /// The run.
+        run_id: RunId,
+        /// How it ended.
+        status: neonhub_events::RunStatus,
+    },
+
+    /// The run has no step with this key.
+    ///
+    /// HTTP 404: the run's steps are listed with it (`runs show RUN_ID`).
+    #[error("run {run_id} has no step {step:?}")]
+    UnknownStep {
+        /// The run.
+        run_id: RunId,
+        /// The key asked for.
+        step: String,
+    },
+
+    /// The step did not end `in_doubt` (or was already resolved the other
+    /// way), so there is nothing to decide.
+    ///
+    /// HTTP 409 with the step's status.
+    #[error("step {step:?} of run {run_id} is not in doubt ({status}); nothing to resolve")]
+    StepNotInDoubt {
+        /// The run.
+        run_id: RunId,
+        /// The step's key.
+        step: String,
+        /// Where the step stands.
+        status: neonhub_events::RunStatus,
+    },
+
     /// The event store failed; see the inner error for what to do.
     #[error(transparent)]
     Store(#[from] neonhub_events::Error),

@@ -82,6 +82,28 @@ pub(crate) async fn read_state(
     )?)
 }
 
+/// The journal of run `run_id` as the log holds it (to append after its
+/// last event), with that last event; `None` if it never started.
+pub(crate) async fn open_journal(
+    store: &SharedStore,
+    codec: &Codec,
+    run_id: RunId,
+) -> Result<Option<(RunJournal, RunEvent)>> {
+    let recorded = read_run(store, run_id).await?;
+    let (Some(state), Some(last)) = (RunState::from_stream(codec, &recorded)?, recorded.last())
+    else {
+        return Ok(None);
+    };
+    let journal = RunJournal::resume(
+        store.clone(),
+        codec.clone(),
+        state,
+        last.revision,
+        last.metadata,
+    );
+    Ok(Some((journal, codec.decode(last)?)))
+}
+
 /// The open stream of one run that this process is executing: every event
 /// it appends is folded into the run's [`RunState`] as it becomes durable.
 pub(crate) struct RunJournal {
@@ -258,6 +280,27 @@ impl RunJournal {
             .await?;
         self.attempt_began = Instant::now();
         Ok(())
+    }
+
+    /// Starts the next attempt of a run that ended `in_doubt` and whose step
+    /// an operator resolved (or of such a step resolved `not_sent`):
+    /// `RunStarted{n+1, resumed}` alone, after the decision.
+    pub(crate) async fn reopen(&mut self) -> Result<()> {
+        let mut next = self.state.next_attempt(Timestamp::now());
+        next.resumed = true;
+        self.append([RunEvent::Started(next)]).await?;
+        self.attempt_began = Instant::now();
+        Ok(())
+    }
+
+    /// Appends an operator's decision on this step, which ended `in_doubt`.
+    pub(crate) async fn resolve(&mut self, resolved: neonhub_events::StepResolved) -> Result<()> {
+        self.append([RunEvent::StepResolved(resolved)]).await
+    }
+
+    /// The run as the journal has folded it so far.
+    pub(crate) fn state(&self) -> &RunState {
+        &self.state
     }
 
     /// The run's `RunSucceeded` with `output`, for [`Self::finish`].

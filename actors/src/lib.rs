@@ -45,8 +45,8 @@ pub use connector::{
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
-    AgentInfo, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
-    Orchestrator, OrchestratorBuilder, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
+    AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
+    Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
     StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
 };
 pub use recovery::{

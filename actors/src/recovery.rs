@@ -47,12 +47,16 @@ impl Unfinished {
     }
 }
 
-/// Folds `recorded` (a run event) into the open runs.
-fn track(
-    open: &mut HashMap<RunId, Unfinished>,
-    recorded: &RecordedEvent,
-    event: RunEvent,
-) -> Result<()> {
+/// The runs a scan of the log is following: the open ones, and the ones
+/// that ended `in_doubt`, which an operator's resolution may reopen.
+#[derive(Default)]
+struct Tracked {
+    open: HashMap<RunId, Unfinished>,
+    in_doubt: HashMap<RunId, Unfinished>,
+}
+
+/// Folds `recorded` (a run event) into the tracked runs.
+fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Result<()> {
     let invalid = |reason| neonhub_events::Error::InvalidRun {
         stream: recorded.stream.as_str().to_owned(),
         position: recorded.position,
@@ -63,7 +67,7 @@ fn track(
         RunEvent::Started(s) if s.attempt == 1 => {
             let attempt_started_at = s.started_at;
             let state = RunState::start(s, recorded.position).map_err(invalid)?;
-            open.insert(
+            tracked.open.insert(
                 run_id,
                 Unfinished {
                     state,
@@ -75,16 +79,29 @@ fn track(
             );
         }
         event => {
-            let Some(run) = open.get_mut(&run_id) else {
-                return Err(invalid(neonhub_events::FoldError::NotStarted { run_id }).into());
+            let apply = |run: &mut Unfinished| {
+                if let RunEvent::Started(s) = &event {
+                    run.attempt_started_at = s.started_at;
+                    run.resumes += u32::from(s.resumed);
+                }
+                run.last = recorded.revision;
+                run.state.apply(event, recorded.position).map_err(invalid)
             };
-            if let RunEvent::Started(s) = &event {
-                run.attempt_started_at = s.started_at;
-                run.resumes += u32::from(s.resumed);
-            }
-            run.last = recorded.revision;
-            if run.state.apply(event, recorded.position).map_err(invalid)? {
-                open.remove(&run_id);
+            if let Some(run) = tracked.open.get_mut(&run_id) {
+                if apply(run)? {
+                    let run = tracked.open.remove(&run_id).expect("found above");
+                    if run.state.is_in_doubt() {
+                        tracked.in_doubt.insert(run_id, run);
+                    }
+                }
+            } else if let Some(mut run) = tracked.in_doubt.remove(&run_id) {
+                // Resolved: a step that succeeds, or a run that goes on.
+                apply(&mut run)?;
+                if !run.state.is_finished() {
+                    tracked.open.insert(run_id, run);
+                }
+            } else {
+                return Err(invalid(neonhub_events::FoldError::NotStarted { run_id }).into());
             }
         }
     }
@@ -119,7 +136,7 @@ pub async fn find_unfinished(
     codec: &Codec,
 ) -> Result<(u64, Vec<Unfinished>)> {
     let mut scanned = 0;
-    let mut open: HashMap<RunId, Unfinished> = HashMap::new();
+    let mut tracked = Tracked::default();
     let mut from = Position::START;
     loop {
         let page = store.read_all(from, PAGE).await?;
@@ -131,10 +148,10 @@ pub async fn find_unfinished(
             }
             let event = codec.decode(recorded)?;
             scanned += 1;
-            track(&mut open, recorded, event)?;
+            track(&mut tracked, recorded, event)?;
         }
     }
-    let mut unfinished: Vec<Unfinished> = open.into_values().collect();
+    let mut unfinished: Vec<Unfinished> = tracked.open.into_values().collect();
     unfinished.sort_by_key(|o| o.state.first_position);
     Ok((scanned, unfinished))
 }

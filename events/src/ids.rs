@@ -32,6 +32,12 @@ impl RunId {
         &self.0
     }
 
+    /// The run id of this run's step `key`: a UUID v5 of this id and the
+    /// key, the same every time, so a later attempt finds the step again.
+    pub fn step(&self, key: &str) -> RunId {
+        RunId(Uuid::new_v5(&self.0, key.as_bytes()))
+    }
+
     /// The stream that holds this run's events: `run-<run_id>`.
     pub fn stream(&self) -> StreamId {
         StreamId(format!("{}{}", StreamId::RUN_PREFIX, self.0))

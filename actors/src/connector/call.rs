@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, ErrorKind, RecordedEvent, RunError, RunId, RunKind, RunStarted, RunState, SharedStore,
-    Timestamp,
+    Codec, ErrorKind, RecordedEvent, RunError, RunEvent, RunId, RunKind, RunStarted, RunState,
+    SharedStore, StepOutcome, Timestamp,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,7 @@ pub(crate) struct Step<'a> {
 impl Step<'_> {
     /// The step's run id: the same for the same parent and key, always.
     pub(crate) fn run_id(&self) -> RunId {
-        RunId::from_uuid(Uuid::new_v5(self.parent.as_uuid(), self.key.as_bytes()))
+        self.parent.step(self.key)
     }
 }
 
@@ -156,9 +156,10 @@ impl Runtime {
             .map_err(|e| store_failure(Some(run_id), e))
     }
 
-    /// A step whose stream exists: its recorded outcome if it finished; if
-    /// it is in doubt, executed again when safe to repeat, else closed as
-    /// `in_doubt`.
+    /// A step whose stream exists: its recorded outcome if it finished
+    /// (for a step resolved `sent`, the operator's decision); executed again
+    /// if an operator resolved it `not_sent`; if it is in doubt, executed
+    /// again when safe to repeat, else closed as `in_doubt`.
     async fn replay(
         &self,
         entry: &ConnectorEntry,
@@ -183,6 +184,10 @@ impl Runtime {
                 )),
             };
         }
+        let resolved_not_sent = matches!(
+            self.codec.decode(last),
+            Ok(RunEvent::StepResolved(r)) if r.outcome == StepOutcome::NotSent
+        );
         let mut journal = RunJournal::resume(
             self.store.clone(),
             self.codec.clone(),
@@ -191,7 +196,13 @@ impl Runtime {
             last.metadata,
         );
         let safe = entry.connector.is_safe_to_repeat(step.operation);
-        let outcome = if safe {
+        let outcome = if resolved_not_sent {
+            // An operator found the vendor never got it: send it now.
+            match journal.reopen().await {
+                Ok(()) => self.execute(entry, step, journal, input).await,
+                Err(e) => Err(Executed::Store(e)),
+            }
+        } else if safe {
             let failed = journal.failed_attempt(RunError::new(
                 ErrorKind::InDoubt,
                 "the step was found without an outcome; it is safe to repeat, so it runs again",

@@ -224,3 +224,25 @@ pub struct ResumeReport {
     /// agent is gone, and the steps of runs not resumed.
     pub interrupted: Vec<RunId>,
 }
+
+/// Cancel a run this node executes: its current attempt is cut off (its
+/// steps cancelled: one whose request had not left records `cancelled`, one
+/// on the wire goes through the in-doubt path), no retry follows, and the
+/// run ends `failed` with kind `cancelled` (and `reason` in its message).
+/// The reply comes as soon as the cancellation is signalled; the run's
+/// outcome follows once its steps have recorded theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelRun {
+    /// The run.
+    pub run_id: RunId,
+    /// Why, recorded in the run's error message.
+    pub reason: Option<String>,
+}
+
+impl Message for CancelRun {
+    /// `Ok` once signalled; [`Error::UnknownRun`] for a run the log does not
+    /// have, [`Error::RunFinished`] for one that already ended,
+    /// [`Error::RunInProgress`] for one running that this node does not
+    /// execute.
+    type Result = Result<()>;
+}

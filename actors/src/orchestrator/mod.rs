@@ -7,8 +7,10 @@
 //! [`messages`] holds what it answers, [`builder`] how it is started.
 
 mod builder;
+mod control;
 mod in_flight;
 mod messages;
+mod resolve;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -24,10 +26,13 @@ use tokio::sync::{oneshot, watch};
 pub use builder::OrchestratorBuilder;
 pub use in_flight::InFlight;
 pub use messages::{
-    AgentInfo, ConnectorHealth, GetStats, ListAgents, ResumeInterrupted, ResumeReport, RunTicket,
-    RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    AgentInfo, CancelRun, ConnectorHealth, GetStats, ListAgents, ResumeInterrupted, ResumeReport,
+    RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
 };
 
+pub use resolve::ResolveStep;
+
+use control::{Registered, Running};
 use in_flight::InFlightSlot;
 
 use crate::agent::{AgentActor, AgentContext, AgentOptions, Execute, panicked};
@@ -68,6 +73,7 @@ pub struct Orchestrator {
     max_in_flight: usize,
     in_flight: Arc<InFlight>,
     pending: Pending,
+    running: Running,
 }
 
 impl Actor for Orchestrator {
@@ -126,6 +132,7 @@ struct Job {
     options: AgentOptions,
     runtime: Arc<Runtime>,
     pending: Option<PendingEntry>,
+    running: Running,
     _slot: InFlightSlot,
 }
 
@@ -143,6 +150,7 @@ impl Orchestrator {
             max_in_flight,
             in_flight: Arc::default(),
             pending: Rc::default(),
+            running: Running::default(),
         }
     }
 
@@ -230,6 +238,7 @@ impl Orchestrator {
             options,
             runtime,
             pending,
+            running: self.running.clone(),
             _slot: slot,
         }))
     }
@@ -274,6 +283,7 @@ impl Job {
             options,
             runtime,
             pending,
+            running,
             _slot,
         } = self;
         async move {
@@ -287,7 +297,8 @@ impl Job {
                         entry.tx.send_replace(Stage::Started);
                     }
                     tell(&mut started);
-                    execute(journal, addr, options, Arc::clone(&runtime)).await
+                    let control = running.register(run_id);
+                    execute(journal, addr, options, Arc::clone(&runtime), control).await
                 }
                 Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                     let existing = existing_outcome(store, codec, run_id, digest.as_deref()).await;
@@ -398,6 +409,7 @@ fn execute(
     addr: Addr<AgentActor>,
     options: AgentOptions,
     runtime: Arc<Runtime>,
+    control: Registered,
 ) -> impl Future<Output = Result<RunOutcome>> {
     async move {
         let terminal = loop {
@@ -407,6 +419,7 @@ fn execute(
                 journal.correlation_id(),
                 journal.attempt(),
                 Arc::clone(&runtime),
+                control.attempt_token(),
             );
             let (reply, answer) = oneshot::channel();
             let request = Execute { input, ctx, reply };
@@ -418,11 +431,16 @@ fn execute(
             };
             match result {
                 Ok(output) => break journal.success(output),
+                Err(_) if control.is_cancelled() => break journal.failure(control.error()),
                 Err(e)
                     if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) =>
                 {
                     let failed = journal.failed_attempt(e.into_run_error());
-                    tokio::time::sleep(options.retry.backoff(journal.attempt())).await;
+                    let backoff = tokio::time::sleep(options.retry.backoff(journal.attempt()));
+                    tokio::select! {
+                        () = backoff => {}
+                        () = control.cancelled() => break journal.failure(control.error()),
+                    }
                     // Boxed: a retry is rare, and its future would double the run's.
                     Box::pin(journal.retry(failed)).await?;
                 }
@@ -467,6 +485,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 .filter(|s| !s.state.parent_run_id.is_some_and(|p| resumed.contains(&p))),
         );
         let runtime = Arc::clone(&self.runtime);
+        let running = self.running.clone();
         Box::pin(async move {
             let (store, codec) = (&runtime.store, &runtime.codec);
             let mut report = ResumeReport {
@@ -492,9 +511,10 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 }
                 report.resumed.push(run_id);
                 let runtime = Arc::clone(&runtime);
+                let control = running.register(run_id);
                 actix::spawn(async move {
                     let _slot = slot;
-                    match execute(journal, addr, options, runtime).await {
+                    match execute(journal, addr, options, runtime, control).await {
                         Ok(outcome) => tracing::info!(
                             %run_id,
                             succeeded = outcome.is_success(),
@@ -507,6 +527,32 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 });
             }
             Ok(report)
+        })
+    }
+}
+
+impl Handler<CancelRun> for Orchestrator {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: CancelRun, _ctx: &mut Context<Self>) -> Self::Result {
+        let run_id = msg.run_id;
+        if self.running.cancel(run_id, msg.reason) {
+            return Box::pin(async { Ok(()) });
+        }
+        // Not executing here: the log says whether it exists and how it ended.
+        let runtime = Arc::clone(&self.runtime);
+        Box::pin(async move {
+            let run = read_state(&runtime.store, &runtime.codec, run_id)
+                .await?
+                .ok_or(Error::UnknownRun(run_id))?;
+            Err(if run.is_finished() {
+                Error::RunFinished {
+                    run_id,
+                    status: run.status,
+                }
+            } else {
+                Error::RunInProgress(run_id)
+            })
         })
     }
 }

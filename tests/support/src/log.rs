@@ -81,6 +81,7 @@ pub fn shape(events: &[RunEvent]) -> Vec<String> {
                 format!("failed#{}({}, will retry)", f.attempt, f.error.kind)
             }
             RunEvent::Failed(f) => format!("failed#{}({})", f.attempt, f.error.kind),
+            RunEvent::StepResolved(r) => format!("resolved({})", r.outcome),
             other => panic!("unexpected event {other:?}"),
         })
         .collect()

@@ -1,0 +1,97 @@
+//! The runs this node executes, by id, and how to cut each off: what
+//! [`super::CancelRun`] reaches. A run is registered from its first durable
+//! event to its outcome; every attempt's cancellation token is a child of
+//! its run's, so cancelling the run cuts off the attempt and its steps.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use neonhub_events::{ErrorKind, RunError, RunId};
+use tokio_util::sync::CancellationToken;
+
+/// One run's cancellation: the token its attempts' tokens descend from, and
+/// why it was cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    token: CancellationToken,
+    reason: RefCell<Option<String>>,
+}
+
+impl Control {
+    /// A token for the run's next attempt: cancelled with the run, or alone
+    /// when that attempt is cut off.
+    pub(crate) fn attempt_token(&self) -> CancellationToken {
+        self.token.child_token()
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Waits until the run is cancelled.
+    pub(crate) async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    fn cancel(&self, reason: Option<String>) {
+        if !self.token.is_cancelled() {
+            *self.reason.borrow_mut() = reason;
+            self.token.cancel();
+        }
+    }
+
+    /// The run's terminal error once it was cancelled.
+    pub(crate) fn error(&self) -> RunError {
+        let message = match &*self.reason.borrow() {
+            Some(reason) => format!("the run was cancelled: {reason}"),
+            None => "the run was cancelled".to_owned(),
+        };
+        RunError::new(ErrorKind::Cancelled, message)
+    }
+}
+
+/// The runs in execution on this node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Running(Rc<RefCell<HashMap<RunId, Rc<Control>>>>);
+
+impl Running {
+    /// Registers `run_id` until the returned guard is dropped.
+    pub(crate) fn register(&self, run_id: RunId) -> Registered {
+        let control = Rc::new(Control::default());
+        self.0.borrow_mut().insert(run_id, Rc::clone(&control));
+        Registered {
+            running: self.clone(),
+            run_id,
+            control,
+        }
+    }
+
+    /// Cancels `run_id` if this node executes it; whether it does.
+    pub(crate) fn cancel(&self, run_id: RunId, reason: Option<String>) -> bool {
+        let control = self.0.borrow().get(&run_id).cloned();
+        control.map(|c| c.cancel(reason)).is_some()
+    }
+}
+
+/// A run registered in [`Running`]; unregistered on drop.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    running: Running,
+    run_id: RunId,
+    control: Rc<Control>,
+}
+
+impl std::ops::Deref for Registered {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.running.0.borrow_mut().remove(&self.run_id);
+    }
+}
