@@ -293,6 +293,70 @@ pub enum RunsCommand {
         neonhub runs show 0193a8f0-0000-7000-8000-000000000000\n  \
         neonhub runs show 0193a8f0-0000-7000-8000-000000000000 --format json")]
     Show(ShowArgs),
+    /// Cancel a run that a running `neonhub serve` executes: it ends failed
+    /// with kind `cancelled`.
+    #[command(after_help = "Examples:\n  \
+        neonhub runs cancel 0193a8f0-0000-7000-8000-000000000000\n  \
+        neonhub runs cancel 0193a8f0-0000-7000-8000-000000000000 --reason 'wrong recipient' \\\n    \
+        --server http://10.0.0.5:4000")]
+    Cancel(CancelArgs),
+    /// Settle a step that ended in_doubt (it may or may not have reached the
+    /// vendor): record what you found out, and the run resumes.
+    #[command(after_help = "Examples:\n  \
+        neonhub runs resolve 0193a8f0-0000-7000-8000-000000000000 --step twilio.send_sms#1 --sent\n  \
+        neonhub runs resolve 0193a8f0-0000-7000-8000-000000000000 --step notify-owner --not-sent \\\n    \
+        --by dana --reason 'not in the Slack channel'")]
+    Resolve(ResolveArgs),
+}
+
+/// Where a running `neonhub serve` answers, and its token.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The base URL of the running `neonhub serve`.
+    #[arg(long, env = "NEONHUB_SERVER", default_value = "http://127.0.0.1:4000")]
+    pub server: String,
+    /// The bearer token the server requires, if any. Never printed.
+    #[arg(long, env = "NEONHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<crate::config::BearerToken>,
+}
+
+/// `neonhub runs cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run's id.
+    #[arg(value_parser = run_id_arg)]
+    pub run_id: RunId,
+    /// Why, recorded in the run's error message.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `neonhub runs resolve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("outcome").required(true).args(["sent", "not_sent"])))]
+pub struct ResolveArgs {
+    /// The run's id.
+    #[arg(value_parser = run_id_arg)]
+    pub run_id: RunId,
+    /// The step's key (`runs show RUN_ID` lists them), e.g. twilio.send_sms#1.
+    #[arg(long)]
+    pub step: String,
+    /// The vendor did it: the step counts as succeeded and is not sent again.
+    #[arg(long)]
+    pub sent: bool,
+    /// The vendor never got it: the step is executed again.
+    #[arg(long)]
+    pub not_sent: bool,
+    /// Who decides, for the audit (default: $USER).
+    #[arg(long, env = "USER")]
+    pub by: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `neonhub runs list`.

@@ -257,6 +257,32 @@ impl fmt::Debug for Token {
     }
 }
 
+/// A bearer token a client sends (`runs cancel`, `runs resolve`): kept as
+/// given, never shown by `Debug`.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// The value, for the `Authorization` header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for BearerToken {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        Token::new(value).map(|_| BearerToken(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(***)")
+    }
+}
+
 /// How `neonhub serve` runs the HTTP API.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {

@@ -46,8 +46,8 @@ pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
     AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
-    Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
-    StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket,
+    RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
 };
 pub use recovery::{
     RecoveryReport, Unfinished, close_interrupted, find_unfinished, recover_interrupted,

@@ -87,7 +87,13 @@ async fn a_cancelled_run_ends_cancelled_with_its_reason_and_is_not_retried() {
         .await
         .unwrap();
     assert!(
-        matches!(again, Err(Error::RunFinished { status: RunStatus::Failed, .. })),
+        matches!(
+            again,
+            Err(Error::RunFinished {
+                status: RunStatus::Failed,
+                ..
+            })
+        ),
         "{again:?}"
     );
     let unknown = orchestrator

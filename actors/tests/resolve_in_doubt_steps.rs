@@ -101,7 +101,12 @@ async fn a_step_resolved_as_sent_replays_as_sent_and_is_not_sent_again() {
 
     assert_eq!(
         settled(&store, run_id).await,
-        ["started#1", "failed#1(in_doubt)", "started#2", "succeeded#2"]
+        [
+            "started#1",
+            "failed#1(in_doubt)",
+            "started#2",
+            "succeeded#2"
+        ]
     );
     assert_eq!(server.hits(), 1, "a step resolved as sent was sent again");
     let step = support::events(&store, run_id.step(STEP)).await;
@@ -113,7 +118,10 @@ async fn a_step_resolved_as_sent_replays_as_sent_and_is_not_sent_again() {
         unreachable!()
     };
     assert_eq!(decision.decided_by, "dana");
-    assert_eq!(decision.reason.as_deref(), Some("checked the Twilio console"));
+    assert_eq!(
+        decision.reason.as_deref(),
+        Some("checked the Twilio console")
+    );
     let RunEvent::Started(resumed) = &support::events(&store, run_id).await[2] else {
         unreachable!()
     };
@@ -134,7 +142,12 @@ async fn a_step_resolved_as_not_sent_is_sent_once_more() {
 
     assert_eq!(
         settled(&store, run_id).await,
-        ["started#1", "failed#1(in_doubt)", "started#2", "succeeded#2"]
+        [
+            "started#1",
+            "failed#1(in_doubt)",
+            "started#2",
+            "succeeded#2"
+        ]
     );
     assert_eq!(server.hits(), 2, "the step was not sent exactly once more");
     assert_eq!(
@@ -202,8 +215,13 @@ async fn bad_resolutions_are_refused_and_append_nothing() {
         assert!(
             matches!(
                 e,
-                Error::StepNotInDoubt { status: RunStatus::Succeeded, .. }
-                    | Error::RunFinished { status: RunStatus::Succeeded, .. }
+                Error::StepNotInDoubt {
+                    status: RunStatus::Succeeded,
+                    ..
+                } | Error::RunFinished {
+                    status: RunStatus::Succeeded,
+                    ..
+                }
             ),
             "{e:?}"
         );

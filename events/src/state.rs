@@ -113,7 +113,9 @@ pub enum FoldError {
         attempts: u32,
     },
     /// A `StepResolved` for a run that is not a step that ended `in_doubt`.
-    #[error("run {run_id} is not a step that ended in_doubt ({status}); only such a step is resolved")]
+    #[error(
+        "run {run_id} is not a step that ended in_doubt ({status}); only such a step is resolved"
+    )]
     NotInDoubt {
         /// The run.
         run_id: RunId,
@@ -564,7 +566,11 @@ mod tests {
         assert!(sent.apply(resolved(id, Sent), Position(2)).unwrap());
         assert_eq!(sent.status, RunStatus::Succeeded);
         assert_eq!(sent.output.as_ref().unwrap()["resolved"], "sent");
-        assert_eq!(sent.finished_at, Some(Timestamp(150)), "execution time kept");
+        assert_eq!(
+            sent.finished_at,
+            Some(Timestamp(150)),
+            "execution time kept"
+        );
         let err = sent.apply(resolved(id, NotSent), Position(3)).unwrap_err();
         assert!(matches!(err, FoldError::NotInDoubt { .. }), "{err}");
 

@@ -1,6 +1,7 @@
 //! The subcommands: each opens what it needs, does its job and prints.
 
 mod audit;
+mod control;
 mod demo;
 mod query;
 mod replay;
@@ -26,6 +27,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(data, store, connectors_from_env()?, args).await,
         Command::Runs(RunsCommand::List(args)) => query::list(data, store, args).await,
         Command::Runs(RunsCommand::Show(args)) => query::show(data, store, args).await,
+        Command::Runs(RunsCommand::Cancel(args)) => control::cancel(args).await,
+        Command::Runs(RunsCommand::Resolve(args)) => control::resolve(args).await,
         Command::Report(args) => query::report(data, store, args).await,
         Command::Replay(args) => replay::replay(data, store, args).await,
         Command::Audit(AuditCommand::Verify) => audit::verify(data, store).await,

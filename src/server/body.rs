@@ -12,7 +12,7 @@ use actix_web::error::JsonPayloadError;
 use actix_web::mime;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev, web};
 use neonhub_actors::Target;
-use neonhub_events::RunId;
+use neonhub_events::{RunId, StepOutcome};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -156,14 +156,7 @@ pub(crate) struct NewRun {
 impl NewRun {
     /// Validates a JSON body; a 400 names the field (`body` for the whole).
     pub(crate) fn from_json(body: Value) -> Result<NewRun, ApiError> {
-        if !body.is_object() {
-            return Err(ApiError::invalid("body", "expected a JSON object"));
-        }
-        let body: RunBody = serde_path_to_error::deserialize(body).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "body" } else { &path };
-            ApiError::invalid(field, e.into_inner())
-        })?;
+        let body: RunBody = fields(body)?;
         let input = body
             .input
             .ok_or_else(|| ApiError::invalid("input", "required (any JSON value)"))?;
@@ -182,6 +175,96 @@ impl NewRun {
             input,
             run_id: body.run_id.map(|Id(id)| id).unwrap_or_default(),
             correlation_id: body.correlation_id.map(|Id(id)| id),
+        })
+    }
+}
+
+/// Reads `body` as `T`, a 400 naming the bad field (`body` for the whole).
+fn fields<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::invalid("body", "expected a JSON object"));
+    }
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body" } else { &path };
+        ApiError::invalid(field, e.into_inner())
+    })
+}
+
+/// The longest `reason` or `decided_by` taken, in characters.
+const MAX_NOTE_CHARS: usize = 1000;
+
+fn note(field: &str, text: Option<Text>) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(Text(s)) if s.chars().count() > MAX_NOTE_CHARS => Err(ApiError::invalid(
+            field,
+            format!("longer than {MAX_NOTE_CHARS} characters"),
+        )),
+        other => Ok(other.map(|Text(s)| s)),
+    }
+}
+
+/// The `POST /v1/runs/{run_id}/cancel` body as sent (optional).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: Option<Text>,
+}
+
+/// Why a run is cancelled, from the optional body of
+/// `POST /v1/runs/{run_id}/cancel`: none, or `{"reason": "..."}`.
+pub(crate) fn cancel_reason(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    let body: CancelBody = fields(value)?;
+    note("reason", body.reason)
+}
+
+/// The `POST /v1/runs/{run_id}/steps/{key}/resolve` body as sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    #[serde(default)]
+    outcome: Option<Value>,
+    #[serde(default)]
+    decided_by: Option<Text>,
+    #[serde(default)]
+    reason: Option<Text>,
+}
+
+/// A validated resolve body: `{"outcome": "sent"|"not_sent", "decided_by":
+/// "...", "reason"?: "..."}`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Resolution {
+    pub(crate) outcome: StepOutcome,
+    pub(crate) decided_by: String,
+    pub(crate) reason: Option<String>,
+}
+
+impl Resolution {
+    pub(crate) fn from_json(body: Value) -> Result<Self, ApiError> {
+        let body: ResolveBody = fields(body)?;
+        let outcome = match body.outcome.as_ref().and_then(Value::as_str) {
+            Some("sent") => StepOutcome::Sent,
+            Some("not_sent") => StepOutcome::NotSent,
+            _ => {
+                return Err(ApiError::invalid(
+                    "outcome",
+                    "required: \"sent\" (the vendor did it) or \"not_sent\" (it never got it)",
+                ));
+            }
+        };
+        let decided_by = note("decided_by", body.decided_by)?.ok_or_else(|| {
+            ApiError::invalid("decided_by", "required: who decided (a name for the audit)")
+        })?;
+        Ok(Resolution {
+            outcome,
+            decided_by,
+            reason: note("reason", body.reason)?,
         })
     }
 }

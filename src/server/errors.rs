@@ -7,6 +7,7 @@ use std::fmt;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
+use neonhub_events::RunStatus;
 use serde::Serialize;
 
 /// The stable `code` of an error body; each has one status.
@@ -21,6 +22,8 @@ pub(crate) enum ErrorCode {
     NotFound,
     /// 404: no such run.
     UnknownRun,
+    /// 404: the run has no step with this key.
+    UnknownStep,
     /// 404: no such agent.
     UnknownAgent,
     /// 404: no agent takes the intent.
@@ -31,6 +34,10 @@ pub(crate) enum ErrorCode {
     RunInProgress,
     /// 409: the run id was used for another request (agent or input).
     RunIdConflict,
+    /// 409: the run already ended.
+    RunFinished,
+    /// 409: the step did not end in doubt (nothing to resolve).
+    StepNotInDoubt,
     /// 413: a body or event over the limit.
     TooLarge,
     /// 415: a body that is not JSON.
@@ -54,10 +61,14 @@ impl ErrorCode {
         match self {
             C::InvalidRequest => StatusCode::BAD_REQUEST,
             C::Unauthorized => StatusCode::UNAUTHORIZED,
-            C::NotFound | C::UnknownRun | C::UnknownAgent | C::UnknownIntent => {
+            C::NotFound | C::UnknownRun | C::UnknownStep | C::UnknownAgent | C::UnknownIntent => {
                 StatusCode::NOT_FOUND
             }
-            C::Conflict | C::RunInProgress | C::RunIdConflict => StatusCode::CONFLICT,
+            C::Conflict
+            | C::RunInProgress
+            | C::RunIdConflict
+            | C::RunFinished
+            | C::StepNotInDoubt => StatusCode::CONFLICT,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,11 +86,14 @@ impl ErrorCode {
             C::Unauthorized => "unauthorized",
             C::NotFound => "not_found",
             C::UnknownRun => "unknown_run",
+            C::UnknownStep => "unknown_step",
             C::UnknownAgent => "unknown_agent",
             C::UnknownIntent => "unknown_intent",
             C::Conflict => "conflict",
             C::RunInProgress => "run_in_progress",
             C::RunIdConflict => "run_id_conflict",
+            C::RunFinished => "run_finished",
+            C::StepNotInDoubt => "step_not_in_doubt",
             C::TooLarge => "too_large",
             C::UnsupportedMediaType => "unsupported_media_type",
             C::Internal => "internal",
@@ -96,6 +110,8 @@ impl ErrorCode {
 pub(crate) struct ApiError {
     code: ErrorCode,
     message: String,
+    /// Where the run or step stands, for a 409 about its state.
+    status: Option<RunStatus>,
 }
 
 /// The body of an error answer.
@@ -108,6 +124,8 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<RunStatus>,
 }
 
 impl ApiError {
@@ -115,7 +133,14 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            status: None,
         }
+    }
+
+    /// The same error, saying where the run or step stands.
+    pub(crate) fn with_status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// 400: a field (or the body) is malformed; the message names it.
@@ -183,6 +208,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
+                status: self.status,
             },
         })
     }
@@ -214,6 +240,14 @@ impl From<neonhub_actors::Error> for ApiError {
             E::Overloaded { .. } => ErrorCode::Overloaded,
             E::RunInProgress(_) => ErrorCode::RunInProgress,
             E::RunIdConflict { .. } => ErrorCode::RunIdConflict,
+            E::UnknownRun(_) => ErrorCode::UnknownRun,
+            E::UnknownStep { .. } => ErrorCode::UnknownStep,
+            E::RunFinished { status, .. } => {
+                return Self::new(ErrorCode::RunFinished, e.to_string()).with_status(status);
+            }
+            E::StepNotInDoubt { status, .. } => {
+                return Self::new(ErrorCode::StepNotInDoubt, e.to_string()).with_status(status);
+            }
             E::Store(inner) => return inner.into(),
             E::Stopped => return Self::shutting_down(),
             other => return Self::internal(other),

@@ -110,6 +110,14 @@ impl Server {
                     "/v1/runs/{run_id}/events",
                     web::get().to(routes::run_events),
                 )
+                .route(
+                    "/v1/runs/{run_id}/cancel",
+                    web::post().to(routes::cancel_run),
+                )
+                .route(
+                    "/v1/runs/{run_id}/steps/{key}/resolve",
+                    web::post().to(routes::resolve_step),
+                )
                 .route("/v1/reports/agents", web::get().to(routes::report))
                 .route("/v1/events", web::get().to(sse::feed))
                 .route("/v1/agents", web::get().to(routes::agents))

@@ -97,3 +97,22 @@ pub(crate) struct Running {
     pub(crate) run_id: String,
     pub(crate) status: RunStatus,
 }
+
+/// `POST /v1/runs/{run_id}/cancel`: the cancellation is signalled; the run
+/// ends `failed` with kind `cancelled` once its steps have recorded theirs.
+#[derive(Debug, Serialize)]
+pub(crate) struct Cancelling {
+    pub(crate) run_id: String,
+    pub(crate) status: &'static str,
+}
+
+/// `POST /v1/runs/{run_id}/steps/{key}/resolve`: the decision is recorded
+/// and the run resumed with a new attempt.
+#[derive(Debug, Serialize)]
+pub(crate) struct Resolved {
+    pub(crate) run_id: String,
+    pub(crate) step: String,
+    pub(crate) outcome: &'static str,
+    pub(crate) attempt: u32,
+    pub(crate) status: RunStatus,
+}

@@ -4,17 +4,19 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use neonhub_actors::{StartRun, SubmitRun};
-use neonhub_events::{Direction, Position, ReadFrom, RunId, RunStatus};
+use neonhub_actors::{CancelRun, ResolveStep, StartRun, SubmitRun};
+use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
 use neonhub_projections::{RunFilter, RunQueries};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
-use super::body::{Accepting, JsonMediaType, NewRun};
+use super::body::{Accepting, JsonMediaType, NewRun, Resolution, cancel_reason};
 use super::errors::{ApiError, ErrorCode};
 use super::query::{ListParams, NoParams, PathRunId, Query, ReportParams, SubmitParams};
-use super::responses::{AgentsReport, CatalogView, EventsPage, Health, Ready, Running, RunsPage};
+use super::responses::{
+    AgentsReport, Cancelling, CatalogView, EventsPage, Health, Ready, Resolved, Running, RunsPage,
+};
 use super::telemetry;
 use crate::view::{EventView, ReportView, RunDetailView, RunView};
 
@@ -152,6 +154,117 @@ pub(crate) async fn run_events(
         .map(|e| EventView::new(&state.codec, e))
         .collect();
     Ok(json_response(StatusCode::OK, &EventsPage { events }))
+}
+
+/// `POST /v1/runs/{run_id}/cancel`, with an optional `{"reason": ..}`:
+/// 202 once the run's cancellation is signalled; 404 for an unknown run,
+/// 409 (with its status) for one that already ended.
+pub(crate) async fn cancel_run(
+    PathRunId(run_id): PathRunId,
+    _: Query<NoParams>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let reason = cancel_reason(&body)?;
+    state
+        .orchestrator
+        .send(CancelRun { run_id, reason })
+        .await
+        .map_err(|_| ApiError::shutting_down())??;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &Cancelling {
+            run_id: run_id.to_string(),
+            status: "cancelling",
+        },
+    ))
+}
+
+/// `POST /v1/runs/{run_id}/steps/{key}/resolve` with `{"outcome":
+/// "sent"|"not_sent", "decided_by": .., "reason"?: ..}`: 202 once the
+/// decision is recorded and the run resumed; 404 for an unknown run or step
+/// (naming the run's steps), 409 for a step not in doubt.
+pub(crate) async fn resolve_step(
+    PathRunId(run_id): PathRunId,
+    _: Query<NoParams>,
+    req: HttpRequest,
+    _: Accepting,
+    _: JsonMediaType,
+    body: web::Json<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let step = req.match_info().get("key").unwrap_or_default().to_owned();
+    let Resolution {
+        outcome,
+        decided_by,
+        reason,
+    } = Resolution::from_json(body.into_inner())?;
+    let resolve = ResolveStep {
+        run_id,
+        step: step.clone(),
+        outcome,
+        decided_by,
+        reason,
+    };
+    let attempt = match state.orchestrator.send(resolve).await {
+        Err(_) => return Err(ApiError::shutting_down()),
+        Ok(Err(neonhub_actors::Error::UnknownStep { run_id, step })) => {
+            let steps = step_keys(&state, run_id).await?;
+            return Err(ApiError::new(
+                ErrorCode::UnknownStep,
+                unknown_step_message(run_id, &step, &steps),
+            ));
+        }
+        Ok(result) => result?,
+    };
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &Resolved {
+            run_id: run_id.to_string(),
+            step,
+            outcome: outcome.as_str(),
+            attempt,
+            status: RunStatus::Running,
+        },
+    ))
+}
+
+/// The step keys of run `run_id`'s steps, oldest first: its child runs in
+/// the table, each key read from the child's `RunStarted`.
+async fn step_keys(state: &AppState, run_id: RunId) -> Result<Vec<String>, ApiError> {
+    let path = state.projection_path.clone();
+    let children = web::block(move || RunQueries::open(path)?.get(run_id))
+        .await??
+        .map(|detail| detail.children)
+        .unwrap_or_default();
+    let mut keys = Vec::with_capacity(children.len());
+    for child in children {
+        let first = state
+            .store
+            .read_stream(
+                &child.run_id.stream(),
+                Direction::Forwards,
+                ReadFrom::Start,
+                1,
+            )
+            .await?;
+        if let Some(Ok(RunEvent::Started(started))) = first.first().map(|e| state.codec.decode(e)) {
+            keys.extend(started.step);
+        }
+    }
+    Ok(keys)
+}
+
+/// What a client is told about a step key the run does not have.
+pub(crate) fn unknown_step_message(run_id: RunId, step: &str, steps: &[String]) -> String {
+    if steps.is_empty() {
+        format!("run {run_id} has no step {step:?}: it has no steps")
+    } else {
+        format!(
+            "run {run_id} has no step {step:?}; its steps are: {}",
+            steps.join(", ")
+        )
+    }
 }
 
 /// The filter and page size of `GET /v1/runs`.
