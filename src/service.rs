@@ -10,9 +10,9 @@ use std::time::Duration;
 use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport, ResumeInterrupted, RunOutcome,
-    RuntimeStats, SubmitRun, WatchInFlight, close_interrupted, find_unfinished,
-    recover_interrupted,
+    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport,
+    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, WatchInFlight, close_interrupted,
+    find_unfinished,
 };
 use neonhub_events::{Codec, EventStore, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
@@ -160,10 +160,15 @@ impl Runner {
     }
 }
 
+/// How long shutdown waits for the runs it cut off to stop.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
+
 /// What shutdown did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Runs still going at the deadline, closed as `interrupted`.
+    /// Runs still going at the deadline: cut off, their steps closed, and
+    /// left unfinished in the log for the next start to resume (or close,
+    /// with `--on-interrupted fail`).
     pub interrupted: Vec<RunId>,
     /// The projection's checkpoint when it stopped (the log's head).
     pub checkpoint: Position,
@@ -388,8 +393,10 @@ impl Service {
     }
 
     /// Shuts down: waits up to `drain` for the runs in flight to finish,
-    /// closes the ones still going as `interrupted`, lets the projection
-    /// apply the whole log, stops it and closes the store.
+    /// cuts off the ones still going ([`InterruptRuns`]: their steps record
+    /// how they ended, and the runs stay unfinished for the next start to
+    /// resume), lets the projection apply the whole log, stops it and
+    /// closes the store. No step is left `running`.
     ///
     /// Stop accepting new runs first (the HTTP server does, on a signal).
     ///
@@ -402,9 +409,26 @@ impl Service {
         let mut report = ShutdownReport::default();
         let in_flight = self.in_flight.get();
         if !drained && in_flight > 0 {
-            tracing::warn!(in_flight, "runs still going at the shutdown deadline");
-            let recovery = recover_interrupted(&*self.shared, &self.codec).await?;
-            report.interrupted = recovery.interrupted;
+            tracing::warn!(
+                in_flight,
+                "runs still going at the shutdown deadline are cut off"
+            );
+            report.interrupted = self
+                .orchestrator
+                .send(InterruptRuns)
+                .await
+                .unwrap_or_default();
+            // Cut-off steps end within a request's cancellation; an agent
+            // that ignores its cancellation is left, unfinished.
+            if tokio::time::timeout(INTERRUPT_GRACE, self.in_flight.idle())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    in_flight = self.in_flight.get(),
+                    "runs did not stop within {INTERRUPT_GRACE:?} of being cut off"
+                );
+            }
         }
         if self.runner.is_alive() {
             let head = self.shared.head().await?;

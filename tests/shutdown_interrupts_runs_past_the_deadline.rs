@@ -1,6 +1,9 @@
-//! A run still going when shutdown's drain deadline passes is closed as
-//! `interrupted` (with its connector call) before the store closes, and the
-//! table shows it so: shutdown never leaves a run open.
+//! A run still going when shutdown's drain deadline passes is cut off: its
+//! step, whose request is on the wire, records how it ended (`in_doubt`:
+//! it may have reached Twilio) before the store closes, so no step is left
+//! `running`; the run itself stays unfinished in the log for the next start
+//! to resume (tests/kill_9_mid_send_is_resumed_not_resent.rs and
+//! actors/tests/resume_interrupted_runs.rs show how a resume replays it).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -12,7 +15,7 @@ use neonhub_test_support::{silent_server, wait_until};
 use serde_json::{Value, json};
 
 #[actix_rt::test]
-async fn runs_past_the_drain_deadline_are_closed_as_interrupted() {
+async fn runs_past_the_drain_deadline_are_cut_off_with_no_step_left_running() {
     // A Twilio that accepts connections and never answers.
     let (twilio, release) = silent_server();
     let hub = InProcess::start_with(
@@ -53,18 +56,25 @@ async fn runs_past_the_drain_deadline_are_closed_as_interrupted() {
     } = hub;
     server.stop().await.unwrap();
     let report = service.shutdown(Duration::from_millis(50)).await.unwrap();
-    assert_eq!(report.interrupted.len(), 2, "{report:?}");
-    assert!(report.interrupted.contains(&run_id));
+    assert_eq!(report.interrupted, [run_id], "{report:?}");
     assert_eq!(
-        report.checkpoint.0, 4,
-        "the table applied both closing events"
+        report.checkpoint.0, 3,
+        "the table applied the step's closing event, and nothing else"
     );
 
     let table = RunQueries::open(dir.path().join(neonhub::PROJECTION_FILE)).unwrap();
     let detail = table.get(run_id).unwrap().unwrap();
-    assert_eq!(detail.run.status, RunStatus::Failed);
-    assert_eq!(detail.run.error.unwrap().kind.as_str(), "interrupted");
+    assert_eq!(detail.run.status, RunStatus::Running, "left to resume");
     assert_eq!(detail.children.len(), 1);
-    assert_eq!(detail.children[0].status, RunStatus::Failed);
+    assert_eq!(
+        detail.children[0].status,
+        RunStatus::Failed,
+        "a step left running"
+    );
+    assert_eq!(
+        detail.children[0].error.as_ref().unwrap().kind.as_str(),
+        "in_doubt"
+    );
+
     release.store(true, Ordering::Release);
 }

@@ -45,9 +45,10 @@ pub use connector::{
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use orchestrator::{
-    AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight, ListAgents,
-    Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket,
-    RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
+    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted,
+    ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
+    WatchInFlight,
 };
 pub use recovery::{
     RecoveryReport, Unfinished, close_interrupted, find_unfinished, recover_interrupted,

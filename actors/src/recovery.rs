@@ -48,11 +48,12 @@ impl Unfinished {
 }
 
 /// The runs a scan of the log is following: the open ones, and the ones
-/// that ended `in_doubt`, which an operator's resolution may reopen.
+/// that may be reopened later in the log (ended `in_doubt`, or steps ended
+/// `cancelled`: see [`RunState::may_reopen`]).
 #[derive(Default)]
 struct Tracked {
     open: HashMap<RunId, Unfinished>,
-    in_doubt: HashMap<RunId, Unfinished>,
+    reopenable: HashMap<RunId, Unfinished>,
 }
 
 /// Folds `recorded` (a run event) into the tracked runs.
@@ -90,12 +91,12 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
             if let Some(run) = tracked.open.get_mut(&run_id) {
                 if apply(run)? {
                     let run = tracked.open.remove(&run_id).expect("found above");
-                    if run.state.is_in_doubt() {
-                        tracked.in_doubt.insert(run_id, run);
+                    if run.state.may_reopen() {
+                        tracked.reopenable.insert(run_id, run);
                     }
                 }
-            } else if let Some(mut run) = tracked.in_doubt.remove(&run_id) {
-                // Resolved: a step that succeeds, or a run that goes on.
+            } else if let Some(mut run) = tracked.reopenable.remove(&run_id) {
+                // Resolved, or executed again.
                 apply(&mut run)?;
                 if !run.state.is_finished() {
                     tracked.open.insert(run_id, run);

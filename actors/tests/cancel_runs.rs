@@ -216,3 +216,57 @@ async fn a_step_on_the_wire_when_its_run_is_cancelled_is_not_resent_and_ends_fir
         "the step recorded after its run's outcome"
     );
 }
+
+#[actix::test]
+async fn a_step_cut_off_before_its_request_left_is_executed_by_the_next_attempt() {
+    let (_dir, store) = support::store();
+    // Twilio asks to come back (503: nothing sent), then takes the SMS.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let server = TestServer::start(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            (503, "{}".to_owned())
+        } else {
+            (201, json!({"sid": "SM1", "status": "queued"}).to_string())
+        }
+    });
+    // The step waits 30 s before its second request; the attempt times out
+    // first and cuts it off in that wait.
+    let connector = ConnectorOptions {
+        retry: RetryPolicy::attempts(3, Duration::from_secs(30)),
+        ..ConnectorOptions::default()
+    };
+    let agent = AgentOptions {
+        timeout: Duration::from_millis(300),
+        retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
+    };
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(|| neonhub_test_support::Proxy, agent)
+        .connector(support::twilio_at(&server.base_url), connector)
+        .start()
+        .unwrap();
+    let outcome = orchestrator
+        .send(neonhub_test_support::Proxy::submit(
+            "twilio",
+            "send_sms",
+            json!({"to": "+15550001111", "body": "after a cut"}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(outcome.is_success(), "{:?}", outcome.result);
+    assert_eq!(outcome.attempts, 2);
+    assert_eq!(server.hits(), 2, "one refused request, one send");
+    let step = support::child_runs(&store, outcome.run_id).await;
+    assert_eq!(
+        support::shape(&support::events(&store, step[0]).await),
+        [
+            "started#1",
+            "failed#1(cancelled)",
+            "started#2",
+            "succeeded#2"
+        ],
+        "the refused request is folded into the cut: it had no effect either"
+    );
+}

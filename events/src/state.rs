@@ -274,12 +274,27 @@ impl RunState {
                 .is_some_and(|e| e.kind == crate::run::ErrorKind::InDoubt)
     }
 
-    /// The one way on after a terminal event: a run that ended `in_doubt`
+    /// Whether a later event may follow this run's terminal one: it ended
+    /// `in_doubt` (an operator resolves it), or it is a step that ended
+    /// `cancelled` (cut off before its request left, so without effect: a
+    /// later attempt of its run executes it again).
+    pub fn may_reopen(&self) -> bool {
+        self.is_in_doubt()
+            || (self.kind == RunKind::Connector
+                && self.status == RunStatus::Failed
+                && self
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.kind == crate::run::ErrorKind::Cancelled))
+    }
+
+    /// The ways on after a terminal event: a run that ended `in_doubt`
     /// takes an operator's [`crate::StepResolved`] (a step) or the
     /// `RunStarted` that resumes it once its step is resolved (an agent
-    /// run). A resolved `sent` step succeeds with the decision as output;
-    /// `not_sent` reopens it for its next attempt. Its times stay those of
-    /// its execution.
+    /// run); a step that ended `cancelled` takes the `RunStarted` of its
+    /// next execution. A resolved `sent` step succeeds with the decision as
+    /// output; `not_sent` reopens it for its next attempt. Its times stay
+    /// those of its execution.
     fn apply_after_end(
         &mut self,
         event: RunEvent,
@@ -307,7 +322,11 @@ impl RunState {
                 });
             }
             RunEvent::Started(s)
-                if self.is_in_doubt() && self.kind == RunKind::Agent && s.attempt > 1 =>
+                if s.attempt > 1
+                    && ((self.is_in_doubt() && self.kind == RunKind::Agent)
+                        || (self.may_reopen()
+                            && self.kind == RunKind::Connector
+                            && !self.is_in_doubt())) =>
             {
                 if s.attempt != self.attempts + 1 {
                     return Err(FoldError::AttemptOutOfOrder {

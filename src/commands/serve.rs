@@ -78,7 +78,7 @@ pub(super) async fn serve(
     server.stop().await?;
     let report = service.shutdown(config.shutdown_timeout).await?;
     println!(
-        "stopped: the AgentRun table is at position {}, {} runs still going were closed as interrupted",
+        "stopped: the AgentRun table is at position {}, {} runs still going were cut off, to resume at the next start",
         report.checkpoint,
         report.interrupted.len()
     );

@@ -158,8 +158,9 @@ impl Runtime {
 
     /// A step whose stream exists: its recorded outcome if it finished
     /// (for a step resolved `sent`, the operator's decision); executed again
-    /// if an operator resolved it `not_sent`; if it is in doubt, executed
-    /// again when safe to repeat, else closed as `in_doubt`.
+    /// if an operator resolved it `not_sent` or it was cancelled before its
+    /// request left (no effect); if it is in doubt, executed again when safe
+    /// to repeat, else closed as `in_doubt`.
     async fn replay(
         &self,
         entry: &ConnectorEntry,
@@ -173,7 +174,8 @@ impl Runtime {
         let (Some(state), Some(last)) = (state, recorded.last()) else {
             return Err(store_failure(Some(run_id), "the step's stream is empty"));
         };
-        if let Some(result) = state.result() {
+        let cancelled = state.may_reopen() && !state.is_in_doubt();
+        if let (Some(result), false) = (state.result(), cancelled) {
             return match result {
                 Ok(output) => Ok(output.clone()),
                 Err(error) => Err(CallError::new(
@@ -196,8 +198,9 @@ impl Runtime {
             last.metadata,
         );
         let safe = entry.connector.is_safe_to_repeat(step.operation);
-        let outcome = if resolved_not_sent {
-            // An operator found the vendor never got it: send it now.
+        let outcome = if resolved_not_sent || cancelled {
+            // An operator found the vendor never got it, or it was cut off
+            // before its request left: send it now.
             match journal.reopen().await {
                 Ok(()) => self.execute(entry, step, journal, input).await,
                 Err(e) => Err(Executed::Store(e)),

@@ -10,12 +10,23 @@ use std::rc::Rc;
 use neonhub_events::{ErrorKind, RunError, RunId};
 use tokio_util::sync::CancellationToken;
 
+/// Why a run was cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Someone cancelled it ([`super::CancelRun`]), maybe saying why: the
+    /// run ends `cancelled`.
+    Cancelled(Option<String>),
+    /// The node shuts down: the attempt stops and the run stays unfinished
+    /// in the log, for the next start to resume.
+    Shutdown,
+}
+
 /// One run's cancellation: the token its attempts' tokens descend from, and
-/// why it was cancelled.
+/// why it was cut off.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     token: CancellationToken,
-    reason: RefCell<Option<String>>,
+    cut: RefCell<Option<Cut>>,
 }
 
 impl Control {
@@ -34,20 +45,22 @@ impl Control {
         self.token.cancelled().await;
     }
 
-    fn cancel(&self, reason: Option<String>) {
+    fn cut(&self, cut: Cut) {
         if !self.token.is_cancelled() {
-            *self.reason.borrow_mut() = reason;
+            *self.cut.borrow_mut() = Some(cut);
             self.token.cancel();
         }
     }
 
-    /// The run's terminal error once it was cancelled.
-    pub(crate) fn error(&self) -> RunError {
-        let message = match &*self.reason.borrow() {
-            Some(reason) => format!("the run was cancelled: {reason}"),
-            None => "the run was cancelled".to_owned(),
+    /// The run's terminal error once it was cancelled; `None` if it was cut
+    /// off by a shutdown (it must not end).
+    pub(crate) fn error(&self) -> Option<RunError> {
+        let message = match self.cut.borrow().as_ref()? {
+            Cut::Cancelled(Some(reason)) => format!("the run was cancelled: {reason}"),
+            Cut::Cancelled(None) => "the run was cancelled".to_owned(),
+            Cut::Shutdown => return None,
         };
-        RunError::new(ErrorKind::Cancelled, message)
+        Some(RunError::new(ErrorKind::Cancelled, message))
     }
 }
 
@@ -70,7 +83,23 @@ impl Running {
     /// Cancels `run_id` if this node executes it; whether it does.
     pub(crate) fn cancel(&self, run_id: RunId, reason: Option<String>) -> bool {
         let control = self.0.borrow().get(&run_id).cloned();
-        control.map(|c| c.cancel(reason)).is_some()
+        control.map(|c| c.cut(Cut::Cancelled(reason))).is_some()
+    }
+
+    /// Cuts off every run this node executes, for a shutdown; returns them.
+    pub(crate) fn interrupt_all(&self) -> Vec<RunId> {
+        let all: Vec<(RunId, Rc<Control>)> = self
+            .0
+            .borrow()
+            .iter()
+            .map(|(id, c)| (*id, Rc::clone(c)))
+            .collect();
+        all.into_iter()
+            .map(|(run_id, control)| {
+                control.cut(Cut::Shutdown);
+                run_id
+            })
+            .collect()
     }
 }
 

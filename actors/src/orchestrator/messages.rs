@@ -246,3 +246,17 @@ impl Message for CancelRun {
     /// execute.
     type Result = Result<()>;
 }
+
+/// Cut off every run this node executes, for a shutdown past its drain
+/// deadline: each attempt stops, its steps record how they ended (one whose
+/// request had not left: `cancelled`; one on the wire: the in-doubt path),
+/// and the run itself stays unfinished in the log, with nothing of the
+/// attempt appended after, for the next start to resume. Their submitters
+/// get [`Error::Stopped`]. Replies with the runs cut off; wait for
+/// [`InFlight::idle`] to know they have stopped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InterruptRuns;
+
+impl Message for InterruptRuns {
+    type Result = Vec<RunId>;
+}

@@ -26,8 +26,9 @@ use tokio::sync::{oneshot, watch};
 pub use builder::OrchestratorBuilder;
 pub use in_flight::InFlight;
 pub use messages::{
-    AgentInfo, CancelRun, ConnectorHealth, GetStats, ListAgents, ResumeInterrupted, ResumeReport,
-    RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    AgentInfo, CancelRun, ConnectorHealth, GetStats, InterruptRuns, ListAgents, ResumeInterrupted,
+    ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
+    WatchInFlight,
 };
 
 pub use resolve::ResolveStep;
@@ -431,7 +432,10 @@ fn execute(
             };
             match result {
                 Ok(output) => break journal.success(output),
-                Err(_) if control.is_cancelled() => break journal.failure(control.error()),
+                Err(_) if control.is_cancelled() => match control.error() {
+                    Some(error) => break journal.failure(error),
+                    None => return Err(Error::Stopped),
+                },
                 Err(e)
                     if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) =>
                 {
@@ -439,7 +443,10 @@ fn execute(
                     let backoff = tokio::time::sleep(options.retry.backoff(journal.attempt()));
                     tokio::select! {
                         () = backoff => {}
-                        () = control.cancelled() => break journal.failure(control.error()),
+                        () = control.cancelled() => match control.error() {
+                            Some(error) => break journal.failure(error),
+                            None => return Err(Error::Stopped),
+                        },
                     }
                     // Boxed: a retry is rare, and its future would double the run's.
                     Box::pin(journal.retry(failed)).await?;
@@ -554,6 +561,14 @@ impl Handler<CancelRun> for Orchestrator {
                 Error::RunInProgress(run_id)
             })
         })
+    }
+}
+
+impl Handler<InterruptRuns> for Orchestrator {
+    type Result = MessageResult<InterruptRuns>;
+
+    fn handle(&mut self, _msg: InterruptRuns, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.running.interrupt_all())
     }
 }
 
