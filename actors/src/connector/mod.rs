@@ -36,7 +36,10 @@ pub use twilio::Twilio;
 ///
 /// Each registered connector runs in its own actor with a circuit breaker, a
 /// rate limiter, a timeout and retries (see [`ConnectorOptions`]); every call
-/// is recorded as a child run of the calling agent run.
+/// is recorded as a child run of the calling agent run. Only [`Self::name`]
+/// and [`Self::call`] are required; a connector whose sends can be found
+/// again at the vendor also implements [`Self::call_step`] (to mark them)
+/// and [`Self::reconcile`] (to look them up).
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// The connector's name (`gmail`), the `target` of its runs.
@@ -80,8 +83,10 @@ pub trait Connector: Send + Sync + 'static {
     /// Whether doing `operation` twice is harmless (a read: get a profile,
     /// list, look up a status). Only such operations are sent again after a
     /// timeout, a reset or a server error, or when their step is found in
-    /// doubt; any other failure that may have reached the vendor ends the
-    /// step `in_doubt`. `false` unless the connector says otherwise.
+    /// doubt; for any other operation, a failure that may have reached the
+    /// vendor is looked up ([`Self::reconcile`]) and, unless the vendor has
+    /// it, ends the step `in_doubt`. `false` unless the connector says
+    /// otherwise.
     fn is_safe_to_repeat(&self, operation: &str) -> bool {
         let _ = operation;
         false
@@ -239,7 +244,8 @@ impl std::error::Error for CallError {}
 /// How calls to one connector are guarded.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConnectorOptions {
-    /// The longest one request may take; it then fails (retryably) with `timeout`.
+    /// The longest one request may take; it then fails (retryably) with
+    /// `timeout`. Also the longest looking a step in doubt up may take.
     pub timeout: Duration,
     /// Attempts and backoff for retryable failures, recorded in the child run.
     pub retry: RetryPolicy,

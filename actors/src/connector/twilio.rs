@@ -147,7 +147,9 @@ impl Connector for Twilio {
     /// number to the same number sent since the day the step started
     /// (`DateSent>`), matched by body and created at or after a little
     /// before the step started; found, the answer is the message as `send_sms`
-    /// answers it, with `"reconciled": true`.
+    /// answers it, with `"reconciled": true`. A message Twilio still holds
+    /// queued (no `date_sent` yet) is not listed under `DateSent>`, so it is
+    /// not found: the step then stays in doubt.
     async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
         let live = match &self.backend {
             Backend::Mock => {
