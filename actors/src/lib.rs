@@ -39,8 +39,8 @@ pub use agents::{
 };
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
-    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Secret, Slack, SlackConfig,
-    Twilio, TwilioConfig,
+    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Reconciled, Secret, Slack,
+    SlackConfig, StepRef, Twilio, TwilioConfig,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;

@@ -1,7 +1,8 @@
 //! Given a Slack bot token and a base URL pointing at a local server, when
 //! the slack agent posts and the other Slack operations are called (file
 //! upload included), then each request has the method, path, bearer token
-//! and body the Slack Web API documents, and `ok: false` answers fail.
+//! and body the Slack Web API documents (a post carries its step in its
+//! message metadata), and `ok: false` answers fail.
 
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, Slack, SubmitRun,
@@ -60,6 +61,7 @@ async fn live_slack_speaks_the_slack_web_api() {
         .unwrap()
         .unwrap();
     assert_eq!(posted.result.unwrap()["ts"], json!("1700000000.000200"));
+    let step = support::child_runs(&store, posted.run_id).await[0];
     let post = &server.seen()[0];
     assert_eq!(
         (post.method.as_str(), post.path.as_str()),
@@ -69,7 +71,11 @@ async fn live_slack_speaks_the_slack_web_api() {
     assert_eq!(post.content_type.as_deref(), Some("application/json"));
     assert_eq!(
         serde_json::from_str::<Value>(&post.body).unwrap(),
-        json!({"channel": "C1", "text": "Deploy done"})
+        json!({"channel": "C1", "text": "Deploy done", "metadata": {
+            "event_type": "neonhub_step",
+            "event_payload": {"step_run_id": step.to_string()},
+        }}),
+        "a step's post carries the step in its metadata"
     );
 
     let missing = orchestrator

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::limiter::Limiter;
-use super::{Connector, ConnectorOptions};
+use super::{Connector, ConnectorOptions, StepRef};
 
 /// One request failed: the kind recorded in the child run and whether the
 /// child run may try again.
@@ -26,8 +26,10 @@ pub(crate) struct Failure {
     pub(crate) maybe_sent: bool,
 }
 
-/// Send one request (`operation` on `input`).
+/// Send one request (`operation` on `input`) of `step`.
 pub(crate) struct Invoke {
+    /// The step the request belongs to ([`Connector::call_step`]).
+    pub(crate) step: StepRef,
     pub(crate) operation: String,
     pub(crate) input: Value,
     /// Cancelled when the calling attempt is cut off: the request is then
@@ -129,7 +131,10 @@ impl Handler<Invoke> for ConnectorActor {
         let connector = Arc::clone(&self.connector);
         let timeout = self.timeout;
         let request = async move {
-            let call = tokio::time::timeout(timeout, connector.call(&msg.operation, &msg.input));
+            let call = tokio::time::timeout(
+                timeout,
+                connector.call_step(&msg.step, &msg.operation, &msg.input),
+            );
             let answer = tokio::select! {
                 answer = call => answer,
                 () = msg.cancel.cancelled() => {

@@ -5,10 +5,13 @@
 //! therefore finds the step's record again and replays it: a finished step
 //! returns its recorded outcome without calling the connector. A request
 //! that may have reached the vendor is sent again only when the operation is
-//! safe to repeat; otherwise the step ends `in_doubt`.
+//! safe to repeat; otherwise the connector first looks it up at the vendor
+//! (`Connector::reconcile`): found, the step succeeds with what the vendor
+//! reports; not found or not checkable, the step ends `in_doubt`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use neonhub_events::{
@@ -20,14 +23,17 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::actor::{ConnectorActor, Failure, Health, Invoke};
-use super::{BreakerState, CallError, Connector};
+use super::{BreakerState, CallError, Connector, Reconciled, StepRef};
 use crate::journal::{RunJournal, read_run};
 use crate::retry::RetryPolicy;
 
 pub(crate) struct ConnectorEntry {
     pub(crate) addr: Addr<ConnectorActor>,
     pub(crate) retry: RetryPolicy,
-    /// Asked which operations are safe to repeat.
+    /// The connector's timeout, which also bounds looking a step up.
+    pub(crate) timeout: Duration,
+    /// Asked which operations are safe to repeat, and to look up a step in
+    /// doubt.
     pub(crate) connector: Arc<dyn Connector>,
 }
 
@@ -57,6 +63,16 @@ impl Step<'_> {
     pub(crate) fn run_id(&self) -> RunId {
         self.parent.step(self.key)
     }
+
+    /// The step as its connector sees it; `started_at` is its first
+    /// `RunStarted`'s.
+    fn step_ref(&self, started_at: Timestamp) -> StepRef {
+        StepRef {
+            key: self.key.to_owned(),
+            run_id: self.run_id(),
+            started_at,
+        }
+    }
 }
 
 fn store_failure(run_id: Option<RunId>, e: impl std::fmt::Display) -> CallError {
@@ -68,13 +84,22 @@ fn store_failure(run_id: Option<RunId>, e: impl std::fmt::Display) -> CallError 
     )
 }
 
-/// The message of a step left in doubt by `what`.
-fn in_doubt(step: &Step<'_>, what: &str) -> String {
+/// The message of a step left in doubt by `what`, after looking it up at
+/// the vendor gave `looked_up`.
+fn in_doubt(step: &Step<'_>, what: &str, looked_up: &str) -> String {
     format!(
-        "step {:?} ({} {}) may have reached the vendor ({what}); it is not sent again \
-         automatically: check with the vendor, then resolve the step",
+        "step {:?} ({} {}) may have reached the vendor ({what}); {looked_up}; it is not sent \
+         again automatically: check with the vendor, then resolve the step",
         step.key, step.connector, step.operation
     )
+}
+
+/// How a step in doubt was settled with its vendor.
+enum Settled {
+    /// The vendor has it: the step's output.
+    Sent(Value),
+    /// Still in doubt: what looking it up gave, for the message.
+    InDoubt(String),
 }
 
 impl Runtime {
@@ -124,6 +149,7 @@ impl Runtime {
             resumed: false,
         };
         let run_id = started.run_id;
+        let step_ref = step.step_ref(started.started_at);
         if step.attempt > 1 {
             // A read, not a refused append, finds a step an earlier attempt
             // recorded: no round trip through the log's writer.
@@ -141,7 +167,7 @@ impl Runtime {
             }
             Err(e) => return Err(store_failure(None, e)),
         };
-        self.execute(entry, &step, journal, input)
+        self.execute(entry, &step, &step_ref, journal, input)
             .await
             .map_err(|e| match e {
                 Executed::Store(e) => store_failure(Some(run_id), e),
@@ -160,7 +186,8 @@ impl Runtime {
     /// (for a step resolved `sent`, the operator's decision); executed again
     /// if an operator resolved it `not_sent` or it was cancelled before its
     /// request left (no effect); if it is in doubt, executed again when safe
-    /// to repeat, else closed as `in_doubt`.
+    /// to repeat, else looked up at the vendor: recorded as succeeded if the
+    /// vendor has it, else closed as `in_doubt`.
     async fn replay(
         &self,
         entry: &ConnectorEntry,
@@ -190,6 +217,9 @@ impl Runtime {
             self.codec.decode(last),
             Ok(RunEvent::StepResolved(r)) if r.outcome == StepOutcome::NotSent
         );
+        let step_ref = step.step_ref(state.started_at);
+        // What the request carried, to look it up by.
+        let sent_input = state.input.clone();
         let mut journal = RunJournal::resume(
             self.store.clone(),
             self.codec.clone(),
@@ -202,7 +232,7 @@ impl Runtime {
             // An operator found the vendor never got it, or it was cut off
             // before its request left: send it now.
             match journal.reopen().await {
-                Ok(()) => self.execute(entry, step, journal, input).await,
+                Ok(()) => self.execute(entry, step, &step_ref, journal, input).await,
                 Err(e) => Err(Executed::Store(e)),
             }
         } else if safe {
@@ -211,12 +241,13 @@ impl Runtime {
                 "the step was found without an outcome; it is safe to repeat, so it runs again",
             ));
             match journal.retry(failed).await {
-                Ok(()) => self.execute(entry, step, journal, input).await,
+                Ok(()) => self.execute(entry, step, &step_ref, journal, input).await,
                 Err(e) => Err(Executed::Store(e)),
             }
         } else {
-            let message = in_doubt(step, "it was found started without an outcome");
-            Err(fail(&mut journal, ErrorKind::InDoubt, message, false).await)
+            let what = "it was found started without an outcome";
+            self.settle(entry, step, &step_ref, &sent_input, what, journal)
+                .await
         };
         outcome.map_err(|e| match e {
             // Another call of the same step got there first: its record wins.
@@ -234,12 +265,14 @@ impl Runtime {
         &self,
         entry: &ConnectorEntry,
         step: &Step<'_>,
+        step_ref: &StepRef,
         mut journal: RunJournal,
         input: Value,
     ) -> Result<Value, Executed> {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
             let request = Invoke {
+                step: step_ref.clone(),
                 operation: step.operation.to_owned(),
                 input: input.clone(),
                 cancel: step.cancel.clone(),
@@ -278,12 +311,77 @@ impl Runtime {
                 journal.retry(failed).await.map_err(Executed::Store)?;
                 continue;
             }
-            let (kind, message, retryable) = if f.maybe_sent && !safe {
-                (ErrorKind::InDoubt, in_doubt(step, &f.message), false)
-            } else {
-                (f.kind, f.message, f.retryable)
-            };
-            return Err(fail(&mut journal, kind, message, retryable).await);
+            if f.maybe_sent && !safe {
+                return self
+                    .settle(entry, step, step_ref, &input, &f.message, journal)
+                    .await;
+            }
+            return Err(fail(&mut journal, f.kind, f.message, f.retryable).await);
+        }
+    }
+
+    /// Ends a step whose request may have reached the vendor (`what` says
+    /// why) and is not safe to repeat: looks it up at the vendor, then
+    /// records it as succeeded with what the vendor reports, or as
+    /// `in_doubt`.
+    async fn settle(
+        &self,
+        entry: &ConnectorEntry,
+        step: &Step<'_>,
+        step_ref: &StepRef,
+        input: &Value,
+        what: &str,
+        mut journal: RunJournal,
+    ) -> Result<Value, Executed> {
+        match self.look_up(entry, step, step_ref, input).await {
+            Settled::Sent(output) => {
+                journal
+                    .finish(journal.success(output.clone()))
+                    .await
+                    .map_err(Executed::Store)?;
+                Ok(output)
+            }
+            Settled::InDoubt(looked_up) => {
+                let message = in_doubt(step, what, &looked_up);
+                Err(fail(&mut journal, ErrorKind::InDoubt, message, false).await)
+            }
+        }
+    }
+
+    /// Asks the step's connector whether the vendor has the step, within
+    /// the connector's timeout and while the step's attempt goes on.
+    async fn look_up(
+        &self,
+        entry: &ConnectorEntry,
+        step: &Step<'_>,
+        step_ref: &StepRef,
+        input: &Value,
+    ) -> Settled {
+        if step.cancel.is_cancelled() {
+            // The attempt is over: its steps record how they ended now.
+            return Settled::InDoubt("it was not looked up: its attempt was cut off".to_owned());
+        }
+        let look = entry.connector.reconcile(step_ref, step.operation, input);
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(entry.timeout, look) => answer,
+            () = step.cancel.cancelled() => {
+                return Settled::InDoubt(
+                    "looking it up was cut off with its attempt".to_owned(),
+                );
+            }
+        };
+        match answer {
+            Ok(Reconciled::Found(output)) => Settled::Sent(output),
+            Ok(Reconciled::NotFound) => {
+                Settled::InDoubt("the vendor, asked, has no record of it".to_owned())
+            }
+            Ok(Reconciled::Unchecked(why)) => {
+                Settled::InDoubt(format!("it could not be looked up: {why}"))
+            }
+            Err(_) => Settled::InDoubt(format!(
+                "it could not be looked up: no answer within {:?}",
+                entry.timeout
+            )),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Gmail connector: send (an RFC 2822 message, base64url, to
-//! `users/me/messages/send`), get profile, list messages, get message;
-//! OAuth bearer token in live mode.
+//! `users/me/messages/send`, with a `Message-ID` derived from its step so a
+//! send in doubt is found again by `rfc822msgid:`), get profile, list
+//! messages, get message; OAuth bearer token in live mode.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -9,7 +10,10 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret};
-use super::{Connector, ConnectorError, http, is_path_safe, mock, required_str, unknown_operation};
+use super::{
+    Connector, ConnectorError, Reconciled, StepRef, http, is_path_safe, mock, required_str,
+    unknown_operation,
+};
 use crate::error::{Error, Result};
 
 /// The Gmail connector (`gmail`).
@@ -66,9 +70,20 @@ impl Gmail {
     }
 }
 
+/// The `Message-ID` of the message a `send` step sends: derived from the
+/// step's run id, so the same in every attempt and after a crash, and unique
+/// to the step.
+pub(crate) fn message_id(step: &StepRef) -> String {
+    format!("<{}@neonhub>", step.run_id)
+}
+
 /// The RFC 2822 message for a `send` input: `to`, `subject`, `body` and an
-/// optional `from`.
-pub(crate) fn rfc2822(input: &Value) -> std::result::Result<String, ConnectorError> {
+/// optional `from`; with `message_id` (see [`message_id`]) when the send is
+/// a step.
+pub(crate) fn rfc2822(
+    input: &Value,
+    message_id: Option<&str>,
+) -> std::result::Result<String, ConnectorError> {
     let to = required_str(input, "to")?;
     if !to.contains('@') || to.contains(['\r', '\n']) {
         return Err(ConnectorError::permanent(format!(
@@ -84,8 +99,12 @@ pub(crate) fn rfc2822(input: &Value) -> std::result::Result<String, ConnectorErr
     if let Some(from) = input.get("from").and_then(Value::as_str) {
         message.push_str(&format!("From: {from}\r\n"));
     }
+    message.push_str(&format!("To: {to}\r\nSubject: {subject}\r\n"));
+    if let Some(id) = message_id {
+        message.push_str(&format!("Message-ID: {id}\r\n"));
+    }
     message.push_str(&format!(
-        "To: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{body}"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{body}"
     ));
     Ok(message)
 }
@@ -106,6 +125,84 @@ impl Connector for Gmail {
         operation: &str,
         input: &Value,
     ) -> std::result::Result<Value, ConnectorError> {
+        self.request(None, operation, input).await
+    }
+
+    /// A step's `send` carries the `Message-ID` derived from the step.
+    async fn call_step(
+        &self,
+        step: &StepRef,
+        operation: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, ConnectorError> {
+        self.request(Some(step), operation, input).await
+    }
+
+    /// A `send` is looked up by its `Message-ID` (`rfc822msgid:` search,
+    /// spam and trash included); found, the answer is shaped as `send`'s
+    /// (`id`, `threadId`) with `"reconciled": true`.
+    async fn reconcile(&self, step: &StepRef, operation: &str, _input: &Value) -> Reconciled {
+        let Backend::Live {
+            client,
+            base_url,
+            token,
+        } = &self.backend
+        else {
+            return Reconciled::Unchecked(
+                "the gmail mock sends nothing, so there is nothing to look up".to_owned(),
+            );
+        };
+        if operation != "send" {
+            return Reconciled::Unchecked(format!("gmail cannot look up a {operation}"));
+        }
+        let id = message_id(step);
+        let query = format!(
+            "rfc822msgid:{}",
+            id.trim_start_matches('<').trim_end_matches('>')
+        );
+        let request = client
+            .get(format!("{base_url}/users/me/messages"))
+            .query(&[("q", query.as_str()), ("includeSpamTrash", "true")])
+            .bearer_auth(token.expose());
+        let what = "gmail reconcile send";
+        match http::send_json(request, what, &[token.expose()]).await {
+            Ok(answer) => found_by_message_id(what, &answer),
+            Err(e) => Reconciled::Unchecked(e.message().to_owned()),
+        }
+    }
+}
+
+/// The message a `rfc822msgid:` search found, as `send` answers it.
+fn found_by_message_id(what: &str, answer: &Value) -> Reconciled {
+    let messages = match answer.get("messages") {
+        // Gmail leaves `messages` out when nothing matches.
+        None | Some(Value::Null) => return Reconciled::NotFound,
+        Some(Value::Array(messages)) => messages,
+        Some(_) => {
+            return Reconciled::Unchecked(format!("{what}: `messages` is not a list"));
+        }
+    };
+    let Some(first) = messages.first() else {
+        return Reconciled::NotFound;
+    };
+    let Some(id) = first.get("id").and_then(Value::as_str) else {
+        return Reconciled::Unchecked(format!("{what}: the message found has no id"));
+    };
+    Reconciled::Found(json!({
+        "id": id,
+        "threadId": first.get("threadId").cloned().unwrap_or(Value::Null),
+        "reconciled": true,
+    }))
+}
+
+impl Gmail {
+    /// One call, with the step's `Message-ID` on a send if there is a step.
+    async fn request(
+        &self,
+        step: Option<&StepRef>,
+        operation: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, ConnectorError> {
         match &self.backend {
             Backend::Mock => mock_call(operation, input),
             Backend::Live {
@@ -116,7 +213,8 @@ impl Connector for Gmail {
                 let secrets = [token.expose()];
                 let request = match operation {
                     "send" => {
-                        let raw = URL_SAFE_NO_PAD.encode(rfc2822(input)?);
+                        let id = step.map(message_id);
+                        let raw = URL_SAFE_NO_PAD.encode(rfc2822(input, id.as_deref())?);
                         client
                             .post(format!("{base_url}/users/me/messages/send"))
                             .json(&json!({ "raw": raw }))
@@ -155,7 +253,7 @@ impl Connector for Gmail {
 fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {
     match operation {
         "send" => {
-            rfc2822(input)?;
+            rfc2822(input, None)?;
             Ok(json!({
                 "id": mock::id("", operation, input, 16),
                 "threadId": mock::id("", "thread", input, 16),
@@ -220,9 +318,45 @@ mod tests {
 
     #[test]
     fn rfc2822_has_headers_then_a_blank_line_then_the_body() {
-        let m = rfc2822(&json!({"to": "a@example.com", "subject": "S", "body": "B"})).unwrap();
+        let m = rfc2822(
+            &json!({"to": "a@example.com", "subject": "S", "body": "B"}),
+            None,
+        )
+        .unwrap();
         assert!(m.starts_with("To: a@example.com\r\nSubject: S\r\n"));
         assert!(m.ends_with("\r\n\r\nB"));
-        assert!(rfc2822(&json!({"to": "a@example.com", "subject": "S\r\nBcc: x@y"})).is_err());
+        let bad = json!({"to": "a@example.com", "subject": "S\r\nBcc: x@y"});
+        assert!(rfc2822(&bad, None).is_err());
+    }
+
+    #[test]
+    fn a_step_s_message_carries_its_derived_message_id() {
+        let step = StepRef {
+            key: "gmail.send#1".to_owned(),
+            run_id: neonhub_events::RunId::new(),
+            started_at: neonhub_events::Timestamp::now(),
+        };
+        let id = message_id(&step);
+        assert_eq!(id, format!("<{}@neonhub>", step.run_id));
+        let m = rfc2822(&json!({"to": "a@example.com", "body": "B"}), Some(&id)).unwrap();
+        assert!(m.contains(&format!("\r\nMessage-ID: {id}\r\n")), "{m}");
+    }
+
+    #[test]
+    fn a_search_answer_settles_the_send_or_says_why_not() {
+        let found = found_by_message_id(
+            "x",
+            &json!({"messages": [{"id": "m1", "threadId": "t1"}], "resultSizeEstimate": 1}),
+        );
+        assert_eq!(
+            found,
+            Reconciled::Found(json!({"id": "m1", "threadId": "t1", "reconciled": true}))
+        );
+        let none = found_by_message_id("x", &json!({"resultSizeEstimate": 0}));
+        assert_eq!(none, Reconciled::NotFound);
+        let odd = found_by_message_id("x", &json!({"messages": "m1"}));
+        assert!(matches!(odd, Reconciled::Unchecked(_)), "{odd:?}");
+        let no_id = found_by_message_id("x", &json!({"messages": [{}]}));
+        assert!(matches!(no_id, Reconciled::Unchecked(_)), "{no_id:?}");
     }
 }

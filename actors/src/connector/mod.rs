@@ -1,6 +1,7 @@
 //! Connectors: the `Connector` trait, their errors, options and modes, the
-//! supervised actor each runs in (breaker, rate limit, timeout), and the
-//! child runs that record every call. Gmail, Slack and Twilio are built in.
+//! supervised actor each runs in (breaker, rate limit, timeout), the child
+//! runs that record every call, and how a call in doubt is looked up again
+//! ([`StepRef`], [`Reconciled`]). Gmail, Slack and Twilio are built in.
 
 mod actor;
 mod breaker;
@@ -17,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use neonhub_events::{ErrorKind, RunId};
+use neonhub_events::{ErrorKind, RunId, Timestamp};
 use serde_json::Value;
 
 use crate::retry::RetryPolicy;
@@ -35,7 +36,10 @@ pub use twilio::Twilio;
 ///
 /// Each registered connector runs in its own actor with a circuit breaker, a
 /// rate limiter, a timeout and retries (see [`ConnectorOptions`]); every call
-/// is recorded as a child run of the calling agent run.
+/// is recorded as a child run of the calling agent run. Only [`Self::name`]
+/// and [`Self::call`] are required; a connector whose sends can be found
+/// again at the vendor also implements [`Self::call_step`] (to mark them)
+/// and [`Self::reconcile`] (to look them up).
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// The connector's name (`gmail`), the `target` of its runs.
@@ -45,15 +49,78 @@ pub trait Connector: Send + Sync + 'static {
     /// events, so it must never hold credentials: those live in the connector.
     async fn call(&self, operation: &str, input: &Value) -> Result<Value, ConnectorError>;
 
+    /// Performs `operation` on `input` as `step`: what every agent's call
+    /// goes through. A connector that can mark what it sends with the step
+    /// (Gmail: a `Message-ID` derived from it; Slack: message metadata)
+    /// does so here, so that [`Self::reconcile`] can find it again. By
+    /// default, [`Self::call`].
+    async fn call_step(
+        &self,
+        step: &StepRef,
+        operation: &str,
+        input: &Value,
+    ) -> Result<Value, ConnectorError> {
+        let _ = step;
+        self.call(operation, input).await
+    }
+
+    /// Looks `step` up at the vendor, after its request (`operation` on
+    /// `input`, as recorded) may have reached it and its outcome is unknown
+    /// (a timeout, a reset, a server error, a crash). Asked only for
+    /// operations that are not safe to repeat, and within the connector's
+    /// timeout. [`Reconciled::Found`] with what [`Self::call`] would have
+    /// answered records the step as succeeded; otherwise it ends `in_doubt`.
+    /// Never sends anything with an effect; a failure to look is
+    /// [`Reconciled::Unchecked`]. By default, unchecked.
+    async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
+        let _ = (step, input);
+        Reconciled::Unchecked(format!(
+            "the {} connector cannot look up a {operation} it may have made",
+            self.name()
+        ))
+    }
+
     /// Whether doing `operation` twice is harmless (a read: get a profile,
     /// list, look up a status). Only such operations are sent again after a
     /// timeout, a reset or a server error, or when their step is found in
-    /// doubt; any other failure that may have reached the vendor ends the
-    /// step `in_doubt`. `false` unless the connector says otherwise.
+    /// doubt; for any other operation, a failure that may have reached the
+    /// vendor is looked up ([`Self::reconcile`]) and, unless the vendor has
+    /// it, ends the step `in_doubt`. `false` unless the connector says
+    /// otherwise.
     fn is_safe_to_repeat(&self, operation: &str) -> bool {
         let _ = operation;
         false
     }
+}
+
+/// The step a request belongs to, handed to [`Connector::call_step`] and
+/// [`Connector::reconcile`]: the same for every request of the step, in
+/// every attempt and after a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepRef {
+    /// The step's key within its run (`notify-owner`, `gmail.send#1`).
+    pub key: String,
+    /// The step's child run id, derived from the parent run id and the key:
+    /// unique to this step, so a mark to find its request again.
+    pub run_id: RunId,
+    /// When the step's first attempt started (its first `RunStarted`): no
+    /// request of the step reached the vendor before.
+    pub started_at: Timestamp,
+}
+
+/// What the vendor says about a step whose outcome is unknown
+/// ([`Connector::reconcile`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reconciled {
+    /// The vendor has it: the output the call would have answered (the step
+    /// is recorded as succeeded with it).
+    Found(Value),
+    /// The vendor was asked and has no record of it. The step still ends
+    /// `in_doubt`: a vendor's search may lag behind its sends.
+    NotFound,
+    /// The vendor could not be asked, or its answer cannot settle it: why
+    /// (never holding credentials). The step ends `in_doubt`.
+    Unchecked(String),
 }
 
 /// A failed connector call, as the connector reports it.
@@ -177,7 +244,8 @@ impl std::error::Error for CallError {}
 /// How calls to one connector are guarded.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConnectorOptions {
-    /// The longest one request may take; it then fails (retryably) with `timeout`.
+    /// The longest one request may take; it then fails (retryably) with
+    /// `timeout`. Also the longest looking a step in doubt up may take.
     pub timeout: Duration,
     /// Attempts and backoff for retryable failures, recorded in the child run.
     pub retry: RetryPolicy,

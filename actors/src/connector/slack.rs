@@ -1,14 +1,32 @@
-//! The Slack connector: `chat.postMessage`, `conversations.list`,
-//! `users.info` and file upload (`files.getUploadURLExternal`, the upload,
+//! The Slack connector: `chat.postMessage` (a step's post carries message
+//! metadata naming the step, so a post in doubt is found again in
+//! `conversations.history`), `conversations.list`, `users.info` and file
+//! upload (`files.getUploadURLExternal`, the upload,
 //! `files.completeUploadExternal`); bot token in live mode.
 
 use async_trait::async_trait;
+use neonhub_events::Timestamp;
 use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::config::{ConnectorMode, ConnectorsConfig, Secret};
-use super::{Connector, ConnectorError, http, mock, required_str, unknown_operation};
+use super::{
+    Connector, ConnectorError, Reconciled, StepRef, http, mock, required_str, unknown_operation,
+};
 use crate::error::{Error, Result};
+
+/// The `event_type` of the metadata a step's post carries.
+const STEP_EVENT: &str = "neonhub_step";
+
+/// How long before its step started a post is looked for: the vendor's
+/// clock and ours differ.
+const CLOCK_SKEW_MICROS: u64 = 120_000_000;
+
+/// Messages asked for per page of history when looking a post up.
+const HISTORY_PAGE: usize = 200;
+
+/// Pages of history read at most when looking a post up.
+const HISTORY_PAGES: usize = 10;
 
 /// The Slack connector (`slack`).
 pub struct Slack {
@@ -66,6 +84,63 @@ impl Slack {
     }
 }
 
+/// The message metadata a step's post carries: the step's run id.
+pub(crate) fn step_metadata(step: &StepRef) -> Value {
+    json!({
+        "event_type": STEP_EVENT,
+        "event_payload": { "step_run_id": step.run_id.to_string() },
+    })
+}
+
+/// Whether `message` (from `conversations.history`) carries the metadata of
+/// the step whose run id is `step_run_id`.
+fn carries_step(message: &Value, step_run_id: &str) -> bool {
+    let Some(metadata) = message.get("metadata") else {
+        return false;
+    };
+    metadata.get("event_type").and_then(Value::as_str) == Some(STEP_EVENT)
+        && metadata
+            .pointer("/event_payload/step_run_id")
+            .and_then(Value::as_str)
+            == Some(step_run_id)
+}
+
+/// `oldest` for `conversations.history`: a Slack timestamp
+/// (`seconds.micros`) some time before `started_at`.
+fn oldest_ts(started_at: Timestamp) -> String {
+    let micros = started_at.as_micros().saturating_sub(CLOCK_SKEW_MICROS);
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
+/// What one page of history says about the step's post: `Some` settles
+/// it, `None` asks for the next page.
+fn search_page(what: &str, channel: &str, step_run_id: &str, page: &Value) -> Option<Reconciled> {
+    let Some(messages) = page.get("messages").and_then(Value::as_array) else {
+        return Some(Reconciled::Unchecked(format!(
+            "{what}: the answer has no `messages` list"
+        )));
+    };
+    if let Some(message) = messages.iter().find(|m| carries_step(m, step_run_id)) {
+        let Some(ts) = message.get("ts").and_then(Value::as_str) else {
+            return Some(Reconciled::Unchecked(format!(
+                "{what}: the message found has no ts"
+            )));
+        };
+        return Some(Reconciled::Found(json!({
+            "ok": true,
+            "channel": channel,
+            "ts": ts,
+            "message": message,
+            "reconciled": true,
+        })));
+    }
+    if page.get("has_more").and_then(Value::as_bool) == Some(true) {
+        None
+    } else {
+        Some(Reconciled::NotFound)
+    }
+}
+
 /// Slack answers HTTP 200 with `{"ok": false, "error": "..."}` on failure.
 fn check_ok(what: &str, answer: Value) -> std::result::Result<Value, ConnectorError> {
     if answer.get("ok").and_then(Value::as_bool) == Some(true) {
@@ -100,6 +175,94 @@ impl Connector for Slack {
         operation: &str,
         input: &Value,
     ) -> std::result::Result<Value, ConnectorError> {
+        self.request(None, operation, input).await
+    }
+
+    /// A step's `post_message` carries message metadata naming the step.
+    async fn call_step(
+        &self,
+        step: &StepRef,
+        operation: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, ConnectorError> {
+        self.request(Some(step), operation, input).await
+    }
+
+    /// A `post_message` is looked up in the channel's history since a
+    /// little before the step started (`conversations.history` with
+    /// `include_all_metadata`, up to [`HISTORY_PAGES`] pages) by its
+    /// metadata; found, the answer is shaped as `post_message`'s (`channel`,
+    /// `ts`, `message`) with `"reconciled": true`.
+    async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
+        let Backend::Live {
+            client,
+            base_url,
+            token,
+        } = &self.backend
+        else {
+            return Reconciled::Unchecked(
+                "the slack mock posts nothing, so there is nothing to look up".to_owned(),
+            );
+        };
+        if operation != "post_message" {
+            return Reconciled::Unchecked(format!("slack cannot look up a {operation}"));
+        }
+        let channel = match required_str(input, "channel") {
+            Ok(channel) => channel,
+            Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
+        };
+        let secrets = [token.expose()];
+        let what = "slack reconcile post_message";
+        let step_run_id = step.run_id.to_string();
+        let mut query = vec![
+            ("channel", channel.to_owned()),
+            ("oldest", oldest_ts(step.started_at)),
+            ("inclusive", "true".to_owned()),
+            ("include_all_metadata", "true".to_owned()),
+            ("limit", HISTORY_PAGE.to_string()),
+        ];
+        for _ in 0..HISTORY_PAGES {
+            let request = client
+                .get(format!("{base_url}/conversations.history"))
+                .bearer_auth(token.expose())
+                .query(&query);
+            let page = match http::send_json(request, what, &secrets).await {
+                Ok(answer) => match check_ok(what, answer) {
+                    Ok(page) => page,
+                    Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
+                },
+                Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
+            };
+            if let Some(settled) = search_page(what, channel, &step_run_id, &page) {
+                return settled;
+            }
+            let Some(cursor) = page
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+            else {
+                return Reconciled::Unchecked(format!(
+                    "{what}: the history has more messages but no cursor to them"
+                ));
+            };
+            query.retain(|(name, _)| *name != "cursor");
+            query.push(("cursor", cursor.to_owned()));
+        }
+        Reconciled::Unchecked(format!(
+            "{what}: the post is not among the first {} messages since the step started",
+            HISTORY_PAGE * HISTORY_PAGES
+        ))
+    }
+}
+
+impl Slack {
+    /// One call, with the step's metadata on a post if there is a step.
+    async fn request(
+        &self,
+        step: Option<&StepRef>,
+        operation: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, ConnectorError> {
         let (client, base_url, token) = match &self.backend {
             Backend::Mock => return mock_call(operation, input),
             Backend::Live {
@@ -113,10 +276,13 @@ impl Connector for Slack {
         let api = |method: &str| format!("{base_url}/{method}");
         match operation {
             "post_message" => {
-                let body = json!({
+                let mut body = json!({
                     "channel": required_str(input, "channel")?,
                     "text": required_str(input, "text")?,
                 });
+                if let Some(step) = step {
+                    body["metadata"] = step_metadata(step);
+                }
                 let request = client
                     .post(api("chat.postMessage"))
                     .bearer_auth(token.expose())
@@ -248,5 +414,37 @@ mod tests {
                 .is_retryable()
         );
         assert!(check_ok("x", json!({"ok": true})).is_ok());
+    }
+
+    #[test]
+    fn a_page_of_history_finds_the_step_s_post_by_its_metadata() {
+        let step = StepRef {
+            key: "slack.post_message#1".to_owned(),
+            run_id: neonhub_events::RunId::new(),
+            started_at: Timestamp(1_700_000_000_000_000),
+        };
+        let id = step.run_id.to_string();
+        let ours =
+            json!({"ts": "1700000001.000200", "text": "hi", "metadata": step_metadata(&step)});
+        let other = json!({"ts": "1700000002.000100", "text": "hi", "metadata":
+            {"event_type": STEP_EVENT, "event_payload": {"step_run_id": "another"}}});
+        let page = json!({"ok": true, "messages": [other.clone(), ours], "has_more": false});
+        let Some(Reconciled::Found(found)) = search_page("x", "C1", &id, &page) else {
+            panic!("not found in {page}")
+        };
+        assert_eq!(found["ts"], json!("1700000001.000200"));
+        assert_eq!(found["channel"], json!("C1"));
+        assert_eq!(found["reconciled"], json!(true));
+
+        let more = json!({"ok": true, "messages": [other.clone()], "has_more": true});
+        assert_eq!(search_page("x", "C1", &id, &more), None);
+        let done = json!({"ok": true, "messages": [other], "has_more": false});
+        assert_eq!(
+            search_page("x", "C1", &id, &done),
+            Some(Reconciled::NotFound)
+        );
+        let odd = search_page("x", "C1", &id, &json!({"ok": true}));
+        assert!(matches!(odd, Some(Reconciled::Unchecked(_))), "{odd:?}");
+        assert_eq!(oldest_ts(step.started_at), "1699999880.000000");
     }
 }

@@ -1,19 +1,32 @@
 //! The Twilio connector: send SMS (`Accounts/{sid}/Messages.json`,
-//! form-encoded), get SMS status, list messages, validate a phone number
-//! (E.164, then the Lookup API); HTTP basic auth in live mode.
+//! form-encoded; a send in doubt is looked for among the messages to the
+//! same number since the step started), get SMS status, list messages,
+//! validate a phone number (E.164, then the Lookup API); HTTP basic auth in
+//! live mode.
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::config::{ConnectorMode, ConnectorsConfig, Secret};
-use super::{Connector, ConnectorError, http, is_path_safe, mock, required_str, unknown_operation};
+use super::{
+    Connector, ConnectorError, Reconciled, StepRef, http, is_path_safe, mock, required_str,
+    unknown_operation,
+};
 use crate::error::{Error, Result};
 
 /// The sender of mock messages (Twilio's magic test number).
 const MOCK_FROM: &str = "+15005550006";
+
+/// How long before its step started an SMS is looked for: Twilio's clock
+/// and ours differ.
+const CLOCK_SKEW_MICROS: i64 = 120_000_000;
+
+/// Messages asked for when looking an SMS up (Twilio's largest page).
+const LOOKUP_PAGE: usize = 1000;
 
 /// The Twilio connector (`twilio`).
 pub struct Twilio {
@@ -130,6 +143,55 @@ impl Connector for Twilio {
         )
     }
 
+    /// A `send_sms` is looked for among the messages from the sending
+    /// number to the same number sent since the day the step started
+    /// (`DateSent>`), matched by body and created at or after a little
+    /// before the step started; found, the answer is the message as `send_sms`
+    /// answers it, with `"reconciled": true`. A message Twilio still holds
+    /// queued (no `date_sent` yet) is not listed under `DateSent>`, so it is
+    /// not found: the step then stays in doubt.
+    async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
+        let live = match &self.backend {
+            Backend::Mock => {
+                return Reconciled::Unchecked(
+                    "the twilio mock sends nothing, so there is nothing to look up".to_owned(),
+                );
+            }
+            Backend::Live(live) => live,
+        };
+        if operation != "send_sms" {
+            return Reconciled::Unchecked(format!("twilio cannot look up a {operation}"));
+        }
+        let (to, body) = match (required_str(input, "to"), required_str(input, "body")) {
+            (Ok(to), Ok(body)) => (to, body),
+            (Err(e), _) | (_, Err(e)) => return Reconciled::Unchecked(e.message().to_owned()),
+        };
+        let micros = i64::try_from(step.started_at.as_micros()).unwrap_or(i64::MAX);
+        let Some(since) = DateTime::<Utc>::from_timestamp_micros(micros - CLOCK_SKEW_MICROS) else {
+            return Reconciled::Unchecked("the step's start time is out of range".to_owned());
+        };
+        let basic = STANDARD.encode(format!("{}:{}", live.account_sid, live.auth_token.expose()));
+        let secrets = [live.auth_token.expose(), basic.as_str()];
+        let what = "twilio reconcile send_sms";
+        let request = live
+            .client
+            .get(format!(
+                "{}/Accounts/{}/Messages.json",
+                live.base_url, live.account_sid
+            ))
+            .query(&[
+                ("To", to.to_owned()),
+                ("From", live.from.clone()),
+                ("DateSent>", since.format("%Y-%m-%d").to_string()),
+                ("PageSize", LOOKUP_PAGE.to_string()),
+            ])
+            .basic_auth(&live.account_sid, Some(live.auth_token.expose()));
+        match http::send_json(request, what, &secrets).await {
+            Ok(page) => match_sms(what, body, since, &page),
+            Err(e) => Reconciled::Unchecked(e.message().to_owned()),
+        }
+    }
+
     async fn call(
         &self,
         operation: &str,
@@ -199,6 +261,53 @@ impl Connector for Twilio {
         };
         let request = request.basic_auth(&live.account_sid, Some(live.auth_token.expose()));
         http::send_json(request, &what, &secrets).await
+    }
+}
+
+/// Which of the messages listed (a page of `Messages.json`) is the SMS with
+/// `body` created at or after `since`: exactly one settles it; none is
+/// [`Reconciled::NotFound`] if the page holds all there is; several, or a
+/// candidate whose date cannot be read, cannot be told apart.
+fn match_sms(what: &str, body: &str, since: DateTime<Utc>, page: &Value) -> Reconciled {
+    let Some(messages) = page.get("messages").and_then(Value::as_array) else {
+        return Reconciled::Unchecked(format!("{what}: the answer has no `messages` list"));
+    };
+    let mut found = Vec::new();
+    for message in messages {
+        if message.get("body").and_then(Value::as_str) != Some(body) {
+            continue;
+        }
+        let created = message
+            .get("date_created")
+            .and_then(Value::as_str)
+            .and_then(|date| DateTime::parse_from_rfc2822(date).ok());
+        let Some(created) = created else {
+            return Reconciled::Unchecked(format!(
+                "{what}: a message with the same body has no readable date_created"
+            ));
+        };
+        if created.with_timezone(&Utc) >= since {
+            found.push(message);
+        }
+    }
+    let more = page
+        .get("next_page_uri")
+        .and_then(Value::as_str)
+        .is_some_and(|uri| !uri.is_empty());
+    match found.as_slice() {
+        [] if more => Reconciled::Unchecked(format!(
+            "{what}: more than {LOOKUP_PAGE} messages to the number since the step started"
+        )),
+        [] => Reconciled::NotFound,
+        [message] => {
+            let mut output = (*message).clone();
+            output["reconciled"] = json!(true);
+            Reconciled::Found(output)
+        }
+        several => Reconciled::Unchecked(format!(
+            "{what}: {} messages with the same body to the number since the step started",
+            several.len()
+        )),
     }
 }
 
@@ -272,6 +381,49 @@ mod tests {
         ] {
             assert!(!is_e164(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_listed_message_settles_the_send_only_when_it_is_the_one() {
+        let since = DateTime::parse_from_rfc2822("Thu, 24 Aug 2023 05:01:00 +0000")
+            .unwrap()
+            .with_timezone(&Utc);
+        let sms = |sid: &str, body: &str, created: &str| json!({"sid": sid, "status": "sent", "body": body, "date_created": created});
+        let after = "Thu, 24 Aug 2023 05:01:45 +0000";
+        let before = "Thu, 24 Aug 2023 04:59:59 +0000";
+        let page = |messages: Vec<Value>| json!({"messages": messages, "next_page_uri": null});
+
+        let one = page(vec![sms("SM1", "hi", after), sms("SM0", "hi", before)]);
+        let Reconciled::Found(found) = match_sms("x", "hi", since, &one) else {
+            panic!("{one}")
+        };
+        assert_eq!(found["sid"], json!("SM1"));
+        assert_eq!(found["reconciled"], json!(true));
+
+        let other_body = page(vec![sms("SM1", "hello", after)]);
+        assert_eq!(
+            match_sms("x", "hi", since, &other_body),
+            Reconciled::NotFound
+        );
+        let two = page(vec![sms("SM1", "hi", after), sms("SM2", "hi", after)]);
+        assert!(matches!(
+            match_sms("x", "hi", since, &two),
+            Reconciled::Unchecked(_)
+        ));
+        let undated = page(vec![sms("SM1", "hi", "yesterday")]);
+        assert!(matches!(
+            match_sms("x", "hi", since, &undated),
+            Reconciled::Unchecked(_)
+        ));
+        let more = json!({"messages": [], "next_page_uri": "/2010-04-01/Accounts/AC1/Messages.json?Page=1"});
+        assert!(matches!(
+            match_sms("x", "hi", since, &more),
+            Reconciled::Unchecked(_)
+        ));
+        assert!(matches!(
+            match_sms("x", "hi", since, &json!({})),
+            Reconciled::Unchecked(_)
+        ));
     }
 
     #[tokio::test]

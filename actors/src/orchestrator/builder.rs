@@ -154,12 +154,13 @@ impl OrchestratorBuilder {
             let name = connector.name().to_owned();
             let probe = Arc::clone(&connector);
             let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &options));
-            let retry = options.retry;
+            let (retry, timeout) = (options.retry, options.timeout);
             connectors.insert(
                 name,
                 ConnectorEntry {
                     addr,
                     retry,
+                    timeout,
                     connector: probe,
                 },
             );

@@ -1,6 +1,6 @@
 //! A local HTTP server for live-mode connector tests: it records every
 //! request (method, path, query, auth header, content type, body) and
-//! answers with what the test's responder says.
+//! answers with what the test's responder says, as late as it says.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct Seen {
     pub host: String,
 }
 
-type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+type Responder = Arc<dyn Fn(&Seen) -> (u16, String, Duration) + Send + Sync>;
 
 /// A running server; its base URL is `http://127.0.0.1:<port>`.
 pub struct TestServer {
@@ -49,6 +49,18 @@ impl TestServer {
     pub fn start_slow(
         delay: Duration,
         responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_delaying(move |request| {
+            let (status, answer) = responder(request);
+            (status, answer, delay)
+        })
+    }
+
+    /// Like [`Self::start`], but the responder also says how long after
+    /// the request arrived its answer goes out: a vendor slow on some
+    /// requests (a send) and quick on others (a lookup).
+    pub fn start_delaying(
+        responder: impl Fn(&Seen) -> (u16, String, Duration) + Send + Sync + 'static,
     ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let responder: Responder = Arc::new(responder);
@@ -74,7 +86,7 @@ impl TestServer {
                         body: String::from_utf8_lossy(&body).into_owned(),
                         host: header("host").unwrap_or_default(),
                     };
-                    let (status, answer) = responder(&request);
+                    let (status, answer, delay) = responder(&request);
                     seen.lock().unwrap().push(request);
                     if !delay.is_zero() {
                         actix_web::rt::time::sleep(delay).await;
@@ -110,6 +122,16 @@ impl TestServer {
     /// How many requests were received.
     pub fn hits(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// How many of the requests received so far `matches`.
+    pub fn count(&self, matches: impl Fn(&Seen) -> bool) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| matches(s))
+            .count()
     }
 
     /// Stops the server.
