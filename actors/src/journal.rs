@@ -257,11 +257,16 @@ impl RunJournal {
         Ok(())
     }
 
-    /// Starts the next attempt of a run a stopped process left unfinished:
-    /// `RunFailed{interrupted, will_retry}` and `RunStarted{n+1, resumed}` in
-    /// one batch. The interrupted attempt's duration is unknown (the process
-    /// died at some point after it began) and is recorded as 0.
-    pub(crate) async fn resume_attempt(&mut self) -> Result<()> {
+    /// Starts the next attempt of a run a stopped process left unfinished,
+    /// last heard of at `last_activity` (its latest event or its steps'):
+    /// `RunFailed{interrupted, will_retry}`, ended then, and `RunStarted{n+1,
+    /// resumed}` in one batch; the time between counts as paused, not as
+    /// the run's execution.
+    pub(crate) async fn resume_attempt(
+        &mut self,
+        attempt_started_at: Timestamp,
+        last_activity: Timestamp,
+    ) -> Result<()> {
         let now = Timestamp::now();
         let failed = RunFailed {
             run_id: self.state.run_id,
@@ -271,11 +276,12 @@ impl RunJournal {
                 "the process stopped while the run was in flight; the run is resumed",
             ),
             will_retry: true,
-            duration_micros: 0,
-            finished_at: now,
+            duration_micros: last_activity.0.saturating_sub(attempt_started_at.0),
+            finished_at: last_activity,
         };
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
+        next.paused_micros = now.0.saturating_sub(last_activity.0);
         self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
         self.attempt_began = Instant::now();
@@ -286,8 +292,14 @@ impl RunJournal {
     /// an operator resolved (or of such a step resolved `not_sent`):
     /// `RunStarted{n+1, resumed}` alone, after the decision.
     pub(crate) async fn reopen(&mut self) -> Result<()> {
-        let mut next = self.state.next_attempt(Timestamp::now());
+        let now = Timestamp::now();
+        let mut next = self.state.next_attempt(now);
         next.resumed = true;
+        // The wait for the decision is not the run's execution.
+        next.paused_micros = self
+            .state
+            .finished_at
+            .map_or(0, |ended| now.0.saturating_sub(ended.0));
         self.append([RunEvent::Started(next)]).await?;
         self.attempt_began = Instant::now();
         Ok(())

@@ -160,6 +160,17 @@ pub struct RunStarted {
     /// (start-up recovery); false, and absent from the payload, otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// How long the run was not executing before this attempt began: for a
+    /// resume, from the last event the stopped process recorded for the run
+    /// (or its steps) to this start; for a run resumed after an operator
+    /// resolved its step, the wait for that decision. Excluded from the
+    /// run's duration. 0, and absent from the payload, otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_micros: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The SHA-256, in lower-case hex, of a request: `target`, a zero byte, and

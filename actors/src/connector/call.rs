@@ -147,6 +147,7 @@ impl Runtime {
             request_digest: None,
             step: Some(step.key.to_owned()),
             resumed: false,
+            paused_micros: 0,
         };
         let run_id = started.run_id;
         let step_ref = step.step_ref(started.started_at);

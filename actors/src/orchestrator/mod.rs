@@ -232,6 +232,7 @@ impl Orchestrator {
             request_digest: digest,
             step: None,
             resumed: false,
+            paused_micros: 0,
         };
         Ok(Prepared::New(Job {
             started,
@@ -501,6 +502,8 @@ impl Handler<ResumeInterrupted> for Orchestrator {
             };
             for (run, addr, options, slot) in resume {
                 let run_id = run.run_id();
+                let (attempt_started_at, last_activity) =
+                    (run.attempt_started_at, run.last_activity);
                 let mut journal = RunJournal::resume(
                     store.clone(),
                     codec.clone(),
@@ -508,7 +511,10 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     run.last,
                     run.metadata,
                 );
-                match journal.resume_attempt().await {
+                match journal
+                    .resume_attempt(attempt_started_at, last_activity)
+                    .await
+                {
                     Ok(()) => {}
                     Err(Error::Store(neonhub_events::Error::WrongExpectedVersion { .. })) => {
                         tracing::info!(%run_id, "run moved on before its resume; left alone");
