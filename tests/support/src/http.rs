@@ -26,7 +26,7 @@ pub struct Seen {
     pub host: String,
 }
 
-type Responder = Arc<dyn Fn(&Seen) -> (u16, String) + Send + Sync>;
+type Responder = Arc<dyn Fn(&Seen) -> (u16, String, Duration) + Send + Sync>;
 
 /// A running server; its base URL is `http://127.0.0.1:<port>`.
 pub struct TestServer {
@@ -49,6 +49,19 @@ impl TestServer {
     pub fn start_slow(
         delay: Duration,
         responder: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_timed(move |request| {
+            let (status, answer) = responder(request);
+            (status, answer, delay)
+        })
+    }
+
+    /// Like [`Self::start`], but the responder also says how long after its
+    /// request arrived each answer goes out (the request counts in
+    /// [`Self::hits`] at once): some answers at once, some late, some (a
+    /// delay longer than the test) never.
+    pub fn start_timed(
+        responder: impl Fn(&Seen) -> (u16, String, Duration) + Send + Sync + 'static,
     ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let responder: Responder = Arc::new(responder);
@@ -74,7 +87,7 @@ impl TestServer {
                         body: String::from_utf8_lossy(&body).into_owned(),
                         host: header("host").unwrap_or_default(),
                     };
-                    let (status, answer) = responder(&request);
+                    let (status, answer, delay) = responder(&request);
                     seen.lock().unwrap().push(request);
                     if !delay.is_zero() {
                         actix_web::rt::time::sleep(delay).await;
