@@ -2,13 +2,18 @@
 //! retries never make a send happen twice, and every run ends. Each case is a
 //! few runs of an agent making 1 to 3 steps against a local server standing in
 //! for Twilio (unsafe `send_sms`, each with a body of its own; safe
-//! `sms_status`), where every request gets the answer the schedule says (at
-//! once, after the connector's timeout, 500 with or without acting on it, 503,
-//! 429, 400), attempts fail (a retryable error, a hang past the attempt
-//! timeout) and the process "crashes" at chosen appends: a store wrapping the
-//! log fails every call from then on, and a new orchestrator on the log it
-//! left resumes the unfinished runs (`find_unfinished` + `ResumeInterrupted`).
-//! After the last life the clients submit every run again under its id.
+//! `sms_status`). Every request gets the answer the schedule says: at once,
+//! after the connector's timeout, 500 with or without acting on it, 503, 429
+//! or 400 (a connection reset is classified as a 500 is; the local server
+//! cannot reset one). Lookups (reconciling) answer, fail or time out. Attempts
+//! fail (a retryable error, a hang past the attempt timeout), clients cancel
+//! runs (`CancelRun`), and a life of the process ends, up to twice a case: it
+//! "crashes" at a chosen append (a store wrapping the log fails every call
+//! from then on, the append itself written or not), or shuts down past its
+//! deadline (`InterruptRuns`) and exits. A new orchestrator on the log left
+//! behind resumes the unfinished runs (`find_unfinished` +
+//! `ResumeInterrupted`) while the clients submit their runs again under the
+//! same ids; after the last life they do so once more.
 //!
 //! The model, checked on the log and the vendor's own record:
 //! - each send step reached the vendor at most once with a request that may
@@ -32,9 +37,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::DateTime;
 use neonhub_actors::{
-    Agent, AgentContext, AgentError, AgentOptions, BreakerConfig, ConnectorOptions, GetStats,
-    Orchestrator, OrchestratorBuilder, RateLimit, ResumeInterrupted, RetryPolicy, SubmitRun,
-    find_unfinished,
+    Agent, AgentContext, AgentError, AgentOptions, BreakerConfig, CancelRun, ConnectorOptions,
+    GetStats, InterruptRuns, Orchestrator, OrchestratorBuilder, RateLimit, ResumeInterrupted,
+    RetryPolicy, SubmitRun, find_unfinished,
 };
 use neonhub_events::{
     AppendResult, Codec, Direction, Error, ErrorKind, EventData, EventStore, ExpectedRevision,
@@ -143,6 +148,8 @@ struct AttemptFailure {
 struct RunPlan {
     steps: Vec<StepPlan>,
     failure: Option<AttemptFailure>,
+    /// Its client cancels it (`CancelRun`) this long into the first life.
+    cancel_after_ms: Option<u64>,
 }
 
 /// A crash at append number `at` (0-based) of a life: that append and every
@@ -154,11 +161,21 @@ struct Crash {
     durable: bool,
 }
 
+/// How a life ends, but the last.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// The process dies at an append.
+    Crash(Crash),
+    /// A shutdown past its drain deadline (`InterruptRuns`) `after_ms` into
+    /// the life, then the process exits.
+    Interrupt { after_ms: u64 },
+}
+
 #[derive(Clone, Debug)]
 struct Schedule {
     runs: Vec<RunPlan>,
-    /// One per life but the last (which does not crash).
-    crashes: Vec<Crash>,
+    /// One per life but the last (which runs to the end).
+    stops: Vec<Stop>,
     /// Answers to the vendor's lookups, in turn (after the list: answers).
     lookups: Vec<Lookup>,
     /// Attempts per agent run (its retry policy).
@@ -202,12 +219,21 @@ fn run_plan() -> impl Strategy<Value = RunPlan> {
     (
         prop::collection::vec(step_plan(), 1..=3),
         prop::option::weighted(0.4, failure),
+        prop::option::weighted(0.15, 0u64..300),
     )
-        .prop_map(|(steps, failure)| RunPlan { steps, failure })
+        .prop_map(|(steps, failure, cancel_after_ms)| RunPlan {
+            steps,
+            failure,
+            cancel_after_ms,
+        })
 }
 
 fn schedule() -> impl Strategy<Value = Schedule> {
     let crash = (0u64..24, any::<bool>()).prop_map(|(at, durable)| Crash { at, durable });
+    let stop = prop_oneof![
+        3 => crash.prop_map(Stop::Crash),
+        1 => (0u64..600).prop_map(|after_ms| Stop::Interrupt { after_ms }),
+    ];
     let lookup = prop_oneof![
         3 => Just(Lookup::Answers),
         1 => Just(Lookup::Fails),
@@ -215,15 +241,15 @@ fn schedule() -> impl Strategy<Value = Schedule> {
     ];
     (
         prop::collection::vec(run_plan(), 1..=3),
-        prop::collection::vec(crash, 0..=2),
+        prop::collection::vec(stop, 0..=2),
         prop::collection::vec(lookup, 0..=2),
         1u32..=3,
         prop_oneof![Just(1_000u64), Just(300u64)],
     )
         .prop_map(
-            |(runs, crashes, lookups, agent_attempts, attempt_timeout_ms)| Schedule {
+            |(runs, stops, lookups, agent_attempts, attempt_timeout_ms)| Schedule {
                 runs,
-                crashes,
+                stops,
                 lookups,
                 agent_attempts,
                 attempt_timeout_ms,
@@ -502,6 +528,15 @@ impl Crashing {
         }
     }
 
+    /// The process exits: nothing more reaches the log through this store.
+    fn die(&self) {
+        self.crashed.store(true, Ordering::SeqCst);
+    }
+
+    fn is_dead(&self) -> bool {
+        self.crashed.load(Ordering::SeqCst)
+    }
+
     fn dead(&self) -> StoreResult<()> {
         if self.crashed.load(Ordering::SeqCst) {
             Err(Error::Closed)
@@ -614,10 +649,12 @@ async fn settle(orchestrator: &actix::Addr<Orchestrator>) -> Result<(), String> 
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
     crashes: u64,
+    interrupts: u64,
     resumed: u64,
     runs_succeeded: u64,
     runs_failed: u64,
     in_doubt: u64,
+    cancelled: u64,
     reconciled: u64,
     sends_with_effect: u64,
 }
@@ -625,10 +662,12 @@ struct Tally {
 impl Tally {
     fn add(&mut self, other: Tally) {
         self.crashes += other.crashes;
+        self.interrupts += other.interrupts;
         self.resumed += other.resumed;
         self.runs_succeeded += other.runs_succeeded;
         self.runs_failed += other.runs_failed;
         self.in_doubt += other.in_doubt;
+        self.cancelled += other.cancelled;
         self.reconciled += other.reconciled;
         self.sends_with_effect += other.sends_with_effect;
     }
@@ -647,36 +686,77 @@ async fn run_schedule(schedule: &Schedule) -> Result<Tally, String> {
         });
         futures_util::future::join_all(submits)
     };
-    let lives = schedule.crashes.len() + 1;
+    let lives = schedule.stops.len() + 1;
     for life in 0..lives {
-        let crash = schedule.crashes.get(life).copied();
+        let stop = schedule.stops.get(life).copied();
+        let crash = match stop {
+            Some(Stop::Crash(crash)) => Some(crash),
+            _ => None,
+        };
         let crashing = Arc::new(Crashing::new(Arc::clone(&log), crash));
         let store: SharedStore = crashing.clone();
         let orchestrator = orchestrator(&store, &vendor, schedule);
-        if life == 0 {
-            // The clients submit their runs; a crash may cut them short.
-            let _ = submit(&orchestrator).await;
-        } else {
+        let work = async {
+            if life == 0 {
+                // The clients submit their runs; a crash may cut them short.
+                let _ = submit(&orchestrator).await;
+                return Ok(0);
+            }
             // Start-up recovery, on the log the last life left.
             let found = find_unfinished(&*store, &Codec::new()).await;
-            let runs = match (found, crash) {
-                (Ok((_, runs)), _) => runs,
-                (Err(e), None) => return Err(format!("find_unfinished failed: {e}")),
-                (Err(_), Some(_)) => Vec::new(),
+            let runs = match found {
+                Ok((_, runs)) => runs,
+                Err(_) if crashing.is_dead() => return Ok(0),
+                Err(e) => return Err(format!("find_unfinished failed: {e}")),
             };
             let resume = ResumeInterrupted {
                 runs,
                 max_resumes: 16,
             };
-            match orchestrator.send(resume).await.expect("the orchestrator") {
-                Ok(report) => tally.resumed += report.resumed.len() as u64,
+            let resumed = match orchestrator.send(resume).await.expect("the orchestrator") {
+                Ok(report) => report.resumed.len() as u64,
                 // The crash cut recovery short: the next life recovers.
-                Err(_) if crashing.crashed.load(Ordering::SeqCst) => {}
+                Err(_) if crashing.is_dead() => 0,
                 Err(e) => return Err(format!("ResumeInterrupted failed: {e}")),
+            };
+            // Clients whose answer was lost submit again meanwhile: a run
+            // being resumed is refused as in progress, a run the log never
+            // got runs now.
+            let _ = submit(&orchestrator).await;
+            Ok(resumed)
+        };
+        let interrupt = async {
+            if let Some(Stop::Interrupt { after_ms }) = stop {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                let _ = orchestrator.send(InterruptRuns).await;
             }
-        }
+        };
+        let cancels = futures_util::future::join_all(
+            schedule
+                .runs
+                .iter()
+                .zip(&run_ids)
+                .filter_map(|(run, &run_id)| run.cancel_after_ms.zip(Some(run_id)))
+                .filter(|_| life == 0)
+                .map(|(after_ms, run_id)| {
+                    let orchestrator = orchestrator.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                        let reason = Some("the schedule cancels it".to_owned());
+                        let _ = orchestrator.send(CancelRun { run_id, reason }).await;
+                    }
+                }),
+        );
+        let (resumed, (), _) = tokio::join!(work, interrupt, cancels);
+        tally.resumed += resumed?;
         settle(&orchestrator).await?;
-        if crashing.crashed.load(Ordering::SeqCst) {
+        if let Some(Stop::Interrupt { .. }) = stop {
+            // The process exits after its shutdown.
+            crashing.die();
+            tally.interrupts += 1;
+            continue;
+        }
+        if crashing.is_dead() {
             tally.crashes += 1;
             continue;
         }
@@ -694,11 +774,9 @@ async fn run_schedule(schedule: &Schedule) -> Result<Tally, String> {
                 let state = RunState::from_stream(&Codec::new(), &state)
                     .map_err(|e| format!("run {r} does not fold: {e}"))?
                     .ok_or_else(|| format!("run {r} is not in the log"))?;
-                let recorded = state.result().map(|result| {
-                    result
-                        .map(Value::clone)
-                        .map_err(|e| (e.kind, e.message.clone()))
-                });
+                let recorded = state
+                    .result()
+                    .map(|result| result.cloned().map_err(|e| (e.kind, e.message.clone())));
                 let answered = outcome
                     .result
                     .clone()
@@ -776,17 +854,29 @@ async fn check_model(
             tally.runs_succeeded += 1;
         } else {
             tally.runs_failed += 1;
-            if state
-                .error
-                .as_ref()
-                .is_some_and(|e| e.kind == ErrorKind::InDoubt)
-            {
-                tally.in_doubt += 1;
+            match state.error.as_ref().map(|e| e.kind) {
+                Some(ErrorKind::InDoubt) => tally.in_doubt += 1,
+                Some(ErrorKind::Cancelled) => tally.cancelled += 1,
+                _ => {}
             }
         }
-        let mut sends = 0;
+        let (mut sends, mut reads) = (0, 0);
         for (s, step) in run.steps.iter().enumerate() {
-            let StepPlan::Send(_) = step else { continue };
+            if let StepPlan::Read(_) = step {
+                // A read recorded succeeded was answered by the vendor.
+                reads += 1;
+                let sid = read_sid(r, s);
+                let step_id = run_ids[r].step(&format!("twilio.sms_status#{reads}"));
+                let read_ok = states
+                    .get(&step_id)
+                    .is_some_and(|s| s.status == RunStatus::Succeeded);
+                if read_ok && vendor.reads.get(&sid).copied().unwrap_or(0) == 0 {
+                    return Err(format!(
+                        "read {sid} is recorded succeeded, but the vendor never got it"
+                    ));
+                }
+                continue;
+            }
             sends += 1;
             let body = body(r, s);
             let requests = vendor.sends.get(&body).cloned().unwrap_or_default();
