@@ -13,7 +13,8 @@
 //! deadline (`InterruptRuns`) and exits. A new orchestrator on the log left
 //! behind resumes the unfinished runs (`find_unfinished` +
 //! `ResumeInterrupted`) while the clients submit their runs again under the
-//! same ids; after the last life they do so once more.
+//! same ids; after the last life they do so once more. The log is the
+//! embedded log in a temp dir (`NEONHUB_PROPTEST_STORE=memory`: `MemoryStore`).
 //!
 //! The model, checked on the log and the vendor's own record:
 //! - each send step reached the vendor at most once with a request that may
@@ -217,11 +218,11 @@ fn run_plan() -> impl Strategy<Value = RunPlan> {
             how,
         });
     (
-        prop::collection::vec(step_plan(), 1..=3),
         prop::option::weighted(0.4, failure),
         prop::option::weighted(0.15, 0u64..300),
+        prop::collection::vec(step_plan(), 1..=3),
     )
-        .prop_map(|(steps, failure, cancel_after_ms)| RunPlan {
+        .prop_map(|(failure, cancel_after_ms, steps)| RunPlan {
             steps,
             failure,
             cancel_after_ms,
@@ -239,15 +240,17 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         1 => Just(Lookup::Fails),
         1 => Just(Lookup::Late),
     ];
+    // Shrinking simplifies the first element first: the lives, then the
+    // lookups and the options, then the runs.
     (
-        prop::collection::vec(run_plan(), 1..=3),
         prop::collection::vec(stop, 0..=2),
         prop::collection::vec(lookup, 0..=2),
         1u32..=3,
         prop_oneof![Just(1_000u64), Just(300u64)],
+        prop::collection::vec(run_plan(), 1..=3),
     )
         .prop_map(
-            |(runs, stops, lookups, agent_attempts, attempt_timeout_ms)| Schedule {
+            |(stops, lookups, agent_attempts, attempt_timeout_ms, runs)| Schedule {
                 runs,
                 stops,
                 lookups,
@@ -511,6 +514,9 @@ fn agent_input(r: usize, run: &RunPlan) -> Value {
 
 // --- The crash: a store that stops at a chosen append, as if the process died
 
+/// The log as one life of the process sees it: every call goes through to
+/// `inner` until the life crashes at its append `crash.at` or exits; from
+/// then on every call fails, as nothing of a dead process reaches the log.
 struct Crashing {
     inner: SharedStore,
     crash: Option<Crash>,
@@ -537,8 +543,8 @@ impl Crashing {
         self.crashed.load(Ordering::SeqCst)
     }
 
-    fn dead(&self) -> StoreResult<()> {
-        if self.crashed.load(Ordering::SeqCst) {
+    fn alive(&self) -> StoreResult<()> {
+        if self.is_dead() {
             Err(Error::Closed)
         } else {
             Ok(())
@@ -554,7 +560,7 @@ impl EventStore for Crashing {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> StoreResult<AppendResult> {
-        self.dead()?;
+        self.alive()?;
         let n = self.appends.fetch_add(1, Ordering::SeqCst);
         if let Some(crash) = self.crash
             && n >= crash.at
@@ -576,22 +582,22 @@ impl EventStore for Crashing {
         from: ReadFrom,
         limit: usize,
     ) -> StoreResult<Vec<RecordedEvent>> {
-        self.dead()?;
+        self.alive()?;
         self.inner.read_stream(stream, direction, from, limit).await
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        self.dead()?;
+        self.alive()?;
         self.inner.read_all(from, limit).await
     }
 
     async fn subscribe_all(&self, from: Position) -> StoreResult<Subscription> {
-        self.dead()?;
+        self.alive()?;
         self.inner.subscribe_all(from).await
     }
 
     async fn head(&self) -> StoreResult<Position> {
-        self.dead()?;
+        self.alive()?;
         self.inner.head().await
     }
 }
@@ -673,10 +679,21 @@ impl Tally {
     }
 }
 
+/// The log the lives share: the embedded log in a temp dir, or the in-memory
+/// store with `NEONHUB_PROPTEST_STORE=memory`.
+fn the_log() -> (Option<tempfile::TempDir>, SharedStore) {
+    if std::env::var("NEONHUB_PROPTEST_STORE").as_deref() == Ok("memory") {
+        (None, support::memory_store())
+    } else {
+        let (dir, log) = support::store();
+        (Some(dir), log)
+    }
+}
+
 /// Runs `schedule` to the end, then checks the model. `Err` says what broke.
 async fn run_schedule(schedule: &Schedule) -> Result<Tally, String> {
     let mut tally = Tally::default();
-    let log: SharedStore = support::memory_store();
+    let (_dir, log) = the_log();
     let vendor = Vendor::start(schedule);
     let run_ids: Vec<RunId> = schedule.runs.iter().map(|_| RunId::new()).collect();
     let submit = |orchestrator: &actix::Addr<Orchestrator>| {
