@@ -90,24 +90,30 @@ fn no_such_run(run_id: RunId) -> ApiError {
     ApiError::new(ErrorCode::UnknownRun, format!("no run {run_id}"))
 }
 
-/// Waits (briefly) for the table to catch up when the log has a run the
-/// table does not have yet, so a client reads what it just wrote.
-async fn wait_for_table(state: &AppState, run_id: RunId) -> Result<bool, ApiError> {
-    let in_log = !state
+/// Waits (briefly) for the table to apply run `run_id`'s last event when
+/// the row it has is missing or older (`known`: the row's last position),
+/// so a client reads what it was told (a run answered `succeeded` is not
+/// then read as `running`). Returns whether it waited: read the row again.
+async fn wait_for_table(
+    state: &AppState,
+    run_id: RunId,
+    known: Option<Position>,
+) -> Result<bool, ApiError> {
+    let last = state
         .store
-        .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, 1)
-        .await?
-        .is_empty();
-    if !in_log {
+        .read_stream(&run_id.stream(), Direction::Backwards, ReadFrom::End, 1)
+        .await?;
+    let Some(last) = last.first() else {
+        return Ok(false);
+    };
+    if known.is_some_and(|known| known >= last.position) {
         return Ok(false);
     }
-    let head = state.store.head().await?;
     let mut rx = state.checkpoints.clone();
-    // Not `checkpoint >= head`: on EventStoreDB the head may lie past system
-    // events the table never sees.
+    // The checkpoint is exclusive: past the run's last event.
     let _ = tokio::time::timeout(
         READ_YOUR_WRITES,
-        crate::service::applied_up_to(&*state.store, &mut rx, head),
+        crate::service::applied_up_to(&*state.store, &mut rx, last.position.next()),
     )
     .await;
     Ok(true)
@@ -124,8 +130,12 @@ pub(crate) async fn get_run(
         web::block(move || RunQueries::open(path)?.get(run_id))
     };
     let mut detail = lookup(&state).await??;
-    if detail.is_none() && wait_for_table(&state, run_id).await? {
-        detail = lookup(&state).await??;
+    let current = detail.as_ref().filter(|d| d.run.is_finished());
+    if current.is_none() {
+        let known = detail.as_ref().map(|d| d.run.last_position);
+        if wait_for_table(&state, run_id, known).await? {
+            detail = lookup(&state).await??;
+        }
     }
     let detail = detail.ok_or_else(|| no_such_run(run_id))?;
     Ok(json_response(StatusCode::OK, &RunDetailView::from(&detail)))
