@@ -27,6 +27,7 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
     });
     let metadata = Metadata {
         correlation_id: Some(*open.as_uuid()),

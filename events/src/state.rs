@@ -436,6 +436,7 @@ impl RunState {
             request_digest: None,
             step: None,
             resumed: false,
+            node: None,
         }
     }
 }
@@ -462,6 +463,7 @@ mod tests {
             request_digest: None,
             step: None,
             resumed: false,
+            node: None,
         })
     }
 

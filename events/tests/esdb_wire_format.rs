@@ -30,6 +30,7 @@ fn run_started(run: RunId) -> EventData {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
     });
     let metadata = Metadata {
         correlation_id: Some(Uuid::now_v7()),

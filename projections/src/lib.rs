@@ -36,6 +36,7 @@
 //!     request_digest: None,
 //!     step: None,
 //!     resumed: false,
+//!     node: None,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {
 //!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use actix::prelude::*;
-use neonhub_events::{Codec, SharedStore};
+use neonhub_events::{Codec, NodeId, SharedStore};
 
 use super::{AgentEntry, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
 use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
@@ -39,6 +39,7 @@ pub struct OrchestratorBuilder {
     agents: Vec<(AgentFactory, AgentOptions)>,
     connectors: Vec<(Arc<dyn Connector>, ConnectorOptions)>,
     max_in_flight: usize,
+    node: Option<NodeId>,
 }
 
 impl OrchestratorBuilder {
@@ -50,6 +51,7 @@ impl OrchestratorBuilder {
             agents: Vec::new(),
             connectors: Vec::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            node: None,
         }
     }
 
@@ -104,6 +106,14 @@ impl OrchestratorBuilder {
     /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).
     pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
         self.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Names this node in the `RunStarted` of every attempt it executes (its
+    /// runs, their steps, the runs it resumes), for stores shared by several
+    /// nodes. Default: none (one process owns every run).
+    pub fn node(mut self, node: Option<NodeId>) -> Self {
+        self.node = node;
         self
     }
 
@@ -193,6 +203,7 @@ impl OrchestratorBuilder {
             store: self.store,
             codec: self.codec,
             connectors,
+            node: self.node,
         });
         Ok(Orchestrator::new(runtime, agents, intents, self.max_in_flight).start())
     }

@@ -232,6 +232,7 @@ impl Orchestrator {
             request_digest: digest,
             step: None,
             resumed: false,
+            node: self.runtime.node.clone(),
         };
         Ok(Prepared::New(Job {
             started,
@@ -508,7 +509,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     run.last,
                     run.metadata,
                 );
-                match journal.resume_attempt().await {
+                match journal.resume_attempt(runtime.node.clone()).await {
                     Ok(()) => {}
                     Err(Error::Store(neonhub_events::Error::WrongExpectedVersion { .. })) => {
                         tracing::info!(%run_id, "run moved on before its resume; left alone");

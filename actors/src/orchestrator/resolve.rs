@@ -114,7 +114,7 @@ impl Handler<ResolveStep> for Orchestrator {
                     e => e,
                 })?;
             }
-            run.reopen().await.map_err(|e| match e {
+            run.reopen(runtime.node.clone()).await.map_err(|e| match e {
                 Error::Store(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                     Error::RunInProgress(run_id)
                 }
