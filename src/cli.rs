@@ -264,8 +264,6 @@ pub struct ServeArgs {
     pub lease_secs: u64,
 }
 
-
-
 /// `neonhub demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use neonhub_actors::{
-    DEFAULT_LEASE, LeaseWatch, Orchestrator, ResumeInterrupted, UnfinishedIndex,
-    close_interrupted, renew_lease,
+    DEFAULT_LEASE, LeaseWatch, Orchestrator, ResumeInterrupted, UnfinishedIndex, close_interrupted,
+    renew_lease,
 };
 use neonhub_events::{Codec, NodeId, SharedStore};
 use tokio::sync::oneshot;
@@ -219,8 +219,8 @@ async fn take_over_expired(
         if owner == *me {
             continue;
         }
-        leases.observe(&**store, &owner).await?;
-        if leases.is_expired(&owner) {
+        leases.observe(&**store, &owner, Instant::now).await?;
+        if leases.is_expired(&owner, Instant::now()) {
             expired.insert(owner);
         }
     }

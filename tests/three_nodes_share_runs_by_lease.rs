@@ -12,7 +12,7 @@
 //! is sent twice.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,10 +47,29 @@ fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
     }
 }
 
+/// Kills, when the test ends (a failed assertion included), the `serve`
+/// processes it started that are still running, so none outlives it.
+#[derive(Default)]
+struct Reaper(Mutex<Vec<(u32, PathBuf)>>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (pid, data) in self.0.lock().unwrap().drain(..) {
+            // Only a process still running `serve` on that data directory.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*data.to_string_lossy()) {
+                let _ = Command::new("sh")
+                    .args(["-c", "kill -KILL \"$0\"", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 /// `neonhub serve` on the shared store as node `id`.
-fn node(data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
+fn node(reaper: &Reaper, data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
     let lease = LEASE.as_secs().to_string();
-    ServeProcess::spawn_with(
+    let serve = ServeProcess::spawn_with(
         data,
         &[
             "--store",
@@ -63,7 +82,13 @@ fn node(data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
             &lease,
         ],
         live_twilio(twilio),
-    )
+    );
+    reaper
+        .0
+        .lock()
+        .unwrap()
+        .push((serve.child.id(), data.to_owned()));
+    serve
 }
 
 /// Submits an SMS run without waiting for it; returns its id.
@@ -221,15 +246,19 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
     let posts = |twilio: &TestServer| twilio.count(|s| s.method == "POST");
     let client = reqwest::Client::new();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = node(dirs[0].path(), "a", &esdb, &twilio.base_url);
-    let b = node(dirs[1].path(), "b", &esdb, &twilio.base_url);
-    let c = node(dirs[2].path(), "c", &esdb, &twilio.base_url);
+    let reaper = Reaper::default();
+    let a = node(&reaper, dirs[0].path(), "a", &esdb, &twilio.base_url);
+    let b = node(&reaper, dirs[1].path(), "b", &esdb, &twilio.base_url);
+    let c = node(&reaper, dirs[2].path(), "c", &esdb, &twilio.base_url);
 
     // Phase 1: SMS runs on every node, all mid-send; echo runs all along.
     let mut sms: Vec<(&str, RunId)> = Vec::new();
     for (id, serve) in [("a", &a), ("b", &b), ("c", &c)] {
         for i in 0..SMS_PER_NODE {
-            sms.push((id, submit_sms(&client, &serve.base, &format!("{id}-1-{i}")).await));
+            sms.push((
+                id,
+                submit_sms(&client, &serve.base, &format!("{id}-1-{i}")).await,
+            ));
         }
     }
     let mut echoes: Vec<(&str, RunId)> = Vec::new();
@@ -325,20 +354,27 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
     let mut sms2: Vec<(&str, RunId)> = Vec::new();
     for (id, serve) in [("a", &a), ("b", &b)] {
         for i in 0..SMS_PER_NODE {
-            sms2.push((id, submit_sms(&client, &serve.base, &format!("{id}-2-{i}")).await));
+            sms2.push((
+                id,
+                submit_sms(&client, &serve.base, &format!("{id}-2-{i}")).await,
+            ));
         }
     }
     let expected_posts = expected_posts + 2 * SMS_PER_NODE;
-    wait_until_within("the new SMS to reach Twilio", Duration::from_secs(20), || {
-        let hits = posts(&twilio);
-        async move { hits == expected_posts }
-    })
+    wait_until_within(
+        "the new SMS to reach Twilio",
+        Duration::from_secs(20),
+        || {
+            let hits = posts(&twilio);
+            async move { hits == expected_posts }
+        },
+    )
     .await;
     a.kill();
     b.kill();
     let restarted_at = SystemTime::now();
     let restarted = Instant::now();
-    let a = node(dirs[0].path(), "a", &esdb, &twilio.base_url);
+    let a = node(&reaper, dirs[0].path(), "a", &esdb, &twilio.base_url);
     let serving_at = SystemTime::now();
 
     // Its own runs were resumed before it served, by it.
@@ -349,7 +385,11 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
         assert_eq!(node_of(&resumes[0]), "a");
         assert!(resumes[0].started_at <= Timestamp(micros(serving_at)));
     }
-    let b_runs: Vec<RunId> = sms2.iter().filter(|(n, _)| *n == "b").map(|r| r.1).collect();
+    let b_runs: Vec<RunId> = sms2
+        .iter()
+        .filter(|(n, _)| *n == "b")
+        .map(|r| r.1)
+        .collect();
     wait_until_within(
         "the restarted node to resume the runs of the dead one",
         LEASE + Duration::from_secs(5),

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use neonhub_events::{
-    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, ReadFrom, RecordedEvent,
-    NodeId, Revision, RunError, RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded,
-    SharedStore, StreamId, Timestamp,
+    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, NodeId, ReadFrom,
+    RecordedEvent, Revision, RunError, RunEvent, RunFailed, RunId, RunStarted, RunState,
+    RunSucceeded, SharedStore, StreamId, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;

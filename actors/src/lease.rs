@@ -3,12 +3,11 @@
 //! call a lease expired when they have seen no renewal for the lease's length.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use neonhub_events::{
     Direction, EventStore, ExpectedRevision, LeaseRenewed, NodeId, ReadFrom, Revision, Timestamp,
 };
-use tokio::time::Instant;
 
 use crate::error::Result;
 
@@ -72,15 +71,21 @@ impl LeaseWatch {
         }
     }
 
-    /// Reads `node`'s latest renewal and notes whether it changed.
+    /// Reads `node`'s latest renewal and notes whether it changed, as seen
+    /// at `now` (`Instant::now()` once the read is done).
     ///
     /// # Errors
     /// The store's, or a renewal that does not decode.
-    pub async fn observe(&mut self, store: &dyn EventStore, node: &NodeId) -> Result<()> {
+    pub async fn observe(
+        &mut self,
+        store: &dyn EventStore,
+        node: &NodeId,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<()> {
         let last = store
             .read_stream(&node.lease_stream(), Direction::Backwards, ReadFrom::End, 1)
             .await?;
-        let now = Instant::now();
+        let now = now();
         let (revision, lease) = match last.first() {
             Some(recorded) => {
                 let renewed = LeaseRenewed::decode(recorded)?;
@@ -107,12 +112,12 @@ impl LeaseWatch {
         Ok(())
     }
 
-    /// Whether `node`'s lease is expired: observed unchanged for a whole
-    /// lease. A node never observed is not expired.
-    pub fn is_expired(&self, node: &NodeId) -> bool {
+    /// Whether `node`'s lease is expired at `now`: observed unchanged for a
+    /// whole lease. A node never observed is not expired.
+    pub fn is_expired(&self, node: &NodeId, now: Instant) -> bool {
         self.seen
             .get(node)
-            .is_some_and(|seen| seen.since.elapsed() >= seen.lease)
+            .is_some_and(|seen| now.saturating_duration_since(seen.since) >= seen.lease)
     }
 }
 
@@ -124,36 +129,46 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_lease_expires_only_after_a_whole_lease_without_renewal() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap());
         let (a, b) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
         let lease = Duration::from_secs(3);
         let mut watch = LeaseWatch::new(lease);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         renew_lease(&*store, &a, lease).await.unwrap();
-        watch.observe(&*store, &a).await.unwrap();
-        watch.observe(&*store, &b).await.unwrap();
-        assert!(!watch.is_expired(&a) && !watch.is_expired(&b));
+        watch.observe(&*store, &a, || at(0)).await.unwrap();
+        watch.observe(&*store, &b, || at(0)).await.unwrap();
+        assert!(!watch.is_expired(&a, at(0)) && !watch.is_expired(&b, at(0)));
 
-        tokio::time::advance(Duration::from_secs(2)).await;
         renew_lease(&*store, &a, lease).await.unwrap();
-        watch.observe(&*store, &a).await.unwrap();
-        watch.observe(&*store, &b).await.unwrap();
-        assert!(!watch.is_expired(&a) && !watch.is_expired(&b));
+        watch.observe(&*store, &a, || at(2)).await.unwrap();
+        watch.observe(&*store, &b, || at(2)).await.unwrap();
+        assert!(!watch.is_expired(&a, at(2)) && !watch.is_expired(&b, at(2)));
 
-        tokio::time::advance(Duration::from_secs(1)).await;
-        watch.observe(&*store, &a).await.unwrap();
-        watch.observe(&*store, &b).await.unwrap();
-        assert!(!watch.is_expired(&a), "renewed a second ago");
-        assert!(watch.is_expired(&b), "never renewed, watched for a lease");
+        watch.observe(&*store, &a, || at(3)).await.unwrap();
+        watch.observe(&*store, &b, || at(3)).await.unwrap();
+        assert!(!watch.is_expired(&a, at(3)), "renewed a second ago");
+        assert!(
+            watch.is_expired(&b, at(3)),
+            "never renewed, watched for a lease"
+        );
 
-        tokio::time::advance(Duration::from_secs(2)).await;
-        watch.observe(&*store, &a).await.unwrap();
-        assert!(!watch.is_expired(&a), "2 s of a 3 s lease");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        watch.observe(&*store, &a).await.unwrap();
-        assert!(watch.is_expired(&a), "no renewal for a whole lease");
-        assert!(!watch.is_expired(&NodeId::new("c").unwrap()), "never seen");
+        watch.observe(&*store, &a, || at(4)).await.unwrap();
+        assert!(!watch.is_expired(&a, at(4)), "2 s of a 3 s lease");
+        watch.observe(&*store, &a, || at(5)).await.unwrap();
+        assert!(watch.is_expired(&a, at(5)), "no renewal for a whole lease");
+
+        // A renewal seen again: live again, for a whole lease.
+        renew_lease(&*store, &a, lease).await.unwrap();
+        watch.observe(&*store, &a, || at(6)).await.unwrap();
+        assert!(!watch.is_expired(&a, at(8)));
+        assert!(watch.is_expired(&a, at(9)));
+        assert!(
+            !watch.is_expired(&NodeId::new("c").unwrap(), at(100)),
+            "never seen"
+        );
     }
 }

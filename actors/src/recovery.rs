@@ -290,3 +290,93 @@ pub async fn close_interrupted(
     }
     Ok(closed)
 }
+
+#[cfg(test)]
+mod tests {
+    use neonhub_events::{EmbeddedLog, LogOptions, RunKind, RunStarted, RunSucceeded};
+    use serde_json::json;
+
+    use super::*;
+
+    fn started(run_id: RunId, parent: Option<RunId>, attempt: u32, node: &str) -> RunEvent {
+        RunEvent::Started(RunStarted {
+            run_id,
+            kind: if parent.is_some() {
+                RunKind::Connector
+            } else {
+                RunKind::Agent
+            },
+            target: "sms".into(),
+            operation: "run".into(),
+            intent: None,
+            input: json!({}),
+            attempt,
+            parent_run_id: parent,
+            correlation_id: *run_id.as_uuid(),
+            started_at: Timestamp(1),
+            request_digest: None,
+            step: parent.map(|_| "twilio.send_sms#1".to_owned()),
+            resumed: attempt > 1,
+            node: Some(NodeId::new(node).unwrap()),
+        })
+    }
+
+    async fn append(store: &EmbeddedLog, codec: &Codec, expected: ExpectedRevision, e: RunEvent) {
+        let data = codec.encode(&e, Metadata::default()).unwrap();
+        store
+            .append(&e.run_id().stream(), expected, vec![data])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_index_reads_on_from_where_it_stopped_and_a_step_goes_with_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap();
+        let codec = Codec::new();
+        let (a_run, b_run) = (RunId::new(), RunId::new());
+        let (a_step, b_step) = (
+            a_run.step("twilio.send_sms#1"),
+            b_run.step("twilio.send_sms#1"),
+        );
+        let new = ExpectedRevision::NoStream;
+        append(&store, &codec, new, started(a_run, None, 1, "a")).await;
+        append(&store, &codec, new, started(b_run, None, 1, "b")).await;
+        // A step whose own start names another node still goes with its run.
+        append(&store, &codec, new, started(a_step, Some(a_run), 1, "x")).await;
+        append(&store, &codec, new, started(b_step, Some(b_run), 1, "b")).await;
+        let mut index = UnfinishedIndex::default();
+        assert_eq!(index.catch_up(&store, &codec).await.unwrap(), 4);
+        let owners: Vec<String> = index.owners().iter().map(|n| n.to_string()).collect();
+        assert_eq!(owners, ["a", "b"], "steps' owners are not listed");
+        let ids = |runs: Vec<Unfinished>| runs.iter().map(Unfinished::run_id).collect::<Vec<_>>();
+        let of_b = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "b");
+        assert_eq!(ids(index.select(of_b)), [b_run, b_step]);
+        let of_x = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "x");
+        assert!(index.select(of_x).is_empty(), "a step goes with its run");
+
+        // c resumes b's run: its owner is now c. a's run ends.
+        let exact = |r| ExpectedRevision::Exact(Revision(r));
+        append(&store, &codec, exact(0), started(b_run, None, 2, "c")).await;
+        let done = RunEvent::Succeeded(RunSucceeded {
+            run_id: a_step,
+            attempt: 1,
+            output: json!({}),
+            duration_micros: 1,
+            finished_at: Timestamp(2),
+        });
+        append(&store, &codec, exact(0), done).await;
+        assert_eq!(
+            index.catch_up(&store, &codec).await.unwrap(),
+            2,
+            "only the new events"
+        );
+        assert_eq!(index.scanned(), 6);
+        assert!(index.select(of_b).is_empty());
+        let of_c = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "c");
+        assert_eq!(ids(index.select(of_c)), [b_run, b_step]);
+        let of_a = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "a");
+        assert_eq!(ids(index.select(of_a)), [a_run]);
+        assert_eq!(index.catch_up(&store, &codec).await.unwrap(), 0);
+    }
+}

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, ErrorKind, NodeId, RecordedEvent, RunError, RunEvent, RunId, RunKind, RunStarted, RunState,
-    SharedStore, StepOutcome, Timestamp,
+    Codec, ErrorKind, NodeId, RecordedEvent, RunError, RunEvent, RunId, RunKind, RunStarted,
+    RunState, SharedStore, StepOutcome, Timestamp,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
