@@ -261,3 +261,26 @@ async fn take_over_expired(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_node_id_is_kept_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let first = node_id(&data, None).unwrap();
+        assert!(first.as_str().starts_with("node-"), "{first}");
+        assert_eq!(node_id(&data, None).unwrap(), first, "stable across restarts");
+        let given = NodeId::new("eu-1").unwrap();
+        assert_eq!(node_id(&data, Some(given.clone())).unwrap(), given);
+        assert_eq!(node_id(&data, None).unwrap(), first, "--node-id writes nothing");
+
+        std::fs::write(dir.path().join("data").join(NODE_ID_FILE), "not/valid\n").unwrap();
+        match node_id(&data, None) {
+            Err(Error::Usage(message)) => assert!(message.contains("--node-id"), "{message}"),
+            other => panic!("a bad node-id file: {other:?}"),
+        }
+    }
+}
