@@ -93,6 +93,7 @@ fn started(run_id: RunId, parent: Option<RunId>, key: Option<String>) -> RunEven
         step: key,
         resumed: false,
         node: None,
+        paused_micros: 0,
     })
 }
 

@@ -272,10 +272,18 @@ mod tests {
         let data = DataDir::new(dir.path().join("data"));
         let first = node_id(&data, None).unwrap();
         assert!(first.as_str().starts_with("node-"), "{first}");
-        assert_eq!(node_id(&data, None).unwrap(), first, "stable across restarts");
+        assert_eq!(
+            node_id(&data, None).unwrap(),
+            first,
+            "stable across restarts"
+        );
         let given = NodeId::new("eu-1").unwrap();
         assert_eq!(node_id(&data, Some(given.clone())).unwrap(), given);
-        assert_eq!(node_id(&data, None).unwrap(), first, "--node-id writes nothing");
+        assert_eq!(
+            node_id(&data, None).unwrap(),
+            first,
+            "--node-id writes nothing"
+        );
 
         std::fs::write(dir.path().join("data").join(NODE_ID_FILE), "not/valid\n").unwrap();
         match node_id(&data, None) {

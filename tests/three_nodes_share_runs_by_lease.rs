@@ -12,7 +12,7 @@
 //! is sent twice.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,29 +47,10 @@ fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
     }
 }
 
-/// Kills, when the test ends (a failed assertion included), the `serve`
-/// processes it started that are still running, so none outlives it.
-#[derive(Default)]
-struct Reaper(Mutex<Vec<(u32, PathBuf)>>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for (pid, data) in self.0.lock().unwrap().drain(..) {
-            // Only a process still running `serve` on that data directory.
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&*data.to_string_lossy()) {
-                let _ = Command::new("sh")
-                    .args(["-c", "kill -KILL \"$0\"", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
-
 /// `neonhub serve` on the shared store as node `id`.
-fn node(reaper: &Reaper, data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
+fn node(data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
     let lease = LEASE.as_secs().to_string();
-    let serve = ServeProcess::spawn_with(
+    ServeProcess::spawn_with(
         data,
         &[
             "--store",
@@ -82,13 +63,7 @@ fn node(reaper: &Reaper, data: &Path, id: &str, esdb: &str, twilio: &str) -> Ser
             &lease,
         ],
         live_twilio(twilio),
-    );
-    reaper
-        .0
-        .lock()
-        .unwrap()
-        .push((serve.child.id(), data.to_owned()));
-    serve
+    )
 }
 
 /// Submits an SMS run without waiting for it; returns its id.
@@ -246,10 +221,9 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
     let posts = |twilio: &TestServer| twilio.count(|s| s.method == "POST");
     let client = reqwest::Client::new();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let reaper = Reaper::default();
-    let a = node(&reaper, dirs[0].path(), "a", &esdb, &twilio.base_url);
-    let b = node(&reaper, dirs[1].path(), "b", &esdb, &twilio.base_url);
-    let c = node(&reaper, dirs[2].path(), "c", &esdb, &twilio.base_url);
+    let a = node(dirs[0].path(), "a", &esdb, &twilio.base_url);
+    let b = node(dirs[1].path(), "b", &esdb, &twilio.base_url);
+    let c = node(dirs[2].path(), "c", &esdb, &twilio.base_url);
 
     // Phase 1: SMS runs on every node, all mid-send; echo runs all along.
     let mut sms: Vec<(&str, RunId)> = Vec::new();
@@ -374,7 +348,7 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
     b.kill();
     let restarted_at = SystemTime::now();
     let restarted = Instant::now();
-    let a = node(&reaper, dirs[0].path(), "a", &esdb, &twilio.base_url);
+    let a = node(dirs[0].path(), "a", &esdb, &twilio.base_url);
     let serving_at = SystemTime::now();
 
     // Its own runs were resumed before it served, by it.

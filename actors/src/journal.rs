@@ -264,12 +264,17 @@ impl RunJournal {
         Ok(())
     }
 
-    /// Starts the next attempt of a run a stopped process left unfinished:
-    /// `RunFailed{interrupted, will_retry}` and `RunStarted{n+1, resumed}` in
-    /// one batch. The interrupted attempt's duration is unknown (the process
-    /// died at some point after it began) and is recorded as 0.
-    /// `node` (this node) becomes the run's owner.
-    pub(crate) async fn resume_attempt(&mut self, node: Option<NodeId>) -> Result<()> {
+    /// Starts the next attempt of a run a stopped process left unfinished,
+    /// last heard of at `last_activity` (its latest event or its steps'):
+    /// `RunFailed{interrupted, will_retry}`, ended then, and `RunStarted{n+1,
+    /// resumed}` in one batch; the time between counts as paused, not as
+    /// the run's execution. `node` (this node) becomes the run's owner.
+    pub(crate) async fn resume_attempt(
+        &mut self,
+        attempt_started_at: Timestamp,
+        last_activity: Timestamp,
+        node: Option<NodeId>,
+    ) -> Result<()> {
         let now = Timestamp::now();
         let failed = RunFailed {
             run_id: self.state.run_id,
@@ -279,12 +284,13 @@ impl RunJournal {
                 "the process stopped while the run was in flight; the run is resumed",
             ),
             will_retry: true,
-            duration_micros: 0,
-            finished_at: now,
+            duration_micros: last_activity.0.saturating_sub(attempt_started_at.0),
+            finished_at: last_activity,
         };
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
         next.node = node.clone();
+        next.paused_micros = now.0.saturating_sub(last_activity.0);
         self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
         self.node = node;
@@ -297,9 +303,15 @@ impl RunJournal {
     /// `RunStarted{n+1, resumed}` alone, after the decision.
     /// `node` (this node, which executes it) becomes the run's owner.
     pub(crate) async fn reopen(&mut self, node: Option<NodeId>) -> Result<()> {
-        let mut next = self.state.next_attempt(Timestamp::now());
+        let now = Timestamp::now();
+        let mut next = self.state.next_attempt(now);
         next.resumed = true;
         next.node = node.clone();
+        // The wait for the decision is not the run's execution.
+        next.paused_micros = self
+            .state
+            .finished_at
+            .map_or(0, |ended| now.0.saturating_sub(ended.0));
         self.append([RunEvent::Started(next)]).await?;
         self.node = node;
         self.attempt_began = Instant::now();

@@ -50,7 +50,7 @@ pub use orchestrator::{
     AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
     InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted,
     ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
-    WatchInFlight,
+    WatchInFlight, default_agent_threads,
 };
 pub use recovery::{
     RecoveryReport, Unfinished, UnfinishedIndex, close_interrupted, find_unfinished,

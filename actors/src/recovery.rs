@@ -42,6 +42,10 @@ pub struct Unfinished {
     pub(crate) resumes: u32,
     /// `RunStarted.node` of its latest attempt.
     pub(crate) owner: Option<NodeId>,
+    /// When the log last heard of the run: the latest `recorded_at` of its
+    /// events and of its steps' events. A resume counts the time after it
+    /// as not executing.
+    pub(crate) last_activity: Timestamp,
 }
 
 impl Unfinished {
@@ -81,6 +85,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
     let run_id = event.run_id();
     match event {
         RunEvent::Started(s) if s.attempt == 1 => {
+            let parent = s.parent_run_id;
             let attempt_started_at = s.started_at;
             let owner = s.node.clone();
             let state = RunState::start(s, recorded.position).map_err(invalid)?;
@@ -93,10 +98,15 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     attempt_started_at,
                     resumes: 0,
                     owner,
+                    last_activity: recorded.recorded_at,
                 },
             );
+            if let Some(parent) = parent {
+                heard_of(tracked, parent, recorded.recorded_at);
+            }
         }
         event => {
+            let mut parent = None;
             let apply = |run: &mut Unfinished| {
                 if let RunEvent::Started(s) = &event {
                     run.attempt_started_at = s.started_at;
@@ -104,6 +114,8 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     run.owner = s.node.clone();
                 }
                 run.last = recorded.revision;
+                run.last_activity = run.last_activity.max(recorded.recorded_at);
+                parent = run.state.parent_run_id;
                 run.state.apply(event, recorded.position).map_err(invalid)
             };
             if let Some(run) = tracked.open.get_mut(&run_id) {
@@ -122,9 +134,19 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
             } else {
                 return Err(invalid(neonhub_events::FoldError::NotStarted { run_id }).into());
             }
+            if let Some(parent) = parent {
+                heard_of(tracked, parent, recorded.recorded_at);
+            }
         }
     }
     Ok(())
+}
+
+/// A step of run `run_id` recorded an event at `at`: the run was alive.
+fn heard_of(tracked: &mut Tracked, run_id: RunId, at: Timestamp) {
+    if let Some(run) = tracked.open.get_mut(&run_id) {
+        run.last_activity = run.last_activity.max(at);
+    }
 }
 
 /// Scans the whole log and closes every unfinished run with
@@ -256,8 +278,9 @@ pub async fn close_interrupted(
     runs: Vec<Unfinished>,
 ) -> Result<Vec<RunId>> {
     let mut closed = Vec::new();
-    let now = Timestamp::now();
     for run in runs {
+        // It stopped when the log last heard of it, not now.
+        let ended = run.last_activity.max(run.attempt_started_at);
         let run_id = run.state.run_id;
         let failed = RunFailed {
             run_id,
@@ -267,10 +290,10 @@ pub async fn close_interrupted(
                 "the process stopped while the run was in flight",
             ),
             will_retry: false,
-            duration_micros: now
+            duration_micros: ended
                 .as_micros()
                 .saturating_sub(run.attempt_started_at.as_micros()),
-            finished_at: now,
+            finished_at: ended,
         };
         let data = codec.encode(&RunEvent::Failed(failed), run.metadata)?;
         match store
@@ -318,6 +341,7 @@ mod tests {
             step: parent.map(|_| "twilio.send_sms#1".to_owned()),
             resumed: attempt > 1,
             node: Some(NodeId::new(node).unwrap()),
+            paused_micros: 0,
         })
     }
 

@@ -646,6 +646,7 @@ async fn leave_started(
         step: Some(key.into()),
         resumed: false,
         node: None,
+        paused_micros: 0,
     });
     let data = Codec::new().encode(&started, Metadata::default()).unwrap();
     store

@@ -26,16 +26,24 @@ use serde_json::json;
 const STEP: &str = "twilio.send_sms#1";
 
 /// Twilio that answers its first send with a 500 and every later one with
-/// a queued message.
+/// a queued message, and whose message list (the lookup of a step in
+/// doubt) is empty: the vendor cannot say, so an operator decides.
 fn flaky_twilio() -> TestServer {
     let sends = Arc::new(AtomicUsize::new(0));
-    TestServer::start(move |_| {
-        if sends.fetch_add(1, Ordering::SeqCst) == 0 {
+    TestServer::start(move |request| {
+        if request.method == "GET" {
+            (200, json!({"messages": []}).to_string())
+        } else if sends.fetch_add(1, Ordering::SeqCst) == 0 {
             (500, "{}".to_owned())
         } else {
             (201, json!({"sid": "SM2", "status": "queued"}).to_string())
         }
     })
+}
+
+/// The SMS sends Twilio received (lookups are GETs).
+fn sends(server: &TestServer) -> usize {
+    server.count(|request| request.method == "POST")
 }
 
 /// An orchestrator with the built-in agents and Twilio at `server`, and a
@@ -60,7 +68,7 @@ async fn run_in_doubt(store: &SharedStore, server: &TestServer) -> (Addr<Orchest
         .unwrap();
     let error = outcome.result.clone().unwrap_err();
     assert_eq!(error.kind.as_str(), "in_doubt", "{}", error.message);
-    assert_eq!(server.hits(), 1);
+    assert_eq!(sends(server), 1);
     (orchestrator, outcome.run_id)
 }
 
@@ -108,7 +116,7 @@ async fn a_step_resolved_as_sent_replays_as_sent_and_is_not_sent_again() {
             "succeeded#2"
         ]
     );
-    assert_eq!(server.hits(), 1, "a step resolved as sent was sent again");
+    assert_eq!(sends(&server), 1, "a step resolved as sent was sent again");
     let step = support::events(&store, run_id.step(STEP)).await;
     assert_eq!(
         support::shape(&step),
@@ -149,7 +157,7 @@ async fn a_step_resolved_as_not_sent_is_sent_once_more() {
             "succeeded#2"
         ]
     );
-    assert_eq!(server.hits(), 2, "the step was not sent exactly once more");
+    assert_eq!(sends(&server), 2, "the step was not sent exactly once more");
     assert_eq!(
         support::shape(&support::events(&store, run_id.step(STEP)).await),
         [

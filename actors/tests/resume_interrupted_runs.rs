@@ -61,6 +61,7 @@ fn started(run_id: RunId, attempt: u32, parent: Option<RunId>, resumed: bool) ->
         step: parent.map(|_| STEP.to_owned()),
         resumed,
         node: None,
+        paused_micros: 0,
     })
 }
 
@@ -268,4 +269,60 @@ async fn a_run_resumed_too_often_is_closed_interrupted_with_its_steps() {
         (failed.error.kind, failed.will_retry),
         (ErrorKind::Interrupted, false)
     );
+}
+
+#[actix::test]
+async fn the_time_a_process_was_down_is_not_counted_in_a_resumed_runs_duration() {
+    let (_dir, store) = support::store();
+    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+    let parent = RunId::new();
+    let step = step_id(parent);
+    append(
+        &store,
+        parent,
+        ExpectedRevision::NoStream,
+        &[started(parent, 1, None, false)],
+    )
+    .await;
+    let done = RunEvent::Succeeded(RunSucceeded {
+        run_id: step,
+        attempt: 1,
+        output: json!({"sid": "SM-recorded"}),
+        duration_micros: 10,
+        finished_at: Timestamp::now(),
+    });
+    append(
+        &store,
+        step,
+        ExpectedRevision::NoStream,
+        &[started(step, 1, Some(parent), false), done],
+    )
+    .await;
+    // The process is down for 1.5 s after its last event (the step's).
+    let down = Duration::from_millis(1500);
+    tokio::time::sleep(down).await;
+
+    recover(&store, &server).await;
+
+    let events = support::events(&store, parent).await;
+    let RunEvent::Started(resumed) = &events[2] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        resumed.paused_micros >= down.as_micros() as u64,
+        "the resume counts {} µs not executing, the process was down {down:?}",
+        resumed.paused_micros
+    );
+    let run = neonhub_events::RunState::from_stream(
+        &Codec::new(),
+        &support::recorded(&store, parent).await,
+    )
+    .unwrap()
+    .unwrap();
+    let duration = run.duration_micros.unwrap();
+    assert!(
+        duration < 1_000_000,
+        "the run's duration ({duration} µs) counts the {down:?} the process was down"
+    );
+    assert_eq!(run.paused_micros, resumed.paused_micros);
 }

@@ -28,6 +28,7 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         step: None,
         resumed: false,
         node: None,
+        paused_micros: 0,
     });
     let metadata = Metadata {
         correlation_id: Some(*open.as_uuid()),

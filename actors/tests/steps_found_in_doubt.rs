@@ -84,6 +84,7 @@ async fn leave_started(store: &SharedStore, parent: RunId, key: &str, operation:
         step: Some(key.into()),
         resumed: false,
         node: None,
+        paused_micros: 0,
     });
     let data = Codec::new().encode(&started, Metadata::default()).unwrap();
     store

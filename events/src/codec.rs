@@ -225,6 +225,7 @@ mod tests {
                         step: None,
                         resumed: false,
                         node: None,
+                        paused_micros: 0,
                     })
                 },
             )

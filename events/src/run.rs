@@ -168,6 +168,17 @@ pub struct RunStarted {
     /// owns every run) and in logs written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeId>,
+    /// How long the run was not executing before this attempt began: for a
+    /// resume, from the last event the stopped process recorded for the run
+    /// (or its steps) to this start; for a run resumed after an operator
+    /// resolved its step, the wait for that decision. Excluded from the
+    /// run's duration. 0, and absent from the payload, otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_micros: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The SHA-256, in lower-case hex, of a request: `target`, a zero byte, and

@@ -9,7 +9,9 @@
 //!
 //! `duration_micros` runs from the first `RunStarted.started_at` to the
 //! terminal event's `finished_at`, so it includes retries and the waits
-//! between them (each event's own `duration_micros` is one attempt only).
+//! between them (each event's own `duration_micros` is one attempt only),
+//! less the time the run was not executing: a process that was down before
+//! a resume, an operator's decision awaited (`RunStarted.paused_micros`).
 //! `error` holds the error of the last failed attempt: on a failed run the
 //! terminal error, on a run that succeeded after retries the last retried
 //! failure, and nothing on a run that never failed.
@@ -163,8 +165,13 @@ pub struct RunState {
     pub started_at: Timestamp,
     /// When the terminal event happened.
     pub finished_at: Option<Timestamp>,
-    /// From the first start to the terminal event, in microseconds.
+    /// From the first start to the terminal event, in microseconds, less
+    /// the time the run was not executing (`paused_micros`).
     pub duration_micros: Option<u64>,
+    /// How long the run was not executing between its first start and now:
+    /// the sum of its attempts' `RunStarted.paused_micros` (a process that
+    /// was down, an operator's decision awaited).
+    pub paused_micros: u64,
     /// The log position of the run's first event (provenance).
     pub first_position: Position,
     /// The log position of the last event applied (provenance).
@@ -199,6 +206,7 @@ impl RunState {
             started_at: started.started_at,
             finished_at: None,
             duration_micros: None,
+            paused_micros: started.paused_micros,
             first_position: position,
             last_position: position,
         })
@@ -237,6 +245,7 @@ impl RunState {
                     });
                 }
                 self.attempts = s.attempt;
+                self.paused_micros = self.paused_micros.saturating_add(s.paused_micros);
                 false
             }
             RunEvent::Succeeded(s) => {
@@ -337,6 +346,7 @@ impl RunState {
                 }
                 self.reopen();
                 self.attempts = s.attempt;
+                self.paused_micros = self.paused_micros.saturating_add(s.paused_micros);
                 false
             }
             _ => {
@@ -359,7 +369,10 @@ impl RunState {
 
     fn finish(&mut self, at: Timestamp) {
         self.finished_at = Some(at);
-        self.duration_micros = Some(at.0.saturating_sub(self.started_at.0));
+        self.duration_micros = Some(
+            at.0.saturating_sub(self.started_at.0)
+                .saturating_sub(self.paused_micros),
+        );
     }
 
     /// Folds a whole run stream, decoding each event with `codec`; `None`
@@ -437,6 +450,7 @@ impl RunState {
             step: None,
             resumed: false,
             node: None,
+            paused_micros: 0,
         }
     }
 }
@@ -464,6 +478,7 @@ mod tests {
             step: None,
             resumed: false,
             node: None,
+            paused_micros: 0,
         })
     }
 

@@ -31,6 +31,7 @@ fn run_started(run: RunId) -> EventData {
         step: None,
         resumed: false,
         node: None,
+        paused_micros: 0,
     });
     let metadata = Metadata {
         correlation_id: Some(Uuid::now_v7()),

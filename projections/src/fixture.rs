@@ -193,6 +193,7 @@ impl RunIdentity<'_> {
             step: None,
             resumed: false,
             node: None,
+            paused_micros: 0,
         })
     }
 }

@@ -37,6 +37,7 @@
 //!     step: None,
 //!     resumed: false,
 //!     node: None,
+//!     paused_micros: 0,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {
 //!     run_id, attempt: 1, output: serde_json::json!({"id": "m-1"}),

@@ -150,6 +150,7 @@ impl Runtime {
             step: Some(step.key.to_owned()),
             resumed: false,
             node: self.node.clone(),
+            paused_micros: 0,
         };
         let run_id = started.run_id;
         let step_ref = step.step_ref(started.started_at);

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use actix::prelude::*;
 use neonhub_events::{Codec, NodeId, SharedStore};
 
-use super::{AgentEntry, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
+use super::{AgentEntry, AgentThreads, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
 use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
 use crate::agents::{ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent};
 use crate::connector::{
@@ -40,6 +40,12 @@ pub struct OrchestratorBuilder {
     connectors: Vec<(Arc<dyn Connector>, ConnectorOptions)>,
     max_in_flight: usize,
     node: Option<NodeId>,
+    agent_threads: usize,
+}
+
+/// The default number of agent threads: one per core.
+pub fn default_agent_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl OrchestratorBuilder {
@@ -52,6 +58,7 @@ impl OrchestratorBuilder {
             connectors: Vec::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             node: None,
+            agent_threads: default_agent_threads(),
         }
     }
 
@@ -117,10 +124,22 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Runs the agents on a pool of `threads` arbiters (default: one per
+    /// core, [`default_agent_threads`]), each agent on one of them, so an
+    /// agent that blocks or computes stalls only the agents beside it: the
+    /// orchestrator, the connectors and the timers keep their own thread.
+    pub fn agent_threads(mut self, threads: usize) -> Self {
+        self.agent_threads = threads;
+        self
+    }
+
     /// Checks the configuration before any actor starts.
     fn validate(&self) -> Result<()> {
         if self.max_in_flight == 0 {
             return Err(Error::Config("max_in_flight must be at least 1".to_owned()));
+        }
+        if self.agent_threads == 0 {
+            return Err(Error::Config("agent_threads must be at least 1".to_owned()));
         }
         let mut connectors = HashSet::new();
         for (connector, _) in &self.connectors {
@@ -148,8 +167,9 @@ impl OrchestratorBuilder {
         Ok(())
     }
 
-    /// Starts the agent and connector actors and the orchestrator on the
-    /// current actix arbiter.
+    /// Starts the connector actors and the orchestrator on the current actix
+    /// arbiter, and the agent actors on their pool of arbiters (stopped with
+    /// the orchestrator).
     ///
     /// # Errors
     /// [`Error::Config`] for two agents or connectors with one name, one
@@ -175,9 +195,12 @@ impl OrchestratorBuilder {
                 },
             );
         }
+        let pool: Vec<Arbiter> = (0..self.agent_threads.min(self.agents.len().max(1)))
+            .map(|_| Arbiter::new())
+            .collect();
         let mut agents = HashMap::new();
         let mut intents = HashMap::new();
-        for (factory, options) in self.agents {
+        for (i, (factory, options)) in self.agents.into_iter().enumerate() {
             let probe = factory();
             let name = probe.name().to_owned();
             let agent_intents = probe.intents();
@@ -187,8 +210,10 @@ impl OrchestratorBuilder {
             let restarts = Arc::new(AtomicU64::new(0));
             let actor_restarts = Arc::clone(&restarts);
             let timeout = options.timeout;
-            let addr =
-                Supervisor::start(move |_| AgentActor::new(factory, timeout, actor_restarts));
+            let arbiter = pool[i % pool.len()].handle();
+            let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
+                AgentActor::new(factory, timeout, actor_restarts)
+            });
             agents.insert(
                 name,
                 AgentEntry {
@@ -205,6 +230,13 @@ impl OrchestratorBuilder {
             connectors,
             node: self.node,
         });
-        Ok(Orchestrator::new(runtime, agents, intents, self.max_in_flight).start())
+        Ok(Orchestrator::new(
+            runtime,
+            agents,
+            intents,
+            self.max_in_flight,
+            AgentThreads(pool),
+        )
+        .start())
     }
 }

@@ -23,7 +23,7 @@ use futures_util::future::LocalBoxFuture;
 use neonhub_events::{Codec, RunId, RunKind, RunStarted, SharedStore, Timestamp, request_digest};
 use tokio::sync::{oneshot, watch};
 
-pub use builder::OrchestratorBuilder;
+pub use builder::{OrchestratorBuilder, default_agent_threads};
 pub use in_flight::InFlight;
 pub use messages::{
     AgentInfo, CancelRun, ConnectorHealth, GetStats, InterruptRuns, ListAgents, ResumeInterrupted,
@@ -66,6 +66,17 @@ enum Stage {
 /// request each was started for, and how far it has come.
 type Pending = Rc<RefCell<HashMap<RunId, (String, watch::Receiver<Stage>)>>>;
 
+/// The arbiters the agents run on; stopped when the orchestrator goes.
+struct AgentThreads(Vec<Arbiter>);
+
+impl Drop for AgentThreads {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
+    }
+}
+
 /// The orchestrator actor. Build it with [`OrchestratorBuilder`].
 pub struct Orchestrator {
     runtime: Arc<Runtime>,
@@ -75,6 +86,7 @@ pub struct Orchestrator {
     in_flight: Arc<InFlight>,
     pending: Pending,
     running: Running,
+    _agent_threads: AgentThreads,
 }
 
 impl Actor for Orchestrator {
@@ -143,6 +155,7 @@ impl Orchestrator {
         agents: HashMap<String, AgentEntry>,
         intents: HashMap<String, String>,
         max_in_flight: usize,
+        agent_threads: AgentThreads,
     ) -> Self {
         Self {
             runtime,
@@ -152,6 +165,7 @@ impl Orchestrator {
             in_flight: Arc::default(),
             pending: Rc::default(),
             running: Running::default(),
+            _agent_threads: agent_threads,
         }
     }
 
@@ -233,6 +247,7 @@ impl Orchestrator {
             step: None,
             resumed: false,
             node: self.runtime.node.clone(),
+            paused_micros: 0,
         };
         Ok(Prepared::New(Job {
             started,
@@ -502,6 +517,8 @@ impl Handler<ResumeInterrupted> for Orchestrator {
             };
             for (run, addr, options, slot) in resume {
                 let run_id = run.run_id();
+                let (attempt_started_at, last_activity) =
+                    (run.attempt_started_at, run.last_activity);
                 let mut journal = RunJournal::resume(
                     store.clone(),
                     codec.clone(),
@@ -509,7 +526,10 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     run.last,
                     run.metadata,
                 );
-                match journal.resume_attempt(runtime.node.clone()).await {
+                match journal
+                    .resume_attempt(attempt_started_at, last_activity, runtime.node.clone())
+                    .await
+                {
                     Ok(()) => {}
                     Err(Error::Store(neonhub_events::Error::WrongExpectedVersion { .. })) => {
                         tracing::info!(%run_id, "run moved on before its resume; left alone");

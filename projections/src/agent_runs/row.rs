@@ -17,7 +17,7 @@ macro_rules! columns {
     () => {
         "run_id, parent_run_id, correlation_id, kind, target, operation, intent, status, \
          attempts, input, output, error_kind, error_message, started_at, finished_at, \
-         duration_micros, first_position, last_position"
+         duration_micros, first_position, last_position, paused_micros"
     };
 }
 pub(crate) use columns;
@@ -76,6 +76,7 @@ impl SqlRow for AgentRun {
             duration_micros: row.get::<_, Option<i64>>(15)?.map(|d| d as u64),
             first_position: Position(row.get::<_, i64>(16)? as u64),
             last_position: Position(row.get::<_, i64>(17)? as u64),
+            paused_micros: row.get::<_, i64>(18)? as u64,
         })
     }
 }
@@ -115,7 +116,7 @@ pub(super) fn insert(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
     let mut stmt = conn.prepare_cached(concat!(
         "INSERT INTO agent_runs (",
         columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?;
     let (mut a, mut b, mut c) = ([0; 36], [0; 36], [0; 36]);
     stmt.execute(params![
@@ -137,14 +138,15 @@ pub(super) fn insert(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
         run.duration_micros.map(|d| d as i64),
         run.first_position.0 as i64,
         run.last_position.0 as i64,
+        run.paused_micros as i64,
     ])
 }
 
 pub(super) fn update(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_runs SET status = ?2, attempts = ?3, output = ?4, error_kind = ?5, \
-         error_message = ?6, finished_at = ?7, duration_micros = ?8, last_position = ?9 \
-         WHERE run_id = ?1",
+         error_message = ?6, finished_at = ?7, duration_micros = ?8, last_position = ?9, \
+         paused_micros = ?10 WHERE run_id = ?1",
     )?;
     let mut buf = [0; 36];
     stmt.execute(params![
@@ -157,5 +159,6 @@ pub(super) fn update(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
         run.finished_at.map(|t| t.0 as i64),
         run.duration_micros.map(|d| d as i64),
         run.last_position.0 as i64,
+        run.paused_micros as i64,
     ])
 }

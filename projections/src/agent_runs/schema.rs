@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS agent_runs (
@@ -31,13 +31,22 @@ CREATE TABLE IF NOT EXISTS agent_runs (
     finished_at INTEGER,
     duration_micros INTEGER,
     first_position INTEGER PRIMARY KEY,
-    last_position INTEGER NOT NULL
+    last_position INTEGER NOT NULL,
+    paused_micros INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
     projection TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 );
 ";
+
+/// Version 1 to 2: how long each run was not executing (a process down
+/// before a resume, an operator's decision awaited), kept so a run's
+/// duration leaves it out when its terminal event comes in a later batch.
+/// Events written before `RunStarted.paused_micros` existed carry none, so
+/// 0 is what the fold gives every row of a v1 table.
+const MIGRATE_V1_TO_V2: &str =
+    "ALTER TABLE agent_runs ADD COLUMN paused_micros INTEGER NOT NULL DEFAULT 0;";
 
 /// Secondary indexes, for the reporting queries: newest first overall (also
 /// covering the per-target report and the kind filter), by target, status,
@@ -95,6 +104,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(INDEXES_V1)?;
             tx.execute_batch(metrics::SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.commit()?;
+            Ok(())
+        }
+        1 => {
+            let tx = conn.transaction()?;
+            tx.execute_batch(MIGRATE_V1_TO_V2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())

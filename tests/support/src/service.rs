@@ -240,6 +240,17 @@ impl ServeProcess {
     }
 }
 
+impl Drop for ServeProcess {
+    /// A test that panics does not leave its service running (holding the
+    /// output pipe cargo waits on): the child is killed if it still runs.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A JSON body of a run of `agent`.
 pub fn run_body(agent: &str, input: Value) -> Value {
     serde_json::json!({ "agent": agent, "input": input })

@@ -28,6 +28,7 @@ pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
         step: None,
         resumed: false,
         node: None,
+        paused_micros: 0,
     })
 }
 
