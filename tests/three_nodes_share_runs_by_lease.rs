@@ -219,7 +219,12 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
         (200, page.to_string(), Duration::ZERO)
     });
     let posts = |twilio: &TestServer| twilio.count(|s| s.method == "POST");
-    let client = reqwest::Client::new();
+    // No idle connections kept: a node closes them after its keep-alive,
+    // racing a request sent on one.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = node(dirs[0].path(), "a", &esdb, &twilio.base_url);
     let b = node(dirs[1].path(), "b", &esdb, &twilio.base_url);
