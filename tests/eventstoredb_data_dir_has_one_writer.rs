@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use neonhub::{EventStoreUrl, StoreConfig};
 use neonhub_esdb_test_server::TestServer;
-use neonhub_events::{EventStore, Position, event_types};
+use neonhub_events::{Position, event_types};
 use neonhub_test_support::service::{InProcess, neonhub, run_body};
 use serde_json::{Value, json};
 
