@@ -92,6 +92,7 @@ fn started(run_id: RunId, parent: Option<RunId>, key: Option<String>) -> RunEven
         request_digest: None,
         step: key,
         resumed: false,
+        node: None,
         paused_micros: 0,
     })
 }

@@ -111,6 +111,10 @@ fn json_arg(text: &str) -> Result<Value, BadValue> {
     serde_json::from_str(text).map_err(|e| BadValue(format!("not valid JSON: {e}")))
 }
 
+fn node_id_arg(text: &str) -> Result<neonhub_events::NodeId, BadValue> {
+    neonhub_events::NodeId::new(text).map_err(|e| BadValue(e.to_string()))
+}
+
 fn token_arg(text: &str) -> Result<Token, BadValue> {
     Token::new(text).map_err(BadValue)
 }
@@ -247,6 +251,17 @@ pub struct ServeArgs {
     /// The most times one run is resumed; past it, it is closed.
     #[arg(long, default_value_t = crate::DEFAULT_MAX_RESUMES)]
     pub max_resumes: u32,
+    /// On EventStoreDB: this node's id (1 to 64 ASCII letters, digits and
+    /// `-_.`), named in the runs it executes. Give each node sharing a store
+    /// its own, and keep it across restarts. Default: an id generated once
+    /// and kept in `<data-dir>/node-id`.
+    #[arg(long, env = "NEONHUB_NODE_ID", value_parser = node_id_arg)]
+    pub node_id: Option<neonhub_events::NodeId>,
+    /// On EventStoreDB: the node's lease, in seconds. It renews it every
+    /// third of that; other nodes resume its runs once they have seen no
+    /// renewal for a whole lease.
+    #[arg(long, default_value_t = neonhub_actors::DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_secs: u64,
 }
 
 /// `neonhub demo`.

@@ -19,6 +19,7 @@
 #![warn(unreachable_pub, missing_docs)]
 
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod error;
@@ -31,6 +32,7 @@ pub use cli::{
     AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, ReplayArgs, ReportArgs, RunArgs,
     RunsCommand, ServeArgs, ShowArgs,
 };
+pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;
 pub use config::{
     DATA_LOCK_FILE, DEFAULT_MAX_BODY_BYTES, DataDir, EventStoreUrl, LOG_DIR, PROJECTION_FILE,

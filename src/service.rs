@@ -1,7 +1,7 @@
-//! The service's life: start-up (open the store, close interrupted runs,
-//! catch the projection up, start its runner and the actors) and shutdown
-//! (drain in-flight runs, fail the stragglers, let the projection reach the
-//! head, close the store).
+//! The service's life: start-up (open the store, join the other nodes on a
+//! shared store, resume interrupted runs, catch the projection up, start its
+//! runner and the actors) and shutdown (drain in-flight runs, cut off the
+//! stragglers, let the projection reach the head, close the store).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,13 +11,14 @@ use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
     InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport,
-    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, WatchInFlight, close_interrupted,
-    find_unfinished,
+    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, UnfinishedIndex, WatchInFlight,
+    close_interrupted,
 };
-use neonhub_events::{Codec, EventStore, Position, RunId, SharedStore};
+use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
 use tokio::sync::{oneshot, watch};
 
+use crate::cluster::{Cluster, ClusterOptions, Takeover, node_id};
 use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
@@ -37,6 +38,9 @@ pub struct ServiceOptions {
     pub on_interrupted: OnInterrupted,
     /// The most times one run is resumed; past it, it is closed.
     pub max_resumes: u32,
+    /// This node's id and lease, on EventStoreDB (several nodes may share
+    /// it); ignored on the embedded store.
+    pub cluster: ClusterOptions,
 }
 
 /// What start-up does with the runs a stopped process left unfinished.
@@ -63,6 +67,7 @@ impl ServiceOptions {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             on_interrupted: OnInterrupted::Resume,
             max_resumes: DEFAULT_MAX_RESUMES,
+            cluster: ClusterOptions::default(),
         }
     }
 }
@@ -190,6 +195,7 @@ pub struct Service {
     catalog: Arc<Catalog>,
     recovery: RecoveryReport,
     in_flight: Arc<InFlight>,
+    cluster: Option<Cluster>,
 }
 
 impl std::fmt::Debug for Service {
@@ -202,9 +208,14 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Opens the store, closes runs a dead process left unfinished
-    /// (`RunFailed{interrupted}`), catches the AgentRun table up with the log,
-    /// starts its runner on a thread of its own, and starts the actors.
+    /// Opens the store, resumes (or closes) the runs a dead process left
+    /// unfinished, catches the AgentRun table up with the log, starts its
+    /// runner on a thread of its own, and starts the actors.
+    ///
+    /// On EventStoreDB the node first renews its lease; start-up then takes
+    /// only its own runs (by [`ClusterOptions::node`]) and runs that name no
+    /// node (written before runs did); the runs of other nodes are taken
+    /// over later, each once its owner's lease has expired.
     ///
     /// # Errors
     /// The store's ([`neonhub_events::Error::Locked`]: another process has the
@@ -216,7 +227,20 @@ impl Service {
         let store = Store::open(&options.store, &options.data, Access::Write)?;
         let shared = store.shared();
         let codec = Codec::new();
-        let (events_scanned, unfinished) = find_unfinished(&*shared, &codec).await?;
+        let mut cluster = match options.store {
+            StoreConfig::Embedded => None,
+            StoreConfig::EventStoreDb { .. } => {
+                let node = node_id(&options.data, options.cluster.node.clone())?;
+                Some(Cluster::join(&shared, node, options.cluster.lease).await?)
+            }
+        };
+        let node: Option<NodeId> = cluster.as_ref().map(|c| c.node().clone());
+        let mut index = UnfinishedIndex::default();
+        let events_scanned = index.catch_up(&*shared, &codec).await?;
+        let unfinished = index.select(|run| match (&node, run.owner()) {
+            (None, _) | (Some(_), None) => true,
+            (Some(me), Some(owner)) => owner == me,
+        });
         let mut recovery = RecoveryReport {
             events_scanned,
             ..RecoveryReport::default()
@@ -260,6 +284,7 @@ impl Service {
             .builtin_agents()
             .builtin_connectors(&options.connectors)?
             .max_in_flight(options.max_in_flight)
+            .node(node)
             .start()?;
         let agents = orchestrator
             .send(ListAgents)
@@ -289,6 +314,16 @@ impl Service {
                 "resumed or closed the runs a stopped process left unfinished"
             );
         }
+        if let Some(cluster) = &mut cluster {
+            cluster.watch(Takeover {
+                store: Arc::clone(&shared),
+                codec: codec.clone(),
+                orchestrator: orchestrator.clone(),
+                index,
+                on_interrupted: options.on_interrupted,
+                max_resumes: options.max_resumes,
+            });
+        }
         let catalog = Arc::new(Catalog {
             agents,
             connectors: connector_catalog(&options.connectors),
@@ -308,7 +343,13 @@ impl Service {
             catalog,
             recovery,
             in_flight,
+            cluster,
         })
+    }
+
+    /// This node's id on a shared store (`None` on the embedded store).
+    pub fn node(&self) -> Option<&NodeId> {
+        self.cluster.as_ref().map(Cluster::node)
     }
 
     /// The event store.
@@ -403,6 +444,10 @@ impl Service {
     /// # Errors
     /// The store's or the projection's.
     pub async fn shutdown(mut self, drain: Duration) -> Result<ShutdownReport> {
+        // No more runs taken over; the lease is renewed until the store closes.
+        if let Some(cluster) = &mut self.cluster {
+            cluster.stop_watching();
+        }
         let drained = tokio::time::timeout(drain, self.in_flight.idle())
             .await
             .is_ok();
@@ -441,6 +486,9 @@ impl Service {
         }
         report.checkpoint = *self.checkpoints.borrow();
         let stopped = self.runner.stop();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.stop();
+        }
         self.store.close();
         stopped?;
         Ok(report)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use neonhub::{EventStoreUrl, StoreConfig};
 use neonhub_esdb_test_server::TestServer;
+use neonhub_events::{Position, event_types};
 use neonhub_test_support::service::{InProcess, neonhub, run_body};
 use serde_json::{Value, json};
 
@@ -27,12 +28,29 @@ async fn one_writer_per_data_dir_and_a_fresh_store_is_caught_up() {
         hub.service.store().head().await.unwrap().0 > 0,
         "the test server starts with system events"
     );
-    // Nothing of ours yet: the table is caught up at once.
+    // No run yet, only this node's lease renewals: the table is caught up
+    // at once, past them.
     let checkpoint = tokio::time::timeout(PROMPT, hub.service.caught_up())
         .await
-        .expect("caught_up stalled on a store holding only system events")
+        .expect("caught_up stalled on a store holding only system events and leases")
         .unwrap();
-    assert_eq!(checkpoint.0, 0);
+    let node = hub.service.node().expect("a node on EventStoreDB").clone();
+    let ours = hub
+        .service
+        .store()
+        .read_all(Position::START, 1000)
+        .await
+        .unwrap();
+    let before: Vec<_> = ours.iter().filter(|e| e.position < checkpoint).collect();
+    assert!(
+        !before.is_empty(),
+        "the first renewal is before the checkpoint"
+    );
+    for event in &before {
+        assert_eq!(event.stream, node.lease_stream(), "{event:?}");
+        assert_eq!(event.event_type, event_types::LEASE_RENEWED, "{event:?}");
+    }
+    assert_eq!(checkpoint, before.last().unwrap().position.next());
 
     let (status, answer) = hub
         .post_run(&run_body("echo", json!({"hello": "esdb"})))

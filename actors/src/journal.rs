@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use neonhub_events::{
-    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, ReadFrom, RecordedEvent,
-    Revision, RunError, RunEvent, RunFailed, RunId, RunStarted, RunState, RunSucceeded,
-    SharedStore, StreamId, Timestamp,
+    Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, NodeId, ReadFrom,
+    RecordedEvent, Revision, RunError, RunEvent, RunFailed, RunId, RunStarted, RunState,
+    RunSucceeded, SharedStore, StreamId, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -114,6 +114,9 @@ pub(crate) struct RunJournal {
     state: RunState,
     last: Revision,
     attempt_began: Instant,
+    /// The node executing the current attempt, named in the `RunStarted`
+    /// of a retry.
+    node: Option<NodeId>,
 }
 
 impl RunJournal {
@@ -132,6 +135,7 @@ impl RunJournal {
             correlation_id: Some(started.correlation_id),
             causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
         };
+        let node = started.node.clone();
         let event = RunEvent::Started(started);
         let data = codec.encode(&event, metadata);
         async move {
@@ -157,6 +161,7 @@ impl RunJournal {
                 state,
                 last: appended.next_expected,
                 attempt_began: Instant::now(),
+                node,
             })
         }
     }
@@ -178,6 +183,7 @@ impl RunJournal {
             state,
             last,
             attempt_began: Instant::now(),
+            node: None,
         }
     }
 
@@ -250,7 +256,8 @@ impl RunJournal {
     /// attempt's `RunStarted` in one atomic batch, so a stream that did not
     /// finish always ends with a `RunStarted`.
     pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
-        let next = self.state.next_attempt(Timestamp::now());
+        let mut next = self.state.next_attempt(Timestamp::now());
+        next.node = self.node.clone();
         self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
         self.attempt_began = Instant::now();
@@ -261,11 +268,12 @@ impl RunJournal {
     /// last heard of at `last_activity` (its latest event or its steps'):
     /// `RunFailed{interrupted, will_retry}`, ended then, and `RunStarted{n+1,
     /// resumed}` in one batch; the time between counts as paused, not as
-    /// the run's execution.
+    /// the run's execution. `node` (this node) becomes the run's owner.
     pub(crate) async fn resume_attempt(
         &mut self,
         attempt_started_at: Timestamp,
         last_activity: Timestamp,
+        node: Option<NodeId>,
     ) -> Result<()> {
         let now = Timestamp::now();
         let failed = RunFailed {
@@ -281,9 +289,11 @@ impl RunJournal {
         };
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
+        next.node = node.clone();
         next.paused_micros = now.0.saturating_sub(last_activity.0);
         self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
             .await?;
+        self.node = node;
         self.attempt_began = Instant::now();
         Ok(())
     }
@@ -291,16 +301,19 @@ impl RunJournal {
     /// Starts the next attempt of a run that ended `in_doubt` and whose step
     /// an operator resolved (or of such a step resolved `not_sent`):
     /// `RunStarted{n+1, resumed}` alone, after the decision.
-    pub(crate) async fn reopen(&mut self) -> Result<()> {
+    /// `node` (this node, which executes it) becomes the run's owner.
+    pub(crate) async fn reopen(&mut self, node: Option<NodeId>) -> Result<()> {
         let now = Timestamp::now();
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
+        next.node = node.clone();
         // The wait for the decision is not the run's execution.
         next.paused_micros = self
             .state
             .finished_at
             .map_or(0, |ended| now.0.saturating_sub(ended.0));
         self.append([RunEvent::Started(next)]).await?;
+        self.node = node;
         self.attempt_began = Instant::now();
         Ok(())
     }

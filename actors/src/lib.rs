@@ -27,6 +27,7 @@ mod agents;
 mod connector;
 mod error;
 mod journal;
+mod lease;
 mod orchestrator;
 mod recovery;
 mod retry;
@@ -44,6 +45,7 @@ pub use connector::{
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
+pub use lease::{DEFAULT_LEASE, LeaseWatch, renew_lease};
 pub use orchestrator::{
     AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
     InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted,
@@ -51,7 +53,8 @@ pub use orchestrator::{
     WatchInFlight, default_agent_threads,
 };
 pub use recovery::{
-    RecoveryReport, Unfinished, close_interrupted, find_unfinished, recover_interrupted,
+    RecoveryReport, Unfinished, UnfinishedIndex, close_interrupted, find_unfinished,
+    recover_interrupted,
 };
 pub use retry::RetryPolicy;
 pub use subscribe::{RunEventNotice, SubscriptionHandle, subscribe};

@@ -1,14 +1,16 @@
-//! Start-up recovery: finds every run whose stream has a `RunStarted` and no
+//! Recovery: finds every run whose stream has a `RunStarted` and no
 //! terminal event (the process died mid-run). [`recover_interrupted`] closes
 //! them all with `RunFailed{interrupted}`; [`find_unfinished`] hands them to
 //! the orchestrator, which resumes the agent runs it can
-//! ([`crate::ResumeInterrupted`]) and closes the rest.
+//! ([`crate::ResumeInterrupted`]) and closes the rest. [`UnfinishedIndex`]
+//! keeps the unfinished runs current by reading on from where it stopped,
+//! for nodes that look for the runs of expired owners again and again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use neonhub_events::{
-    Codec, ErrorKind, EventStore, ExpectedRevision, Metadata, Position, RecordedEvent, Revision,
-    RunError, RunEvent, RunFailed, RunId, RunState, Timestamp,
+    Codec, ErrorKind, EventStore, ExpectedRevision, Metadata, NodeId, Position, RecordedEvent,
+    Revision, RunError, RunEvent, RunFailed, RunId, RunState, Timestamp,
 };
 
 use crate::error::Result;
@@ -31,13 +33,15 @@ pub struct RecoveryReport {
 /// closing or resuming it needs from the envelopes (its stream's last
 /// revision, the metadata its events carry, when its current attempt began,
 /// how many of its attempts were resumes).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Unfinished {
     pub(crate) state: RunState,
     pub(crate) last: Revision,
     pub(crate) metadata: Metadata,
     pub(crate) attempt_started_at: Timestamp,
     pub(crate) resumes: u32,
+    /// `RunStarted.node` of its latest attempt.
+    pub(crate) owner: Option<NodeId>,
     /// When the log last heard of the run: the latest `recorded_at` of its
     /// events and of its steps' events. A resume counts the time after it
     /// as not executing.
@@ -48,6 +52,17 @@ impl Unfinished {
     /// The run.
     pub fn run_id(&self) -> RunId {
         self.state.run_id
+    }
+
+    /// The node executing its latest attempt (`None`: the embedded store, or
+    /// a log written before runs named their node).
+    pub fn owner(&self) -> Option<&NodeId> {
+        self.owner.as_ref()
+    }
+
+    /// The agent run that made this step, `None` for an agent run.
+    pub fn parent(&self) -> Option<RunId> {
+        self.state.parent_run_id
     }
 }
 
@@ -72,6 +87,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
         RunEvent::Started(s) if s.attempt == 1 => {
             let parent = s.parent_run_id;
             let attempt_started_at = s.started_at;
+            let owner = s.node.clone();
             let state = RunState::start(s, recorded.position).map_err(invalid)?;
             tracked.open.insert(
                 run_id,
@@ -81,6 +97,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     metadata: recorded.metadata,
                     attempt_started_at,
                     resumes: 0,
+                    owner,
                     last_activity: recorded.recorded_at,
                 },
             );
@@ -94,6 +111,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                 if let RunEvent::Started(s) = &event {
                     run.attempt_started_at = s.started_at;
                     run.resumes += u32::from(s.resumed);
+                    run.owner = s.node.clone();
                 }
                 run.last = recorded.revision;
                 run.last_activity = run.last_activity.max(recorded.recorded_at);
@@ -158,25 +176,94 @@ pub async fn find_unfinished(
     store: &dyn EventStore,
     codec: &Codec,
 ) -> Result<(u64, Vec<Unfinished>)> {
-    let mut scanned = 0;
-    let mut tracked = Tracked::default();
-    let mut from = Position::START;
-    loop {
-        let page = store.read_all(from, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        from = last.position.next();
-        for recorded in &page {
-            if recorded.stream.run_id().is_none() {
-                continue;
-            }
-            let event = codec.decode(recorded)?;
-            scanned += 1;
-            track(&mut tracked, recorded, event)?;
-        }
-    }
-    let mut unfinished: Vec<Unfinished> = tracked.open.into_values().collect();
+    let mut index = UnfinishedIndex::default();
+    index.catch_up(store, codec).await?;
+    let mut unfinished: Vec<Unfinished> = index.tracked.open.into_values().collect();
     unfinished.sort_by_key(|o| o.state.first_position);
-    Ok((scanned, unfinished))
+    Ok((index.scanned, unfinished))
+}
+
+/// The unfinished runs of a log, kept current by [`Self::catch_up`], which
+/// reads only the events appended since the last one: the first catch-up
+/// reads the whole log, later ones cost what was appended meanwhile. Memory
+/// is bounded by the runs open (or ended `in_doubt`) at the head.
+#[derive(Default)]
+pub struct UnfinishedIndex {
+    tracked: Tracked,
+    from: Position,
+    scanned: u64,
+}
+
+impl std::fmt::Debug for UnfinishedIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnfinishedIndex")
+            .field("open", &self.tracked.open.len())
+            .field("from", &self.from)
+            .field("scanned", &self.scanned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnfinishedIndex {
+    /// Reads the log from where the last catch-up stopped to its head.
+    /// Returns the run events read.
+    ///
+    /// # Errors
+    /// The store's, or a run event that does not decode or fit its run.
+    pub async fn catch_up(&mut self, store: &dyn EventStore, codec: &Codec) -> Result<u64> {
+        let mut scanned = 0;
+        loop {
+            let page = store.read_all(self.from, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            for recorded in &page {
+                if recorded.stream.run_id().is_none() {
+                    continue;
+                }
+                let event = codec.decode(recorded)?;
+                scanned += 1;
+                track(&mut self.tracked, recorded, event)?;
+            }
+            self.from = last.position.next();
+        }
+        self.scanned += scanned;
+        Ok(scanned)
+    }
+
+    /// Run events read by every catch-up so far.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// The nodes owning unfinished agent runs (not steps).
+    pub fn owners(&self) -> BTreeSet<NodeId> {
+        self.tracked
+            .open
+            .values()
+            .filter(|run| run.parent().is_none())
+            .filter_map(|run| run.owner().cloned())
+            .collect()
+    }
+
+    /// The unfinished runs `claim` picks, in log order of their start: each
+    /// run (not a step) for which `claim` says yes, with its open steps; and
+    /// each open step whose run is not open, if `claim` says yes to the step.
+    /// A step of an open run goes with its run, whoever its own owner was.
+    pub fn select(&self, claim: impl Fn(&Unfinished) -> bool) -> Vec<Unfinished> {
+        let open = &self.tracked.open;
+        let mut picked: Vec<Unfinished> = open
+            .values()
+            .filter(|run| match run.parent() {
+                None => claim(run),
+                Some(parent) => match open.get(&parent) {
+                    Some(parent) => claim(parent),
+                    None => claim(run),
+                },
+            })
+            .cloned()
+            .collect();
+        picked.sort_by_key(|o| o.state.first_position);
+        picked
+    }
 }
 
 /// Closes each of `runs` with `RunFailed{kind: interrupted}` at its exact
@@ -225,4 +312,95 @@ pub async fn close_interrupted(
         }
     }
     Ok(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use neonhub_events::{EmbeddedLog, LogOptions, RunKind, RunStarted, RunSucceeded};
+    use serde_json::json;
+
+    use super::*;
+
+    fn started(run_id: RunId, parent: Option<RunId>, attempt: u32, node: &str) -> RunEvent {
+        RunEvent::Started(RunStarted {
+            run_id,
+            kind: if parent.is_some() {
+                RunKind::Connector
+            } else {
+                RunKind::Agent
+            },
+            target: "sms".into(),
+            operation: "run".into(),
+            intent: None,
+            input: json!({}),
+            attempt,
+            parent_run_id: parent,
+            correlation_id: *run_id.as_uuid(),
+            started_at: Timestamp(1),
+            request_digest: None,
+            step: parent.map(|_| "twilio.send_sms#1".to_owned()),
+            resumed: attempt > 1,
+            node: Some(NodeId::new(node).unwrap()),
+            paused_micros: 0,
+        })
+    }
+
+    async fn append(store: &EmbeddedLog, codec: &Codec, expected: ExpectedRevision, e: RunEvent) {
+        let data = codec.encode(&e, Metadata::default()).unwrap();
+        store
+            .append(&e.run_id().stream(), expected, vec![data])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_index_reads_on_from_where_it_stopped_and_a_step_goes_with_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap();
+        let codec = Codec::new();
+        let (a_run, b_run) = (RunId::new(), RunId::new());
+        let (a_step, b_step) = (
+            a_run.step("twilio.send_sms#1"),
+            b_run.step("twilio.send_sms#1"),
+        );
+        let new = ExpectedRevision::NoStream;
+        append(&store, &codec, new, started(a_run, None, 1, "a")).await;
+        append(&store, &codec, new, started(b_run, None, 1, "b")).await;
+        // A step whose own start names another node still goes with its run.
+        append(&store, &codec, new, started(a_step, Some(a_run), 1, "x")).await;
+        append(&store, &codec, new, started(b_step, Some(b_run), 1, "b")).await;
+        let mut index = UnfinishedIndex::default();
+        assert_eq!(index.catch_up(&store, &codec).await.unwrap(), 4);
+        let owners: Vec<String> = index.owners().iter().map(|n| n.to_string()).collect();
+        assert_eq!(owners, ["a", "b"], "steps' owners are not listed");
+        let ids = |runs: Vec<Unfinished>| runs.iter().map(Unfinished::run_id).collect::<Vec<_>>();
+        let of_b = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "b");
+        assert_eq!(ids(index.select(of_b)), [b_run, b_step]);
+        let of_x = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "x");
+        assert!(index.select(of_x).is_empty(), "a step goes with its run");
+
+        // c resumes b's run: its owner is now c. a's run ends.
+        let exact = |r| ExpectedRevision::Exact(Revision(r));
+        append(&store, &codec, exact(0), started(b_run, None, 2, "c")).await;
+        let done = RunEvent::Succeeded(RunSucceeded {
+            run_id: a_step,
+            attempt: 1,
+            output: json!({}),
+            duration_micros: 1,
+            finished_at: Timestamp(2),
+        });
+        append(&store, &codec, exact(0), done).await;
+        assert_eq!(
+            index.catch_up(&store, &codec).await.unwrap(),
+            2,
+            "only the new events"
+        );
+        assert_eq!(index.scanned(), 6);
+        assert!(index.select(of_b).is_empty());
+        let of_c = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "c");
+        assert_eq!(ids(index.select(of_c)), [b_run, b_step]);
+        let of_a = |run: &Unfinished| run.owner().is_some_and(|n| n.as_str() == "a");
+        assert_eq!(ids(index.select(of_a)), [a_run]);
+        assert_eq!(index.catch_up(&store, &codec).await.unwrap(), 0);
+    }
 }

@@ -645,6 +645,7 @@ async fn leave_started(
         request_digest: None,
         step: Some(key.into()),
         resumed: false,
+        node: None,
         paused_micros: 0,
     });
     let data = Codec::new().encode(&started, Metadata::default()).unwrap();

@@ -60,6 +60,7 @@ fn started(run_id: RunId, attempt: u32, parent: Option<RunId>, resumed: bool) ->
         request_digest: None,
         step: parent.map(|_| STEP.to_owned()),
         resumed,
+        node: None,
         paused_micros: 0,
     })
 }

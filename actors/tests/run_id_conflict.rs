@@ -134,6 +134,7 @@ async fn a_run_recorded_without_a_digest_is_compared_by_its_recorded_input() {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
         paused_micros: 0,
     });
     let succeeded = RunEvent::Succeeded(RunSucceeded {

@@ -27,6 +27,7 @@ async fn recovery_runs_before_the_first_run_is_accepted() {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
         paused_micros: 0,
     });
     let metadata = Metadata {

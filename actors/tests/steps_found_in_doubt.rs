@@ -83,6 +83,7 @@ async fn leave_started(store: &SharedStore, parent: RunId, key: &str, operation:
         request_digest: None,
         step: Some(key.into()),
         resumed: false,
+        node: None,
         paused_micros: 0,
     });
     let data = Codec::new().encode(&started, Metadata::default()).unwrap();

@@ -224,6 +224,7 @@ mod tests {
                         request_digest: None,
                         step: None,
                         resumed: false,
+                        node: None,
                         paused_micros: 0,
                     })
                 },

@@ -114,6 +114,90 @@ impl fmt::Debug for EventId {
     }
 }
 
+/// The id of one neonhub node sharing a store with others: 1 to 64 bytes of
+/// ASCII letters, digits and `-_.`. A run's `RunStarted` names the node
+/// executing that attempt (its owner), and the node renews a lease on
+/// [`NodeId::lease_stream`] while it lives.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// The longest node id accepted, in bytes.
+    pub const MAX_LEN: usize = 64;
+    /// The prefix of a node's lease stream: `lease-<node id>`.
+    pub const LEASE_PREFIX: &'static str = "lease-";
+
+    /// Validates a node id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming what is wrong with it.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() || id.len() > Self::MAX_LEN {
+            return Err(Error::InvalidInput(format!(
+                "node id {id:?} must be 1 to {} bytes long",
+                Self::MAX_LEN
+            )));
+        }
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(Error::InvalidInput(format!(
+                "node id {id:?} may hold only ASCII letters, digits and '-_.'"
+            )));
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The stream this node's lease renewals go to: `lease-<node id>`. It
+    /// is not a run stream ([`StreamId::run_id`] is `None`), so recovery and
+    /// the projections pass over it.
+    pub fn lease_stream(&self) -> StreamId {
+        StreamId(format!("{}{}", Self::LEASE_PREFIX, self.0))
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self> {
+        Self::new(value)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(value: NodeId) -> Self {
+        value.0
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.0)
+    }
+}
+
 /// The name of a stream. Valid names are 1 to 255 bytes of ASCII letters,
 /// digits and `-_.:@`, not starting with `$` (reserved for system streams).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ mod error;
 #[cfg(feature = "eventstoredb")]
 mod esdb;
 mod ids;
+mod lease;
 mod log;
 mod run;
 mod state;
@@ -21,7 +22,8 @@ pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
 pub use error::{Error, Result};
 #[cfg(feature = "eventstoredb")]
 pub use esdb::{EsdbOptions, EsdbStore};
-pub use ids::{EventId, Position, Revision, RunId, StreamId, Timestamp};
+pub use ids::{EventId, NodeId, Position, Revision, RunId, StreamId, Timestamp};
+pub use lease::LeaseRenewed;
 pub use log::{Durability, EmbeddedLog, LogOptions, VerifyReport};
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, StepOutcome,

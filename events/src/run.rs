@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::ids::{RunId, Timestamp};
+use crate::ids::{NodeId, RunId, Timestamp};
 
 /// The versioned type names of neonhub's events. An additive change keeps the
 /// name (new fields use `#[serde(default)]`); a breaking change gets a new
@@ -21,6 +21,8 @@ pub mod event_types {
     pub const RUN_FAILED: &str = "run.failed.v1";
     /// [`super::StepResolved`].
     pub const STEP_RESOLVED: &str = "step.resolved.v1";
+    /// [`crate::LeaseRenewed`], in a node's lease stream (not a run event).
+    pub const LEASE_RENEWED: &str = "lease.renewed.v1";
 }
 
 /// What ran: an agent, or a connector called by an agent.
@@ -160,6 +162,12 @@ pub struct RunStarted {
     /// (start-up recovery); false, and absent from the payload, otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// The node executing this attempt, which owns the run until the run
+    /// ends or another node resumes it (`--node-id`; see
+    /// [`crate::LeaseRenewed`]). Absent on the embedded store (one process
+    /// owns every run) and in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeId>,
     /// How long the run was not executing before this attempt began: for a
     /// resume, from the last event the stopped process recorded for the run
     /// (or its steps) to this start; for a run resumed after an operator

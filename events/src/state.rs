@@ -449,6 +449,7 @@ impl RunState {
             request_digest: None,
             step: None,
             resumed: false,
+            node: None,
             paused_micros: 0,
         }
     }
@@ -476,6 +477,7 @@ mod tests {
             request_digest: None,
             step: None,
             resumed: false,
+            node: None,
             paused_micros: 0,
         })
     }

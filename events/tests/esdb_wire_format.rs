@@ -30,6 +30,7 @@ fn run_started(run: RunId) -> EventData {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
         paused_micros: 0,
     });
     let metadata = Metadata {

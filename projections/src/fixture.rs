@@ -192,6 +192,7 @@ impl RunIdentity<'_> {
             request_digest: None,
             step: None,
             resumed: false,
+            node: None,
             paused_micros: 0,
         })
     }

@@ -36,6 +36,7 @@
 //!     request_digest: None,
 //!     step: None,
 //!     resumed: false,
+//!     node: None,
 //!     paused_micros: 0,
 //! });
 //! let succeeded = RunEvent::Succeeded(RunSucceeded {

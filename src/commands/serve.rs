@@ -6,6 +6,7 @@ use neonhub_actors::ConnectorsConfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::ServeArgs;
+use crate::cluster::ClusterOptions;
 use crate::config::{DataDir, ServeConfig, StoreConfig};
 use crate::error::{Error, Result};
 use crate::server::Server;
@@ -58,6 +59,10 @@ pub(super) async fn serve(
         max_in_flight: args.max_in_flight,
         on_interrupted: args.on_interrupted,
         max_resumes: args.max_resumes,
+        cluster: ClusterOptions {
+            node: args.node_id,
+            lease: Duration::from_secs(args.lease_secs),
+        },
         ..ServiceOptions::new(data)
     };
     // The signal handlers go in before anything is opened, so a signal
@@ -67,8 +72,12 @@ pub(super) async fn serve(
     let recovered = service.recovery().interrupted.len();
     let resumed = service.recovery().resumed.len();
     let server = Server::start(&service, &config)?;
+    let node = service
+        .node()
+        .map(|node| format!(", node {node}"))
+        .unwrap_or_default();
     println!(
-        "neonhub listening on http://{} (store {store_name}, data in {}, auth {}, {resumed} interrupted runs resumed, {recovered} closed as interrupted)",
+        "neonhub listening on http://{} (store {store_name}{node}, data in {}, auth {}, {resumed} interrupted runs resumed, {recovered} closed as interrupted)",
         server.local_addr(),
         service.data().display_path().display(),
         if config.token.is_some() { "on" } else { "off" },

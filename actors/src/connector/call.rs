@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use neonhub_events::{
-    Codec, ErrorKind, RecordedEvent, RunError, RunEvent, RunId, RunKind, RunStarted, RunState,
-    SharedStore, StepOutcome, Timestamp,
+    Codec, ErrorKind, NodeId, RecordedEvent, RunError, RunEvent, RunId, RunKind, RunStarted,
+    RunState, SharedStore, StepOutcome, Timestamp,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,8 @@ pub(crate) struct Runtime {
     pub(crate) store: SharedStore,
     pub(crate) codec: Codec,
     pub(crate) connectors: HashMap<String, ConnectorEntry>,
+    /// This node, named in every `RunStarted` it appends.
+    pub(crate) node: Option<NodeId>,
 }
 
 /// One connector call of an agent run, as a step.
@@ -147,6 +149,7 @@ impl Runtime {
             request_digest: None,
             step: Some(step.key.to_owned()),
             resumed: false,
+            node: self.node.clone(),
             paused_micros: 0,
         };
         let run_id = started.run_id;
@@ -232,7 +235,7 @@ impl Runtime {
         let outcome = if resolved_not_sent || cancelled {
             // An operator found the vendor never got it, or it was cut off
             // before its request left: send it now.
-            match journal.reopen().await {
+            match journal.reopen(self.node.clone()).await {
                 Ok(()) => self.execute(entry, step, &step_ref, journal, input).await,
                 Err(e) => Err(Executed::Store(e)),
             }

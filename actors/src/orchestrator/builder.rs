@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use actix::prelude::*;
-use neonhub_events::{Codec, SharedStore};
+use neonhub_events::{Codec, NodeId, SharedStore};
 
 use super::{AgentEntry, AgentThreads, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
 use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
@@ -39,6 +39,7 @@ pub struct OrchestratorBuilder {
     agents: Vec<(AgentFactory, AgentOptions)>,
     connectors: Vec<(Arc<dyn Connector>, ConnectorOptions)>,
     max_in_flight: usize,
+    node: Option<NodeId>,
     agent_threads: usize,
 }
 
@@ -56,6 +57,7 @@ impl OrchestratorBuilder {
             agents: Vec::new(),
             connectors: Vec::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            node: None,
             agent_threads: default_agent_threads(),
         }
     }
@@ -111,6 +113,14 @@ impl OrchestratorBuilder {
     /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).
     pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
         self.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// Names this node in the `RunStarted` of every attempt it executes (its
+    /// runs, their steps, the runs it resumes), for stores shared by several
+    /// nodes. Default: none (one process owns every run).
+    pub fn node(mut self, node: Option<NodeId>) -> Self {
+        self.node = node;
         self
     }
 
@@ -218,6 +228,7 @@ impl OrchestratorBuilder {
             store: self.store,
             codec: self.codec,
             connectors,
+            node: self.node,
         });
         Ok(Orchestrator::new(
             runtime,

@@ -246,6 +246,7 @@ impl Orchestrator {
             request_digest: digest,
             step: None,
             resumed: false,
+            node: self.runtime.node.clone(),
             paused_micros: 0,
         };
         Ok(Prepared::New(Job {
@@ -526,7 +527,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     run.metadata,
                 );
                 match journal
-                    .resume_attempt(attempt_started_at, last_activity)
+                    .resume_attempt(attempt_started_at, last_activity, runtime.node.clone())
                     .await
                 {
                     Ok(()) => {}

@@ -114,12 +114,14 @@ impl Handler<ResolveStep> for Orchestrator {
                     e => e,
                 })?;
             }
-            run.reopen().await.map_err(|e| match e {
-                Error::Store(neonhub_events::Error::WrongExpectedVersion { .. }) => {
-                    Error::RunInProgress(run_id)
-                }
-                e => e,
-            })?;
+            run.reopen(runtime.node.clone())
+                .await
+                .map_err(|e| match e {
+                    Error::Store(neonhub_events::Error::WrongExpectedVersion { .. }) => {
+                        Error::RunInProgress(run_id)
+                    }
+                    e => e,
+                })?;
             let attempt = run.attempt();
             // Like a resumed run: counted in flight, not refused by the bound.
             let slot = in_flight.acquire(usize::MAX).expect("no bound");

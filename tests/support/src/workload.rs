@@ -27,6 +27,7 @@ pub fn run_started(run_id: RunId, correlation_id: Uuid) -> RunEvent {
         request_digest: None,
         step: None,
         resumed: false,
+        node: None,
         paused_micros: 0,
     })
 }
