@@ -184,9 +184,16 @@ fn runs(c: &mut Criterion) {
             rate_limit: RateLimit::per_second(std::num::NonZeroU32::new(10_000_000).unwrap()),
             ..ConnectorOptions::default()
         };
+        // `NEONHUB_BENCH_AGENT_THREADS` sets the agent arbiters (default:
+        // one per core), to weigh the pool's thread hops.
+        let agent_threads = std::env::var("NEONHUB_BENCH_AGENT_THREADS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(neonhub_actors::default_agent_threads);
         let orchestrator = OrchestratorBuilder::new(store.clone())
             .builtin_agents()
             .connector(Gmail::mock(), unlimited)
+            .agent_threads(agent_threads)
             .start()
             .expect("start");
         let relay = Relay(Leaf.start()).start();
