@@ -19,12 +19,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use neonhub_test_support::http::{Seen, TestServer};
+use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::{ServeProcess, run_cli};
+use neonhub_test_support::twilio::{Reply, Sms, fake_twilio, is_lookup, live_twilio};
 use neonhub_test_support::wait_until_within;
 use serde_json::{Value, json};
 
@@ -117,81 +117,20 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
-    move |command: &mut Command| {
-        command
-            .env_remove("NEONHUB_CONNECTORS")
-            .env("NEONHUB_LOG", "error")
-            .env("NEONHUB_TWILIO_ACCOUNT_SID", "AC0123")
-            .env("NEONHUB_TWILIO_AUTH_TOKEN", "twilio-token-0123")
-            .env("NEONHUB_TWILIO_FROM", "+15550000000")
-            .env("NEONHUB_TWILIO_BASE_URL", base_url)
-            .env("NEONHUB_TWILIO_LOOKUP_BASE_URL", base_url);
-    }
-}
-
 fn serve(dir: &std::path::Path, vendor: &TestServer) -> ServeProcess {
-    ServeProcess::spawn_with(
-        dir,
-        &["--max-resumes", "1000"],
-        live_twilio(&vendor.base_url),
-    )
+    ServeProcess::spawn_with(dir, &["--max-resumes", "1000"], |command: &mut Command| {
+        live_twilio(&vendor.base_url)(command);
+        command.env("NEONHUB_LOG", "error");
+    })
 }
 
-/// The SMS body of a request to Twilio's Messages API, if it is one.
-fn sms_body(seen: &Seen) -> Option<String> {
-    if seen.method != "POST" || !seen.path.ends_with("/Messages.json") {
-        return None;
-    }
-    let form: Vec<(String, String)> = serde_urlencoded::from_str(&seen.body).ok()?;
-    form.into_iter().find(|(k, _)| k == "Body").map(|(_, v)| v)
-}
-
-/// Whether `seen` is a lookup of the messages sent (how the connector
-/// reconciles a send in doubt).
-fn is_lookup(seen: &Seen) -> bool {
-    seen.method == "GET" && seen.path.ends_with("/Messages.json")
-}
-
-/// A fake Twilio that keeps every SMS it accepted (whether or not its
-/// answer ever went out) and lists them to a lookup, as the real one does.
-fn fake_twilio() -> TestServer {
-    let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
-    TestServer::start_delaying(move |seen| {
-        if is_lookup(seen) {
-            let messages = accepted.lock().unwrap().clone();
-            return (
-                200,
-                json!({ "messages": messages }).to_string(),
-                Duration::ZERO,
-            );
-        }
-        let answer = sms_body(seen).and_then(|body| Answer::parse(&body));
-        let sent = json!({"sid": "SM0123", "status": "queued"}).to_string();
-        if let (Some(body), Some(a)) = (sms_body(seen), answer)
-            && a != Answer::Refuse
-        {
-            accepted.lock().unwrap().push(json!({
-                "sid": "SM0123", "status": "queued", "body": body,
-                "to": "+15550001111", "from": "+15550000000",
-                "date_created": chrono::Utc::now().to_rfc2822(), "date_sent": null,
-            }));
-        }
-        match answer {
-            Some(Answer::AtOnce) => (201, sent, Duration::ZERO),
-            Some(Answer::Late(ms)) => (201, sent, Duration::from_millis(ms)),
-            Some(Answer::Never) => (201, sent, NEVER),
-            Some(Answer::Refuse) => (
-                400,
-                json!({"code": 21211, "message": "refused by the fake"}).to_string(),
-                Duration::ZERO,
-            ),
-            None => (
-                404,
-                json!({"message": "not a send"}).to_string(),
-                Duration::ZERO,
-            ),
-        }
+/// A fake Twilio that answers each SMS as its body says.
+fn vendor() -> TestServer {
+    fake_twilio(|sms| match sms.body.as_deref().and_then(Answer::parse) {
+        Some(Answer::AtOnce) => Reply::Accept(Duration::ZERO),
+        Some(Answer::Late(ms)) => Reply::Accept(Duration::from_millis(ms)),
+        Some(Answer::Never) => Reply::Accept(NEVER),
+        Some(Answer::Refuse) | None => Reply::Refuse,
     })
 }
 
@@ -202,7 +141,9 @@ fn sends(vendor: &TestServer) -> HashMap<String, usize> {
         if is_lookup(&seen) {
             continue;
         }
-        let body = sms_body(&seen).unwrap_or_else(|| panic!("not a send: {seen:?}"));
+        let body = Sms::of(&seen)
+            .and_then(|sms| sms.body)
+            .unwrap_or_else(|| panic!("not a send: {seen:?}"));
         *sends.entry(body).or_insert(0) += 1;
     }
     sends
@@ -262,7 +203,7 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
     let began = Instant::now();
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    let vendor = fake_twilio();
+    let vendor = vendor();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

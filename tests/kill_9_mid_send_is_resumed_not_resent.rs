@@ -7,26 +7,13 @@
 //! what Twilio reports. (Not found, the run would end `in_doubt`; see
 //! `actors/tests/in_doubt_steps_are_reconciled_with_the_vendor.rs`.)
 
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::ServeProcess;
+use neonhub_test_support::twilio::{Reply, fake_twilio, live_twilio};
 use neonhub_test_support::wait_until_within;
 use serde_json::{Value, json};
-
-fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
-    move |command: &mut Command| {
-        command
-            .env_remove("NEONHUB_CONNECTORS")
-            .env("NEONHUB_TWILIO_ACCOUNT_SID", "AC0123")
-            .env("NEONHUB_TWILIO_AUTH_TOKEN", "twilio-token-0123")
-            .env("NEONHUB_TWILIO_FROM", "+15550000000")
-            .env("NEONHUB_TWILIO_BASE_URL", base_url)
-            .env("NEONHUB_TWILIO_LOOKUP_BASE_URL", base_url);
-    }
-}
 
 async fn run(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
     client
@@ -42,24 +29,8 @@ async fn run(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
 #[actix_rt::test]
 async fn a_send_cut_off_by_kill_9_is_not_sent_again_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    // Twilio: a send is recorded and never answered; a list answers at once.
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let record = Arc::clone(&sent);
-    let vendor = TestServer::start_delaying(move |request| {
-        let mut sent = record.lock().unwrap();
-        if request.method == "POST" {
-            let form: Vec<(String, String)> = serde_urlencoded::from_str(&request.body).unwrap();
-            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let message = json!({
-                "sid": "SM1", "status": "queued", "to": field("To"), "from": field("From"),
-                "body": field("Body"), "date_created": chrono::Utc::now().to_rfc2822(),
-            });
-            sent.push(message.clone());
-            return (201, message.to_string(), Duration::from_secs(300));
-        }
-        let page = json!({"messages": *sent, "next_page_uri": null});
-        (200, page.to_string(), Duration::ZERO)
-    });
+    // Twilio: a send is kept and never answered; a list answers at once.
+    let vendor = fake_twilio(|_| Reply::Accept(Duration::from_secs(300)));
     let posts = |vendor: &TestServer| vendor.count(|s| s.method == "POST");
     let client = reqwest::Client::new();
     let serve = ServeProcess::spawn_with(dir.path(), &[], live_twilio(&vendor.base_url));

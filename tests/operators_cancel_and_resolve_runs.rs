@@ -10,27 +10,16 @@
 //!   an unknown step (404, naming the run's steps), a step not in doubt
 //!   (409), a finished run (409 with its status), a bad body (400).
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::{ServeProcess, neonhub};
+use neonhub_test_support::twilio::live_twilio;
 use neonhub_test_support::wait_until_within;
 use serde_json::{Value, json};
-
-fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
-    move |command: &mut Command| {
-        command
-            .env_remove("NEONHUB_CONNECTORS")
-            .env("NEONHUB_TWILIO_ACCOUNT_SID", "AC0123")
-            .env("NEONHUB_TWILIO_AUTH_TOKEN", "twilio-token-0123")
-            .env("NEONHUB_TWILIO_FROM", "+15550000000")
-            .env("NEONHUB_TWILIO_BASE_URL", base_url)
-            .env("NEONHUB_TWILIO_LOOKUP_BASE_URL", base_url);
-    }
-}
 
 /// `neonhub runs ARGS... --server BASE`.
 fn runs_cli(base: &str, args: &[&str]) -> Output {

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +24,7 @@ use neonhub_events::{
 };
 use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::ServeProcess;
+use neonhub_test_support::twilio::{Reply, fake_twilio, live_twilio};
 use neonhub_test_support::{wait_until, wait_until_within};
 use serde_json::{Value, json};
 
@@ -34,18 +34,6 @@ const LEASE: Duration = Duration::from_secs(2);
 /// runs must have been resumed.
 const SEND_TAKES: Duration = Duration::from_secs(8);
 const SMS_PER_NODE: usize = 4;
-
-fn live_twilio(base_url: &str) -> impl Fn(&mut Command) + '_ {
-    move |command: &mut Command| {
-        command
-            .env_remove("NEONHUB_CONNECTORS")
-            .env("NEONHUB_TWILIO_ACCOUNT_SID", "AC0123")
-            .env("NEONHUB_TWILIO_AUTH_TOKEN", "twilio-token-0123")
-            .env("NEONHUB_TWILIO_FROM", "+15550000000")
-            .env("NEONHUB_TWILIO_BASE_URL", base_url)
-            .env("NEONHUB_TWILIO_LOOKUP_BASE_URL", base_url);
-    }
-}
 
 /// `neonhub serve` on the shared store as node `id`.
 fn node(data: &Path, id: &str, esdb: &str, twilio: &str) -> ServeProcess {
@@ -198,26 +186,9 @@ async fn survivors_resume_a_killed_nodes_runs_once_and_a_restarted_node_takes_it
     let esdb_server = EsdbServer::start().expect("start the EventStoreDB test server");
     let esdb = esdb_server.url();
     let store = EsdbStore::connect(&esdb).unwrap();
-    // Twilio: a send is recorded and answered after SEND_TAKES; a list of
-    // the messages sent answers at once (the lookup of a step in doubt).
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let record = Arc::clone(&sent);
-    let twilio = TestServer::start_delaying(move |request| {
-        let mut sent = record.lock().unwrap();
-        if request.method == "POST" {
-            let form: Vec<(String, String)> = serde_urlencoded::from_str(&request.body).unwrap();
-            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let message = json!({
-                "sid": format!("SM{}", sent.len()), "status": "queued", "to": field("To"),
-                "from": field("From"), "body": field("Body"),
-                "date_created": chrono::Utc::now().to_rfc2822(),
-            });
-            sent.push(message.clone());
-            return (201, message.to_string(), SEND_TAKES);
-        }
-        let page = json!({"messages": *sent, "next_page_uri": null});
-        (200, page.to_string(), Duration::ZERO)
-    });
+    // Twilio: a send is kept and answered after SEND_TAKES; a list of the
+    // messages sent answers at once (the lookup of a step in doubt).
+    let twilio = fake_twilio(|_| Reply::Accept(SEND_TAKES));
     let posts = |twilio: &TestServer| twilio.count(|s| s.method == "POST");
     // No idle connections kept: a node closes them after its keep-alive,
     // racing a request sent on one.

@@ -142,19 +142,19 @@ impl Connector for Gmail {
     /// spam and trash included); found, the answer is shaped as `send`'s
     /// (`id`, `threadId`) with `"reconciled": true`.
     async fn reconcile(&self, step: &StepRef, operation: &str, _input: &Value) -> Reconciled {
-        let Backend::Live {
-            client,
-            base_url,
-            token,
-        } = &self.backend
-        else {
-            return Reconciled::Unchecked(
-                "the gmail mock sends nothing, so there is nothing to look up".to_owned(),
-            );
+        let live = match &self.backend {
+            Backend::Mock => None,
+            Backend::Live {
+                client,
+                base_url,
+                token,
+            } => Some((client, base_url, token)),
         };
-        if operation != "send" {
-            return Reconciled::Unchecked(format!("gmail cannot look up a {operation}"));
-        }
+        let (client, base_url, token) = match Reconciled::lookable("gmail", live, operation, "send")
+        {
+            Ok(live) => live,
+            Err(refused) => return refused,
+        };
         let id = message_id(step);
         let query = format!(
             "rfc822msgid:{}",

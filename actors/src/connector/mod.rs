@@ -123,6 +123,26 @@ pub enum Reconciled {
     Unchecked(String),
 }
 
+impl Reconciled {
+    /// `live`, the live backend of `connector`, if a step's `operation` can
+    /// be looked up there; else why not: its mock (`live` is `None`) sends
+    /// nothing, and only the `lookable` operation leaves a mark the vendor
+    /// can be searched for.
+    pub(crate) fn lookable<L>(
+        connector: &str,
+        live: Option<L>,
+        operation: &str,
+        lookable: &str,
+    ) -> Result<L, Reconciled> {
+        let why = match live {
+            None => format!("the {connector} mock sends nothing, so there is nothing to look up"),
+            Some(_) if operation != lookable => format!("{connector} cannot look up a {operation}"),
+            Some(live) => return Ok(live),
+        };
+        Err(Reconciled::Unchecked(why))
+    }
+}
+
 /// A failed connector call, as the connector reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectorError {

@@ -194,19 +194,19 @@ impl Connector for Slack {
     /// metadata; found, the answer is shaped as `post_message`'s (`channel`,
     /// `ts`, `message`) with `"reconciled": true`.
     async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
-        let Backend::Live {
-            client,
-            base_url,
-            token,
-        } = &self.backend
-        else {
-            return Reconciled::Unchecked(
-                "the slack mock posts nothing, so there is nothing to look up".to_owned(),
-            );
+        let live = match &self.backend {
+            Backend::Mock => None,
+            Backend::Live {
+                client,
+                base_url,
+                token,
+            } => Some((client, base_url, token)),
         };
-        if operation != "post_message" {
-            return Reconciled::Unchecked(format!("slack cannot look up a {operation}"));
-        }
+        let (client, base_url, token) =
+            match Reconciled::lookable("slack", live, operation, "post_message") {
+                Ok(live) => live,
+                Err(refused) => return refused,
+            };
         let channel = match required_str(input, "channel") {
             Ok(channel) => channel,
             Err(e) => return Reconciled::Unchecked(e.message().to_owned()),

@@ -152,16 +152,13 @@ impl Connector for Twilio {
     /// not found: the step then stays in doubt.
     async fn reconcile(&self, step: &StepRef, operation: &str, input: &Value) -> Reconciled {
         let live = match &self.backend {
-            Backend::Mock => {
-                return Reconciled::Unchecked(
-                    "the twilio mock sends nothing, so there is nothing to look up".to_owned(),
-                );
-            }
-            Backend::Live(live) => live,
+            Backend::Mock => None,
+            Backend::Live(live) => Some(live),
         };
-        if operation != "send_sms" {
-            return Reconciled::Unchecked(format!("twilio cannot look up a {operation}"));
-        }
+        let live = match Reconciled::lookable("twilio", live, operation, "send_sms") {
+            Ok(live) => live,
+            Err(refused) => return refused,
+        };
         let (to, body) = match (required_str(input, "to"), required_str(input, "body")) {
             (Ok(to), Ok(body)) => (to, body),
             (Err(e), _) | (_, Err(e)) => return Reconciled::Unchecked(e.message().to_owned()),

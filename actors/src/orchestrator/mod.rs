@@ -439,12 +439,17 @@ fn execute(
                 control.attempt_token(),
             );
             let (reply, answer) = oneshot::channel();
-            let request = Execute { input, ctx, reply };
-            let result = match addr.send(request).await {
-                Ok(()) => answer
+            // `do_send`, not `send`: the agent runs on another arbiter, and
+            // `send` would wake this thread once more, for the handler's
+            // `()`, on every attempt. The mailbox stays bounded: runs in
+            // flight are (`max_in_flight`).
+            let result = if addr.connected() {
+                addr.do_send(Execute { input, ctx, reply });
+                answer
                     .await
-                    .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer"))),
-                Err(_) => Err(panicked("the agent actor is not running")),
+                    .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer")))
+            } else {
+                Err(panicked("the agent actor is not running"))
             };
             match result {
                 Ok(output) => break journal.success(output),

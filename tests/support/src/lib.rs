@@ -12,6 +12,7 @@
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
 //! | `service` | `service::InProcess`, `service::ServeProcess`, `load` | the root scenarios |
+//! | `http` + `service` | `twilio::live_twilio`, `twilio::fake_twilio` | the root scenarios with live Twilio |
 //!
 //! A dev-only crate: nothing here ships in the `neonhub` binary.
 
@@ -28,6 +29,8 @@ mod net;
 pub mod projections;
 #[cfg(feature = "service")]
 pub mod service;
+#[cfg(all(feature = "http", feature = "service"))]
+pub mod twilio;
 mod wait;
 pub mod workload;
 
