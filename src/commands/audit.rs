@@ -3,9 +3,9 @@
 //! table matching the log. On EventStoreDB there is no hash chain (it is a
 //! property of the embedded log): the other two checks are made.
 
-use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId};
+use neonhub_events::{Codec, Position};
 use neonhub_projections::{
-    AgentRunsProjection, Mismatch, Projection, ProjectionRunner, verify as verify_table,
+    AgentRunsProjection, Projection, ProjectionRunner, verify as verify_table,
 };
 
 use crate::config::{DataDir, StoreConfig};
@@ -14,13 +14,6 @@ use crate::store::{Access, Store};
 
 /// Events decoded per read.
 const PAGE: usize = 4096;
-
-async fn first_position(store: &dyn EventStore, run_id: RunId) -> Result<Position> {
-    let first = store
-        .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, 1)
-        .await?;
-    Ok(first.first().map_or(Position::START, |e| e.position))
-}
 
 pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
     // The writer's access: the table is caught up before it is compared.
@@ -67,26 +60,47 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
         eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
     }
     let table = verify_table(&*log, &path).await?;
-    if let Some(mismatch) = &table.first_mismatch {
-        let position = match mismatch {
-            Mismatch::MissingRow { first_position, .. } => *first_position,
-            Mismatch::UnexpectedRow { run_id }
-            | Mismatch::Status { run_id, .. }
-            | Mismatch::Attempts { run_id, .. } => first_position(&*log, *run_id).await?,
-            _ => Position::START,
-        };
-        return Err(Error::AuditFailed {
-            position,
-            reason: format!("the AgentRun table does not match the log: {mismatch}"),
+    if table.is_ahead() {
+        return Err(Error::Audit(format!(
+            "the AgentRun table's checkpoint {} is past the log's head {}: the table saw events \
+             this log does not hold (an older log restored, or its tail cut); if the log is the \
+             one to keep, stop neonhub serve, move {} aside and rebuild it with \
+             `neonhub replay --out {}`",
+            table.checkpoint,
+            table.head,
+            path.display(),
+            path.display()
+        )));
+    }
+    if !table.matches() {
+        for mismatch in &table.mismatches {
+            eprintln!("mismatch: {mismatch}");
+        }
+        let unlisted = table.mismatch_count - table.mismatches.len() as u64;
+        if unlisted > 0 {
+            eprintln!("... and {unlisted} more mismatches not listed");
+        }
+        let what = format!(
+            "the AgentRun table does not match the log: {} mismatch(es), listed above \
+             (rebuild the table with `neonhub replay`; never edit the log)",
+            table.mismatch_count
+        );
+        return Err(match table.first_bad_position {
+            Some(position) => Error::AuditFailed {
+                position,
+                reason: what,
+            },
+            None => Error::Audit(what),
         });
     }
     match chain {
         Some(chain) => println!(
-            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs and {} metric series match the AgentRun table)",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
-            table.rows
+            table.rows,
+            table.series
         ),
         None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
