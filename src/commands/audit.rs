@@ -8,6 +8,8 @@ use neonhub_projections::{
     AgentRunsProjection, Projection, ProjectionRunner, verify as verify_table,
 };
 
+use crate::anchor::Anchor;
+use crate::cli::{AnchorArgs, Format, VerifyArgs};
 use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
@@ -15,12 +17,22 @@ use crate::store::{Access, Store};
 /// Events decoded per read.
 const PAGE: usize = 4096;
 
-pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
+pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) -> Result<()> {
+    if !args.anchors.is_empty() && !matches!(store, StoreConfig::Embedded) {
+        return Err(Error::Usage(
+            "--anchor checks the embedded log's hash chain; EventStoreDB has none".to_owned(),
+        ));
+    }
     // The writer's access: the table is caught up before it is compared.
     let opened = Store::open(&store, &data, Access::Write)?;
-    // 1. The embedded log's hash chain (EventStoreDB has none).
+    // 1. The embedded log's hash chain (EventStoreDB has none), and the
+    //    anchors it must still hold.
     let chain = match &opened {
-        Store::Embedded(log) => Some(verify_chain(log)?),
+        Store::Embedded(log) => {
+            let chain = verify_chain(log)?;
+            check_anchors(log, &chain, &args.anchors)?;
+            Some(chain)
+        }
         Store::EventStoreDb { .. } => None,
     };
     let log = opened.shared();
@@ -95,12 +107,13 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
     }
     match chain {
         Some(chain) => println!(
-            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs and {} metric series match the AgentRun table)",
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs and {} metric series match the AgentRun table){}",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
             table.rows,
-            table.series
+            table.series,
+            anchors_held(args.anchors.len())
         ),
         None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
@@ -130,4 +143,93 @@ fn verify_chain(log: &neonhub_events::EmbeddedLog) -> Result<neonhub_events::Ver
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+fn anchors_held(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; the anchor holds".to_owned(),
+        n => format!("; all {n} anchors hold"),
+    }
+}
+
+/// Checks that the log holds every anchor's position with its hash; prints
+/// each that it does not, then fails naming them.
+fn check_anchors(
+    log: &neonhub_events::EmbeddedLog,
+    chain: &neonhub_events::VerifyReport,
+    anchors: &[Anchor],
+) -> Result<()> {
+    let mut failed = 0usize;
+    for (i, anchor) in anchors.iter().enumerate() {
+        let name = format!("anchor {} of {} ({anchor})", i + 1, anchors.len());
+        let why = match log.chain_at(anchor.position)? {
+            None => format!(
+                "the log ends before position {} (its last event is at {}): events up to the anchor were cut or a segment removed",
+                anchor.position,
+                chain
+                    .head
+                    .0
+                    .checked_sub(1)
+                    .map_or_else(|| "none, it is empty".to_owned(), |p| p.to_string()),
+            ),
+            Some(hash) if hash == anchor.hash => continue,
+            Some(hash) => format!(
+                "the log holds position {} with hash {}: the history up to it was rewritten",
+                anchor.position,
+                hex(&hash)
+            ),
+        };
+        eprintln!("{name}: {why}");
+        failed += 1;
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    Err(Error::Audit(format!(
+        "the log does not hold {failed} of {} anchor(s), named above; it was cut or rewritten \
+         after they were taken: restore it from a backup and never edit it",
+        anchors.len()
+    )))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `neonhub audit anchor`: the head as an anchor to keep elsewhere.
+pub(super) async fn anchor(data: DataDir, store: StoreConfig, args: AnchorArgs) -> Result<()> {
+    let opened = Store::open(&store, &data, Access::Read)?;
+    let Store::Embedded(log) = &opened else {
+        return Err(Error::Usage(
+            "anchors are points of the embedded log's hash chain; EventStoreDB has none".to_owned(),
+        ));
+    };
+    let chain = verify_chain(log)?;
+    let Some(position) = chain.head.0.checked_sub(1) else {
+        return Err(Error::Usage(format!(
+            "the log in {} is empty: there is nothing to anchor yet",
+            log.dir().display()
+        )));
+    };
+    let anchor = Anchor {
+        position: Position(position),
+        hash: chain.head_hash,
+        events: Some(chain.events),
+        at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    };
+    match args.format {
+        Format::Json => println!("{}", anchor.to_json()),
+        _ => {
+            println!("position  {}", anchor.position);
+            println!("hash      {}", anchor.hash_hex());
+            println!("events    {}", chain.events);
+            println!("at        {}", anchor.at.as_deref().unwrap_or_default());
+            println!(
+                "Keep it outside neonhub; later, `neonhub audit verify --anchor '{}'` proves the log still holds it.",
+                anchor.to_json()
+            );
+        }
+    }
+    Ok(())
 }
