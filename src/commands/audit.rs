@@ -64,6 +64,7 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
             position,
             reason: format!("the AgentRun table cannot apply this event: {reason}"),
         },
+        e @ neonhub_projections::Error::AheadOfLog { .. } => Error::Audit(e.to_string()),
         other => other.into(),
     })?;
     let after = runner.projection().checkpoint();
