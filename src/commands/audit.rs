@@ -36,23 +36,8 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         Store::EventStoreDb { .. } => None,
     };
     let log = opened.shared();
-    // 2. Every run event decodes with this build.
-    let codec = Codec::new();
-    let mut from = Position::START;
-    let mut run_events = 0u64;
-    loop {
-        let page = log.read_all(from, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        from = last.position.next();
-        for event in page.iter().filter(|e| e.stream.run_id().is_some()) {
-            codec.decode(event).map_err(|e| Error::AuditFailed {
-                position: event.position,
-                reason: format!("does not decode with this build: {e}"),
-            })?;
-            run_events += 1;
-        }
-    }
-    // 3. The table matches the log (caught up first: it is derived data).
+    // 2. The table matches the log (caught up first: it is derived data),
+    //    which decodes every run event before its checkpoint.
     let path = data.projection_path();
     let projection = AgentRunsProjection::open(&path)?;
     let before = projection.checkpoint();
@@ -72,7 +57,32 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     if after > before {
         eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
     }
-    let table = verify_table(&*log, &path).await?;
+    let table = verify_table(&*log, &path).await.map_err(|e| match e {
+        neonhub_projections::Error::Store(neonhub_events::Error::Decode { position, .. }) => {
+            Error::AuditFailed {
+                position,
+                reason: format!("does not decode with this build: {e}"),
+            }
+        }
+        other => other.into(),
+    })?;
+    // 3. Every run event past the table's checkpoint (none once it has
+    //    caught up) decodes with this build too.
+    let codec = Codec::new();
+    let mut from = table.checkpoint;
+    let mut run_events = table.run_events;
+    loop {
+        let page = log.read_all(from, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        from = last.position.next();
+        for event in page.iter().filter(|e| e.stream.run_id().is_some()) {
+            codec.decode(event).map_err(|e| Error::AuditFailed {
+                position: event.position,
+                reason: format!("does not decode with this build: {e}"),
+            })?;
+            run_events += 1;
+        }
+    }
     if table.is_ahead() {
         return Err(Error::Audit(format!(
             "the AgentRun table's checkpoint {} is past the log's head {}: the table saw events \

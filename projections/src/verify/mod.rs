@@ -141,6 +141,8 @@ pub struct VerifyReport {
     pub rows: u64,
     /// Metric series compared.
     pub series: u64,
+    /// Events of run streams before the checkpoint, every one decoded.
+    pub run_events: u64,
     /// The first [`LISTED_MISMATCHES`] differences found, sorted: runs in
     /// the log's order (by their first position), then rows the log does not
     /// know, then metrics.
@@ -251,6 +253,7 @@ struct Walk {
     metrics: ExpectedMetrics,
     found: Found,
     runs: u64,
+    run_events: u64,
     batch: Vec<Keyed>,
 }
 
@@ -455,6 +458,7 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
         metrics: ExpectedMetrics::default(),
         found: Found::default(),
         runs: 0,
+        run_events: 0,
         batch: Vec::new(),
     };
     let mut from = Position::START;
@@ -471,6 +475,7 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
                 continue;
             };
             let event = codec.decode(&recorded)?;
+            walk.run_events += 1;
             walk.event(store, &codec, run_id, recorded.position, event)
                 .await?;
         }
@@ -494,6 +499,7 @@ pub async fn verify(store: &dyn EventStore, db: impl AsRef<Path>) -> Result<Veri
         runs_in_log: walk.runs,
         rows,
         series,
+        run_events: walk.run_events,
         mismatches: walk.found.listed,
         mismatch_count: walk.found.count,
         first_bad_position: walk.found.first_bad_position,
