@@ -261,6 +261,12 @@ impl Walk {
     /// Reads the rows whose key is at most `upto` (`None`: the rest).
     fn read_rows(&mut self, upto: Option<Position>) -> Result<()> {
         self.cursor.read_upto(&self.conn, upto, &mut self.batch)?;
+        self.take_batch();
+        Ok(())
+    }
+
+    /// Moves the rows just read into `rows`.
+    fn take_batch(&mut self) {
         for keyed in self.batch.drain(..) {
             match keyed {
                 Ok((run_id, row)) => {
@@ -277,7 +283,6 @@ impl Walk {
                 }),
             }
         }
-        Ok(())
     }
 
     /// Takes the event at `position` of run `run_id` into account, and
@@ -328,13 +333,13 @@ impl Walk {
     /// After the checkpoint: compares what is left, names rows without a
     /// run and runs without a row.
     fn finish(&mut self) -> Result<()> {
-        loop {
-            let before = self.cursor.read;
-            self.read_rows(None)?;
+        // The rows read and not compared yet, then the rest of the table a
+        // batch at a time (rows past the checkpoint, or whose key was
+        // edited): each matched with an open run, or unexpected.
+        self.match_rows();
+        while self.cursor.read_rest_batch(&self.conn, &mut self.batch)? {
+            self.take_batch();
             self.match_rows();
-            if self.cursor.read == before {
-                break;
-            }
         }
         let mut open: Vec<Expected> = self.open.drain().map(|(_, run)| run).collect();
         open.sort_by_key(|r| r.first_position);

@@ -135,6 +135,45 @@ impl RowCursor {
     }
 }
 
+impl RowCursor {
+    /// Reads the next batch of the rows not read yet into `out`; `false`
+    /// once there are none left.
+    pub(super) fn read_rest_batch(
+        &mut self,
+        conn: &Connection,
+        out: &mut Vec<Keyed>,
+    ) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM agent_runs WHERE first_position >= ?1 ORDER BY first_position LIMIT ?2"
+        ))?;
+        let mut rows = stmt.query(rusqlite::params![self.next, ROW_BATCH as i64])?;
+        let mut n = 0usize;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            let values = (0..COLUMNS.len())
+                .map(|i| row.get::<_, Sql>(i))
+                .collect::<rusqlite::Result<Vec<Sql>>>()?;
+            let stored = StoredRow { values };
+            let first = int(&stored.values[FIRST_POSITION]).unwrap_or(i64::MAX);
+            self.next = first.saturating_add(1);
+            if first == i64::MAX {
+                self.done = true;
+            }
+            out.push(key(stored));
+        }
+        self.read += n as u64;
+        if n < ROW_BATCH {
+            self.done = true;
+        }
+        Ok(n > 0)
+    }
+}
+
 fn key(stored: StoredRow) -> Keyed {
     let parsed = match &stored.values[0] {
         Sql::Text(t) => uuid::Uuid::parse_str(t).ok().map(RunId::from_uuid),
@@ -176,7 +215,6 @@ enum Cell<'a> {
     Null,
     Int(i64),
     Text(&'a str),
-    Owned(String),
     Json(&'a Value),
 }
 
@@ -189,17 +227,18 @@ impl Cell<'_> {
         v.map_or(Cell::Null, |v| Cell::Int(v as i64))
     }
 
-    /// Whether the stored value is this one.
-    fn matches(&self, stored: &Sql) -> bool {
+    /// Whether the stored value is this one (`buf` is scratch space).
+    fn matches(&self, stored: &Sql, buf: &mut Vec<u8>) -> bool {
         match (self, stored) {
             (Cell::Null, Sql::Null) => true,
             (Cell::Int(a), Sql::Integer(b)) => a == b,
             (Cell::Text(a), Sql::Text(b)) => *a == b,
-            (Cell::Owned(a), Sql::Text(b)) => a == b,
             (Cell::Json(a), Sql::Text(b)) => {
                 // The text the projection writes; else the same JSON value
                 // written another way.
-                a.to_string() == *b || serde_json::from_str::<Value>(b).is_ok_and(|b| b == **a)
+                buf.clear();
+                (serde_json::to_writer(&mut *buf, a).is_ok() && buf.as_slice() == b.as_bytes())
+                    || serde_json::from_str::<Value>(b).is_ok_and(|b| b == **a)
             }
             _ => false,
         }
@@ -210,7 +249,6 @@ impl Cell<'_> {
             Cell::Null => "NULL".to_owned(),
             Cell::Int(i) => i.to_string(),
             Cell::Text(t) => quoted(t),
-            Cell::Owned(t) => quoted(t),
             Cell::Json(v) => shorten(&v.to_string()),
         }
     }
@@ -245,13 +283,18 @@ pub(super) fn display(v: &Sql) -> String {
 /// Compares every column of `stored` with `run`, calling `report` for each
 /// that differs.
 pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMut(Mismatch)) {
-    let parent = run.parent_run_id.map(|p| p.to_string());
+    let (mut a, mut b, mut c) = ([0u8; 36], [0u8; 36], [0u8; 36]);
+    let run_id = run.run_id.as_uuid().hyphenated().encode_lower(&mut a);
+    let parent = run
+        .parent_run_id
+        .map(|p| &*p.as_uuid().hyphenated().encode_lower(&mut b));
+    let correlation = run.correlation_id.hyphenated().encode_lower(&mut c);
     let error_kind = run.error.as_ref().map(|(k, _)| k.as_str());
     let error_message = run.error.as_ref().map(|(_, m)| m.as_str());
     let cells: [Cell<'_>; 19] = [
-        Cell::Owned(run.run_id.to_string()),
-        Cell::opt_text(parent.as_deref()),
-        Cell::Owned(run.correlation_id.to_string()),
+        Cell::Text(run_id),
+        Cell::opt_text(parent),
+        Cell::Text(correlation),
         Cell::Text(run.kind.as_str()),
         Cell::Text(&run.target),
         Cell::Text(&run.operation),
@@ -269,8 +312,9 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
         Cell::Int(run.last_position.0 as i64),
         Cell::Int(run.paused_micros as i64),
     ];
+    let mut buf = Vec::with_capacity(256);
     for ((cell, value), column) in cells.iter().zip(&stored.values).zip(COLUMNS) {
-        if !cell.matches(value) {
+        if !cell.matches(value, &mut buf) {
             report(Mismatch::Column {
                 run_id: run.run_id,
                 first_position: run.first_position,
