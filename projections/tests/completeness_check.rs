@@ -184,3 +184,67 @@ async fn every_mismatch_is_counted_and_the_first_hundred_are_listed() {
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_positions_are_named_too() {
+    let mut log = support::TestLog::open();
+    log.append(&support::events(60, 9)).await;
+    let db = log.db("table.sqlite");
+    let mut runner =
+        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
+    runner.catch_up().await.unwrap();
+    drop(runner);
+    let mut rows = RunQueries::open(&db).unwrap().all_runs().unwrap();
+    rows.sort_by_key(|r| r.first_position);
+    // A run whose row claims it ended at its first event, and one whose key
+    // (its first position) was moved past the end of the log.
+    let early = rows
+        .iter()
+        .find(|r| r.last_position > r.first_position)
+        .unwrap();
+    let moved = rows
+        .iter()
+        .rev()
+        .find(|r| r.run_id != early.run_id)
+        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET last_position = first_position WHERE run_id = ?1",
+        [early.run_id.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET first_position = 1000000 WHERE run_id = ?1",
+        [moved.run_id.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let report = verify(&*log.store, &db).await.unwrap();
+
+    let named = |run_id, column| {
+        report.mismatches.iter().any(|m| {
+            matches!(m, Mismatch::Column { run_id: r, column: c, .. } if *r == run_id && *c == column)
+        })
+    };
+    assert!(
+        named(early.run_id, "last_position"),
+        "{:#?}",
+        report.mismatches
+    );
+    assert!(
+        named(moved.run_id, "first_position"),
+        "{:#?}",
+        report.mismatches
+    );
+    assert!(
+        report.mismatches.iter().any(|m| matches!(
+            m,
+            Mismatch::Column { run_id, column: "first_position", table, .. }
+                if *run_id == moved.run_id && table == "1000000"
+        )),
+        "{:#?}",
+        report.mismatches
+    );
+    assert_eq!(report.rows, report.runs_in_log);
+}
