@@ -89,6 +89,24 @@ impl std::fmt::Display for BadValue {
 
 impl std::error::Error for BadValue {}
 
+/// A value refused as a usage error (exit status 2), as clap's own are:
+/// shown as one line after the argument's name.
+#[derive(Debug)]
+struct BadUsage(String);
+
+impl std::fmt::Display for BadUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadUsage {}
+
+/// An `--anchor`: JSON, or `@FILE`.
+fn anchor_arg(text: &str) -> Result<crate::anchor::Anchor, BadUsage> {
+    crate::anchor::Anchor::parse_arg(text).map_err(BadUsage)
+}
+
 /// A time argument: see [`parse_time`].
 fn time_arg(text: &str) -> Result<Timestamp, BadValue> {
     parse_time(text).map_err(BadValue)
@@ -134,7 +152,11 @@ fn bad_value_line(error: &clap::Error) -> Option<String> {
     if error.kind() != ErrorKind::ValueValidation {
         return None;
     }
-    let reason = std::error::Error::source(error)?.downcast_ref::<BadValue>()?;
+    let source = std::error::Error::source(error)?;
+    let reason: &dyn std::fmt::Display = match source.downcast_ref::<BadValue>() {
+        Some(reason) => reason,
+        None => source.downcast_ref::<BadUsage>()?,
+    };
     match error.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(arg)) if arg.starts_with('-') => {
             let flag = arg.split_whitespace().next().unwrap_or(arg);
@@ -149,12 +171,15 @@ impl Cli {
     /// `--version` and malformed command lines print clap's text and exit),
     /// except that a value neonhub's own parsers refuse (a time, a status, a
     /// run id, JSON, a token) ends the process with one line naming the
-    /// argument, `error: --since: ...`, and exit status 1.
+    /// argument, `error: --since: ...`, and exit status 1 (2 for an
+    /// `--anchor` that does not parse, a usage error).
     pub fn parse_args() -> Self {
         Self::try_parse().unwrap_or_else(|error| match bad_value_line(&error) {
             Some(line) => {
                 eprintln!("error: {line}");
-                std::process::exit(1)
+                let usage = std::error::Error::source(&error)
+                    .is_some_and(|s| s.downcast_ref::<BadUsage>().is_some());
+                std::process::exit(if usage { 2 } else { 1 })
             }
             None => error.exit(),
         })
@@ -434,14 +459,42 @@ pub struct ReplayArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the whole log: the hash chain, that every event still decodes
-    /// with this build (upcasters included), and that the AgentRun table
-    /// matches the log. Exit 0 with a one-line summary, non-zero naming the
-    /// first bad position. On EventStoreDB there is no hash chain (it is the
-    /// embedded log's): the decoding and the table are checked.
+    /// with this build (upcasters included), that every column of every row
+    /// and every metric series of the AgentRun table match the log, that the
+    /// table is not ahead of the log, and that the log still holds each
+    /// --anchor. Exit 0 with a one-line summary, non-zero listing what is
+    /// wrong. On EventStoreDB there is no hash chain (it is the embedded
+    /// log's): the decoding and the table are checked.
     #[command(after_help = "Examples:\n  \
         neonhub audit verify\n  \
+        neonhub audit verify --anchor @anchor-2026-11-30.json\n  \
         neonhub --data-dir /var/lib/neonhub audit verify && echo sound")]
-    Verify,
+    Verify(VerifyArgs),
+    /// Print the log's head (position, hash chain value, events, time) as an
+    /// anchor to keep outside neonhub (a ticket, a notary, another system);
+    /// `audit verify --anchor` later proves the log still holds it.
+    #[command(after_help = "Examples:\n  \
+        neonhub audit anchor\n  \
+        neonhub audit anchor --format json > anchor-$(date +%F).json")]
+    Anchor(AnchorArgs),
+}
+
+/// `neonhub audit verify`.
+#[derive(Debug, Default, Args)]
+pub struct VerifyArgs {
+    /// An anchor printed earlier by `neonhub audit anchor --format json`
+    /// (the JSON, or @FILE to read it from a file); the audit fails unless
+    /// the log holds its position with its hash. Repeatable.
+    #[arg(long = "anchor", value_name = "JSON|@FILE", value_parser = anchor_arg)]
+    pub anchors: Vec<crate::anchor::Anchor>,
+}
+
+/// `neonhub audit anchor`.
+#[derive(Debug, Default, Args)]
+pub struct AnchorArgs {
+    /// Text for people (the default) or the JSON `audit verify --anchor` reads.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// How a command prints its result.

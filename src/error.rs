@@ -42,6 +42,11 @@ pub enum Error {
         /// What is wrong there.
         reason: String,
     },
+    /// `audit verify` found the table or its metrics unlike the log, or an
+    /// anchor the log does not hold, or a table ahead of the log; the
+    /// message says what and what to do. Differences were printed before.
+    #[error("audit failed: {0}")]
+    Audit(String),
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {

@@ -18,6 +18,7 @@
 
 #![warn(unreachable_pub, missing_docs)]
 
+mod anchor;
 mod cli;
 mod cluster;
 mod commands;
@@ -28,9 +29,10 @@ mod service;
 mod store;
 mod view;
 
+pub use anchor::Anchor;
 pub use cli::{
-    AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, ReplayArgs, ReportArgs, RunArgs,
-    RunsCommand, ServeArgs, ShowArgs,
+    AnchorArgs, AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, ReplayArgs, ReportArgs,
+    RunArgs, RunsCommand, ServeArgs, ShowArgs, VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;

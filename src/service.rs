@@ -15,7 +15,7 @@ use neonhub_actors::{
     close_interrupted,
 };
 use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
-use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunMetrics};
+use neonhub_projections::{AgentRunsProjection, ProjectionHealth, ProjectionRunner, RunMetrics};
 use tokio::sync::{oneshot, watch};
 
 use crate::cluster::{Cluster, ClusterOptions, Takeover, node_id};
@@ -158,7 +158,8 @@ impl Runner {
             let _ = stop.send(());
         }
         match self.thread.take().map(JoinHandle::join) {
-            None | Some(Ok(Ok(()))) => Ok(()),
+            // Already logged and shown by /readyz; not a failure to stop.
+            None | Some(Ok(Ok(()) | Err(neonhub_projections::Error::AheadOfLog { .. }))) => Ok(()),
             Some(Ok(Err(e))) => Err(e.into()),
             Some(Err(_)) => Err(Error::Service("the projection runner panicked".to_owned())),
         }
@@ -191,6 +192,7 @@ pub struct Service {
     orchestrator: Addr<Orchestrator>,
     metrics: RunMetrics,
     checkpoints: watch::Receiver<Position>,
+    health: ProjectionHealth,
     runner: Runner,
     catalog: Arc<Catalog>,
     recovery: RecoveryReport,
@@ -255,8 +257,18 @@ impl Service {
         let projection =
             AgentRunsProjection::open(options.data.projection_path())?.with_codec(codec.clone());
         let mut runner = ProjectionRunner::new(Arc::clone(&shared), projection);
-        let checkpoint = runner.catch_up().await?;
-        tracing::info!(%checkpoint, "the AgentRun table has caught up with the log");
+        match runner.catch_up().await {
+            Ok(checkpoint) => {
+                tracing::info!(%checkpoint, "the AgentRun table has caught up with the log");
+            }
+            // Served, but not ready: the log is the record and runs go on;
+            // the table waits to be rebuilt.
+            Err(e @ neonhub_projections::Error::AheadOfLog { .. }) => {
+                tracing::error!("{e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let health = runner.health();
         let metrics = runner.projection().metrics();
         let checkpoints = runner.checkpoints();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -336,6 +348,7 @@ impl Service {
             orchestrator,
             metrics,
             checkpoints,
+            health,
             runner: Runner {
                 stop: Some(stop),
                 thread: Some(thread),
@@ -390,6 +403,12 @@ impl Service {
     /// What start-up recovery did.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery
+    }
+
+    /// Where the projection stands (following, retrying, ahead of the log,
+    /// stopped) and its errors by kind.
+    pub fn projection_health(&self) -> &ProjectionHealth {
+        &self.health
     }
 
     /// Whether the projection runner is still following the log.

@@ -35,6 +35,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The projection's checkpoint is past the log's head: the table holds
+    /// events this log does not (an older log was restored, or its tail
+    /// cut). The projection refuses to apply anything, since new events
+    /// would reuse positions it has already seen. Keep the log (it is the
+    /// record): move the table aside and rebuild it (`neonhub replay`).
+    #[error("{}", crate::health::ahead_message(*checkpoint, *head))]
+    AheadOfLog {
+        /// The projection's checkpoint.
+        checkpoint: Position,
+        /// The log's head.
+        head: Position,
+    },
+
     /// The event store failed (a read, a subscription, the head). Usually
     /// transient for reads: restart the runner, which resumes from its
     /// checkpoint. [`neonhub_events::Error::Closed`] means the store shut down.

@@ -65,6 +65,7 @@ mod agent_runs;
 mod error;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod health;
 mod metrics;
 mod query;
 mod replay;
@@ -74,6 +75,7 @@ mod verify;
 
 pub use agent_runs::{AgentRun, AgentRunsProjection, RunStatus, SCHEMA_VERSION};
 pub use error::{Error, Result};
+pub use health::{ERROR_KINDS, ProjectionHealth, ProjectionState};
 pub use metrics::{
     AGENT_RUN_DURATION_SECONDS, AGENT_RUNS_TOTAL, CONNECTOR_REQUEST_DURATION_SECONDS,
     CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS, RUNS_IN_FLIGHT, RunMetrics,
@@ -82,4 +84,4 @@ pub use query::{Cursor, MAX_PAGE_SIZE, Page, RunDetail, RunFilter, RunQueries};
 pub use replay::{AsOf, Progress, RebuildOptions, RebuildSummary, rebuild};
 pub use report::TargetReport;
 pub use runner::{DEFAULT_BATCH_SIZE, Projection, ProjectionRunner};
-pub use verify::{Mismatch, VerifyReport, verify};
+pub use verify::{LISTED_MISMATCHES, Mismatch, VerifyReport, verify};

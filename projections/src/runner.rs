@@ -2,11 +2,18 @@
 //! catching up from the log in batches, then following it live.
 
 use std::future::Future;
+use std::time::Duration;
 
 use neonhub_events::{Position, RecordedEvent, SharedStore};
 use tokio::sync::watch;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::health::{ProjectionHealth, ProjectionState, is_transient};
+
+/// The first wait before a retry; doubled each time up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A read model built from the log.
 ///
@@ -48,6 +55,7 @@ pub struct ProjectionRunner<P> {
     projection: P,
     batch_size: usize,
     progress: watch::Sender<Position>,
+    health: ProjectionHealth,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -59,7 +67,13 @@ impl<P: Projection> ProjectionRunner<P> {
             projection,
             batch_size: DEFAULT_BATCH_SIZE,
             progress,
+            health: ProjectionHealth::default(),
         }
+    }
+
+    /// Where the projection stands, kept up to date by [`ProjectionRunner::run`].
+    pub fn health(&self) -> ProjectionHealth {
+        self.health.clone()
     }
 
     /// Sets the largest number of events applied per transaction (at least 1).
@@ -88,9 +102,17 @@ impl<P: Projection> ProjectionRunner<P> {
     /// in batches, and returns the new checkpoint.
     ///
     /// # Errors
-    /// Store errors, and [`crate::Error::Apply`] for an event that does not
-    /// apply (the projection stops before it).
+    /// Store errors, [`crate::Error::Apply`] for an event that does not
+    /// apply (the projection stops before it), and
+    /// [`crate::Error::AheadOfLog`] when the checkpoint is past the log's
+    /// head (nothing is applied).
     pub async fn catch_up(&mut self) -> Result<Position> {
+        let head = self.store.head().await?;
+        let checkpoint = self.projection.checkpoint();
+        if checkpoint > head {
+            self.health.set(ProjectionState::Ahead { checkpoint, head });
+            return Err(Error::AheadOfLog { checkpoint, head });
+        }
         loop {
             let from = self.projection.checkpoint();
             let batch = self.store.read_all(from, self.batch_size).await?;
@@ -108,41 +130,144 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Catches up, then follows the log live until `shutdown` completes.
     /// Events arriving together are applied together, up to the batch size.
     ///
+    /// A transient error (a busy or locked SQLite file, a failed store
+    /// read) is counted in [`ProjectionRunner::health`] and retried with
+    /// backoff until it clears: the runner does not stop for it.
+    ///
     /// # Errors
-    /// Store errors, and [`crate::Error::Apply`] for an event that does not
-    /// apply: the runner stops there and never skips it.
+    /// [`crate::Error::Apply`] for an event that does not apply: the runner
+    /// stops there and never skips it. [`crate::Error::AheadOfLog`] when the
+    /// checkpoint is past the log's head. A closed store.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(()),
-            caught_up = self.catch_up() => { caught_up?; }
-        }
-        let mut subscription = self
-            .store
-            .subscribe_all(self.projection.checkpoint())
-            .await?;
-        let mut batch: Vec<RecordedEvent> = Vec::with_capacity(self.batch_size);
-        loop {
-            let first = tokio::select! {
+        let mut backoff = FIRST_BACKOFF;
+        'follow: loop {
+            let caught_up = tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                event = subscription.next() => event?,
+                caught_up = self.catch_up() => caught_up,
             };
-            batch.clear();
-            batch.push(first);
-            // Take more only while they are already there: one poll each.
-            // `Subscription::next` is cancel-safe, so a poll that finds
-            // nothing loses nothing. (Asking the store's head instead would
-            // hold a batch back on EventStoreDB, whose head counts system
-            // events neonhub never sees.)
-            while batch.len() < self.batch_size {
-                match poll_once(subscription.next()) {
-                    Some(event) => batch.push(event?),
-                    None => break,
+            if let Err(e) = caught_up {
+                if !self.wait_to_retry(e, &mut backoff, &mut shutdown).await? {
+                    return Ok(());
+                }
+                continue 'follow;
+            }
+            let mut subscription =
+                match self.store.subscribe_all(self.projection.checkpoint()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if !self
+                            .wait_to_retry(e.into(), &mut backoff, &mut shutdown)
+                            .await?
+                        {
+                            return Ok(());
+                        }
+                        continue 'follow;
+                    }
+                };
+            self.health.set(ProjectionState::Following);
+            backoff = FIRST_BACKOFF;
+            let mut batch: Vec<RecordedEvent> = Vec::with_capacity(self.batch_size);
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    () = &mut shutdown => return Ok(()),
+                    event = subscription.next() => event,
+                };
+                let first = match first {
+                    Ok(event) => event,
+                    Err(e) => {
+                        if !self
+                            .wait_to_retry(e.into(), &mut backoff, &mut shutdown)
+                            .await?
+                        {
+                            return Ok(());
+                        }
+                        continue 'follow;
+                    }
+                };
+                batch.clear();
+                batch.push(first);
+                // Take more only while they are already there: one poll each.
+                // `Subscription::next` is cancel-safe, so a poll that finds
+                // nothing loses nothing. (Asking the store's head instead would
+                // hold a batch back on EventStoreDB, whose head counts system
+                // events neonhub never sees.)
+                let mut failed = None;
+                while batch.len() < self.batch_size {
+                    match poll_once(subscription.next()) {
+                        Some(Ok(event)) => batch.push(event),
+                        Some(Err(e)) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                // The batch is applied again and again until it commits (a
+                // failed transaction wrote nothing).
+                while let Err(e) = self.apply(&batch) {
+                    if !self.wait_to_retry(e, &mut backoff, &mut shutdown).await? {
+                        return Ok(());
+                    }
+                }
+                if self.health.state() != ProjectionState::Following {
+                    tracing::info!(
+                        projection = self.projection.name(),
+                        checkpoint = %self.projection.checkpoint(),
+                        "the projection applies again"
+                    );
+                    self.health.set(ProjectionState::Following);
+                }
+                backoff = FIRST_BACKOFF;
+                if let Some(e) = failed {
+                    if !self
+                        .wait_to_retry(e.into(), &mut backoff, &mut shutdown)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    continue 'follow;
                 }
             }
-            self.apply(&batch)?;
+        }
+    }
+
+    /// Counts `error`; for a transient one, waits `backoff` (doubling it)
+    /// and returns `true` to retry, or `false` if `shutdown` came first;
+    /// else records that the runner stopped and returns the error.
+    async fn wait_to_retry(
+        &mut self,
+        error: Error,
+        backoff: &mut Duration,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool> {
+        let kind = self.health.count(&error);
+        if !is_transient(&error) {
+            if !matches!(error, Error::AheadOfLog { .. }) {
+                self.health.set(ProjectionState::Stopped {
+                    message: error.to_string(),
+                });
+            }
+            return Err(error);
+        }
+        tracing::warn!(
+            projection = self.projection.name(),
+            kind,
+            retry_in = ?*backoff,
+            "the projection retries after a transient error: {error}"
+        );
+        self.health.set(ProjectionState::Retrying {
+            kind,
+            message: error.to_string(),
+        });
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => Ok(false),
+            () = tokio::time::sleep(wait) => Ok(true),
         }
     }
 

@@ -57,13 +57,16 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     .unwrap();
     let report = verify(&*log.store, &db).await.unwrap();
     assert_eq!(
-        report.first_mismatch,
-        Some(Mismatch::Status {
+        report.first_mismatch(),
+        Some(&Mismatch::Column {
             run_id: later_finished.run_id,
-            table: RunStatus::Failed,
-            log: RunStatus::Succeeded,
+            first_position: later_finished.first_position,
+            column: "status",
+            table: "\"failed\"".into(),
+            log: "\"succeeded\"".into(),
         })
     );
+    assert_eq!(report.mismatch_count, 1, "{report}");
 
     // A missing row earlier in the log is now the first mismatch.
     conn.execute(
@@ -73,13 +76,14 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     .unwrap();
     let report = verify(&*log.store, &db).await.unwrap();
     assert_eq!(
-        report.first_mismatch,
-        Some(Mismatch::MissingRow {
+        report.first_mismatch(),
+        Some(&Mismatch::MissingRow {
             run_id: early.run_id,
             first_position: early.first_position,
         })
     );
     assert!(report.to_string().starts_with("MISMATCH"));
+    assert_eq!(report.mismatch_count, 2, "{report}");
 
     // Attempts that differ.
     conn.execute(
@@ -106,11 +110,13 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     .unwrap();
     let report = verify(&*log.store, &fresh).await.unwrap();
     assert_eq!(
-        report.first_mismatch,
-        Some(Mismatch::Attempts {
+        report.first_mismatch(),
+        Some(&Mismatch::Column {
             run_id: copy.run_id,
-            table: copy.attempts + 1,
-            log: copy.attempts,
+            first_position: copy.first_position,
+            column: "attempts",
+            table: (copy.attempts + 1).to_string(),
+            log: copy.attempts.to_string(),
         })
     );
 
@@ -132,10 +138,113 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     drop(conn);
     let report = verify(&*log.store, &fresh).await.unwrap();
     assert_eq!(
-        report.first_mismatch,
-        Some(Mismatch::UnexpectedRow {
-            run_id: "00000000-0000-7000-8000-000000000001".parse().unwrap(),
+        report.first_mismatch(),
+        Some(&Mismatch::UnexpectedRow {
+            run_id: "00000000-0000-7000-8000-000000000001".into(),
+            first_position: Some(neonhub_events::Position(copy.first_position.0 + 1_000_000)),
         })
     );
     assert_eq!(report.rows, report.runs_in_log + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mismatch_is_counted_and_the_first_hundred_are_listed() {
+    let mut log = support::TestLog::open();
+    log.append(&support::events(600, 5)).await;
+    let db = log.db("table.sqlite");
+    let mut runner =
+        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
+    runner.catch_up().await.unwrap();
+    drop(runner);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows = conn
+        .execute("UPDATE agent_runs SET target = target || '-forged'", [])
+        .unwrap() as u64;
+    assert!(
+        rows > neonhub_projections::LISTED_MISMATCHES as u64,
+        "{rows}"
+    );
+    drop(conn);
+
+    let report = verify(&*log.store, &db).await.unwrap();
+
+    assert_eq!(report.mismatch_count, rows, "{report}");
+    assert_eq!(
+        report.mismatches.len(),
+        neonhub_projections::LISTED_MISMATCHES
+    );
+    assert!(report.mismatches.iter().all(|m| matches!(
+        m,
+        Mismatch::Column { column: "target", table, log, .. } if *table == log.trim_end_matches('"').to_owned() + "-forged\""
+    )));
+    let positions: Vec<_> = report
+        .mismatches
+        .iter()
+        .map(|m| m.first_position().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_positions_are_named_too() {
+    let mut log = support::TestLog::open();
+    log.append(&support::events(60, 9)).await;
+    let db = log.db("table.sqlite");
+    let mut runner =
+        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
+    runner.catch_up().await.unwrap();
+    drop(runner);
+    let mut rows = RunQueries::open(&db).unwrap().all_runs().unwrap();
+    rows.sort_by_key(|r| r.first_position);
+    // A run whose row claims it ended at its first event, and one whose key
+    // (its first position) was moved past the end of the log.
+    let early = rows
+        .iter()
+        .find(|r| r.last_position > r.first_position)
+        .unwrap();
+    let moved = rows
+        .iter()
+        .rev()
+        .find(|r| r.run_id != early.run_id)
+        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET last_position = first_position WHERE run_id = ?1",
+        [early.run_id.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE agent_runs SET first_position = 1000000 WHERE run_id = ?1",
+        [moved.run_id.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let report = verify(&*log.store, &db).await.unwrap();
+
+    let named = |run_id, column| {
+        report.mismatches.iter().any(|m| {
+            matches!(m, Mismatch::Column { run_id: r, column: c, .. } if *r == run_id && *c == column)
+        })
+    };
+    assert!(
+        named(early.run_id, "last_position"),
+        "{:#?}",
+        report.mismatches
+    );
+    assert!(
+        named(moved.run_id, "first_position"),
+        "{:#?}",
+        report.mismatches
+    );
+    assert!(
+        report.mismatches.iter().any(|m| matches!(
+            m,
+            Mismatch::Column { run_id, column: "first_position", table, .. }
+                if *run_id == moved.run_id && table == "1000000"
+        )),
+        "{:#?}",
+        report.mismatches
+    );
+    assert_eq!(report.rows, report.runs_in_log);
 }

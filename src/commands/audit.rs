@@ -3,11 +3,13 @@
 //! table matching the log. On EventStoreDB there is no hash chain (it is a
 //! property of the embedded log): the other two checks are made.
 
-use neonhub_events::{Codec, Direction, EventStore, Position, ReadFrom, RunId};
+use neonhub_events::{Codec, Position};
 use neonhub_projections::{
-    AgentRunsProjection, Mismatch, Projection, ProjectionRunner, verify as verify_table,
+    AgentRunsProjection, Projection, ProjectionRunner, verify as verify_table,
 };
 
+use crate::anchor::Anchor;
+use crate::cli::{AnchorArgs, Format, VerifyArgs};
 use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
@@ -15,26 +17,60 @@ use crate::store::{Access, Store};
 /// Events decoded per read.
 const PAGE: usize = 4096;
 
-async fn first_position(store: &dyn EventStore, run_id: RunId) -> Result<Position> {
-    let first = store
-        .read_stream(&run_id.stream(), Direction::Forwards, ReadFrom::Start, 1)
-        .await?;
-    Ok(first.first().map_or(Position::START, |e| e.position))
-}
-
-pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
+pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) -> Result<()> {
+    if !args.anchors.is_empty() && !matches!(store, StoreConfig::Embedded) {
+        return Err(Error::Usage(
+            "--anchor checks the embedded log's hash chain; EventStoreDB has none".to_owned(),
+        ));
+    }
     // The writer's access: the table is caught up before it is compared.
     let opened = Store::open(&store, &data, Access::Write)?;
-    // 1. The embedded log's hash chain (EventStoreDB has none).
+    // 1. The embedded log's hash chain (EventStoreDB has none), and the
+    //    anchors it must still hold.
     let chain = match &opened {
-        Store::Embedded(log) => Some(verify_chain(log)?),
+        Store::Embedded(log) => {
+            let chain = verify_chain(log)?;
+            check_anchors(log, &chain, &args.anchors)?;
+            Some(chain)
+        }
         Store::EventStoreDb { .. } => None,
     };
     let log = opened.shared();
-    // 2. Every run event decodes with this build.
+    // 2. The table matches the log (caught up first: it is derived data),
+    //    which decodes every run event before its checkpoint.
+    let path = data.projection_path();
+    let projection = AgentRunsProjection::open(&path)?;
+    let before = projection.checkpoint();
+    let mut runner = ProjectionRunner::new(log.clone(), projection);
+    runner.catch_up().await.map_err(|e| match e {
+        neonhub_projections::Error::Apply {
+            position, reason, ..
+        } => Error::AuditFailed {
+            position,
+            reason: format!("the AgentRun table cannot apply this event: {reason}"),
+        },
+        e @ neonhub_projections::Error::AheadOfLog { .. } => Error::Audit(e.to_string()),
+        other => other.into(),
+    })?;
+    let after = runner.projection().checkpoint();
+    drop(runner);
+    if after > before {
+        eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
+    }
+    let table = verify_table(&*log, &path).await.map_err(|e| match e {
+        neonhub_projections::Error::Store(neonhub_events::Error::Decode { position, .. }) => {
+            Error::AuditFailed {
+                position,
+                reason: format!("does not decode with this build: {e}"),
+            }
+        }
+        other => other.into(),
+    })?;
+    // 3. Every run event past the table's checkpoint (none once it has
+    //    caught up) decodes with this build too.
     let codec = Codec::new();
-    let mut from = Position::START;
-    let mut run_events = 0u64;
+    let mut from = table.checkpoint;
+    let mut run_events = table.run_events;
     loop {
         let page = log.read_all(from, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -47,46 +83,48 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig) -> Result<()> {
             run_events += 1;
         }
     }
-    // 3. The table matches the log (caught up first: it is derived data).
-    let path = data.projection_path();
-    let projection = AgentRunsProjection::open(&path)?;
-    let before = projection.checkpoint();
-    let mut runner = ProjectionRunner::new(log.clone(), projection);
-    runner.catch_up().await.map_err(|e| match e {
-        neonhub_projections::Error::Apply {
-            position, reason, ..
-        } => Error::AuditFailed {
-            position,
-            reason: format!("the AgentRun table cannot apply this event: {reason}"),
-        },
-        other => other.into(),
-    })?;
-    let after = runner.projection().checkpoint();
-    drop(runner);
-    if after > before {
-        eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
+    if table.is_ahead() {
+        return Err(Error::Audit(format!(
+            "the AgentRun table's checkpoint {} is past the log's head {}: the table saw events \
+             this log does not hold (an older log restored, or its tail cut); if the log is the \
+             one to keep, stop neonhub serve, move {} aside and rebuild it with \
+             `neonhub replay --out {}`",
+            table.checkpoint,
+            table.head,
+            path.display(),
+            path.display()
+        )));
     }
-    let table = verify_table(&*log, &path).await?;
-    if let Some(mismatch) = &table.first_mismatch {
-        let position = match mismatch {
-            Mismatch::MissingRow { first_position, .. } => *first_position,
-            Mismatch::UnexpectedRow { run_id }
-            | Mismatch::Status { run_id, .. }
-            | Mismatch::Attempts { run_id, .. } => first_position(&*log, *run_id).await?,
-            _ => Position::START,
-        };
-        return Err(Error::AuditFailed {
-            position,
-            reason: format!("the AgentRun table does not match the log: {mismatch}"),
+    if !table.matches() {
+        for mismatch in &table.mismatches {
+            eprintln!("mismatch: {mismatch}");
+        }
+        let unlisted = table.mismatch_count - table.mismatches.len() as u64;
+        if unlisted > 0 {
+            eprintln!("... and {unlisted} more mismatches not listed");
+        }
+        let what = format!(
+            "the AgentRun table does not match the log: {} mismatch(es), listed above \
+             (rebuild the table with `neonhub replay`; never edit the log)",
+            table.mismatch_count
+        );
+        return Err(match table.first_bad_position {
+            Some(position) => Error::AuditFailed {
+                position,
+                reason: what,
+            },
+            None => Error::Audit(what),
         });
     }
     match chain {
         Some(chain) => println!(
-            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs match the AgentRun table)",
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs and {} metric series match the AgentRun table){}",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
-            table.rows
+            table.rows,
+            table.series,
+            anchors_held(args.anchors.len())
         ),
         None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
@@ -116,4 +154,93 @@ fn verify_chain(log: &neonhub_events::EmbeddedLog) -> Result<neonhub_events::Ver
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+fn anchors_held(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; the anchor holds".to_owned(),
+        n => format!("; all {n} anchors hold"),
+    }
+}
+
+/// Checks that the log holds every anchor's position with its hash; prints
+/// each that it does not, then fails naming them.
+fn check_anchors(
+    log: &neonhub_events::EmbeddedLog,
+    chain: &neonhub_events::VerifyReport,
+    anchors: &[Anchor],
+) -> Result<()> {
+    let mut failed = 0usize;
+    for (i, anchor) in anchors.iter().enumerate() {
+        let name = format!("anchor {} of {} ({anchor})", i + 1, anchors.len());
+        let why = match log.chain_at(anchor.position)? {
+            None => format!(
+                "the log ends before position {} (its last event is at {}): events up to the anchor were cut or a segment removed",
+                anchor.position,
+                chain
+                    .head
+                    .0
+                    .checked_sub(1)
+                    .map_or_else(|| "none, it is empty".to_owned(), |p| p.to_string()),
+            ),
+            Some(hash) if hash == anchor.hash => continue,
+            Some(hash) => format!(
+                "the log holds position {} with hash {}: the history up to it was rewritten",
+                anchor.position,
+                hex(&hash)
+            ),
+        };
+        eprintln!("{name}: {why}");
+        failed += 1;
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    Err(Error::Audit(format!(
+        "the log does not hold {failed} of {} anchor(s), named above; it was cut or rewritten \
+         after they were taken: restore it from a backup and never edit it",
+        anchors.len()
+    )))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `neonhub audit anchor`: the head as an anchor to keep elsewhere.
+pub(super) async fn anchor(data: DataDir, store: StoreConfig, args: AnchorArgs) -> Result<()> {
+    let opened = Store::open(&store, &data, Access::Read)?;
+    let Store::Embedded(log) = &opened else {
+        return Err(Error::Usage(
+            "anchors are points of the embedded log's hash chain; EventStoreDB has none".to_owned(),
+        ));
+    };
+    let chain = verify_chain(log)?;
+    let Some(position) = chain.head.0.checked_sub(1) else {
+        return Err(Error::Usage(format!(
+            "the log in {} is empty: there is nothing to anchor yet",
+            log.dir().display()
+        )));
+    };
+    let anchor = Anchor {
+        position: Position(position),
+        hash: chain.head_hash,
+        events: Some(chain.events),
+        at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    };
+    match args.format {
+        Format::Json => println!("{}", anchor.to_json()),
+        _ => {
+            println!("position  {}", anchor.position);
+            println!("hash      {}", anchor.hash_hex());
+            println!("events    {}", chain.events);
+            println!("at        {}", anchor.at.as_deref().unwrap_or_default());
+            println!(
+                "Keep it outside neonhub; later, `neonhub audit verify --anchor '{}'` proves the log still holds it.",
+                anchor.to_json()
+            );
+        }
+    }
+    Ok(())
 }

@@ -31,7 +31,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Runs(RunsCommand::Resolve(args)) => control::resolve(args).await,
         Command::Report(args) => query::report(data, store, args).await,
         Command::Replay(args) => replay::replay(data, store, args).await,
-        Command::Audit(AuditCommand::Verify) => audit::verify(data, store).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(data, store, args).await,
+        Command::Audit(AuditCommand::Anchor(args)) => audit::anchor(data, store, args).await,
     }
 }
 

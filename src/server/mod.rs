@@ -39,6 +39,7 @@ pub(crate) struct AppState {
     projection_path: PathBuf,
     run_metrics: RunMetrics,
     checkpoints: watch::Receiver<Position>,
+    health: neonhub_projections::ProjectionHealth,
     token: Option<Token>,
     shutdown: watch::Receiver<bool>,
 }
@@ -93,6 +94,7 @@ impl Server {
             projection_path: service.data().projection_path(),
             run_metrics: service.metrics().clone(),
             checkpoints: service.checkpoints(),
+            health: service.projection_health().clone(),
             token: config.token.clone(),
             shutdown: shutdown_rx,
         });

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use neonhub_actors::{CancelRun, ResolveStep, StartRun, SubmitRun};
 use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
-use neonhub_projections::{RunFilter, RunQueries};
+use neonhub_projections::{ProjectionState, RunFilter, RunQueries};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -348,6 +348,10 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if !text.ends_with("\n\n") {
         text.push('\n');
     }
+    let checkpoint = *state.checkpoints.borrow();
+    if let Ok(head) = state.store.head().await {
+        text.push_str(&state.health.render(checkpoint, head));
+    }
     text.push_str(&telemetry::render());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -360,10 +364,23 @@ pub(crate) async fn healthz() -> HttpResponse {
 }
 
 /// `GET /readyz`: ready while the projection follows the log and the
-/// service is not shutting down.
+/// service is not shutting down; else 503 saying why (retrying a busy
+/// table: `unavailable`; ahead of the log or stopped: `projection_stopped`,
+/// with what to do).
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::shutting_down());
+    }
+    match state.health.state() {
+        ProjectionState::Following => {}
+        ProjectionState::Retrying { .. } => {
+            let problem = state.health.problem().unwrap_or_default();
+            return Err(ApiError::new(ErrorCode::Unavailable, problem));
+        }
+        _ => {
+            let problem = state.health.problem().unwrap_or_default();
+            return Err(ApiError::new(ErrorCode::ProjectionStopped, problem));
+        }
     }
     if state.checkpoints.has_changed().is_err() {
         return Err(ApiError::new(

@@ -278,6 +278,37 @@ impl EmbeddedLog {
         verify::verify(&self.shared)
     }
 
+    /// The chain value recorded with the event at `position` (the hash
+    /// chain up to and including it), `None` when the log does not hold that
+    /// position. Only the record's own checksum is checked here: after a
+    /// sound [`EmbeddedLog::verify`], it is the chain value of the whole
+    /// history up to `position`, which an anchor written down earlier must
+    /// equal.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the record does not read back; I/O errors.
+    pub fn chain_at(&self, position: Position) -> Result<Option<[u8; 32]>> {
+        let Some(at) = self
+            .shared
+            .index
+            .read()
+            .expect("index lock")
+            .locate(position)
+        else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; at.len];
+        std::os::unix::fs::FileExt::read_exact_at(&*at.file, &mut buf, at.offset)
+            .map_err(|e| Error::io(format!("read {}", at.path.display()), e))?;
+        let record =
+            format::decode_record(&buf, format::MAX_BODY_LEN).map_err(|e| Error::Corruption {
+                segment: at.path.to_path_buf(),
+                offset: at.offset,
+                reason: format!("{e:?} on read"),
+            })?;
+        Ok(Some(record.chain()))
+    }
+
     /// Stops accepting appends, writes and syncs what was accepted, and stops
     /// the writer. Reads keep working; subscriptions end with
     /// [`Error::Closed`]. Idempotent. The directory lock is released when

@@ -27,7 +27,7 @@ pub use neonhub_events::RunStatus;
 pub use row::AgentRun;
 pub(crate) use row::{SqlRow, columns, parse_kind};
 pub use schema::SCHEMA_VERSION;
-pub(crate) use schema::{open_connection, read_checkpoint};
+pub(crate) use schema::{open_connection, open_for_check, read_checkpoint};
 
 /// How a projection database is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -95,6 +95,23 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     Ok(conn)
 }
 
+/// Opens an existing projection database for a check that must change no
+/// byte of it: read-write (so that, as the last connection, it removes the
+/// `-wal` and `-shm` files it needed, where a read-only connection would
+/// leave them behind) but `query_only`, so no statement can write.
+pub(crate) fn open_for_check(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        // A file this user may only read.
+        Err(_) => return open_connection(path, true),
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
+}
+
 /// Creates the schema in a new file, or checks the version of an existing one.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

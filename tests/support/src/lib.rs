@@ -7,7 +7,7 @@
 //!
 //! | feature | what it adds | for |
 //! | --- | --- | --- |
-//! | (none) | [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
+//! | (none) | `files::fingerprints`, [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
 //! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`], [`proxy_orchestrator`] | `neonhub-actors` |
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
@@ -18,6 +18,7 @@
 
 #[cfg(feature = "actors")]
 mod agents;
+pub mod files;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "service")]
