@@ -6,13 +6,13 @@
 //! spare buckets a million runs (2M events) hold about 100 MB.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::io::LogFile;
 use crate::ids::{Position, Revision};
 
 /// A stream's key in the index: xxh3-128 of its name, as two `u64`s so an
@@ -70,14 +70,33 @@ pub(crate) struct SegmentIndex {
     /// The file, for error messages.
     pub(crate) path: Arc<Path>,
     /// A read handle (positioned reads only).
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<dyn LogFile>,
     /// Byte offset of each acknowledged record, in position order.
     pub(crate) offsets: Vec<u32>,
     /// Byte offset just past the last acknowledged record.
     pub(crate) end: u64,
+    /// The segment's format version.
+    pub(crate) version: u32,
 }
 
 impl SegmentIndex {
+    /// A segment with no records yet.
+    pub(crate) fn new(
+        first: Position,
+        path: Arc<Path>,
+        file: Arc<dyn LogFile>,
+        version: u32,
+    ) -> Self {
+        Self {
+            first,
+            path,
+            file,
+            offsets: Vec::new(),
+            end: super::format::HEADER_LEN as u64,
+            version,
+        }
+    }
+
     /// The byte range of the records `i..j` (indexes into this segment).
     pub(crate) fn byte_range(&self, i: usize, j: usize) -> (u64, u64) {
         let start = u64::from(self.offsets[i]);
@@ -90,7 +109,7 @@ impl SegmentIndex {
 #[derive(Clone, Debug)]
 pub(crate) struct RecordRef {
     pub(crate) path: Arc<Path>,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<dyn LogFile>,
     pub(crate) offset: u64,
     pub(crate) len: usize,
 }

@@ -4,10 +4,12 @@
 mod embedded;
 mod format;
 mod index;
+mod io;
 mod reader;
 mod recovery;
 mod verify;
 mod writer;
 
-pub use embedded::{Durability, EmbeddedLog, LogOptions};
+pub use embedded::{Durability, EmbeddedLog, LogOptions, WriterHealth};
+pub use recovery::TornTail;
 pub use verify::VerifyReport;

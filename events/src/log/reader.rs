@@ -2,14 +2,13 @@
 //! by global position or by stream, and the catch-up-then-live subscription.
 
 use std::collections::VecDeque;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::embedded::Shared;
-use super::format::{self, MAX_BODY_LEN};
+use super::format::{self, GROUP_HEADER_LEN, MAX_BODY_LEN};
 use super::index::{RecordRef, stream_key};
 use crate::error::{Error, Result};
 use crate::ids::{Position, StreamId};
@@ -52,6 +51,9 @@ pub(crate) fn read_all(
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let mut at = 0usize;
         for _ in 0..count {
+            if format::is_group_header(&buf[at..]) {
+                at += GROUP_HEADER_LEN;
+            }
             let record =
                 format::decode_record(&buf[at..], MAX_BODY_LEN).map_err(|e| Error::Corruption {
                     segment: path.to_path_buf(),
