@@ -134,7 +134,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(dir: PathBuf, options: LogOptions, fs: Arc<dyn LogFs>, index: Index) -> Arc<Self> {
+    pub(crate) fn new(
+        dir: PathBuf,
+        options: LogOptions,
+        fs: Arc<dyn LogFs>,
+        index: Index,
+    ) -> Arc<Self> {
         let head = index.head;
         Arc::new(Shared {
             dir,
@@ -187,7 +192,7 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct EmbeddedLog {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tx: RwLock<Option<Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Whether this handle may append.

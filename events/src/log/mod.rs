@@ -7,6 +7,10 @@ mod index;
 mod io;
 mod reader;
 mod recovery;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_tests;
 mod verify;
 mod writer;
 

@@ -203,7 +203,9 @@ impl Window {
         let want_end = (offset + want as u64).min(self.len);
         if offset < self.start || want_end > have_end {
             let size = (want.max(CHUNK) as u64).min(self.len.saturating_sub(offset)) as usize;
-            self.buf.resize(size, 0);
+            // A fresh zeroed buffer (calloc) rather than a resize: no
+            // zero-filling loop in debug builds.
+            self.buf = vec![0u8; size];
             self.file.read_exact_at(&mut self.buf, offset)?;
             self.start = offset;
         }
@@ -789,12 +791,11 @@ fn find_group_header(
         let bytes = window.at(at, GROUP_HEADER_LEN)?;
         let candidates = bytes.len() + 1 - GROUP_HEADER_LEN;
         for i in 0..candidates {
-            if format::is_group_header(&bytes[i..]) {
-                if let Some(h) = GroupHeader::decode(&bytes[i..]) {
-                    if wanted(&h) {
-                        return Ok(Some((at + i as u64, h)));
-                    }
-                }
+            if format::is_group_header(&bytes[i..])
+                && let Some(h) = GroupHeader::decode(&bytes[i..])
+                && wanted(&h)
+            {
+                return Ok(Some((at + i as u64, h)));
             }
         }
         at += candidates as u64;

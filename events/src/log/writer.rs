@@ -203,7 +203,7 @@ impl Writer {
     /// write and one sync, then publishes and acknowledges them. When the
     /// write or the sync fails, it takes back what it wrote (cut and synced)
     /// before answering the group with the error.
-    fn commit(&mut self, group: Vec<AppendRequest>) {
+    pub(crate) fn commit(&mut self, group: Vec<AppendRequest>) {
         if let Err(e) = self.prepare() {
             self.set_failing(&e);
             for req in group {
@@ -261,11 +261,11 @@ impl Writer {
         ) {
             self.set_ok();
         }
-        if self.state.len >= self.shared.options.segment_size {
-            if let Err(e) = self.rotate(staged.next) {
-                // Tried again before the next group.
-                self.set_failing(&e);
-            }
+        if self.state.len >= self.shared.options.segment_size
+            && let Err(e) = self.rotate(staged.next)
+        {
+            // Tried again before the next group.
+            self.set_failing(&e);
         }
     }
 
