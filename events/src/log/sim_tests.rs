@@ -281,3 +281,95 @@ fn the_simulated_disk_loses_unsynced_pages() {
     }
     assert!(lost > 0 && kept > 0, "lost {lost}, kept {kept}");
 }
+
+/// Appends one request of one `len`-byte event through `writer`; returns its
+/// id and the answer.
+fn append_one(
+    writer: &mut Writer,
+    model: &mut Model,
+    rng: &mut Rng,
+    len: usize,
+) -> (EventId, Result<AppendResult>) {
+    let (mut req, ids, mut rx) = request(model, 1, rng);
+    req.events.truncate(1);
+    req.events[0].payload = vec![7; len];
+    writer.commit(vec![req]);
+    (ids[0], rx.try_recv().expect("answered"))
+}
+
+#[test]
+fn a_failed_write_or_sync_is_taken_back_and_the_writer_resumes() {
+    let fs = SimFs::new(1);
+    let dyn_fs: Arc<dyn LogFs> = Arc::new(fs.clone());
+    dyn_fs.create_dir_all(&dir()).unwrap();
+    let mut rng = Rng::new(1);
+    let mut model = Model::default();
+    let recovered = recovery::recover(&dyn_fs, &dir(), Access::Write).unwrap();
+    let shared = Shared::new(
+        dir(),
+        LogOptions::default(),
+        dyn_fs.clone(),
+        recovered.index,
+    );
+    let mut writer = Writer::new(shared.clone(), recovered.writer.unwrap());
+    let health = || shared.health.lock().unwrap().clone();
+    let mut acknowledged = Vec::new();
+    let (id, answer) = append_one(&mut writer, &mut model, &mut rng, 100);
+    answer.unwrap();
+    acknowledged.push(id);
+    let segment = dyn_fs
+        .open(
+            &dir().join("seg-00000000000000000000.log"),
+            super::io::OpenMode::Read,
+        )
+        .unwrap();
+    let acked_len = segment.len().unwrap();
+
+    // The disk fills up halfway through a group's write.
+    fs.set_space(Some(fs.used() + 1000));
+    let (failed_full, answer) = append_one(&mut writer, &mut model, &mut rng, 3000);
+    let e = answer.expect_err("a write past the free space fails");
+    assert!(e.to_string().contains("os error 28"), "{e}");
+    assert_eq!(
+        segment.len().unwrap(),
+        acked_len,
+        "the half write was taken back"
+    );
+    assert!(
+        matches!(health(), WriterHealth::Failing { reason } if reason.contains("os error 28")),
+        "{:?}",
+        health()
+    );
+    // Space returns: the same writer goes on, no restart.
+    fs.set_space(None);
+    let (id, answer) = append_one(&mut writer, &mut model, &mut rng, 3000);
+    assert_eq!(answer.unwrap().first_position, Position(1));
+    acknowledged.push(id);
+    assert_eq!(health(), WriterHealth::Ok);
+
+    // A failing fdatasync: the written group is taken back too.
+    let acked_len = segment.len().unwrap();
+    fs.fail_syncs(1);
+    let (failed_sync, answer) = append_one(&mut writer, &mut model, &mut rng, 200);
+    assert!(answer.unwrap_err().to_string().contains("os error 5"));
+    assert_eq!(segment.len().unwrap(), acked_len);
+    assert!(matches!(health(), WriterHealth::Failing { .. }));
+    let (id, answer) = append_one(&mut writer, &mut model, &mut rng, 200);
+    assert_eq!(answer.unwrap().first_position, Position(2));
+    acknowledged.push(id);
+    assert_eq!(health(), WriterHealth::Ok);
+
+    // After a power loss, exactly the acknowledged appends are there: the
+    // failed ones never come back.
+    drop(writer);
+    fs.power_cycle();
+    let recovered = recovery::recover(&dyn_fs, &dir(), Access::Write).unwrap();
+    let shared = Shared::new(dir(), LogOptions::default(), dyn_fs, recovered.index);
+    let ids: Vec<EventId> = reader::read_all(&shared, Position::START, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, acknowledged);
+    assert!(!ids.contains(&failed_full) && !ids.contains(&failed_sync));
+}
