@@ -3,13 +3,14 @@
 mod audit;
 mod control;
 mod demo;
+mod log;
 mod query;
 mod replay;
 mod run;
 mod serve;
 mod table;
 
-use crate::cli::{AuditCommand, Cli, Command, RunsCommand};
+use crate::cli::{AuditCommand, Cli, Command, LogCommand, RunsCommand};
 use crate::config::{DataDir, connectors_from_env};
 use crate::error::Result;
 
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => query::report(data, store, args).await,
         Command::Replay(args) => replay::replay(data, store, args).await,
         Command::Audit(AuditCommand::Verify) => audit::verify(data, store).await,
+        Command::Log(LogCommand::Repair) => log::repair(&data),
     }
 }
 

@@ -311,6 +311,20 @@ impl EmbeddedLog {
         })
     }
 
+    /// Repairs a log that refuses to open on corruption, when an operator
+    /// asks (`neonhub log repair`): cuts it at the damage and keeps every
+    /// removed byte in quarantine files beside the segments (the cut tail as
+    /// `<segment>.quarantine-<offset>`, later segments renamed whole).
+    /// Returns what was cut, empty when the log opens as it is. Changes
+    /// nothing else: a torn tail is left for the next open.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] while the log is open elsewhere; [`Error::NotALog`];
+    /// I/O errors.
+    pub fn repair(dir: impl AsRef<Path>) -> Result<Vec<super::repair::Repair>> {
+        super::repair::repair(dir.as_ref())
+    }
+
     /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.writable
@@ -404,7 +418,7 @@ impl EmbeddedLog {
 /// Takes the log's directory locks: `LOCK` (which older builds take) and the
 /// directory itself, so that deleting or replacing `LOCK` lets no second
 /// writer in.
-fn lock_dir(dir: &Path) -> Result<Vec<File>> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<Vec<File>> {
     let lock_path = dir.join(EmbeddedLog::LOCK_FILE);
     let lock = File::options()
         .create(true)

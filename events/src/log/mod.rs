@@ -7,6 +7,7 @@ mod index;
 mod io;
 mod reader;
 mod recovery;
+mod repair;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
@@ -16,4 +17,5 @@ mod writer;
 
 pub use embedded::{Durability, EmbeddedLog, LogOptions, WriterHealth};
 pub use recovery::TornTail;
+pub use repair::Repair;
 pub use verify::VerifyReport;
