@@ -186,8 +186,8 @@ pub(crate) fn embedded_in_use(data: &DataDir) -> Result<bool> {
     let dir = data.log_dir();
     let candidates = [dir.clone(), dir.join(EmbeddedLog::LOCK_FILE)];
     for path in candidates.iter().filter(|p| p.exists()) {
-        let file =
-            std::fs::File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(true),

@@ -42,9 +42,17 @@ fn read_commands_change_no_byte_even_beside_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let demo = run_cli(&data, &["demo", "--runs", "5"]);
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
     let list = run_cli(&data, &["runs", "list", "--format", "json"]);
-    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let run_id = listed["runs"][0]["run_id"].as_str().unwrap().to_string();
 
@@ -91,7 +99,11 @@ fn a_read_command_on_a_directory_without_neonhub_data_names_it() {
     let typo = dir.path().join("dtaa");
     for args in [&["runs", "list"][..], &["report"], &["replay"]] {
         let output = run_cli(&typo, args);
-        assert!(!output.status.success(), "{args:?} succeeded on {}", typo.display());
+        assert!(
+            !output.status.success(),
+            "{args:?} succeeded on {}",
+            typo.display()
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains(&*typo.to_string_lossy()),

@@ -91,7 +91,7 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
-    /// The store has been closed (or its writer stopped after an I/O error).
+    /// The store has been closed.
     /// Nothing more can be appended through this handle.
     ///
     /// During shutdown this is expected; otherwise reopen the store (HTTP 503).

@@ -359,11 +359,17 @@ pub(crate) async fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, &Health { status: "ok" })
 }
 
-/// `GET /readyz`: ready while the projection follows the log and the
-/// service is not shutting down.
+/// `GET /readyz`: ready while the projection follows the log, the log's
+/// writes succeed, and the service is not shutting down.
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::shutting_down());
+    }
+    if let Err(reason) = state.store.write_health() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the event log's writes are failing (retried with each append): {reason}"),
+        ));
     }
     if state.checkpoints.has_changed().is_err() {
         return Err(ApiError::new(

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 
 use super::format::{self, FRAME_LEN};
+use super::handles::{Handles, MAX_OPEN};
 use super::index::{Index, stream_key};
 use super::io::{LogFs, StdFs};
 use super::reader::{self, LogSubscription};
@@ -125,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) options: LogOptions,
     pub(crate) fs: Arc<dyn LogFs>,
+    /// Read handles to the segments, a bounded number open.
+    pub(crate) handles: Handles,
     pub(crate) index: RwLock<Index>,
     /// The head (next position), published after each group commit.
     pub(crate) head_tx: watch::Sender<Position>,
@@ -144,6 +147,7 @@ impl Shared {
         Arc::new(Shared {
             dir,
             options,
+            handles: Handles::new(fs.clone(), MAX_OPEN),
             fs,
             index: RwLock::new(index),
             head_tx: watch::Sender::new(head),
@@ -508,5 +512,12 @@ impl EventStore for EmbeddedLog {
 
     async fn head(&self) -> Result<Position> {
         Ok(self.shared.index.read().expect("index lock").head)
+    }
+
+    fn write_health(&self) -> std::result::Result<(), String> {
+        match self.writer_health() {
+            WriterHealth::Failing { reason } => Err(reason),
+            _ => Ok(()),
+        }
     }
 }

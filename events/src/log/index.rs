@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use super::io::LogFile;
 use crate::ids::{Position, Revision};
 
 /// A stream's key in the index: xxh3-128 of its name, as two `u64`s so an
@@ -69,8 +68,6 @@ pub(crate) struct SegmentIndex {
     pub(crate) first: Position,
     /// The file, for error messages.
     pub(crate) path: Arc<Path>,
-    /// A read handle (positioned reads only).
-    pub(crate) file: Arc<dyn LogFile>,
     /// Byte offset of each acknowledged record, in position order.
     pub(crate) offsets: Vec<u32>,
     /// Byte offset just past the last acknowledged record.
@@ -81,16 +78,10 @@ pub(crate) struct SegmentIndex {
 
 impl SegmentIndex {
     /// A segment with no records yet.
-    pub(crate) fn new(
-        first: Position,
-        path: Arc<Path>,
-        file: Arc<dyn LogFile>,
-        version: u32,
-    ) -> Self {
+    pub(crate) fn new(first: Position, path: Arc<Path>, version: u32) -> Self {
         Self {
             first,
             path,
-            file,
             offsets: Vec::new(),
             end: super::format::HEADER_LEN as u64,
             version,
@@ -109,7 +100,6 @@ impl SegmentIndex {
 #[derive(Clone, Debug)]
 pub(crate) struct RecordRef {
     pub(crate) path: Arc<Path>,
-    pub(crate) file: Arc<dyn LogFile>,
     pub(crate) offset: u64,
     pub(crate) len: usize,
 }
@@ -163,7 +153,6 @@ impl Index {
         let (start, end) = seg.byte_range(i, i + 1);
         Some(RecordRef {
             path: seg.path.clone(),
-            file: seg.file.clone(),
             offset: start,
             len: (end - start) as usize,
         })

@@ -3,6 +3,7 @@
 
 mod embedded;
 mod format;
+mod handles;
 mod index;
 mod io;
 mod reader;

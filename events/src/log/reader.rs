@@ -29,7 +29,7 @@ pub(crate) fn read_all(
     let mut position = from;
     let mut buf = Vec::new();
     while out.len() < limit {
-        let (file, path, start, end, count) = {
+        let (path, start, end, count) = {
             let index = shared.index.read().expect("index lock");
             if position >= index.head {
                 break;
@@ -44,8 +44,9 @@ pub(crate) fn read_all(
                 j = i + within.max(1);
             }
             let (start, end) = seg.byte_range(i, j);
-            (seg.file.clone(), seg.path.clone(), start, end, j - i)
+            (seg.path.clone(), start, end, j - i)
         };
+        let file = shared.handles.get(&path)?;
         buf.resize((end - start) as usize, 0);
         file.read_exact_at(&mut buf, start)
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
@@ -111,7 +112,9 @@ pub(crate) fn read_stream(
     refs.into_iter()
         .map(|r| {
             buf.resize(r.len, 0);
-            r.file
+            shared
+                .handles
+                .get(&r.path)?
                 .read_exact_at(&mut buf, r.offset)
                 .map_err(|e| Error::io(format!("read {}", r.path.display()), e))?;
             format::decode_record(&buf, MAX_BODY_LEN)

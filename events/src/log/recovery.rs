@@ -117,12 +117,9 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
     }
     if segments.is_empty() {
         let (file, path) = writer::create_segment(fs.as_ref(), dir, Position::START, &chain)?;
-        index.segments.push(SegmentIndex::new(
-            Position::START,
-            path,
-            file.clone(),
-            FORMAT_VERSION,
-        ));
+        index
+            .segments
+            .push(SegmentIndex::new(Position::START, path, FORMAT_VERSION));
         return Ok(Recovered {
             index,
             writer: Some(WriterState::new(
@@ -163,7 +160,8 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
         let (file, path) = writer::create_segment(fs.as_ref(), dir, first, &chain)?;
         index
             .segments
-            .push(SegmentIndex::new(first, path, file, FORMAT_VERSION));
+            .push(SegmentIndex::new(first, path, FORMAT_VERSION));
+        drop(file);
     }
     let last = index.segments.last().expect("at least one segment");
     let path = last.path.clone();
@@ -313,7 +311,7 @@ fn open_segment(
     let version = check_header(path, file.as_ref(), len, first, index.head, chain)?;
     index
         .segments
-        .push(SegmentIndex::new(first, path.into(), file.clone(), version));
+        .push(SegmentIndex::new(first, path.into(), version));
     Ok((file, len, version))
 }
 

@@ -50,21 +50,13 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         index
             .segments
             .iter()
-            .map(|s| {
-                (
-                    s.first,
-                    s.path.clone(),
-                    s.file.clone(),
-                    s.end,
-                    s.offsets.len(),
-                )
-            })
+            .map(|s| (s.first, s.path.clone(), s.end, s.offsets.len()))
             .collect()
     };
     let mut chain: Chain = GENESIS_CHAIN;
     let mut position = Position::START;
-    for (first, path, file, end, count) in segments {
-        let mut window = Window::new(file, end);
+    for (first, path, end, count) in segments {
+        let mut window = Window::new(shared.handles.get(&path)?, end);
         let read_err = |e| Error::io(format!("read {}", path.display()), e);
         let bytes = window.at(0, HEADER_LEN).map_err(read_err)?;
         let header = SegmentHeader::decode(bytes).map_err(|reason| Error::BadSegment {

@@ -314,7 +314,7 @@ impl Writer {
             let mut index = self.shared.index.write().expect("index lock");
             index
                 .segments
-                .push(SegmentIndex::new(first, path, file.clone(), FORMAT_VERSION));
+                .push(SegmentIndex::new(first, path, FORMAT_VERSION));
         }
         self.state = WriterState::new(
             file,
