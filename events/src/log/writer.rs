@@ -78,6 +78,9 @@ pub(crate) struct Writer {
     /// A failed write may have left bytes past `state.len`: they must be
     /// cut before anything else is written.
     must_take_back: bool,
+    /// Whether the shared health says `Failing` (kept here so a commit does
+    /// not take the health lock).
+    failing: bool,
 }
 
 impl Writer {
@@ -88,6 +91,7 @@ impl Writer {
             buf: Vec::with_capacity(1 << 20),
             dirty: false,
             must_take_back: false,
+            failing: false,
         }
     }
 
@@ -157,7 +161,8 @@ impl Writer {
     }
 
     /// Records that the writer is failing, once per change of reason.
-    fn set_failing(&self, e: &Error) {
+    fn set_failing(&mut self, e: &Error) {
+        self.failing = true;
         let reason = e.to_string();
         let mut health = self.shared.health.lock().expect("health lock");
         if !matches!(&*health, WriterHealth::Failing { reason: r } if *r == reason) {
@@ -166,7 +171,8 @@ impl Writer {
         }
     }
 
-    fn set_ok(&self) {
+    fn set_ok(&mut self) {
+        self.failing = false;
         let mut health = self.shared.health.lock().expect("health lock");
         if *health != WriterHealth::Ok {
             tracing::info!("event log writes succeed again");
@@ -255,10 +261,7 @@ impl Writer {
         for (reply, result) in staged.accepted {
             let _ = reply.send(Ok(result));
         }
-        if !matches!(
-            *self.shared.health.lock().expect("health lock"),
-            WriterHealth::Ok
-        ) {
+        if self.failing {
             self.set_ok();
         }
         if self.state.len >= self.shared.options.segment_size
