@@ -234,11 +234,16 @@ impl EmbeddedLog {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let fs: Arc<dyn LogFs> = Arc::new(StdFs);
-        let created = fs
-            .create_dir_all(&dir)
+        // The directories about to be created, deepest first: each one's
+        // parent is synced so that the new entries survive a power loss.
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !fs.exists(p))
+            .collect();
+        fs.create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        if created {
-            let parent = dir
+        for created in missing {
+            let parent = created
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
