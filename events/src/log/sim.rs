@@ -138,6 +138,12 @@ impl SimFs {
         s.crash_at = Some(s.ops + n.max(1));
     }
 
+    /// Mutating operations so far (writes, syncs, truncations, creations,
+    /// renames, removals).
+    pub(crate) fn ops(&self) -> u64 {
+        self.lock().ops
+    }
+
     /// Whether the power is off.
     pub(crate) fn is_down(&self) -> bool {
         self.lock().down
