@@ -141,7 +141,7 @@ impl Writer {
     }
 
     /// A buffered log's periodic sync; a failure is reported and retried.
-    fn background_sync(&mut self) {
+    pub(crate) fn background_sync(&mut self) {
         match self.sync_if_dirty() {
             Ok(()) => {}
             Err(e) => self.set_failing(&e),
