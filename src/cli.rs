@@ -244,6 +244,23 @@ pub enum Command {
     /// Audits of the log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Maintenance of the embedded log.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+/// `neonhub log ...`.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Cut the embedded log at the damage that keeps it from opening
+    /// (corruption reported with a segment and an offset), keeping every
+    /// removed byte in quarantine files beside the segments; nothing is
+    /// deleted. Only when asked: `serve` never does this by itself. Stop
+    /// `serve` first.
+    #[command(after_help = "Examples:\n  \
+        neonhub log repair\n  \
+        neonhub --data-dir /var/lib/neonhub log repair")]
+    Repair,
 }
 
 /// `neonhub serve`. Its `Debug` never shows the token.

@@ -20,9 +20,10 @@ pub(crate) enum Access {
     /// lock, or the data directory's lock beside EventStoreDB. Fails while
     /// another process holds it.
     Write,
-    /// For reading only: the embedded log with its lock when no `neonhub
-    /// serve` holds it, else a read-only snapshot as of now beside the
-    /// server; EventStoreDB without any lock.
+    /// For reading only: the embedded log read-only (a snapshot as of now,
+    /// beside a running `neonhub serve` or not; it changes no byte, takes no
+    /// lock and creates nothing, and fails naming the path when there is no
+    /// log); EventStoreDB without any lock.
     Read,
 }
 
@@ -167,15 +168,35 @@ pub fn open_embedded(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
     )?))
 }
 
-/// Opens the embedded log for reading: with the lock when no `neonhub
-/// serve` holds it, else a read-only snapshot as of now beside the server.
+/// Opens the embedded log for reading only: it changes no byte (a torn tail
+/// is left unread, not cut) and fails with
+/// [`neonhub_events::Error::NotALog`] naming the path when the data
+/// directory holds no log.
 fn open_embedded_for_reading(data: &DataDir) -> Result<Arc<EmbeddedLog>> {
-    match open_embedded(data) {
-        Err(Error::Store(neonhub_events::Error::Locked { .. })) => Ok(Arc::new(
-            EmbeddedLog::open_read_only(data.log_dir(), LogOptions::default())?,
-        )),
-        other => other,
+    Ok(Arc::new(EmbeddedLog::open_read_only(
+        data.log_dir(),
+        LogOptions::default(),
+    )?))
+}
+
+/// Whether another process (a running `neonhub serve`) writes this data
+/// directory's embedded log. Takes and releases the log's locks without
+/// creating or changing any file.
+pub(crate) fn embedded_in_use(data: &DataDir) -> Result<bool> {
+    let dir = data.log_dir();
+    let candidates = [dir.clone(), dir.join(EmbeddedLog::LOCK_FILE)];
+    for path in candidates.iter().filter(|p| p.exists()) {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", path.display()), e));
+            }
+        }
     }
+    Ok(false)
 }
 
 #[cfg(test)]

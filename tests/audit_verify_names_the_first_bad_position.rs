@@ -62,19 +62,30 @@ fn a_forged_record_breaks_the_chain_at_its_position() {
     let dir = tempfile::tempdir().unwrap();
     three_runs(dir.path());
     // Rewrite "bbbb" in record 2 (run 2's RunStarted) and fix its CRC, as a
-    // forger would; the segment header is 64 bytes, a frame is length, CRC, body.
+    // forger would; the segment header is 64 bytes, a frame is length, CRC,
+    // body, and a group frame (32 bytes, starting "NHgr") precedes each
+    // group commit's records.
     let segment = first_segment(&dir.path().join(neonhub::LOG_DIR));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&segment)
         .unwrap();
+    let skip_group = |offset: &mut u64| {
+        let mut magic = [0u8; 4];
+        file.read_exact_at(&mut magic, *offset).unwrap();
+        if &magic == b"NHgr" {
+            *offset += 32;
+        }
+    };
     let mut offset = 64u64;
     for _ in 0..2 {
+        skip_group(&mut offset);
         let mut len = [0u8; 4];
         file.read_exact_at(&mut len, offset).unwrap();
         offset += 8 + u64::from(u32::from_le_bytes(len));
     }
+    skip_group(&mut offset);
     let mut len = [0u8; 4];
     file.read_exact_at(&mut len, offset).unwrap();
     let mut body = vec![0u8; u32::from_le_bytes(len) as usize];

@@ -91,7 +91,7 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
-    /// The store has been closed (or its writer stopped after an I/O error).
+    /// The store has been closed.
     /// Nothing more can be appended through this handle.
     ///
     /// During shutdown this is expected; otherwise reopen the store (HTTP 503).
@@ -117,6 +117,14 @@ pub enum Error {
         lock: PathBuf,
     },
 
+    /// A read found no event log at `dir`: the directory does not exist or
+    /// holds no segment. Reading never creates a log: check the path
+    /// (`--data-dir`), or start `neonhub serve` there first.
+    #[error("no neonhub event log at {}: the directory does not exist or holds no log segment (check --data-dir)", dir.display())]
+    NotALog {
+        /// The directory that was read.
+        dir: PathBuf,
+    },
     /// A file named like a segment is not one, or has a format version this
     /// build does not know. Move the file away, or run a newer neonhub.
     #[error("{}: {reason}", path.display())]

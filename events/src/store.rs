@@ -179,6 +179,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position just past the last acknowledged event: what a reader that
     /// has seen everything would read from next. `Position::START` when empty.
     async fn head(&self) -> Result<Position>;
+
+    /// Whether appends can be written now, for a readiness check:
+    /// `Err(reason)` while the store's own writes fail (the embedded log on a
+    /// full disk; it recovers by itself once a write succeeds). Answer not
+    /// ready (HTTP 503) with the reason meanwhile. By default `Ok`.
+    fn write_health(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a backend implements to feed a [`Subscription`].

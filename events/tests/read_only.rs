@@ -76,7 +76,7 @@ fn a_read_only_open_of_a_missing_directory_is_an_error_and_creates_nothing() {
     let missing = dir.path().join("nothing-here");
     assert!(matches!(
         EmbeddedLog::open_read_only(&missing, LogOptions::default()),
-        Err(Error::Io { .. })
+        Err(Error::NotALog { dir }) if dir == missing
     ));
     assert!(!missing.exists());
 }

@@ -225,12 +225,22 @@ async fn a_rewritten_record_with_a_valid_checksum_breaks_the_hash_chain() {
         .write(true)
         .open(&seg)
         .unwrap();
+    // Group frames (32 bytes, starting "NHgr") sit between the records.
+    let skip_group = |offset: &mut u64| {
+        let mut magic = [0u8; 4];
+        f.read_exact_at(&mut magic, *offset).unwrap();
+        if &magic == b"NHgr" {
+            *offset += 32;
+        }
+    };
     let mut offset = 64u64;
     for _ in 0..12 {
+        skip_group(&mut offset);
         let mut len = [0u8; 4];
         f.read_exact_at(&mut len, offset).unwrap();
         offset += 8 + u64::from(u32::from_le_bytes(len));
     }
+    skip_group(&mut offset);
     let mut len = [0u8; 4];
     f.read_exact_at(&mut len, offset).unwrap();
     let mut body = vec![0u8; u32::from_le_bytes(len) as usize];

@@ -4,9 +4,7 @@
 //! property of the embedded log): the other two checks are made.
 
 use neonhub_events::{Codec, Position};
-use neonhub_projections::{
-    AgentRunsProjection, Projection, ProjectionRunner, verify as verify_table,
-};
+use neonhub_projections::verify as verify_table;
 
 use crate::anchor::Anchor;
 use crate::cli::{AnchorArgs, Format, VerifyArgs};
@@ -23,12 +21,25 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
             "--anchor checks the embedded log's hash chain; EventStoreDB has none".to_owned(),
         ));
     }
-    // The writer's access: the table is caught up before it is compared.
-    let opened = Store::open(&store, &data, Access::Write)?;
+    // Reading only: verify changes no byte of the log or the table, and
+    // runs beside a running `serve`. A table behind the log is compared up
+    // to its checkpoint; the events after it are decoded below.
+    let opened = Store::open(&store, &data, Access::Read)?;
     // 1. The embedded log's hash chain (EventStoreDB has none), and the
     //    anchors it must still hold.
     let chain = match &opened {
         Store::Embedded(log) => {
+            if let Some(torn) = log.torn_tail() {
+                eprintln!(
+                    "note: the log ends with {} bytes of a torn write at byte offset {} of {} \
+                     ({}): an append that was never acknowledged, left unread; the next \
+                     `neonhub serve` cuts it into a quarantine file beside the segment",
+                    torn.bytes,
+                    torn.offset,
+                    torn.segment.display(),
+                    torn.reason
+                );
+            }
             let chain = verify_chain(log)?;
             check_anchors(log, &chain, &args.anchors)?;
             Some(chain)
@@ -36,27 +47,9 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         Store::EventStoreDb { .. } => None,
     };
     let log = opened.shared();
-    // 2. The table matches the log (caught up first: it is derived data),
-    //    which decodes every run event before its checkpoint.
+    // 2. The table matches the log up to its checkpoint, which decodes
+    //    every run event before it.
     let path = data.projection_path();
-    let projection = AgentRunsProjection::open(&path)?;
-    let before = projection.checkpoint();
-    let mut runner = ProjectionRunner::new(log.clone(), projection);
-    runner.catch_up().await.map_err(|e| match e {
-        neonhub_projections::Error::Apply {
-            position, reason, ..
-        } => Error::AuditFailed {
-            position,
-            reason: format!("the AgentRun table cannot apply this event: {reason}"),
-        },
-        e @ neonhub_projections::Error::AheadOfLog { .. } => Error::Audit(e.to_string()),
-        other => other.into(),
-    })?;
-    let after = runner.projection().checkpoint();
-    drop(runner);
-    if after > before {
-        eprintln!("brought the AgentRun table from position {before} to {after} before comparing");
-    }
     let table = verify_table(&*log, &path).await.map_err(|e| match e {
         neonhub_projections::Error::Store(neonhub_events::Error::Decode { position, .. }) => {
             Error::AuditFailed {

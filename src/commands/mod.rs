@@ -3,13 +3,14 @@
 mod audit;
 mod control;
 mod demo;
+mod log;
 mod query;
 mod replay;
 mod run;
 mod serve;
 mod table;
 
-use crate::cli::{AuditCommand, Cli, Command, RunsCommand};
+use crate::cli::{AuditCommand, Cli, Command, LogCommand, RunsCommand};
 use crate::config::{DataDir, connectors_from_env};
 use crate::error::Result;
 
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => replay::replay(data, store, args).await,
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(data, store, args).await,
         Command::Audit(AuditCommand::Anchor(args)) => audit::anchor(data, store, args).await,
+        Command::Log(LogCommand::Repair) => log::repair(&data),
     }
 }
 

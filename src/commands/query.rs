@@ -14,10 +14,20 @@ use crate::view::{detail_json, event_json, report_json, run_json};
 
 /// Opens the store and catches the table up, unless a running `neonhub
 /// serve` holds the data directory (it keeps the table current itself):
-/// then `None`.
+/// then `None`. The embedded log is opened read-only: reading never cuts or
+/// writes it.
 pub(super) async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Option<SharedStore>> {
-    let Some(opened) = Store::open_unless_in_use(store, data)? else {
-        return Ok(None);
+    let opened = match store {
+        StoreConfig::Embedded => {
+            if crate::store::embedded_in_use(data)? {
+                return Ok(None);
+            }
+            Store::open(store, data, Access::Read)?
+        }
+        _ => match Store::open_unless_in_use(store, data)? {
+            Some(opened) => opened,
+            None => return Ok(None),
+        },
     };
     let log = opened.shared();
     let projection = AgentRunsProjection::open(data.projection_path())?;

@@ -363,13 +363,19 @@ pub(crate) async fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, &Health { status: "ok" })
 }
 
-/// `GET /readyz`: ready while the projection follows the log and the
-/// service is not shutting down; else 503 saying why (retrying a busy
-/// table: `unavailable`; ahead of the log or stopped: `projection_stopped`,
-/// with what to do).
+/// `GET /readyz`: ready while the projection follows the log, the log's
+/// writes succeed, and the service is not shutting down; else 503 saying
+/// why (failing writes or a busy table: `unavailable`; a projection ahead
+/// of the log or stopped: `projection_stopped`, with what to do).
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::shutting_down());
+    }
+    if let Err(reason) = state.store.write_health() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the event log's writes are failing (retried with each append): {reason}"),
+        ));
     }
     match state.health.state() {
         ProjectionState::Following => {}

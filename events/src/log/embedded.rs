@@ -12,9 +12,11 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 
 use super::format::{self, FRAME_LEN};
+use super::handles::{Handles, MAX_OPEN};
 use super::index::{Index, stream_key};
+use super::io::{LogFs, StdFs};
 use super::reader::{self, LogSubscription};
-use super::recovery::{self, Access};
+use super::recovery::{self, Access, TornTail};
 use super::verify::{self, VerifyReport};
 use super::writer::{AppendRequest, Writer};
 use crate::error::{Error, Result};
@@ -99,24 +101,57 @@ impl LogOptions {
     }
 }
 
+/// Whether the log's writer can write, for a readiness check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriterHealth {
+    /// The last write succeeded.
+    Ok,
+    /// The last write or sync failed (a full disk, an I/O error): its
+    /// appends were refused and taken back. The writer tries again with the
+    /// next append and is `Ok` once one succeeds; report not ready (HTTP 503)
+    /// with `reason` meanwhile.
+    Failing {
+        /// The error, naming what failed.
+        reason: String,
+    },
+    /// The handle was opened read-only: it has no writer.
+    ReadOnly,
+    /// The log was closed.
+    Closed,
+}
+
 /// State shared by the handle, the writer thread and subscriptions.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) options: LogOptions,
+    pub(crate) fs: Arc<dyn LogFs>,
+    /// Read handles to the segments, a bounded number open.
+    pub(crate) handles: Handles,
     pub(crate) index: RwLock<Index>,
     /// The head (next position), published after each group commit.
     pub(crate) head_tx: watch::Sender<Position>,
+    /// Set by the writer when a write fails and when one succeeds again.
+    pub(crate) health: Mutex<WriterHealth>,
     closed: AtomicBool,
 }
 
 impl Shared {
-    fn new(dir: PathBuf, options: LogOptions, index: Index) -> Arc<Self> {
+    pub(crate) fn new(
+        dir: PathBuf,
+        options: LogOptions,
+        fs: Arc<dyn LogFs>,
+        index: Index,
+    ) -> Arc<Self> {
         let head = index.head;
         Arc::new(Shared {
             dir,
             options,
+            handles: Handles::new(fs.clone(), MAX_OPEN),
+            fs,
             index: RwLock::new(index),
             head_tx: watch::Sender::new(head),
+            health: Mutex::new(WriterHealth::Ok),
             closed: AtomicBool::new(false),
         })
     }
@@ -161,11 +196,16 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct EmbeddedLog {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tx: RwLock<Option<Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The directory lock; `None` for a read-only handle.
-    _lock: Option<File>,
+    /// Whether this handle may append.
+    writable: bool,
+    /// The torn tail found when opening (cut, if writable).
+    torn: Option<TornTail>,
+    /// The directory locks (the `LOCK` file and the directory itself);
+    /// empty for a read-only handle.
+    _locks: Vec<File>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -182,7 +222,9 @@ impl EmbeddedLog {
     pub const LOCK_FILE: &'static str = "LOCK";
 
     /// Opens (or creates) the log in `dir`: takes the directory lock, checks
-    /// every segment, cuts a torn tail, and starts the writer.
+    /// every segment, cuts a torn tail (keeping its bytes in a quarantine
+    /// file beside the segment), and starts the writer. A new directory's
+    /// parent is synced, so the directory survives a power loss.
     ///
     /// # Errors
     /// [`Error::Locked`] if another process has it open; [`Error::Corruption`]
@@ -191,29 +233,37 @@ impl EmbeddedLog {
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
+        let fs: Arc<dyn LogFs> = Arc::new(StdFs);
+        // The directories about to be created, deepest first: each one's
+        // parent is synced so that the new entries survive a power loss.
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !fs.exists(p))
+            .collect();
+        fs.create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let lock_path = dir.join(Self::LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    dir,
-                    lock: lock_path,
-                });
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(format!("lock {}", lock_path.display()), e));
-            }
+        for created in missing {
+            let parent = created
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            fs.sync_dir(parent)
+                .map_err(|e| Error::io(format!("sync directory {}", parent.display()), e))?;
         }
-        let recovered = recovery::recover(&dir, Access::Write)?;
-        let shared = Shared::new(dir, options, recovered.index);
+        let locks = lock_dir(&dir)?;
+        Self::open_in(fs, dir, options, locks)
+    }
+
+    /// Opens the log in `dir` on the file system `fs`, with `locks` already
+    /// held.
+    pub(crate) fn open_in(
+        fs: Arc<dyn LogFs>,
+        dir: PathBuf,
+        options: LogOptions,
+        locks: Vec<File>,
+    ) -> Result<Self> {
+        let recovered = recovery::recover(&fs, &dir, Access::Write)?;
+        let shared = Shared::new(dir, options, fs, recovered.index);
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(
             shared.clone(),
@@ -227,36 +277,86 @@ impl EmbeddedLog {
             shared,
             tx: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
-            _lock: Some(lock),
+            writable: true,
+            torn: recovered.torn,
+            _locks: locks,
         })
     }
 
     /// Opens the log in `dir` for reading only, beside the process that holds
     /// it open (an audit or a replay while `neonhub serve` runs). It takes no
-    /// lock and changes nothing on disk; it holds the acknowledged events as
-    /// of opening (an append in progress, or a torn tail the writer will cut,
-    /// is left out), and does not follow later appends: subscriptions wait
-    /// after the last of those events. Appends fail with
-    /// [`Error::ReadOnly`].
+    /// lock and changes nothing on disk: it creates no file or directory and
+    /// cuts nothing; a torn tail is left unread (see
+    /// [`EmbeddedLog::torn_tail`]). It holds the acknowledged events as of
+    /// opening (an append in progress is left out), and does not follow later
+    /// appends: subscriptions wait after the last of those events. Appends
+    /// fail with [`Error::ReadOnly`].
     ///
     /// # Errors
-    /// As [`EmbeddedLog::open`], but never [`Error::Locked`]; an I/O error if
-    /// `dir` does not exist.
+    /// As [`EmbeddedLog::open`], but never [`Error::Locked`];
+    /// [`Error::NotALog`] if `dir` does not exist or holds no segment.
     pub fn open_read_only(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
+        Self::open_read_only_in(Arc::new(StdFs), dir.as_ref().to_path_buf(), options)
+    }
+
+    /// [`EmbeddedLog::open_read_only`] on the file system `fs`.
+    pub(crate) fn open_read_only_in(
+        fs: Arc<dyn LogFs>,
+        dir: PathBuf,
+        options: LogOptions,
+    ) -> Result<Self> {
         options.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        let recovered = recovery::recover(&dir, Access::ReadOnly)?;
+        if !fs.exists(&dir) {
+            return Err(Error::NotALog { dir });
+        }
+        let recovered = recovery::recover(&fs, &dir, Access::ReadOnly)?;
         Ok(Self {
-            shared: Shared::new(dir, options, recovered.index),
+            shared: Shared::new(dir, options, fs, recovered.index),
             tx: RwLock::new(None),
             writer: Mutex::new(None),
-            _lock: None,
+            writable: false,
+            torn: recovered.torn,
+            _locks: Vec::new(),
         })
+    }
+
+    /// Repairs a log that refuses to open on corruption, when an operator
+    /// asks (`neonhub log repair`): cuts it at the damage and keeps every
+    /// removed byte in quarantine files beside the segments (the cut tail as
+    /// `<segment>.quarantine-<offset>`, later segments renamed whole).
+    /// Returns what was cut, empty when the log opens as it is. Changes
+    /// nothing else: a torn tail is left for the next open.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] while the log is open elsewhere; [`Error::NotALog`];
+    /// I/O errors.
+    pub fn repair(dir: impl AsRef<Path>) -> Result<Vec<super::repair::Repair>> {
+        super::repair::repair(dir.as_ref())
     }
 
     /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        self._lock.is_none()
+        !self.writable
+    }
+
+    /// The torn tail found when the log was opened: cut and quarantined by a
+    /// writable handle, left unread by a read-only one. `None` when the log
+    /// ended cleanly.
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn.as_ref()
+    }
+
+    /// Whether the writer can write: [`WriterHealth::Failing`] with the
+    /// reason while writes fail (appends are refused meanwhile), for a
+    /// readiness check.
+    pub fn writer_health(&self) -> WriterHealth {
+        if !self.writable {
+            return WriterHealth::ReadOnly;
+        }
+        if self.shared.is_closed() {
+            return WriterHealth::Closed;
+        }
+        self.shared.health.lock().expect("health lock").clone()
     }
 
     /// The data directory.
@@ -298,14 +398,24 @@ impl EmbeddedLog {
             return Ok(None);
         };
         let mut buf = vec![0u8; at.len];
-        std::os::unix::fs::FileExt::read_exact_at(&*at.file, &mut buf, at.offset)
+        self.shared
+            .handles
+            .get(&at.path)?
+            .read_exact_at(&mut buf, at.offset)
             .map_err(|e| Error::io(format!("read {}", at.path.display()), e))?;
-        let record =
-            format::decode_record(&buf, format::MAX_BODY_LEN).map_err(|e| Error::Corruption {
+        // The first record of a group follows its group header.
+        let skip = if format::is_group_header(&buf) {
+            format::GROUP_HEADER_LEN
+        } else {
+            0
+        };
+        let record = format::decode_record(&buf[skip..], format::MAX_BODY_LEN).map_err(|e| {
+            Error::Corruption {
                 segment: at.path.to_path_buf(),
                 offset: at.offset,
                 reason: format!("{e:?} on read"),
-            })?;
+            }
+        })?;
         Ok(Some(record.chain()))
     }
 
@@ -353,6 +463,36 @@ impl EmbeddedLog {
         }
         Ok(total)
     }
+}
+
+/// Takes the log's directory locks: `LOCK` (which older builds take) and the
+/// directory itself, so that deleting or replacing `LOCK` lets no second
+/// writer in.
+pub(crate) fn lock_dir(dir: &Path) -> Result<Vec<File>> {
+    let lock_path = dir.join(EmbeddedLog::LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+    let dir_handle =
+        File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    for (file, what) in [(&dir_handle, dir), (&lock, lock_path.as_path())] {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    lock: lock_path.clone(),
+                });
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", what.display()), e));
+            }
+        }
+    }
+    Ok(vec![dir_handle, lock])
 }
 
 impl Drop for EmbeddedLog {
@@ -418,5 +558,12 @@ impl EventStore for EmbeddedLog {
 
     async fn head(&self) -> Result<Position> {
         Ok(self.shared.index.read().expect("index lock").head)
+    }
+
+    fn write_health(&self) -> std::result::Result<(), String> {
+        match self.writer_health() {
+            WriterHealth::Failing { reason } => Err(reason),
+            _ => Ok(()),
+        }
     }
 }

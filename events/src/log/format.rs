@@ -6,7 +6,8 @@
 //! ```text
 //! segment header (64 bytes)
 //! +0   magic          8 bytes  "NHLOGSEG"
-//! +8   version        u32      FORMAT_VERSION (2; 1 chained with blake3)
+//! +8   version        u32      FORMAT_VERSION (3: grouped records; 2, still
+//!                              read: records back to back; 1 chained with blake3)
 //! +12  reserved       u32      0
 //! +16  first_position u64      position of the segment's first record
 //! +24  chain_seed     32 bytes chain value before the first record (the last
@@ -15,7 +16,20 @@
 //! +56  header_crc     u32      crc32c of bytes 0..56
 //! +60  padding        4 bytes  0
 //!
-//! record frame (8 + body_len bytes), back to back after the header
+//! group frame (version 3): what one group commit wrote with one write,
+//! back to back after the segment header
+//! +0   magic          4 bytes  "NHgr" (as a record length, past the limit)
+//! +4   body_len       u32      bytes of records after this header
+//! +8   first_position u64      position of the group's first record
+//! +16  count          u32      records in the group (whole append batches)
+//! +20  synced_end     u32      segment length known durable when the group
+//!                              was written (its own offset when durable)
+//! +24  header_crc     u32      crc32c of bytes 0..24
+//! +28  reserved       u32      0 (anything else is damage)
+//! +32  records        body_len bytes
+//!
+//! record frame (8 + body_len bytes), back to back inside a group (version 3)
+//! or after the segment header (version 2)
 //! +0   body_len       u32      length of the body
 //! +4   body_crc       u32      crc32c of the body
 //! body:
@@ -38,9 +52,13 @@
 //! ```
 //!
 //! The CRC finds torn and rotted records; the hash chain finds records that
-//! were altered, inserted or removed even with a recomputed CRC. An append
-//! batch is atomic on disk: recovery drops records after the last record
-//! flagged as the end of a batch.
+//! were altered, inserted or removed even with a recomputed CRC. The group
+//! frame tells a torn write from damage: only a group that no later group
+//! saw synced (`synced_end` past its offset) can be torn by a power loss, so
+//! recovery cuts a bad group only then (keeping the bytes in a quarantine
+//! file) and calls anything else corruption. An append batch is never split
+//! between groups; in version 2 segments recovery drops records after the
+//! last record flagged as the end of a batch.
 
 use uuid::Uuid;
 
@@ -49,8 +67,15 @@ use crate::store::{EventData, Metadata, RecordedEvent};
 
 /// The first bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"NHLOGSEG";
-/// The segment format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The segment format this build writes: records in group frames.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The previous format, still read: records back to back, no group frames.
+pub(crate) const FORMAT_VERSION_UNGROUPED: u32 = 2;
+/// Size of a group frame's header.
+pub(crate) const GROUP_HEADER_LEN: usize = 32;
+/// The first bytes of a group header. As a record's `body_len` it would be
+/// past [`MAX_BODY_LEN`], so a group header never reads as a record.
+pub(crate) const GROUP_MAGIC: [u8; 4] = *b"NHgr";
 /// Size of the segment header.
 pub(crate) const HEADER_LEN: usize = 64;
 /// Size of a record's frame header (length + CRC).
@@ -99,13 +124,15 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<Option<Position>> {
 pub(crate) struct SegmentHeader {
     pub(crate) first_position: Position,
     pub(crate) chain_seed: Chain,
+    /// [`FORMAT_VERSION`] or [`FORMAT_VERSION_UNGROUPED`].
+    pub(crate) version: u32,
 }
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..8].copy_from_slice(&MAGIC);
-        h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[8..12].copy_from_slice(&self.version.to_le_bytes());
         h[16..24].copy_from_slice(&self.first_position.0.to_le_bytes());
         h[24..56].copy_from_slice(&self.chain_seed);
         let crc = crc32c::crc32c(&h[0..56]);
@@ -125,9 +152,9 @@ impl SegmentHeader {
             return Err("not a neonhub log segment (bad magic bytes)".to_string());
         }
         let version = u32_at(h, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_UNGROUPED {
             return Err(format!(
-                "segment format version {version} is not supported; this build reads version {FORMAT_VERSION} (run a neonhub that does)"
+                "segment format version {version} is not supported; this build reads versions {FORMAT_VERSION_UNGROUPED} and {FORMAT_VERSION} (run a neonhub that does)"
             ));
         }
         if crc32c::crc32c(&h[0..56]) != u32_at(h, 56) {
@@ -138,8 +165,61 @@ impl SegmentHeader {
         Ok(Self {
             first_position: Position(u64_at(h, 16)),
             chain_seed,
+            version,
         })
     }
+}
+
+/// A decoded group header: what one group commit wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GroupHeader {
+    /// Bytes of records after the header.
+    pub(crate) body_len: u32,
+    /// Position of the group's first record.
+    pub(crate) first_position: Position,
+    /// Number of records.
+    pub(crate) count: u32,
+    /// How far the segment was durable (synced) when the group was written:
+    /// every byte before it had been acknowledged as written to disk.
+    pub(crate) synced_end: u32,
+}
+
+impl GroupHeader {
+    /// Writes the header into `h` (its first [`GROUP_HEADER_LEN`] bytes).
+    pub(crate) fn encode_into(&self, h: &mut [u8]) {
+        h[0..4].copy_from_slice(&GROUP_MAGIC);
+        h[4..8].copy_from_slice(&self.body_len.to_le_bytes());
+        h[8..16].copy_from_slice(&self.first_position.0.to_le_bytes());
+        h[16..20].copy_from_slice(&self.count.to_le_bytes());
+        h[20..24].copy_from_slice(&self.synced_end.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..24]);
+        h[24..28].copy_from_slice(&crc.to_le_bytes());
+        h[28..32].copy_from_slice(&[0; 4]);
+    }
+
+    /// Decodes the header at the start of `h`, `None` unless its magic and
+    /// checksum hold.
+    pub(crate) fn decode(h: &[u8]) -> Option<Self> {
+        if h.len() < GROUP_HEADER_LEN
+            || h[0..4] != GROUP_MAGIC
+            || crc32c::crc32c(&h[0..24]) != u32_at(h, 24)
+            || h[28..32] != [0; 4]
+        {
+            return None;
+        }
+        Some(Self {
+            body_len: u32_at(h, 4),
+            first_position: Position(u64_at(h, 8)),
+            count: u32_at(h, 16),
+            synced_end: u32_at(h, 20),
+        })
+    }
+}
+
+/// Whether `bytes` start with a group header's magic.
+#[inline]
+pub(crate) fn is_group_header(bytes: &[u8]) -> bool {
+    bytes.len() >= GROUP_HEADER_LEN && bytes[0..4] == GROUP_MAGIC
 }
 
 /// Where a record goes: the fields the writer assigns.
@@ -465,6 +545,7 @@ mod tests {
         let h = SegmentHeader {
             first_position: Position(1234),
             chain_seed: [7; 32],
+            version: FORMAT_VERSION,
         };
         assert_eq!(SegmentHeader::decode(&h.encode()).unwrap(), h);
         let mut other = h.encode();

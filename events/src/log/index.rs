@@ -6,7 +6,6 @@
 //! spare buckets a million runs (2M events) hold about 100 MB.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
@@ -69,15 +68,26 @@ pub(crate) struct SegmentIndex {
     pub(crate) first: Position,
     /// The file, for error messages.
     pub(crate) path: Arc<Path>,
-    /// A read handle (positioned reads only).
-    pub(crate) file: Arc<File>,
     /// Byte offset of each acknowledged record, in position order.
     pub(crate) offsets: Vec<u32>,
     /// Byte offset just past the last acknowledged record.
     pub(crate) end: u64,
+    /// The segment's format version.
+    pub(crate) version: u32,
 }
 
 impl SegmentIndex {
+    /// A segment with no records yet.
+    pub(crate) fn new(first: Position, path: Arc<Path>, version: u32) -> Self {
+        Self {
+            first,
+            path,
+            offsets: Vec::new(),
+            end: super::format::HEADER_LEN as u64,
+            version,
+        }
+    }
+
     /// The byte range of the records `i..j` (indexes into this segment).
     pub(crate) fn byte_range(&self, i: usize, j: usize) -> (u64, u64) {
         let start = u64::from(self.offsets[i]);
@@ -90,7 +100,6 @@ impl SegmentIndex {
 #[derive(Clone, Debug)]
 pub(crate) struct RecordRef {
     pub(crate) path: Arc<Path>,
-    pub(crate) file: Arc<File>,
     pub(crate) offset: u64,
     pub(crate) len: usize,
 }
@@ -144,7 +153,6 @@ impl Index {
         let (start, end) = seg.byte_range(i, i + 1);
         Some(RecordRef {
             path: seg.path.clone(),
-            file: seg.file.clone(),
             offset: start,
             len: (end - start) as usize,
         })

@@ -3,11 +3,20 @@
 
 mod embedded;
 mod format;
+mod handles;
 mod index;
+mod io;
 mod reader;
 mod recovery;
+mod repair;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod sim_tests;
 mod verify;
 mod writer;
 
-pub use embedded::{Durability, EmbeddedLog, LogOptions};
+pub use embedded::{Durability, EmbeddedLog, LogOptions, WriterHealth};
+pub use recovery::TornTail;
+pub use repair::Repair;
 pub use verify::VerifyReport;

@@ -2,14 +2,13 @@
 //! by global position or by stream, and the catch-up-then-live subscription.
 
 use std::collections::VecDeque;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::embedded::Shared;
-use super::format::{self, MAX_BODY_LEN};
+use super::format::{self, GROUP_HEADER_LEN, MAX_BODY_LEN};
 use super::index::{RecordRef, stream_key};
 use crate::error::{Error, Result};
 use crate::ids::{Position, StreamId};
@@ -30,7 +29,7 @@ pub(crate) fn read_all(
     let mut position = from;
     let mut buf = Vec::new();
     while out.len() < limit {
-        let (file, path, start, end, count) = {
+        let (path, start, end, count) = {
             let index = shared.index.read().expect("index lock");
             if position >= index.head {
                 break;
@@ -45,13 +44,17 @@ pub(crate) fn read_all(
                 j = i + within.max(1);
             }
             let (start, end) = seg.byte_range(i, j);
-            (seg.file.clone(), seg.path.clone(), start, end, j - i)
+            (seg.path.clone(), start, end, j - i)
         };
+        let file = shared.handles.get(&path)?;
         buf.resize((end - start) as usize, 0);
         file.read_exact_at(&mut buf, start)
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let mut at = 0usize;
         for _ in 0..count {
+            if format::is_group_header(&buf[at..]) {
+                at += GROUP_HEADER_LEN;
+            }
             let record =
                 format::decode_record(&buf[at..], MAX_BODY_LEN).map_err(|e| Error::Corruption {
                     segment: path.to_path_buf(),
@@ -109,7 +112,9 @@ pub(crate) fn read_stream(
     refs.into_iter()
         .map(|r| {
             buf.resize(r.len, 0);
-            r.file
+            shared
+                .handles
+                .get(&r.path)?
                 .read_exact_at(&mut buf, r.offset)
                 .map_err(|e| Error::io(format!("read {}", r.path.display()), e))?;
             format::decode_record(&buf, MAX_BODY_LEN)

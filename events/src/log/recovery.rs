@@ -1,33 +1,59 @@
 //! Opening the embedded log: find the segments, check every record, rebuild
-//! the index, cut a torn tail, and refuse to open on corruption.
+//! the index, cut a torn tail (keeping its bytes in a quarantine file), and
+//! refuse to open on corruption.
 //!
-//! A record that fails its checks is a torn tail only if it is in the last
-//! segment and no valid record follows it; the log is then cut back to the
-//! end of the last complete append batch. Anything else is
-//! [`Error::Corruption`] naming the segment file and byte offset.
+//! In a version 3 segment recovery reads group by group. A group that fails
+//! its checks is a torn write only if it is in the last segment and no later
+//! group says the bytes at its offset had been synced (a group commit writes
+//! and syncs one group before the next): the log is then cut back to the
+//! group's start. Anything else is [`Error::Corruption`] naming the segment
+//! file and byte offset. Version 2 segments keep their rules: a bad record is
+//! a torn tail only in the last segment and with no valid record after it.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    self, Chain, FRAME_LEN, FrameError, GENESIS_CHAIN, HEADER_LEN, MAX_BODY_LEN, MIN_BODY_LEN,
-    RecordView, SegmentHeader,
+    self, Chain, FORMAT_VERSION, FORMAT_VERSION_UNGROUPED, FRAME_LEN, FrameError, GENESIS_CHAIN,
+    GROUP_HEADER_LEN, GroupHeader, HEADER_LEN, MAX_BODY_LEN, MIN_BODY_LEN, RecordView,
+    SegmentHeader,
 };
 use super::index::{Index, SegmentIndex, StreamKey, stream_key};
+use super::io::{LogFile, LogFs, OpenMode};
 use super::writer::{self, WriterState};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, Timestamp};
 
 /// Bytes read from a segment at a time while scanning.
 const CHUNK: usize = 8 << 20;
+/// Bytes copied at a time into a quarantine file.
+const COPY_CHUNK: usize = 1 << 20;
 
 /// What opening found.
 pub(crate) struct Recovered {
     pub(crate) index: Index,
     /// Where the writer resumes; `None` when opened read-only.
     pub(crate) writer: Option<WriterState>,
+    /// The torn tail found (and, with write access, cut), if any.
+    pub(crate) torn: Option<TornTail>,
+}
+
+/// A torn write at the end of the log: the bytes of an append that was never
+/// acknowledged (or, indistinguishably, damage to the last group). A writer
+/// cuts it and keeps its bytes in `quarantine`; a reader leaves it unread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TornTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the torn bytes start.
+    pub offset: u64,
+    /// How many bytes from `offset` to the end of the file.
+    pub bytes: u64,
+    /// What check the first torn bytes failed.
+    pub reason: String,
+    /// The file holding the cut bytes, when they were cut.
+    pub quarantine: Option<PathBuf>,
 }
 
 /// How a log is opened.
@@ -42,25 +68,27 @@ pub(crate) enum Access {
 
 /// The segment files of `dir`, sorted by first position. With write access,
 /// removes leftover `.tmp` files of an interrupted segment creation.
-pub(crate) fn list_segments(dir: &Path, access: Access) -> Result<Vec<(Position, PathBuf)>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+pub(crate) fn list_segments(
+    fs: &dyn LogFs,
+    dir: &Path,
+    access: Access,
+) -> Result<Vec<(Position, PathBuf)>> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
     let mut segments = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
+    for name in names {
+        let path = dir.join(&name);
         if name.starts_with("seg-") && name.ends_with(".log.tmp") {
             if access == Access::ReadOnly {
                 continue;
             }
             tracing::warn!(file = %path.display(), "removing an unfinished segment file");
-            std::fs::remove_file(&path)
+            fs.remove_file(&path)
                 .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
             continue;
         }
-        match format::parse_segment_file_name(name) {
+        match format::parse_segment_file_name(&name) {
             None => {}
             Some(None) => {
                 return Err(Error::BadSegment {
@@ -77,85 +105,105 @@ pub(crate) fn list_segments(dir: &Path, access: Access) -> Result<Vec<(Position,
 }
 
 /// Scans every segment of `dir` and returns the index and the writer state.
-pub(crate) fn recover(dir: &Path, access: Access) -> Result<Recovered> {
-    let segments = list_segments(dir, access)?;
+pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result<Recovered> {
+    let segments = list_segments(fs.as_ref(), dir, access)?;
     let mut index = Index::default();
     let mut chain = GENESIS_CHAIN;
     let mut recorded_at = Timestamp(0);
     if segments.is_empty() && access == Access::ReadOnly {
-        return Ok(Recovered {
-            index,
-            writer: None,
+        return Err(Error::NotALog {
+            dir: dir.to_path_buf(),
         });
     }
     if segments.is_empty() {
-        let (file, read, path) = writer::create_segment(dir, Position::START, &GENESIS_CHAIN)?;
-        index.segments.push(SegmentIndex {
-            first: Position::START,
-            path,
-            file: Arc::new(read),
-            offsets: Vec::new(),
-            end: HEADER_LEN as u64,
-        });
+        let (file, path) = writer::create_segment(fs.as_ref(), dir, Position::START, &chain)?;
+        index
+            .segments
+            .push(SegmentIndex::new(Position::START, path, FORMAT_VERSION));
         return Ok(Recovered {
             index,
-            writer: Some(WriterState {
+            writer: Some(WriterState::new(
                 file,
-                len: HEADER_LEN as u64,
+                HEADER_LEN as u64,
                 chain,
-                recorded_at: Timestamp(0),
-            }),
+                recorded_at,
+            )),
+            torn: None,
         });
     }
     let count = segments.len();
+    let mut torn = None;
     for (i, (first, path)) in segments.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let tail = Tail {
             chain: &mut chain,
             recorded_at: &mut recorded_at,
         };
-        scan_segment(&path, first, &mut index, tail, is_last, access)?;
+        torn = scan_segment(fs, dir, &path, first, &mut index, tail, is_last, access)?;
     }
     if access == Access::ReadOnly {
         return Ok(Recovered {
             index,
             writer: None,
+            torn,
         });
+    }
+    let last = index.segments.last().expect("at least one segment");
+    if last.version == FORMAT_VERSION_UNGROUPED {
+        // A log written by an older build: keep its segments as they are
+        // and write on in a new segment of this build's format.
+        let first = index.head;
+        if last.offsets.is_empty() {
+            // An empty old segment is replaced (same name, same position).
+            index.segments.pop();
+        }
+        let (file, path) = writer::create_segment(fs.as_ref(), dir, first, &chain)?;
+        index
+            .segments
+            .push(SegmentIndex::new(first, path, FORMAT_VERSION));
+        drop(file);
     }
     let last = index.segments.last().expect("at least one segment");
     let path = last.path.clone();
     let len = last.end;
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
+    let file = fs
+        .open(&path, OpenMode::Write)
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     Ok(Recovered {
         index,
-        writer: Some(WriterState {
-            file,
-            len,
-            chain,
-            recorded_at,
-        }),
+        writer: Some(WriterState::new(file, len, chain, recorded_at)),
+        torn,
     })
 }
 
 /// Reads a file in large chunks, keeping a window of it in memory.
-struct Window {
-    file: File,
-    len: u64,
+pub(crate) struct Window {
+    file: Arc<dyn LogFile>,
+    pub(crate) len: u64,
     buf: Vec<u8>,
     start: u64,
 }
 
 impl Window {
+    pub(crate) fn new(file: Arc<dyn LogFile>, len: u64) -> Self {
+        Self {
+            file,
+            len,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
     /// The bytes from `offset` to the end of the window, holding at least
     /// `want` bytes unless the file ends first.
-    fn at(&mut self, offset: u64, want: usize) -> std::io::Result<&[u8]> {
+    pub(crate) fn at(&mut self, offset: u64, want: usize) -> std::io::Result<&[u8]> {
         let have_end = self.start + self.buf.len() as u64;
-        if offset < self.start || offset + want as u64 > have_end {
+        let want_end = (offset + want as u64).min(self.len);
+        if offset < self.start || want_end > have_end {
             let size = (want.max(CHUNK) as u64).min(self.len.saturating_sub(offset)) as usize;
-            self.buf.resize(size, 0);
+            // A fresh zeroed buffer (calloc) rather than a resize: no
+            // zero-filling loop in debug builds.
+            self.buf = vec![0u8; size];
             self.file.read_exact_at(&mut self.buf, offset)?;
             self.start = offset;
         }
@@ -176,38 +224,59 @@ struct Pending {
 }
 
 /// Checks one segment and adds its records to `index`; cuts a torn tail
-/// (only ever in the last segment) when opened for writing.
+/// (only ever in the last segment) when opened for writing, keeping the cut
+/// bytes in a quarantine file beside the segment.
+#[allow(clippy::too_many_arguments)]
 fn scan_segment(
+    fs: &Arc<dyn LogFs>,
+    dir: &Path,
     path: &Path,
     first: Position,
     index: &mut Index,
     mut tail: Tail<'_>,
     is_last: bool,
     access: Access,
-) -> Result<()> {
-    let (file, len) = open_segment(path, first, index, tail.chain)?;
-    let mut window = Window {
-        file,
-        len,
-        buf: Vec::new(),
-        start: 0,
+) -> Result<Option<TornTail>> {
+    let (file, len, version) = open_segment(fs.as_ref(), path, first, index, tail.chain)?;
+    let mut window = Window::new(file, len);
+    let (bad_at, reason) = if version == FORMAT_VERSION_UNGROUPED {
+        let scanned = scan_records(path, &mut window, index, &mut tail)?;
+        let good_end = index.segments.last().expect("pushed above").end;
+        if good_end == len {
+            return Ok(None);
+        }
+        // Records from `good_end` on are not complete batches: either
+        // scanning stopped at a bad record, or the file ends inside a batch.
+        let (bad_at, reason) = scanned
+            .stop
+            .unwrap_or((scanned.offset, "unfinished append batch".to_string()));
+        check_torn_tail(
+            path,
+            &mut window,
+            bad_at,
+            reason.clone(),
+            is_last,
+            index.head,
+        )?;
+        (good_end, reason)
+    } else {
+        let Some((bad_at, reason)) = scan_groups(path, &mut window, index, &mut tail)? else {
+            return Ok(None);
+        };
+        check_torn_group(path, &mut window, bad_at, &reason, is_last, index.head)?;
+        (bad_at, reason)
     };
-    let scanned = scan_records(path, &mut window, index, &mut tail)?;
-    let good_end = index.segments.last().expect("pushed above").end;
-    if good_end == len {
-        return Ok(());
+    let mut torn = TornTail {
+        segment: path.to_path_buf(),
+        offset: bad_at,
+        bytes: len - bad_at,
+        reason,
+        quarantine: None,
+    };
+    if access == Access::Write {
+        torn.quarantine = Some(cut(fs.as_ref(), dir, path, bad_at, len, &torn.reason)?);
     }
-    // Records from `good_end` on are not complete batches: either scanning
-    // stopped at a bad record, or the file ends inside a batch.
-    let (bad_at, reason) = scanned
-        .stop
-        .unwrap_or((scanned.offset, "unfinished append batch".to_string()));
-    check_torn_tail(path, &mut window, bad_at, reason, is_last, index.head)?;
-    if access == Access::ReadOnly {
-        // The writer's append in progress, or a torn tail it will cut.
-        return Ok(());
-    }
-    cut_torn_tail(path, good_end, len)
+    Ok(Some(torn))
 }
 
 /// Maps an I/O error on the segment at `path` to [`Error::Io`] saying what
@@ -229,25 +298,21 @@ fn corruption(path: &Path, offset: u64, reason: String) -> Error {
 
 /// Opens the segment at `path`, checks its header (see [`check_header`]) and
 /// adds its entry, with no records yet, to `index`. Returns the file, for
-/// scanning, and its length.
+/// scanning, its length and its format version.
 fn open_segment(
+    fs: &dyn LogFs,
     path: &Path,
     first: Position,
     index: &mut Index,
     chain: &Chain,
-) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(io(path, "open"))?;
-    let len = file.metadata().map_err(io(path, "stat"))?.len();
-    check_header(path, &file, len, first, index.head, chain)?;
-    let read = File::open(path).map_err(io(path, "open"))?;
-    index.segments.push(SegmentIndex {
-        first,
-        path: path.into(),
-        file: Arc::new(read),
-        offsets: Vec::new(),
-        end: HEADER_LEN as u64,
-    });
-    Ok((file, len))
+) -> Result<(Arc<dyn LogFile>, u64, u32)> {
+    let file = fs.open(path, OpenMode::Read).map_err(io(path, "open"))?;
+    let len = file.len().map_err(io(path, "stat"))?;
+    let version = check_header(path, file.as_ref(), len, first, index.head, chain)?;
+    index
+        .segments
+        .push(SegmentIndex::new(first, path.into(), version));
+    Ok((file, len, version))
 }
 
 /// Reads the header of the segment at `path` (`len` bytes long) and checks
@@ -256,12 +321,12 @@ fn open_segment(
 /// seed is `chain` (the chain value of the log before it).
 fn check_header(
     path: &Path,
-    file: &File,
+    file: &dyn LogFile,
     len: u64,
     first: Position,
     head: Position,
     chain: &Chain,
-) -> Result<()> {
+) -> Result<u32> {
     let mut header = vec![0u8; HEADER_LEN.min(len as usize)];
     file.read_exact_at(&mut header, 0)
         .map_err(io(path, "read"))?;
@@ -294,7 +359,7 @@ fn check_header(
             offset: 0,
         });
     }
-    Ok(())
+    Ok(header.version)
 }
 
 /// Where scanning a segment's records stopped.
@@ -376,18 +441,39 @@ fn check_record(
     index: &Index,
     pending: &[Pending],
 ) -> Result<StreamKey> {
+    let key = stream_key(record.stream);
+    check_continuity(
+        path,
+        offset,
+        record.position,
+        record.revision,
+        key,
+        index,
+        pending,
+    )?;
+    Ok(key)
+}
+
+/// Checks that a record at `offset` with `position`, `revision` and stream
+/// `key` continues the log after the `pending` records of its batch.
+#[inline]
+fn check_continuity(
+    path: &Path,
+    offset: u64,
+    position: Position,
+    revision: Revision,
+    key: StreamKey,
+    index: &Index,
+    pending: &[Pending],
+) -> Result<()> {
     let expected_position = Position(index.head.0 + pending.len() as u64);
-    if record.position != expected_position {
+    if position != expected_position {
         return Err(corruption(
             path,
             offset,
-            format!(
-                "record has position {} where {expected_position} was expected",
-                record.position
-            ),
+            format!("record has position {position} where {expected_position} was expected",),
         ));
     }
-    let key = stream_key(record.stream);
     if pending.first().is_some_and(|p| p.key != key) {
         return Err(corruption(
             path,
@@ -397,17 +483,14 @@ fn check_record(
     }
     let expected_revision =
         Revision(index.last_revision(key).map_or(0, |r| r.0 + 1) + pending.len() as u64);
-    if record.revision != expected_revision {
+    if revision != expected_revision {
         return Err(corruption(
             path,
             offset,
-            format!(
-                "record has stream revision {} where {expected_revision} was expected",
-                record.revision
-            ),
+            format!("record has stream revision {revision} where {expected_revision} was expected"),
         ));
     }
-    Ok(key)
+    Ok(())
 }
 
 /// The append batch being read: its records reach the index only once its
@@ -475,23 +558,247 @@ fn check_torn_tail(
     Ok(())
 }
 
-/// Cuts the segment at `path` (`len` bytes long) back to `good_end`, the end
-/// of its last complete append batch, and syncs it.
-fn cut_torn_tail(path: &Path, good_end: u64, len: u64) -> Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io(path, "open"))?;
-    file.set_len(good_end)
-        .and_then(|()| file.sync_all())
+/// Cuts the segment at `path` (`len` bytes long) back to `from` and syncs
+/// it, first copying the cut bytes into a quarantine file beside it
+/// (`<segment>.quarantine-<offset>`, synced with its directory entry).
+/// Returns the quarantine file's path.
+pub(crate) fn cut(
+    fs: &dyn LogFs,
+    dir: &Path,
+    path: &Path,
+    from: u64,
+    len: u64,
+    reason: &str,
+) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "segment".into(), |n| n.to_string_lossy().into_owned());
+    let quarantine = dir.join(format!("{name}.quarantine-{from:012}"));
+    let segment = fs.open(path, OpenMode::Write).map_err(io(path, "open"))?;
+    let out = fs
+        .open(&quarantine, OpenMode::Create)
+        .map_err(io(&quarantine, "create"))?;
+    let mut buf = vec![0u8; COPY_CHUNK.min((len - from) as usize)];
+    let mut at = from;
+    while at < len {
+        let n = COPY_CHUNK.min((len - at) as usize);
+        segment
+            .read_exact_at(&mut buf[..n], at)
+            .map_err(io(path, "read"))?;
+        out.write_all_at(&buf[..n], at - from)
+            .map_err(io(&quarantine, "write"))?;
+        at += n as u64;
+    }
+    out.sync_data().map_err(io(&quarantine, "sync"))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io(format!("sync directory {}", dir.display()), e))?;
+    segment
+        .set_len(from)
+        .and_then(|()| segment.sync_data())
         .map_err(io(path, "truncate the torn tail of"))?;
     tracing::warn!(
         file = %path.display(),
-        offset = good_end,
-        bytes = len - good_end,
-        "cut a torn tail (an append that was never acknowledged)"
+        offset = from,
+        bytes = len - from,
+        reason,
+        quarantine = %quarantine.display(),
+        "cut a torn tail (an append that was never acknowledged); its bytes are kept in the quarantine file"
     );
+    Ok(quarantine)
+}
+
+/// Reads the groups of a version 3 segment from its header on, adding every
+/// intact group's records to `index` and `tail`. Stops at the end of the
+/// file, or at the first group that is incomplete or fails a check: returns
+/// its offset and why. A group whose frames are intact but that does not
+/// continue the log is [`Error::Corruption`] (no torn write makes one).
+fn scan_groups(
+    path: &Path,
+    window: &mut Window,
+    index: &mut Index,
+    tail: &mut Tail<'_>,
+) -> Result<Option<(u64, String)>> {
+    let mut offset = HEADER_LEN as u64;
+    let mut seen: Vec<Seen> = Vec::new();
+    while offset < window.len {
+        let bytes = window
+            .at(offset, GROUP_HEADER_LEN)
+            .map_err(io(path, "read"))?;
+        if bytes.len() < GROUP_HEADER_LEN {
+            return Ok(Some((offset, "incomplete group header".to_string())));
+        }
+        let Some(group) = GroupHeader::decode(bytes) else {
+            return Ok(Some((
+                offset,
+                "missing or damaged group header".to_string(),
+            )));
+        };
+        let end = offset + (GROUP_HEADER_LEN as u64) + u64::from(group.body_len);
+        if end > window.len {
+            return Ok(Some((
+                offset,
+                format!(
+                    "group of {} bytes runs past the end of the file",
+                    group.body_len
+                ),
+            )));
+        }
+        // Every frame of the group first; only an intact group reaches the
+        // index.
+        seen.clear();
+        let mut at = offset + GROUP_HEADER_LEN as u64;
+        let mut last_chain = *tail.chain;
+        while at < end {
+            let bytes = window.at(at, FRAME_LEN).map_err(io(path, "read"))?;
+            let want = format::peek_body_len(bytes).map_or(FRAME_LEN, |b| FRAME_LEN + b);
+            let room = (end - at) as usize;
+            let bytes = window.at(at, want.min(room)).map_err(io(path, "read"))?;
+            let record = match format::decode_record(&bytes[..room.min(bytes.len())], MAX_BODY_LEN)
+            {
+                Ok(record) => record,
+                Err(FrameError::Incomplete) => {
+                    return Ok(Some((
+                        offset,
+                        format!("incomplete record at offset {at} in the group"),
+                    )));
+                }
+                Err(FrameError::Damaged(reason)) => {
+                    return Ok(Some((
+                        offset,
+                        format!("{reason} at offset {at} in the group"),
+                    )));
+                }
+            };
+            seen.push(Seen {
+                offset: at,
+                key: stream_key(record.stream),
+                position: record.position,
+                revision: record.revision,
+                batch_end: record.is_batch_end(),
+                recorded_at: record.recorded_at,
+            });
+            last_chain = record.chain();
+            at += record.frame_len as u64;
+        }
+        // The frames are intact: anything that does not fit now is damage.
+        if group.first_position != index.head || group.count as usize != seen.len() {
+            return Err(corruption(
+                path,
+                offset,
+                format!(
+                    "group header says {} records from position {} but the group holds {} records and the log is at {}",
+                    group.count,
+                    group.first_position,
+                    seen.len(),
+                    index.head
+                ),
+            ));
+        }
+        if !seen.last().is_some_and(|s| s.batch_end) {
+            return Err(corruption(
+                path,
+                offset,
+                "group ends inside an append batch".to_string(),
+            ));
+        }
+        let mut batch = Batch {
+            pending: Vec::new(),
+            chain: *tail.chain,
+            recorded_at: *tail.recorded_at,
+        };
+        for s in &seen {
+            check_continuity(
+                path,
+                s.offset,
+                s.position,
+                s.revision,
+                s.key,
+                index,
+                &batch.pending,
+            )?;
+            batch.recorded_at = batch.recorded_at.max(s.recorded_at);
+            batch.pending.push(Pending {
+                key: s.key,
+                offset: s.offset as u32,
+            });
+            if s.batch_end {
+                batch.chain = last_chain;
+                batch.finish(index, end, tail);
+            }
+        }
+        offset = end;
+    }
+    Ok(None)
+}
+
+/// The fields of a record recovery keeps while checking its group.
+struct Seen {
+    offset: u64,
+    key: StreamKey,
+    position: Position,
+    revision: Revision,
+    batch_end: bool,
+    recorded_at: Timestamp,
+}
+
+/// Decides what the group at `bad_at` (failing for `reason`) is: a torn
+/// write only in the last segment and when no later group says `bad_at` had
+/// been synced; otherwise [`Error::Corruption`]. Linear in the bytes after
+/// `bad_at`.
+fn check_torn_group(
+    path: &Path,
+    window: &mut Window,
+    bad_at: u64,
+    reason: &str,
+    is_last: bool,
+    head: Position,
+) -> Result<()> {
+    if !is_last {
+        return Err(corruption(
+            path,
+            bad_at,
+            format!("{reason} in a sealed segment"),
+        ));
+    }
+    let later = find_group_header(window, bad_at + 1, |h| {
+        h.first_position > head && u64::from(h.synced_end) > bad_at
+    })
+    .map_err(io(path, "read"))?;
+    if let Some((at, h)) = later {
+        return Err(corruption(
+            path,
+            bad_at,
+            format!(
+                "{reason}, but the group at offset {at} (positions from {}) was written after these bytes were on disk",
+                h.first_position
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// The first intact group header at or after `from` that `wanted` accepts,
+/// reading every byte once.
+fn find_group_header(
+    window: &mut Window,
+    from: u64,
+    wanted: impl Fn(&GroupHeader) -> bool,
+) -> std::io::Result<Option<(u64, GroupHeader)>> {
+    let mut at = from;
+    while at + GROUP_HEADER_LEN as u64 <= window.len {
+        let bytes = window.at(at, GROUP_HEADER_LEN)?;
+        let candidates = bytes.len() + 1 - GROUP_HEADER_LEN;
+        for i in 0..candidates {
+            if format::is_group_header(&bytes[i..])
+                && let Some(h) = GroupHeader::decode(&bytes[i..])
+                && wanted(&h)
+            {
+                return Ok(Some((at + i as u64, h)));
+            }
+        }
+        at += candidates as u64;
+    }
+    Ok(None)
 }
 
 /// The offset of the first valid record at or after `from`, looking only at

@@ -2,10 +2,13 @@
 //! chain from the first record to the head.
 
 use std::fmt;
-use std::os::unix::fs::FileExt;
 
 use super::embedded::Shared;
-use super::format::{self, Chain, GENESIS_CHAIN, HEADER_LEN, MAX_BODY_LEN, SegmentHeader};
+use super::format::{
+    self, Chain, FRAME_LEN, GENESIS_CHAIN, GROUP_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
+    SegmentHeader,
+};
+use super::recovery::Window;
 use crate::error::{Error, Result};
 use crate::ids::Position;
 
@@ -38,7 +41,8 @@ impl fmt::Debug for VerifyReport {
     }
 }
 
-/// Re-reads every acknowledged record and recomputes the chain.
+/// Re-reads every acknowledged record and recomputes the chain, reading each
+/// segment in chunks of a few MiB (one record at most more).
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     // A snapshot of the acknowledged extent of each segment.
     let segments: Vec<_> = {
@@ -46,24 +50,16 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         index
             .segments
             .iter()
-            .map(|s| {
-                (
-                    s.first,
-                    s.path.clone(),
-                    s.file.clone(),
-                    s.end,
-                    s.offsets.len(),
-                )
-            })
+            .map(|s| (s.first, s.path.clone(), s.end, s.offsets.len()))
             .collect()
     };
     let mut chain: Chain = GENESIS_CHAIN;
     let mut position = Position::START;
-    for (first, path, file, end, count) in segments {
-        let mut bytes = vec![0u8; end as usize];
-        file.read_exact_at(&mut bytes, 0)
-            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let header = SegmentHeader::decode(&bytes).map_err(|reason| Error::BadSegment {
+    for (first, path, end, count) in segments {
+        let mut window = Window::new(shared.handles.get(&path)?, end);
+        let read_err = |e| Error::io(format!("read {}", path.display()), e);
+        let bytes = window.at(0, HEADER_LEN).map_err(read_err)?;
+        let header = SegmentHeader::decode(bytes).map_err(|reason| Error::BadSegment {
             path: path.to_path_buf(),
             reason,
         })?;
@@ -74,27 +70,35 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                 offset: 0,
             });
         }
-        let mut at = HEADER_LEN;
+        let mut at = HEADER_LEN as u64;
         for _ in 0..count {
-            let record = format::decode_record(&bytes[at..], MAX_BODY_LEN).map_err(|e| {
-                Error::Corruption {
+            let mut bytes = window.at(at, GROUP_HEADER_LEN).map_err(read_err)?;
+            if format::is_group_header(bytes) {
+                at += GROUP_HEADER_LEN as u64;
+                bytes = window.at(at, FRAME_LEN).map_err(read_err)?;
+            }
+            let want = format::peek_body_len(bytes).map_or(FRAME_LEN, |b| FRAME_LEN + b);
+            let bytes = window
+                .at(at, want.min(FRAME_LEN + MAX_BODY_LEN))
+                .map_err(read_err)?;
+            let record =
+                format::decode_record(bytes, MAX_BODY_LEN).map_err(|e| Error::Corruption {
                     segment: path.to_path_buf(),
-                    offset: at as u64,
+                    offset: at,
                     reason: format!("{e:?}"),
-                }
-            })?;
+                })?;
             if record.position != position
                 || format::chain_of(&chain, record.hashed) != record.chain()
             {
                 return Err(Error::ChainBroken {
                     position,
                     segment: path.to_path_buf(),
-                    offset: at as u64,
+                    offset: at,
                 });
             }
             chain = record.chain();
             position = position.next();
-            at += record.frame_len;
+            at += record.frame_len as u64;
         }
     }
     Ok(VerifyReport {

@@ -2,8 +2,6 @@
 //! append, write them with one `write`, one `fdatasync`, then acknowledge
 //! them all) and segment rotation.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -11,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::embedded::{Durability, Shared};
-use super::format::{self, Chain, HEADER_LEN, Placement, SegmentHeader};
+use super::embedded::{Durability, Shared, WriterHealth};
+use super::format::{
+    self, Chain, FORMAT_VERSION, GROUP_HEADER_LEN, GroupHeader, HEADER_LEN, Placement,
+    SegmentHeader,
+};
 use super::index::{Index, SegmentIndex, StreamKey, StreamMap};
+use super::io::{LogFile, LogFs, OpenMode};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, StreamId, Timestamp};
 use crate::store::{AppendResult, EventData, ExpectedRevision};
@@ -36,10 +38,12 @@ pub(crate) struct AppendRequest {
 
 /// Where the writer resumes after recovery.
 pub(crate) struct WriterState {
-    /// Append handle of the last segment.
-    pub(crate) file: File,
+    /// Handle of the last segment.
+    pub(crate) file: Arc<dyn LogFile>,
     /// Its length (everything in it is acknowledged).
     pub(crate) len: u64,
+    /// How much of it is known to be on disk (synced).
+    pub(crate) synced: u64,
     /// Chain value of the last record.
     pub(crate) chain: Chain,
     /// `recorded_at` of the last record: the next one is never earlier, so
@@ -48,11 +52,35 @@ pub(crate) struct WriterState {
     pub(crate) recorded_at: Timestamp,
 }
 
+impl WriterState {
+    /// The state of a writer at the end of a segment that is all on disk.
+    pub(crate) fn new(
+        file: Arc<dyn LogFile>,
+        len: u64,
+        chain: Chain,
+        recorded_at: Timestamp,
+    ) -> Self {
+        Self {
+            file,
+            len,
+            synced: len,
+            chain,
+            recorded_at,
+        }
+    }
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     state: WriterState,
     buf: Vec<u8>,
     dirty: bool,
+    /// A failed write may have left bytes past `state.len`: they must be
+    /// cut before anything else is written.
+    must_take_back: bool,
+    /// Whether the shared health says `Failing` (kept here so a commit does
+    /// not take the health lock).
+    failing: bool,
 }
 
 impl Writer {
@@ -62,10 +90,14 @@ impl Writer {
             state,
             buf: Vec::with_capacity(1 << 20),
             dirty: false,
+            must_take_back: false,
+            failing: false,
         }
     }
 
     /// Serves appends until every sender is gone, then syncs and returns.
+    /// A failed write fails its group's appends, not the writer: the next
+    /// group tries again.
     pub(crate) fn run(mut self, rx: Receiver<AppendRequest>) {
         let buffered = self.shared.options.durability == Durability::Buffered;
         let mut last_sync = Instant::now();
@@ -74,10 +106,7 @@ impl Writer {
                 match rx.recv_timeout(BUFFERED_SYNC_INTERVAL) {
                     Ok(req) => req,
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = self.sync_if_dirty() {
-                            self.poison(&e);
-                            return;
-                        }
+                        self.background_sync();
                         last_sync = Instant::now();
                         continue;
                     }
@@ -100,26 +129,23 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.commit(group) {
-                self.poison(&e);
-                return;
-            }
+            self.commit(group);
             if buffered && last_sync.elapsed() >= BUFFERED_SYNC_INTERVAL {
-                if let Err(e) = self.sync_if_dirty() {
-                    self.poison(&e);
-                    return;
-                }
+                self.background_sync();
                 last_sync = Instant::now();
             }
         }
         if let Err(e) = self.sync_if_dirty() {
-            self.poison(&e);
+            tracing::error!(error = %e, "the event log's last sync failed");
         }
     }
 
-    fn poison(&self, e: &Error) {
-        tracing::error!(error = %e, "event log writer stopped; reopen the log to recover");
-        self.shared.mark_closed();
+    /// A buffered log's periodic sync; a failure is reported and retried.
+    pub(crate) fn background_sync(&mut self) {
+        match self.sync_if_dirty() {
+            Ok(()) => {}
+            Err(e) => self.set_failing(&e),
+        }
     }
 
     fn sync_if_dirty(&mut self) -> Result<()> {
@@ -129,36 +155,105 @@ impl Writer {
                 .sync_data()
                 .map_err(|e| Error::io("fdatasync of the event log", e))?;
             self.dirty = false;
+            self.state.synced = self.state.len;
         }
         Ok(())
     }
 
-    /// Writes every acceptable request of `group` with one write and one
-    /// sync, then publishes and acknowledges them. An `Err` means the log can
-    /// no longer be trusted: every request of the group has been answered.
-    fn commit(&mut self, group: Vec<AppendRequest>) -> Result<()> {
+    /// Records that the writer is failing, once per change of reason.
+    fn set_failing(&mut self, e: &Error) {
+        self.failing = true;
+        let reason = e.to_string();
+        let mut health = self.shared.health.lock().expect("health lock");
+        if !matches!(&*health, WriterHealth::Failing { reason: r } if *r == reason) {
+            tracing::error!(error = %reason, "event log writes are failing; appends are refused until a write succeeds");
+            *health = WriterHealth::Failing { reason };
+        }
+    }
+
+    fn set_ok(&mut self) {
+        self.failing = false;
+        let mut health = self.shared.health.lock().expect("health lock");
+        if *health != WriterHealth::Ok {
+            tracing::info!("event log writes succeed again");
+            *health = WriterHealth::Ok;
+        }
+    }
+
+    /// Cuts whatever a failed write left past the acknowledged length, and
+    /// syncs, so that a failed append never reappears.
+    fn take_back(&mut self) -> Result<()> {
+        if self.must_take_back {
+            self.state
+                .file
+                .set_len(self.state.len)
+                .and_then(|()| self.state.file.sync_data())
+                .map_err(|e| Error::io("take back a failed write to the event log", e))?;
+            self.must_take_back = false;
+        }
+        Ok(())
+    }
+
+    /// Gets the writer ready for a group: takes back a failed write and
+    /// starts a new segment when the current one is full.
+    fn prepare(&mut self) -> Result<()> {
+        self.take_back()?;
+        if self.state.len >= self.shared.options.segment_size {
+            let head = self.shared.index.read().expect("index lock").head;
+            self.rotate(head)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every acceptable request of `group` as one group frame with one
+    /// write and one sync, then publishes and acknowledges them. When the
+    /// write or the sync fails, it takes back what it wrote (cut and synced)
+    /// before answering the group with the error.
+    pub(crate) fn commit(&mut self, group: Vec<AppendRequest>) {
+        if let Err(e) = self.prepare() {
+            self.set_failing(&e);
+            for req in group {
+                let _ = req.reply.send(Err(not_acknowledged(&e)));
+            }
+            return;
+        }
         let now = Timestamp::now().max(self.state.recorded_at);
         self.buf.clear();
-        let staged = {
+        self.buf.resize(GROUP_HEADER_LEN, 0);
+        let (staged, first) = {
             let index = self.shared.index.read().expect("index lock");
-            stage_group(&mut self.buf, &index, group, &self.state, now)
+            let staged = stage_group(&mut self.buf, &index, group, &self.state, now);
+            (staged, index.head)
         };
         if staged.accepted.is_empty() {
-            return Ok(());
+            return;
         }
+        GroupHeader {
+            body_len: (self.buf.len() - GROUP_HEADER_LEN) as u32,
+            first_position: first,
+            count: staged.records.len() as u32,
+            synced_end: self.state.synced as u32,
+        }
+        .encode_into(&mut self.buf);
 
         let durable = self.shared.options.durability == Durability::Durable;
         if let Err(e) = self.write_buf(durable) {
+            self.must_take_back = true;
+            let e = match self.take_back() {
+                Ok(()) => e,
+                Err(again) => again,
+            };
+            self.set_failing(&e);
             for (reply, _) in staged.accepted {
-                let _ = reply.send(Err(Error::io(
-                    "append not acknowledged",
-                    std::io::Error::other(e.to_string()),
-                )));
+                let _ = reply.send(Err(not_acknowledged(&e)));
             }
-            return Err(e);
+            return;
         }
         self.dirty = !durable;
         self.state.len += self.buf.len() as u64;
+        if durable {
+            self.state.synced = self.state.len;
+        }
         self.state.chain = staged.chain;
         self.state.recorded_at = now;
 
@@ -166,11 +261,15 @@ impl Writer {
         for (reply, result) in staged.accepted {
             let _ = reply.send(Ok(result));
         }
-
-        if self.state.len >= self.shared.options.segment_size {
-            self.rotate(staged.next)?;
+        if self.failing {
+            self.set_ok();
         }
-        Ok(())
+        if self.state.len >= self.shared.options.segment_size
+            && let Err(e) = self.rotate(staged.next)
+        {
+            // Tried again before the next group.
+            self.set_failing(&e);
+        }
     }
 
     /// Writes the encoded group with one `write` and, when `durable`, one
@@ -179,18 +278,15 @@ impl Writer {
     fn write_buf(&mut self, durable: bool) -> Result<()> {
         self.state
             .file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io("write to the event log", e))
-            .and_then(|()| {
-                if durable {
-                    self.state
-                        .file
-                        .sync_data()
-                        .map_err(|e| Error::io("fdatasync of the event log", e))
-                } else {
-                    Ok(())
-                }
-            })
+            .write_all_at(&self.buf, self.state.len)
+            .map_err(|e| Error::io("write to the event log", e))?;
+        if durable {
+            self.state
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync of the event log", e))?;
+        }
+        Ok(())
     }
 
     /// Makes the written `records` readable: adds them to the index, moves
@@ -211,21 +307,34 @@ impl Writer {
     /// Seals the current segment and starts a new one at `first`.
     fn rotate(&mut self, first: Position) -> Result<()> {
         self.sync_if_dirty()?;
-        let (file, read, path) = create_segment(&self.shared.dir, first, &self.state.chain)?;
+        let (file, path) = create_segment(
+            self.shared.fs.as_ref(),
+            &self.shared.dir,
+            first,
+            &self.state.chain,
+        )?;
         {
             let mut index = self.shared.index.write().expect("index lock");
-            index.segments.push(SegmentIndex {
-                first,
-                path,
-                file: Arc::new(read),
-                offsets: Vec::new(),
-                end: HEADER_LEN as u64,
-            });
+            index
+                .segments
+                .push(SegmentIndex::new(first, path, FORMAT_VERSION));
         }
-        self.state.file = file;
-        self.state.len = HEADER_LEN as u64;
+        self.state = WriterState::new(
+            file,
+            HEADER_LEN as u64,
+            self.state.chain,
+            self.state.recorded_at,
+        );
         Ok(())
     }
+}
+
+/// The error an append gets when its group could not be written.
+fn not_acknowledged(e: &Error) -> Error {
+    Error::io(
+        "append not acknowledged (nothing of it was kept)",
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 /// A group encoded into the writer's buffer, not yet written.
@@ -328,38 +437,31 @@ impl Staged {
 
 /// Creates the segment starting at `first` atomically (written and synced as
 /// a `.tmp` file, then renamed, then the directory synced). Returns its
-/// append handle, a read handle and its path.
+/// handle (reads and writes) and its path.
 pub(crate) fn create_segment(
+    fs: &dyn LogFs,
     dir: &Path,
     first: Position,
     chain_seed: &Chain,
-) -> Result<(File, File, Arc<Path>)> {
+) -> Result<(Arc<dyn LogFile>, Arc<Path>)> {
     let name = format::segment_file_name(first);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     let header = SegmentHeader {
         first_position: first,
         chain_seed: *chain_seed,
+        version: FORMAT_VERSION,
     };
     let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-    let mut f = File::create(&tmp).map_err(|e| Error::io(ctx("create", &tmp), e))?;
-    f.write_all(&header.encode())
-        .and_then(|()| f.sync_all())
+    let f = fs
+        .open(&tmp, OpenMode::Create)
+        .map_err(|e| Error::io(ctx("create", &tmp), e))?;
+    f.write_all_at(&header.encode(), 0)
+        .and_then(|()| f.sync_data())
         .map_err(|e| Error::io(ctx("write", &tmp), e))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(ctx("rename", &tmp), e))?;
-    sync_dir(dir)?;
-    let append = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(ctx("open", &path), e))?;
-    let read = File::open(&path).map_err(|e| Error::io(ctx("open", &path), e))?;
-    Ok((append, read, path.into()))
-}
-
-/// Makes a directory's entries (created, renamed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("sync directory {}", dir.display()), e))
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io(ctx("rename", &tmp), e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io(format!("sync directory {}", dir.display()), e))?;
+    Ok((f, path.into()))
 }
