@@ -59,6 +59,17 @@ fn corruption_is_reported_and_cut_only_by_log_repair() {
     let kept = std::fs::read(quarantine).unwrap();
     let now = std::fs::read(&segment).unwrap();
     assert_eq!([now.as_slice(), kept.as_slice()].concat(), damaged);
+    // The table held rows of the cut events: it is kept aside and rebuilt.
+    assert!(
+        out.contains("the AgentRun table was moved aside to"),
+        "{out}"
+    );
+    let aside = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("agent_runs.sqlite.before-repair-"))
+        .count();
+    assert!(aside >= 1, "the old table was not kept");
 
     let list = run_cli(data, &["runs", "list"]);
     assert!(

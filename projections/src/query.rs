@@ -10,7 +10,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 use uuid::Uuid;
 
-use crate::agent_runs::{AgentRun, RunStatus, SqlRow, columns, open_connection, read_checkpoint};
+use crate::agent_runs::{AgentRun, RunStatus, SqlRow, columns, open_for_check, read_checkpoint};
 use crate::error::{Error, Result};
 use crate::report::{TargetReport, report};
 
@@ -168,13 +168,16 @@ impl fmt::Debug for RunQueries {
 }
 
 impl RunQueries {
-    /// Opens the projection database at `path` read-only.
+    /// Opens the projection database at `path` for queries only.
     ///
     /// # Errors
     /// SQLite errors (no such file: open the projection first).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self {
-            conn: open_connection(path.as_ref(), true)?,
+            // Read-write but `query_only`: the last connection to close
+            // removes the `-wal` and `-shm` files, so a query changes no
+            // file (a read-only connection would leave them behind).
+            conn: open_for_check(path.as_ref())?,
         })
     }
 

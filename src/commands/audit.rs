@@ -50,20 +50,28 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // 2. The table matches the log up to its checkpoint, which decodes
     //    every run event before it.
     let path = data.projection_path();
-    let table = verify_table(&*log, &path).await.map_err(|e| match e {
-        neonhub_projections::Error::Store(neonhub_events::Error::Decode { position, .. }) => {
-            Error::AuditFailed {
+    // No table is derived data missing, not a fault of the log: the log is
+    // verified alone, and the output says so.
+    let table = if path.exists() {
+        let table = verify_table(&*log, &path).await.map_err(|e| match e {
+            neonhub_projections::Error::Store(neonhub_events::Error::Decode {
+                position, ..
+            }) => Error::AuditFailed {
                 position,
                 reason: format!("does not decode with this build: {e}"),
-            }
-        }
-        other => other.into(),
-    })?;
-    // 3. Every run event past the table's checkpoint (none once it has
-    //    caught up) decodes with this build too.
+            },
+            other => other.into(),
+        })?;
+        check_table(&table)?;
+        Some(table)
+    } else {
+        None
+    };
+    // 3. Every run event past the table's checkpoint (all of them without a
+    //    table) decodes with this build too.
     let codec = Codec::new();
-    let mut from = table.checkpoint;
-    let mut run_events = table.run_events;
+    let mut from = table.as_ref().map_or(Position(0), |t| t.checkpoint);
+    let mut run_events = table.as_ref().map_or(0, |t| t.run_events);
     loop {
         let page = log.read_all(from, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -76,58 +84,66 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
             run_events += 1;
         }
     }
-    if table.is_ahead() {
-        return Err(Error::Audit(format!(
-            "the AgentRun table's checkpoint {} is past the log's head {}: the table saw events \
-             this log does not hold (an older log restored, or its tail cut); if the log is the \
-             one to keep, stop neonhub serve, move {} aside and rebuild it with \
-             `neonhub replay --out {}`",
-            table.checkpoint,
-            table.head,
-            path.display(),
+    let compared = match &table {
+        Some(table) => format!(
+            "{} runs match the AgentRun table, and so do its {} metric series",
+            table.rows, table.series
+        ),
+        None => format!(
+            "no AgentRun table at {}: the log was verified alone (build the table with \
+             `neonhub replay`)",
             path.display()
-        )));
-    }
-    if !table.matches() {
-        for mismatch in &table.mismatches {
-            eprintln!("mismatch: {mismatch}");
-        }
-        let unlisted = table.mismatch_count - table.mismatches.len() as u64;
-        if unlisted > 0 {
-            eprintln!("... and {unlisted} more mismatches not listed");
-        }
-        let what = format!(
-            "the AgentRun table does not match the log: {} mismatch(es), listed above \
-             (rebuild the table with `neonhub replay`; never edit the log)",
-            table.mismatch_count
-        );
-        return Err(match table.first_bad_position {
-            Some(position) => Error::AuditFailed {
-                position,
-                reason: what,
-            },
-            None => Error::Audit(what),
-        });
-    }
+        ),
+    };
     match chain {
         Some(chain) => println!(
-            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {} runs and {} metric series match the AgentRun table){}",
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {compared}){}",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
-            table.rows,
-            table.series,
             anchors_held(args.anchors.len())
         ),
         None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
-             {run_events} run events decode with this build, {} runs match the AgentRun table, \
-             head position {})",
-            table.rows,
+             {run_events} run events decode with this build, {compared}, head position {})",
             log.head().await?
         ),
     }
     Ok(())
+}
+
+/// 2. The table compared with the log: not ahead of it, and every
+///    difference listed.
+fn check_table(table: &neonhub_projections::VerifyReport) -> Result<()> {
+    if table.is_ahead() {
+        let ahead = neonhub_projections::Error::AheadOfLog {
+            checkpoint: table.checkpoint,
+            head: table.head,
+        };
+        return Err(Error::Audit(ahead.to_string()));
+    }
+    if table.matches() {
+        return Ok(());
+    }
+    for mismatch in &table.mismatches {
+        eprintln!("mismatch: {mismatch}");
+    }
+    let unlisted = table.mismatch_count - table.mismatches.len() as u64;
+    if unlisted > 0 {
+        eprintln!("... and {unlisted} more mismatches not listed");
+    }
+    let what = format!(
+        "the AgentRun table does not match the log: {} mismatch(es), listed above \
+         (rebuild the table with `neonhub replay`; never edit the log)",
+        table.mismatch_count
+    );
+    Err(match table.first_bad_position {
+        Some(position) => Error::AuditFailed {
+            position,
+            reason: what,
+        },
+        None => Error::Audit(what),
+    })
 }
 
 /// 1. The hash chain and every record's checksum.

@@ -1,12 +1,16 @@
 //! `neonhub log repair`: cut the embedded log at the damage that keeps it
-//! from opening, keeping the removed bytes in quarantine files.
+//! from opening, keeping the removed bytes in quarantine files; then the
+//! AgentRun table, derived from events that may no longer be in the log, is
+//! moved aside (kept, never deleted) and rebuilt from the repaired log.
 
 use neonhub_events::EmbeddedLog;
+use neonhub_projections::{RebuildOptions, rebuild};
 
-use crate::config::DataDir;
-use crate::error::Result;
+use crate::config::{DataDir, StoreConfig};
+use crate::error::{Error, Result};
+use crate::store::{Access, Store};
 
-pub(super) fn repair(data: &DataDir) -> Result<()> {
+pub(super) async fn repair(data: &DataDir) -> Result<()> {
     let dir = data.log_dir();
     let repairs = EmbeddedLog::repair(&dir)?;
     if repairs.is_empty() {
@@ -14,6 +18,7 @@ pub(super) fn repair(data: &DataDir) -> Result<()> {
             "nothing to repair: the log at {} opens as it is",
             dir.display()
         );
+        return Ok(());
     }
     for r in &repairs {
         println!(
@@ -26,5 +31,36 @@ pub(super) fn repair(data: &DataDir) -> Result<()> {
             println!("  {}", q.display());
         }
     }
+    rebuild_table(data).await
+}
+
+/// Moves the AgentRun table aside (with its `-wal`/`-shm`) and rebuilds it
+/// from the repaired log: it may hold rows of events that were cut.
+async fn rebuild_table(data: &DataDir) -> Result<()> {
+    let table = data.projection_path();
+    if !table.exists() {
+        return Ok(());
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let aside = table.with_extension(format!("sqlite.before-repair-{stamp}"));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", table.display());
+        if std::path::Path::new(&from).exists() {
+            let to = format!("{}{suffix}", aside.display());
+            std::fs::rename(&from, &to).map_err(|source| Error::Io {
+                context: format!("move {from} aside to {to}"),
+                source,
+            })?;
+        }
+    }
+    let log = Store::open(&StoreConfig::Embedded, data, Access::Read)?.shared();
+    let summary = rebuild(&log, &table, RebuildOptions::default()).await?;
+    println!(
+        "the AgentRun table was moved aside to {} and rebuilt from the repaired log: {} events \
+         (checkpoint {})",
+        aside.display(),
+        summary.events,
+        summary.checkpoint
+    );
     Ok(())
 }

@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => replay::replay(data, store, args).await,
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(data, store, args).await,
         Command::Audit(AuditCommand::Anchor(args)) => audit::anchor(data, store, args).await,
-        Command::Log(LogCommand::Repair) => log::repair(&data),
+        Command::Log(LogCommand::Repair) => log::repair(&data).await,
     }
 }
 
