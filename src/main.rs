@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = neonhub::Cli::parse_args();
     let result: anyhow::Result<()> = neonhub::init_logging(&cli.log_level)
