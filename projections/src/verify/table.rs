@@ -100,29 +100,7 @@ impl RowCursor {
     ) -> Result<()> {
         let limit = upto.map_or(i64::MAX, |p| p.0.min(i64::MAX as u64) as i64);
         while !self.done && self.next <= limit {
-            let mut stmt = conn.prepare_cached(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM agent_runs WHERE first_position >= ?1 AND first_position <= ?2 \
-                 ORDER BY first_position LIMIT ?3"
-            ))?;
-            let mut rows = stmt.query(rusqlite::params![self.next, limit, ROW_BATCH as i64])?;
-            let mut n = 0usize;
-            while let Some(row) = rows.next()? {
-                n += 1;
-                let values = (0..COLUMNS.len())
-                    .map(|i| row.get::<_, Sql>(i))
-                    .collect::<rusqlite::Result<Vec<Sql>>>()?;
-                let stored = StoredRow { values };
-                let first = int(&stored.values[FIRST_POSITION]).unwrap_or(i64::MAX);
-                self.next = first.saturating_add(1);
-                if first == i64::MAX {
-                    self.done = true;
-                }
-                out.push(key(stored));
-            }
-            self.read += n as u64;
-            if n < ROW_BATCH {
+            if self.read_batch(conn, limit, out)? < ROW_BATCH {
                 if limit == i64::MAX {
                     self.done = true;
                 } else {
@@ -133,9 +111,7 @@ impl RowCursor {
         }
         Ok(())
     }
-}
 
-impl RowCursor {
     /// Reads the next batch of the rows not read yet into `out`; `false`
     /// once there are none left.
     pub(super) fn read_rest_batch(
@@ -146,12 +122,23 @@ impl RowCursor {
         if self.done {
             return Ok(false);
         }
+        let n = self.read_batch(conn, i64::MAX, out)?;
+        if n < ROW_BATCH {
+            self.done = true;
+        }
+        Ok(n > 0)
+    }
+
+    /// Reads up to [`ROW_BATCH`] rows from the cursor on, whose first
+    /// position is at most `limit`, into `out`; how many.
+    fn read_batch(&mut self, conn: &Connection, limit: i64, out: &mut Vec<Keyed>) -> Result<usize> {
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT ",
             columns!(),
-            " FROM agent_runs WHERE first_position >= ?1 ORDER BY first_position LIMIT ?2"
+            " FROM agent_runs WHERE first_position >= ?1 AND first_position <= ?2 \
+             ORDER BY first_position LIMIT ?3"
         ))?;
-        let mut rows = stmt.query(rusqlite::params![self.next, ROW_BATCH as i64])?;
+        let mut rows = stmt.query(rusqlite::params![self.next, limit, ROW_BATCH as i64])?;
         let mut n = 0usize;
         while let Some(row) = rows.next()? {
             n += 1;
@@ -167,10 +154,7 @@ impl RowCursor {
             out.push(key(stored));
         }
         self.read += n as u64;
-        if n < ROW_BATCH {
-            self.done = true;
-        }
-        Ok(n > 0)
+        Ok(n)
     }
 }
 
