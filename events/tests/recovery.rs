@@ -173,7 +173,10 @@ async fn damage_in_a_sealed_segment_and_a_missing_segment_are_corruption() {
     assert!(segments.len() >= 3, "expected rotation");
 
     // The last byte of a sealed segment: no valid record after it in that
-    // file, but it is sealed, so it cannot be a torn tail.
+    // file, but it is sealed, so it cannot be a torn tail. Opening does not
+    // re-read sealed segments (their index files say what they hold), so
+    // the damage is named where the record is read: by a read, and by
+    // `verify`; and by opening when the index has to be rebuilt.
     let dir = tempfile::tempdir().unwrap();
     copy_dir(base.path(), dir.path());
     let sealed = dir.path().join(segments[1].file_name().unwrap());
@@ -185,9 +188,21 @@ async fn damage_in_a_sealed_segment_and_a_missing_segment_are_corruption() {
     let end = f.metadata().unwrap().len() - 1;
     f.write_all_at(&[0xff], end).unwrap();
     drop(f);
+    {
+        let log = EmbeddedLog::open(dir.path(), options.clone()).unwrap();
+        match log.read_all(Position::START, usize::MAX).await {
+            Err(Error::Corruption { segment, .. }) => assert_eq!(segment, sealed),
+            other => panic!("reading damage in a sealed segment: {other:?}"),
+        }
+        match log.verify() {
+            Err(Error::Corruption { segment, .. }) => assert_eq!(segment, sealed),
+            other => panic!("verifying damage in a sealed segment: {other:?}"),
+        }
+    }
+    std::fs::remove_file(sealed.with_extension("idx")).unwrap();
     match EmbeddedLog::open(dir.path(), options.clone()) {
         Err(Error::Corruption { segment, .. }) => assert_eq!(segment, sealed),
-        other => panic!("damage in a sealed segment: {other:?}"),
+        other => panic!("damage in a sealed segment, index rebuilt: {other:?}"),
     }
 
     let dir = tempfile::tempdir().unwrap();

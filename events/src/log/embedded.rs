@@ -13,10 +13,11 @@ use tokio::sync::{oneshot, watch};
 
 use super::format::{self, FRAME_LEN};
 use super::handles::{Handles, MAX_OPEN};
-use super::index::{Index, stream_key};
+use super::index::{Body, Index, MemBody, stream_key};
 use super::io::{LogFs, StdFs};
 use super::reader::{self, LogSubscription};
 use super::recovery::{self, Access, TornTail};
+use super::segidx::{self, SealedIndex, SegmentMeta};
 use super::verify::{self, VerifyReport};
 use super::writer::{AppendRequest, Writer};
 use crate::error::{Error, Result};
@@ -57,7 +58,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         Self {
             durability: Durability::Durable,
-            segment_size: 256 << 20,
+            segment_size: 64 << 20,
             max_event_size: 4 << 20,
             max_batch_size: 64 << 20,
         }
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) head_tx: watch::Sender<Position>,
     /// Set by the writer when a write fails and when one succeeds again.
     pub(crate) health: Mutex<WriterHealth>,
+    /// Threads writing the index files of sealed segments.
+    indexers: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -152,6 +155,7 @@ impl Shared {
             index: RwLock::new(index),
             head_tx: watch::Sender::new(head),
             health: Mutex::new(WriterHealth::Ok),
+            indexers: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
     }
@@ -160,10 +164,73 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Waits for the index files being written.
+    pub(crate) fn join_indexers(&self) {
+        let handles = std::mem::take(&mut *self.indexers.lock().expect("indexers lock"));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
     /// Stops appends and wakes every subscription.
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
         self.head_tx.send_modify(|_| {});
+    }
+}
+
+/// Writes the index file of the sealed `segment` on a thread of its own,
+/// then swaps it in for the segment's in-memory index. A failure leaves the
+/// in-memory index in place (the next open writes the file).
+pub(crate) fn index_in_background(
+    shared: &Arc<Shared>,
+    segment: Arc<Path>,
+    body: Arc<MemBody>,
+    meta: SegmentMeta,
+) {
+    let shared2 = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("neonhub-log-indexer".into())
+        .spawn(move || {
+            let shared = shared2;
+            let written = segidx::write(shared.fs.as_ref(), &segment, &body, &meta).and_then(|()| {
+                let expect = segidx::Expected {
+                    first: meta.first,
+                    segment_version: meta.segment_version,
+                    segment_len: meta.segment_len,
+                    next: None,
+                };
+                SealedIndex::load(shared.fs.as_ref(), &segment, &expect)
+                    .map_err(|reason| Error::io("read back the index file just written", std::io::Error::other(reason)))?
+                    .ok_or_else(|| Error::io("read back the index file just written", std::io::ErrorKind::NotFound.into()))
+            });
+            match written {
+                Ok(sealed) => {
+                    let mut index = shared.index.write().expect("index lock");
+                    if let Some(seg) = index
+                        .segments
+                        .iter_mut()
+                        .find(|s| s.first == meta.first && matches!(s.body, Body::Frozen(_)))
+                    {
+                        seg.body = Body::Sealed(Arc::new(sealed));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    segment = %segment.display(),
+                    error = %e,
+                    "could not write the index file of a sealed segment; it stays indexed in memory and the next open writes it"
+                ),
+            }
+        });
+    match spawned {
+        Ok(handle) => {
+            let mut indexers = shared.indexers.lock().expect("indexers lock");
+            indexers.retain(|h| !h.is_finished());
+            indexers.push(handle);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start a thread to write a segment's index file")
+        }
     }
 }
 
@@ -365,7 +432,7 @@ impl EmbeddedLog {
     }
 
     /// How many streams the log holds.
-    pub fn stream_count(&self) -> usize {
+    pub fn stream_count(&self) -> u64 {
         self.shared.index.read().expect("index lock").stream_count()
     }
 
@@ -388,13 +455,7 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::Corruption`] if the record does not read back; I/O errors.
     pub fn chain_at(&self, position: Position) -> Result<Option<[u8; 32]>> {
-        let Some(at) = self
-            .shared
-            .index
-            .read()
-            .expect("index lock")
-            .locate(position)
-        else {
+        let Some(at) = reader::locate(&self.shared, position)? else {
             return Ok(None);
         };
         let mut buf = vec![0u8; at.len];
@@ -431,6 +492,7 @@ impl EmbeddedLog {
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
         }
+        self.shared.join_indexers();
         self.shared.mark_closed();
     }
 

@@ -1,9 +1,14 @@
-//! The in-memory index of the embedded log: the byte offset of every
-//! acknowledged record, and the positions of every stream's events.
+//! The index of the embedded log: for each segment, the byte offset of
+//! every acknowledged record and where each stream's events are.
+//!
+//! The last segment (the one the writer appends to) is indexed in memory.
+//! A sealed segment is indexed by its index file (`segidx`), of which only a
+//! Bloom filter and fence keys stay in memory; between sealing and the file
+//! being written, its in-memory index is kept frozen. Memory is so bounded
+//! by the segment size, not by the log's length.
 //!
 //! Streams are keyed by a 128-bit hash of their name (collisions are out of
-//! reach at any log size): an entry is 40 bytes, and with the hash table's
-//! spare buckets a million runs (2M events) hold about 100 MB.
+//! reach at any log size).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -12,6 +17,9 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::handles::Handles;
+use super::segidx::SealedIndex;
+use crate::error::Result;
 use crate::ids::{Position, Revision};
 
 /// A stream's key in the index: xxh3-128 of its name, as two `u64`s so an
@@ -20,6 +28,13 @@ use crate::ids::{Position, Revision};
 pub(crate) struct StreamKey {
     lo: u64,
     hi: u64,
+}
+
+impl StreamKey {
+    /// The key's two halves, low first.
+    pub(crate) fn parts(self) -> (u64, u64) {
+        (self.lo, self.hi)
+    }
 }
 
 impl Hash for StreamKey {
@@ -61,6 +76,49 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// The events of one stream within one segment.
+#[derive(Debug, Default)]
+pub(crate) struct MemStream {
+    /// Revision of the stream's first event in the segment.
+    pub(crate) first_revision: u64,
+    /// Record numbers (within the segment) of its events, in revision order.
+    pub(crate) ordinals: SmallVec<[u32; 2]>,
+}
+
+/// A segment indexed in memory.
+#[derive(Debug, Default)]
+pub(crate) struct MemBody {
+    /// Byte offset of each acknowledged record, in position order.
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) streams: StreamMap<MemStream>,
+}
+
+impl MemBody {
+    fn last_revision(&self, key: StreamKey) -> Option<Revision> {
+        self.streams
+            .get(&key)
+            .map(|s| Revision(s.first_revision + s.ordinals.len() as u64 - 1))
+    }
+
+    fn new_streams(&self) -> u64 {
+        self.streams
+            .values()
+            .filter(|s| s.first_revision == 0)
+            .count() as u64
+    }
+}
+
+/// How a segment is indexed.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// In memory, growing: the segment being written (or scanned).
+    Active(MemBody),
+    /// In memory, sealed, until its index file is written.
+    Frozen(Arc<MemBody>),
+    /// By its index file.
+    Sealed(Arc<SealedIndex>),
+}
+
 /// One segment file, as far as it is acknowledged.
 #[derive(Debug)]
 pub(crate) struct SegmentIndex {
@@ -68,12 +126,11 @@ pub(crate) struct SegmentIndex {
     pub(crate) first: Position,
     /// The file, for error messages.
     pub(crate) path: Arc<Path>,
-    /// Byte offset of each acknowledged record, in position order.
-    pub(crate) offsets: Vec<u32>,
     /// Byte offset just past the last acknowledged record.
     pub(crate) end: u64,
     /// The segment's format version.
     pub(crate) version: u32,
+    pub(crate) body: Body,
 }
 
 impl SegmentIndex {
@@ -82,17 +139,87 @@ impl SegmentIndex {
         Self {
             first,
             path,
-            offsets: Vec::new(),
             end: super::format::HEADER_LEN as u64,
             version,
+            body: Body::Active(MemBody::default()),
         }
     }
 
-    /// The byte range of the records `i..j` (indexes into this segment).
-    pub(crate) fn byte_range(&self, i: usize, j: usize) -> (u64, u64) {
-        let start = u64::from(self.offsets[i]);
-        let end = self.offsets.get(j).map_or(self.end, |&o| u64::from(o));
-        (start, end)
+    /// A sealed segment indexed by its index file.
+    pub(crate) fn sealed(path: Arc<Path>, index: SealedIndex) -> Self {
+        Self {
+            first: index.meta.first,
+            path,
+            end: index.meta.segment_len,
+            version: index.meta.segment_version,
+            body: Body::Sealed(Arc::new(index)),
+        }
+    }
+
+    /// How many acknowledged records it holds.
+    pub(crate) fn count(&self) -> u64 {
+        match &self.body {
+            Body::Active(m) => m.offsets.len() as u64,
+            Body::Frozen(m) => m.offsets.len() as u64,
+            Body::Sealed(s) => s.meta.count,
+        }
+    }
+
+    /// The in-memory index, unless the segment is indexed by its file.
+    pub(crate) fn mem(&self) -> Option<&MemBody> {
+        match &self.body {
+            Body::Active(m) => Some(m),
+            Body::Frozen(m) => Some(m),
+            Body::Sealed(_) => None,
+        }
+    }
+
+    /// Seals an in-memory segment: its index no longer changes.
+    pub(crate) fn freeze(&mut self) -> Option<Arc<MemBody>> {
+        let body = std::mem::replace(&mut self.body, Body::Active(MemBody::default()));
+        let (body, frozen) = match body {
+            Body::Active(m) => {
+                let m = Arc::new(m);
+                (Body::Frozen(m.clone()), Some(m))
+            }
+            Body::Frozen(m) => (Body::Frozen(m.clone()), Some(m)),
+            sealed @ Body::Sealed(_) => (sealed, None),
+        };
+        self.body = body;
+        frozen
+    }
+
+    /// Where the records `i..=j` start (`j` may be the record count: then
+    /// the last is the segment's end). In-memory offsets are copied now;
+    /// an index file is read by [`Offsets::load`], outside the index lock.
+    pub(crate) fn offsets(&self, i: usize, j: usize) -> Offsets {
+        match &self.body {
+            Body::Active(m) => Offsets::Ready(mem_offsets(m, self.end, i, j)),
+            Body::Frozen(m) => Offsets::Ready(mem_offsets(m, self.end, i, j)),
+            Body::Sealed(s) => Offsets::Sealed(s.clone(), i, j),
+        }
+    }
+}
+
+fn mem_offsets(m: &MemBody, end: u64, i: usize, j: usize) -> Vec<u64> {
+    (i..=j)
+        .map(|r| m.offsets.get(r).map_or(end, |&o| u64::from(o)))
+        .collect()
+}
+
+/// Record offsets, read or to be read.
+pub(crate) enum Offsets {
+    Ready(Vec<u64>),
+    Sealed(Arc<SealedIndex>, usize, usize),
+}
+
+impl Offsets {
+    /// The offsets, reading the index file if needed.
+    pub(crate) fn load(self, handles: &Handles) -> Result<Vec<u64>> {
+        match self {
+            Offsets::Ready(v) => Ok(v),
+            Offsets::Sealed(s, i, j) => s.offsets(handles, i, j),
+        }
     }
 }
 
@@ -104,35 +231,136 @@ pub(crate) struct RecordRef {
     pub(crate) len: usize,
 }
 
+/// A stream's events in one segment, found under the index lock: ready, or
+/// in an index file still to be read.
+enum Found {
+    Ready(Vec<(Revision, RecordRef)>),
+    Sealed(Arc<SealedIndex>),
+}
+
 /// What readers may see: acknowledged records only.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     pub(crate) segments: Vec<SegmentIndex>,
-    streams: StreamMap<SmallVec<[u64; 2]>>,
     /// The position the next record will get.
     pub(crate) head: Position,
 }
 
 impl Index {
-    /// The last revision of a stream, `None` if it has no events.
-    pub(crate) fn last_revision(&self, key: StreamKey) -> Option<Revision> {
-        self.streams.get(&key).map(|p| Revision(p.len() as u64 - 1))
+    /// The last revision of a stream, `None` if it has no events. Reads an
+    /// index file only when the stream is not in the in-memory segments and
+    /// a sealed segment's Bloom filter says it may be there.
+    pub(crate) fn last_revision(
+        &self,
+        handles: &Handles,
+        key: StreamKey,
+    ) -> Result<Option<Revision>> {
+        for seg in self.segments.iter().rev() {
+            match &seg.body {
+                Body::Active(m) => {
+                    if let Some(r) = m.last_revision(key) {
+                        return Ok(Some(r));
+                    }
+                }
+                Body::Frozen(m) => {
+                    if let Some(r) = m.last_revision(key) {
+                        return Ok(Some(r));
+                    }
+                }
+                Body::Sealed(s) => {
+                    if s.may_contain(key)
+                        && let Some(e) = s.lookup(handles, key)?.last()
+                    {
+                        return Ok(Some(e.revision));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
-    /// The positions of a stream's events, in revision order.
-    pub(crate) fn stream_positions(&self, key: StreamKey) -> &[u64] {
-        self.streams.get(&key).map_or(&[], |p| p.as_slice())
+    /// The last revision of a stream in the last segment only.
+    pub(crate) fn last_revision_in_last(&self, key: StreamKey) -> Option<Revision> {
+        self.segments.last()?.mem()?.last_revision(key)
     }
 
-    /// Records an acknowledged record at `offset` of the last segment.
-    pub(crate) fn push(&mut self, key: StreamKey, offset: u32) {
-        let position = self.head.0;
-        self.streams.entry(key).or_default().push(position);
-        self.segments
+    /// Where each event of a stream lives, in revision order. Only
+    /// in-memory segments are read under the index lock; index files are
+    /// read after `unlock` releases it.
+    pub(crate) fn stream_refs<'a, G>(
+        guard: G,
+        handles: &Handles,
+        key: StreamKey,
+    ) -> Result<Vec<(Revision, RecordRef)>>
+    where
+        G: std::ops::Deref<Target = Index> + 'a,
+    {
+        let mut found = Vec::new();
+        for seg in guard.segments.iter().rev() {
+            let f = match &seg.body {
+                Body::Active(m) => mem_refs(seg, m, key),
+                Body::Frozen(m) => mem_refs(seg, m, key),
+                Body::Sealed(s) => {
+                    if !s.may_contain(key) {
+                        continue;
+                    }
+                    Found::Sealed(s.clone())
+                }
+            };
+            if let Found::Ready(v) = &f {
+                if v.is_empty() {
+                    continue;
+                }
+                let starts = v[0].0 == Revision::FIRST;
+                found.push(f);
+                if starts {
+                    break;
+                }
+                continue;
+            }
+            found.push(f);
+        }
+        drop(guard);
+        let mut out: Vec<(Revision, RecordRef)> = Vec::new();
+        for f in found {
+            let part = match f {
+                Found::Ready(v) => v,
+                Found::Sealed(s) => s
+                    .lookup(handles, key)?
+                    .iter()
+                    .map(|e| (e.revision, s.record_ref(e)))
+                    .collect(),
+            };
+            if part.is_empty() {
+                continue;
+            }
+            let starts = part[0].0 == Revision::FIRST;
+            // Newest segment first: older events go in front.
+            out.splice(0..0, part);
+            if starts {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records an acknowledged record of revision `revision` at `offset` of
+    /// the last segment.
+    pub(crate) fn push(&mut self, key: StreamKey, revision: Revision, offset: u32) {
+        let seg = self
+            .segments
             .last_mut()
-            .expect("the log always has a segment")
-            .offsets
-            .push(offset);
+            .expect("the log always has a segment");
+        let Body::Active(m) = &mut seg.body else {
+            panic!("records are only added to the active segment");
+        };
+        let ordinal = m.offsets.len() as u32;
+        m.offsets.push(offset);
+        let s = m.streams.entry(key).or_insert_with(|| MemStream {
+            first_revision: revision.0,
+            ordinals: SmallVec::new(),
+        });
+        s.ordinals.push(ordinal);
         self.head = self.head.next();
     }
 
@@ -143,23 +371,52 @@ impl Index {
             .saturating_sub(1)
     }
 
-    /// Where the record at `position` lives, if it is acknowledged.
-    pub(crate) fn locate(&self, position: Position) -> Option<RecordRef> {
+    /// Where the record at `position` lives, if it is acknowledged: its
+    /// segment and the offsets of it and the next record (to load outside
+    /// the lock).
+    pub(crate) fn locate(&self, position: Position) -> Option<(Arc<Path>, Offsets)> {
         if position >= self.head {
             return None;
         }
         let seg = &self.segments[self.segment_of(position)];
         let i = (position.0 - seg.first.0) as usize;
-        let (start, end) = seg.byte_range(i, i + 1);
-        Some(RecordRef {
-            path: seg.path.clone(),
-            offset: start,
-            len: (end - start) as usize,
-        })
+        Some((seg.path.clone(), seg.offsets(i, i + 1)))
     }
 
     /// How many streams the log holds.
-    pub(crate) fn stream_count(&self) -> usize {
-        self.streams.len()
+    pub(crate) fn stream_count(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| match &s.body {
+                Body::Active(m) => m.new_streams(),
+                Body::Frozen(m) => m.new_streams(),
+                Body::Sealed(s) => s.new_streams,
+            })
+            .sum()
     }
+}
+
+fn mem_refs(seg: &SegmentIndex, m: &MemBody, key: StreamKey) -> Found {
+    let Some(s) = m.streams.get(&key) else {
+        return Found::Ready(Vec::new());
+    };
+    Found::Ready(
+        s.ordinals
+            .iter()
+            .enumerate()
+            .map(|(k, &ordinal)| {
+                let i = ordinal as usize;
+                let start = u64::from(m.offsets[i]);
+                let end = m.offsets.get(i + 1).map_or(seg.end, |&o| u64::from(o));
+                (
+                    Revision(s.first_revision + k as u64),
+                    RecordRef {
+                        path: seg.path.clone(),
+                        offset: start,
+                        len: (end - start) as usize,
+                    },
+                )
+            })
+            .collect(),
+    )
 }

@@ -9,6 +9,7 @@ mod io;
 mod reader;
 mod recovery;
 mod repair;
+mod segidx;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]

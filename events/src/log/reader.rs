@@ -9,9 +9,9 @@ use tokio::sync::watch;
 
 use super::embedded::Shared;
 use super::format::{self, GROUP_HEADER_LEN, MAX_BODY_LEN};
-use super::index::{RecordRef, stream_key};
+use super::index::{Index, RecordRef, stream_key};
 use crate::error::{Error, Result};
-use crate::ids::{Position, StreamId};
+use crate::ids::{Position, Revision, StreamId};
 use crate::store::{Direction, ReadFrom, RecordedEvent, SubscriptionSource};
 
 /// Most bytes read with one `pread` by `read_all`.
@@ -29,23 +29,24 @@ pub(crate) fn read_all(
     let mut position = from;
     let mut buf = Vec::new();
     while out.len() < limit {
-        let (path, start, end, count) = {
+        let (path, offsets) = {
             let index = shared.index.read().expect("index lock");
             if position >= index.head {
                 break;
             }
             let seg = &index.segments[index.segment_of(position)];
             let i = (position.0 - seg.first.0) as usize;
-            let mut j = seg.offsets.len().min(i + (limit - out.len()));
-            let start = u64::from(seg.offsets[i]);
-            // Keep one read under READ_CHUNK bytes (but read at least one record).
-            let within = seg.offsets[i..j].partition_point(|&o| u64::from(o) - start < READ_CHUNK);
-            if i + within < j {
-                j = i + within.max(1);
-            }
-            let (start, end) = seg.byte_range(i, j);
-            (seg.path.clone(), start, end, j - i)
+            let j = (seg.count() as usize).min(i + (limit - out.len()));
+            (seg.path.clone(), seg.offsets(i, j))
         };
+        // offsets[k] is where record i + k starts; the last is where the
+        // range ends.
+        let offsets = offsets.load(&shared.handles)?;
+        let start = offsets[0];
+        // Keep one read under READ_CHUNK bytes (but read at least one record).
+        let within = offsets[1..].partition_point(|&o| o - start <= READ_CHUNK);
+        let count = within.max(1);
+        let end = offsets[count];
         let file = shared.handles.get(&path)?;
         buf.resize((end - start) as usize, 0);
         file.read_exact_at(&mut buf, start)
@@ -69,6 +70,20 @@ pub(crate) fn read_all(
     Ok(out)
 }
 
+/// Where the acknowledged record at `position` lives (its bytes may run on
+/// over the next record's group header).
+pub(crate) fn locate(shared: &Shared, position: Position) -> Result<Option<RecordRef>> {
+    let Some((path, offsets)) = shared.index.read().expect("index lock").locate(position) else {
+        return Ok(None);
+    };
+    let offsets = offsets.load(&shared.handles)?;
+    Ok(Some(RecordRef {
+        path,
+        offset: offsets[0],
+        len: (offsets[1] - offsets[0]) as usize,
+    }))
+}
+
 /// Reads up to `limit` events of one stream.
 pub(crate) fn read_stream(
     shared: &Shared,
@@ -77,40 +92,34 @@ pub(crate) fn read_stream(
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
-    let refs: Vec<RecordRef> = {
-        let index = shared.index.read().expect("index lock");
-        let positions = index.stream_positions(stream_key(stream.as_str().as_bytes()));
-        let n = positions.len();
-        let chosen: Box<dyn Iterator<Item = &u64>> = match direction {
-            Direction::Forwards => {
-                let start = match from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => n,
-                    ReadFrom::Revision(r) => (r.0 as usize).min(n),
-                };
-                Box::new(positions[start..].iter())
-            }
-            Direction::Backwards => {
-                let end = match from {
-                    ReadFrom::Start => 1.min(n),
-                    ReadFrom::End => n,
-                    ReadFrom::Revision(r) => (r.0 as usize).saturating_add(1).min(n),
-                };
-                Box::new(positions[..end].iter().rev())
-            }
-        };
-        chosen
-            .take(limit)
-            .map(|&p| {
-                index
-                    .locate(Position(p))
-                    .expect("indexed positions are acknowledged")
-            })
-            .collect()
+    let all = Index::stream_refs(
+        shared.index.read().expect("index lock"),
+        &shared.handles,
+        stream_key(stream.as_str().as_bytes()),
+    )?;
+    let n = all.len();
+    let chosen: Box<dyn Iterator<Item = &(Revision, RecordRef)>> = match direction {
+        Direction::Forwards => {
+            let start = match from {
+                ReadFrom::Start => 0,
+                ReadFrom::End => n,
+                ReadFrom::Revision(r) => (r.0 as usize).min(n),
+            };
+            Box::new(all[start..].iter())
+        }
+        Direction::Backwards => {
+            let end = match from {
+                ReadFrom::Start => 1.min(n),
+                ReadFrom::End => n,
+                ReadFrom::Revision(r) => (r.0 as usize).saturating_add(1).min(n),
+            };
+            Box::new(all[..end].iter().rev())
+        }
     };
     let mut buf = Vec::new();
-    refs.into_iter()
-        .map(|r| {
+    chosen
+        .take(limit)
+        .map(|(_, r)| {
             buf.resize(r.len, 0);
             shared
                 .handles

@@ -18,8 +18,10 @@ use super::format::{
     GROUP_HEADER_LEN, GroupHeader, HEADER_LEN, MAX_BODY_LEN, MIN_BODY_LEN, RecordView,
     SegmentHeader,
 };
-use super::index::{Index, SegmentIndex, StreamKey, stream_key};
+use super::handles::{Handles, MAX_OPEN};
+use super::index::{Body, Index, SegmentIndex, StreamKey, stream_key};
 use super::io::{LogFile, LogFs, OpenMode};
+use super::segidx::{self, SealedIndex, SegmentMeta};
 use super::writer::{self, WriterState};
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, Timestamp};
@@ -64,6 +66,9 @@ pub(crate) enum Access {
     /// Beside a writer: changes nothing on disk and stops at the first
     /// incomplete batch (the writer's append in progress).
     ReadOnly,
+    /// As `ReadOnly`, but checks every record of every segment, trusting no
+    /// index file (`neonhub log repair` looking for damage).
+    Scan,
 }
 
 /// The segment files of `dir`, sorted by first position. With write access,
@@ -79,11 +84,11 @@ pub(crate) fn list_segments(
     let mut segments = Vec::new();
     for name in names {
         let path = dir.join(&name);
-        if name.starts_with("seg-") && name.ends_with(".log.tmp") {
-            if access == Access::ReadOnly {
+        if name.starts_with("seg-") && (name.ends_with(".log.tmp") || name.ends_with(".idx.tmp")) {
+            if access != Access::Write {
                 continue;
             }
-            tracing::warn!(file = %path.display(), "removing an unfinished segment file");
+            tracing::warn!(file = %path.display(), "removing an unfinished segment or index file");
             fs.remove_file(&path)
                 .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
             continue;
@@ -110,7 +115,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
     let mut index = Index::default();
     let mut chain = GENESIS_CHAIN;
     let mut recorded_at = Timestamp(0);
-    if segments.is_empty() && access == Access::ReadOnly {
+    if segments.is_empty() && access != Access::Write {
         return Err(Error::NotALog {
             dir: dir.to_path_buf(),
         });
@@ -132,16 +137,45 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
         });
     }
     let count = segments.len();
+    let handles = Handles::new(fs.clone(), MAX_OPEN);
     let mut torn = None;
-    for (i, (first, path)) in segments.into_iter().enumerate() {
+    for i in 0..count {
+        let (first, path) = &segments[i];
+        let path: Arc<Path> = path.as_path().into();
         let is_last = i + 1 == count;
+        if !is_last
+            && access != Access::Scan
+            && open_sealed(
+                fs.as_ref(),
+                &path,
+                *first,
+                &segments[i + 1].1,
+                &mut index,
+                &mut chain,
+                &mut recorded_at,
+            )?
+        {
+            continue;
+        }
         let tail = Tail {
             chain: &mut chain,
             recorded_at: &mut recorded_at,
         };
-        torn = scan_segment(fs, dir, &path, first, &mut index, tail, is_last, access)?;
+        if !is_last {
+            tracing::info!(
+                segment = %path.display(),
+                progress = format!("{} of {count} segments", i + 1),
+                "indexing a sealed segment from its records (its index file is missing or does not check out)"
+            );
+        }
+        torn = scan_segment(
+            fs, &handles, dir, &path, *first, &mut index, tail, is_last, access,
+        )?;
+        if !is_last {
+            seal_scanned(fs.as_ref(), &mut index, &chain, recorded_at, access);
+        }
     }
-    if access == Access::ReadOnly {
+    if access != Access::Write {
         return Ok(Recovered {
             index,
             writer: None,
@@ -153,7 +187,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
         // A log written by an older build: keep its segments as they are
         // and write on in a new segment of this build's format.
         let first = index.head;
-        if last.offsets.is_empty() {
+        if last.count() == 0 {
             // An empty old segment is replaced (same name, same position).
             index.segments.pop();
         }
@@ -174,6 +208,110 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
         writer: Some(WriterState::new(file, len, chain, recorded_at)),
         torn,
     })
+}
+
+/// Opens the sealed segment at `path` by its index file, checking the
+/// segment's header (it continues the log) and the index file against the
+/// segment and against `next`'s header (the index's record count and last
+/// chain value must be where and what the next segment starts from).
+/// Returns `false`, changing nothing, when the index file is missing or
+/// does not check out: the segment is then scanned.
+fn open_sealed(
+    fs: &dyn LogFs,
+    path: &Arc<Path>,
+    first: Position,
+    next: &Path,
+    index: &mut Index,
+    chain: &mut Chain,
+    recorded_at: &mut Timestamp,
+) -> Result<bool> {
+    let file = fs.open(path, OpenMode::Read).map_err(io(path, "open"))?;
+    let len = file.len().map_err(io(path, "stat"))?;
+    let version = check_header(path, file.as_ref(), len, first, index.head, chain)?;
+    drop(file);
+    let next_header = {
+        let f = fs.open(next, OpenMode::Read).map_err(io(next, "open"))?;
+        let mut h = vec![0u8; HEADER_LEN];
+        match f.read_exact_at(&mut h, 0) {
+            Ok(()) => SegmentHeader::decode(&h).ok(),
+            Err(_) => None,
+        }
+    };
+    let expect = segidx::Expected {
+        first,
+        segment_version: version,
+        segment_len: len,
+        next: next_header.map(|h| (h.first_position, h.chain_seed)),
+    };
+    let sealed = match SealedIndex::load(fs, path, &expect) {
+        Ok(Some(sealed)) if expect.next.is_some() => sealed,
+        Ok(_) => return Ok(false),
+        Err(reason) => {
+            tracing::warn!(
+                file = %segidx::index_path(path).display(),
+                reason,
+                "a segment's index file does not check out; rebuilding it from the segment"
+            );
+            return Ok(false);
+        }
+    };
+    index.head = Position(first.0 + sealed.meta.count);
+    *chain = sealed.meta.last_chain;
+    *recorded_at = (*recorded_at).max(sealed.meta.max_recorded_at);
+    index
+        .segments
+        .push(SegmentIndex::sealed(path.clone(), sealed));
+    Ok(true)
+}
+
+/// The sealed segment just scanned (the last of `index`) ends with `chain`:
+/// freezes its in-memory index and, with write access, writes its index
+/// file and swaps it in. A file that cannot be written leaves the segment
+/// indexed in memory.
+fn seal_scanned(
+    fs: &dyn LogFs,
+    index: &mut Index,
+    chain: &Chain,
+    recorded_at: Timestamp,
+    access: Access,
+) {
+    let seg = index.segments.last_mut().expect("just scanned");
+    let Some(body) = seg.freeze() else {
+        return;
+    };
+    if access != Access::Write {
+        return;
+    }
+    let meta = SegmentMeta {
+        segment_version: seg.version,
+        first: seg.first,
+        count: body.offsets.len() as u64,
+        segment_len: seg.end,
+        last_chain: *chain,
+        max_recorded_at: recorded_at,
+    };
+    let expect = segidx::Expected {
+        first: meta.first,
+        segment_version: meta.segment_version,
+        segment_len: meta.segment_len,
+        next: None,
+    };
+    let written = segidx::write(fs, &seg.path, &body, &meta)
+        .map(|()| SealedIndex::load(fs, &seg.path, &expect));
+    match written {
+        Ok(Ok(Some(sealed))) => seg.body = Body::Sealed(Arc::new(sealed)),
+        Ok(Ok(None)) => {}
+        Ok(Err(reason)) => tracing::warn!(
+            segment = %seg.path.display(),
+            reason,
+            "the index file just written does not read back; the segment stays indexed in memory"
+        ),
+        Err(e) => tracing::warn!(
+            segment = %seg.path.display(),
+            error = %e,
+            "could not write a segment's index file; it stays indexed in memory"
+        ),
+    }
 }
 
 /// Reads a file in large chunks, keeping a window of it in memory.
@@ -220,6 +358,7 @@ struct Tail<'a> {
 /// One record of an append batch whose end has not been seen yet.
 struct Pending {
     key: StreamKey,
+    revision: Revision,
     offset: u32,
 }
 
@@ -229,6 +368,7 @@ struct Pending {
 #[allow(clippy::too_many_arguments)]
 fn scan_segment(
     fs: &Arc<dyn LogFs>,
+    handles: &Handles,
     dir: &Path,
     path: &Path,
     first: Position,
@@ -240,7 +380,7 @@ fn scan_segment(
     let (file, len, version) = open_segment(fs.as_ref(), path, first, index, tail.chain)?;
     let mut window = Window::new(file, len);
     let (bad_at, reason) = if version == FORMAT_VERSION_UNGROUPED {
-        let scanned = scan_records(path, &mut window, index, &mut tail)?;
+        let scanned = scan_records(path, &mut window, handles, index, &mut tail)?;
         let good_end = index.segments.last().expect("pushed above").end;
         if good_end == len {
             return Ok(None);
@@ -260,7 +400,8 @@ fn scan_segment(
         )?;
         (good_end, reason)
     } else {
-        let Some((bad_at, reason)) = scan_groups(path, &mut window, index, &mut tail)? else {
+        let Some((bad_at, reason)) = scan_groups(path, &mut window, handles, index, &mut tail)?
+        else {
             return Ok(None);
         };
         check_torn_group(path, &mut window, bad_at, &reason, is_last, index.head)?;
@@ -377,6 +518,7 @@ struct Scanned {
 fn scan_records(
     path: &Path,
     window: &mut Window,
+    handles: &Handles,
     index: &mut Index,
     tail: &mut Tail<'_>,
 ) -> Result<Scanned> {
@@ -396,7 +538,7 @@ fn scan_records(
                 });
             }
         };
-        let key = check_record(path, offset, &record, index, &batch.pending)?;
+        let key = check_record(path, offset, &record, handles, index, &batch.pending)?;
         batch.add(key, offset, &record);
         offset += record.frame_len as u64;
         if record.is_batch_end() {
@@ -438,6 +580,7 @@ fn check_record(
     path: &Path,
     offset: u64,
     record: &RecordView<'_>,
+    handles: &Handles,
     index: &Index,
     pending: &[Pending],
 ) -> Result<StreamKey> {
@@ -448,7 +591,7 @@ fn check_record(
         record.position,
         record.revision,
         key,
-        index,
+        (handles, index),
         pending,
     )?;
     Ok(key)
@@ -456,6 +599,12 @@ fn check_record(
 
 /// Checks that a record at `offset` with `position`, `revision` and stream
 /// `key` continues the log after the `pending` records of its batch.
+///
+/// A stream's revisions are checked against its events in the same segment
+/// and, when it claims to continue a stream that has none there, against
+/// the older segments' indexes. A first event claiming revision 0 is not
+/// looked up in older segments (that would cost a lookup per new stream on
+/// every open): `audit verify` checks that every stream starts once.
 #[inline]
 fn check_continuity(
     path: &Path,
@@ -463,7 +612,7 @@ fn check_continuity(
     position: Position,
     revision: Revision,
     key: StreamKey,
-    index: &Index,
+    (handles, index): (&Handles, &Index),
     pending: &[Pending],
 ) -> Result<()> {
     let expected_position = Position(index.head.0 + pending.len() as u64);
@@ -481,8 +630,12 @@ fn check_continuity(
             "an append batch mixes streams".to_string(),
         ));
     }
-    let expected_revision =
-        Revision(index.last_revision(key).map_or(0, |r| r.0 + 1) + pending.len() as u64);
+    let base = match index.last_revision_in_last(key) {
+        Some(r) => r.0 + 1,
+        None if revision.0 == pending.len() as u64 => 0,
+        None => index.last_revision(handles, key)?.map_or(0, |r| r.0 + 1),
+    };
+    let expected_revision = Revision(base + pending.len() as u64);
     if revision != expected_revision {
         return Err(corruption(
             path,
@@ -513,6 +666,7 @@ impl Batch {
         self.recorded_at = self.recorded_at.max(record.recorded_at);
         self.pending.push(Pending {
             key,
+            revision: record.revision,
             offset: offset as u32,
         });
     }
@@ -522,7 +676,7 @@ impl Batch {
     #[inline]
     fn finish(&mut self, index: &mut Index, end: u64, tail: &mut Tail<'_>) {
         for p in self.pending.drain(..) {
-            index.push(p.key, p.offset);
+            index.push(p.key, p.revision, p.offset);
         }
         index.segments.last_mut().expect("pushed above").end = end;
         *tail.chain = self.chain;
@@ -615,6 +769,7 @@ pub(crate) fn cut(
 fn scan_groups(
     path: &Path,
     window: &mut Window,
+    handles: &Handles,
     index: &mut Index,
     tail: &mut Tail<'_>,
 ) -> Result<Option<(u64, String)>> {
@@ -713,12 +868,13 @@ fn scan_groups(
                 s.position,
                 s.revision,
                 s.key,
-                index,
+                (handles, index),
                 &batch.pending,
             )?;
             batch.recorded_at = batch.recorded_at.max(s.recorded_at);
             batch.pending.push(Pending {
                 key: s.key,
+                revision: s.revision,
                 offset: s.offset as u32,
             });
             if s.batch_end {

@@ -9,6 +9,7 @@ use super::embedded::lock_dir;
 use super::format::HEADER_LEN;
 use super::io::{LogFs, OpenMode, StdFs};
 use super::recovery::{self, Access};
+use super::segidx;
 use crate::error::{Error, Result};
 
 /// What [`crate::EmbeddedLog::repair`] cut.
@@ -39,7 +40,7 @@ pub(crate) fn repair(dir: &Path) -> Result<Vec<Repair>> {
     // Each round removes at least one segment's tail, so this ends.
     let rounds = recovery::list_segments(fs.as_ref(), dir, Access::ReadOnly)?.len() + 1;
     for _ in 0..rounds {
-        let (segment, offset, reason) = match recovery::recover(&fs, dir, Access::ReadOnly) {
+        let (segment, offset, reason) = match recovery::recover(&fs, dir, Access::Scan) {
             Ok(_) => return Ok(repairs),
             Err(Error::Corruption {
                 segment,
@@ -105,8 +106,23 @@ fn cut_at(
     }
     for path in later {
         quarantined.push(rename_away(fs, dir, &path)?);
+        remove_index(fs, &path)?;
     }
+    // The cut segment's index file no longer describes it (the next open
+    // would find that out and rebuild it; removing it says so now).
+    remove_index(fs, segment)?;
     Ok(quarantined)
+}
+
+/// Removes the index file of `segment`, if any: it is derived from the
+/// segment and rebuilt when missing.
+fn remove_index(fs: &dyn LogFs, segment: &Path) -> Result<()> {
+    let idx = segidx::index_path(segment);
+    if fs.exists(&idx) {
+        fs.remove_file(&idx)
+            .map_err(|e| Error::io(format!("remove {}", idx.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Renames a whole segment to `<name>.quarantine-000000000000` and syncs

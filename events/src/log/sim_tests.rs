@@ -204,6 +204,9 @@ fn run_seed(seed: u64) -> u64 {
                 waiting.push((ids, rx));
             }
             writer.commit(group);
+            // A sealed segment's index file is written on a thread of its
+            // own: wait for it, so a seed replays the same operations.
+            shared.join_indexers();
             if durability == Durability::Buffered && rng.chance(30) {
                 writer.background_sync();
             }

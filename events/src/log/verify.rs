@@ -50,7 +50,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         index
             .segments
             .iter()
-            .map(|s| (s.first, s.path.clone(), s.end, s.offsets.len()))
+            .map(|s| (s.first, s.path.clone(), s.end, s.count() as usize))
             .collect()
     };
     let mut chain: Chain = GENESIS_CHAIN;

@@ -14,8 +14,10 @@ use super::format::{
     self, Chain, FORMAT_VERSION, GROUP_HEADER_LEN, GroupHeader, HEADER_LEN, Placement,
     SegmentHeader,
 };
+use super::handles::Handles;
 use super::index::{Index, SegmentIndex, StreamKey, StreamMap};
 use super::io::{LogFile, LogFs, OpenMode};
+use super::segidx::SegmentMeta;
 use crate::error::{Error, Result};
 use crate::ids::{Position, Revision, StreamId, Timestamp};
 use crate::store::{AppendResult, EventData, ExpectedRevision};
@@ -222,7 +224,14 @@ impl Writer {
         self.buf.resize(GROUP_HEADER_LEN, 0);
         let (staged, first) = {
             let index = self.shared.index.read().expect("index lock");
-            let staged = stage_group(&mut self.buf, &index, group, &self.state, now);
+            let staged = stage_group(
+                &mut self.buf,
+                &index,
+                &self.shared.handles,
+                group,
+                &self.state,
+                now,
+            );
             (staged, index.head)
         };
         if staged.accepted.is_empty() {
@@ -292,11 +301,11 @@ impl Writer {
     /// Makes the written `records` readable: adds them to the index, moves
     /// the last segment's end to the writer's length and the head to `next`.
     #[inline]
-    fn publish(&self, records: Vec<(StreamKey, u32)>, next: Position) {
+    fn publish(&self, records: Vec<(StreamKey, Revision, u32)>, next: Position) {
         {
             let mut index = self.shared.index.write().expect("index lock");
-            for (key, offset) in records {
-                index.push(key, offset);
+            for (key, revision, offset) in records {
+                index.push(key, revision, offset);
             }
             index.segments.last_mut().expect("a segment").end = self.state.len;
             debug_assert_eq!(index.head, next);
@@ -304,7 +313,8 @@ impl Writer {
         self.shared.head_tx.send_replace(next);
     }
 
-    /// Seals the current segment and starts a new one at `first`.
+    /// Seals the current segment and starts a new one at `first`; the
+    /// sealed segment's index file is written in the background.
     fn rotate(&mut self, first: Position) -> Result<()> {
         self.sync_if_dirty()?;
         let (file, path) = create_segment(
@@ -313,11 +323,27 @@ impl Writer {
             first,
             &self.state.chain,
         )?;
-        {
+        let sealed = {
             let mut index = self.shared.index.write().expect("index lock");
+            let last = index.segments.last_mut().expect("a segment");
+            let sealed = last.freeze().map(|body| {
+                let meta = SegmentMeta {
+                    segment_version: last.version,
+                    first: last.first,
+                    count: body.offsets.len() as u64,
+                    segment_len: last.end,
+                    last_chain: self.state.chain,
+                    max_recorded_at: self.state.recorded_at,
+                };
+                (last.path.clone(), body, meta)
+            });
             index
                 .segments
                 .push(SegmentIndex::new(first, path, FORMAT_VERSION));
+            sealed
+        };
+        if let Some((segment, body, meta)) = sealed {
+            super::embedded::index_in_background(&self.shared, segment, body, meta);
         }
         self.state = WriterState::new(
             file,
@@ -341,8 +367,8 @@ fn not_acknowledged(e: &Error) -> Error {
 struct Staged {
     /// The reply and result of each accepted request.
     accepted: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
-    /// (stream, offset) of each record, in position order.
-    records: Vec<(StreamKey, u32)>,
+    /// (stream, revision, offset) of each record, in position order.
+    records: Vec<(StreamKey, Revision, u32)>,
     /// The position after the last record.
     next: Position,
     /// Chain value of the last record.
@@ -355,6 +381,7 @@ struct Staged {
 fn stage_group(
     buf: &mut Vec<u8>,
     index: &Index,
+    handles: &Handles,
     group: Vec<AppendRequest>,
     state: &WriterState,
     now: Timestamp,
@@ -367,10 +394,16 @@ fn stage_group(
     };
     let mut overlay: StreamMap<Revision> = StreamMap::default();
     for req in group {
-        let actual = overlay
-            .get(&req.key)
-            .copied()
-            .or_else(|| index.last_revision(req.key));
+        let actual = match overlay.get(&req.key) {
+            Some(&r) => Some(r),
+            None => match index.last_revision(handles, req.key) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                    continue;
+                }
+            },
+        };
         if !req.expected.accepts(actual) {
             let _ = req.reply.send(Err(Error::WrongExpectedVersion {
                 stream: req.stream,
@@ -413,7 +446,7 @@ impl Staged {
         let last = req.events.len() - 1;
         for (i, event) in req.events.iter().enumerate() {
             self.records
-                .push((req.key, (seg_len + buf.len() as u64) as u32));
+                .push((req.key, revision, (seg_len + buf.len() as u64) as u32));
             chain = format::encode_record(
                 buf,
                 event,
