@@ -36,8 +36,15 @@ const READ_LIMIT: usize = 4096;
 /// (the hash chain moved from blake3 to SHA-256 in 1f8864c without a format
 /// version bump, so older fixtures no longer open).
 const FIXTURE_FORMAT: &str = "sha256";
+/// Runs in the scale fixture: 20M events (with `NEONHUB_BENCH_SCALE=1`).
+const SCALE_RUNS: u64 = 10_000_000;
 /// Set (to a log directory) in the child process that measures RSS.
 const RSS_CHILD_ENV: &str = "NEONHUB_BENCH_RSS_LOG";
+/// Set (to a log directory) in the child process that reads random streams
+/// from a cold page cache.
+const COLD_CHILD_ENV: &str = "NEONHUB_BENCH_COLD_LOG";
+/// Streams read by the cold-read child.
+const COLD_READS: usize = 1000;
 
 /// Whether criterion measures (`--bench`) rather than smoke-tests each bench
 /// once (`cargo test --benches`), which gets small fixtures.
@@ -205,22 +212,95 @@ fn open(c: &mut Criterion) {
 
 /// Open time and resident memory of a fresh process (this bench binary
 /// again, so nothing else the benches did counts) that opens the 1M-event
-/// and the 2M-event (1M runs) logs.
+/// and the 2M-event (1M runs) logs and, with `NEONHUB_BENCH_SCALE=1`, the
+/// 20M-event log (10M runs, about 3.5 GB, built once in a few minutes),
+/// interleaved three times; then reads of random runs' streams from the
+/// 20M-event log with a cold page cache.
 fn memory() {
-    for (name, runs) in [("open", OPEN_RUNS), ("rss", RSS_RUNS)] {
-        let dir = fixture(name, runs);
-        let exe = std::env::current_exe().expect("current exe");
-        let out = Command::new(exe)
-            .env(RSS_CHILD_ENV, &dir)
-            .output()
-            .expect("run the RSS child");
-        assert!(
-            out.status.success(),
-            "RSS child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        print!("{}", String::from_utf8_lossy(&out.stdout));
+    let scale = measuring() && std::env::var_os("NEONHUB_BENCH_SCALE").is_some();
+    let mut logs = vec![("open", OPEN_RUNS), ("rss", RSS_RUNS)];
+    if scale {
+        logs.push(("scale", SCALE_RUNS));
     }
+    let dirs: Vec<PathBuf> = logs.iter().map(|&(n, r)| fixture(n, r)).collect();
+    for _ in 0..if scale { 3 } else { 1 } {
+        for dir in &dirs {
+            child(RSS_CHILD_ENV, dir);
+        }
+    }
+    if scale {
+        child(COLD_CHILD_ENV, &dirs[2]);
+    }
+}
+
+/// Runs this bench binary again with `env` set to `dir` and prints its
+/// output.
+fn child(env: &str, dir: &Path) {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .env(env, dir)
+        .output()
+        .expect("run the child");
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Picks `COLD_READS` random runs, drops the page cache (needs root; says
+/// so when it cannot), then reads each run's stream and prints the
+/// latency percentiles.
+fn cold_child(dir: &Path) {
+    let log = EmbeddedLog::open_read_only(dir, LogOptions::default()).expect("open");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let head = rt.block_on(log.head()).expect("head").0;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let streams: Vec<_> = (0..COLD_READS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let events = rt
+                .block_on(log.read_all(Position(x % head), 1))
+                .expect("read_all");
+            events[0].stream.clone()
+        })
+        .collect();
+    drop(log);
+    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+    let log = EmbeddedLog::open_read_only(dir, LogOptions::default()).expect("open");
+    if dropped {
+        std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
+    }
+    let mut took: Vec<Duration> = streams
+        .iter()
+        .map(|stream| {
+            let start = Instant::now();
+            let events = rt
+                .block_on(log.read_stream(
+                    stream,
+                    neonhub_events::Direction::Forwards,
+                    neonhub_events::ReadFrom::Start,
+                    usize::MAX,
+                ))
+                .expect("read_stream");
+            assert_eq!(events.len(), 2);
+            start.elapsed()
+        })
+        .collect();
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    println!(
+        "cold_read/{head} events: {COLD_READS} random runs' streams, page cache {}: p50 {:?}, p99 {:?}, max {:?}",
+        if dropped { "dropped" } else { "NOT dropped (not root)" },
+        at(0.5),
+        at(0.99),
+        took[took.len() - 1],
+    );
 }
 
 /// A `/proc/self/status` field, in KiB.
@@ -262,6 +342,10 @@ criterion_group!(benches, read_all, open);
 fn main() {
     if let Some(dir) = std::env::var_os(RSS_CHILD_ENV) {
         rss_child(Path::new(&dir));
+        return;
+    }
+    if let Some(dir) = std::env::var_os(COLD_CHILD_ENV) {
+        cold_child(Path::new(&dir));
         return;
     }
     benches();
