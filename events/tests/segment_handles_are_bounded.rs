@@ -54,8 +54,10 @@ async fn reading_200_segments_keeps_a_bounded_number_open() {
         assert_eq!(all.len(), 800);
         assert_eq!(log.verify().unwrap().events, 800);
         let open = open_in(&dir_path);
+        // Segments and their index files: more than 400 files were read, at
+        // most 256 (the cache) stay open, plus the lock and the last segment.
         assert!(
-            open <= 40,
+            open <= 260,
             "{open} files open in the log directory for {segments} segments"
         );
     }

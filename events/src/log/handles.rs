@@ -8,7 +8,7 @@ use super::io::{LogFile, LogFs, OpenMode};
 use crate::error::{Error, Result};
 
 /// Most segment files held open for reading at once.
-pub(crate) const MAX_OPEN: usize = 32;
+pub(crate) const MAX_OPEN: usize = 256;
 
 struct Entry {
     path: Arc<Path>,

@@ -16,6 +16,8 @@ use crate::store::{Direction, ReadFrom, RecordedEvent, SubscriptionSource};
 
 /// Most bytes read with one `pread` by `read_all`.
 const READ_CHUNK: u64 = 4 << 20;
+/// Most bytes one `pread` of a stream's records spans.
+const COALESCE: u64 = 64 << 10;
 /// Events a subscription reads ahead of its consumer.
 const SUBSCRIPTION_BATCH: usize = 512;
 
@@ -116,25 +118,46 @@ pub(crate) fn read_stream(
             Box::new(all[..end].iter().rev())
         }
     };
+    let chosen: Vec<&RecordRef> = chosen.take(limit).map(|(_, r)| r).collect();
+    let mut out = Vec::with_capacity(chosen.len());
     let mut buf = Vec::new();
-    chosen
-        .take(limit)
-        .map(|(_, r)| {
-            buf.resize(r.len, 0);
-            shared
-                .handles
-                .get(&r.path)?
-                .read_exact_at(&mut buf, r.offset)
-                .map_err(|e| Error::io(format!("read {}", r.path.display()), e))?;
-            format::decode_record(&buf, MAX_BODY_LEN)
-                .map(format::RecordView::to_recorded)
-                .map_err(|e| Error::Corruption {
-                    segment: r.path.to_path_buf(),
-                    offset: r.offset,
-                    reason: format!("{e:?} on read"),
-                })
-        })
-        .collect()
+    let mut i = 0;
+    while i < chosen.len() {
+        // Records of the stream close together in one file are read with
+        // one `pread` (a run's events are usually a few KiB apart): one
+        // disk read instead of one per event on a cold cache.
+        let first = chosen[i];
+        let (mut lo, mut hi) = (first.offset, first.offset + first.len as u64);
+        let mut j = i + 1;
+        while let Some(r) = chosen.get(j) {
+            let (a, b) = (r.offset, r.offset + r.len as u64);
+            if !Arc::ptr_eq(&r.path, &first.path) || b.max(hi) - a.min(lo) > COALESCE {
+                break;
+            }
+            (lo, hi) = (lo.min(a), hi.max(b));
+            j += 1;
+        }
+        buf.resize((hi - lo) as usize, 0);
+        shared
+            .handles
+            .get(&first.path)?
+            .read_exact_at(&mut buf, lo)
+            .map_err(|e| Error::io(format!("read {}", first.path.display()), e))?;
+        for r in &chosen[i..j] {
+            let at = (r.offset - lo) as usize;
+            let record =
+                format::decode_record(&buf[at..at + r.len], MAX_BODY_LEN).map_err(|e| {
+                    Error::Corruption {
+                        segment: r.path.to_path_buf(),
+                        offset: r.offset,
+                        reason: format!("{e:?} on read"),
+                    }
+                })?;
+            out.push(record.to_recorded());
+        }
+        i = j;
+    }
+    Ok(out)
 }
 
 /// A subscription to the embedded log. It holds one batch at most: a slow

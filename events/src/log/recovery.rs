@@ -192,6 +192,10 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
             index.segments.pop();
         }
         let (file, path) = writer::create_segment(fs.as_ref(), dir, first, &chain)?;
+        if index.segments.last().is_some_and(|s| s.count() > 0) {
+            // The old segment is sealed now: it gets its index file.
+            seal_scanned(fs.as_ref(), &mut index, &chain, recorded_at, access);
+        }
         index
             .segments
             .push(SegmentIndex::new(first, path, FORMAT_VERSION));
