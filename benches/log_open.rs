@@ -34,8 +34,10 @@ const RSS_RUNS: u64 = 1_000_000;
 const READ_LIMIT: usize = 4096;
 /// Part of the fixtures' names: the segment format they were written in
 /// (the hash chain moved from blake3 to SHA-256 in 1f8864c without a format
-/// version bump, so older fixtures no longer open).
-const FIXTURE_FORMAT: &str = "sha256";
+/// version bump, so older fixtures no longer open) and, since `runs`, that
+/// each run's events sit in its own run's stream (so `neonhub replay` builds
+/// a table from them).
+const FIXTURE_FORMAT: &str = "sha256-runs";
 /// Runs in the scale fixture: 20M events (with `NEONHUB_BENCH_SCALE=1`).
 const SCALE_RUNS: u64 = 10_000_000;
 /// Set (to a log directory) in the child process that measures RSS.
@@ -64,8 +66,7 @@ fn fixtures_root() -> PathBuf {
 }
 
 /// The two events of one successful agent run.
-fn run_events(codec: &Codec) -> [neonhub_events::EventData; 2] {
-    let run_id = RunId::new();
+fn run_events(codec: &Codec, run_id: RunId) -> [neonhub_events::EventData; 2] {
     let correlation_id = Uuid::now_v7();
     let metadata = Metadata {
         correlation_id: Some(correlation_id),
@@ -111,8 +112,9 @@ fn fixture(name: &str, runs: u64) -> PathBuf {
                 tokio::spawn(async move {
                     let codec = Codec::new();
                     for _ in 0..share {
-                        let [started, succeeded] = run_events(&codec);
-                        let stream = RunId::new().stream();
+                        let run_id = RunId::new();
+                        let [started, succeeded] = run_events(&codec, run_id);
+                        let stream = run_id.stream();
                         log.append(&stream, ExpectedRevision::NoStream, vec![started])
                             .await
                             .expect("append");
