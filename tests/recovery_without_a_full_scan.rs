@@ -249,10 +249,10 @@ async fn the_table_and_the_log_after_it_give_what_the_full_scan_gives() {
             compared += 1;
             let rows = RunQueries::open(&table).unwrap();
             for run in &expected {
-                if let Some(detail) = rows.get(run.run_id()).unwrap() {
-                    if detail.run.status != RunStatus::Running {
-                        reopened_after_the_table += 1;
-                    }
+                if let Some(detail) = rows.get(run.run_id()).unwrap()
+                    && detail.run.status != RunStatus::Running
+                {
+                    reopened_after_the_table += 1;
                 }
             }
             indexes.push((checkpoint, index));
