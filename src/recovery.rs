@@ -58,6 +58,7 @@ pub async fn find_in_flight(
     codec: &Codec,
     table: &Path,
 ) -> Result<(UnfinishedIndex, RecoverySource)> {
+    let missing = !table.exists();
     let why = match seed(store, table).await {
         Ok(seed) => {
             let (checkpoint, in_flight) = (seed.from(), seed.runs().len());
@@ -85,7 +86,12 @@ pub async fn find_in_flight(
         }
         Err(why) => why,
     };
-    tracing::warn!("start-up recovery reads the whole log: {why}");
+    if missing {
+        // A new data directory, or a table moved aside: nothing is wrong.
+        tracing::info!("start-up recovery reads the whole log: {why}");
+    } else {
+        tracing::warn!("start-up recovery reads the whole log: {why}");
+    }
     let mut index = UnfinishedIndex::default();
     index.catch_up(store, codec).await?;
     Ok((index, RecoverySource::FullScan { why }))
