@@ -229,7 +229,8 @@ pub enum Command {
     /// List runs or show one, from the AgentRun table.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// Per agent and connector: runs, success rate, p50/p95/p99 latency.
+    /// Per agent and connector: runs, success rate, p50/p95/p99 latency,
+    /// from the AgentRun table as it stands; the log is not opened.
     #[command(after_help = "Examples:\n  \
         neonhub report\n  \
         neonhub report --since 1h --format json")]
@@ -339,7 +340,8 @@ pub struct RunArgs {
 /// `neonhub runs ...`.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List runs, newest first.
+    /// List runs, newest first, from the AgentRun table as it stands (a
+    /// running `neonhub serve` keeps it current); the log is not opened.
     #[command(after_help = "Examples:\n  \
         neonhub runs list\n  \
         neonhub runs list --agent sms --status failed --since 2h\n  \

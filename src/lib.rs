@@ -24,6 +24,7 @@ mod cluster;
 mod commands;
 mod config;
 mod error;
+mod recovery;
 mod server;
 mod service;
 mod store;
@@ -41,6 +42,7 @@ pub use config::{
     ServeConfig, StoreConfig, StoreKind, Token, format_time, parse_time,
 };
 pub use error::{Error, Result};
+pub use recovery::{RecoverySource, find_in_flight};
 pub use server::Server;
 pub use service::{
     Catalog, ConnectorInfo, DEFAULT_MAX_RESUMES, OnInterrupted, Service, ServiceOptions,

@@ -11,8 +11,7 @@ use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
     InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport,
-    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, UnfinishedIndex, WatchInFlight,
-    close_interrupted,
+    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, WatchInFlight, close_interrupted,
 };
 use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionHealth, ProjectionRunner, RunMetrics};
@@ -21,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 use crate::cluster::{Cluster, ClusterOptions, Takeover, node_id};
 use crate::config::{DataDir, StoreConfig};
 use crate::error::{Error, Result};
+use crate::recovery::find_in_flight;
 use crate::store::{Access, Store};
 
 /// What the service is started with.
@@ -237,8 +237,9 @@ impl Service {
             }
         };
         let node: Option<NodeId> = cluster.as_ref().map(|c| c.node().clone());
-        let mut index = UnfinishedIndex::default();
-        let events_scanned = index.catch_up(&*shared, &codec).await?;
+        let (index, _source) =
+            find_in_flight(&*shared, &codec, &options.data.projection_path()).await?;
+        let events_scanned = index.scanned();
         let unfinished = index.select(|run| match (&node, run.owner()) {
             (None, _) | (Some(_), None) => true,
             (Some(me), Some(owner)) => owner == me,

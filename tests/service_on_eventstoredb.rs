@@ -256,8 +256,17 @@ async fn the_service_runs_end_to_end_on_eventstoredb() {
     assert!(out.exists());
 
     // A second data directory (another node) builds the same table from the
-    // shared store.
+    // shared store (`runs list` and `report` read the table alone).
     let other = tempfile::tempdir().unwrap();
+    let table = other.path().join(neonhub::PROJECTION_FILE);
+    ok(
+        &cli(
+            other.path(),
+            &url,
+            &["replay", "--out", table.to_str().unwrap()],
+        ),
+        "replay into a fresh data directory",
+    );
     let listed = json_of(&ok(
         &cli(
             other.path(),

@@ -108,6 +108,14 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] neonhub_events::Error),
 
+    /// The persisted state start-up recovery was seeded with (the AgentRun
+    /// table, see [`crate::RecoverySeed`]) could not be read.
+    ///
+    /// Recover from the whole log instead ([`crate::find_unfinished`]); the
+    /// message says what failed.
+    #[error("the state recovery was seeded with could not be read: {0}")]
+    Seed(String),
+
     /// The runtime was configured inconsistently (two agents with one name,
     /// one intent for two agents, live mode without credentials).
     ///

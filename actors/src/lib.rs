@@ -53,8 +53,8 @@ pub use orchestrator::{
     WatchInFlight, default_agent_threads,
 };
 pub use recovery::{
-    RecoveryReport, Unfinished, UnfinishedIndex, close_interrupted, find_unfinished,
-    recover_interrupted,
+    RecoveryReport, RecoverySeed, StepDirectory, Unfinished, UnfinishedIndex, close_interrupted,
+    find_unfinished, find_unfinished_from, recover_interrupted,
 };
 pub use retry::RetryPolicy;
 pub use subscribe::{RunEventNotice, SubscriptionHandle, subscribe};

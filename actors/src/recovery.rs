@@ -5,15 +5,21 @@
 //! ([`crate::ResumeInterrupted`]) and closes the rest. [`UnfinishedIndex`]
 //! keeps the unfinished runs current by reading on from where it stopped,
 //! for nodes that look for the runs of expired owners again and again.
+//!
+//! Without a full scan: [`UnfinishedIndex::seeded`] starts from a
+//! [`RecoverySeed`] (the runs unfinished as of a position, and a way to look
+//! up a run's steps: the AgentRun table, wired in by the binary) and reads
+//! only those runs' streams and the log after the seed's position. Its
+//! result is the full scan's.
 
 use std::collections::{BTreeSet, HashMap};
 
 use neonhub_events::{
-    Codec, ErrorKind, EventStore, ExpectedRevision, Metadata, NodeId, Position, RecordedEvent,
-    Revision, RunError, RunEvent, RunFailed, RunId, RunState, Timestamp,
+    Codec, Direction, ErrorKind, EventStore, ExpectedRevision, Metadata, NodeId, Position,
+    ReadFrom, RecordedEvent, Revision, RunError, RunEvent, RunFailed, RunId, RunState, Timestamp,
 };
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Events read per page while scanning the log.
 const PAGE: usize = 1024;
@@ -33,7 +39,7 @@ pub struct RecoveryReport {
 /// closing or resuming it needs from the envelopes (its stream's last
 /// revision, the metadata its events carry, when its current attempt began,
 /// how many of its attempts were resumes).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Unfinished {
     pub(crate) state: RunState,
     pub(crate) last: Revision,
@@ -73,6 +79,13 @@ impl Unfinished {
 struct Tracked {
     open: HashMap<RunId, Unfinished>,
     reopenable: HashMap<RunId, Unfinished>,
+}
+
+impl Tracked {
+    /// Whether `run_id` is followed (open, or ended in a way that may reopen).
+    fn knows(&self, run_id: &RunId) -> bool {
+        self.open.contains_key(run_id) || self.reopenable.contains_key(run_id)
+    }
 }
 
 /// Folds `recorded` (a run event) into the tracked runs.
@@ -178,20 +191,101 @@ pub async fn find_unfinished(
 ) -> Result<(u64, Vec<Unfinished>)> {
     let mut index = UnfinishedIndex::default();
     index.catch_up(store, codec).await?;
-    let mut unfinished: Vec<Unfinished> = index.tracked.open.into_values().collect();
-    unfinished.sort_by_key(|o| o.state.first_position);
-    Ok((index.scanned, unfinished))
+    Ok(index.into_unfinished())
+}
+
+/// [`find_unfinished`] without a full scan: the runs `seed` names and the
+/// log after its position (see [`UnfinishedIndex::seeded`]). The same runs,
+/// in the same order, in the same state, as [`find_unfinished`] finds;
+/// returns the run events read and the runs.
+///
+/// # Errors
+/// The store's, the seed's ([`Error::Seed`]), or a run event that does not
+/// decode or fit its run.
+pub async fn find_unfinished_from(
+    store: &dyn EventStore,
+    codec: &Codec,
+    seed: RecoverySeed,
+) -> Result<(u64, Vec<Unfinished>)> {
+    Ok(UnfinishedIndex::seeded(store, codec, seed)
+        .await?
+        .into_unfinished())
+}
+
+/// Looks up the steps (child runs) of runs, in the persisted state a
+/// [`RecoverySeed`] comes from (the binary answers from the AgentRun
+/// table's `parent_run_id`).
+pub trait StepDirectory: Send {
+    /// Every `(run, step)` pair whose step is a child run of one of `runs`
+    /// and started before the seed's position (steps started later may be
+    /// listed too; they are ignored).
+    ///
+    /// # Errors
+    /// Why the persisted state could not be read (the text of
+    /// [`Error::Seed`]).
+    fn steps_of(&mut self, runs: &[RunId]) -> std::result::Result<Vec<(RunId, RunId)>, String>;
+}
+
+/// What recovery starts from instead of a scan of the whole log: every run
+/// (agent run or step) unfinished as of `from`, and a directory of their
+/// steps, as persisted state (the AgentRun table at its checkpoint) knows
+/// them. It must be exact as of `from`: what the fold gives for the log
+/// before it.
+pub struct RecoverySeed {
+    from: Position,
+    open: Vec<RunId>,
+    steps: Box<dyn StepDirectory>,
+}
+
+impl std::fmt::Debug for RecoverySeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoverySeed")
+            .field("from", &self.from)
+            .field("open", &self.open.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecoverySeed {
+    /// The runs `open` as of `from` (every event before it accounted for),
+    /// with `steps` to look up their steps.
+    pub fn new(from: Position, open: Vec<RunId>, steps: Box<dyn StepDirectory>) -> Self {
+        Self { from, open, steps }
+    }
+
+    /// The position it is exact as of.
+    pub fn from(&self) -> Position {
+        self.from
+    }
+
+    /// The runs unfinished as of [`Self::from`].
+    pub fn runs(&self) -> &[RunId] {
+        &self.open
+    }
 }
 
 /// The unfinished runs of a log, kept current by [`Self::catch_up`], which
 /// reads only the events appended since the last one: the first catch-up
 /// reads the whole log, later ones cost what was appended meanwhile. Memory
 /// is bounded by the runs open (or ended `in_doubt`) at the head.
+///
+/// A seeded index ([`Self::seeded`]) follows only the runs unfinished as of
+/// the seed and those the log names after it; a run that ended before the
+/// seed in a way that may reopen (`in_doubt`, a `cancelled` step) is read
+/// from its stream, with its steps, the first time the log names it again.
 #[derive(Default)]
 pub struct UnfinishedIndex {
     tracked: Tracked,
     from: Position,
     scanned: u64,
+    seed: Option<Seeded>,
+}
+
+/// What a seeded index keeps of its seed: its position and the directory of
+/// steps, for the runs that reopen later.
+struct Seeded {
+    from: Position,
+    steps: Box<dyn StepDirectory>,
 }
 
 impl std::fmt::Debug for UnfinishedIndex {
@@ -200,18 +294,106 @@ impl std::fmt::Debug for UnfinishedIndex {
             .field("open", &self.tracked.open.len())
             .field("from", &self.from)
             .field("scanned", &self.scanned)
+            .field("seeded_from", &self.seed.as_ref().map(|s| s.from))
             .finish_non_exhaustive()
     }
 }
 
 impl UnfinishedIndex {
+    /// The index as a full scan would leave it at the head, built from
+    /// `seed` instead: the streams of the runs it names unfinished (and of
+    /// their steps, for when the log last heard of them) up to its
+    /// position, then the log from there. Its cost is those streams and the
+    /// log after the seed's position, not the history.
+    ///
+    /// # Errors
+    /// The store's, the seed's ([`Error::Seed`]), or a run event that does
+    /// not decode or fit its run (a seed that does not match the log may
+    /// also show as one).
+    pub async fn seeded(store: &dyn EventStore, codec: &Codec, seed: RecoverySeed) -> Result<Self> {
+        let RecoverySeed { from, open, steps } = seed;
+        let mut index = UnfinishedIndex {
+            from,
+            seed: Some(Seeded { from, steps }),
+            ..UnfinishedIndex::default()
+        };
+        index.materialize(store, codec, &open).await?;
+        index.catch_up(store, codec).await?;
+        Ok(index)
+    }
+
+    /// Folds, as of the seed's position, the streams of `runs` and of their
+    /// steps (in log order, as a scan would have met them), and follows the
+    /// ones among `runs` still open or reopenable then.
+    async fn materialize(
+        &mut self,
+        store: &dyn EventStore,
+        codec: &Codec,
+        runs: &[RunId],
+    ) -> Result<()> {
+        let Some(seed) = &mut self.seed else {
+            return Ok(());
+        };
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let from = seed.from;
+        let steps = seed.steps.steps_of(runs).map_err(Error::Seed)?;
+        let streams: BTreeSet<RunId> = runs
+            .iter()
+            .copied()
+            .chain(steps.into_iter().map(|(_, step)| step))
+            .collect();
+        let mut events = Vec::new();
+        for run_id in streams {
+            let stream = run_id.stream();
+            let mut next = ReadFrom::Start;
+            loop {
+                let page = store
+                    .read_stream(&stream, Direction::Forwards, next, PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                let (full, past) = (page.len() == PAGE, last.position >= from);
+                next = ReadFrom::Revision(last.revision.next());
+                events.extend(page.into_iter().filter(|e| e.position < from));
+                if !full || past {
+                    break;
+                }
+            }
+        }
+        events.sort_by_key(|e| e.position);
+        let mut scratch = Tracked::default();
+        for recorded in &events {
+            let event = codec.decode(recorded)?;
+            track(&mut scratch, recorded, event)?;
+        }
+        self.scanned += events.len() as u64;
+        for run_id in runs {
+            if let Some(run) = scratch.open.remove(run_id) {
+                self.tracked.open.insert(*run_id, run);
+            } else if let Some(run) = scratch.reopenable.remove(run_id) {
+                self.tracked.reopenable.insert(*run_id, run);
+            }
+        }
+        Ok(())
+    }
+
+    /// The runs open at the head, in log order of their start, and the run
+    /// events read.
+    fn into_unfinished(self) -> (u64, Vec<Unfinished>) {
+        let mut unfinished: Vec<Unfinished> = self.tracked.open.into_values().collect();
+        unfinished.sort_by_key(|o| o.state.first_position);
+        (self.scanned, unfinished)
+    }
+
     /// Reads the log from where the last catch-up stopped to its head.
-    /// Returns the run events read.
+    /// Returns the run events read (by a seeded index, also those of the
+    /// streams of runs that reopened).
     ///
     /// # Errors
     /// The store's, or a run event that does not decode or fit its run.
     pub async fn catch_up(&mut self, store: &dyn EventStore, codec: &Codec) -> Result<u64> {
-        let mut scanned = 0;
+        let before = self.scanned;
         loop {
             let page = store.read_all(self.from, PAGE).await?;
             let Some(last) = page.last() else { break };
@@ -220,13 +402,19 @@ impl UnfinishedIndex {
                     continue;
                 }
                 let event = codec.decode(recorded)?;
-                scanned += 1;
+                self.scanned += 1;
+                let run_id = event.run_id();
+                let new = matches!(&event, RunEvent::Started(s) if s.attempt == 1);
+                if !new && self.seed.is_some() && !self.tracked.knows(&run_id) {
+                    // Ended before the seed and reopened now (or an event
+                    // that fits no run: the fold says so below).
+                    self.materialize(store, codec, &[run_id]).await?;
+                }
                 track(&mut self.tracked, recorded, event)?;
             }
             self.from = last.position.next();
         }
-        self.scanned += scanned;
-        Ok(scanned)
+        Ok(self.scanned - before)
     }
 
     /// Run events read by every catch-up so far.

@@ -220,6 +220,48 @@ impl RunQueries {
         read_checkpoint(&self.conn)
     }
 
+    /// The runs (agent runs and steps) not finished as of the checkpoint,
+    /// in log order of their start, with that checkpoint, read in one
+    /// transaction: what start-up recovery starts from instead of the whole
+    /// log.
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn in_flight(&mut self) -> Result<(Position, Vec<RunId>)> {
+        let tx = self.conn.transaction()?;
+        let checkpoint = read_checkpoint(&tx)?;
+        let mut runs = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT run_id FROM agent_runs WHERE status = ?1 ORDER BY first_position",
+            )?;
+            let mut rows = stmt.query([RunStatus::Running.as_str()])?;
+            while let Some(row) = rows.next()? {
+                runs.push(run_id_of(&row.get::<_, String>(0)?)?);
+            }
+        }
+        tx.finish()?;
+        Ok((checkpoint, runs))
+    }
+
+    /// The `(run, step)` pairs of the child runs of `runs`.
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn steps_of(&self, runs: &[RunId]) -> Result<Vec<(RunId, RunId)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT run_id FROM agent_runs WHERE parent_run_id = ?1")?;
+        let mut pairs = Vec::new();
+        for run in runs {
+            let mut rows = stmt.query([run.to_string()])?;
+            while let Some(row) = rows.next()? {
+                pairs.push((*run, run_id_of(&row.get::<_, String>(0)?)?));
+            }
+        }
+        Ok(pairs)
+    }
+
     /// Every row, ordered by run id (for comparisons and audits).
     ///
     /// # Errors
@@ -227,6 +269,16 @@ impl RunQueries {
     pub fn all_runs(&self) -> Result<Vec<AgentRun>> {
         all_runs(&self.conn)
     }
+}
+
+/// A run id as the table stores it.
+fn run_id_of(text: &str) -> Result<RunId> {
+    Uuid::parse_str(text)
+        .map(RunId::from_uuid)
+        .map_err(|e| Error::CorruptRow {
+            run_id: text.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 pub(crate) fn list(

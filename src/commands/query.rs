@@ -1,5 +1,8 @@
-//! `neonhub runs list|show` and `neonhub report`: read the AgentRun table
-//! (brought up to date with the log first when no server holds it).
+//! `neonhub runs list|show` and `neonhub report`: read the AgentRun table.
+//! `runs list` and `report` read the table alone, as it stands (a running
+//! `neonhub serve` keeps it current), and never open the log; `runs show`
+//! also reads the run's events, so it brings the table up to date with the
+//! log first when no server holds it.
 
 use neonhub_events::{Direction, ReadFrom, RecordedEvent, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries};
@@ -16,7 +19,7 @@ use crate::view::{detail_json, event_json, report_json, run_json};
 /// serve` holds the data directory (it keeps the table current itself):
 /// then `None`. The embedded log is opened read-only: reading never cuts or
 /// writes it.
-pub(super) async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Option<SharedStore>> {
+async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Option<SharedStore>> {
     let opened = match store {
         StoreConfig::Embedded => {
             if crate::store::embedded_in_use(data)? {
@@ -36,18 +39,22 @@ pub(super) async fn refresh(data: &DataDir, store: &StoreConfig) -> Result<Optio
     Ok(Some(log))
 }
 
+/// Opens the table for queries; without one, says how to build it.
 fn queries(data: &DataDir) -> Result<RunQueries> {
     let path = data.projection_path();
     if !path.exists() {
         return Err(Error::Usage(format!(
-            "no AgentRun table at {}: run `neonhub demo` or `neonhub serve` first",
-            path.display()
+            "no AgentRun table at {path}: `neonhub serve` (or `neonhub run`, `neonhub demo`) \
+             builds it from the log; without starting the service, `neonhub replay --out {path}` \
+             does",
+            path = path.display()
         )));
     }
     Ok(RunQueries::open(path)?)
 }
 
-pub(super) async fn list(data: DataDir, store: StoreConfig, args: ListArgs) -> Result<()> {
+/// Reads the table only: the log is not opened.
+pub(super) fn list(data: DataDir, args: ListArgs) -> Result<()> {
     let mut filter = RunFilter::new();
     if let Some(agent) = args.agent {
         filter = filter.target(agent);
@@ -64,7 +71,6 @@ pub(super) async fn list(data: DataDir, store: StoreConfig, args: ListArgs) -> R
             neonhub_projections::MAX_PAGE_SIZE
         )));
     }
-    let _log = refresh(&data, &store).await?;
     let page = queries(&data)?.list(&filter, None, args.limit)?;
     match args.format {
         Format::Json => print_json(&json!({
@@ -131,8 +137,8 @@ pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> R
     Ok(())
 }
 
-pub(super) async fn report(data: DataDir, store: StoreConfig, args: ReportArgs) -> Result<()> {
-    let _log = refresh(&data, &store).await?;
+/// Reads the table only: the log is not opened.
+pub(super) fn report(data: DataDir, args: ReportArgs) -> Result<()> {
     let reports = queries(&data)?.report(args.since, None)?;
     match args.format {
         Format::Json => print_json(&json!({
