@@ -341,13 +341,17 @@ fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (Stri
             SqlValue::Text(c.to_string()),
         );
     }
-    if let Some(f) = filter.from {
-        arg(
-            &mut sql,
-            " AND started_at >= ?",
-            SqlValue::Integer(f.0 as i64),
-        );
-    }
+    // Always a lower bound on `started_at` (the smallest there is when the
+    // filter has none): without a range on it, SQLite scans and sorts the
+    // whole table for `ORDER BY started_at DESC, first_position DESC`; with
+    // one, it walks `agent_runs_by_time` newest first and sorts only runs
+    // started in the same microsecond, so the first page costs the same at
+    // ten rows or ten million.
+    arg(
+        &mut sql,
+        " AND started_at >= ?",
+        SqlValue::Integer(filter.from.map_or(i64::MIN, |f| f.0 as i64)),
+    );
     if let Some(b) = filter.before {
         arg(
             &mut sql,
@@ -425,5 +429,38 @@ mod tests {
             Err(Error::InvalidInput(_))
         ));
         assert!("12_notanumber".parse::<Cursor>().is_err());
+    }
+
+    /// The plan of `list`'s query, one line per step.
+    fn plan(filter: &RunFilter, cursor: Option<Cursor>) -> Vec<String> {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::agent_runs::schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let (sql, args) = list_query(filter, cursor, 10);
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_page_walks_the_time_index_and_never_sorts_the_table() {
+        let cursor = Cursor {
+            started_at: Timestamp(1_700_000_000_000_000),
+            first_position: Position(42),
+        };
+        for cursor in [None, Some(cursor)] {
+            let plan = plan(&RunFilter::default(), cursor);
+            assert!(
+                plan.iter().any(|p| p.contains("USING INDEX agent_runs_by_time")),
+                "{plan:?}"
+            );
+            // Sorting only runs started in the same microsecond ("RIGHT
+            // PART") is fine; sorting every row is not.
+            assert!(
+                !plan.iter().any(|p| p == "USE TEMP B-TREE FOR ORDER BY"),
+                "{plan:?}"
+            );
+        }
     }
 }

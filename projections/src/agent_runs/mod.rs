@@ -7,7 +7,7 @@
 //! - here: the projection, applying a batch in one transaction.
 
 mod row;
-mod schema;
+pub(crate) mod schema;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

@@ -113,7 +113,7 @@ pub(crate) fn open_for_check(path: &Path) -> Result<Connection> {
 }
 
 /// Creates the schema in a new file, or checks the version of an existing one.
-pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
         0 => {
