@@ -401,6 +401,64 @@ impl EmbeddedLog {
         super::repair::repair(dir.as_ref())
     }
 
+    /// Moves the sealed segments of the log in `dir` whose newest event was
+    /// recorded before `before` out of the live log into `to`, compressed
+    /// (zstd), oldest first (`neonhub log archive`). The chain stays
+    /// provable: the live log's manifest (`ARCHIVE.json`) records each
+    /// archived segment's record count, last chain value, time range, file
+    /// and checksum, and the live log continues the last chain value.
+    /// Never archives the segment being written. Runs beside a process that
+    /// holds the log open (`serve`): that process's reads of archived events
+    /// answer [`Error::Archived`].
+    ///
+    /// # Errors
+    /// [`Error::Locked`] while another archive runs; [`Error::NotALog`];
+    /// [`Error::ChainBroken`] or [`Error::Corruption`] when the segments do
+    /// not continue the archive; I/O errors (nothing is removed from the
+    /// live log unless the archive was written and synced).
+    pub fn archive(
+        dir: impl AsRef<Path>,
+        before: crate::ids::Timestamp,
+        to: impl AsRef<Path>,
+    ) -> Result<super::archive::ArchiveReport> {
+        super::archive::archive(dir.as_ref(), before, to.as_ref())
+    }
+
+    /// The first position still in the live log: the events before it were
+    /// archived ([`EmbeddedLog::archive`]); `Position(0)` when none were.
+    pub fn archived_before(&self) -> Position {
+        self.shared.index.read().expect("index lock").archive.end()
+    }
+
+    /// Where the archive manifest says the archived segments went (the
+    /// newest run's directory), `None` when nothing is archived.
+    pub fn archive_dir(&self) -> Option<PathBuf> {
+        let index = self.shared.index.read().expect("index lock");
+        index
+            .archive
+            .manifest
+            .segments
+            .last()
+            .map(|s| s.archive.clone())
+    }
+
+    /// Verifies across the archive in `archive` and the live log: every
+    /// archived segment (its checksum, every record's CRC, the chain from
+    /// the first event of the log), then the live log continuing it, as
+    /// [`EmbeddedLog::verify`]. The report's `archived` is 0: nothing is
+    /// taken on trust.
+    ///
+    /// # Errors
+    /// [`Error::ArchiveDamaged`] naming a missing or damaged archived file or
+    /// manifest; [`Error::ChainBroken`] or [`Error::Corruption`] naming the
+    /// file; as [`EmbeddedLog::verify`].
+    pub fn verify_with_archive(&self, archive: impl AsRef<Path>) -> Result<VerifyReport> {
+        super::archive::verify_archive(&self.shared, archive.as_ref())?;
+        let mut report = verify::verify(&self.shared)?;
+        report.archived = 0;
+        Ok(report)
+    }
+
     /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.writable
@@ -455,6 +513,16 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::Corruption`] if the record does not read back; I/O errors.
     pub fn chain_at(&self, position: Position) -> Result<Option<[u8; 32]>> {
+        {
+            let index = self.shared.index.read().expect("index lock");
+            if position < index.archive.end() {
+                return Err(Error::Archived {
+                    stream: None,
+                    position,
+                    archive: index.archive.dir_of(position),
+                });
+            }
+        }
         let Some(at) = reader::locate(&self.shared, position)? else {
             return Ok(None);
         };

@@ -34,6 +34,13 @@ pub(crate) fn read_all(
             if position >= index.head {
                 break;
             }
+            if position < index.archive.end() {
+                return Err(Error::Archived {
+                    stream: None,
+                    position,
+                    archive: index.archive.dir_of(position),
+                });
+            }
             let seg = &index.segments[index.segment_of(position)];
             let i = (position.0 - seg.first.0) as usize;
             let j = (seg.count() as usize).min(i + (limit - out.len()));
@@ -47,10 +54,15 @@ pub(crate) fn read_all(
         let within = offsets[1..].partition_point(|&o| o - start <= READ_CHUNK);
         let count = within.max(1);
         let end = offsets[count];
-        let file = shared.handles.get(&path)?;
         buf.resize((end - start) as usize, 0);
-        file.read_exact_at(&mut buf, start)
-            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        shared
+            .handles
+            .get(&path)
+            .and_then(|file| {
+                file.read_exact_at(&mut buf, start)
+                    .map_err(|e| Error::io(format!("read {}", path.display()), e))
+            })
+            .map_err(|e| archived_meanwhile(shared, &path, None, position, e))?;
         let mut at = 0usize;
         for _ in 0..count {
             if format::is_group_header(&buf[at..]) {
@@ -81,6 +93,7 @@ pub(crate) fn locate(shared: &Shared, position: Position) -> Result<Option<Recor
         path,
         offset: offsets[0],
         len: (offsets[1] - offsets[0]) as usize,
+        archived: None,
     }))
 }
 
@@ -116,16 +129,35 @@ pub(crate) fn read_stream(
             Box::new(all[..end].iter().rev())
         }
     };
+    let chosen: Vec<&(Revision, RecordRef)> = chosen.take(limit).collect();
+    if let Some(first) = chosen.iter().filter_map(|(_, r)| r.archived).min() {
+        return Err(Error::Archived {
+            stream: Some(stream.clone()),
+            position: first,
+            archive: shared
+                .index
+                .read()
+                .expect("index lock")
+                .archive
+                .dir_of(first),
+        });
+    }
     let mut buf = Vec::new();
     chosen
-        .take(limit)
+        .into_iter()
         .map(|(_, r)| {
             buf.resize(r.len, 0);
             shared
                 .handles
-                .get(&r.path)?
-                .read_exact_at(&mut buf, r.offset)
-                .map_err(|e| Error::io(format!("read {}", r.path.display()), e))?;
+                .get(&r.path)
+                .and_then(|file| {
+                    file.read_exact_at(&mut buf, r.offset)
+                        .map_err(|e| Error::io(format!("read {}", r.path.display()), e))
+                })
+                .map_err(|e| {
+                    let first = segment_first(&r.path).unwrap_or_default();
+                    archived_meanwhile(shared, &r.path, Some(stream), first, e)
+                })?;
             format::decode_record(&buf, MAX_BODY_LEN)
                 .map(format::RecordView::to_recorded)
                 .map_err(|e| Error::Corruption {
@@ -135,6 +167,38 @@ pub(crate) fn read_stream(
                 })
         })
         .collect()
+}
+
+/// The first position of the segment file at `path`, from its name.
+fn segment_first(path: &std::path::Path) -> Option<Position> {
+    format::parse_segment_file_name(path.file_name()?.to_str()?).flatten()
+}
+
+/// `error`, from reading the segment at `path`; or [`Error::Archived`] when
+/// `neonhub log archive`, run beside this process, moved that segment out
+/// (the live manifest lists it).
+pub(crate) fn archived_meanwhile(
+    shared: &Shared,
+    path: &std::path::Path,
+    stream: Option<&StreamId>,
+    position: Position,
+    error: Error,
+) -> Error {
+    let Some(first) = segment_first(path) else {
+        return error;
+    };
+    let manifest = shared.dir.join(super::manifest::LIVE_MANIFEST);
+    match super::manifest::Manifest::read(shared.fs.as_ref(), &manifest, true) {
+        Ok(Some(m)) => match m.segments.iter().find(|s| s.first == first.0) {
+            Some(s) => Error::Archived {
+                stream: stream.cloned(),
+                position: if stream.is_some() { first } else { position },
+                archive: s.archive.clone(),
+            },
+            None => error,
+        },
+        _ => error,
+    }
 }
 
 /// A subscription to the embedded log. It holds one batch at most: a slow
