@@ -296,7 +296,11 @@ fn cold_child(dir: &Path) {
     let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
     println!(
         "cold_read/{head} events: {COLD_READS} random runs' streams, page cache {}: p50 {:?}, p99 {:?}, max {:?}",
-        if dropped { "dropped" } else { "NOT dropped (not root)" },
+        if dropped {
+            "dropped"
+        } else {
+            "NOT dropped (not root)"
+        },
         at(0.5),
         at(0.99),
         took[took.len() - 1],

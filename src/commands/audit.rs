@@ -65,14 +65,15 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         let table = verify_table_from(&*log, &path, archived_before)
             .await
             .map_err(|e| match e {
-            neonhub_projections::Error::Store(neonhub_events::Error::Decode {
-                position, ..
-            }) => Error::AuditFailed {
-                position,
-                reason: format!("does not decode with this build: {e}"),
-            },
-            other => other.into(),
-        })?;
+                neonhub_projections::Error::Store(neonhub_events::Error::Decode {
+                    position,
+                    ..
+                }) => Error::AuditFailed {
+                    position,
+                    reason: format!("does not decode with this build: {e}"),
+                },
+                other => other.into(),
+            })?;
         check_table(&table)?;
         Some(table)
     } else {

@@ -691,3 +691,45 @@ fn check_records(
     }
     Ok(())
 }
+
+/// Takes into account an archive run beside this process (`serve` holds the
+/// log while `neonhub log archive` moves its old segments): when the live
+/// manifest changed since last seen, the segments it now lists leave this
+/// handle's index (their reads answer [`Error::Archived`]) and their open
+/// file handles are closed, so that their disk space is freed. Costs one
+/// `stat` when nothing changed.
+pub(crate) fn catch_up(shared: &Shared) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let path = shared.dir.join(LIVE_MANIFEST);
+    let stamp = std::fs::metadata(&path).ok().map(|m| {
+        (
+            m.len(),
+            m.modified().unwrap_or(std::time::UNIX_EPOCH),
+            m.ino(),
+        )
+    });
+    let mut seen = shared.archive_seen.lock().expect("archive stamp lock");
+    if stamp.is_none() || *seen == stamp {
+        return Ok(());
+    }
+    let end = Manifest::read(shared.fs.as_ref(), &path, true)?.map_or(Position::START, |m| m.end());
+    if end > shared.index.read().expect("index lock").archive.end() {
+        let archive = recovery::load_archive(shared.fs.as_ref(), &shared.dir)?;
+        let mut index = shared.index.write().expect("index lock");
+        let last = index.segments.len().saturating_sub(1);
+        let gone = index.segments[..last]
+            .iter()
+            .take_while(|s| s.first < end)
+            .count();
+        for seg in index.segments.drain(..gone) {
+            shared.handles.forget(&seg.path);
+        }
+        index.archive = archive;
+        tracing::info!(
+            first_live = %end,
+            "segments were archived beside this process; their events now read as archived"
+        );
+    }
+    *seen = stamp;
+    Ok(())
+}

@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     pub(crate) health: Mutex<WriterHealth>,
     /// Threads writing the index files of sealed segments.
     indexers: Mutex<Vec<JoinHandle<()>>>,
+    /// The live archive manifest as last seen (length, modification time,
+    /// inode), to notice an archive run beside this process.
+    pub(crate) archive_seen: Mutex<Option<(u64, std::time::SystemTime, u64)>>,
     closed: AtomicBool,
 }
 
@@ -156,6 +159,7 @@ impl Shared {
             head_tx: watch::Sender::new(head),
             health: Mutex::new(WriterHealth::Ok),
             indexers: Mutex::new(Vec::new()),
+            archive_seen: Mutex::new(None),
             closed: AtomicBool::new(false),
         })
     }
@@ -427,6 +431,7 @@ impl EmbeddedLog {
     /// The first position still in the live log: the events before it were
     /// archived ([`EmbeddedLog::archive`]); `Position(0)` when none were.
     pub fn archived_before(&self) -> Position {
+        let _ = super::archive::catch_up(&self.shared);
         self.shared.index.read().expect("index lock").archive.end()
     }
 
@@ -453,6 +458,7 @@ impl EmbeddedLog {
     /// manifest; [`Error::ChainBroken`] or [`Error::Corruption`] naming the
     /// file; as [`EmbeddedLog::verify`].
     pub fn verify_with_archive(&self, archive: impl AsRef<Path>) -> Result<VerifyReport> {
+        super::archive::catch_up(&self.shared)?;
         super::archive::verify_archive(&self.shared, archive.as_ref())?;
         let mut report = verify::verify(&self.shared)?;
         report.archived = 0;
@@ -500,6 +506,7 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::ChainBroken`] or [`Error::Corruption`] at the first bad record.
     pub fn verify(&self) -> Result<VerifyReport> {
+        super::archive::catch_up(&self.shared)?;
         verify::verify(&self.shared)
     }
 
@@ -513,6 +520,7 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::Corruption`] if the record does not read back; I/O errors.
     pub fn chain_at(&self, position: Position) -> Result<Option<[u8; 32]>> {
+        super::archive::catch_up(&self.shared)?;
         {
             let index = self.shared.index.read().expect("index lock");
             if position < index.archive.end() {

@@ -27,6 +27,14 @@ pub(crate) fn read_all(
 ) -> Result<Vec<RecordedEvent>> {
     let mut out = Vec::with_capacity(limit.min(4096));
     let mut position = from;
+    let last_first = {
+        let index = shared.index.read().expect("index lock");
+        index.segments.last().map_or(Position::START, |s| s.first)
+    };
+    if from < last_first {
+        // Reading sealed segments: some may have been archived meanwhile.
+        super::archive::catch_up(shared)?;
+    }
     let mut buf = Vec::new();
     while out.len() < limit {
         let (path, offsets) = {
@@ -105,6 +113,7 @@ pub(crate) fn read_stream(
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    super::archive::catch_up(shared)?;
     let all = Index::stream_refs(
         shared.index.read().expect("index lock"),
         &shared.handles,

@@ -226,7 +226,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
 /// the segments it lists (kept in `dir`; one that is missing or does not
 /// match the manifest is left out, with a warning: streams begun in its
 /// segment then look new to appends and reads).
-fn load_archive(fs: &dyn LogFs, dir: &Path) -> Result<Archive> {
+pub(crate) fn load_archive(fs: &dyn LogFs, dir: &Path) -> Result<Archive> {
     let path = dir.join(manifest::LIVE_MANIFEST);
     let Some(manifest) = Manifest::read(fs, &path, true)? else {
         return Ok(Archive::default());
