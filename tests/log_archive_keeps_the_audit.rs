@@ -1,0 +1,172 @@
+//! `neonhub log archive` moves old sealed segments out of the live log and
+//! the audit still holds: `audit verify` proves the live log continues the
+//! archived chain (and re-checks the archive with `--archive`), archived
+//! runs keep their rows, damage to the archive is named, and a bad
+//! `--before` changes nothing (exit status 2).
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use neonhub_events::{
+    Codec, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Revision, RunId,
+    SharedStore, Timestamp,
+};
+use neonhub_projections::{RebuildOptions, rebuild};
+use neonhub_test_support::service::{run_cli, stdout};
+use neonhub_test_support::workload::{run_started, run_succeeded};
+
+/// Appends `n` runs (`RunStarted`, then `RunSucceeded`); their ids.
+async fn runs(log: &EmbeddedLog, n: usize) -> Vec<RunId> {
+    let codec = Codec::new();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let id = RunId::new();
+        let stream = id.stream();
+        let started = codec
+            .encode(&run_started(id, uuid::Uuid::now_v7()), Metadata::default())
+            .unwrap();
+        log.append(&stream, ExpectedRevision::NoStream, vec![started])
+            .await
+            .unwrap();
+        let done = codec
+            .encode(&run_succeeded(id), Metadata::default())
+            .unwrap();
+        log.append(&stream, ExpectedRevision::Exact(Revision(0)), vec![done])
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// A data directory whose log has old runs in its first small segments and
+/// newer ones after the returned cut-off (RFC 3339), with its table.
+async fn data_dir(data: &Path) -> (Vec<RunId>, String) {
+    let options = LogOptions::default().with_segment_size(16 * 1024);
+    let log = EmbeddedLog::open(data.join("log"), options).unwrap();
+    let old = runs(&log, 120).await;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cut = Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    runs(&log, 80).await;
+    let log = Arc::new(log);
+    let store: SharedStore = log.clone();
+    rebuild(
+        &store,
+        data.join("agent_runs.sqlite"),
+        RebuildOptions::default(),
+    )
+    .await
+    .unwrap();
+    log.close();
+    drop(store);
+    let at = chrono::DateTime::from_timestamp_micros(cut.0 as i64)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    (old, at)
+}
+
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().unwrap().len())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn ok(output: &std::process::Output) -> String {
+    let out = stdout(output);
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+fn failed(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "{}", stdout(output));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn archiving_keeps_the_audit_provable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let to = tmp.path().join("cold");
+    let to_arg = to.to_str().unwrap();
+    let (old, cut) = data_dir(&data).await;
+    let before = ok(&run_cli(&data, &["audit", "verify"]));
+
+    // A bad --before: a usage error, and nothing changes.
+    let log_dir = data.join("log");
+    let files = listing(&log_dir);
+    for bad in ["yesterday", "30x", "", "2026-13-45T00:00:00Z"] {
+        let out = run_cli(&data, &["log", "archive", "--before", bad, "--to", to_arg]);
+        assert_eq!(out.status.code(), Some(2), "--before {bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--before"), "{stderr}");
+        assert_eq!(listing(&log_dir), files, "--before {bad:?} changed the log");
+        assert!(!to.exists(), "--before {bad:?} created the archive");
+    }
+
+    let archived = ok(&run_cli(
+        &data,
+        &["log", "archive", "--before", &cut, "--to", to_arg],
+    ));
+    assert!(archived.starts_with("archived "), "{archived}");
+    assert!(log_dir.join("ARCHIVE.json").exists());
+    assert!(to.join("MANIFEST.json").exists());
+
+    // Without the archive: the live log continues the recorded hash.
+    let live = ok(&run_cli(&data, &["audit", "verify"]));
+    assert!(live.contains("archived and not re-checked"), "{live}");
+    // The head hash is the one before archiving.
+    let head = |line: &str| {
+        line.split("head hash ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    assert_eq!(head(&live), head(&before));
+    // With it: re-checked from the first event.
+    let full = ok(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+    assert!(full.contains("re-checked in the archive"), "{full}");
+    assert_eq!(head(&full), head(&before));
+    // Archived runs keep their rows.
+    let shown = ok(&run_cli(&data, &["runs", "show", &old[0].to_string()]));
+    assert!(shown.contains("succeeded"), "{shown}");
+    assert!(shown.contains("archived to"), "{shown}");
+
+    // Damage to an archived file is named by `--archive`.
+    let zst = std::fs::read_dir(&to)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".log.zst"))
+        .unwrap();
+    let original = std::fs::read(&zst).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&zst).unwrap();
+    let at = original.len() / 3;
+    f.write_all_at(&[original[at] ^ 1], at as u64).unwrap();
+    drop(f);
+    let name = zst.file_name().unwrap().to_str().unwrap();
+    let stderr = failed(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+    assert!(stderr.contains(name), "{stderr}");
+    std::fs::write(&zst, &original).unwrap();
+
+    // A removed archive manifest, and a removed live one, are named.
+    std::fs::rename(to.join("MANIFEST.json"), tmp.path().join("m")).unwrap();
+    let stderr = failed(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+    assert!(stderr.contains("MANIFEST.json"), "{stderr}");
+    std::fs::rename(tmp.path().join("m"), to.join("MANIFEST.json")).unwrap();
+    std::fs::rename(log_dir.join("ARCHIVE.json"), tmp.path().join("a")).unwrap();
+    let stderr = failed(&run_cli(&data, &["audit", "verify"]));
+    assert!(stderr.contains("ARCHIVE.json"), "{stderr}");
+    std::fs::rename(tmp.path().join("a"), log_dir.join("ARCHIVE.json")).unwrap();
+    ok(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+}
