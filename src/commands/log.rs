@@ -69,7 +69,14 @@ async fn rebuild_table(data: &DataDir) -> Result<()> {
 
 /// `neonhub log archive`: moves the sealed segments older than `--before`
 /// into `--to`; the table is not touched (archived runs keep their rows).
-pub(super) fn archive(data: &DataDir, args: &ArchiveArgs) -> Result<()> {
+pub(super) fn archive(data: &DataDir, store: &StoreConfig, args: &ArchiveArgs) -> Result<()> {
+    if !matches!(store, StoreConfig::Embedded) {
+        return Err(Error::Usage(
+            "log archive moves segments of the embedded log; EventStoreDB keeps its own \
+             (use its scavenging and archiving)"
+                .to_owned(),
+        ));
+    }
     let dir = data.log_dir();
     let started = std::time::Instant::now();
     let report = EmbeddedLog::archive(&dir, args.before, &args.to)?;
