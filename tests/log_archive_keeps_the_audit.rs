@@ -42,10 +42,19 @@ async fn runs(log: &EmbeddedLog, n: usize) -> Vec<RunId> {
 
 /// A data directory whose log has old runs in its first small segments and
 /// newer ones after the returned cut-off (RFC 3339), with its table.
-async fn data_dir(data: &Path) -> (Vec<RunId>, String) {
+async fn data_dir(data: &Path) -> (Vec<RunId>, String, String) {
     let options = LogOptions::default().with_segment_size(16 * 1024);
     let log = EmbeddedLog::open(data.join("log"), options).unwrap();
     let old = runs(&log, 120).await;
+    // An anchor early in the log, in a segment that will be archived.
+    let hash: String = log
+        .chain_at(neonhub_events::Position(10))
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let anchor = format!(r#"{{"position": 10, "hash": "{hash}"}}"#);
     std::thread::sleep(std::time::Duration::from_millis(5));
     let cut = Timestamp::now();
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -64,7 +73,7 @@ async fn data_dir(data: &Path) -> (Vec<RunId>, String) {
     let at = chrono::DateTime::from_timestamp_micros(cut.0 as i64)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    (old, at)
+    (old, at, anchor)
 }
 
 fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -100,7 +109,7 @@ async fn archiving_keeps_the_audit_provable() {
     let data = tmp.path().join("data");
     let to = tmp.path().join("cold");
     let to_arg = to.to_str().unwrap();
-    let (old, cut) = data_dir(&data).await;
+    let (old, cut, anchor) = data_dir(&data).await;
     let before = ok(&run_cli(&data, &["audit", "verify"]));
 
     // A bad --before: a usage error, and nothing changes.
@@ -138,6 +147,29 @@ async fn archiving_keeps_the_audit_provable() {
     let full = ok(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
     assert!(full.contains("re-checked in the archive"), "{full}");
     assert_eq!(head(&full), head(&before));
+    // An anchor in the archived part: checked in the archive with
+    // `--archive`, said to be unchecked without it.
+    let out = run_cli(&data, &["audit", "verify", "--anchor", &anchor]);
+    let text = ok(&out);
+    assert!(
+        text.contains("1 anchor(s) in the archived part not checked"),
+        "{text}"
+    );
+    let text = ok(&run_cli(
+        &data,
+        &["audit", "verify", "--anchor", &anchor, "--archive", to_arg],
+    ));
+    assert!(text.contains("the anchor holds"), "{text}");
+    let mut json: serde_json::Value = serde_json::from_str(&anchor).unwrap();
+    let hash = json["hash"].as_str().unwrap().to_owned();
+    let flipped = if hash.starts_with('0') { "1" } else { "0" };
+    json["hash"] = format!("{flipped}{}", &hash[1..]).into();
+    let forged = json.to_string();
+    let stderr = failed(&run_cli(
+        &data,
+        &["audit", "verify", "--anchor", &forged, "--archive", to_arg],
+    ));
+    assert!(stderr.contains("anchor 1 of 1"), "{stderr}");
     // Archived runs keep their rows.
     let shown = ok(&run_cli(&data, &["runs", "show", &old[0].to_string()]));
     assert!(shown.contains("succeeded"), "{shown}");

@@ -44,8 +44,8 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
                 );
             }
             let chain = verify_chain(log, args.archive.as_deref())?;
-            check_anchors(log, &chain, &args.anchors)?;
-            Some(chain)
+            let unchecked = check_anchors(log, &chain, &args.anchors, args.archive.as_deref())?;
+            Some((chain, unchecked))
         }
         Store::EventStoreDb { .. } => None,
     };
@@ -116,12 +116,12 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         ),
     };
     match chain {
-        Some(chain) => println!(
+        Some((chain, unchecked)) => println!(
             "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {compared}){}{}",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
-            anchors_held(args.anchors.len()),
+            anchors_held(args.anchors.len() - unchecked, unchecked),
             archived_note(&chain, archived_before, args.archive.as_deref())
         ),
         None => println!(
@@ -216,11 +216,15 @@ fn verify_chain(
     }
 }
 
-fn anchors_held(n: usize) -> String {
-    match n {
+fn anchors_held(n: usize, unchecked: usize) -> String {
+    let held = match n {
         0 => String::new(),
         1 => "; the anchor holds".to_owned(),
         n => format!("; all {n} anchors hold"),
+    };
+    match unchecked {
+        0 => held,
+        u => format!("{held}; {u} anchor(s) in the archived part not checked (see above)"),
     }
 }
 
@@ -230,18 +234,27 @@ fn check_anchors(
     log: &neonhub_events::EmbeddedLog,
     chain: &neonhub_events::VerifyReport,
     anchors: &[Anchor],
-) -> Result<()> {
+    archive: Option<&std::path::Path>,
+) -> Result<usize> {
     let mut failed = 0usize;
+    let mut unchecked = 0usize;
     for (i, anchor) in anchors.iter().enumerate() {
         let name = format!("anchor {} of {} ({anchor})", i + 1, anchors.len());
-        if anchor.position < log.archived_before() {
-            eprintln!(
-                "note: {name} is in the archived part of the log (before position {}): not checked",
-                log.archived_before()
-            );
-            continue;
-        }
-        let why = match log.chain_at(anchor.position)? {
+        let held = if anchor.position < log.archived_before() {
+            let Some(dir) = archive else {
+                eprintln!(
+                    "note: {name} is in the archived part of the log (before position {}): not \
+                     checked; pass --archive DIR to check it in the archive",
+                    log.archived_before()
+                );
+                unchecked += 1;
+                continue;
+            };
+            log.chain_in_archive(dir, anchor.position)?
+        } else {
+            log.chain_at(anchor.position)?
+        };
+        let why = match held {
             None => format!(
                 "the log ends before position {} (its last event is at {}): events up to the anchor were cut or a segment removed",
                 anchor.position,
@@ -262,7 +275,7 @@ fn check_anchors(
         failed += 1;
     }
     if failed == 0 {
-        return Ok(());
+        return Ok(unchecked);
     }
     Err(Error::Audit(format!(
         "the log does not hold {failed} of {} anchor(s), named above; it was cut or rewritten \

@@ -615,6 +615,18 @@ fn check_records(
     r: &mut impl Read,
     stream: &mut Stream,
 ) -> Result<()> {
+    check_records_to(s, path, r, stream, None).map(|_| ())
+}
+
+/// [`check_records`], stopping after the record at `stop` (when given) and
+/// returning its chain value.
+fn check_records_to(
+    s: &ArchivedSegment,
+    path: &Path,
+    r: &mut impl Read,
+    stream: &mut Stream,
+    stop: Option<Position>,
+) -> Result<Option<Chain>> {
     let damaged = |reason: String| Error::ArchiveDamaged {
         path: path.to_path_buf(),
         reason,
@@ -673,6 +685,9 @@ fn check_records(
             });
         }
         chain = record.chain();
+        if stop == Some(position) {
+            return Ok(Some(chain));
+        }
         stream.at += record.frame_len;
         position = position.next();
     }
@@ -689,7 +704,35 @@ fn check_records(
             offset: stream.offset(),
         });
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The chain value recorded with the archived event at `position`, read
+/// from its segment in the archive directory `dir` (every record before it
+/// in that segment checked: CRC, position, chain from the seed the
+/// manifest records); `None` when `position` is not archived.
+pub(crate) fn chain_in_archive(
+    shared: &Shared,
+    dir: &Path,
+    position: Position,
+) -> Result<Option<Chain>> {
+    let segment = {
+        let index = shared.index.read().expect("index lock");
+        index.archive.manifest.segment_of(position).cloned()
+    };
+    let Some(s) = segment else {
+        return Ok(None);
+    };
+    let path = dir.join(&s.file);
+    let file = File::open(&path).map_err(|e| Error::ArchiveDamaged {
+        path: path.clone(),
+        reason: format!("cannot open it: {e}"),
+    })?;
+    let mut dec = zstd::stream::Decoder::new(file).map_err(|e| Error::ArchiveDamaged {
+        path: path.clone(),
+        reason: format!("does not decompress: {e}"),
+    })?;
+    check_records_to(&s, &path, &mut dec, &mut Stream::default(), Some(position))
 }
 
 /// Takes into account an archive run beside this process (`serve` holds the

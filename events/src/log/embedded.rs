@@ -465,6 +465,24 @@ impl EmbeddedLog {
         Ok(report)
     }
 
+    /// The chain value recorded with the archived event at `position`, read
+    /// from the archive directory `archive` (the records before it in its
+    /// segment are checked on the way); `None` when `position` was not
+    /// archived. After a sound [`EmbeddedLog::verify_with_archive`] it is the
+    /// chain value of the whole history up to `position`, as
+    /// [`EmbeddedLog::chain_at`] gives for live events.
+    ///
+    /// # Errors
+    /// [`Error::ArchiveDamaged`], [`Error::Corruption`] or
+    /// [`Error::ChainBroken`] naming the archived file.
+    pub fn chain_in_archive(
+        &self,
+        archive: impl AsRef<Path>,
+        position: Position,
+    ) -> Result<Option<[u8; 32]>> {
+        super::archive::chain_in_archive(&self.shared, archive.as_ref(), position)
+    }
+
     /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.writable
