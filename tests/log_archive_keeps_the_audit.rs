@@ -13,7 +13,7 @@ use neonhub_events::{
     SharedStore, Timestamp,
 };
 use neonhub_projections::{RebuildOptions, rebuild};
-use neonhub_test_support::service::{run_cli, stdout};
+use neonhub_test_support::service::{ServeProcess, run_body, run_cli, stdout};
 use neonhub_test_support::workload::{run_started, run_succeeded};
 
 /// Appends `n` runs (`RunStarted`, then `RunSucceeded`); their ids.
@@ -201,4 +201,81 @@ async fn archiving_keeps_the_audit_provable() {
     assert!(stderr.contains("ARCHIVE.json"), "{stderr}");
     std::fs::rename(tmp.path().join("a"), log_dir.join("ARCHIVE.json")).unwrap();
     ok(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+}
+
+/// `GET /v1/runs/{id}/events`: the status and the body.
+async fn events(base: &str, run_id: RunId) -> (u16, serde_json::Value) {
+    let answer = reqwest::get(format!("{base}/v1/runs/{run_id}/events"))
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_running_while_segments_are_archived_and_starts_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let to = tmp.path().join("cold");
+    let to_arg = to.to_str().unwrap();
+    let (old, cut, _) = data_dir(&data).await;
+    let newest = runs_after(&data).await;
+    let serve = ServeProcess::spawn(&data, &[]);
+    let (status, _) = events(&serve.base, old[0]).await;
+    assert_eq!(status, 200, "before archiving");
+
+    // serve holds the log; archiving goes ahead beside it.
+    let archived = ok(&run_cli(
+        &data,
+        &["log", "archive", "--before", &cut, "--to", to_arg],
+    ));
+    assert!(archived.starts_with("archived "), "{archived}");
+    let (status, body) = events(&serve.base, old[0]).await;
+    assert_eq!(status, 410, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cold"), "{message}");
+    assert_eq!(body["error"]["code"], "archived");
+    let (status, _) = events(&serve.base, newest).await;
+    assert_eq!(status, 200);
+    // New runs go on, and read back.
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = client
+        .post(format!("{}/v1/runs", serve.base))
+        .json(&run_body("echo", serde_json::json!({"after": "archive"})))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+
+    // A new serve starts on the archived log (start-up recovery and the
+    // table's catch-up begin after the archive) and answers the same.
+    let serve = ServeProcess::spawn(&data, &[]);
+    let (status, _) = events(&serve.base, old[1]).await;
+    assert_eq!(status, 410);
+    let (status, _) = events(&serve.base, newest).await;
+    assert_eq!(status, 200);
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
+    ok(&run_cli(&data, &["audit", "verify", "--archive", to_arg]));
+}
+
+/// One more run appended after `data_dir`, whose id is returned.
+async fn runs_after(data: &Path) -> RunId {
+    let options = LogOptions::default().with_segment_size(16 * 1024);
+    let log = Arc::new(EmbeddedLog::open(data.join("log"), options).unwrap());
+    let id = runs(&log, 1).await[0];
+    let store: SharedStore = log.clone();
+    // Keep the table caught up, as serve would.
+    let table = data.join("agent_runs.sqlite");
+    std::fs::remove_file(&table).unwrap();
+    rebuild(&store, &table, RebuildOptions::default())
+        .await
+        .unwrap();
+    log.close();
+    id
 }

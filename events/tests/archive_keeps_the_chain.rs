@@ -15,6 +15,9 @@ use neonhub_events::{
 };
 use neonhub_test_support::event_data;
 
+/// No limit from a table's checkpoint.
+const ALL: Position = Position(u64::MAX);
+
 fn options() -> LogOptions {
     LogOptions::default().with_segment_size(8 * 1024)
 }
@@ -107,14 +110,20 @@ async fn archived_events_are_named_and_the_chain_is_proved_across_the_archive() 
     };
     let live_before = files(&dir, ".log").len();
 
-    let report = EmbeddedLog::archive(&dir, cut, &to).unwrap();
+    // Nothing past a table's checkpoint leaves the log.
+    let held = EmbeddedLog::archive(&dir, cut, Position(1), &to).unwrap();
+    assert_eq!(held.segments, 0, "{held:?}");
+    assert!(held.stopped.contains("AgentRun table"), "{held:?}");
+    assert_eq!(files(&dir, ".log").len(), live_before);
+
+    let report = EmbeddedLog::archive(&dir, cut, ALL, &to).unwrap();
     assert!(report.segments > 0, "{report:?}");
     assert!(report.first_live > Position(0));
     assert_eq!(files(&to, ".log.zst").len(), report.segments);
     assert_eq!(files(&dir, ".log").len(), live_before - report.segments);
     assert!(report.compressed_bytes < report.bytes);
     // Archiving again with the same cut-off finds nothing more.
-    let again = EmbeddedLog::archive(&dir, cut, &to).unwrap();
+    let again = EmbeddedLog::archive(&dir, cut, ALL, &to).unwrap();
     assert_eq!(again.segments, 0, "{again:?}");
     assert_eq!(again.first_live, report.first_live);
 
@@ -191,7 +200,7 @@ async fn a_damaged_or_missing_archive_file_or_manifest_is_named() {
     let dir = tmp.path().join("log");
     let to = tmp.path().join("archive");
     let (_, cut) = two_ages(&dir).await;
-    EmbeddedLog::archive(&dir, cut, &to).unwrap();
+    EmbeddedLog::archive(&dir, cut, ALL, &to).unwrap();
     verify_across(&dir, &to).unwrap();
     let zst = files(&to, ".log.zst");
     let victim = zst.last().unwrap().clone();
@@ -280,7 +289,7 @@ async fn archiving_beside_an_open_writer_that_keeps_appending_and_reading() {
     fill(&log, &mut model, &names("new", 3), 200).await;
 
     // The writer holds the directory lock; archiving goes ahead beside it.
-    let report = EmbeddedLog::archive(&dir, cut, &to).unwrap();
+    let report = EmbeddedLog::archive(&dir, cut, ALL, &to).unwrap();
     assert!(report.segments > 0);
     match read(&log, "old-2").await {
         Err(Error::Archived { archive, .. }) => {

@@ -78,8 +78,16 @@ pub(super) fn archive(data: &DataDir, store: &StoreConfig, args: &ArchiveArgs) -
         ));
     }
     let dir = data.log_dir();
+    // Only events the AgentRun table has applied leave the log: archived
+    // runs keep their rows.
+    let table = data.projection_path();
+    let upto = if table.exists() {
+        neonhub_projections::RunQueries::open(&table)?.checkpoint()?
+    } else {
+        neonhub_events::Position(u64::MAX)
+    };
     let started = std::time::Instant::now();
-    let report = EmbeddedLog::archive(&dir, args.before, &args.to)?;
+    let report = EmbeddedLog::archive(&dir, args.before, upto, &args.to)?;
     let hash: String = report
         .last_hash
         .iter()

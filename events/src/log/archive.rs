@@ -79,7 +79,14 @@ struct Chosen {
 
 /// Archives the sealed segments of the log in `dir` whose newest event was
 /// recorded before `before`, oldest first, into `to`.
-pub(crate) fn archive(dir: &Path, before: Timestamp, to: &Path) -> Result<ArchiveReport> {
+/// Only events before `upto` are archived (the AgentRun table's
+/// checkpoint: the table must have applied them first).
+pub(crate) fn archive(
+    dir: &Path,
+    before: Timestamp,
+    upto: Position,
+    to: &Path,
+) -> Result<ArchiveReport> {
     let fs: Arc<dyn LogFs> = Arc::new(StdFs);
     if !fs.exists(dir) {
         return Err(Error::NotALog {
@@ -107,7 +114,7 @@ pub(crate) fn archive(dir: &Path, before: Timestamp, to: &Path) -> Result<Archiv
         ));
     }
 
-    let (chosen, stopped) = choose(fs.as_ref(), dir, &live, before)?;
+    let (chosen, stopped) = choose(fs.as_ref(), dir, &live, before, upto)?;
     let mut report = ArchiveReport {
         archive: to.clone(),
         segments: chosen.len(),
@@ -208,6 +215,7 @@ fn choose(
     dir: &Path,
     live: &Manifest,
     before: Timestamp,
+    upto: Position,
 ) -> Result<(Vec<Chosen>, String)> {
     let segments = recovery::list_segments(fs, dir, Access::ReadOnly)?;
     let mut chosen = Vec::new();
@@ -272,6 +280,15 @@ fn choose(
                     "{} holds events recorded at or after the cut-off (its newest at {} microseconds since the epoch)",
                     path.display(),
                     meta.max_recorded_at.0
+                ),
+            ));
+        }
+        if first.0 + meta.count > upto.0 {
+            return Ok((
+                chosen,
+                format!(
+                    "{} holds events the AgentRun table has not applied yet (its checkpoint is {upto}; serve, or any command that catches the table up, applies them)",
+                    path.display()
                 ),
             ));
         }

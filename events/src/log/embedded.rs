@@ -411,7 +411,9 @@ impl EmbeddedLog {
     /// provable: the live log's manifest (`ARCHIVE.json`) records each
     /// archived segment's record count, last chain value, time range, file
     /// and checksum, and the live log continues the last chain value.
-    /// Never archives the segment being written. Runs beside a process that
+    /// Never archives the segment being written, nor events at or after
+    /// `upto` (pass the AgentRun table's checkpoint, so that archived runs
+    /// keep their rows; `Position(u64::MAX)` for no limit). Runs beside a process that
     /// holds the log open (`serve`): that process's reads of archived events
     /// answer [`Error::Archived`].
     ///
@@ -423,9 +425,10 @@ impl EmbeddedLog {
     pub fn archive(
         dir: impl AsRef<Path>,
         before: crate::ids::Timestamp,
+        upto: Position,
         to: impl AsRef<Path>,
     ) -> Result<super::archive::ArchiveReport> {
-        super::archive::archive(dir.as_ref(), before, to.as_ref())
+        super::archive::archive(dir.as_ref(), before, upto, to.as_ref())
     }
 
     /// The first position still in the live log: the events before it were
@@ -714,6 +717,10 @@ impl EventStore for EmbeddedLog {
 
     async fn head(&self) -> Result<Position> {
         Ok(self.shared.index.read().expect("index lock").head)
+    }
+
+    async fn first_position(&self) -> Result<Position> {
+        Ok(self.archived_before())
     }
 
     fn write_health(&self) -> std::result::Result<(), String> {
