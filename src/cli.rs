@@ -262,6 +262,39 @@ pub enum LogCommand {
         neonhub log repair\n  \
         neonhub --data-dir /var/lib/neonhub log repair")]
     Repair,
+    /// Move whole sealed segments whose newest event was recorded before
+    /// --before out of the live log into --to, compressed (zstd), oldest
+    /// first; never the segment being written. The chain stays provable:
+    /// the live log records each archived segment (events, last hash, time
+    /// range, file, checksum) in <log>/ARCHIVE.json and continues its last
+    /// hash; `audit verify --archive DIR` re-checks the archive. Rows of
+    /// archived runs stay in the AgentRun table; reading an archived run's
+    /// events says where they went. Runs beside `serve`.
+    #[command(after_help = "Examples:\n  \
+        neonhub log archive --before 30d --to /mnt/cold/neonhub-archive\n  \
+        neonhub log archive --before 2026-11-01T00:00:00Z --to /mnt/cold/neonhub-archive\n  \
+        neonhub audit verify --archive /mnt/cold/neonhub-archive")]
+    Archive(ArchiveArgs),
+}
+
+/// `neonhub log archive`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The cut-off: a sealed segment is archived when its newest event was
+    /// recorded before it. RFC 3339 (2026-11-01T00:00:00Z), a date
+    /// (2026-11-01, midnight UTC) or a duration back from now (30d, 12h,
+    /// 90m, 3600s).
+    #[arg(long, value_name = "TIME", value_parser = before_arg)]
+    pub before: Timestamp,
+    /// The archive directory (created if missing): the compressed segments,
+    /// their index files and MANIFEST.json go there.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+/// `--before`: a time, refused as a usage error (exit status 2).
+fn before_arg(text: &str) -> Result<Timestamp, BadUsage> {
+    parse_time(text).map_err(BadUsage)
 }
 
 /// `neonhub serve`. Its `Debug` never shows the token.
@@ -506,6 +539,13 @@ pub struct VerifyArgs {
     /// the log holds its position with its hash. Repeatable.
     #[arg(long = "anchor", value_name = "JSON|@FILE", value_parser = anchor_arg)]
     pub anchors: Vec<crate::anchor::Anchor>,
+    /// The archive directory `neonhub log archive --to` wrote: re-check the
+    /// archived segments too (checksums, records, the chain from the first
+    /// event) and that the live log continues them. Without it, the archived
+    /// events are not re-checked: the live log is proved to continue the
+    /// last hash the archive manifest records.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
 }
 
 /// `neonhub audit anchor`.

@@ -32,8 +32,8 @@ mod view;
 
 pub use anchor::Anchor;
 pub use cli::{
-    AnchorArgs, AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, ReplayArgs, ReportArgs,
-    RunArgs, RunsCommand, ServeArgs, ShowArgs, VerifyArgs,
+    AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, LogCommand,
+    ReplayArgs, ReportArgs, RunArgs, RunsCommand, ServeArgs, ShowArgs, VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;

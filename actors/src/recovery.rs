@@ -264,6 +264,18 @@ impl RecoverySeed {
     }
 }
 
+/// Whether `e` is an event of a run whose start is not in the log read
+/// (it was archived).
+fn begun_in_archive(e: &crate::Error) -> bool {
+    matches!(
+        e,
+        crate::Error::Store(neonhub_events::Error::InvalidRun {
+            reason: neonhub_events::FoldError::NotStarted { .. },
+            ..
+        })
+    )
+}
+
 /// The unfinished runs of a log, kept current by [`Self::catch_up`], which
 /// reads only the events appended since the last one: the first catch-up
 /// reads the whole log, later ones cost what was appended meanwhile. Memory
@@ -394,6 +406,7 @@ impl UnfinishedIndex {
     /// The store's, or a run event that does not decode or fit its run.
     pub async fn catch_up(&mut self, store: &dyn EventStore, codec: &Codec) -> Result<u64> {
         let before = self.scanned;
+        let archived = self.skip_archived(store).await?;
         loop {
             let page = store.read_all(self.from, PAGE).await?;
             let Some(last) = page.last() else { break };
@@ -407,14 +420,35 @@ impl UnfinishedIndex {
                 let new = matches!(&event, RunEvent::Started(s) if s.attempt == 1);
                 if !new && self.seed.is_some() && !self.tracked.knows(&run_id) {
                     // Ended before the seed and reopened now (or an event
-                    // that fits no run: the fold says so below).
-                    self.materialize(store, codec, &[run_id]).await?;
+                    // that fits no run: the fold says so below). A run whose
+                    // first events were archived cannot be read back: it is
+                    // skipped as the full scan skips it.
+                    match self.materialize(store, codec, &[run_id]).await {
+                        Err(crate::Error::Store(neonhub_events::Error::Archived { .. }))
+                            if archived => {}
+                        other => other?,
+                    }
                 }
-                track(&mut self.tracked, recorded, event)?;
+                match track(&mut self.tracked, recorded, event) {
+                    Err(e) if archived && begun_in_archive(&e) => {}
+                    other => other?,
+                }
             }
             self.from = last.position.next();
         }
         Ok(self.scanned - before)
+    }
+
+    /// Starts the first catch-up at the store's oldest readable event when
+    /// its oldest events were archived (`neonhub log archive`); returns
+    /// whether they were. Runs begun in the archive are not tracked: they
+    /// ended before the archive's cut-off, or are left as they are.
+    async fn skip_archived(&mut self, store: &dyn EventStore) -> Result<bool> {
+        let first = store.first_position().await?;
+        if self.from < first {
+            self.from = first;
+        }
+        Ok(first > Position::START)
     }
 
     /// Run events read by every catch-up so far.

@@ -125,6 +125,36 @@ pub enum Error {
         /// The directory that was read.
         dir: PathBuf,
     },
+    /// The events asked for were moved out of the live log by `neonhub log
+    /// archive`, into compressed segments in `archive`. Not a fault of the
+    /// log: read them from the archive (`audit verify --archive` checks it);
+    /// over HTTP this is 410 Gone with this message.
+    #[error(
+        "{} archived to {}: `neonhub log archive` moved them out of the live log (its segments are compressed there, listed in MANIFEST.json)",
+        match stream { Some(s) => format!("the events of stream {s} (from position {position})"), None => format!("the events at position {position}") },
+        archive.display()
+    )]
+    Archived {
+        /// The stream read, when one stream was read.
+        stream: Option<StreamId>,
+        /// The position read, or the first position of the archived segment
+        /// holding the stream's first events read.
+        position: Position,
+        /// The archive directory the manifest names.
+        archive: PathBuf,
+    },
+
+    /// An archived segment or an archive manifest is missing, or does not
+    /// check out (its checksum, its records, its chain). The live log is
+    /// not at fault: restore the named file from a copy of the archive.
+    #[error("archive {}: {reason}", path.display())]
+    ArchiveDamaged {
+        /// The file missing or damaged.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A file named like a segment is not one, or has a format version this
     /// build does not know. Move the file away, or run a newer neonhub.
     #[error("{}: {reason}", path.display())]

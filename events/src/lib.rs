@@ -24,7 +24,10 @@ pub use error::{Error, Result};
 pub use esdb::{EsdbOptions, EsdbStore};
 pub use ids::{EventId, NodeId, Position, Revision, RunId, StreamId, Timestamp};
 pub use lease::LeaseRenewed;
-pub use log::{Durability, EmbeddedLog, LogOptions, Repair, TornTail, VerifyReport, WriterHealth};
+pub use log::{
+    ArchiveReport, Durability, EmbeddedLog, LogOptions, Repair, TornTail, VerifyReport,
+    WriterHealth,
+};
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, StepOutcome,
     StepResolved, event_types, request_digest,

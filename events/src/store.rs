@@ -180,6 +180,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// has seen everything would read from next. `Position::START` when empty.
     async fn head(&self) -> Result<Position>;
 
+    /// The position of the oldest event this store can still read:
+    /// `Position::START` unless its oldest events were archived out of it
+    /// (the embedded log after `neonhub log archive`, whose reads before this
+    /// position answer [`crate::Error::Archived`]). A reader that must see
+    /// every event reads the archive first. By default `Position::START`.
+    async fn first_position(&self) -> Result<Position> {
+        Ok(Position::START)
+    }
+
     /// Whether appends can be written now, for a readiness check:
     /// `Err(reason)` while the store's own writes fail (the embedded log on a
     /// full disk; it recovers by itself once a write succeeds). Answer not

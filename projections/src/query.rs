@@ -452,7 +452,8 @@ mod tests {
         for cursor in [None, Some(cursor)] {
             let plan = plan(&RunFilter::default(), cursor);
             assert!(
-                plan.iter().any(|p| p.contains("USING INDEX agent_runs_by_time")),
+                plan.iter()
+                    .any(|p| p.contains("USING INDEX agent_runs_by_time")),
                 "{plan:?}"
             );
             // Sorting only runs started in the same microsecond ("RIGHT

@@ -4,7 +4,7 @@
 //! property of the embedded log): the other two checks are made.
 
 use neonhub_events::{Codec, Position};
-use neonhub_projections::verify as verify_table;
+use neonhub_projections::verify_from as verify_table_from;
 
 use crate::anchor::Anchor;
 use crate::cli::{AnchorArgs, Format, VerifyArgs};
@@ -16,9 +16,12 @@ use crate::store::{Access, Store};
 const PAGE: usize = 4096;
 
 pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) -> Result<()> {
-    if !args.anchors.is_empty() && !matches!(store, StoreConfig::Embedded) {
+    if (!args.anchors.is_empty() || args.archive.is_some())
+        && !matches!(store, StoreConfig::Embedded)
+    {
         return Err(Error::Usage(
-            "--anchor checks the embedded log's hash chain; EventStoreDB has none".to_owned(),
+            "--anchor and --archive check the embedded log's hash chain; EventStoreDB has none"
+                .to_owned(),
         ));
     }
     // Reading only: verify changes no byte of the log or the table, and
@@ -40,11 +43,17 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
                     torn.reason
                 );
             }
-            let chain = verify_chain(log)?;
-            check_anchors(log, &chain, &args.anchors)?;
-            Some(chain)
+            let chain = verify_chain(log, args.archive.as_deref())?;
+            let unchecked = check_anchors(log, &chain, &args.anchors, args.archive.as_deref())?;
+            Some((chain, unchecked))
         }
         Store::EventStoreDb { .. } => None,
+    };
+    // Events before it were archived: the table's rows of runs begun there
+    // are kept and not compared, and they are not decoded below.
+    let archived_before = match &opened {
+        Store::Embedded(log) => log.archived_before(),
+        Store::EventStoreDb { .. } => Position(0),
     };
     let log = opened.shared();
     // 2. The table matches the log up to its checkpoint, which decodes
@@ -53,15 +62,18 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // No table is derived data missing, not a fault of the log: the log is
     // verified alone, and the output says so.
     let table = if path.exists() {
-        let table = verify_table(&*log, &path).await.map_err(|e| match e {
-            neonhub_projections::Error::Store(neonhub_events::Error::Decode {
-                position, ..
-            }) => Error::AuditFailed {
-                position,
-                reason: format!("does not decode with this build: {e}"),
-            },
-            other => other.into(),
-        })?;
+        let table = verify_table_from(&*log, &path, archived_before)
+            .await
+            .map_err(|e| match e {
+                neonhub_projections::Error::Store(neonhub_events::Error::Decode {
+                    position,
+                    ..
+                }) => Error::AuditFailed {
+                    position,
+                    reason: format!("does not decode with this build: {e}"),
+                },
+                other => other.into(),
+            })?;
         check_table(&table)?;
         Some(table)
     } else {
@@ -70,7 +82,10 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // 3. Every run event past the table's checkpoint (all of them without a
     //    table) decodes with this build too.
     let codec = Codec::new();
-    let mut from = table.as_ref().map_or(Position(0), |t| t.checkpoint);
+    let mut from = table
+        .as_ref()
+        .map_or(Position(0), |t| t.checkpoint)
+        .max(archived_before);
     let mut run_events = table.as_ref().map_or(0, |t| t.run_events);
     loop {
         let page = log.read_all(from, PAGE).await?;
@@ -85,6 +100,11 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         }
     }
     let compared = match &table {
+        Some(table) if archived_before.0 > 0 => format!(
+            "{} runs of the live log match the AgentRun table; its rows of runs begun in the \
+             archive are kept and not compared, nor are its metric series, which count them",
+            table.runs_in_log
+        ),
         Some(table) => format!(
             "{} runs match the AgentRun table, and so do its {} metric series",
             table.rows, table.series
@@ -96,12 +116,13 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
         ),
     };
     match chain {
-        Some(chain) => println!(
-            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {compared}){}",
+        Some((chain, unchecked)) => println!(
+            "ok: {} events, head position {}, head hash {} ({run_events} run events decode, {compared}){}{}",
             chain.events,
             chain.head,
             chain.head_hash_hex(),
-            anchors_held(args.anchors.len())
+            anchors_held(args.anchors.len() - unchecked, unchecked),
+            archived_note(&chain, archived_before, args.archive.as_deref())
         ),
         None => println!(
             "ok (eventstoredb: no hash chain, that is the embedded log's; checked instead: \
@@ -146,9 +167,39 @@ fn check_table(table: &neonhub_projections::VerifyReport) -> Result<()> {
     })
 }
 
-/// 1. The hash chain and every record's checksum.
-fn verify_chain(log: &neonhub_events::EmbeddedLog) -> Result<neonhub_events::VerifyReport> {
-    match log.verify() {
+/// What the ok line says about archived events.
+fn archived_note(
+    chain: &neonhub_events::VerifyReport,
+    archived_before: Position,
+    archive: Option<&std::path::Path>,
+) -> String {
+    match archive {
+        _ if archived_before.0 == 0 => String::new(),
+        Some(dir) => format!(
+            "; the {} events before position {archived_before} were re-checked in the archive {}",
+            archived_before.0,
+            dir.display()
+        ),
+        None => format!(
+            "; {} events before position {archived_before} are archived and not re-checked: \
+             the live log continues the hash the archive manifest records for them (re-check \
+             them with --archive DIR)",
+            chain.archived
+        ),
+    }
+}
+
+/// 1. The hash chain and every record's checksum, across the archive in
+///    `archive` when given.
+fn verify_chain(
+    log: &neonhub_events::EmbeddedLog,
+    archive: Option<&std::path::Path>,
+) -> Result<neonhub_events::VerifyReport> {
+    let verified = match archive {
+        Some(dir) => log.verify_with_archive(dir),
+        None => log.verify(),
+    };
+    match verified {
         Ok(report) => Ok(report),
         Err(neonhub_events::Error::ChainBroken {
             position,
@@ -165,11 +216,15 @@ fn verify_chain(log: &neonhub_events::EmbeddedLog) -> Result<neonhub_events::Ver
     }
 }
 
-fn anchors_held(n: usize) -> String {
-    match n {
+fn anchors_held(n: usize, unchecked: usize) -> String {
+    let held = match n {
         0 => String::new(),
         1 => "; the anchor holds".to_owned(),
         n => format!("; all {n} anchors hold"),
+    };
+    match unchecked {
+        0 => held,
+        u => format!("{held}; {u} anchor(s) in the archived part not checked (see above)"),
     }
 }
 
@@ -179,11 +234,27 @@ fn check_anchors(
     log: &neonhub_events::EmbeddedLog,
     chain: &neonhub_events::VerifyReport,
     anchors: &[Anchor],
-) -> Result<()> {
+    archive: Option<&std::path::Path>,
+) -> Result<usize> {
     let mut failed = 0usize;
+    let mut unchecked = 0usize;
     for (i, anchor) in anchors.iter().enumerate() {
         let name = format!("anchor {} of {} ({anchor})", i + 1, anchors.len());
-        let why = match log.chain_at(anchor.position)? {
+        let held = if anchor.position < log.archived_before() {
+            let Some(dir) = archive else {
+                eprintln!(
+                    "note: {name} is in the archived part of the log (before position {}): not \
+                     checked; pass --archive DIR to check it in the archive",
+                    log.archived_before()
+                );
+                unchecked += 1;
+                continue;
+            };
+            log.chain_in_archive(dir, anchor.position)?
+        } else {
+            log.chain_at(anchor.position)?
+        };
+        let why = match held {
             None => format!(
                 "the log ends before position {} (its last event is at {}): events up to the anchor were cut or a segment removed",
                 anchor.position,
@@ -204,7 +275,7 @@ fn check_anchors(
         failed += 1;
     }
     if failed == 0 {
-        return Ok(());
+        return Ok(unchecked);
     }
     Err(Error::Audit(format!(
         "the log does not hold {failed} of {} anchor(s), named above; it was cut or rewritten \
@@ -225,7 +296,7 @@ pub(super) async fn anchor(data: DataDir, store: StoreConfig, args: AnchorArgs) 
             "anchors are points of the embedded log's hash chain; EventStoreDB has none".to_owned(),
         ));
     };
-    let chain = verify_chain(log)?;
+    let chain = verify_chain(log, None)?;
     let Some(position) = chain.head.0.checked_sub(1) else {
         return Err(Error::Usage(format!(
             "the log in {} is empty: there is nothing to anchor yet",

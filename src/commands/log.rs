@@ -2,11 +2,13 @@
 //! from opening, keeping the removed bytes in quarantine files; then the
 //! AgentRun table, derived from events that may no longer be in the log, is
 //! moved aside (kept, never deleted) and rebuilt from the repaired log.
+//! `neonhub log archive`: move old sealed segments into an archive.
 
 use neonhub_events::EmbeddedLog;
 use neonhub_projections::{RebuildOptions, rebuild};
 
-use crate::config::{DataDir, StoreConfig};
+use crate::cli::ArchiveArgs;
+use crate::config::{DataDir, StoreConfig, format_time};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
 
@@ -62,5 +64,62 @@ async fn rebuild_table(data: &DataDir) -> Result<()> {
         summary.events,
         summary.checkpoint
     );
+    Ok(())
+}
+
+/// `neonhub log archive`: moves the sealed segments older than `--before`
+/// into `--to`; the table is not touched (archived runs keep their rows).
+pub(super) fn archive(data: &DataDir, store: &StoreConfig, args: &ArchiveArgs) -> Result<()> {
+    if !matches!(store, StoreConfig::Embedded) {
+        return Err(Error::Usage(
+            "log archive moves segments of the embedded log; EventStoreDB keeps its own \
+             (use its scavenging and archiving)"
+                .to_owned(),
+        ));
+    }
+    let dir = data.log_dir();
+    // Only events the AgentRun table has applied leave the log: archived
+    // runs keep their rows.
+    let table = data.projection_path();
+    let upto = if table.exists() {
+        neonhub_projections::RunQueries::open(&table)?.checkpoint()?
+    } else {
+        neonhub_events::Position(u64::MAX)
+    };
+    let started = std::time::Instant::now();
+    let report = EmbeddedLog::archive(&dir, args.before, upto, &args.to)?;
+    let hash: String = report
+        .last_hash
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if report.segments == 0 {
+        println!(
+            "nothing archived (before {}): {}",
+            format_time(args.before),
+            report.stopped
+        );
+    } else {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "archived {} segment(s), {} events, {} bytes compressed to {} into {} in {secs:.2}s \
+             ({:.0} MB/s); stopped there: {}",
+            report.segments,
+            report.events,
+            report.bytes,
+            report.compressed_bytes,
+            report.archive.display(),
+            report.bytes as f64 / 1e6 / secs.max(1e-9),
+            report.stopped
+        );
+    }
+    if report.first_live.0 > 0 {
+        println!(
+            "the live log starts at position {} and continues the archived chain from hash {hash}; \
+             `neonhub audit verify --archive {}` re-checks the archive",
+            report.first_live,
+            report.archive.display()
+        );
+    }
     Ok(())
 }

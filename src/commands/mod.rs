@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(data, store, args).await,
         Command::Audit(AuditCommand::Anchor(args)) => audit::anchor(data, store, args).await,
         Command::Log(LogCommand::Repair) => log::repair(&data).await,
+        Command::Log(LogCommand::Archive(args)) => log::archive(&data, &store, &args),
     }
 }
 

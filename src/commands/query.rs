@@ -93,19 +93,15 @@ pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> R
     let detail = queries(&data)?
         .get(run_id)?
         .ok_or_else(|| Error::Usage(format!("no run {run_id} in the AgentRun table")))?;
-    let events: Vec<RecordedEvent> = log
-        .read_stream(
-            &run_id.stream(),
-            Direction::Forwards,
-            ReadFrom::Start,
-            usize::MAX,
-        )
-        .await?;
+    let (events, archived) = run_events(&*log, run_id).await?;
     let codec = neonhub_events::Codec::new();
     match args.format {
         Format::Json => {
             let mut value = detail_json(&detail);
             value["events"] = Value::Array(events.iter().map(|e| event_json(&codec, e)).collect());
+            if let Some(archived) = &archived {
+                value["events_archived"] = Value::String(archived.clone());
+            }
             print_json(&value);
         }
         Format::Table => {
@@ -131,10 +127,34 @@ pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> R
                 ]);
             }
             println!("\nevents:");
-            print!("{}", t.render());
+            match &archived {
+                Some(archived) => println!("{archived}"),
+                None => print!("{}", t.render()),
+            }
         }
     }
     Ok(())
+}
+
+/// The events of a run; none, and where they went, when they were archived
+/// (`neonhub log archive`: the run keeps its row).
+async fn run_events(
+    log: &dyn neonhub_events::EventStore,
+    run_id: neonhub_events::RunId,
+) -> Result<(Vec<RecordedEvent>, Option<String>)> {
+    match log
+        .read_stream(
+            &run_id.stream(),
+            Direction::Forwards,
+            ReadFrom::Start,
+            usize::MAX,
+        )
+        .await
+    {
+        Ok(events) => Ok((events, None)),
+        Err(e @ neonhub_events::Error::Archived { .. }) => Ok((Vec::new(), Some(e.to_string()))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads the table only: the log is not opened.

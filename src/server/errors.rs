@@ -38,6 +38,9 @@ pub(crate) enum ErrorCode {
     RunFinished,
     /// 409: the step did not end in doubt (nothing to resolve).
     StepNotInDoubt,
+    /// 410: the events asked for were archived out of the live log; the
+    /// message says where.
+    Archived,
     /// 413: a body or event over the limit.
     TooLarge,
     /// 415: a body that is not JSON.
@@ -69,6 +72,7 @@ impl ErrorCode {
             | C::RunIdConflict
             | C::RunFinished
             | C::StepNotInDoubt => StatusCode::CONFLICT,
+            C::Archived => StatusCode::GONE,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +98,7 @@ impl ErrorCode {
             C::RunIdConflict => "run_id_conflict",
             C::RunFinished => "run_finished",
             C::StepNotInDoubt => "step_not_in_doubt",
+            C::Archived => "archived",
             C::TooLarge => "too_large",
             C::UnsupportedMediaType => "unsupported_media_type",
             C::Internal => "internal",
@@ -221,6 +226,7 @@ impl From<neonhub_events::Error> for ApiError {
             E::EventTooLarge { .. } => ErrorCode::TooLarge,
             E::InvalidStreamId { .. } | E::InvalidInput(_) => ErrorCode::InvalidRequest,
             E::WrongExpectedVersion { .. } => ErrorCode::Conflict,
+            E::Archived { .. } => ErrorCode::Archived,
             E::Closed => return Self::shutting_down(),
             E::Backend {
                 retryable: true, ..
@@ -293,6 +299,15 @@ mod tests {
                 400,
             ),
             (ApiError::invalid("limit", "must be a number"), 400),
+            (
+                neonhub_events::Error::Archived {
+                    stream: None,
+                    position: neonhub_events::Position(3),
+                    archive: "/cold".into(),
+                }
+                .into(),
+                410,
+            ),
         ];
         for (error, status) in cases {
             let response = error.error_response();

@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     pub(crate) health: Mutex<WriterHealth>,
     /// Threads writing the index files of sealed segments.
     indexers: Mutex<Vec<JoinHandle<()>>>,
+    /// The live archive manifest as last seen (length, modification time,
+    /// inode), to notice an archive run beside this process.
+    pub(crate) archive_seen: Mutex<Option<(u64, std::time::SystemTime, u64)>>,
     closed: AtomicBool,
 }
 
@@ -156,6 +159,7 @@ impl Shared {
             head_tx: watch::Sender::new(head),
             health: Mutex::new(WriterHealth::Ok),
             indexers: Mutex::new(Vec::new()),
+            archive_seen: Mutex::new(None),
             closed: AtomicBool::new(false),
         })
     }
@@ -401,6 +405,87 @@ impl EmbeddedLog {
         super::repair::repair(dir.as_ref())
     }
 
+    /// Moves the sealed segments of the log in `dir` whose newest event was
+    /// recorded before `before` out of the live log into `to`, compressed
+    /// (zstd), oldest first (`neonhub log archive`). The chain stays
+    /// provable: the live log's manifest (`ARCHIVE.json`) records each
+    /// archived segment's record count, last chain value, time range, file
+    /// and checksum, and the live log continues the last chain value.
+    /// Never archives the segment being written, nor events at or after
+    /// `upto` (pass the AgentRun table's checkpoint, so that archived runs
+    /// keep their rows; `Position(u64::MAX)` for no limit). Runs beside a process that
+    /// holds the log open (`serve`): that process's reads of archived events
+    /// answer [`Error::Archived`].
+    ///
+    /// # Errors
+    /// [`Error::Locked`] while another archive runs; [`Error::NotALog`];
+    /// [`Error::ChainBroken`] or [`Error::Corruption`] when the segments do
+    /// not continue the archive; I/O errors (nothing is removed from the
+    /// live log unless the archive was written and synced).
+    pub fn archive(
+        dir: impl AsRef<Path>,
+        before: crate::ids::Timestamp,
+        upto: Position,
+        to: impl AsRef<Path>,
+    ) -> Result<super::archive::ArchiveReport> {
+        super::archive::archive(dir.as_ref(), before, upto, to.as_ref())
+    }
+
+    /// The first position still in the live log: the events before it were
+    /// archived ([`EmbeddedLog::archive`]); `Position(0)` when none were.
+    pub fn archived_before(&self) -> Position {
+        let _ = super::archive::catch_up(&self.shared);
+        self.shared.index.read().expect("index lock").archive.end()
+    }
+
+    /// Where the archive manifest says the archived segments went (the
+    /// newest run's directory), `None` when nothing is archived.
+    pub fn archive_dir(&self) -> Option<PathBuf> {
+        let index = self.shared.index.read().expect("index lock");
+        index
+            .archive
+            .manifest
+            .segments
+            .last()
+            .map(|s| s.archive.clone())
+    }
+
+    /// Verifies across the archive in `archive` and the live log: every
+    /// archived segment (its checksum, every record's CRC, the chain from
+    /// the first event of the log), then the live log continuing it, as
+    /// [`EmbeddedLog::verify`]. The report's `archived` is 0: nothing is
+    /// taken on trust.
+    ///
+    /// # Errors
+    /// [`Error::ArchiveDamaged`] naming a missing or damaged archived file or
+    /// manifest; [`Error::ChainBroken`] or [`Error::Corruption`] naming the
+    /// file; as [`EmbeddedLog::verify`].
+    pub fn verify_with_archive(&self, archive: impl AsRef<Path>) -> Result<VerifyReport> {
+        super::archive::catch_up(&self.shared)?;
+        super::archive::verify_archive(&self.shared, archive.as_ref())?;
+        let mut report = verify::verify(&self.shared)?;
+        report.archived = 0;
+        Ok(report)
+    }
+
+    /// The chain value recorded with the archived event at `position`, read
+    /// from the archive directory `archive` (the records before it in its
+    /// segment are checked on the way); `None` when `position` was not
+    /// archived. After a sound [`EmbeddedLog::verify_with_archive`] it is the
+    /// chain value of the whole history up to `position`, as
+    /// [`EmbeddedLog::chain_at`] gives for live events.
+    ///
+    /// # Errors
+    /// [`Error::ArchiveDamaged`], [`Error::Corruption`] or
+    /// [`Error::ChainBroken`] naming the archived file.
+    pub fn chain_in_archive(
+        &self,
+        archive: impl AsRef<Path>,
+        position: Position,
+    ) -> Result<Option<[u8; 32]>> {
+        super::archive::chain_in_archive(&self.shared, archive.as_ref(), position)
+    }
+
     /// Whether this handle was opened with [`EmbeddedLog::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         !self.writable
@@ -442,6 +527,7 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::ChainBroken`] or [`Error::Corruption`] at the first bad record.
     pub fn verify(&self) -> Result<VerifyReport> {
+        super::archive::catch_up(&self.shared)?;
         verify::verify(&self.shared)
     }
 
@@ -455,6 +541,17 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::Corruption`] if the record does not read back; I/O errors.
     pub fn chain_at(&self, position: Position) -> Result<Option<[u8; 32]>> {
+        super::archive::catch_up(&self.shared)?;
+        {
+            let index = self.shared.index.read().expect("index lock");
+            if position < index.archive.end() {
+                return Err(Error::Archived {
+                    stream: None,
+                    position,
+                    archive: index.archive.dir_of(position),
+                });
+            }
+        }
         let Some(at) = reader::locate(&self.shared, position)? else {
             return Ok(None);
         };
@@ -620,6 +717,10 @@ impl EventStore for EmbeddedLog {
 
     async fn head(&self) -> Result<Position> {
         Ok(self.shared.index.read().expect("index lock").head)
+    }
+
+    async fn first_position(&self) -> Result<Position> {
+        Ok(self.archived_before())
     }
 
     fn write_health(&self) -> std::result::Result<(), String> {

@@ -1,7 +1,9 @@
 //! The on-disk format of the embedded log: segment headers and record frames.
 //!
 //! A log is a directory of segment files named `seg-<first position, 20
-//! digits>.log`, plus a `LOCK` file. Integers are little-endian.
+//! digits>.log`, plus a `LOCK` file. Integers are little-endian. After
+//! `neonhub log archive`, the first segments are elsewhere and `ARCHIVE.json`
+//! (`manifest.rs`) says where the log begins and with which chain value.
 //!
 //! ```text
 //! segment header (64 bytes)

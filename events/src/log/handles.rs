@@ -38,6 +38,12 @@ impl Handles {
         }
     }
 
+    /// Closes the handle to `path`, if open (its file was archived).
+    pub(crate) fn forget(&self, path: &Path) {
+        let mut open = self.open.lock().expect("handle cache lock");
+        open.entries.retain(|e| &*e.path != path);
+    }
+
     /// A read handle to the segment at `path`, opened if not cached.
     pub(crate) fn get(&self, path: &Arc<Path>) -> Result<Arc<dyn LogFile>> {
         let mut open = self.open.lock().expect("handle cache lock");

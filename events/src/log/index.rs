@@ -18,6 +18,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::handles::Handles;
+use super::manifest::Manifest;
 use super::segidx::SealedIndex;
 use crate::error::Result;
 use crate::ids::{Position, Revision};
@@ -229,6 +230,9 @@ pub(crate) struct RecordRef {
     pub(crate) path: Arc<Path>,
     pub(crate) offset: u64,
     pub(crate) len: usize,
+    /// The first position of its segment when that segment was archived
+    /// (the record is no longer in the live log).
+    pub(crate) archived: Option<Position>,
 }
 
 /// A stream's events in one segment, found under the index lock: ready, or
@@ -244,6 +248,34 @@ pub(crate) struct Index {
     pub(crate) segments: Vec<SegmentIndex>,
     /// The position the next record will get.
     pub(crate) head: Position,
+    /// The segments archived before the first live one (`log::archive`).
+    pub(crate) archive: Archive,
+}
+
+/// What was archived out of the live log: the manifest and, for each
+/// archived segment, its index file (kept in the live directory), so that
+/// revisions of streams begun there are known and reading one says where
+/// its events went.
+#[derive(Debug, Default)]
+pub(crate) struct Archive {
+    pub(crate) manifest: Manifest,
+    /// One per manifest entry; `None` when its index file is missing.
+    pub(crate) indexes: Vec<Option<Arc<SealedIndex>>>,
+}
+
+impl Archive {
+    /// The position of the first event not archived.
+    pub(crate) fn end(&self) -> Position {
+        self.manifest.end()
+    }
+
+    /// Where the archived segment starting at `first` went.
+    pub(crate) fn dir_of(&self, first: Position) -> std::path::PathBuf {
+        self.manifest
+            .segment_of(first)
+            .map(|s| s.archive.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl Index {
@@ -274,6 +306,13 @@ impl Index {
                         return Ok(Some(e.revision));
                     }
                 }
+            }
+        }
+        for s in self.archive.indexes.iter().rev().flatten() {
+            if s.may_contain(key)
+                && let Some(e) = s.lookup(handles, key)?.last()
+            {
+                return Ok(Some(e.revision));
             }
         }
         Ok(None)
@@ -319,6 +358,12 @@ impl Index {
                 continue;
             }
             found.push(f);
+        }
+        // Older events may have been archived: their index files say.
+        for s in guard.archive.indexes.iter().rev().flatten() {
+            if s.may_contain(key) {
+                found.push(Found::Sealed(s.clone()));
+            }
         }
         drop(guard);
         let mut out: Vec<(Revision, RecordRef)> = Vec::new();
@@ -375,7 +420,7 @@ impl Index {
     /// segment and the offsets of it and the next record (to load outside
     /// the lock).
     pub(crate) fn locate(&self, position: Position) -> Option<(Arc<Path>, Offsets)> {
-        if position >= self.head {
+        if position >= self.head || position < self.archive.end() {
             return None;
         }
         let seg = &self.segments[self.segment_of(position)];
@@ -414,6 +459,7 @@ fn mem_refs(seg: &SegmentIndex, m: &MemBody, key: StreamKey) -> Found {
                         path: seg.path.clone(),
                         offset: start,
                         len: (end - start) as usize,
+                        archived: None,
                     },
                 )
             })

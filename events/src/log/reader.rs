@@ -29,12 +29,27 @@ pub(crate) fn read_all(
 ) -> Result<Vec<RecordedEvent>> {
     let mut out = Vec::with_capacity(limit.min(4096));
     let mut position = from;
+    let last_first = {
+        let index = shared.index.read().expect("index lock");
+        index.segments.last().map_or(Position::START, |s| s.first)
+    };
+    if from < last_first {
+        // Reading sealed segments: some may have been archived meanwhile.
+        super::archive::catch_up(shared)?;
+    }
     let mut buf = Vec::new();
     while out.len() < limit {
         let (path, offsets) = {
             let index = shared.index.read().expect("index lock");
             if position >= index.head {
                 break;
+            }
+            if position < index.archive.end() {
+                return Err(Error::Archived {
+                    stream: None,
+                    position,
+                    archive: index.archive.dir_of(position),
+                });
             }
             let seg = &index.segments[index.segment_of(position)];
             let i = (position.0 - seg.first.0) as usize;
@@ -49,10 +64,15 @@ pub(crate) fn read_all(
         let within = offsets[1..].partition_point(|&o| o - start <= READ_CHUNK);
         let count = within.max(1);
         let end = offsets[count];
-        let file = shared.handles.get(&path)?;
         buf.resize((end - start) as usize, 0);
-        file.read_exact_at(&mut buf, start)
-            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        shared
+            .handles
+            .get(&path)
+            .and_then(|file| {
+                file.read_exact_at(&mut buf, start)
+                    .map_err(|e| Error::io(format!("read {}", path.display()), e))
+            })
+            .map_err(|e| archived_meanwhile(shared, &path, None, position, e))?;
         let mut at = 0usize;
         for _ in 0..count {
             if format::is_group_header(&buf[at..]) {
@@ -83,6 +103,7 @@ pub(crate) fn locate(shared: &Shared, position: Position) -> Result<Option<Recor
         path,
         offset: offsets[0],
         len: (offsets[1] - offsets[0]) as usize,
+        archived: None,
     }))
 }
 
@@ -94,6 +115,7 @@ pub(crate) fn read_stream(
     from: ReadFrom,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    super::archive::catch_up(shared)?;
     let all = Index::stream_refs(
         shared.index.read().expect("index lock"),
         &shared.handles,
@@ -119,6 +141,18 @@ pub(crate) fn read_stream(
         }
     };
     let chosen: Vec<&RecordRef> = chosen.take(limit).map(|(_, r)| r).collect();
+    if let Some(first) = chosen.iter().filter_map(|r| r.archived).min() {
+        return Err(Error::Archived {
+            stream: Some(stream.clone()),
+            position: first,
+            archive: shared
+                .index
+                .read()
+                .expect("index lock")
+                .archive
+                .dir_of(first),
+        });
+    }
     let mut out = Vec::with_capacity(chosen.len());
     let mut buf = Vec::new();
     let mut i = 0;
@@ -140,9 +174,15 @@ pub(crate) fn read_stream(
         buf.resize((hi - lo) as usize, 0);
         shared
             .handles
-            .get(&first.path)?
-            .read_exact_at(&mut buf, lo)
-            .map_err(|e| Error::io(format!("read {}", first.path.display()), e))?;
+            .get(&first.path)
+            .and_then(|file| {
+                file.read_exact_at(&mut buf, lo)
+                    .map_err(|e| Error::io(format!("read {}", first.path.display()), e))
+            })
+            .map_err(|e| {
+                let at = segment_first(&first.path).unwrap_or_default();
+                archived_meanwhile(shared, &first.path, Some(stream), at, e)
+            })?;
         for r in &chosen[i..j] {
             let at = (r.offset - lo) as usize;
             let record =
@@ -158,6 +198,38 @@ pub(crate) fn read_stream(
         i = j;
     }
     Ok(out)
+}
+
+/// The first position of the segment file at `path`, from its name.
+fn segment_first(path: &std::path::Path) -> Option<Position> {
+    format::parse_segment_file_name(path.file_name()?.to_str()?).flatten()
+}
+
+/// `error`, from reading the segment at `path`; or [`Error::Archived`] when
+/// `neonhub log archive`, run beside this process, moved that segment out
+/// (the live manifest lists it).
+pub(crate) fn archived_meanwhile(
+    shared: &Shared,
+    path: &std::path::Path,
+    stream: Option<&StreamId>,
+    position: Position,
+    error: Error,
+) -> Error {
+    let Some(first) = segment_first(path) else {
+        return error;
+    };
+    let manifest = shared.dir.join(super::manifest::LIVE_MANIFEST);
+    match super::manifest::Manifest::read(shared.fs.as_ref(), &manifest, true) {
+        Ok(Some(m)) => match m.segments.iter().find(|s| s.first == first.0) {
+            Some(s) => Error::Archived {
+                stream: stream.cloned(),
+                position: if stream.is_some() { first } else { position },
+                archive: s.archive.clone(),
+            },
+            None => error,
+        },
+        _ => error,
+    }
 }
 
 /// A subscription to the embedded log. It holds one batch at most: a slow

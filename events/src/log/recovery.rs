@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    self, Chain, FORMAT_VERSION, FORMAT_VERSION_UNGROUPED, FRAME_LEN, FrameError, GENESIS_CHAIN,
-    GROUP_HEADER_LEN, GroupHeader, HEADER_LEN, MAX_BODY_LEN, MIN_BODY_LEN, RecordView,
-    SegmentHeader,
+    self, Chain, FORMAT_VERSION, FORMAT_VERSION_UNGROUPED, FRAME_LEN, FrameError, GROUP_HEADER_LEN,
+    GroupHeader, HEADER_LEN, MAX_BODY_LEN, MIN_BODY_LEN, RecordView, SegmentHeader,
 };
 use super::handles::{Handles, MAX_OPEN};
-use super::index::{Body, Index, SegmentIndex, StreamKey, stream_key};
+use super::index::{Archive, Body, Index, SegmentIndex, StreamKey, stream_key};
 use super::io::{LogFile, LogFs, OpenMode};
+use super::manifest::{self, Manifest};
 use super::segidx::{self, SealedIndex, SegmentMeta};
 use super::writer::{self, WriterState};
 use crate::error::{Error, Result};
@@ -110,21 +110,33 @@ pub(crate) fn list_segments(
 }
 
 /// Scans every segment of `dir` and returns the index and the writer state.
+///
+/// When segments were archived (`log::archive`), the log starts where the
+/// archive manifest says they end, with their last chain value: the first
+/// live segment must start there and continue that chain.
 pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result<Recovered> {
-    let segments = list_segments(fs.as_ref(), dir, access)?;
-    let mut index = Index::default();
-    let mut chain = GENESIS_CHAIN;
-    let mut recorded_at = Timestamp(0);
+    let mut segments = list_segments(fs.as_ref(), dir, access)?;
+    let mut index = Index {
+        archive: load_archive(fs.as_ref(), dir)?,
+        ..Index::default()
+    };
+    index.head = index.archive.end();
+    let mut chain = index.archive.manifest.last_chain();
+    let mut recorded_at = index.archive.manifest.max_recorded_at();
+    // Segments an interrupted archive run recorded as archived but did not
+    // remove yet: no longer part of the live log (the next run removes them).
+    segments.retain(|(first, _)| *first >= index.head);
     if segments.is_empty() && access != Access::Write {
         return Err(Error::NotALog {
             dir: dir.to_path_buf(),
         });
     }
     if segments.is_empty() {
-        let (file, path) = writer::create_segment(fs.as_ref(), dir, Position::START, &chain)?;
+        let first = index.head;
+        let (file, path) = writer::create_segment(fs.as_ref(), dir, first, &chain)?;
         index
             .segments
-            .push(SegmentIndex::new(Position::START, path, FORMAT_VERSION));
+            .push(SegmentIndex::new(first, path, FORMAT_VERSION));
         return Ok(Recovered {
             index,
             writer: Some(WriterState::new(
@@ -212,6 +224,51 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
         writer: Some(WriterState::new(file, len, chain, recorded_at)),
         torn,
     })
+}
+
+/// Reads the live archive manifest of `dir`, if any, and the index files of
+/// the segments it lists (kept in `dir`; one that is missing or does not
+/// match the manifest is left out, with a warning: streams begun in its
+/// segment then look new to appends and reads).
+pub(crate) fn load_archive(fs: &dyn LogFs, dir: &Path) -> Result<Archive> {
+    let path = dir.join(manifest::LIVE_MANIFEST);
+    let Some(manifest) = Manifest::read(fs, &path, true)? else {
+        return Ok(Archive::default());
+    };
+    let indexes = manifest
+        .segments
+        .iter()
+        .map(|s| {
+            let segment: Arc<Path> = dir.join(format::segment_file_name(Position(s.first))).into();
+            let expect = segidx::Expected {
+                first: Position(s.first),
+                segment_version: s.segment_version,
+                segment_len: s.segment_len,
+                next: None,
+            };
+            match SealedIndex::load(fs, &segment, &expect) {
+                Ok(Some(mut sealed))
+                    if sealed.meta.count == s.count && sealed.meta.last_chain == s.last_chain =>
+                {
+                    sealed.archived = true;
+                    Some(Arc::new(sealed))
+                }
+                other => {
+                    tracing::warn!(
+                        file = %segidx::index_path(&segment).display(),
+                        problem = match other {
+                            Ok(None) => "missing".to_string(),
+                            Err(reason) => reason,
+                            Ok(Some(_)) => "does not match the archive manifest".to_string(),
+                        },
+                        "the index file of an archived segment is not usable; its streams are not known to this log"
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    Ok(Archive { manifest, indexes })
 }
 
 /// Opens the sealed segment at `path` by its index file, checking the
@@ -493,7 +550,8 @@ fn check_header(
             path,
             0,
             format!(
-                "segment starts at position {first} but the log before it ends at {head} (a segment is missing or duplicated)"
+                "segment starts at position {first} but the log before it ends at {head} (a segment is missing or duplicated, or segments were archived and the archive manifest {} that records them is missing)",
+                path.with_file_name(manifest::LIVE_MANIFEST).display()
             ),
         ));
     }

@@ -108,6 +108,8 @@ pub(crate) struct SealedIndex {
     entries: u64,
     bloom: Box<[[u64; 8]]>,
     fences: Box<[u128]>,
+    /// Whether its segment was archived out of the live log.
+    pub(crate) archived: bool,
 }
 
 fn key_u128(key: StreamKey) -> u128 {
@@ -354,6 +356,7 @@ impl SealedIndex {
             entries: meta.count,
             bloom,
             fences,
+            archived: false,
         }))
     }
 
@@ -434,6 +437,7 @@ impl SealedIndex {
             path: self.segment.clone(),
             offset: u64::from(entry.offset),
             len: entry.len as usize,
+            archived: self.archived.then_some(self.meta.first),
         }
     }
 

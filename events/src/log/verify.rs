@@ -5,8 +5,7 @@ use std::fmt;
 
 use super::embedded::Shared;
 use super::format::{
-    self, Chain, FRAME_LEN, GENESIS_CHAIN, GROUP_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN,
-    SegmentHeader,
+    self, Chain, FRAME_LEN, GROUP_HEADER_LEN, HEADER_LEN, MAX_BODY_LEN, SegmentHeader,
 };
 use super::recovery::Window;
 use crate::error::{Error, Result};
@@ -22,6 +21,11 @@ pub struct VerifyReport {
     /// The chain value of the last event (zeros for an empty log). Writing
     /// it down elsewhere anchors the log: no later rewrite can reproduce it.
     pub head_hash: [u8; 32],
+    /// Events before the first live position that were archived
+    /// (`neonhub log archive`). Without the archive they are not re-checked:
+    /// the live log is proved to continue the chain value the archive
+    /// manifest recorded for them.
+    pub archived: u64,
 }
 
 impl VerifyReport {
@@ -37,6 +41,7 @@ impl fmt::Debug for VerifyReport {
             .field("events", &self.events)
             .field("head", &self.head)
             .field("head_hash", &self.head_hash_hex())
+            .field("archived", &self.archived)
             .finish()
     }
 }
@@ -44,17 +49,20 @@ impl fmt::Debug for VerifyReport {
 /// Re-reads every acknowledged record and recomputes the chain, reading each
 /// segment in chunks of a few MiB (one record at most more).
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
-    // A snapshot of the acknowledged extent of each segment.
-    let segments: Vec<_> = {
+    // A snapshot of the acknowledged extent of each segment, and where the
+    // archived events end (the live log continues their chain).
+    let (segments, archived, mut chain): (Vec<_>, _, Chain) = {
         let index = shared.index.read().expect("index lock");
-        index
+        let archived = index.archive.end();
+        let chain = index.archive.manifest.last_chain();
+        let segments = index
             .segments
             .iter()
             .map(|s| (s.first, s.path.clone(), s.end, s.count() as usize))
-            .collect()
+            .collect();
+        (segments, archived, chain)
     };
-    let mut chain: Chain = GENESIS_CHAIN;
-    let mut position = Position::START;
+    let mut position = archived;
     for (first, path, end, count) in segments {
         let mut window = Window::new(shared.handles.get(&path)?, end);
         let read_err = |e| Error::io(format!("read {}", path.display()), e);
@@ -105,5 +113,6 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         events: position.0,
         head: position,
         head_hash: chain,
+        archived: archived.0,
     })
 }

@@ -90,6 +90,15 @@ impl RowCursor {
         }
     }
 
+    /// A cursor that skips the rows whose first position is before `start`
+    /// (runs whose events were archived out of the log).
+    pub(super) fn starting_at(start: Position) -> Self {
+        Self {
+            next: start.0.min(i64::MAX as u64) as i64,
+            ..Self::new()
+        }
+    }
+
     /// Reads every row whose first position is at most `upto` (`None`: all
     /// the rest) into `out`, in batches.
     pub(super) fn read_upto(

@@ -1,0 +1,203 @@
+//! Retention: `EmbeddedLog::archive` of more than 1 GB of sealed segments
+//! (zstd into an archive directory; bytes of live segments per second), and
+//! `EmbeddedLog::verify_with_archive` across that archive and the live log
+//! (events per second: every archived record decompressed, its CRC and the
+//! hash chain checked from the first event, then the live log).
+//!
+//! Run: `cargo bench --bench log_archive -- --noplot`. The fixture (runs of
+//! `RunStarted` + `RunSucceeded`, buffered appends, 64 MiB segments) is
+//! built once under `target/neonhub-bench/fixtures/`; each archive sample
+//! works on a fresh copy of it (the copy is not timed, and leaves the page
+//! cache warm).
+
+// `criterion_group!` defines an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
+use neonhub_events::{
+    Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
+    RunId, Timestamp,
+};
+use neonhub_test_support::workload;
+use uuid::Uuid;
+
+/// Runs in the fixture: about 1.2 GB of segments.
+const RUNS: u64 = 2_000_000;
+
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
+    std::fs::create_dir_all(root.join("fixtures")).expect("create target/neonhub-bench");
+    root
+}
+
+/// A log of `runs` runs (both events of a run in one append, 64 tasks),
+/// built once.
+fn fixture(runs: u64) -> PathBuf {
+    let dir = root().join(format!("fixtures/archive-{runs}"));
+    let done = root().join(format!("fixtures/archive-{runs}.complete"));
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = Instant::now();
+    let log = Arc::new(
+        EmbeddedLog::open(
+            &dir,
+            LogOptions::default().with_durability(Durability::Buffered),
+        )
+        .expect("open the fixture log"),
+    );
+    let tasks = 64u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                let log = log.clone();
+                let share = runs / tasks + u64::from(t < runs % tasks);
+                tokio::spawn(async move {
+                    let codec = Codec::new();
+                    for _ in 0..share {
+                        let run_id = RunId::new();
+                        let correlation_id = Uuid::now_v7();
+                        let metadata = Metadata {
+                            correlation_id: Some(correlation_id),
+                            causation_id: None,
+                        };
+                        let events = vec![
+                            codec
+                                .encode(&workload::run_started(run_id, correlation_id), metadata)
+                                .expect("encode"),
+                            codec
+                                .encode(&workload::run_succeeded(run_id), metadata)
+                                .expect("encode"),
+                        ];
+                        log.append(&run_id.stream(), ExpectedRevision::NoStream, events)
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("fixture task");
+        }
+    });
+    let log = Arc::into_inner(log).expect("tasks are done");
+    let head = rt.block_on(log.head()).expect("head");
+    assert_eq!(head, Position(2 * runs));
+    log.close();
+    drop(log);
+    std::fs::write(&done, head.0.to_string()).expect("mark the fixture complete");
+    println!(
+        "built fixture archive-{runs}: {} events in {:.1} s",
+        head.0,
+        start.elapsed().as_secs_f64()
+    );
+    dir
+}
+
+/// A fresh copy of the fixture's files in `to` (replacing it).
+fn copy(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("create the copy");
+    for e in std::fs::read_dir(from).expect("list the fixture") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy a fixture file");
+    }
+}
+
+/// Bytes of the sealed segments (every segment but the last).
+fn sealed_bytes(dir: &Path) -> u64 {
+    let mut sizes: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| (e.path(), e.metadata().expect("stat").len()))
+        .collect();
+    sizes.sort();
+    sizes.pop();
+    sizes.iter().map(|(_, n)| n).sum()
+}
+
+fn archive(c: &mut Criterion) {
+    let runs = if measuring() { RUNS } else { 2_000 };
+    let fixture = fixture(runs);
+    let work = root().join("archive-work");
+    let bytes = sealed_bytes(&fixture);
+    let mut group = c.benchmark_group("archive");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Bytes(bytes));
+    group.bench_with_input(
+        BenchmarkId::new("sealed_segments_bytes", bytes),
+        &bytes,
+        |b, _| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    copy(&fixture, &work.join("log"));
+                    let _ = std::fs::remove_dir_all(work.join("cold"));
+                    let start = Instant::now();
+                    let report = EmbeddedLog::archive(
+                        work.join("log"),
+                        Timestamp::now(),
+                        Position(u64::MAX),
+                        work.join("cold"),
+                    )
+                    .expect("archive");
+                    spent += start.elapsed();
+                    assert_eq!(report.bytes, bytes);
+                }
+                spent
+            });
+        },
+    );
+    group.finish();
+
+    // The last copy stays archived: verify across it.
+    let log = EmbeddedLog::open_read_only(work.join("log"), LogOptions::default())
+        .expect("open the archived copy");
+    let events = 2 * runs;
+    assert!(log.archived_before() > Position(0));
+    let report = log
+        .verify_with_archive(work.join("cold"))
+        .expect("verify across the archive");
+    assert_eq!(report.events, events);
+    let mut group = c.benchmark_group("verify_across_archive");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(events));
+    group.bench_with_input(BenchmarkId::new("events", events), &events, |b, _| {
+        b.iter(|| {
+            log.verify_with_archive(work.join("cold"))
+                .expect("verify across the archive")
+        });
+    });
+    group.finish();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+criterion_group!(benches, archive);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
