@@ -18,12 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use neonhub_events::{
-    Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
-    RunId, Timestamp,
-};
+use neonhub_events::{Durability, EmbeddedLog, EventStore, LogOptions, Position, Timestamp};
 use neonhub_test_support::workload;
-use uuid::Uuid;
 
 /// Runs in the fixture: about 1.2 GB of segments.
 const RUNS: u64 = 2_000_000;
@@ -55,44 +51,11 @@ fn fixture(runs: u64) -> PathBuf {
         )
         .expect("open the fixture log"),
     );
-    let tasks = 64u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .expect("tokio runtime");
-    rt.block_on(async {
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let log = log.clone();
-                let share = runs / tasks + u64::from(t < runs % tasks);
-                tokio::spawn(async move {
-                    let codec = Codec::new();
-                    for _ in 0..share {
-                        let run_id = RunId::new();
-                        let correlation_id = Uuid::now_v7();
-                        let metadata = Metadata {
-                            correlation_id: Some(correlation_id),
-                            causation_id: None,
-                        };
-                        let events = vec![
-                            codec
-                                .encode(&workload::run_started(run_id, correlation_id), metadata)
-                                .expect("encode"),
-                            codec
-                                .encode(&workload::run_succeeded(run_id), metadata)
-                                .expect("encode"),
-                        ];
-                        log.append(&run_id.stream(), ExpectedRevision::NoStream, events)
-                            .await
-                            .expect("append");
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.expect("fixture task");
-        }
-    });
+    rt.block_on(workload::append_finished_runs(log.clone(), runs, 64, true));
     let log = Arc::into_inner(log).expect("tasks are done");
     let head = rt.block_on(log.head()).expect("head");
     assert_eq!(head, Position(2 * runs));

@@ -17,12 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use neonhub_events::{
-    Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
-    Revision, RunId,
-};
+use neonhub_events::{Codec, Durability, EmbeddedLog, EventStore, LogOptions, Position};
 use neonhub_test_support::workload;
-use uuid::Uuid;
 
 /// Runs in the read-all fixture (two events each).
 const READ_RUNS: u64 = 100_000;
@@ -65,21 +61,6 @@ fn fixtures_root() -> PathBuf {
     root
 }
 
-/// The two events of one successful agent run.
-fn run_events(codec: &Codec, run_id: RunId) -> [neonhub_events::EventData; 2] {
-    let correlation_id = Uuid::now_v7();
-    let metadata = Metadata {
-        correlation_id: Some(correlation_id),
-        causation_id: None,
-    };
-    let started = workload::run_started(run_id, correlation_id);
-    let succeeded = workload::run_succeeded(run_id);
-    [
-        codec.encode(&started, metadata).expect("encode"),
-        codec.encode(&succeeded, metadata).expect("encode"),
-    ]
-}
-
 /// A log of `runs` runs (`RunStarted` then `RunSucceeded`, appended
 /// separately as a service would, by 64 concurrent tasks), built once.
 fn fixture(name: &str, runs: u64) -> PathBuf {
@@ -99,37 +80,11 @@ fn fixture(name: &str, runs: u64) -> PathBuf {
         )
         .expect("open the fixture log"),
     );
-    let tasks = 64u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .expect("tokio runtime");
-    rt.block_on(async {
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let log = log.clone();
-                let share = runs / tasks + u64::from(t < runs % tasks);
-                tokio::spawn(async move {
-                    let codec = Codec::new();
-                    for _ in 0..share {
-                        let run_id = RunId::new();
-                        let [started, succeeded] = run_events(&codec, run_id);
-                        let stream = run_id.stream();
-                        log.append(&stream, ExpectedRevision::NoStream, vec![started])
-                            .await
-                            .expect("append");
-                        let next = ExpectedRevision::Exact(Revision::FIRST);
-                        log.append(&stream, next, vec![succeeded])
-                            .await
-                            .expect("append");
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.expect("fixture task");
-        }
-    });
+    rt.block_on(workload::append_finished_runs(log.clone(), runs, 64, false));
     let log = Arc::into_inner(log).expect("tasks are done");
     let head = rt.block_on(log.head()).expect("head");
     assert_eq!(head, Position(2 * runs));

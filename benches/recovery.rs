@@ -20,7 +20,7 @@ use neonhub::{RecoverySource, find_in_flight};
 use neonhub_actors::find_unfinished;
 use neonhub_events::{
     Codec, Durability, EmbeddedLog, EventStore, ExpectedRevision, LogOptions, Metadata, Position,
-    Revision, RunId, SharedStore,
+    RunId, SharedStore,
 };
 use neonhub_projections::{AsOf, RebuildOptions, rebuild};
 use neonhub_test_support::workload;
@@ -72,39 +72,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         .expect("open the fixture log"),
     );
     rt.block_on(async {
-        let tasks = 64u64;
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let log = log.clone();
-                let share = runs / tasks + u64::from(t < runs % tasks);
-                tokio::spawn(async move {
-                    let codec = Codec::new();
-                    for _ in 0..share {
-                        let run_id = RunId::new();
-                        let correlation_id = Uuid::now_v7();
-                        let metadata = Metadata {
-                            correlation_id: Some(correlation_id),
-                            causation_id: None,
-                        };
-                        let started = workload::run_started(run_id, correlation_id);
-                        let succeeded = workload::run_succeeded(run_id);
-                        let stream = run_id.stream();
-                        let started = codec.encode(&started, metadata).expect("encode");
-                        log.append(&stream, ExpectedRevision::NoStream, vec![started])
-                            .await
-                            .expect("append");
-                        let succeeded = codec.encode(&succeeded, metadata).expect("encode");
-                        let next = ExpectedRevision::Exact(Revision::FIRST);
-                        log.append(&stream, next, vec![succeeded])
-                            .await
-                            .expect("append");
-                    }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await.expect("fixture task");
-        }
+        workload::append_finished_runs(log.clone(), runs, 64, false).await;
         let codec = Codec::new();
         for _ in 0..OPEN {
             let run_id = RunId::new();

@@ -68,3 +68,66 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// Appends `runs` finished runs to `store` from `tasks` concurrent tasks,
+/// as a busy service would: each run's `RunStarted` then `RunSucceeded` (the
+/// two events above) in its own stream, in two appends (`one_append`:
+/// one). The benches' large logs are built with it.
+pub async fn append_finished_runs(
+    store: std::sync::Arc<dyn neonhub_events::EventStore>,
+    runs: u64,
+    tasks: u64,
+    one_append: bool,
+) {
+    use neonhub_events::{Codec, ExpectedRevision, Metadata, Revision};
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = store.clone();
+            let share = runs / tasks + u64::from(t < runs % tasks);
+            tokio::spawn(async move {
+                let codec = Codec::new();
+                for _ in 0..share {
+                    let run_id = RunId::new();
+                    let correlation_id = Uuid::now_v7();
+                    let metadata = Metadata {
+                        correlation_id: Some(correlation_id),
+                        causation_id: None,
+                    };
+                    let started = codec
+                        .encode(&run_started(run_id, correlation_id), metadata)
+                        .expect("encode");
+                    let succeeded = codec
+                        .encode(&run_succeeded(run_id), metadata)
+                        .expect("encode");
+                    let stream = run_id.stream();
+                    if one_append {
+                        store
+                            .append(
+                                &stream,
+                                ExpectedRevision::NoStream,
+                                vec![started, succeeded],
+                            )
+                            .await
+                            .expect("append");
+                        continue;
+                    }
+                    store
+                        .append(&stream, ExpectedRevision::NoStream, vec![started])
+                        .await
+                        .expect("append");
+                    store
+                        .append(
+                            &stream,
+                            ExpectedRevision::Exact(Revision::FIRST),
+                            vec![succeeded],
+                        )
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("append task");
+    }
+}
