@@ -28,9 +28,12 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // runs beside a running `serve`. A table behind the log is compared up
     // to its checkpoint; the events after it are decoded below.
     let opened = Store::open(&store, &data, Access::Read)?;
-    // 1. The embedded log's hash chain (EventStoreDB has none), and the
-    //    anchors it must still hold.
-    let chain = match &opened {
+    // 1. The embedded log's hash chain (EventStoreDB has none), on a thread
+    //    of its own beside the table comparison below (both read the whole
+    //    log; on two cores the check takes the longer of the two, not their
+    //    sum). Its verdict comes first: a broken chain is reported as such,
+    //    whatever the comparison found.
+    let chain_check = match &opened {
         Store::Embedded(log) => {
             if let Some(torn) = log.torn_tail() {
                 eprintln!(
@@ -43,9 +46,13 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
                     torn.reason
                 );
             }
-            let chain = verify_chain(log, args.archive.as_deref())?;
-            let unchecked = check_anchors(log, &chain, &args.anchors, args.archive.as_deref())?;
-            Some((chain, unchecked))
+            let log = log.clone();
+            let archive = args.archive.clone();
+            let handle = std::thread::Builder::new()
+                .name("neonhub-verify-chain".into())
+                .spawn(move || verify_chain(&log, archive.as_deref()))
+                .map_err(|e| Error::io("start the hash chain check", e))?;
+            Some(handle)
         }
         Store::EventStoreDb { .. } => None,
     };
@@ -61,23 +68,43 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     let path = data.projection_path();
     // No table is derived data missing, not a fault of the log: the log is
     // verified alone, and the output says so.
-    let table = if path.exists() {
-        let table = verify_table_from(&*log, &path, archived_before)
-            .await
-            .map_err(|e| match e {
-                neonhub_projections::Error::Store(neonhub_events::Error::Decode {
-                    position,
-                    ..
-                }) => Error::AuditFailed {
-                    position,
-                    reason: format!("does not decode with this build: {e}"),
-                },
-                other => other.into(),
-            })?;
-        check_table(&table)?;
-        Some(table)
+    let compared = if path.exists() {
+        Some(
+            verify_table_from(&*log, &path, archived_before)
+                .await
+                .map_err(|e| match e {
+                    neonhub_projections::Error::Store(neonhub_events::Error::Decode {
+                        position,
+                        ..
+                    }) => Error::AuditFailed {
+                        position,
+                        reason: format!("does not decode with this build: {e}"),
+                    },
+                    other => other.into(),
+                }),
+        )
     } else {
         None
+    };
+    //    The chain's verdict, and the anchors it must still hold.
+    let chain = match (chain_check, &opened) {
+        (Some(handle), Store::Embedded(embedded)) => {
+            let chain = handle
+                .join()
+                .map_err(|_| Error::Service("the hash chain check panicked".to_owned()))??;
+            let unchecked =
+                check_anchors(embedded, &chain, &args.anchors, args.archive.as_deref())?;
+            Some((chain, unchecked))
+        }
+        _ => None,
+    };
+    let table = match compared {
+        Some(table) => {
+            let table = table?;
+            check_table(&table)?;
+            Some(table)
+        }
+        None => None,
     };
     // 3. Every run event past the table's checkpoint (all of them without a
     //    table) decodes with this build too.
