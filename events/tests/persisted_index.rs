@@ -87,6 +87,57 @@ async fn check(log: &EmbeddedLog, model: &BTreeMap<String, Vec<Vec<u8>>>) {
         let mut expect: Vec<Vec<u8>> = want[..=mid].to_vec();
         expect.reverse();
         assert_eq!(back, expect, "{name} backwards from {mid}");
+        // A few events from anywhere, both ways: only those are read.
+        for (direction, from, limit) in [
+            (
+                Direction::Forwards,
+                ReadFrom::Revision(Revision(mid as u64)),
+                3,
+            ),
+            (Direction::Forwards, ReadFrom::Start, 2),
+            (Direction::Forwards, ReadFrom::End, 5),
+            (Direction::Backwards, ReadFrom::End, 1),
+            (
+                Direction::Backwards,
+                ReadFrom::Revision(Revision(mid as u64)),
+                4,
+            ),
+            (Direction::Backwards, ReadFrom::Start, 9),
+        ] {
+            let got: Vec<Vec<u8>> = log
+                .read_stream(&stream, direction, from, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.payload)
+                .collect();
+            let expect: Vec<Vec<u8>> = match (direction, from) {
+                (Direction::Forwards, ReadFrom::Revision(r)) => want
+                    .iter()
+                    .skip(r.0 as usize)
+                    .take(limit)
+                    .cloned()
+                    .collect(),
+                (Direction::Forwards, ReadFrom::Start) => {
+                    want.iter().take(limit).cloned().collect()
+                }
+                (Direction::Forwards, ReadFrom::End) => Vec::new(),
+                (Direction::Backwards, ReadFrom::End) => {
+                    want.iter().rev().take(limit).cloned().collect()
+                }
+                (Direction::Backwards, ReadFrom::Revision(r)) => want[..=r.0 as usize]
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .cloned()
+                    .collect(),
+                (Direction::Backwards, ReadFrom::Start) => want[..1].to_vec(),
+            };
+            assert_eq!(
+                got, expect,
+                "{name} {direction:?} from {from:?} limit {limit}"
+            );
+        }
         // Appending at the wrong revision is refused; at the right one works.
         let wrong = log
             .append(

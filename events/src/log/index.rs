@@ -323,70 +323,79 @@ impl Index {
         self.segments.last()?.mem()?.last_revision(key)
     }
 
-    /// Where each event of a stream lives, in revision order. Only
-    /// in-memory segments are read under the index lock; index files are
-    /// read after `unlock` releases it.
+    /// Where the events of a stream with revisions in the range `window`
+    /// picks (given the stream's length) live, in revision order. Only the
+    /// segments holding that range are looked at, and in-memory segments
+    /// give only the records in it, so a read of a few events of a long
+    /// stream costs what it reads. Index files are read after the index
+    /// lock (`guard`) is released.
     pub(crate) fn stream_refs<'a, G>(
         guard: G,
         handles: &Handles,
         key: StreamKey,
+        window: impl FnOnce(u64) -> (u64, u64),
     ) -> Result<Vec<(Revision, RecordRef)>>
     where
         G: std::ops::Deref<Target = Index> + 'a,
     {
+        let len = guard.last_revision(handles, key)?.map_or(0, |r| r.0 + 1);
+        let (lo, hi) = window(len);
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        // Newest segment first, down to the one holding revision `lo`.
         let mut found = Vec::new();
+        let mut complete = false;
         for seg in guard.segments.iter().rev() {
-            let f = match &seg.body {
-                Body::Active(m) => mem_refs(seg, m, key),
-                Body::Frozen(m) => mem_refs(seg, m, key),
+            match &seg.body {
                 Body::Sealed(s) => {
-                    if !s.may_contain(key) {
-                        continue;
+                    if s.may_contain(key) {
+                        found.push(Found::Sealed(s.clone()));
                     }
-                    Found::Sealed(s.clone())
                 }
-            };
-            if let Found::Ready(v) = &f {
-                if v.is_empty() {
-                    continue;
+                _ => {
+                    let m = seg.mem().expect("in memory");
+                    if let Some(st) = m.streams.get(&key) {
+                        found.push(Found::Ready(mem_refs(seg, m, st, lo, hi)));
+                        if st.first_revision <= lo {
+                            complete = true;
+                            break;
+                        }
+                    }
                 }
-                let starts = v[0].0 == Revision::FIRST;
-                found.push(f);
-                if starts {
-                    break;
-                }
-                continue;
             }
-            found.push(f);
         }
         // Older events may have been archived: their index files say.
-        for s in guard.archive.indexes.iter().rev().flatten() {
-            if s.may_contain(key) {
-                found.push(Found::Sealed(s.clone()));
+        if !complete {
+            for s in guard.archive.indexes.iter().rev().flatten() {
+                if s.may_contain(key) {
+                    found.push(Found::Sealed(s.clone()));
+                }
             }
         }
         drop(guard);
-        let mut out: Vec<(Revision, RecordRef)> = Vec::new();
+        let mut parts: Vec<Vec<(Revision, RecordRef)>> = Vec::with_capacity(found.len());
         for f in found {
-            let part = match f {
-                Found::Ready(v) => v,
-                Found::Sealed(s) => s
-                    .lookup(handles, key)?
-                    .iter()
-                    .map(|e| (e.revision, s.record_ref(e)))
-                    .collect(),
-            };
-            if part.is_empty() {
-                continue;
-            }
-            let starts = part[0].0 == Revision::FIRST;
-            // Newest segment first: older events go in front.
-            out.splice(0..0, part);
-            if starts {
-                break;
+            match f {
+                Found::Ready(v) => parts.push(v),
+                Found::Sealed(s) => {
+                    let entries = s.lookup(handles, key)?;
+                    let reaches = entries.first().is_some_and(|e| e.revision.0 <= lo);
+                    parts.push(
+                        entries
+                            .iter()
+                            .filter(|e| (lo..hi).contains(&e.revision.0))
+                            .map(|e| (e.revision, s.record_ref(e)))
+                            .collect(),
+                    );
+                    if reaches {
+                        break;
+                    }
+                }
             }
         }
-        Ok(out)
+        // Oldest segment first.
+        Ok(parts.into_iter().rev().flatten().collect())
     }
 
     /// Records an acknowledged record of revision `revision` at `offset` of
@@ -441,28 +450,32 @@ impl Index {
     }
 }
 
-fn mem_refs(seg: &SegmentIndex, m: &MemBody, key: StreamKey) -> Found {
-    let Some(s) = m.streams.get(&key) else {
-        return Found::Ready(Vec::new());
-    };
-    Found::Ready(
-        s.ordinals
-            .iter()
-            .enumerate()
-            .map(|(k, &ordinal)| {
-                let i = ordinal as usize;
-                let start = u64::from(m.offsets[i]);
-                let end = m.offsets.get(i + 1).map_or(seg.end, |&o| u64::from(o));
-                (
-                    Revision(s.first_revision + k as u64),
-                    RecordRef {
-                        path: seg.path.clone(),
-                        offset: start,
-                        len: (end - start) as usize,
-                        archived: None,
-                    },
-                )
-            })
-            .collect(),
-    )
+/// The records of stream `st` in the in-memory segment `seg` with
+/// revisions in `lo..hi`.
+fn mem_refs(
+    seg: &SegmentIndex,
+    m: &MemBody,
+    st: &MemStream,
+    lo: u64,
+    hi: u64,
+) -> Vec<(Revision, RecordRef)> {
+    let first = st.first_revision;
+    let from = lo.saturating_sub(first) as usize;
+    let to = (hi.saturating_sub(first) as usize).min(st.ordinals.len());
+    (from..to)
+        .map(|k| {
+            let i = st.ordinals[k] as usize;
+            let start = u64::from(m.offsets[i]);
+            let end = m.offsets.get(i + 1).map_or(seg.end, |&o| u64::from(o));
+            (
+                Revision(first + k as u64),
+                RecordRef {
+                    path: seg.path.clone(),
+                    offset: start,
+                    len: (end - start) as usize,
+                    archived: None,
+                },
+            )
+        })
+        .collect()
 }

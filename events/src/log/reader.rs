@@ -11,7 +11,7 @@ use super::embedded::Shared;
 use super::format::{self, GROUP_HEADER_LEN, MAX_BODY_LEN};
 use super::index::{Index, RecordRef, stream_key};
 use crate::error::{Error, Result};
-use crate::ids::{Position, Revision, StreamId};
+use crate::ids::{Position, StreamId};
 use crate::store::{Direction, ReadFrom, RecordedEvent, SubscriptionSource};
 
 /// Most bytes read with one `pread` by `read_all`.
@@ -116,31 +116,35 @@ pub(crate) fn read_stream(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
     super::archive::catch_up(shared)?;
-    let all = Index::stream_refs(
-        shared.index.read().expect("index lock"),
-        &shared.handles,
-        stream_key(stream.as_str().as_bytes()),
-    )?;
-    let n = all.len();
-    let chosen: Box<dyn Iterator<Item = &(Revision, RecordRef)>> = match direction {
+    // The revisions to read, given the stream's length `n`.
+    let window = |n: u64| match direction {
         Direction::Forwards => {
             let start = match from {
                 ReadFrom::Start => 0,
                 ReadFrom::End => n,
-                ReadFrom::Revision(r) => (r.0 as usize).min(n),
+                ReadFrom::Revision(r) => r.0.min(n),
             };
-            Box::new(all[start..].iter())
+            (start, start.saturating_add(limit as u64).min(n))
         }
         Direction::Backwards => {
             let end = match from {
                 ReadFrom::Start => 1.min(n),
                 ReadFrom::End => n,
-                ReadFrom::Revision(r) => (r.0 as usize).saturating_add(1).min(n),
+                ReadFrom::Revision(r) => r.0.saturating_add(1).min(n),
             };
-            Box::new(all[..end].iter().rev())
+            (end.saturating_sub(limit as u64), end)
         }
     };
-    let chosen: Vec<&RecordRef> = chosen.take(limit).map(|(_, r)| r).collect();
+    let mut refs = Index::stream_refs(
+        shared.index.read().expect("index lock"),
+        &shared.handles,
+        stream_key(stream.as_str().as_bytes()),
+        window,
+    )?;
+    if direction == Direction::Backwards {
+        refs.reverse();
+    }
+    let chosen: Vec<&RecordRef> = refs.iter().map(|(_, r)| r).collect();
     if let Some(first) = chosen.iter().filter_map(|r| r.archived).min() {
         return Err(Error::Archived {
             stream: Some(stream.clone()),
