@@ -17,7 +17,7 @@ use super::index::{Body, Index, MemBody, stream_key};
 use super::io::{LogFs, StdFs};
 use super::reader::{self, LogSubscription};
 use super::recovery::{self, Access, TornTail};
-use super::segidx::{self, SealedIndex, SegmentMeta};
+use super::segidx::{self, SegmentMeta};
 use super::verify::{self, VerifyReport};
 use super::writer::{AppendRequest, Writer};
 use crate::error::{Error, Result};
@@ -197,17 +197,7 @@ pub(crate) fn index_in_background(
         .name("neonhub-log-indexer".into())
         .spawn(move || {
             let shared = shared2;
-            let written = segidx::write(shared.fs.as_ref(), &segment, &body, &meta).and_then(|()| {
-                let expect = segidx::Expected {
-                    first: meta.first,
-                    segment_version: meta.segment_version,
-                    segment_len: meta.segment_len,
-                    next: None,
-                };
-                SealedIndex::load(shared.fs.as_ref(), &segment, &expect)
-                    .map_err(|reason| Error::io("read back the index file just written", std::io::Error::other(reason)))?
-                    .ok_or_else(|| Error::io("read back the index file just written", std::io::ErrorKind::NotFound.into()))
-            });
+            let written = segidx::write_and_load(shared.fs.as_ref(), &segment, &body, &meta);
             match written {
                 Ok(sealed) => {
                     let mut index = shared.index.write().expect("index lock");

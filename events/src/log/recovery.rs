@@ -351,26 +351,12 @@ fn seal_scanned(
         last_chain: *chain,
         max_recorded_at: recorded_at,
     };
-    let expect = segidx::Expected {
-        first: meta.first,
-        segment_version: meta.segment_version,
-        segment_len: meta.segment_len,
-        next: None,
-    };
-    let written = segidx::write(fs, &seg.path, &body, &meta)
-        .map(|()| SealedIndex::load(fs, &seg.path, &expect));
-    match written {
-        Ok(Ok(Some(sealed))) => seg.body = Body::Sealed(Arc::new(sealed)),
-        Ok(Ok(None)) => {}
-        Ok(Err(reason)) => tracing::warn!(
-            segment = %seg.path.display(),
-            reason,
-            "the index file just written does not read back; the segment stays indexed in memory"
-        ),
+    match segidx::write_and_load(fs, &seg.path, &body, &meta) {
+        Ok(sealed) => seg.body = Body::Sealed(Arc::new(sealed)),
         Err(e) => tracing::warn!(
             segment = %seg.path.display(),
             error = %e,
-            "could not write a segment's index file; it stays indexed in memory"
+            "could not write a segment's index file, or it does not read back; it stays indexed in memory"
         ),
     }
 }

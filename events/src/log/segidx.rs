@@ -105,7 +105,6 @@ pub(crate) struct SealedIndex {
     pub(crate) new_streams: u64,
     offset_blocks: u64,
     dir_blocks: u64,
-    entries: u64,
     bloom: Box<[[u64; 8]]>,
     fences: Box<[u128]>,
     /// Whether its segment was archived out of the live log.
@@ -268,6 +267,32 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// Writes the index file of a sealed segment (see [`write`]) and loads it
+/// back, checked against `meta`.
+pub(crate) fn write_and_load(
+    fs: &dyn LogFs,
+    segment: &Arc<Path>,
+    body: &MemBody,
+    meta: &SegmentMeta,
+) -> Result<SealedIndex> {
+    write(fs, segment, body, meta)?;
+    let expect = Expected {
+        first: meta.first,
+        segment_version: meta.segment_version,
+        segment_len: meta.segment_len,
+        next: None,
+    };
+    let unreadable = |reason: String| {
+        Error::io(
+            "read back the index file just written",
+            std::io::Error::other(reason),
+        )
+    };
+    SealedIndex::load(fs, segment, &expect)
+        .map_err(unreadable)?
+        .ok_or_else(|| unreadable("it is gone".to_owned()))
+}
+
 impl SealedIndex {
     /// Loads the index file of `segment` if it is there and describes the
     /// segment `expect` says (same first position, length, format version
@@ -353,7 +378,6 @@ impl SealedIndex {
             new_streams,
             offset_blocks,
             dir_blocks,
-            entries: meta.count,
             bloom,
             fences,
             archived: false,
@@ -410,7 +434,7 @@ impl SealedIndex {
             }
             let b = self.block(handles, first_dir + block as u64)?;
             let n = if block + 1 == self.dir_blocks as usize {
-                self.entries as usize - block * ENTRIES_PER_BLOCK
+                self.meta.count as usize - block * ENTRIES_PER_BLOCK
             } else {
                 ENTRIES_PER_BLOCK
             };
