@@ -25,8 +25,8 @@ pub use esdb::{EsdbOptions, EsdbStore};
 pub use ids::{EventId, NodeId, Position, Revision, RunId, StreamId, Timestamp};
 pub use lease::LeaseRenewed;
 pub use log::{
-    ArchiveReport, Durability, EmbeddedLog, LogOptions, Repair, TornTail, VerifyReport,
-    WriterHealth,
+    ArchiveReport, Durability, EmbeddedLog, LogOptions, Repair, TornTail, VerifiedRecord,
+    VerifyReport, WriterHealth,
 };
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, StepOutcome,

@@ -103,4 +103,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A thread of the audit check stopped without an answer: it panicked.
+    /// A bug in neonhub: report it with the panic message printed above.
+    #[error("{0} stopped without an answer (it panicked, see above): a bug, please report it")]
+    Worker(&'static str),
 }

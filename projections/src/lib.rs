@@ -84,4 +84,6 @@ pub use query::{Cursor, MAX_PAGE_SIZE, Page, RunDetail, RunFilter, RunQueries};
 pub use replay::{AsOf, Progress, RebuildOptions, RebuildSummary, rebuild};
 pub use report::TargetReport;
 pub use runner::{DEFAULT_BATCH_SIZE, Projection, ProjectionRunner};
-pub use verify::{LISTED_MISMATCHES, Mismatch, VerifyReport, verify, verify_from};
+pub use verify::{
+    LISTED_MISMATCHES, Mismatch, RawRunEvents, VerifyReport, verify, verify_fed, verify_from,
+};

@@ -2,10 +2,52 @@
 //! checkpoint is behind the head, and reports the first mismatch when a row
 //! was altered, removed or added behind the projection's back.
 
+use std::path::Path;
+
+use neonhub_events::{EmbeddedLog, LogOptions, Position};
 use neonhub_projections::{
-    AgentRunsProjection, Mismatch, ProjectionRunner, RunQueries, RunStatus, verify,
+    AgentRunsProjection, Mismatch, ProjectionRunner, RawRunEvents, RunQueries, RunStatus,
+    VerifyReport, verify, verify_fed,
 };
 use neonhub_test_support::projections as support;
+
+/// The check both ways: reading the log itself (`verify`), and fed the run
+/// events by the hash chain check of a read-only handle on the same log, as
+/// `audit verify` does (`verify_fed`, in batches of 7 so that runs and pages
+/// straddle batches). The two reports must be equal.
+async fn check(log: &support::TestLog, db: &Path) -> VerifyReport {
+    let read = verify(&*log.store, db).await.unwrap();
+    let reader =
+        EmbeddedLog::open_read_only(log.dir.path().join("log"), LogOptions::default()).unwrap();
+    let (batches, received) = std::sync::mpsc::sync_channel(2);
+    let (spent, returned) = std::sync::mpsc::channel::<RawRunEvents>();
+    let chain = std::thread::spawn(move || {
+        let mut batch = RawRunEvents::new();
+        let mut feeding = true;
+        reader
+            .verify_each(None, |record| {
+                let Some(run_id) = record.run_id().filter(|_| feeding) else {
+                    return;
+                };
+                batch.push(run_id, record.position, record.event_type, record.payload);
+                if batch.len() == 7 {
+                    let mut next = returned.try_recv().unwrap_or_default();
+                    next.clear();
+                    feeding = batches.send(std::mem::replace(&mut batch, next)).is_ok();
+                }
+            })
+            .unwrap();
+        if feeding && !batch.is_empty() {
+            let _ = batches.send(batch);
+        }
+    });
+    let fed = verify_fed(&*log.store, db, Position::START, received, spent)
+        .await
+        .unwrap();
+    chain.join().unwrap();
+    assert_eq!(fed, read, "verify_fed and verify disagree");
+    read
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_lag_and_the_first_mismatch() {
@@ -21,7 +63,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     log.append(second).await;
 
     // Behind, but what it has matches.
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
     assert!(report.matches(), "{report}");
     assert!(!report.is_complete());
     assert_eq!(report.checkpoint, checkpoint);
@@ -36,7 +78,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
         ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&db).unwrap());
     runner.catch_up().await.unwrap();
     drop(runner);
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
     assert!(report.is_complete(), "{report}");
     assert_eq!(report.rows, report.runs_in_log);
 
@@ -55,7 +97,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
         [later_finished.run_id.to_string()],
     )
     .unwrap();
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
     assert_eq!(
         report.first_mismatch(),
         Some(&Mismatch::Column {
@@ -74,7 +116,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
         [early.run_id.to_string()],
     )
     .unwrap();
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
     assert_eq!(
         report.first_mismatch(),
         Some(&Mismatch::MissingRow {
@@ -108,7 +150,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
         [copy.run_id.to_string()],
     )
     .unwrap();
-    let report = verify(&*log.store, &fresh).await.unwrap();
+    let report = check(&log, &fresh).await;
     assert_eq!(
         report.first_mismatch(),
         Some(&Mismatch::Column {
@@ -136,7 +178,7 @@ async fn verify_reports_lag_and_the_first_mismatch() {
     )
     .unwrap();
     drop(conn);
-    let report = verify(&*log.store, &fresh).await.unwrap();
+    let report = check(&log, &fresh).await;
     assert_eq!(
         report.first_mismatch(),
         Some(&Mismatch::UnexpectedRow {
@@ -166,7 +208,7 @@ async fn every_mismatch_is_counted_and_the_first_hundred_are_listed() {
     );
     drop(conn);
 
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
 
     assert_eq!(report.mismatch_count, rows, "{report}");
     assert_eq!(
@@ -220,7 +262,7 @@ async fn edited_positions_are_named_too() {
     .unwrap();
     drop(conn);
 
-    let report = verify(&*log.store, &db).await.unwrap();
+    let report = check(&log, &db).await;
 
     let named = |run_id, column| {
         report.mismatches.iter().any(|m| {

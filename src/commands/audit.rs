@@ -4,7 +4,9 @@
 //! property of the embedded log): the other two checks are made.
 
 use neonhub_events::{Codec, Position};
-use neonhub_projections::verify_from as verify_table_from;
+use neonhub_projections::{
+    RawRunEvents, verify_fed as verify_table_fed, verify_from as verify_table_from,
+};
 
 use crate::anchor::Anchor;
 use crate::cli::{AnchorArgs, Format, VerifyArgs};
@@ -28,6 +30,17 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // runs beside a running `serve`. A table behind the log is compared up
     // to its checkpoint; the events after it are decoded below.
     let opened = Store::open(&store, &data, Access::Read)?;
+    let path = data.projection_path();
+    // On the embedded log with a table, the chain check below hands the run
+    // events it has checked to the table comparison: the log is read once.
+    let (feed, fed) = match &opened {
+        Store::Embedded(_) if path.exists() => {
+            let (batches, received) = std::sync::mpsc::sync_channel(FED_BATCHES);
+            let (spent, returned) = std::sync::mpsc::channel();
+            (Some(Feed { batches, returned }), Some((received, spent)))
+        }
+        _ => (None, None),
+    };
     // 1. The embedded log's hash chain (EventStoreDB has none), on a thread
     //    of its own beside the table comparison below (both read the whole
     //    log; on two cores the check takes the longer of the two, not their
@@ -50,7 +63,7 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
             let archive = args.archive.clone();
             let handle = std::thread::Builder::new()
                 .name("neonhub-verify-chain".into())
-                .spawn(move || verify_chain(&log, archive.as_deref()))
+                .spawn(move || verify_chain(&log, archive.as_deref(), feed))
                 .map_err(|e| Error::io("start the hash chain check", e))?;
             Some(handle)
         }
@@ -65,24 +78,24 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     let log = opened.shared();
     // 2. The table matches the log up to its checkpoint, which decodes
     //    every run event before it.
-    let path = data.projection_path();
     // No table is derived data missing, not a fault of the log: the log is
     // verified alone, and the output says so.
     let compared = if path.exists() {
-        Some(
-            verify_table_from(&*log, &path, archived_before)
-                .await
-                .map_err(|e| match e {
-                    neonhub_projections::Error::Store(neonhub_events::Error::Decode {
-                        position,
-                        ..
-                    }) => Error::AuditFailed {
-                        position,
-                        reason: format!("does not decode with this build: {e}"),
-                    },
-                    other => other.into(),
-                }),
-        )
+        let compared = match fed {
+            Some((batches, spent)) => {
+                verify_table_fed(&*log, &path, archived_before, batches, spent).await
+            }
+            None => verify_table_from(&*log, &path, archived_before).await,
+        };
+        Some(compared.map_err(|e| match e {
+            neonhub_projections::Error::Store(neonhub_events::Error::Decode {
+                position, ..
+            }) => Error::AuditFailed {
+                position,
+                reason: format!("does not decode with this build: {e}"),
+            },
+            other => other.into(),
+        }))
     } else {
         None
     };
@@ -216,15 +229,54 @@ fn archived_note(
     }
 }
 
+/// Run events per batch handed from the chain check to the table
+/// comparison, and batches in the queue.
+const FED_EVENTS: usize = 8192;
+const FED_BATCHES: usize = 3;
+
+/// Where the chain check hands the run events it checked.
+struct Feed {
+    batches: std::sync::mpsc::SyncSender<RawRunEvents>,
+    /// Batches sent back, to be filled again.
+    returned: std::sync::mpsc::Receiver<RawRunEvents>,
+}
+
+impl Feed {
+    /// Hands `batch` over and takes an empty one in its place; `false` once
+    /// the comparison wants no more.
+    fn send(&self, batch: &mut RawRunEvents) -> bool {
+        let mut next = self.returned.try_recv().unwrap_or_default();
+        next.clear();
+        self.batches.send(std::mem::replace(batch, next)).is_ok()
+    }
+}
+
 /// 1. The hash chain and every record's checksum, across the archive in
-///    `archive` when given.
+///    `archive` when given; the live log's run events handed to `feed`.
 fn verify_chain(
     log: &neonhub_events::EmbeddedLog,
     archive: Option<&std::path::Path>,
+    feed: Option<Feed>,
 ) -> Result<neonhub_events::VerifyReport> {
-    let verified = match archive {
-        Some(dir) => log.verify_with_archive(dir),
-        None => log.verify(),
+    let verified = match feed {
+        None => log.verify_each(archive, |_| {}),
+        Some(feed) => {
+            let mut batch = RawRunEvents::new();
+            let mut feeding = true;
+            let verified = log.verify_each(archive, |record| {
+                let Some(run_id) = record.run_id().filter(|_| feeding) else {
+                    return;
+                };
+                batch.push(run_id, record.position, record.event_type, record.payload);
+                if batch.len() >= FED_EVENTS {
+                    feeding = feed.send(&mut batch);
+                }
+            });
+            if feeding && !batch.is_empty() {
+                feed.send(&mut batch);
+            }
+            verified
+        }
     };
     match verified {
         Ok(report) => Ok(report),
@@ -323,7 +375,7 @@ pub(super) async fn anchor(data: DataDir, store: StoreConfig, args: AnchorArgs) 
             "anchors are points of the embedded log's hash chain; EventStoreDB has none".to_owned(),
         ));
     };
-    let chain = verify_chain(log, None)?;
+    let chain = verify_chain(log, None, None)?;
     let Some(position) = chain.head.0.checked_sub(1) else {
         return Err(Error::Usage(format!(
             "the log in {} is empty: there is nothing to anchor yet",

@@ -18,7 +18,7 @@ use super::io::{LogFs, StdFs};
 use super::reader::{self, LogSubscription};
 use super::recovery::{self, Access, TornTail};
 use super::segidx::{self, SegmentMeta};
-use super::verify::{self, VerifyReport};
+use super::verify::{self, VerifiedRecord, VerifyReport};
 use super::writer::{AppendRequest, Writer};
 use crate::error::{Error, Result};
 use crate::ids::{Position, StreamId};
@@ -451,11 +451,7 @@ impl EmbeddedLog {
     /// manifest; [`Error::ChainBroken`] or [`Error::Corruption`] naming the
     /// file; as [`EmbeddedLog::verify`].
     pub fn verify_with_archive(&self, archive: impl AsRef<Path>) -> Result<VerifyReport> {
-        super::archive::catch_up(&self.shared)?;
-        super::archive::verify_archive(&self.shared, archive.as_ref())?;
-        let mut report = verify::verify(&self.shared)?;
-        report.archived = 0;
-        Ok(report)
+        self.verify_each(Some(archive.as_ref()), |_| {})
     }
 
     /// The chain value recorded with the archived event at `position`, read
@@ -517,8 +513,32 @@ impl EmbeddedLog {
     /// # Errors
     /// [`Error::ChainBroken`] or [`Error::Corruption`] at the first bad record.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_each(None, |_| {})
+    }
+
+    /// [`EmbeddedLog::verify`] (across the archive in `archive` when given,
+    /// as [`EmbeddedLog::verify_with_archive`]) that shows every record of
+    /// the live log to `visit` once its checksum and chain value held, in
+    /// order: a caller that needs the events too (`audit verify` comparing
+    /// the table) reads the log once.
+    ///
+    /// # Errors
+    /// As [`EmbeddedLog::verify`] and [`EmbeddedLog::verify_with_archive`];
+    /// `visit` has seen the records before the first bad one.
+    pub fn verify_each(
+        &self,
+        archive: Option<&Path>,
+        mut visit: impl FnMut(VerifiedRecord<'_>),
+    ) -> Result<VerifyReport> {
         super::archive::catch_up(&self.shared)?;
-        verify::verify(&self.shared)
+        if let Some(dir) = archive {
+            super::archive::verify_archive(&self.shared, dir)?;
+        }
+        let mut report = verify::verify(&self.shared, &mut visit)?;
+        if archive.is_some() {
+            report.archived = 0;
+        }
+        Ok(report)
     }
 
     /// The chain value recorded with the event at `position` (the hash

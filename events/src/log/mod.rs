@@ -23,4 +23,4 @@ pub use archive::ArchiveReport;
 pub use embedded::{Durability, EmbeddedLog, LogOptions, WriterHealth};
 pub use recovery::TornTail;
 pub use repair::Repair;
-pub use verify::VerifyReport;
+pub use verify::{VerifiedRecord, VerifyReport};

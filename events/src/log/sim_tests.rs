@@ -234,7 +234,8 @@ fn run_seed(seed: u64) -> u64 {
     let log = EmbeddedLog::open_in(dyn_fs.clone(), dir(), options, Vec::new())
         .unwrap_or_else(|e| panic!("{at}: {e}"));
     model.check(&log.shared, &at);
-    let report = verify::verify(&log.shared).unwrap_or_else(|e| panic!("{at}: verify: {e}"));
+    let report =
+        verify::verify(&log.shared, &mut |_| {}).unwrap_or_else(|e| panic!("{at}: verify: {e}"));
     assert_eq!(report.events, model.known.len() as u64, "{at}");
     let event = model.event(seed, &mut rng);
     let runtime = tokio::runtime::Builder::new_current_thread()

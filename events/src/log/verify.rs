@@ -9,7 +9,7 @@ use super::format::{
 };
 use super::recovery::Window;
 use crate::error::{Error, Result};
-use crate::ids::Position;
+use crate::ids::{Position, RunId, StreamId};
 
 /// What [`crate::EmbeddedLog::verify`] found in a sound log.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -46,9 +46,40 @@ impl fmt::Debug for VerifyReport {
     }
 }
 
+/// One record as [`crate::EmbeddedLog::verify_each`] shows it once its
+/// checksum and its chain value held, borrowed from the bytes it was
+/// checked in.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct VerifiedRecord<'a> {
+    /// Its global position.
+    pub position: Position,
+    /// Its stream's name, as stored (UTF-8 as written).
+    pub stream: &'a [u8],
+    /// Its type name, as stored.
+    pub event_type: &'a [u8],
+    /// Its payload.
+    pub payload: &'a [u8],
+}
+
+impl VerifiedRecord<'_> {
+    /// The run id, when the record is in a run stream (`run-<uuid>`), as
+    /// [`crate::StreamId::run_id`] gives it.
+    pub fn run_id(&self) -> Option<RunId> {
+        self.stream
+            .strip_prefix(StreamId::RUN_PREFIX.as_bytes())
+            .and_then(|rest| uuid::Uuid::try_parse_ascii(rest).ok())
+            .map(RunId::from_uuid)
+    }
+}
+
 /// Re-reads every acknowledged record and recomputes the chain, reading each
-/// segment in chunks of a few MiB (one record at most more).
-pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
+/// segment in chunks of a few MiB (one record at most more), showing each
+/// record that holds to `visit`.
+pub(crate) fn verify(
+    shared: &Shared,
+    visit: &mut dyn FnMut(VerifiedRecord<'_>),
+) -> Result<VerifyReport> {
     // A snapshot of the acknowledged extent of each segment, and where the
     // archived events end (the live log continues their chain).
     let (segments, archived, mut chain): (Vec<_>, _, Chain) = {
@@ -105,6 +136,12 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                 });
             }
             chain = record.chain();
+            visit(VerifiedRecord {
+                position,
+                stream: record.stream,
+                event_type: record.event_type,
+                payload: record.payload,
+            });
             position = position.next();
             at += record.frame_len as u64;
         }

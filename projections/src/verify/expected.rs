@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use neonhub_events::{
     ErrorKind, Position, RunEvent, RunId, RunKind, RunStarted, RunStatus, StepOutcome, Timestamp,
 };
-use serde_json::Value;
+use rustc_hash::FxHashMap;
 
 use crate::metrics::{
     AGENT_RUN_DURATION_SECONDS, AGENT_RUNS_TOTAL, CONNECTOR_REQUEST_DURATION_SECONDS,
@@ -26,8 +26,10 @@ pub(super) struct Expected {
     pub(super) intent: Option<String>,
     pub(super) status: RunStatus,
     pub(super) attempts: u32,
-    pub(super) input: Value,
-    pub(super) output: Option<Value>,
+    /// The input, as JSON text (see [`Fact`]).
+    pub(super) input: Json,
+    /// The output, as JSON text.
+    pub(super) output: Option<Json>,
     pub(super) error: Option<(ErrorKind, String)>,
     pub(super) started_at: Timestamp,
     pub(super) finished_at: Option<Timestamp>,
@@ -51,9 +53,71 @@ pub(super) enum Transition {
     Reopened,
 }
 
+/// What one run event tells the check, its JSON values written out as the
+/// projection writes them. Made on the decoding thread, beside the walk:
+/// the walk compares text with text, and the decoded JSON trees are freed
+/// where they were built.
+#[derive(Debug)]
+pub(super) enum Fact {
+    /// `RunStarted`, its input taken out, and the input.
+    Started(Box<RunStarted>, Json),
+    /// `RunSucceeded`.
+    Succeeded {
+        output: Json,
+        finished_at: Timestamp,
+    },
+    /// `RunFailed`.
+    Failed {
+        error: (ErrorKind, String),
+        will_retry: bool,
+        finished_at: Timestamp,
+    },
+    /// `StepResolved` as sent, and the output it records.
+    Sent(Json),
+    /// `StepResolved` as not sent.
+    NotSent,
+    /// An event that changes no column.
+    Other,
+}
+
+/// A JSON value written out as the projection writes it (UTF-8, checked
+/// only when shown).
+pub(super) type Json = Box<[u8]>;
+
+impl Fact {
+    /// The fact of `event`; `buf` is scratch space.
+    pub(super) fn of(event: RunEvent, buf: &mut Vec<u8>) -> Self {
+        let mut json = |value: &serde_json::Value| -> Json {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, value).expect("writing to memory");
+            buf.as_slice().into()
+        };
+        match event {
+            RunEvent::Started(mut s) => {
+                let input = json(&std::mem::take(&mut s.input));
+                Fact::Started(Box::new(s), input)
+            }
+            RunEvent::Succeeded(s) => Fact::Succeeded {
+                output: json(&s.output),
+                finished_at: s.finished_at,
+            },
+            RunEvent::Failed(f) => Fact::Failed {
+                error: (f.error.kind, f.error.message),
+                will_retry: f.will_retry,
+                finished_at: f.finished_at,
+            },
+            RunEvent::StepResolved(r) => match r.outcome {
+                StepOutcome::Sent => Fact::Sent(json(&r.output())),
+                StepOutcome::NotSent => Fact::NotSent,
+            },
+            _ => Fact::Other,
+        }
+    }
+}
+
 impl Expected {
-    /// A run whose first event, `started`, is at `position`.
-    pub(super) fn start(started: RunStarted, position: Position) -> Self {
+    /// A run whose first event, `started` with `input`, is at `position`.
+    pub(super) fn start(started: Box<RunStarted>, input: Json, position: Position) -> Self {
         Self {
             run_id: started.run_id,
             parent_run_id: started.parent_run_id,
@@ -64,7 +128,7 @@ impl Expected {
             intent: started.intent,
             status: RunStatus::Running,
             attempts: started.attempt,
-            input: started.input,
+            input,
             output: None,
             error: None,
             started_at: started.started_at,
@@ -77,42 +141,47 @@ impl Expected {
     }
 
     /// Takes the run's next event, at `position`, into account.
-    pub(super) fn apply(&mut self, event: RunEvent, position: Position) -> Transition {
+    pub(super) fn apply(&mut self, fact: Fact, position: Position) -> Transition {
         self.last_position = position;
         let was_running = self.status == RunStatus::Running;
-        match event {
-            RunEvent::Started(s) => {
+        match fact {
+            Fact::Started(s, _) => {
                 self.attempts = self.attempts.max(s.attempt);
                 self.paused_micros = self.paused_micros.saturating_add(s.paused_micros);
                 self.run_again(was_running)
             }
-            RunEvent::Succeeded(s) => {
+            Fact::Succeeded {
+                output,
+                finished_at,
+            } => {
                 self.status = RunStatus::Succeeded;
-                self.output = Some(s.output);
-                self.end(s.finished_at, was_running)
+                self.output = Some(output);
+                self.end(finished_at, was_running)
             }
-            RunEvent::Failed(f) => {
-                self.error = Some((f.error.kind, f.error.message));
-                if f.will_retry {
+            Fact::Failed {
+                error,
+                will_retry,
+                finished_at,
+            } => {
+                self.error = Some(error);
+                if will_retry {
                     return Transition::None;
                 }
                 self.status = RunStatus::Failed;
-                self.end(f.finished_at, was_running)
+                self.end(finished_at, was_running)
             }
-            RunEvent::StepResolved(r) => match r.outcome {
-                StepOutcome::Sent => {
-                    self.status = RunStatus::Succeeded;
-                    self.output = Some(r.output());
-                    // Its times stay those of its execution.
-                    if was_running {
-                        Transition::Finished
-                    } else {
-                        Transition::FinishedAgain
-                    }
+            Fact::Sent(output) => {
+                self.status = RunStatus::Succeeded;
+                self.output = Some(output);
+                // Its times stay those of its execution.
+                if was_running {
+                    Transition::Finished
+                } else {
+                    Transition::FinishedAgain
                 }
-                StepOutcome::NotSent => self.run_again(was_running),
-            },
-            _ => Transition::None,
+            }
+            Fact::NotSent => self.run_again(was_running),
+            Fact::Other => Transition::None,
         }
     }
 
@@ -160,8 +229,22 @@ pub(super) enum SeriesValue {
 /// Every metric series as the log gives it.
 #[derive(Debug, Default)]
 pub(super) struct ExpectedMetrics {
-    pub(super) series: BTreeMap<SeriesKey, SeriesValue>,
+    /// The series of each agent, found by its name without building a key
+    /// per run.
+    agents: FxHashMap<String, TargetSeries>,
+    /// The series of each connector.
+    connectors: FxHashMap<String, TargetSeries>,
     pub(super) in_flight: i64,
+}
+
+/// The series of one agent or connector.
+#[derive(Debug, Default)]
+struct TargetSeries {
+    /// Runs ended, by operation (connectors only; empty for agents) and
+    /// status.
+    ended: Vec<(String, RunStatus, i64)>,
+    /// Durations: per-bucket counts (not cumulative), count, sum in µs.
+    durations: Option<(Vec<u64>, u64, u64)>,
 }
 
 impl ExpectedMetrics {
@@ -181,61 +264,92 @@ impl ExpectedMetrics {
             Transition::Finished => true,
             Transition::FinishedAgain => false,
         };
-        let status = run.status.as_str().to_owned();
-        let (counter, histogram) = match run.kind {
-            RunKind::Agent => (
-                key(
-                    AGENT_RUNS_TOTAL,
-                    &[("agent", &run.target), ("status", &status)],
-                ),
-                key(AGENT_RUN_DURATION_SECONDS, &[("agent", &run.target)]),
-            ),
-            _ => (
-                key(
-                    CONNECTOR_REQUESTS_TOTAL,
-                    &[
-                        ("connector", &run.target),
-                        ("operation", &run.operation),
-                        ("status", &status),
-                    ],
-                ),
-                key(
-                    CONNECTOR_REQUEST_DURATION_SECONDS,
-                    &[("connector", &run.target)],
-                ),
-            ),
+        let (targets, operation) = match run.kind {
+            RunKind::Agent => (&mut self.agents, ""),
+            _ => (&mut self.connectors, run.operation.as_str()),
         };
-        match self.series.entry(counter).or_insert(SeriesValue::Count(0)) {
-            SeriesValue::Count(n) => *n += 1,
-            SeriesValue::Histogram { .. } => {}
+        if !targets.contains_key(&run.target) {
+            targets.insert(run.target.clone(), TargetSeries::default());
+        }
+        let series = targets.get_mut(&run.target).expect("inserted above");
+        match series
+            .ended
+            .iter_mut()
+            .find(|(op, status, _)| op == operation && *status == run.status)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => series.ended.push((operation.to_owned(), run.status, 1)),
         }
         if !finished {
             return;
         }
         self.in_flight -= 1;
         let micros = run.duration_micros.unwrap_or(0);
-        let entry = self
-            .series
-            .entry(histogram)
-            .or_insert_with(|| SeriesValue::Histogram {
-                buckets: vec![0; DURATION_BUCKETS_MICROS.len() + 1],
-                count: 0,
-                sum_micros: 0,
-            });
-        if let SeriesValue::Histogram {
-            buckets,
-            count,
-            sum_micros,
-        } = entry
-        {
-            let bucket = DURATION_BUCKETS_MICROS
-                .iter()
-                .position(|bound| micros <= *bound)
-                .unwrap_or(DURATION_BUCKETS_MICROS.len());
-            buckets[bucket] += 1;
-            *count += 1;
-            *sum_micros = sum_micros.saturating_add(micros);
+        let (buckets, count, sum_micros) = series
+            .durations
+            .get_or_insert_with(|| (vec![0; DURATION_BUCKETS_MICROS.len() + 1], 0, 0));
+        let bucket = DURATION_BUCKETS_MICROS
+            .iter()
+            .position(|bound| micros <= *bound)
+            .unwrap_or(DURATION_BUCKETS_MICROS.len());
+        buckets[bucket] += 1;
+        *count += 1;
+        *sum_micros = sum_micros.saturating_add(micros);
+    }
+
+    /// Every series, keyed as the table stores them.
+    pub(super) fn series(&self) -> BTreeMap<SeriesKey, SeriesValue> {
+        let mut all = BTreeMap::new();
+        for (agent, series) in &self.agents {
+            for (_, status, n) in &series.ended {
+                all.insert(
+                    key(
+                        AGENT_RUNS_TOTAL,
+                        &[("agent", agent), ("status", status.as_str())],
+                    ),
+                    SeriesValue::Count(*n),
+                );
+            }
+            if let Some(durations) = &series.durations {
+                all.insert(
+                    key(AGENT_RUN_DURATION_SECONDS, &[("agent", agent)]),
+                    histogram(durations),
+                );
+            }
         }
+        for (connector, series) in &self.connectors {
+            for (operation, status, n) in &series.ended {
+                all.insert(
+                    key(
+                        CONNECTOR_REQUESTS_TOTAL,
+                        &[
+                            ("connector", connector),
+                            ("operation", operation),
+                            ("status", status.as_str()),
+                        ],
+                    ),
+                    SeriesValue::Count(*n),
+                );
+            }
+            if let Some(durations) = &series.durations {
+                all.insert(
+                    key(
+                        CONNECTOR_REQUEST_DURATION_SECONDS,
+                        &[("connector", connector)],
+                    ),
+                    histogram(durations),
+                );
+            }
+        }
+        all
+    }
+}
+
+fn histogram((buckets, count, sum_micros): &(Vec<u64>, u64, u64)) -> SeriesValue {
+    SeriesValue::Histogram {
+        buckets: buckets.clone(),
+        count: *count,
+        sum_micros: *sum_micros,
     }
 }
 

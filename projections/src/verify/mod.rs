@@ -17,14 +17,15 @@
 mod expected;
 mod table;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver};
 
-use neonhub_events::{Codec, EventStore, Position, RunEvent, RunId};
+use neonhub_events::{Codec, EventStore, Position, RecordedEvent, RunId};
+use rustc_hash::FxHashMap;
 
-use self::expected::{Expected, ExpectedMetrics, SeriesValue, series_name};
-use self::table::{Keyed, RowCursor, StoredRow};
+use self::expected::{Expected, ExpectedMetrics, Fact, SeriesValue, series_name};
+use self::table::{Keyed, RowMsg, StoredRow};
 use crate::agent_runs::{open_for_check, read_checkpoint};
 use crate::error::Result;
 
@@ -242,34 +243,67 @@ impl Found {
     }
 }
 
+/// The rows as the rows thread sends them ([`table::stream_rows`]).
+struct Rows {
+    rx: Receiver<Result<RowMsg>>,
+    /// The first position of the last row received.
+    last: i64,
+    /// The connection, once every row was received.
+    conn: Option<rusqlite::Connection>,
+}
+
+impl Rows {
+    /// The next batch of rows; `None` once all were received.
+    fn next_batch(&mut self) -> Result<Option<Vec<Keyed>>> {
+        if self.conn.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Ok(RowMsg::Batch(rows, last))) => {
+                self.last = last;
+                Ok(Some(rows))
+            }
+            Ok(Ok(RowMsg::Done(conn))) => {
+                self.conn = Some(conn);
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(crate::Error::Worker("the thread reading the table's rows")),
+        }
+    }
+}
+
 /// The walk over the log, with the rows read so far that wait for their run.
 struct Walk {
-    conn: rusqlite::Connection,
-    cursor: RowCursor,
+    rows_in: Rows,
     /// Runs seen in the log and not yet compared.
-    open: HashMap<RunId, Expected>,
+    open: FxHashMap<RunId, Expected>,
     /// Rows read and not yet compared.
-    rows: HashMap<RunId, StoredRow>,
+    rows: FxHashMap<RunId, StoredRow>,
     metrics: ExpectedMetrics,
     found: Found,
     runs: u64,
     run_events: u64,
-    batch: Vec<Keyed>,
 }
 
 impl Walk {
-    /// Reads the rows whose key is at most `upto` (`None`: the rest).
-    fn read_rows(&mut self, upto: Option<Position>) -> Result<()> {
-        self.cursor.read_upto(&self.conn, upto, &mut self.batch)?;
-        self.take_batch();
+    /// Receives the rows whose key is at most `upto`.
+    fn read_rows(&mut self, upto: Position) -> Result<()> {
+        let upto = upto.0.min(i64::MAX as u64) as i64;
+        while self.rows_in.last <= upto {
+            let Some(batch) = self.rows_in.next_batch()? else {
+                break;
+            };
+            self.take_batch(batch);
+        }
         Ok(())
     }
 
     /// Moves the rows just read into `rows`.
-    fn take_batch(&mut self) {
-        for keyed in self.batch.drain(..) {
-            match keyed {
-                Ok((run_id, row)) => {
+    fn take_batch(&mut self, batch: Vec<Keyed>) {
+        for (key, row) in batch {
+            match key {
+                Ok(run_id) => {
                     if let Some(old) = self.rows.insert(run_id, row) {
                         self.found.push(Mismatch::UnexpectedRow {
                             run_id: run_id.to_string(),
@@ -277,7 +311,7 @@ impl Walk {
                         });
                     }
                 }
-                Err((run_id, row)) => self.found.push(Mismatch::UnexpectedRow {
+                Err(run_id) => self.found.push(Mismatch::UnexpectedRow {
                     run_id,
                     first_position: row.first_position(),
                 }),
@@ -294,19 +328,20 @@ impl Walk {
         codec: &Codec,
         run_id: RunId,
         position: Position,
-        event: RunEvent,
+        fact: Fact,
     ) -> Result<()> {
-        match (self.open.get_mut(&run_id), event) {
-            (Some(run), event) => {
-                let transition = run.apply(event, position);
+        match (self.open.get_mut(&run_id), fact) {
+            (Some(run), fact) => {
+                let transition = run.apply(fact, position);
                 self.metrics.record(run, transition);
             }
-            (None, RunEvent::Started(s)) if s.attempt == 1 => {
+            (None, Fact::Started(s, input)) if s.attempt == 1 => {
                 self.runs += 1;
                 self.metrics.started();
-                self.open.insert(run_id, Expected::start(s, position));
+                self.open
+                    .insert(run_id, Expected::start(s, input, position));
             }
-            (None, event) => {
+            (None, fact) => {
                 // A run compared already, its row claiming an earlier last
                 // position than the log holds: recompute it from its stream
                 // and compare it again at the end.
@@ -321,7 +356,7 @@ impl Walk {
                 let Some(mut run) = rebuilt else {
                     return Ok(());
                 };
-                let transition = run.apply(event, position);
+                let transition = run.apply(fact, position);
                 self.metrics.record(&run, transition);
                 self.open.insert(run_id, run);
                 return Ok(());
@@ -345,22 +380,30 @@ impl Walk {
         // batch at a time (rows past the checkpoint, or whose key was
         // edited): each matched with an open run, or unexpected.
         self.match_rows();
-        while self.cursor.read_rest_batch(&self.conn, &mut self.batch)? {
-            self.take_batch();
+        while let Some(batch) = self.rows_in.next_batch()? {
+            self.take_batch(batch);
             self.match_rows();
         }
         let mut open: Vec<Expected> = self.open.drain().map(|(_, run)| run).collect();
         open.sort_by_key(|r| r.first_position);
+        let conn = self.rows_in.conn.as_ref().expect("every row was received");
+        let found = &mut self.found;
         for run in open {
-            match table::load(&self.conn, run.run_id)? {
-                Some(row) => table::compare(&run, &row, &mut |m| self.found.push(m)),
-                None => self.found.push(Mismatch::MissingRow {
+            match table::load(conn, run.run_id)? {
+                Some(row) => table::compare(&run, &row, &mut |m| found.push(m)),
+                None => found.push(Mismatch::MissingRow {
                     run_id: run.run_id,
                     first_position: run.first_position,
                 }),
             }
         }
         Ok(())
+    }
+
+    /// The table's connection, back from the rows thread after
+    /// [`Walk::finish`] received every row.
+    fn conn(&self) -> &rusqlite::Connection {
+        self.rows_in.conn.as_ref().expect("every row was received")
     }
 
     /// Compares every row read with its open run; a row without one is
@@ -381,8 +424,8 @@ impl Walk {
 
     /// Compares every metric series with the stored ones.
     fn compare_metrics(&mut self) -> Result<u64> {
-        let (mut stored, in_flight) = table::stored_metrics(&self.conn)?;
-        let expected = std::mem::take(&mut self.metrics.series);
+        let (mut stored, in_flight) = table::stored_metrics(self.conn())?;
+        let expected = self.metrics.series();
         let series = expected.len() as u64 + 1;
         for (key, value) in &expected {
             let table = stored.remove(key);
@@ -415,6 +458,160 @@ impl Walk {
     }
 }
 
+/// Pages of the log in the decoder's queue and batches of rows in the rows
+/// thread's.
+const IN_FLIGHT: usize = 3;
+
+/// A page of the log with its run events decoded.
+struct DecodedPage {
+    /// The position of the page's last event.
+    upto: Position,
+    /// Its run events before the checkpoint, in order.
+    events: Vec<(RunId, Position, Fact)>,
+    /// The page itself, sent back to be freed by the task that allocated
+    /// it (memory freed on another thread is slow to be reused).
+    page: Vec<RecordedEvent>,
+}
+
+/// The decoding stage: decodes the run events before `checkpoint` of every
+/// page received, in order, until the sender goes away.
+fn decode_pages(
+    pages: &Receiver<Vec<RecordedEvent>>,
+    out: &mpsc::Sender<Result<DecodedPage>>,
+    checkpoint: Position,
+) {
+    let codec = Codec::new();
+    let mut buf = Vec::with_capacity(4096);
+    while let Ok(page) = pages.recv() {
+        let Some(upto) = page.last().map(|e| e.position) else {
+            continue;
+        };
+        let decoded = page
+            .iter()
+            .take_while(|e| e.position < checkpoint)
+            .filter_map(|e| e.stream.run_id().map(|run_id| (run_id, e)))
+            .map(|(run_id, e)| Ok((run_id, e.position, Fact::of(codec.decode(e)?, &mut buf))))
+            .collect::<Result<Vec<_>>>()
+            .map(|events| DecodedPage { upto, events, page });
+        let failed = decoded.is_err();
+        if out.send(decoded).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Run events of the log as they are stored, a batch at a time, for
+/// [`verify_fed`]: a caller that reads and checks the log itself (`audit
+/// verify` on the embedded log, whose hash chain check reads every record)
+/// hands them over instead of the check reading the log a second time.
+/// Batches are sent back to be filled again, so memory stays a few batches.
+#[derive(Debug, Default)]
+pub struct RawRunEvents {
+    /// Each event's type name then its payload, one after the other.
+    bytes: Vec<u8>,
+    /// Each event's run, position, and where its type name and payload end
+    /// in `bytes`.
+    events: Vec<(RunId, Position, usize, usize)>,
+}
+
+impl RawRunEvents {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the event at `position` of run `run_id`, stored as `event_type`
+    /// with `payload`. Events are added in log order.
+    pub fn push(&mut self, run_id: RunId, position: Position, event_type: &[u8], payload: &[u8]) {
+        self.bytes.extend_from_slice(event_type);
+        let type_end = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.events
+            .push((run_id, position, type_end, self.bytes.len()));
+    }
+
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.events.clear();
+    }
+
+    /// Its events: run, position, type name, payload.
+    fn iter(&self) -> impl Iterator<Item = (RunId, Position, &[u8], &[u8])> + '_ {
+        let mut start = 0;
+        self.events
+            .iter()
+            .map(move |&(run_id, position, type_end, end)| {
+                let event_type = &self.bytes[start..type_end];
+                start = end;
+                (run_id, position, event_type, &self.bytes[type_end..end])
+            })
+    }
+}
+
+/// The decoding stage of [`verify_fed`]: as [`decode_pages`], for batches
+/// handed over, each sent back on `spent` once decoded. Stops at the first
+/// event at or past the checkpoint: the events after it are not the
+/// table's (the caller decodes them).
+fn decode_fed(
+    batches: &Receiver<RawRunEvents>,
+    spent: &mpsc::Sender<RawRunEvents>,
+    out: &mpsc::Sender<Result<DecodedPage>>,
+    checkpoint: Position,
+) {
+    let codec = Codec::new();
+    let mut buf = Vec::with_capacity(4096);
+    while let Ok(batch) = batches.recv() {
+        let mut reached = false;
+        let decoded = batch
+            .iter()
+            .take_while(|(_, position, _, _)| {
+                reached = *position >= checkpoint;
+                !reached
+            })
+            .map(|(run_id, position, event_type, payload)| {
+                let event_type = String::from_utf8_lossy(event_type);
+                let event = codec.decode_payload(&event_type, payload, position)?;
+                Ok((run_id, position, Fact::of(event, &mut buf)))
+            })
+            .collect::<Result<Vec<_>>>();
+        let decoded = decoded.map(|events| DecodedPage {
+            upto: events.last().map_or(Position::START, |e| e.1),
+            events,
+            page: Vec::new(),
+        });
+        let _ = spent.send(batch);
+        let failed = decoded.is_err();
+        if out.send(decoded).is_err() || failed || reached {
+            return;
+        }
+    }
+}
+
+/// Starts a thread of the check.
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|e| crate::Error::Io {
+            context: format!("start the {name} thread"),
+            source: e,
+        })
+}
+
 /// Recomputes run `run_id` from its stream, from its events before `before`.
 async fn rebuild_run(
     store: &dyn EventStore,
@@ -431,13 +628,15 @@ async fn rebuild_run(
         )
         .await?;
     let mut run: Option<Expected> = None;
+    let mut buf = Vec::new();
     for recorded in events.iter().filter(|e| e.position < before) {
-        let event = codec.decode(recorded)?;
-        match (&mut run, event) {
-            (Some(run), event) => {
-                run.apply(event, recorded.position);
+        match (&mut run, Fact::of(codec.decode(recorded)?, &mut buf)) {
+            (Some(run), fact) => {
+                run.apply(fact, recorded.position);
             }
-            (None, RunEvent::Started(s)) => run = Some(Expected::start(s, recorded.position)),
+            (None, Fact::Started(s, input)) => {
+                run = Some(Expected::start(s, input, recorded.position));
+            }
             (None, _) => {}
         }
     }
@@ -475,42 +674,117 @@ pub async fn verify_from(
     db: impl AsRef<Path>,
     start: Position,
 ) -> Result<VerifyReport> {
-    let conn = open_for_check(db.as_ref())?;
+    check(store, db.as_ref(), start, None).await
+}
+
+/// [`verify_from`] of the events handed over in `batches`, in log order
+/// from `start` (its run events, at least up to the table's checkpoint),
+/// instead of reading them from `store` (which still serves the rare read
+/// of one run's stream, and the head). Each batch is sent back on `spent`
+/// to be filled again. The check stops reading batches at the first event
+/// at or past the table's checkpoint; a sender that finds the receiver gone
+/// stops sending.
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_fed(
+    store: &dyn EventStore,
+    db: impl AsRef<Path>,
+    start: Position,
+    batches: Receiver<RawRunEvents>,
+    spent: mpsc::Sender<RawRunEvents>,
+) -> Result<VerifyReport> {
+    check(store, db.as_ref(), start, Some((batches, spent))).await
+}
+
+/// [`verify_from`] and [`verify_fed`].
+async fn check(
+    store: &dyn EventStore,
+    db: &Path,
+    start: Position,
+    fed: Option<(Receiver<RawRunEvents>, mpsc::Sender<RawRunEvents>)>,
+) -> Result<VerifyReport> {
+    let conn = open_for_check(db)?;
     // One read transaction: rows, metrics and checkpoint as of one commit.
     conn.execute_batch("BEGIN")?;
     let checkpoint = read_checkpoint(&conn)?;
     let head = store.head().await?;
     let codec = Codec::new();
+    // Three stages side by side: a thread reads the table's rows in their
+    // key's order, a thread decodes the log's pages that this task reads,
+    // and this task walks the decoded events and the rows together. On two
+    // cores (and beside the hash chain's check) the walk takes about the
+    // time of its longest stage, not of their sum.
+    let (row_tx, row_rx) = mpsc::sync_channel(IN_FLIGHT);
+    let rows_thread = spawn("audit-rows", move || {
+        table::stream_rows(conn, start, &row_tx);
+    })?;
+    let (raw_tx, raw_rx) = mpsc::channel::<Vec<RecordedEvent>>();
+    let (decoded_tx, decoded_rx) = mpsc::channel();
+    let is_fed = fed.is_some();
+    let decode_thread = spawn("audit-decode", move || match fed {
+        Some((batches, spent)) => decode_fed(&batches, &spent, &decoded_tx, checkpoint),
+        None => decode_pages(&raw_rx, &decoded_tx, checkpoint),
+    })?;
     let mut walk = Walk {
-        conn,
-        cursor: RowCursor::starting_at(start),
-        open: HashMap::new(),
-        rows: HashMap::new(),
+        rows_in: Rows {
+            rx: row_rx,
+            last: i64::MIN,
+            conn: None,
+        },
+        open: FxHashMap::default(),
+        rows: FxHashMap::default(),
         metrics: ExpectedMetrics::default(),
         found: Found::default(),
         runs: 0,
         run_events: 0,
-        batch: Vec::new(),
     };
-    let mut from = start;
-    'read: while from < checkpoint {
-        let page = store.read_all(from, LOG_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        from = last.position.next();
-        walk.read_rows(Some(last.position.min(checkpoint)))?;
-        for recorded in page {
-            if recorded.position >= checkpoint {
-                break 'read;
+    let walked = async {
+        let mut from = start;
+        let mut in_flight = 0usize;
+        // Fed: the decoder receives the events itself, and ends the pages.
+        let mut read_all = from >= checkpoint || is_fed;
+        loop {
+            // Keep the decoder a few pages ahead of the walk.
+            while !read_all && in_flight < IN_FLIGHT {
+                let page = store.read_all(from, LOG_PAGE).await?;
+                match page.last() {
+                    Some(last) if last.position < checkpoint => from = last.position.next(),
+                    Some(_) => read_all = true,
+                    None => {
+                        read_all = true;
+                        break;
+                    }
+                }
+                raw_tx
+                    .send(page)
+                    .map_err(|_| crate::Error::Worker("the thread decoding the log"))?;
+                in_flight += 1;
             }
-            let Some(run_id) = recorded.stream.run_id() else {
-                continue;
+            if !is_fed && in_flight == 0 {
+                return Ok::<(), crate::Error>(());
+            }
+            // Fed, the decoder ends the pages when it ends (a panic is
+            // told apart when it is joined below).
+            let Ok(decoded) = decoded_rx.recv() else {
+                return Ok(());
             };
-            let event = codec.decode(&recorded)?;
-            walk.run_events += 1;
-            walk.event(store, &codec, run_id, recorded.position, event)
-                .await?;
+            let DecodedPage { upto, events, page } = decoded?;
+            in_flight = in_flight.saturating_sub(1);
+            walk.read_rows(upto.min(checkpoint))?;
+            for (run_id, position, fact) in events {
+                walk.run_events += 1;
+                walk.event(store, &codec, run_id, position, fact).await?;
+            }
+            drop(page);
         }
     }
+    .await;
+    drop(raw_tx);
+    drop(decoded_rx);
+    let decoded = decode_thread.join();
+    walked?;
+    decoded.map_err(|_| crate::Error::Worker("the thread decoding the log"))?;
     walk.finish()?;
     let series = if start == Position::START {
         walk.compare_metrics()?
@@ -526,8 +800,11 @@ pub async fn verify_from(
         Mismatch::UnexpectedRow { first_position, .. } => (1, first_position.unwrap_or_default()),
         _ => (2, Position::START),
     });
-    let rows = table::row_count(&walk.conn)?;
-    walk.conn.execute_batch("COMMIT")?;
+    let conn = walk.rows_in.conn.take().expect("every row was received");
+    let rows = table::row_count(&conn)?;
+    conn.execute_batch("COMMIT")?;
+    drop(conn);
+    let _ = rows_thread.join();
     Ok(VerifyReport {
         checkpoint,
         head,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use neonhub_events::{Position, RunId};
 use rusqlite::Connection;
-use rusqlite::types::Value as Sql;
+use rusqlite::types::ValueRef;
 use serde_json::Value;
 
 use super::Mismatch;
@@ -15,7 +15,7 @@ use crate::agent_runs::columns;
 use crate::error::Result;
 use crate::metrics::{DURATION_BUCKETS_MICROS, RUNS_IN_FLIGHT};
 
-/// Rows read per query.
+/// Rows sent to the walk per batch.
 const ROW_BATCH: usize = 4096;
 
 /// The column names, in [`columns!`] order.
@@ -43,138 +43,156 @@ const COLUMNS: [&str; 19] = [
 const FIRST_POSITION: usize = 16;
 const LAST_POSITION: usize = 17;
 
-/// One stored row, its values as SQLite holds them.
+/// One stored row, its values as SQLite holds them: its text and blob
+/// values one after the other in a single buffer (one allocation a row,
+/// and text is not checked to be UTF-8 until it has to be shown).
 #[derive(Debug)]
 pub(super) struct StoredRow {
-    pub(super) values: Vec<Sql>,
+    bytes: Vec<u8>,
+    values: [Stored; COLUMNS.len()],
+}
+
+/// A stored value; text and blobs are ranges of [`StoredRow::bytes`].
+#[derive(Clone, Copy, Debug)]
+enum Stored {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(usize, usize),
+    Blob(usize, usize),
 }
 
 impl StoredRow {
+    /// The row `row` of a query of [`columns!`].
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut values = [Stored::Null; COLUMNS.len()];
+        for (i, value) in values.iter_mut().enumerate() {
+            let mut range = |b: &[u8]| {
+                let start = bytes.len();
+                bytes.extend_from_slice(b);
+                (start, bytes.len())
+            };
+            *value = match row.get_ref(i)? {
+                ValueRef::Null => Stored::Null,
+                ValueRef::Integer(i) => Stored::Integer(i),
+                ValueRef::Real(r) => Stored::Real(r),
+                ValueRef::Text(t) => {
+                    let (a, b) = range(t);
+                    Stored::Text(a, b)
+                }
+                ValueRef::Blob(t) => {
+                    let (a, b) = range(t);
+                    Stored::Blob(a, b)
+                }
+            };
+        }
+        Ok(Self { bytes, values })
+    }
+
+    /// The value of column `i`.
+    fn get(&self, i: usize) -> ValueRef<'_> {
+        match self.values[i] {
+            Stored::Null => ValueRef::Null,
+            Stored::Integer(i) => ValueRef::Integer(i),
+            Stored::Real(r) => ValueRef::Real(r),
+            Stored::Text(a, b) => ValueRef::Text(&self.bytes[a..b]),
+            Stored::Blob(a, b) => ValueRef::Blob(&self.bytes[a..b]),
+        }
+    }
+
     /// The stored `first_position`.
     pub(super) fn first_position(&self) -> Option<Position> {
-        int(&self.values[FIRST_POSITION]).map(|p| Position(p as u64))
+        int(self.get(FIRST_POSITION)).map(|p| Position(p as u64))
     }
 
     /// The stored `last_position`.
     pub(super) fn last_position(&self) -> Option<Position> {
-        int(&self.values[LAST_POSITION]).map(|p| Position(p as u64))
+        int(self.get(LAST_POSITION)).map(|p| Position(p as u64))
     }
 }
 
-fn int(v: &Sql) -> Option<i64> {
+fn int(v: ValueRef<'_>) -> Option<i64> {
     match v {
-        Sql::Integer(i) => Some(*i),
+        ValueRef::Integer(i) => Some(i),
         _ => None,
     }
 }
 
-/// Reads the table in `first_position` order, a batch at a time.
-#[derive(Debug)]
-pub(super) struct RowCursor {
-    /// Rows with a first position below this were read.
-    next: i64,
-    done: bool,
-    /// Rows read so far.
-    pub(super) read: u64,
+/// A row that was read: its run (or the stored text that is not a run id),
+/// and the row.
+pub(super) type Keyed = (std::result::Result<RunId, String>, StoredRow);
+
+/// What the rows thread sends: the rows in `first_position` order, a batch
+/// at a time, then the connection back, its read transaction still open.
+pub(super) enum RowMsg {
+    /// The next rows, and the first position of the last of them.
+    Batch(Vec<Keyed>, i64),
+    /// Every row was sent.
+    Done(Connection),
 }
 
-/// A row that was read: its run (or the stored text that is not a run id).
-pub(super) type Keyed = std::result::Result<(RunId, StoredRow), (String, StoredRow)>;
-
-impl RowCursor {
-    pub(super) fn new() -> Self {
-        Self {
-            next: i64::MIN,
-            done: false,
-            read: 0,
+/// Reads every row whose first position is at least `start` (the rows of
+/// runs begun in an archived part of the log are skipped) in
+/// `first_position` order, and sends them to `tx` in batches of
+/// [`ROW_BATCH`]; then the connection. Stops early when the receiver is
+/// gone. Runs on a thread of its own beside the log's walk: `conn` is in a
+/// read transaction, so every row comes from one commit.
+pub(super) fn stream_rows(
+    conn: Connection,
+    start: Position,
+    tx: &std::sync::mpsc::SyncSender<Result<RowMsg>>,
+) {
+    match send_rows(&conn, start, tx) {
+        Ok(true) => {
+            let _ = tx.send(Ok(RowMsg::Done(conn)));
+        }
+        Ok(false) => {}
+        Err(e) => {
+            let _ = tx.send(Err(e));
         }
     }
+}
 
-    /// A cursor that skips the rows whose first position is before `start`
-    /// (runs whose events were archived out of the log).
-    pub(super) fn starting_at(start: Position) -> Self {
-        Self {
-            next: start.0.min(i64::MAX as u64) as i64,
-            ..Self::new()
-        }
-    }
-
-    /// Reads every row whose first position is at most `upto` (`None`: all
-    /// the rest) into `out`, in batches.
-    pub(super) fn read_upto(
-        &mut self,
-        conn: &Connection,
-        upto: Option<Position>,
-        out: &mut Vec<Keyed>,
-    ) -> Result<()> {
-        let limit = upto.map_or(i64::MAX, |p| p.0.min(i64::MAX as u64) as i64);
-        while !self.done && self.next <= limit {
-            if self.read_batch(conn, limit, out)? < ROW_BATCH {
-                if limit == i64::MAX {
-                    self.done = true;
-                } else {
-                    self.next = limit.saturating_add(1);
-                }
-                break;
+/// [`stream_rows`]' rows; `false` when the receiver went away.
+fn send_rows(
+    conn: &Connection,
+    start: Position,
+    tx: &std::sync::mpsc::SyncSender<Result<RowMsg>>,
+) -> Result<bool> {
+    let mut stmt = conn.prepare(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs WHERE first_position >= ?1 ORDER BY first_position"
+    ))?;
+    let mut rows = stmt.query([start.0.min(i64::MAX as u64) as i64])?;
+    let mut batch = Vec::with_capacity(ROW_BATCH);
+    let mut last = i64::MIN;
+    while let Some(row) = rows.next()? {
+        let stored = StoredRow::read(row)?;
+        last = int(stored.get(FIRST_POSITION)).unwrap_or(i64::MAX);
+        batch.push(key(stored));
+        if batch.len() == ROW_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(ROW_BATCH));
+            if tx.send(Ok(RowMsg::Batch(full, last))).is_err() {
+                return Ok(false);
             }
         }
-        Ok(())
     }
-
-    /// Reads the next batch of the rows not read yet into `out`; `false`
-    /// once there are none left.
-    pub(super) fn read_rest_batch(
-        &mut self,
-        conn: &Connection,
-        out: &mut Vec<Keyed>,
-    ) -> Result<bool> {
-        if self.done {
-            return Ok(false);
-        }
-        let n = self.read_batch(conn, i64::MAX, out)?;
-        if n < ROW_BATCH {
-            self.done = true;
-        }
-        Ok(n > 0)
+    if !batch.is_empty() && tx.send(Ok(RowMsg::Batch(batch, last))).is_err() {
+        return Ok(false);
     }
-
-    /// Reads up to [`ROW_BATCH`] rows from the cursor on, whose first
-    /// position is at most `limit`, into `out`; how many.
-    fn read_batch(&mut self, conn: &Connection, limit: i64, out: &mut Vec<Keyed>) -> Result<usize> {
-        let mut stmt = conn.prepare_cached(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM agent_runs WHERE first_position >= ?1 AND first_position <= ?2 \
-             ORDER BY first_position LIMIT ?3"
-        ))?;
-        let mut rows = stmt.query(rusqlite::params![self.next, limit, ROW_BATCH as i64])?;
-        let mut n = 0usize;
-        while let Some(row) = rows.next()? {
-            n += 1;
-            let values = (0..COLUMNS.len())
-                .map(|i| row.get::<_, Sql>(i))
-                .collect::<rusqlite::Result<Vec<Sql>>>()?;
-            let stored = StoredRow { values };
-            let first = int(&stored.values[FIRST_POSITION]).unwrap_or(i64::MAX);
-            self.next = first.saturating_add(1);
-            if first == i64::MAX {
-                self.done = true;
-            }
-            out.push(key(stored));
-        }
-        self.read += n as u64;
-        Ok(n)
-    }
+    Ok(true)
 }
 
 fn key(stored: StoredRow) -> Keyed {
-    let parsed = match &stored.values[0] {
-        Sql::Text(t) => uuid::Uuid::parse_str(t).ok().map(RunId::from_uuid),
+    let parsed = match stored.get(0) {
+        ValueRef::Text(t) => uuid::Uuid::try_parse_ascii(t).ok().map(RunId::from_uuid),
         _ => None,
     };
     match parsed {
-        Some(run_id) => Ok((run_id, stored)),
-        None => Err((display(&stored.values[0]), stored)),
+        Some(run_id) => (Ok(run_id), stored),
+        None => (Err(display(stored.get(0))), stored),
     }
 }
 
@@ -187,11 +205,7 @@ pub(super) fn load(conn: &Connection, run_id: RunId) -> Result<Option<StoredRow>
     ))?;
     let mut rows = stmt.query([run_id.to_string()])?;
     match rows.next()? {
-        Some(row) => Ok(Some(StoredRow {
-            values: (0..COLUMNS.len())
-                .map(|i| row.get::<_, Sql>(i))
-                .collect::<rusqlite::Result<Vec<Sql>>>()?,
-        })),
+        Some(row) => Ok(Some(StoredRow::read(row)?)),
         None => Ok(None),
     }
 }
@@ -208,7 +222,8 @@ enum Cell<'a> {
     Null,
     Int(i64),
     Text(&'a str),
-    Json(&'a Value),
+    /// JSON text, as the projection writes it.
+    Json(&'a [u8]),
 }
 
 impl Cell<'_> {
@@ -221,17 +236,17 @@ impl Cell<'_> {
     }
 
     /// Whether the stored value is this one (`buf` is scratch space).
-    fn matches(&self, stored: &Sql, buf: &mut Vec<u8>) -> bool {
+    fn matches(&self, stored: ValueRef<'_>) -> bool {
         match (self, stored) {
-            (Cell::Null, Sql::Null) => true,
-            (Cell::Int(a), Sql::Integer(b)) => a == b,
-            (Cell::Text(a), Sql::Text(b)) => *a == b,
-            (Cell::Json(a), Sql::Text(b)) => {
+            (Cell::Null, ValueRef::Null) => true,
+            (Cell::Int(a), ValueRef::Integer(b)) => *a == b,
+            (Cell::Text(a), ValueRef::Text(b)) => a.as_bytes() == b,
+            (Cell::Json(a), ValueRef::Text(b)) => {
                 // The text the projection writes; else the same JSON value
                 // written another way.
-                buf.clear();
-                (serde_json::to_writer(&mut *buf, a).is_ok() && buf.as_slice() == b.as_bytes())
-                    || serde_json::from_str::<Value>(b).is_ok_and(|b| b == **a)
+                *a == b
+                    || serde_json::from_slice::<Value>(b)
+                        .is_ok_and(|b| serde_json::from_slice::<Value>(a).is_ok_and(|a| a == b))
             }
             _ => false,
         }
@@ -242,7 +257,7 @@ impl Cell<'_> {
             Cell::Null => "NULL".to_owned(),
             Cell::Int(i) => i.to_string(),
             Cell::Text(t) => quoted(t),
-            Cell::Json(v) => shorten(&v.to_string()),
+            Cell::Json(v) => shorten(&String::from_utf8_lossy(v)),
         }
     }
 }
@@ -262,14 +277,20 @@ fn quoted(s: &str) -> String {
 }
 
 /// A stored value as the report shows it.
-pub(super) fn display(v: &Sql) -> String {
+pub(super) fn display(v: ValueRef<'_>) -> String {
     match v {
-        Sql::Null => "NULL".to_owned(),
-        Sql::Integer(i) => i.to_string(),
-        Sql::Real(r) => format!("{r} (a real)"),
-        Sql::Text(t) if t.starts_with(['{', '[', '"']) => shorten(t),
-        Sql::Text(t) => quoted(t),
-        Sql::Blob(b) => format!("a blob of {} bytes", b.len()),
+        ValueRef::Null => "NULL".to_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(r) => format!("{r} (a real)"),
+        ValueRef::Text(t) => {
+            let t = String::from_utf8_lossy(t);
+            if t.starts_with(['{', '[', '"']) {
+                shorten(&t)
+            } else {
+                quoted(&t)
+            }
+        }
+        ValueRef::Blob(b) => format!("a blob of {} bytes", b.len()),
     }
 }
 
@@ -295,7 +316,7 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
         Cell::Text(run.status.as_str()),
         Cell::Int(i64::from(run.attempts)),
         Cell::Json(&run.input),
-        run.output.as_ref().map_or(Cell::Null, Cell::Json),
+        run.output.as_deref().map_or(Cell::Null, Cell::Json),
         Cell::opt_text(error_kind),
         Cell::opt_text(error_message),
         Cell::Int(run.started_at.0 as i64),
@@ -305,9 +326,9 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
         Cell::Int(run.last_position.0 as i64),
         Cell::Int(run.paused_micros as i64),
     ];
-    let mut buf = Vec::with_capacity(256);
-    for ((cell, value), column) in cells.iter().zip(&stored.values).zip(COLUMNS) {
-        if !cell.matches(value, &mut buf) {
+    for (i, (cell, column)) in cells.iter().zip(COLUMNS).enumerate() {
+        let value = stored.get(i);
+        if !cell.matches(value) {
             report(Mismatch::Column {
                 run_id: run.run_id,
                 first_position: run.first_position,
