@@ -246,6 +246,8 @@ impl Found {
 /// The rows as the rows thread sends them ([`table::stream_rows`]).
 struct Rows {
     rx: Receiver<Result<RowMsg>>,
+    /// Emptied batches, sent back to be filled again.
+    spent: mpsc::Sender<Vec<Keyed>>,
     /// The first position of the last row received.
     last: i64,
     /// The connection, once every row was received.
@@ -300,8 +302,8 @@ impl Walk {
     }
 
     /// Moves the rows just read into `rows`.
-    fn take_batch(&mut self, batch: Vec<Keyed>) {
-        for (key, row) in batch {
+    fn take_batch(&mut self, mut batch: Vec<Keyed>) {
+        for (key, row) in batch.drain(..) {
             match key {
                 Ok(run_id) => {
                     if let Some(old) = self.rows.insert(run_id, row) {
@@ -317,6 +319,7 @@ impl Walk {
                 }),
             }
         }
+        let _ = self.rows_in.spent.send(batch);
     }
 
     /// Takes the event at `position` of run `run_id` into account, and
@@ -462,12 +465,15 @@ impl Walk {
 /// thread's.
 const IN_FLIGHT: usize = 3;
 
+/// Run events decoded, in order.
+type Facts = Vec<(RunId, Position, Fact)>;
+
 /// A page of the log with its run events decoded.
 struct DecodedPage {
     /// The position of the page's last event.
     upto: Position,
     /// Its run events before the checkpoint, in order.
-    events: Vec<(RunId, Position, Fact)>,
+    events: Facts,
     /// The page itself, sent back to be freed by the task that allocated
     /// it (memory freed on another thread is slow to be reused).
     page: Vec<RecordedEvent>,
@@ -478,6 +484,7 @@ struct DecodedPage {
 fn decode_pages(
     pages: &Receiver<Vec<RecordedEvent>>,
     out: &mpsc::Sender<Result<DecodedPage>>,
+    returned: &Receiver<Facts>,
     checkpoint: Position,
 ) {
     let codec = Codec::new();
@@ -486,13 +493,16 @@ fn decode_pages(
         let Some(upto) = page.last().map(|e| e.position) else {
             continue;
         };
+        let mut events = returned.try_recv().unwrap_or_default();
         let decoded = page
             .iter()
             .take_while(|e| e.position < checkpoint)
             .filter_map(|e| e.stream.run_id().map(|run_id| (run_id, e)))
-            .map(|(run_id, e)| Ok((run_id, e.position, Fact::of(codec.decode(e)?, &mut buf))))
-            .collect::<Result<Vec<_>>>()
-            .map(|events| DecodedPage { upto, events, page });
+            .try_for_each(|(run_id, e)| {
+                events.push((run_id, e.position, Fact::of(codec.decode(e)?, &mut buf)));
+                Ok(())
+            })
+            .map(|()| DecodedPage { upto, events, page });
         let failed = decoded.is_err();
         if out.send(decoded).is_err() || failed {
             return;
@@ -567,25 +577,27 @@ fn decode_fed(
     batches: &Receiver<RawRunEvents>,
     spent: &mpsc::Sender<RawRunEvents>,
     out: &mpsc::Sender<Result<DecodedPage>>,
+    returned: &Receiver<Facts>,
     checkpoint: Position,
 ) {
     let codec = Codec::new();
     let mut buf = Vec::with_capacity(4096);
     while let Ok(batch) = batches.recv() {
         let mut reached = false;
+        let mut events = returned.try_recv().unwrap_or_default();
         let decoded = batch
             .iter()
             .take_while(|(_, position, _, _)| {
                 reached = *position >= checkpoint;
                 !reached
             })
-            .map(|(run_id, position, event_type, payload)| {
+            .try_for_each(|(run_id, position, event_type, payload)| {
                 let event_type = String::from_utf8_lossy(event_type);
                 let event = codec.decode_payload(&event_type, payload, position)?;
-                Ok((run_id, position, Fact::of(event, &mut buf)))
-            })
-            .collect::<Result<Vec<_>>>();
-        let decoded = decoded.map(|events| DecodedPage {
+                events.push((run_id, position, Fact::of(event, &mut buf)));
+                Ok(())
+            });
+        let decoded = decoded.map(|()| DecodedPage {
             upto: events.last().map_or(Position::START, |e| e.1),
             events,
             page: Vec::new(),
@@ -716,19 +728,25 @@ async fn check(
     // cores (and beside the hash chain's check) the walk takes about the
     // time of its longest stage, not of their sum.
     let (row_tx, row_rx) = mpsc::sync_channel(IN_FLIGHT);
+    let (rows_spent, rows_returned) = mpsc::channel();
     let rows_thread = spawn("audit-rows", move || {
-        table::stream_rows(conn, start, &row_tx);
+        table::stream_rows(conn, start, &row_tx, &rows_returned);
     })?;
     let (raw_tx, raw_rx) = mpsc::channel::<Vec<RecordedEvent>>();
     let (decoded_tx, decoded_rx) = mpsc::channel();
     let is_fed = fed.is_some();
+    // Emptied pages of decoded events go back to the decoder.
+    let (facts_spent, facts_returned) = mpsc::channel::<Facts>();
     let decode_thread = spawn("audit-decode", move || match fed {
-        Some((batches, spent)) => decode_fed(&batches, &spent, &decoded_tx, checkpoint),
-        None => decode_pages(&raw_rx, &decoded_tx, checkpoint),
+        Some((batches, spent)) => {
+            decode_fed(&batches, &spent, &decoded_tx, &facts_returned, checkpoint)
+        }
+        None => decode_pages(&raw_rx, &decoded_tx, &facts_returned, checkpoint),
     })?;
     let mut walk = Walk {
         rows_in: Rows {
             rx: row_rx,
+            spent: rows_spent,
             last: i64::MIN,
             conn: None,
         },
@@ -769,13 +787,18 @@ async fn check(
             let Ok(decoded) = decoded_rx.recv() else {
                 return Ok(());
             };
-            let DecodedPage { upto, events, page } = decoded?;
+            let DecodedPage {
+                upto,
+                mut events,
+                page,
+            } = decoded?;
             in_flight = in_flight.saturating_sub(1);
             walk.read_rows(upto.min(checkpoint))?;
-            for (run_id, position, fact) in events {
+            for (run_id, position, fact) in events.drain(..) {
                 walk.run_events += 1;
                 walk.event(store, &codec, run_id, position, fact).await?;
             }
+            let _ = facts_spent.send(events);
             drop(page);
         }
     }

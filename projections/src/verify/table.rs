@@ -142,8 +142,9 @@ pub(super) fn stream_rows(
     conn: Connection,
     start: Position,
     tx: &std::sync::mpsc::SyncSender<Result<RowMsg>>,
+    returned: &std::sync::mpsc::Receiver<Vec<Keyed>>,
 ) {
-    match send_rows(&conn, start, tx) {
+    match send_rows(&conn, start, tx, returned) {
         Ok(true) => {
             let _ = tx.send(Ok(RowMsg::Done(conn)));
         }
@@ -159,6 +160,7 @@ fn send_rows(
     conn: &Connection,
     start: Position,
     tx: &std::sync::mpsc::SyncSender<Result<RowMsg>>,
+    returned: &std::sync::mpsc::Receiver<Vec<Keyed>>,
 ) -> Result<bool> {
     let mut stmt = conn.prepare(concat!(
         "SELECT ",
@@ -173,7 +175,12 @@ fn send_rows(
         last = int(stored.get(FIRST_POSITION)).unwrap_or(i64::MAX);
         batch.push(key(stored));
         if batch.len() == ROW_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(ROW_BATCH));
+            // A batch the walk emptied and sent back: memory freed on
+            // another thread is slow to be reused.
+            let next = returned
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(ROW_BATCH));
+            let full = std::mem::replace(&mut batch, next);
             if tx.send(Ok(RowMsg::Batch(full, last))).is_err() {
                 return Ok(false);
             }
