@@ -483,7 +483,7 @@ struct DecodedPage {
 /// page received, in order, until the sender goes away.
 fn decode_pages(
     pages: &Receiver<Vec<RecordedEvent>>,
-    out: &mpsc::Sender<Result<DecodedPage>>,
+    out: &mpsc::SyncSender<Result<DecodedPage>>,
     returned: &Receiver<Facts>,
     checkpoint: Position,
 ) {
@@ -576,7 +576,7 @@ impl RawRunEvents {
 fn decode_fed(
     batches: &Receiver<RawRunEvents>,
     spent: &mpsc::Sender<RawRunEvents>,
-    out: &mpsc::Sender<Result<DecodedPage>>,
+    out: &mpsc::SyncSender<Result<DecodedPage>>,
     returned: &Receiver<Facts>,
     checkpoint: Position,
 ) {
@@ -733,7 +733,8 @@ async fn check(
         table::stream_rows(conn, start, &row_tx, &rows_returned);
     })?;
     let (raw_tx, raw_rx) = mpsc::channel::<Vec<RecordedEvent>>();
-    let (decoded_tx, decoded_rx) = mpsc::channel();
+    // Bounded: a decoder ahead of the walk waits (memory stays a few pages).
+    let (decoded_tx, decoded_rx) = mpsc::sync_channel(IN_FLIGHT);
     let is_fed = fed.is_some();
     // Emptied pages of decoded events go back to the decoder.
     let (facts_spent, facts_returned) = mpsc::channel::<Facts>();
