@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use neonhub_events::{
-    ErrorKind, Position, RunEvent, RunId, RunKind, RunStarted, RunStatus, StepOutcome, Timestamp,
+    ErrorKind, Position, RunEvent, RunId, RunKind, RunStatus, StepOutcome, Timestamp,
 };
 use rustc_hash::FxHashMap;
 
@@ -59,8 +59,8 @@ pub(super) enum Transition {
 /// where they were built.
 #[derive(Debug)]
 pub(super) enum Fact {
-    /// `RunStarted`, its input taken out, and the input.
-    Started(Box<RunStarted>, Json),
+    /// `RunStarted`: what the row takes from it.
+    Started(Start),
     /// `RunSucceeded`.
     Succeeded {
         output: Json,
@@ -84,6 +84,22 @@ pub(super) enum Fact {
 /// only when shown).
 pub(super) type Json = Box<[u8]>;
 
+/// What a row takes from a `RunStarted`, its input written out.
+#[derive(Debug)]
+pub(super) struct Start {
+    pub(super) run_id: RunId,
+    pub(super) parent_run_id: Option<RunId>,
+    pub(super) correlation_id: uuid::Uuid,
+    pub(super) kind: RunKind,
+    pub(super) target: String,
+    pub(super) operation: String,
+    pub(super) intent: Option<String>,
+    pub(super) input: Json,
+    pub(super) attempt: u32,
+    pub(super) started_at: Timestamp,
+    pub(super) paused_micros: u64,
+}
+
 impl Fact {
     /// The fact of `event`; `buf` is scratch space.
     pub(super) fn of(event: RunEvent, buf: &mut Vec<u8>) -> Self {
@@ -95,7 +111,19 @@ impl Fact {
         match event {
             RunEvent::Started(mut s) => {
                 let input = json(&std::mem::take(&mut s.input));
-                Fact::Started(Box::new(s), input)
+                Fact::Started(Start {
+                    run_id: s.run_id,
+                    parent_run_id: s.parent_run_id,
+                    correlation_id: s.correlation_id,
+                    kind: s.kind,
+                    target: s.target,
+                    operation: s.operation,
+                    intent: s.intent,
+                    input,
+                    attempt: s.attempt,
+                    started_at: s.started_at,
+                    paused_micros: s.paused_micros,
+                })
             }
             RunEvent::Succeeded(s) => Fact::Succeeded {
                 output: json(&s.output),
@@ -116,8 +144,8 @@ impl Fact {
 }
 
 impl Expected {
-    /// A run whose first event, `started` with `input`, is at `position`.
-    pub(super) fn start(started: Box<RunStarted>, input: Json, position: Position) -> Self {
+    /// A run whose first event, `started`, is at `position`.
+    pub(super) fn start(started: Start, position: Position) -> Self {
         Self {
             run_id: started.run_id,
             parent_run_id: started.parent_run_id,
@@ -128,7 +156,7 @@ impl Expected {
             intent: started.intent,
             status: RunStatus::Running,
             attempts: started.attempt,
-            input,
+            input: started.input,
             output: None,
             error: None,
             started_at: started.started_at,
@@ -145,7 +173,7 @@ impl Expected {
         self.last_position = position;
         let was_running = self.status == RunStatus::Running;
         match fact {
-            Fact::Started(s, _) => {
+            Fact::Started(s) => {
                 self.attempts = self.attempts.max(s.attempt);
                 self.paused_micros = self.paused_micros.saturating_add(s.paused_micros);
                 self.run_again(was_running)

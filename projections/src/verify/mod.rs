@@ -338,11 +338,10 @@ impl Walk {
                 let transition = run.apply(fact, position);
                 self.metrics.record(run, transition);
             }
-            (None, Fact::Started(s, input)) if s.attempt == 1 => {
+            (None, Fact::Started(s)) if s.attempt == 1 => {
                 self.runs += 1;
                 self.metrics.started();
-                self.open
-                    .insert(run_id, Expected::start(s, input, position));
+                self.open.insert(run_id, Expected::start(s, position));
             }
             (None, fact) => {
                 // A run compared already, its row claiming an earlier last
@@ -646,8 +645,8 @@ async fn rebuild_run(
             (Some(run), fact) => {
                 run.apply(fact, recorded.position);
             }
-            (None, Fact::Started(s, input)) => {
-                run = Some(Expected::start(s, input, recorded.position));
+            (None, Fact::Started(s)) => {
+                run = Some(Expected::start(s, recorded.position));
             }
             (None, _) => {}
         }
