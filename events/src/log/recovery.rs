@@ -151,6 +151,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
     let count = segments.len();
     let handles = Handles::new(fs.clone(), MAX_OPEN);
     let mut torn = None;
+    let mut progress = RebuildProgress::default();
     for i in 0..count {
         let (first, path) = &segments[i];
         let path: Arc<Path> = path.as_path().into();
@@ -179,6 +180,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
                 progress = format!("{} of {count} segments", i + 1),
                 "indexing a sealed segment from its records (its index file is missing or does not check out)"
             );
+            progress.rebuilding(i, count);
         }
         torn = scan_segment(
             fs, &handles, dir, &path, *first, &mut index, tail, is_last, access,
@@ -187,6 +189,7 @@ pub(crate) fn recover(fs: &Arc<dyn LogFs>, dir: &Path, access: Access) -> Result
             seal_scanned(fs.as_ref(), &mut index, &chain, recorded_at, access);
         }
     }
+    progress.finish();
     if access != Access::Write {
         return Ok(Recovered {
             index,
@@ -269,6 +272,43 @@ pub(crate) fn load_archive(fs: &dyn LogFs, dir: &Path) -> Result<Archive> {
         })
         .collect();
     Ok(Archive { manifest, indexes })
+}
+
+/// A progress bar on a terminal's stderr while sealed segments are indexed
+/// from their records (their index files missing or damaged: on a long log,
+/// minutes), made at the first such segment; nothing on a normal open, and
+/// nothing when stderr is not a terminal (the log lines above say it).
+#[derive(Default)]
+struct RebuildProgress(Option<indicatif::ProgressBar>);
+
+impl RebuildProgress {
+    /// Segment `i` of `count` (the last one, always read, not counted) is
+    /// being indexed.
+    fn rebuilding(&mut self, i: usize, count: usize) {
+        use std::io::IsTerminal;
+        let bar = self.0.get_or_insert_with(|| {
+            let sealed = count.saturating_sub(1) as u64;
+            let draw = if std::io::stderr().is_terminal() {
+                indicatif::ProgressDrawTarget::stderr()
+            } else {
+                indicatif::ProgressDrawTarget::hidden()
+            };
+            let bar = indicatif::ProgressBar::with_draw_target(Some(sealed), draw);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "indexing sealed segments {bar:30} {pos}/{len}, ETA {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        bar.set_position(i as u64);
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Opens the sealed segment at `path` by its index file, checking the
