@@ -14,11 +14,10 @@
 #![allow(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use neonhub_events::{Durability, EmbeddedLog, EventStore, LogOptions, Position, Timestamp};
+use neonhub_events::{EmbeddedLog, LogOptions, Position, Timestamp};
 use neonhub_test_support::workload;
 
 /// Runs in the fixture: about 1.2 GB of segments.
@@ -35,39 +34,18 @@ fn root() -> PathBuf {
 }
 
 /// A log of `runs` runs (both events of a run in one append, 64 tasks),
-/// built once.
+/// built once; with 1 MiB segments outside a measurement, so that the
+/// check's small log has sealed segments to archive.
 fn fixture(runs: u64) -> PathBuf {
-    let dir = root().join(format!("fixtures/archive-{runs}"));
-    let done = root().join(format!("fixtures/archive-{runs}.complete"));
-    if done.exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let start = Instant::now();
-    let log = Arc::new(
-        EmbeddedLog::open(
-            &dir,
-            LogOptions::default().with_durability(Durability::Buffered),
+    let (name, options) = if measuring() {
+        (format!("archive-{runs}"), LogOptions::default())
+    } else {
+        (
+            format!("archive-{runs}-1mib"),
+            LogOptions::default().with_segment_size(1 << 20),
         )
-        .expect("open the fixture log"),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(workload::append_finished_runs(log.clone(), runs, 64, true));
-    let log = Arc::into_inner(log).expect("tasks are done");
-    let head = rt.block_on(log.head()).expect("head");
-    assert_eq!(head, Position(2 * runs));
-    log.close();
-    drop(log);
-    std::fs::write(&done, head.0.to_string()).expect("mark the fixture complete");
-    println!(
-        "built fixture archive-{runs}: {} events in {:.1} s",
-        head.0,
-        start.elapsed().as_secs_f64()
-    );
-    dir
+    };
+    workload::finished_runs_log(&root().join("fixtures").join(name), runs, true, options)
 }
 
 /// A fresh copy of the fixture's files in `to` (replacing it).

@@ -13,11 +13,10 @@
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
-use neonhub_events::{Codec, Durability, EmbeddedLog, EventStore, LogOptions, Position};
+use neonhub_events::{Codec, EmbeddedLog, EventStore, LogOptions, Position};
 use neonhub_test_support::workload;
 
 /// Runs in the read-all fixture (two events each).
@@ -65,38 +64,8 @@ fn fixtures_root() -> PathBuf {
 /// separately as a service would, by 64 concurrent tasks), built once.
 fn fixture(name: &str, runs: u64) -> PathBuf {
     let runs = scaled(runs);
-    let name = &format!("{name}-{FIXTURE_FORMAT}-{runs}");
-    let dir = fixtures_root().join(name);
-    let done = fixtures_root().join(format!("{name}.complete"));
-    if done.exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let start = Instant::now();
-    let log = Arc::new(
-        EmbeddedLog::open(
-            &dir,
-            LogOptions::default().with_durability(Durability::Buffered),
-        )
-        .expect("open the fixture log"),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(workload::append_finished_runs(log.clone(), runs, 64, false));
-    let log = Arc::into_inner(log).expect("tasks are done");
-    let head = rt.block_on(log.head()).expect("head");
-    assert_eq!(head, Position(2 * runs));
-    log.close();
-    drop(log);
-    std::fs::write(&done, head.0.to_string()).expect("mark the fixture complete");
-    println!(
-        "built fixture {name}: {runs} runs, {} events in {:.1} s",
-        head.0,
-        start.elapsed().as_secs_f64()
-    );
-    dir
+    let dir = fixtures_root().join(format!("{name}-{FIXTURE_FORMAT}-{runs}"));
+    workload::finished_runs_log(&dir, runs, false, LogOptions::default())
 }
 
 /// Reads the whole log, returning how many events it saw.

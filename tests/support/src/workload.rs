@@ -131,3 +131,44 @@ pub async fn append_finished_runs(
         handle.await.expect("append task");
     }
 }
+
+/// The embedded log in `dir` of `runs` finished runs
+/// ([`append_finished_runs`] by 64 tasks, buffered; `one_append` as
+/// there), opened with `options`, built once: a `<dir>.complete` file
+/// beside it marks a finished build, so an interrupted one is built again.
+/// The benches' large logs.
+pub fn finished_runs_log(
+    dir: &std::path::Path,
+    runs: u64,
+    one_append: bool,
+    options: neonhub_events::LogOptions,
+) -> std::path::PathBuf {
+    use neonhub_events::{Durability, EmbeddedLog, EventStore, Position};
+    let mut done = dir.as_os_str().to_owned();
+    done.push(".complete");
+    let done = std::path::PathBuf::from(done);
+    if done.exists() {
+        return dir.to_path_buf();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let start = std::time::Instant::now();
+    let log = std::sync::Arc::new(
+        EmbeddedLog::open(dir, options.with_durability(Durability::Buffered))
+            .expect("open the fixture log"),
+    );
+    let rt = runtime();
+    rt.block_on(append_finished_runs(log.clone(), runs, 64, one_append));
+    let log = std::sync::Arc::into_inner(log).expect("tasks are done");
+    let head = rt.block_on(log.head()).expect("head");
+    assert_eq!(head, Position(2 * runs));
+    log.close();
+    drop(log);
+    std::fs::write(&done, head.0.to_string()).expect("mark the fixture complete");
+    println!(
+        "built fixture {}: {runs} runs, {} events in {:.1} s",
+        dir.display(),
+        head.0,
+        start.elapsed().as_secs_f64()
+    );
+    dir.to_path_buf()
+}
