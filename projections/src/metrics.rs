@@ -508,6 +508,37 @@ fn describe(recorder: &PrometheusRecorder) {
 
 /// Sorts the families of a Prometheus text by name and the sample lines of
 /// each family, keeping `# HELP`/`# TYPE` first.
+/// Where a sample line sorts: its name, its labels without `le`, then its
+/// `le` as a number (`+Inf` last; none first), then the line itself.
+fn sample_order(line: &str) -> (&str, String, f64) {
+    let (series, _) = line.rsplit_once(' ').unwrap_or((line, ""));
+    let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+    let mut le = f64::NEG_INFINITY;
+    let mut rest = String::with_capacity(labels.len());
+    let mut labels = labels;
+    while let Some(at) = labels.find("le=\"") {
+        // Only the `le` label itself, not one that ends in `le`.
+        let starts_label = at == 0 || labels.as_bytes()[at - 1] == b',';
+        let value_and_after = &labels[at + 4..];
+        let Some(end) = value_and_after.find('"') else {
+            break;
+        };
+        if starts_label {
+            rest.push_str(&labels[..at]);
+            let value = &value_and_after[..end];
+            le = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or(f64::NAN),
+            };
+        } else {
+            rest.push_str(&labels[..at + 4 + end + 1]);
+        }
+        labels = &value_and_after[end + 1..];
+    }
+    rest.push_str(labels);
+    (name, rest, le)
+}
+
 fn canonical(text: &str) -> String {
     let mut families: Vec<(String, Vec<&str>, Vec<&str>)> = Vec::new();
     for block in text.split("\n\n") {
@@ -523,7 +554,16 @@ fn canonical(text: &str) -> String {
         if comments.is_empty() && samples.is_empty() {
             continue;
         }
-        samples.sort_unstable();
+        // Series in text order, but a histogram's buckets in increasing
+        // `le` (text order put `+Inf` first and `10` before `2.5`).
+        let mut keyed: Vec<_> = samples.iter().map(|l| (sample_order(l), *l)).collect();
+        keyed.sort_by(|((n1, l1, le1), a), ((n2, l2, le2), b)| {
+            (n1, l1)
+                .cmp(&(n2, l2))
+                .then(le1.total_cmp(le2))
+                .then(a.cmp(b))
+        });
+        let samples: Vec<&str> = keyed.into_iter().map(|(_, l)| l).collect();
         let name = comments
             .iter()
             .chain(samples.iter())
@@ -566,6 +606,53 @@ mod tests {
         assert_eq!(h.buckets[DURATION_BUCKETS_MICROS.len()], 1);
         assert_eq!(h.count, 4);
         assert_eq!(h.sum_micros, 400_010_001);
+    }
+
+    /// The `le` values of each series' buckets in `text`, in order.
+    fn bucket_bounds(text: &str) -> Vec<(String, Vec<f64>)> {
+        let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+        for line in text.lines().filter(|l| l.contains("_bucket{")) {
+            let (labels, le) = line.split_once("le=\"").expect("a bucket has le");
+            let le = le.split('"').next().expect("le's value");
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().expect("le is a number")
+            };
+            match series.iter_mut().find(|(l, _)| l == labels) {
+                Some((_, bounds)) => bounds.push(le),
+                None => series.push((labels.to_owned(), vec![le])),
+            }
+        }
+        series
+    }
+
+    #[test]
+    fn histogram_buckets_stay_in_increasing_le() {
+        let family = AGENT_RUN_DURATION_SECONDS;
+        let mut text = format!("# TYPE {family} histogram\n");
+        for agent in ["sms", "email"] {
+            for bound in DURATION_BUCKETS_MICROS {
+                let le = bound as f64 / 1e6;
+                text.push_str(&format!(
+                    "{family}_bucket{{agent=\"{agent}\",le=\"{le}\"}} 1\n"
+                ));
+            }
+            text.push_str(&format!(
+                "{family}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} 1\n"
+            ));
+            text.push_str(&format!("{family}_sum{{agent=\"{agent}\"}} 1\n"));
+            text.push_str(&format!("{family}_count{{agent=\"{agent}\"}} 1\n"));
+        }
+        let series = bucket_bounds(&canonical(&text));
+        assert_eq!(series.len(), 2, "{series:?}");
+        for (labels, bounds) in series {
+            assert_eq!(bounds.len(), DURATION_BUCKETS_MICROS.len() + 1, "{labels}");
+            assert!(
+                bounds.windows(2).all(|w| w[0] < w[1]),
+                "{labels}: buckets out of order: {bounds:?}"
+            );
+        }
     }
 
     #[test]
