@@ -101,3 +101,48 @@ async fn the_feed_delivers_events_in_order_from_a_position() {
     drop(resumed);
     hub.stop().await;
 }
+
+/// A browser's `EventSource` reconnects with `Last-Event-ID` and the URL it
+/// was opened with: the header wins over `?from=`, so the reconnect resumes
+/// instead of replaying the log; an id no position can follow is refused,
+/// not wrapped to 0.
+#[actix_rt::test]
+async fn last_event_id_wins_over_from_and_is_checked() {
+    let hub = InProcess::start().await;
+    for i in 0..5 {
+        let (status, _) = hub
+            .post_run(&json!({"agent": "echo", "input": {"i": i}}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(hub.head().await, 10);
+    let mut resumed = hub
+        .client
+        .get(hub.url("/v1/events?from=0"))
+        .header("last-event-id", "6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    let mut buffer = String::new();
+    let rest = read_events(&mut resumed, &mut buffer, 3).await;
+    assert_eq!(positions(&rest), vec![7, 8, 9]);
+    drop(resumed);
+
+    for id in ["18446744073709551615", "10", "99"] {
+        let response = hub
+            .client
+            .get(hub.url("/v1/events"))
+            .header("last-event-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "Last-Event-ID {id}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("Last-Event-ID"), "{message}");
+    }
+    assert_eq!(hub.head().await, 10, "refused feeds appended nothing");
+    hub.stop().await;
+}

@@ -31,7 +31,7 @@ pub(crate) async fn require_token(
     let presented = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .and_then(|v| bearer(v.as_bytes()));
     let error = match presented {
         None => ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>"),
         Some(value) if token.matches(value) => {
@@ -40,4 +40,15 @@ pub(crate) async fn require_token(
         Some(_) => ApiError::unauthorized("wrong bearer token"),
     };
     Ok(req.into_response(error.error_response()))
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110, 11.1), with one or more spaces after it.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty()).then_some(token)
 }

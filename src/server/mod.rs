@@ -106,12 +106,9 @@ impl Server {
                 .wrap(from_fn(auth::require_token))
                 .wrap(from_fn(count_request))
                 .route("/v1/runs", web::post().to(routes::submit_run))
-                .route("/v1/runs", web::get().to(routes::list_runs))
-                .route("/v1/runs/{run_id}", web::get().to(routes::get_run))
-                .route(
-                    "/v1/runs/{run_id}/events",
-                    web::get().to(routes::run_events),
-                )
+                .route("/v1/runs", get().to(routes::list_runs))
+                .route("/v1/runs/{run_id}", get().to(routes::get_run))
+                .route("/v1/runs/{run_id}/events", get().to(routes::run_events))
                 .route(
                     "/v1/runs/{run_id}/cancel",
                     web::post().to(routes::cancel_run),
@@ -120,12 +117,12 @@ impl Server {
                     "/v1/runs/{run_id}/steps/{key}/resolve",
                     web::post().to(routes::resolve_step),
                 )
-                .route("/v1/reports/agents", web::get().to(routes::report))
-                .route("/v1/events", web::get().to(sse::feed))
-                .route("/v1/agents", web::get().to(routes::agents))
-                .route("/metrics", web::get().to(routes::metrics))
-                .route("/healthz", web::get().to(routes::healthz))
-                .route("/readyz", web::get().to(routes::readyz))
+                .route("/v1/reports/agents", get().to(routes::report))
+                .route("/v1/events", get().to(sse::feed))
+                .route("/v1/agents", get().to(routes::agents))
+                .route("/metrics", get().to(routes::metrics))
+                .route("/healthz", get().to(routes::healthz))
+                .route("/readyz", get().to(routes::readyz))
                 .default_service(web::to(routes::not_found))
         })
         .workers(config.workers.max(1))
@@ -180,4 +177,10 @@ impl Server {
             Err(e) => Err(Error::Service(format!("the HTTP server task failed: {e}"))),
         }
     }
+}
+
+/// A `GET` route that answers `HEAD` too: the same status and headers, and
+/// actix-web sends no body for a `HEAD` request.
+fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }

@@ -33,24 +33,46 @@ pub(crate) async fn feed(
     Query(params): Query<FeedParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let from = match params.from {
-        Some(p) => p,
-        None => match req
-            .headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(id) => Position(
-                id.trim()
-                    .parse::<u64>()
-                    .map_err(|_| ApiError::invalid("Last-Event-ID", "not a position"))?
-                    + 1,
-            ),
-            None => state.store.head().await?,
-        },
+    // A browser's EventSource reconnects with the URL it was opened with
+    // and `Last-Event-ID`: the header wins, or it would replay from `from`.
+    let last_seen = match req.headers().get("last-event-id") {
+        Some(id) => Some(
+            id.to_str()
+                .ok()
+                .and_then(|id| id.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("Last-Event-ID", "not a position (a whole number)")
+                })?,
+        ),
+        None => None,
+    };
+    let from = match (last_seen, params.from) {
+        (Some(id), _) => {
+            let head = state.store.head().await?;
+            match id.checked_add(1).map(Position) {
+                Some(next) if next <= head => next,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "Last-Event-ID",
+                        format!(
+                            "{id} is not an event of this log (its head, the position the \
+                             next event gets, is {}): reconnect without it, or with \
+                             ?from=POSITION",
+                            head.0
+                        ),
+                    ));
+                }
+            }
+        }
+        (None, Some(p)) => p,
+        (None, None) => state.store.head().await?,
     };
     if *state.shutdown.borrow() {
         return Err(ApiError::shutting_down());
+    }
+    if req.method() == actix_web::http::Method::HEAD {
+        // The answer's head only: no subscription for a body never sent.
+        return Ok(feed_response().finish());
     }
     let mut subscription = state.store.subscribe_all(from).await?;
     let (tx, rx) = mpsc::channel::<RecordedEvent>(BUFFER);
@@ -84,9 +106,15 @@ pub(crate) async fn feed(
             Some((Ok::<_, actix_web::Error>(item), (rx, shutdown, codec)))
         },
     );
-    Ok(HttpResponse::Ok()
+    Ok(feed_response().streaming(body))
+}
+
+/// The feed's status and headers.
+fn feed_response() -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+        .insert_header(("x-accel-buffering", "no"));
+    response
 }

@@ -1,0 +1,78 @@
+//! The HTTP edge speaks HTTP as clients expect: the `Bearer` scheme in any
+//! case (RFC 7235: auth schemes are case-insensitive), and `HEAD` on every
+//! `GET` route with the `GET` answer's status and headers and no body.
+
+use neonhub::Token;
+use neonhub_test_support::service::InProcess;
+
+const TOKEN: &str = "tok-51c0de-edge";
+
+#[actix_rt::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let hub = InProcess::start_with(|o| o, |c| c.with_token(Token::new(TOKEN).unwrap())).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = hub
+            .client
+            .get(hub.url("/v1/agents"))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
+    for wrong in ["bearer", "bearer wrong", "Basic dG9rOnRvaw==", TOKEN] {
+        let response = hub
+            .client
+            .get(hub.url("/v1/agents"))
+            .header("authorization", wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{wrong}");
+    }
+    hub.stop().await;
+}
+
+#[actix_rt::test]
+async fn head_answers_every_get_route_without_a_body() {
+    let hub = InProcess::start().await;
+    let (status, run) = hub
+        .post_run(&serde_json::json!({"agent": "echo", "input": {"x": 1}}))
+        .await;
+    assert_eq!(status, 200);
+    let id = run["run_id"].as_str().unwrap().to_owned();
+    for path in [
+        "/v1/runs".to_owned(),
+        format!("/v1/runs/{id}"),
+        format!("/v1/runs/{id}/events"),
+        "/v1/reports/agents".to_owned(),
+        "/v1/agents".to_owned(),
+        "/metrics".to_owned(),
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/v1/events".to_owned(),
+    ] {
+        let get = hub.client.get(hub.url(&path)).send().await.unwrap();
+        let head = tokio::time::timeout(
+            neonhub_test_support::PATIENCE,
+            hub.client.head(hub.url(&path)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("HEAD {path} did not answer"))
+        .unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        let body = tokio::time::timeout(neonhub_test_support::PATIENCE, head.bytes())
+            .await
+            .unwrap_or_else(|_| panic!("HEAD {path}: the body did not end"))
+            .unwrap();
+        assert!(body.is_empty(), "HEAD {path} sent {} bytes", body.len());
+    }
+    let missing = hub.client.head(hub.url("/nope")).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    hub.stop().await;
+}
