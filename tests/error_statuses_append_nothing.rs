@@ -179,6 +179,56 @@ async fn client_mistakes_get_4xx_and_append_nothing() {
         "application/json",
     )
     .await;
+    // A body whose bytes mean something else than they read as: compressed
+    // (not decoded here), or in another charset than JSON's UTF-8.
+    for encoding in ["gzip", "br", "deflate"] {
+        check(
+            &hub,
+            post_json(&body.to_string()).header("content-encoding", encoding),
+            415,
+            "Content-Encoding",
+        )
+        .await;
+    }
+    for charset in ["latin1", "iso-8859-1", "utf-16"] {
+        check(
+            &hub,
+            c.post(&runs)
+                .header(
+                    "content-type",
+                    format!("application/json; charset={charset}"),
+                )
+                .body(body.to_string()),
+            415,
+            "UTF-8",
+        )
+        .await;
+    }
+    // A key given twice, at the top or inside the input: which one was
+    // meant is not for the server to guess.
+    check(
+        &hub,
+        post_json(r#"{"agent": "echo", "agent": "sms", "input": {}}"#),
+        400,
+        "duplicate key \"agent\"",
+    )
+    .await;
+    check(
+        &hub,
+        post_json(r#"{"agent": "echo", "input": {"to": "+1", "to": "+2"}}"#),
+        400,
+        "duplicate key \"to\"",
+    )
+    .await;
+    // UTF-8 said explicitly is fine.
+    let response = c
+        .post(&runs)
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
 
     // Each was counted under its status, and the good request still works.
     let metrics = hub.metrics().await;

@@ -1,7 +1,7 @@
 //! The `POST /v1/runs` request: refused while draining (503), unless it is
-//! JSON (415), over `--max-body-bytes` (413, by its declared length first),
-//! and then a body that is malformed or has a bad or unknown field (400,
-//! naming it). actix-web reads the body ([`web::JsonConfig`]); the checks
+//! JSON in UTF-8 and not content-encoded (415), over `--max-body-bytes`
+//! (413, by its declared length first), and then a body that is malformed,
+//! names a key twice, or has a bad or unknown field (400, naming it). actix-web reads the body ([`web::JsonConfig`]); the checks
 //! run in this order because the handler takes [`Accepting`], then
 //! [`JsonMediaType`], then the JSON.
 
@@ -62,15 +62,41 @@ impl FromRequest for JsonMediaType {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut dev::Payload) -> Self::Future {
-        ready(if is_json(req) {
-            Ok(JsonMediaType)
+        let unsupported =
+            |message: &str| Err(ApiError::new(ErrorCode::UnsupportedMediaType, message));
+        ready(if !is_json(req) {
+            unsupported("send the run as Content-Type: application/json")
+        } else if !is_utf8(req) {
+            unsupported("JSON is UTF-8: send charset=utf-8, or no charset")
+        } else if is_encoded(req) {
+            unsupported(
+                "bodies are not decoded here: send it without a Content-Encoding (uncompressed)",
+            )
         } else {
-            Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the run as Content-Type: application/json",
-            ))
+            Ok(JsonMediaType)
         })
     }
+}
+
+/// Whether the declared charset, if any, is UTF-8 (JSON's only encoding
+/// between systems, RFC 8259).
+fn is_utf8(req: &HttpRequest) -> bool {
+    match req.mime_type() {
+        Ok(Some(m)) => m.get_param(mime::CHARSET).is_none_or(|c| {
+            c.as_str().eq_ignore_ascii_case("utf-8") || c.as_str().eq_ignore_ascii_case("utf8")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether the body declares a content coding other than `identity`.
+fn is_encoded(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::CONTENT_ENCODING)
+        .any(|v| {
+            !v.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+        })
 }
 
 /// How actix-web reads a JSON body: at most `limit` bytes; the content type
@@ -95,6 +121,74 @@ pub(crate) fn json_error(e: JsonPayloadError) -> ApiError {
             ApiError::invalid("body", format!("malformed JSON: {e}"))
         }
         other => ApiError::invalid("body", other),
+    }
+}
+
+/// A JSON body in which no object names a key twice (RFC 8259 leaves the
+/// meaning of that to the reader; the server refuses to guess, where
+/// serde_json would keep the last).
+#[derive(Debug)]
+pub(crate) struct Strict(pub(crate) Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    // Every other value as serde_json reads it.
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
