@@ -76,3 +76,29 @@ async fn head_answers_every_get_route_without_a_body() {
     assert_eq!(missing.status().as_u16(), 404);
     hub.stop().await;
 }
+
+/// Method names are the client's to choose: each made-up one used to be a
+/// new `/metrics` series (60 KB names included), so traffic could grow
+/// `/metrics` without bound. They are counted together as `other`.
+#[actix_rt::test]
+async fn made_up_methods_share_one_metrics_label() {
+    let hub = InProcess::start().await;
+    let long = "Q".repeat(60_000);
+    let made_up = ["FOOBAR", "BREW", "PROPFINDX", long.as_str()];
+    for name in made_up {
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let answered = hub.client.request(method, hub.url("/v1/runs")).send().await;
+        if let Ok(response) = answered {
+            assert!(response.status().is_client_error(), "{name:.10}");
+        }
+    }
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    for name in made_up {
+        assert!(
+            !metrics.contains(&format!("method=\"{name}\"")),
+            "{name:.10} has a series of its own"
+        );
+    }
+    hub.stop().await;
+}

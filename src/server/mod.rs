@@ -56,12 +56,31 @@ async fn count_request(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     telemetry::record_request(
-        method.as_str(),
+        method_label(&method),
         &route,
         response.status().as_u16(),
         began.elapsed(),
     );
     Ok(response)
+}
+
+/// A request's method as a metrics label: the standard methods by name,
+/// any other as `other` (method names are the client's to choose: one
+/// series each would let traffic grow `/metrics` without bound).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// The running HTTP API. Stop it with [`Server::stop`] (the `serve`
