@@ -208,6 +208,7 @@ fn main() {
         .arg(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("NEONHUB_CONNECTORS", "mock")
+        .env("NEONHUB_DRAIN_GRACE", "0")
         .env_remove("NEONHUB_TOKEN")
         .stdout(Stdio::piped())
         .spawn()

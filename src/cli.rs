@@ -319,6 +319,11 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Seconds between SIGTERM and closing the listener, while new work
+    /// gets 503 and /readyz 503, so a load balancer can move away first.
+    /// SIGINT (Ctrl-C), or a second signal, skips it.
+    #[arg(long, env = "NEONHUB_DRAIN_GRACE", default_value_t = 5)]
+    pub drain_grace: u64,
     /// Runs a stopped process left unfinished: `resume` gives each agent run
     /// a new attempt whose finished steps replay (steps in doubt are not
     /// resent); `fail` closes them as `interrupted`.

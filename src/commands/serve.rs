@@ -83,6 +83,19 @@ pub(super) async fn serve(
         if config.token.is_some() { "on" } else { "off" },
     );
     let name = signals.wait().await;
+    server.drain();
+    let grace = Duration::from_secs(args.drain_grace);
+    if name == "SIGTERM" && !grace.is_zero() {
+        println!(
+            "{name}: draining for {}s (new work and /readyz get 503), then shutting down; \
+             a second signal skips the wait",
+            grace.as_secs()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(grace) => {}
+            again = signals.wait() => println!("{again}: the drain ends now"),
+        }
+    }
     println!("{name}: shutting down (new work gets 503, in-flight runs finish)");
     server.stop().await?;
     let report = service.shutdown(config.shutdown_timeout).await?;

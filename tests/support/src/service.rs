@@ -151,7 +151,9 @@ pub fn neonhub() -> Command {
         .env_remove("NEONHUB_LISTEN")
         .env_remove("NEONHUB_STORE")
         .env_remove("NEONHUB_EVENTSTORE_URL")
-        .env("NEONHUB_CONNECTORS", "mock");
+        .env("NEONHUB_CONNECTORS", "mock")
+        // Stop at SIGTERM without the drain grace (a test of it sets it).
+        .env("NEONHUB_DRAIN_GRACE", "0");
     command
 }
 
@@ -221,16 +223,21 @@ impl ServeProcess {
     /// Sends SIGTERM and waits for the exit; returns the exit code and the
     /// rest of stdout.
     pub fn terminate(mut self) -> (Option<i32>, String) {
+        self.send_term();
+        let code = self.child.wait().unwrap().code();
+        let mut rest = String::new();
+        while self.stdout.read_line(&mut rest).unwrap_or(0) > 0 {}
+        (code, rest)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_term(&self) {
         // The shell's own `kill`: no dependency on a kill binary.
         let status = Command::new("sh")
             .args(["-c", "kill -TERM \"$0\"", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let code = self.child.wait().unwrap().code();
-        let mut rest = String::new();
-        while self.stdout.read_line(&mut rest).unwrap_or(0) > 0 {}
-        (code, rest)
     }
 
     /// SIGKILL: the process dies with no chance to clean up.
