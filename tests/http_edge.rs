@@ -102,3 +102,59 @@ async fn made_up_methods_share_one_metrics_label() {
     }
     hub.stop().await;
 }
+
+/// A page of `GET /v1/runs` is bounded in bytes, not only in rows: with
+/// runs of nearly 1 MB each, `limit=200` answered one body of all of them
+/// (about 400 MB for 200). The page is shorter instead, with a
+/// `next_cursor`, and following the cursors gives every run exactly once.
+#[actix_rt::test]
+async fn a_page_of_runs_is_bounded_in_bytes() {
+    let hub = InProcess::start().await;
+    let big = "x".repeat(900_000);
+    let mut submitted = Vec::new();
+    for i in 0..10 {
+        let (status, run) = hub
+            .post_run(&serde_json::json!({"agent": "echo", "input": {"i": i, "text": big}}))
+            .await;
+        assert_eq!(status, 200, "{run:.200}");
+        submitted.push(run["run_id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &cursor {
+            Some(c) => hub.url(&format!("/v1/runs?limit=200&cursor={c}")),
+            None => hub.url("/v1/runs?limit=200"),
+        };
+        let body = hub
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            body.len() <= 8 << 20,
+            "a page of {} bytes: not bounded",
+            body.len()
+        );
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        pages += 1;
+        for run in page["runs"].as_array().unwrap() {
+            seen.push(run["run_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(pages < 50, "the cursors do not end");
+    }
+    assert!(pages > 1, "10 runs of 1.8 MB each came in one page");
+    seen.sort();
+    submitted.sort();
+    assert_eq!(seen, submitted, "every run exactly once");
+    hub.stop().await;
+}

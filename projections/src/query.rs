@@ -296,7 +296,15 @@ pub(crate) fn list(
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
     let mut runs = Vec::with_capacity(limit + 1);
+    let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
+        let size = stored_bytes(row)?;
+        if !runs.is_empty() && bytes.saturating_add(size) > MAX_PAGE_BYTES {
+            // A shorter page: the next one starts after its last run.
+            let next = runs.last().map(Cursor::after);
+            return Ok(Page { runs, next });
+        }
+        bytes = bytes.saturating_add(size);
         runs.push(AgentRun::from_sql(row)?);
     }
     let next = if runs.len() > limit {
@@ -306,6 +314,26 @@ pub(crate) fn list(
         None
     };
     Ok(Page { runs, next })
+}
+
+/// The bytes of text a page of [`list`] holds at most (inputs, outputs and
+/// errors can each be up to the request limit): past it the page is
+/// shorter than its limit and has a next cursor, so an answer's memory is
+/// bounded whatever the rows hold. A single run larger than this is still a
+/// page of its own.
+pub(crate) const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// The bytes of text and blobs of a row.
+fn stored_bytes(row: &rusqlite::Row<'_>) -> Result<usize> {
+    let mut bytes = 0;
+    for i in 0..row.as_ref().column_count() {
+        if let rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) =
+            row.get_ref(i)?
+        {
+            bytes += b.len();
+        }
+    }
+    Ok(bytes)
 }
 
 /// The SQL of [`list`] and its arguments: the rows passing `filter` after
