@@ -72,6 +72,14 @@ pub(super) fn list(data: DataDir, args: ListArgs) -> Result<()> {
         )));
     }
     let page = queries(&data)?.list(&filter, None, args.limit)?;
+    if page.next.is_some() && page.runs.len() < args.limit {
+        eprintln!(
+            "note: {} runs shown, fewer than --limit {}: a page holds at most 4 MiB of run \
+             text, and more runs match",
+            page.runs.len(),
+            args.limit
+        );
+    }
     match args.format {
         Format::Json => print_json(&json!({
             "runs": page.runs.iter().map(run_json).collect::<Vec<_>>(),
