@@ -319,6 +319,9 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Seconds a request body may take to arrive whole (408 past it).
+    #[arg(long, default_value_t = crate::config::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
     /// Seconds between SIGTERM and closing the listener, while new work
     /// gets 503 and /readyz 503, so a load balancer can move away first.
     /// SIGINT (Ctrl-C), or a second signal, skips it.

@@ -25,6 +25,10 @@ pub const LOG_DIR: &str = "log";
 /// The default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How long a request body may take to arrive by default: a slow client's
+/// 1 MiB at 64 KB/s, and no connection held for ever by one that stalls.
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The built-in connectors' configuration, read from the environment:
 /// `NEONHUB_CONNECTORS` (`mock` or `live`), `NEONHUB_GMAIL_TOKEN`,
 /// `NEONHUB_SLACK_TOKEN`, `NEONHUB_TWILIO_ACCOUNT_SID`,
@@ -297,6 +301,8 @@ pub struct ServeConfig {
     /// How long shutdown waits for in-flight requests and runs before it
     /// fails the runs still going as `interrupted`.
     pub shutdown_timeout: Duration,
+    /// How long a request body may take to arrive whole (408 past it).
+    pub body_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -309,12 +315,19 @@ impl ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             shutdown_timeout: Duration::from_secs(30),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
     /// Requires `token` on every route but `/healthz`.
     pub fn with_token(mut self, token: Token) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// This configuration with request bodies given `timeout` to arrive.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 }

@@ -158,3 +158,45 @@ async fn a_page_of_runs_is_bounded_in_bytes() {
     assert_eq!(seen, submitted, "every run exactly once");
     hub.stop().await;
 }
+
+/// A body that never finishes is timed out (`--body-timeout`): 408 with a
+/// JSON body, the connection closed, nothing appended. Before, such a
+/// connection was held for ever, and about 1,000 of them locked every
+/// client out at the usual limit of 1024 open files.
+#[actix_rt::test]
+async fn a_body_that_never_finishes_is_timed_out() {
+    use std::io::{Read, Write};
+    let hub = InProcess::start_with(
+        |o| o,
+        |c| c.with_body_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    let head = hub.head().await;
+    let addr = hub.base.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(
+                b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"agent\": \"echo\",",
+            )
+            .unwrap();
+        let mut answer = Vec::new();
+        // The server answers, then closes: read to the end.
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert_eq!(
+        hub.head().await,
+        head,
+        "a timed-out request appended events"
+    );
+    hub.stop().await;
+}

@@ -52,6 +52,7 @@ pub(super) async fn serve(
         config.workers = workers;
     }
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    config.body_timeout = Duration::from_secs(args.body_timeout);
     let store_name = store.to_string();
     let options = ServiceOptions {
         store,

@@ -99,6 +99,37 @@ fn is_encoded(req: &HttpRequest) -> bool {
         })
 }
 
+/// A JSON body ([`Strict`]) read within the server's body timeout: a
+/// client that stops sending gets 408 and its connection closes, instead of
+/// holding it for ever.
+#[derive(Debug)]
+pub(crate) struct JsonBody(pub(crate) Value);
+
+impl FromRequest for JsonBody {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let timeout = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(crate::config::DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+        let read = web::Json::<Strict>::from_request(req, payload);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, read).await {
+                Ok(json) => Ok(JsonBody(json?.into_inner().0)),
+                Err(_) => Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the body did not arrive whole within {} s: send it in one go",
+                        timeout.as_secs_f64()
+                    ),
+                )
+                .into()),
+            }
+        })
+    }
+}
+
 /// How actix-web reads a JSON body: at most `limit` bytes; the content type
 /// is [`JsonMediaType`]'s to check.
 pub(crate) fn json_config(limit: usize) -> web::JsonConfig {

@@ -28,6 +28,8 @@ pub(crate) enum ErrorCode {
     UnknownAgent,
     /// 404: no agent takes the intent.
     UnknownIntent,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 409: the stream moved on under a write.
     Conflict,
     /// 409: the run id's run is still going (on another node).
@@ -64,6 +66,7 @@ impl ErrorCode {
         match self {
             C::InvalidRequest => StatusCode::BAD_REQUEST,
             C::Unauthorized => StatusCode::UNAUTHORIZED,
+            C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             C::NotFound | C::UnknownRun | C::UnknownStep | C::UnknownAgent | C::UnknownIntent => {
                 StatusCode::NOT_FOUND
             }
@@ -88,6 +91,7 @@ impl ErrorCode {
         match self {
             C::InvalidRequest => "invalid_request",
             C::Unauthorized => "unauthorized",
+            C::RequestTimeout => "request_timeout",
             C::NotFound => "not_found",
             C::UnknownRun => "unknown_run",
             C::UnknownStep => "unknown_step",

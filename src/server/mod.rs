@@ -42,6 +42,7 @@ pub(crate) struct AppState {
     health: neonhub_projections::ProjectionHealth,
     token: Option<Token>,
     shutdown: watch::Receiver<bool>,
+    body_timeout: std::time::Duration,
 }
 
 async fn count_request(
@@ -116,6 +117,7 @@ impl Server {
             health: service.projection_health().clone(),
             token: config.token.clone(),
             shutdown: shutdown_rx,
+            body_timeout: config.body_timeout,
         });
         let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -10,7 +10,7 @@ use neonhub_projections::{ProjectionState, RunFilter, RunQueries};
 use serde::Serialize;
 
 use super::AppState;
-use super::body::{Accepting, JsonMediaType, NewRun, Resolution, Strict, cancel_reason};
+use super::body::{Accepting, JsonBody, JsonMediaType, NewRun, Resolution, cancel_reason};
 use super::errors::{ApiError, ErrorCode};
 use super::query::{ListParams, NoParams, PathRunId, Query, ReportParams, SubmitParams};
 use super::responses::{
@@ -37,10 +37,10 @@ pub(crate) async fn submit_run(
     Query(params): Query<SubmitParams>,
     _: Accepting,
     _: JsonMediaType,
-    body: web::Json<Strict>,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = NewRun::from_json(body.into_inner().0)?;
+    let run = NewRun::from_json(body.0)?;
     let wait = params.wait.unwrap_or(true);
     let timeout_ms = params.timeout_ms.map_or(DEFAULT_WAIT_MS, |t| t.0);
     start_run(&state, run, wait, timeout_ms).await
@@ -199,7 +199,7 @@ pub(crate) async fn resolve_step(
     req: HttpRequest,
     _: Accepting,
     _: JsonMediaType,
-    body: web::Json<Strict>,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let step = req.match_info().get("key").unwrap_or_default().to_owned();
@@ -207,7 +207,7 @@ pub(crate) async fn resolve_step(
         outcome,
         decided_by,
         reason,
-    } = Resolution::from_json(body.into_inner().0)?;
+    } = Resolution::from_json(body.0)?;
     let resolve = ResolveStep {
         run_id,
         step: step.clone(),
