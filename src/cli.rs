@@ -319,6 +319,9 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests and runs.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Event feeds (GET /v1/events) open at once; one more gets 503.
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_FEED_CLIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_feed_clients: usize,
     /// Seconds a request body may take to arrive whole (408 past it).
     #[arg(long, default_value_t = crate::config::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout: u64,

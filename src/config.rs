@@ -25,6 +25,10 @@ pub const LOG_DIR: &str = "log";
 /// The default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How many event feeds may be open at once by default: each holds a
+/// subscription and up to [`crate::server`]'s feed buffer.
+pub(crate) const DEFAULT_MAX_FEED_CLIENTS: usize = 64;
+
 /// How long a request body may take to arrive by default: a slow client's
 /// 1 MiB at 64 KB/s, and no connection held for ever by one that stalls.
 pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -303,6 +307,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// How long a request body may take to arrive whole (408 past it).
     pub body_timeout: Duration,
+    /// How many event feeds (`GET /v1/events`) may be open at once (503
+    /// past it).
+    pub max_feed_clients: usize,
 }
 
 impl ServeConfig {
@@ -316,12 +323,19 @@ impl ServeConfig {
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             shutdown_timeout: Duration::from_secs(30),
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_feed_clients: DEFAULT_MAX_FEED_CLIENTS,
         }
     }
 
     /// Requires `token` on every route but `/healthz`.
     pub fn with_token(mut self, token: Token) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// This configuration with at most `n` event feeds open at once.
+    pub fn with_max_feed_clients(mut self, n: usize) -> Self {
+        self.max_feed_clients = n;
         self
     }
 

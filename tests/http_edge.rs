@@ -222,3 +222,30 @@ async fn wait_false_always_answers_202() {
     }
     hub.stop().await;
 }
+
+/// Each open event feed holds a subscription and a buffer: their number is
+/// bounded (`--max-feed-clients`). One past the bound gets 503 `overloaded`
+/// with `Retry-After`; a feed that closes frees its place.
+#[actix_rt::test]
+async fn event_feeds_are_bounded_in_number() {
+    let hub = InProcess::start_with(|o| o, |c| c.with_max_feed_clients(2)).await;
+    let open = || hub.client.get(hub.url("/v1/events")).send();
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(second.status().as_u16(), 200);
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "overloaded", "{error}");
+    drop(first);
+    // The server notices the closed connection and frees its place.
+    neonhub_test_support::wait_until("a closed feed frees its place", || async {
+        let again = open().await.unwrap();
+        again.status().as_u16() == 200
+    })
+    .await;
+    drop(second);
+    hub.stop().await;
+}

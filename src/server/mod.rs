@@ -43,6 +43,9 @@ pub(crate) struct AppState {
     token: Option<Token>,
     shutdown: watch::Receiver<bool>,
     body_timeout: std::time::Duration,
+    /// One permit per event feed open.
+    feed_slots: Arc<tokio::sync::Semaphore>,
+    max_feed_clients: usize,
 }
 
 async fn count_request(
@@ -118,6 +121,8 @@ impl Server {
             token: config.token.clone(),
             shutdown: shutdown_rx,
             body_timeout: config.body_timeout,
+            feed_slots: Arc::new(tokio::sync::Semaphore::new(config.max_feed_clients)),
+            max_feed_clients: config.max_feed_clients,
         });
         let max_body_bytes = config.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -2,21 +2,25 @@
 //! then each new one as it is appended, as server-sent events (`id:` is the
 //! position, so a client resumes with `Last-Event-ID`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use neonhub_events::{Codec, Position, RecordedEvent};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::AppState;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorCode};
 use super::query::{FeedParams, Query};
 use crate::view::EventView;
 
 /// Events buffered between the store's subscription and a slow client.
 const BUFFER: usize = 256;
+/// A client that reads nothing this long while its buffer is full is
+/// dropped: a stalled client holds no subscription for ever.
+const SLOW_CLIENT: Duration = Duration::from_secs(30);
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -74,23 +78,47 @@ pub(crate) async fn feed(
         // The answer's head only: no subscription for a body never sent.
         return Ok(feed_response().finish());
     }
+    // Held by the body: a feed that closes frees its place.
+    let slot = Arc::clone(&state.feed_slots)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "{} event feeds are open, the most this server keeps (--max-feed-clients): \
+                     retry later",
+                    state.max_feed_clients
+                ),
+            )
+        })?;
     let mut subscription = state.store.subscribe_all(from).await?;
     let (tx, rx) = mpsc::channel::<RecordedEvent>(BUFFER);
     actix_web::rt::spawn(async move {
         while let Ok(event) = subscription.next().await {
-            if tx.send(event).await.is_err() {
-                break;
+            match tokio::time::timeout(SLOW_CLIENT, tx.send(event)).await {
+                Ok(Ok(())) => {}
+                // The client went away.
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "an event feed client read nothing for {} s with its buffer full: \
+                         closing its feed (it resumes with Last-Event-ID)",
+                        SLOW_CLIENT.as_secs()
+                    );
+                    break;
+                }
             }
         }
     });
     let codec = state.codec.clone();
     let shutdown = state.shutdown.clone();
     let body = stream::unfold(
-        (rx, shutdown, codec),
-        |(mut rx, mut shutdown, codec): (
+        (rx, shutdown, codec, slot),
+        |(mut rx, mut shutdown, codec, slot): (
             mpsc::Receiver<RecordedEvent>,
             watch::Receiver<bool>,
             Codec,
+            OwnedSemaphorePermit,
         )| async move {
             if *shutdown.borrow() {
                 return None;
@@ -103,7 +131,7 @@ pub(crate) async fn feed(
                 _ = shutdown.wait_for(|s| *s) => return None,
                 () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
             };
-            Some((Ok::<_, actix_web::Error>(item), (rx, shutdown, codec)))
+            Some((Ok::<_, actix_web::Error>(item), (rx, shutdown, codec, slot)))
         },
     );
     Ok(feed_response().streaming(body))
