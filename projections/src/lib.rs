@@ -85,5 +85,6 @@ pub use replay::{AsOf, Progress, RebuildOptions, RebuildSummary, rebuild};
 pub use report::TargetReport;
 pub use runner::{DEFAULT_BATCH_SIZE, Projection, ProjectionRunner};
 pub use verify::{
-    LISTED_MISMATCHES, Mismatch, RawRunEvents, VerifyReport, verify, verify_fed, verify_from,
+    FedEvents, LISTED_MISMATCHES, Mismatch, RunEventFeed, VerifyReport, run_event_feed, verify,
+    verify_fed, verify_from,
 };

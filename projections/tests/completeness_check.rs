@@ -6,8 +6,8 @@ use std::path::Path;
 
 use neonhub_events::{EmbeddedLog, LogOptions, Position};
 use neonhub_projections::{
-    AgentRunsProjection, Mismatch, ProjectionRunner, RawRunEvents, RunQueries, RunStatus,
-    VerifyReport, verify, verify_fed,
+    AgentRunsProjection, Mismatch, ProjectionRunner, RunQueries, RunStatus, VerifyReport,
+    run_event_feed, verify, verify_fed,
 };
 use neonhub_test_support::projections as support;
 
@@ -19,29 +19,14 @@ async fn check(log: &support::TestLog, db: &Path) -> VerifyReport {
     let read = verify(&*log.store, db).await.unwrap();
     let reader =
         EmbeddedLog::open_read_only(log.dir.path().join("log"), LogOptions::default()).unwrap();
-    let (batches, received) = std::sync::mpsc::sync_channel(2);
-    let (spent, returned) = std::sync::mpsc::channel::<RawRunEvents>();
+    let (mut feed, fed) = run_event_feed(7, 2);
     let chain = std::thread::spawn(move || {
-        let mut batch = RawRunEvents::new();
-        let mut feeding = true;
         reader
-            .verify_each(None, |record| {
-                let Some(run_id) = record.run_id().filter(|_| feeding) else {
-                    return;
-                };
-                batch.push(run_id, record.position, record.event_type, record.payload);
-                if batch.len() == 7 {
-                    let mut next = returned.try_recv().unwrap_or_default();
-                    next.clear();
-                    feeding = batches.send(std::mem::replace(&mut batch, next)).is_ok();
-                }
-            })
+            .verify_each(None, |record| feed.visit(record))
             .unwrap();
-        if feeding && !batch.is_empty() {
-            let _ = batches.send(batch);
-        }
+        feed.finish();
     });
-    let fed = verify_fed(&*log.store, db, Position::START, received, spent)
+    let fed = verify_fed(&*log.store, db, Position::START, fed)
         .await
         .unwrap();
     chain.join().unwrap();

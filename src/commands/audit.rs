@@ -5,7 +5,7 @@
 
 use neonhub_events::{Codec, Position};
 use neonhub_projections::{
-    RawRunEvents, verify_fed as verify_table_fed, verify_from as verify_table_from,
+    RunEventFeed, run_event_feed, verify_fed as verify_table_fed, verify_from as verify_table_from,
 };
 
 use crate::anchor::Anchor;
@@ -35,9 +35,8 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // events it has checked to the table comparison: the log is read once.
     let (feed, fed) = match &opened {
         Store::Embedded(_) if path.exists() => {
-            let (batches, received) = std::sync::mpsc::sync_channel(FED_BATCHES);
-            let (spent, returned) = std::sync::mpsc::channel();
-            (Some(Feed { batches, returned }), Some((received, spent)))
+            let (feed, fed) = run_event_feed(FED_EVENTS, FED_BATCHES);
+            (Some(feed), Some(fed))
         }
         _ => (None, None),
     };
@@ -82,9 +81,7 @@ pub(super) async fn verify(data: DataDir, store: StoreConfig, args: VerifyArgs) 
     // verified alone, and the output says so.
     let compared = if path.exists() {
         let compared = match fed {
-            Some((batches, spent)) => {
-                verify_table_fed(&*log, &path, archived_before, batches, spent).await
-            }
+            Some(fed) => verify_table_fed(&*log, &path, archived_before, fed).await,
             None => verify_table_from(&*log, &path, archived_before).await,
         };
         Some(compared.map_err(|e| match e {
@@ -234,47 +231,18 @@ fn archived_note(
 const FED_EVENTS: usize = 8192;
 const FED_BATCHES: usize = 3;
 
-/// Where the chain check hands the run events it checked.
-struct Feed {
-    batches: std::sync::mpsc::SyncSender<RawRunEvents>,
-    /// Batches sent back, to be filled again.
-    returned: std::sync::mpsc::Receiver<RawRunEvents>,
-}
-
-impl Feed {
-    /// Hands `batch` over and takes an empty one in its place; `false` once
-    /// the comparison wants no more.
-    fn send(&self, batch: &mut RawRunEvents) -> bool {
-        let mut next = self.returned.try_recv().unwrap_or_default();
-        next.clear();
-        self.batches.send(std::mem::replace(batch, next)).is_ok()
-    }
-}
-
 /// 1. The hash chain and every record's checksum, across the archive in
 ///    `archive` when given; the live log's run events handed to `feed`.
 fn verify_chain(
     log: &neonhub_events::EmbeddedLog,
     archive: Option<&std::path::Path>,
-    feed: Option<Feed>,
+    feed: Option<RunEventFeed>,
 ) -> Result<neonhub_events::VerifyReport> {
     let verified = match feed {
         None => log.verify_each(archive, |_| {}),
-        Some(feed) => {
-            let mut batch = RawRunEvents::new();
-            let mut feeding = true;
-            let verified = log.verify_each(archive, |record| {
-                let Some(run_id) = record.run_id().filter(|_| feeding) else {
-                    return;
-                };
-                batch.push(run_id, record.position, record.event_type, record.payload);
-                if batch.len() >= FED_EVENTS {
-                    feeding = feed.send(&mut batch);
-                }
-            });
-            if feeding && !batch.is_empty() {
-                feed.send(&mut batch);
-            }
+        Some(mut feed) => {
+            let verified = log.verify_each(archive, |record| feed.visit(record));
+            feed.finish();
             verified
         }
     };

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
 
-use neonhub_events::{Codec, EventStore, Position, RecordedEvent, RunId};
+use neonhub_events::{Codec, EventStore, Position, RecordedEvent, RunId, VerifiedRecord};
 use rustc_hash::FxHashMap;
 
 use self::expected::{Expected, ExpectedMetrics, Fact, SeriesValue, series_name};
@@ -509,13 +509,11 @@ fn decode_pages(
     }
 }
 
-/// Run events of the log as they are stored, a batch at a time, for
-/// [`verify_fed`]: a caller that reads and checks the log itself (`audit
-/// verify` on the embedded log, whose hash chain check reads every record)
-/// hands them over instead of the check reading the log a second time.
-/// Batches are sent back to be filled again, so memory stays a few batches.
+/// Run events of the log as they are stored, a batch at a time, from a
+/// [`RunEventFeed`] to [`verify_fed`]. Batches are sent back to be filled
+/// again, so memory stays a few batches.
 #[derive(Debug, Default)]
-pub struct RawRunEvents {
+struct RawRunEvents {
     /// Each event's type name then its payload, one after the other.
     bytes: Vec<u8>,
     /// Each event's run, position, and where its type name and payload end
@@ -524,14 +522,9 @@ pub struct RawRunEvents {
 }
 
 impl RawRunEvents {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Adds the event at `position` of run `run_id`, stored as `event_type`
     /// with `payload`. Events are added in log order.
-    pub fn push(&mut self, run_id: RunId, position: Position, event_type: &[u8], payload: &[u8]) {
+    fn push(&mut self, run_id: RunId, position: Position, event_type: &[u8], payload: &[u8]) {
         self.bytes.extend_from_slice(event_type);
         let type_end = self.bytes.len();
         self.bytes.extend_from_slice(payload);
@@ -539,18 +532,7 @@ impl RawRunEvents {
             .push((run_id, position, type_end, self.bytes.len()));
     }
 
-    /// How many events it holds.
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    /// Empties it, keeping its memory.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.bytes.clear();
         self.events.clear();
     }
@@ -565,6 +547,80 @@ impl RawRunEvents {
                 start = end;
                 (run_id, position, event_type, &self.bytes[type_end..end])
             })
+    }
+}
+
+/// The sending side of [`verify_fed`]: a reader that checks the log itself
+/// (`audit verify` on the embedded log, whose hash chain check reads every
+/// record) shows it each record in order
+/// ([`neonhub_events::EmbeddedLog::verify_each`]), and the check gets the
+/// run events without reading the log a second time. Made with
+/// [`FedEvents`] by [`run_event_feed`].
+#[derive(Debug)]
+pub struct RunEventFeed {
+    batches: mpsc::SyncSender<RawRunEvents>,
+    /// Batches sent back, to be filled again.
+    returned: Receiver<RawRunEvents>,
+    batch: RawRunEvents,
+    batch_events: usize,
+    /// `false` once the check wants no more (it reached its checkpoint, or
+    /// stopped).
+    feeding: bool,
+}
+
+/// The receiving side of a [`RunEventFeed`], for [`verify_fed`].
+#[derive(Debug)]
+pub struct FedEvents {
+    batches: Receiver<RawRunEvents>,
+    spent: mpsc::Sender<RawRunEvents>,
+}
+
+/// A feed handing over run events in batches of `batch_events`, with at
+/// most `queued` batches waiting.
+pub fn run_event_feed(batch_events: usize, queued: usize) -> (RunEventFeed, FedEvents) {
+    let (batches, received) = mpsc::sync_channel(queued);
+    let (spent, returned) = mpsc::channel();
+    (
+        RunEventFeed {
+            batches,
+            returned,
+            batch: RawRunEvents::default(),
+            batch_events: batch_events.max(1),
+            feeding: true,
+        },
+        FedEvents {
+            batches: received,
+            spent,
+        },
+    )
+}
+
+impl RunEventFeed {
+    /// Takes the next record of the log (the run events are kept).
+    pub fn visit(&mut self, record: VerifiedRecord<'_>) {
+        let Some(run_id) = record.run_id().filter(|_| self.feeding) else {
+            return;
+        };
+        self.batch
+            .push(run_id, record.position, record.event_type, record.payload);
+        if self.batch.events.len() >= self.batch_events {
+            self.send();
+        }
+    }
+
+    /// Hands over what is left: the log has been read.
+    pub fn finish(mut self) {
+        if self.feeding && !self.batch.events.is_empty() {
+            self.send();
+        }
+    }
+
+    /// Hands the batch over and takes an emptied one in its place.
+    fn send(&mut self) {
+        let mut next = self.returned.try_recv().unwrap_or_default();
+        next.clear();
+        let full = std::mem::replace(&mut self.batch, next);
+        self.feeding = self.batches.send(full).is_ok();
     }
 }
 
@@ -688,13 +744,11 @@ pub async fn verify_from(
     check(store, db.as_ref(), start, None).await
 }
 
-/// [`verify_from`] of the events handed over in `batches`, in log order
-/// from `start` (its run events, at least up to the table's checkpoint),
-/// instead of reading them from `store` (which still serves the rare read
-/// of one run's stream, and the head). Each batch is sent back on `spent`
-/// to be filled again. The check stops reading batches at the first event
-/// at or past the table's checkpoint; a sender that finds the receiver gone
-/// stops sending.
+/// [`verify_from`] of the events a [`RunEventFeed`] hands over, in log
+/// order from `start` (at least up to the table's checkpoint), instead of
+/// reading them from `store` (which still serves the rare read of one run's
+/// stream, and the head). The check stops taking events at the first one at
+/// or past the table's checkpoint; the feed then stops keeping them.
 ///
 /// # Errors
 /// As [`verify`].
@@ -702,10 +756,9 @@ pub async fn verify_fed(
     store: &dyn EventStore,
     db: impl AsRef<Path>,
     start: Position,
-    batches: Receiver<RawRunEvents>,
-    spent: mpsc::Sender<RawRunEvents>,
+    events: FedEvents,
 ) -> Result<VerifyReport> {
-    check(store, db.as_ref(), start, Some((batches, spent))).await
+    check(store, db.as_ref(), start, Some(events)).await
 }
 
 /// [`verify_from`] and [`verify_fed`].
@@ -713,7 +766,7 @@ async fn check(
     store: &dyn EventStore,
     db: &Path,
     start: Position,
-    fed: Option<(Receiver<RawRunEvents>, mpsc::Sender<RawRunEvents>)>,
+    fed: Option<FedEvents>,
 ) -> Result<VerifyReport> {
     let conn = open_for_check(db)?;
     // One read transaction: rows, metrics and checkpoint as of one commit.
@@ -738,7 +791,7 @@ async fn check(
     // Emptied pages of decoded events go back to the decoder.
     let (facts_spent, facts_returned) = mpsc::channel::<Facts>();
     let decode_thread = spawn("audit-decode", move || match fed {
-        Some((batches, spent)) => {
+        Some(FedEvents { batches, spent }) => {
             decode_fed(&batches, &spent, &decoded_tx, &facts_returned, checkpoint)
         }
         None => decode_pages(&raw_rx, &decoded_tx, &facts_returned, checkpoint),
