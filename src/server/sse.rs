@@ -18,8 +18,10 @@ use crate::view::EventView;
 
 /// Events buffered between the store's subscription and a slow client.
 const BUFFER: usize = 256;
-/// A client that reads nothing this long while its buffer is full is
-/// dropped: a stalled client holds no subscription for ever.
+/// A client that reads nothing this long while its buffer is full loses
+/// its subscription: a stalled client holds none for ever. (Its buffered
+/// events and its place stay until its connection closes: actix-web has no
+/// write timeout to end it sooner.)
 const SLOW_CLIENT: Duration = Duration::from_secs(30);
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
