@@ -75,6 +75,7 @@ pub(crate) fn install() {
         if metrics::set_global_recorder(Forward(recorder())).is_err() {
             tracing::debug!("a metrics recorder was installed already; actor metrics go there");
         }
+        neonhub_actors::describe_connector_metrics();
     });
 }
 
