@@ -230,6 +230,24 @@ impl ServeProcess {
         (code, rest)
     }
 
+    /// The child's process id (to read `/proc/PID/...`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's resident set size, in bytes (`VmRSS` of
+    /// `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Sends SIGTERM and returns at once.
     pub fn send_term(&self) {
         // The shell's own `kill`: no dependency on a kill binary.
