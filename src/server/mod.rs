@@ -132,6 +132,7 @@ impl Server {
                 .app_data(state.clone())
                 .app_data(body::json_config(max_body_bytes))
                 .wrap(from_fn(auth::require_token))
+                .wrap(from_fn(auth::check_head))
                 .wrap(from_fn(count_request))
                 .route("/v1/runs", web::post().to(routes::submit_run))
                 .route("/v1/runs", get().to(routes::list_runs))

@@ -191,6 +191,8 @@ impl ServeProcess {
     /// (environment variables for live connectors, say).
     pub fn spawn_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = neonhub();
+        // Before `configure`, which may send stderr elsewhere.
+        command.stderr(Stdio::inherit());
         configure(&mut command);
         let mut child = command
             .arg("--data-dir")
@@ -198,7 +200,6 @@ impl ServeProcess {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
