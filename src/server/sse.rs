@@ -22,7 +22,7 @@ const BUFFER: usize = 256;
 /// ...and at most this many bytes of them (an event larger than this is
 /// let through alone): a stalled client holds a bounded amount of memory
 /// whatever the size of the runs' inputs and outputs.
-pub(crate) const FEED_BUFFER_BYTES: usize = 1 << 20;
+pub(crate) const FEED_BUFFER_BYTES: usize = 512 << 10;
 /// A client that reads nothing this long while its buffer is full loses
 /// its subscription: a stalled client holds none for ever. (Its buffered
 /// events and its place stay until its connection closes: actix-web has no

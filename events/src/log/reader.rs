@@ -22,7 +22,7 @@ const COALESCE: u64 = 64 << 10;
 const SUBSCRIPTION_BATCH: usize = 512;
 /// ...and at most this many bytes of them: a subscriber that stops taking
 /// events (a stalled feed client) holds one such batch at most.
-const SUBSCRIPTION_BATCH_BYTES: u64 = 1 << 20;
+const SUBSCRIPTION_BATCH_BYTES: u64 = 256 << 10;
 
 /// Reads up to `limit` acknowledged events from `from` in global order.
 pub(crate) fn read_all(
