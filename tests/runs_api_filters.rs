@@ -9,6 +9,16 @@ use neonhub_test_support::runs::{HOUR, JAN_1, Run, record};
 use neonhub_test_support::service::ServeProcess;
 use serde_json::Value;
 
+/// `neonhub serve` on `data`, with the AgentRun table built by `serve`
+/// itself from the log (the one `record` built is removed).
+fn serve(data: &std::path::Path) -> Api {
+    std::fs::remove_file(data.join(neonhub::PROJECTION_FILE)).unwrap();
+    Api {
+        serve: ServeProcess::spawn(data, &[]),
+        client: reqwest::Client::new(),
+    }
+}
+
 struct Api {
     serve: ServeProcess,
     client: reqwest::Client,
@@ -61,10 +71,7 @@ async fn runs_filter_by_kind_error_kind_and_correlation_and_sort_by_duration() {
         &data,
         &[&agent, &call, &other, &other_call, &slow].map(Run::clone),
     );
-    let api = Api {
-        serve: ServeProcess::spawn(&data, &[]),
-        client: reqwest::Client::new(),
-    };
+    let api = serve(&data);
 
     assert_eq!(
         api.ids("/v1/runs?agent=slack&status=failed").await,
@@ -142,10 +149,7 @@ async fn a_tree_is_every_run_of_the_request_by_run_or_correlation_id() {
         &data,
         &[&agent, &unrelated, &first, &second, &again].map(Run::clone),
     );
-    let api = Api {
-        serve: ServeProcess::spawn(&data, &[]),
-        client: reqwest::Client::new(),
-    };
+    let api = serve(&data);
 
     let (status, by_correlation) = api
         .get(&format!("/v1/runs/{}/tree", agent.correlation))
@@ -207,10 +211,7 @@ async fn the_timeline_counts_runs_failures_and_percentiles_per_bucket() {
     let mut all = runs.to_vec();
     all.push(call);
     record(&data, &all);
-    let api = Api {
-        serve: ServeProcess::spawn(&data, &[]),
-        client: reqwest::Client::new(),
-    };
+    let api = serve(&data);
 
     let window = "since=2026-01-01T00:00:00Z&until=2026-01-01T03:00:00Z";
     let (status, body) = api

@@ -161,6 +161,8 @@ pub(super) struct RunsOutput {
     format: OutputFormat,
     /// Runs written so far.
     written: usize,
+    /// Whether the JSON opening is out.
+    opened: bool,
     /// The table's column widths so far (they only grow).
     widths: Vec<usize>,
 }
@@ -170,6 +172,7 @@ impl RunsOutput {
         Self {
             format,
             written: 0,
+            opened: false,
             widths: Vec::new(),
         }
     }
@@ -185,8 +188,9 @@ impl RunsOutput {
                 print!("{text}");
             }
             OutputFormat::Json => {
-                if first {
+                if !self.opened {
                     print!("{{\n  \"runs\": [");
+                    self.opened = true;
                 }
                 for (i, run) in runs.iter().enumerate() {
                     let comma = if first && i == 0 { "" } else { "," };
@@ -209,7 +213,7 @@ impl RunsOutput {
     pub(super) fn finish(self, next: Option<Cursor>) {
         match self.format {
             OutputFormat::Json => {
-                if self.written == 0 {
+                if !self.opened {
                     print!("{{\n  \"runs\": [");
                 }
                 let next = serde_json::to_string(&next.map(|c| c.to_string()))

@@ -132,9 +132,16 @@ impl Run {
 }
 
 /// Writes `runs` to the log of data directory `data` (in this order, each
-/// run's events together) and builds its AgentRun table.
+/// run's events together) and builds its AgentRun table. Blocks (on a
+/// thread of its own, so an async test may call it too).
 pub fn record(data: &Path, runs: &[Run]) {
     let events: Vec<RunEvent> = runs.iter().flat_map(Run::events).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| write(data, &events)).join().unwrap();
+    });
+}
+
+fn write(data: &Path, events: &[RunEvent]) {
     let runtime = crate::workload::runtime();
     runtime.block_on(async {
         let log = Arc::new(
