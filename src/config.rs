@@ -463,10 +463,7 @@ mod tests {
             Ok(Timestamp(1_000_000_000_000_000))
         );
         // Smaller: durations back from now.
-        assert_eq!(
-            parse_time_at("90s", now),
-            Ok(Timestamp(now.0 - 90_000_000))
-        );
+        assert_eq!(parse_time_at("90s", now), Ok(Timestamp(now.0 - 90_000_000)));
         assert_eq!(
             parse_time_at("999999999s", now),
             Ok(Timestamp(now.0 - 999_999_999_000_000))

@@ -4,9 +4,7 @@
 //! [`ReportView`], [`TimelineView`], [`EventView`]).
 
 use neonhub_events::{Codec, RecordedEvent, RunError, RunEvent};
-use neonhub_projections::{
-    AgentRun, RunDetail, RunTree, TargetReport, TimelineBucket, TimelineBy,
-};
+use neonhub_projections::{AgentRun, RunDetail, RunTree, TargetReport, TimelineBucket, TimelineBy};
 use serde::Serialize;
 use serde_json::Value;
 

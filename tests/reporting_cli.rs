@@ -47,15 +47,26 @@ fn runs_list_pages_past_a_thousand_rows_with_a_cursor_or_all() {
     let runs = many_runs(&data);
 
     // More than one page's worth: read page by page, no 1,000-row cap.
-    let listed = jsonl(&run_cli(&data, &["runs", "list", "--limit", "1200", "--format", "jsonl"]));
+    let listed = jsonl(&run_cli(
+        &data,
+        &["runs", "list", "--limit", "1200", "--format", "jsonl"],
+    ));
     assert_eq!(listed.len(), 1200);
 
     // A page, then the next from its cursor: every run once, newest first.
-    let first = json(&run_cli(&data, &["runs", "list", "--limit", "1000", "--format", "json"]));
-    let cursor = first["next_cursor"].as_str().expect("a next cursor").to_owned();
+    let first = json(&run_cli(
+        &data,
+        &["runs", "list", "--limit", "1000", "--format", "json"],
+    ));
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_owned();
     let second = json(&run_cli(
         &data,
-        &["runs", "list", "--limit", "1000", "--cursor", &cursor, "--format", "json"],
+        &[
+            "runs", "list", "--limit", "1000", "--cursor", &cursor, "--format", "json",
+        ],
     ));
     assert!(second["next_cursor"].is_null(), "{}", second["next_cursor"]);
     let mut paged = ids(first["runs"].as_array().unwrap());
@@ -70,12 +81,21 @@ fn runs_list_pages_past_a_thousand_rows_with_a_cursor_or_all() {
     assert!(stderr.contains("next cursor: "), "{stderr}");
 
     // --all: every match, in every format.
-    let all = jsonl(&run_cli(&data, &["runs", "list", "--all", "--format", "jsonl"]));
+    let all = jsonl(&run_cli(
+        &data,
+        &["runs", "list", "--all", "--format", "jsonl"],
+    ));
     assert_eq!(ids(&all), newest_first);
-    let all = json(&run_cli(&data, &["runs", "list", "--all", "--format", "json"]));
+    let all = json(&run_cli(
+        &data,
+        &["runs", "list", "--all", "--format", "json"],
+    ));
     assert_eq!(ids(all["runs"].as_array().unwrap()), newest_first);
     assert!(all["next_cursor"].is_null());
-    let csv_text = stdout(&run_cli(&data, &["runs", "list", "--all", "--format", "csv"]));
+    let csv_text = stdout(&run_cli(
+        &data,
+        &["runs", "list", "--all", "--format", "csv"],
+    ));
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let header = reader.headers().unwrap().clone();
     assert_eq!(&header[0], "run_id");
@@ -85,7 +105,11 @@ fn runs_list_pages_past_a_thousand_rows_with_a_cursor_or_all() {
     assert_eq!(records[0][column("run_id")], newest_first[0]);
     assert_eq!(&records[0][column("input")], r#"{"n":0}"#);
     let table = stdout(&run_cli(&data, &["runs", "list", "--all"]));
-    assert_eq!(table.lines().count(), 1501, "one header line, then every run");
+    assert_eq!(
+        table.lines().count(),
+        1501,
+        "one header line, then every run"
+    );
     assert_eq!(table.lines().filter(|l| l.starts_with("RUN ID")).count(), 1);
 }
 
@@ -127,7 +151,10 @@ fn runs_list_narrows_by_kind_error_kind_and_correlation_and_sorts_by_duration() 
     assert_eq!(list(&["--error-kind", "in_doubt"]), [id(&call)]);
     assert_eq!(list(&["--error-kind", "timeout"]), [id(&other_call)]);
     let correlation = agent.correlation.to_string();
-    assert_eq!(list(&["--correlation", &correlation]), [id(&call), id(&agent)]);
+    assert_eq!(
+        list(&["--correlation", &correlation]),
+        [id(&call), id(&agent)]
+    );
     assert_eq!(
         list(&["--until", "2026-01-01T01:00:00Z"]),
         [id(&call), id(&agent)]
@@ -142,13 +169,17 @@ fn runs_list_narrows_by_kind_error_kind_and_correlation_and_sorts_by_duration() 
     assert_eq!(list(&["--sort", "duration"]), expected);
     let page = json(&run_cli(
         &data,
-        &["runs", "list", "--sort", "duration", "--limit", "2", "--format", "json"],
+        &[
+            "runs", "list", "--sort", "duration", "--limit", "2", "--format", "json",
+        ],
     ));
     assert_eq!(ids(page["runs"].as_array().unwrap()), expected[..2]);
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
     let rest = json(&run_cli(
         &data,
-        &["runs", "list", "--sort", "duration", "--all", "--cursor", &cursor, "--format", "json"],
+        &[
+            "runs", "list", "--sort", "duration", "--all", "--cursor", &cursor, "--format", "json",
+        ],
     ));
     assert_eq!(ids(rest["runs"].as_array().unwrap()), expected[2..]);
     // A cursor of one order is refused for the other.
@@ -157,7 +188,11 @@ fn runs_list_narrows_by_kind_error_kind_and_correlation_and_sorts_by_duration() 
     assert!(String::from_utf8_lossy(&mixed.stderr).contains("--sort duration"));
 
     // Bad values are refused, naming the flag.
-    for (flag, value) in [("--kind", "robot"), ("--error-kind", "oops"), ("--correlation", "42")] {
+    for (flag, value) in [
+        ("--kind", "robot"),
+        ("--error-kind", "oops"),
+        ("--correlation", "42"),
+    ] {
         let out = run_cli(&data, &["runs", "list", flag, value]);
         assert!(!out.status.success(), "{flag} {value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -174,13 +209,28 @@ fn runs_tree_shows_a_requests_runs_from_the_table_alone() {
     let first = Run::call(&agent, "gmail", "list_messages");
     let second = Run::call(&agent, "slack", "post_message").failing(ErrorKind::RateLimited);
     let unrelated = Run::agent("echo", JAN_1 + 5, 100);
-    record(&data, &[agent.clone(), first.clone(), second.clone(), unrelated]);
+    record(
+        &data,
+        &[agent.clone(), first.clone(), second.clone(), unrelated],
+    );
     // The table alone: no log needed.
     std::fs::remove_dir_all(data.join(neonhub::LOG_DIR)).unwrap();
 
-    let by_run = json(&run_cli(&data, &["runs", "tree", &second.run_id.to_string(), "--format", "json"]));
+    let by_run = json(&run_cli(
+        &data,
+        &[
+            "runs",
+            "tree",
+            &second.run_id.to_string(),
+            "--format",
+            "json",
+        ],
+    ));
     let correlation = agent.correlation.to_string();
-    let by_correlation = json(&run_cli(&data, &["runs", "tree", &correlation, "--format", "json"]));
+    let by_correlation = json(&run_cli(
+        &data,
+        &["runs", "tree", &correlation, "--format", "json"],
+    ));
     assert_eq!(by_run, by_correlation);
     assert_eq!(by_run["correlation_id"], correlation.as_str());
     assert_eq!(by_run["truncated"], false);
@@ -199,15 +249,30 @@ fn runs_tree_shows_a_requests_runs_from_the_table_alone() {
     let child = row(&second.run_id.to_string());
     assert!(root.starts_with(&agent.run_id.to_string()), "{table}");
     assert!(child.trim_start().starts_with("└─ "), "{table}");
-    assert!(child.contains("rate_limited") && child.contains("connector slack"), "{table}");
-    assert!(child.contains("post_message") && child.contains("failed"), "{table}");
+    assert!(
+        child.contains("rate_limited") && child.contains("connector slack"),
+        "{table}"
+    );
+    assert!(
+        child.contains("post_message") && child.contains("failed"),
+        "{table}"
+    );
 
-    let lines = jsonl(&run_cli(&data, &["runs", "tree", &correlation, "--format", "jsonl"]));
+    let lines = jsonl(&run_cli(
+        &data,
+        &["runs", "tree", &correlation, "--format", "jsonl"],
+    ));
     assert_eq!(lines.len(), 3);
-    let csv_text = stdout(&run_cli(&data, &["runs", "tree", &correlation, "--format", "csv"]));
+    let csv_text = stdout(&run_cli(
+        &data,
+        &["runs", "tree", &correlation, "--format", "csv"],
+    ));
     assert_eq!(csv_text.lines().count(), 4);
 
-    let unknown = run_cli(&data, &["runs", "tree", "0193a8f0-0000-7000-8000-000000000000"]);
+    let unknown = run_cli(
+        &data,
+        &["runs", "tree", "0193a8f0-0000-7000-8000-000000000000"],
+    );
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run and no correlation"));
 }
@@ -228,7 +293,15 @@ fn report_takes_until_and_counts_by_hour() {
     // --until: the first hour only.
     let report = json(&run_cli(
         &data,
-        &["report", "--since", "2026-01-01", "--until", "2026-01-01T01:00:00Z", "--format", "json"],
+        &[
+            "report",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-01T01:00:00Z",
+            "--format",
+            "json",
+        ],
     ));
     let agents = report["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 1, "{report}");
@@ -239,13 +312,23 @@ fn report_takes_until_and_counts_by_hour() {
     let timeline = json(&run_cli(
         &data,
         &[
-            "report", "--by", "hour", "--since", "2026-01-01", "--until",
-            "2026-01-01T03:00:00Z", "--format", "json",
+            "report",
+            "--by",
+            "hour",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-01T03:00:00Z",
+            "--format",
+            "json",
         ],
     ));
     assert_eq!(timeline["by"], "hour");
     let buckets = timeline["buckets"].as_array().unwrap();
-    let runs_per: Vec<u64> = buckets.iter().map(|b| b["runs"].as_u64().unwrap()).collect();
+    let runs_per: Vec<u64> = buckets
+        .iter()
+        .map(|b| b["runs"].as_u64().unwrap())
+        .collect();
     assert_eq!(runs_per, [3, 0, 2]);
     assert_eq!(buckets[0]["start"], "2026-01-01T00:00:00.000000Z");
     assert_eq!(buckets[0]["failures"], 1);
@@ -256,8 +339,19 @@ fn report_takes_until_and_counts_by_hour() {
     let sms = json(&run_cli(
         &data,
         &[
-            "report", "--by", "hour", "--since", "2026-01-01", "--until",
-            "2026-01-01T03:00:00Z", "--agent", "sms", "--kind", "agent", "--format", "json",
+            "report",
+            "--by",
+            "hour",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-01T03:00:00Z",
+            "--agent",
+            "sms",
+            "--kind",
+            "agent",
+            "--format",
+            "json",
         ],
     ));
     let runs_per: Vec<u64> = sms["buckets"]
@@ -269,7 +363,17 @@ fn report_takes_until_and_counts_by_hour() {
     assert_eq!(runs_per, [0, 0, 1]);
     let csv_text = stdout(&run_cli(
         &data,
-        &["report", "--by", "day", "--since", "2026-01-01", "--until", "2026-01-03", "--format", "csv"],
+        &[
+            "report",
+            "--by",
+            "day",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-03",
+            "--format",
+            "csv",
+        ],
     ));
     let lines: Vec<&str> = csv_text.lines().collect();
     assert_eq!(lines[0], "start,runs,failures,p50_ms,p95_ms,p99_ms");
@@ -279,7 +383,15 @@ fn report_takes_until_and_counts_by_hour() {
     // Too many buckets: refused, saying to narrow the window.
     let wide = run_cli(
         &data,
-        &["report", "--by", "hour", "--since", "2025-01-01", "--until", "2026-01-01"],
+        &[
+            "report",
+            "--by",
+            "hour",
+            "--since",
+            "2025-01-01",
+            "--until",
+            "2026-01-01",
+        ],
     );
     assert!(!wide.status.success());
     let stderr = String::from_utf8_lossy(&wide.stderr);
@@ -290,18 +402,29 @@ fn report_takes_until_and_counts_by_hour() {
 fn a_bare_epoch_number_is_refused_and_an_epoch_with_its_unit_is_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    record(&data, &[Run::agent("echo", JAN_1, 1_000), Run::agent("echo", JAN_1 + 1, 1_000)]);
+    record(
+        &data,
+        &[
+            Run::agent("echo", JAN_1, 1_000),
+            Run::agent("echo", JAN_1 + 1, 1_000),
+        ],
+    );
     let out = dir.path().join("as-of.sqlite");
     let out_path = out.to_string_lossy().into_owned();
 
     // Epoch seconds without a unit: once taken as microseconds (1970), so
     // replay rebuilt 0 events and exited 0. Now refused, with how to write
     // it, and nothing is written.
-    let bare = run_cli(&data, &["replay", "--until-time", "1795975430", "--out", &out_path]);
+    let bare = run_cli(
+        &data,
+        &["replay", "--until-time", "1795975430", "--out", &out_path],
+    );
     let stderr = String::from_utf8_lossy(&bare.stderr);
     assert_eq!(bare.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--until-time") && stderr.contains("1795975430s") && stderr.contains("1795975430ms"),
+        stderr.contains("--until-time")
+            && stderr.contains("1795975430s")
+            && stderr.contains("1795975430ms"),
         "{stderr}"
     );
     assert!(!out.exists(), "a refused replay wrote {out_path}");
@@ -320,22 +443,48 @@ fn a_bare_epoch_number_is_refused_and_an_epoch_with_its_unit_is_a_time() {
         .unwrap()
         .as_secs()
         + 3600;
-    for time in [format!("{later}s"), format!("{later}000ms"), format!("{later}000000us")] {
+    for time in [
+        format!("{later}s"),
+        format!("{later}000ms"),
+        format!("{later}000000us"),
+    ] {
         let _ = std::fs::remove_file(&out);
-        let text = stdout(&run_cli(&data, &["replay", "--until-time", &time, "--out", &out_path]));
+        let text = stdout(&run_cli(
+            &data,
+            &["replay", "--until-time", &time, "--out", &out_path],
+        ));
         assert!(text.starts_with("rebuilt 4 events"), "{time}: {text}");
     }
     // Below 1e9 seconds, a duration back from now.
     let _ = std::fs::remove_file(&out);
-    let text = stdout(&run_cli(&data, &["replay", "--until-time", "999999999s", "--out", &out_path]));
+    let text = stdout(&run_cli(
+        &data,
+        &["replay", "--until-time", "999999999s", "--out", &out_path],
+    ));
     assert!(text.starts_with("rebuilt 0 events"), "{text}");
-    let listed = json(&run_cli(&data, &["runs", "list", "--since", "1767225600s", "--format", "json"]));
+    let listed = json(&run_cli(
+        &data,
+        &["runs", "list", "--since", "1767225600s", "--format", "json"],
+    ));
     assert_eq!(listed["runs"].as_array().unwrap().len(), 2);
-    let listed = json(&run_cli(&data, &["runs", "list", "--until", "1767225600000000us", "--format", "json"]));
+    let listed = json(&run_cli(
+        &data,
+        &[
+            "runs",
+            "list",
+            "--until",
+            "1767225600000000us",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(listed["runs"].as_array().unwrap().len(), 0);
 
     let help = stdout(&run_cli(&data, &["runs", "list", "--help"]));
-    assert!(help.contains("1795975430s") && help.contains("1e9 seconds"), "{help}");
+    assert!(
+        help.contains("1795975430s") && help.contains("1e9 seconds"),
+        "{help}"
+    );
 }
 
 #[test]

@@ -78,13 +78,11 @@ async fn runs_filter_by_kind_error_kind_and_correlation_and_sort_by_duration() {
         [id(&other_call), id(&call), id(&agent)]
     );
     assert_eq!(
-        api.ids("/v1/runs?agent=slack&status=failed&kind=agent").await,
+        api.ids("/v1/runs?agent=slack&status=failed&kind=agent")
+            .await,
         [id(&agent)]
     );
-    assert_eq!(
-        api.ids("/v1/runs?error_kind=in_doubt").await,
-        [id(&call)]
-    );
+    assert_eq!(api.ids("/v1/runs?error_kind=in_doubt").await, [id(&call)]);
     assert_eq!(
         api.ids(&format!("/v1/runs?correlation={}", other.correlation))
             .await,
@@ -130,9 +128,16 @@ async fn runs_filter_by_kind_error_kind_and_correlation_and_sort_by_duration() {
         let (status, body) = api.get(&format!("/v1/runs?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.starts_with(&format!("{name}:")), "{query}: {message}");
+        assert!(
+            message.starts_with(&format!("{name}:")),
+            "{query}: {message}"
+        );
     }
-    assert_eq!(api.ids("/v1/runs?since=1767225600s&until=1767225601s").await, [id(&call), id(&agent)]);
+    assert_eq!(
+        api.ids("/v1/runs?since=1767225600s&until=1767225601s")
+            .await,
+        [id(&call), id(&agent)]
+    );
 }
 
 #[actix_rt::test]
@@ -166,7 +171,10 @@ async fn a_tree_is_every_run_of_the_request_by_run_or_correlation_id() {
         [&agent, &first, &second, &again].map(id)
     );
     let (_, listed) = api
-        .get(&format!("/v1/runs?correlation={}&limit=10", agent.correlation))
+        .get(&format!(
+            "/v1/runs?correlation={}&limit=10",
+            agent.correlation
+        ))
         .await;
     for row in by_correlation["runs"].as_array().unwrap() {
         let same = listed["runs"]
@@ -220,7 +228,10 @@ async fn the_timeline_counts_runs_failures_and_percentiles_per_bucket() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["by"], "hour");
     let buckets = body["buckets"].as_array().unwrap();
-    let starts: Vec<&str> = buckets.iter().map(|b| b["start"].as_str().unwrap()).collect();
+    let starts: Vec<&str> = buckets
+        .iter()
+        .map(|b| b["start"].as_str().unwrap())
+        .collect();
     assert_eq!(
         starts,
         [
@@ -239,7 +250,9 @@ async fn the_timeline_counts_runs_failures_and_percentiles_per_bucket() {
     assert!(buckets[1]["p99_ms"].is_null());
 
     let (_, connectors) = api
-        .get(&format!("/v1/reports/timeline?{window}&by=hour&kind=connector"))
+        .get(&format!(
+            "/v1/reports/timeline?{window}&by=hour&kind=connector"
+        ))
         .await;
     let counts: Vec<u64> = connectors["buckets"]
         .as_array()

@@ -555,7 +555,11 @@ fn list_query(
             // Also what lets SQLite use the partial `agent_runs_by_duration`.
             sql.push_str(" AND duration_micros IS NOT NULL");
             if let Some(f) = filter.from {
-                arg(&mut sql, " AND started_at >= ?", SqlValue::Integer(f.0 as i64));
+                arg(
+                    &mut sql,
+                    " AND started_at >= ?",
+                    SqlValue::Integer(f.0 as i64),
+                );
             }
         }
     }
@@ -736,7 +740,10 @@ mod tests {
         let correlation = Uuid::from_u128(7);
         let cases = [
             (RunFilter::new().target("slack"), "agent_runs_by_target"),
-            (RunFilter::new().kind(RunKind::Connector), "agent_runs_by_time"),
+            (
+                RunFilter::new().kind(RunKind::Connector),
+                "agent_runs_by_time",
+            ),
             (
                 RunFilter::new().status(RunStatus::Failed),
                 "agent_runs_by_status",
@@ -793,10 +800,7 @@ mod tests {
                     .any(|p| p.contains("INDEX agent_runs_by_duration")),
                 "{plan:?}"
             );
-            assert!(
-                !plan.iter().any(|p| p.contains("TEMP B-TREE")),
-                "{plan:?}"
-            );
+            assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
         }
     }
 }

@@ -75,7 +75,9 @@ impl std::str::FromStr for TimelineBy {
         match s {
             "hour" => Ok(TimelineBy::Hour),
             "day" => Ok(TimelineBy::Day),
-            _ => Err(Error::InvalidInput(format!("by {s:?}: expected hour or day"))),
+            _ => Err(Error::InvalidInput(format!(
+                "by {s:?}: expected hour or day"
+            ))),
         }
     }
 }
@@ -158,7 +160,11 @@ impl Timeline {
                  are answered: narrow since/until{}",
                 if self.by == TimelineBy::Hour { "n" } else { "" },
                 self.by.as_str(),
-                if self.by == TimelineBy::Hour { " or count by day" } else { "" },
+                if self.by == TimelineBy::Hour {
+                    " or count by day"
+                } else {
+                    ""
+                },
             )));
         }
         Ok((Timestamp(start), count))
@@ -346,7 +352,10 @@ mod tests {
         assert_eq!(t.buckets().unwrap().1, 1000);
         let t = Timeline::new(TimelineBy::Hour, Timestamp(0), Timestamp(1000 * hour + 1));
         let err = t.buckets().unwrap_err().to_string();
-        assert!(err.contains("1001 buckets") && err.contains("narrow"), "{err}");
+        assert!(
+            err.contains("1001 buckets") && err.contains("narrow"),
+            "{err}"
+        );
         let t = Timeline::new(TimelineBy::Day, Timestamp(9), Timestamp(9));
         assert!(t.buckets().is_err());
     }

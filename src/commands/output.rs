@@ -62,7 +62,10 @@ fn run_record(run: &AgentRun) -> Vec<String> {
             .map(|e| e.message.clone())
             .unwrap_or_default(),
         run.input.to_string(),
-        run.output.as_ref().map(|o| o.to_string()).unwrap_or_default(),
+        run.output
+            .as_ref()
+            .map(|o| o.to_string())
+            .unwrap_or_default(),
         run.first_position.0.to_string(),
         run.last_position.0.to_string(),
     ]

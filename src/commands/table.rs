@@ -150,14 +150,7 @@ pub(crate) fn tree_table(runs: &[AgentRun]) -> String {
             None => roots.push(i),
         }
     }
-    let mut table = Table::new(&[
-        "RUN",
-        "STATUS",
-        "TARGET",
-        "OPERATION",
-        "DURATION",
-        "ERROR",
-    ]);
+    let mut table = Table::new(&["RUN", "STATUS", "TARGET", "OPERATION", "DURATION", "ERROR"]);
     // Depth first, each run before its children; roots and siblings in
     // log order (`runs` is in first-position order).
     let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&i| (i, 0)).collect();
@@ -165,7 +158,11 @@ pub(crate) fn tree_table(runs: &[AgentRun]) -> String {
         let run = &runs[i];
         let branch = if depth == 0 { "" } else { "└─ " };
         table.row(vec![
-            format!("{}{branch}{}", "   ".repeat(depth.saturating_sub(1)), run.run_id),
+            format!(
+                "{}{branch}{}",
+                "   ".repeat(depth.saturating_sub(1)),
+                run.run_id
+            ),
             run.status.to_string(),
             format!("{} {}", run.kind, run.target),
             run.operation.clone(),

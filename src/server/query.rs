@@ -8,9 +8,9 @@ use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpRequest, dev};
 use neonhub_events::{ErrorKind, Position, RunId, RunKind, Timestamp};
 use neonhub_projections::{Cursor, MAX_PAGE_SIZE, RunSort, RunStatus, TimelineBy};
-use uuid::Uuid;
 use serde::de::{DeserializeOwned, Error as _, value::MapDeserializer};
 use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
 
 use super::errors::ApiError;
 use crate::config::parse_time;

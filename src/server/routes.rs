@@ -313,8 +313,9 @@ pub(crate) async fn list_runs(
     let sort = params.sort.take().unwrap_or_default();
     let (filter, limit) = run_filter(params);
     let path = state.projection_path.clone();
-    let page = web::block(move || RunQueries::open(path)?.list_sorted(&filter, sort, cursor, limit))
-        .await??;
+    let page =
+        web::block(move || RunQueries::open(path)?.list_sorted(&filter, sort, cursor, limit))
+            .await??;
     Ok(json_response(
         StatusCode::OK,
         &RunsPage {

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use neonhub_events::{
-    Durability, EmbeddedLog, ErrorKind, LogOptions, RunError, RunEvent, RunFailed, RunId,
-    RunKind, RunStarted, RunSucceeded, SharedStore, Timestamp,
+    Durability, EmbeddedLog, ErrorKind, LogOptions, RunError, RunEvent, RunFailed, RunId, RunKind,
+    RunStarted, RunSucceeded, SharedStore, Timestamp,
 };
 use neonhub_projections::fixture::Appender;
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner};
@@ -157,7 +157,10 @@ fn write(data: &Path, events: &[RunEvent]) {
             appender.append(&*store, chunk).await.unwrap();
         }
         let table = AgentRunsProjection::open(data.join(neonhub::PROJECTION_FILE)).unwrap();
-        ProjectionRunner::new(store, table).catch_up().await.unwrap();
+        ProjectionRunner::new(store, table)
+            .catch_up()
+            .await
+            .unwrap();
         log.close();
     });
 }
