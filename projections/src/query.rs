@@ -803,4 +803,52 @@ mod tests {
             assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
         }
     }
+
+    #[test]
+    fn a_tree_is_bounded_and_says_so() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::agent_runs::schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let big = Uuid::from_u128(1);
+        let small = Uuid::from_u128(2);
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO agent_runs (run_id, correlation_id, kind, target, operation, \
+                     status, attempts, input, started_at, first_position, last_position) \
+                     VALUES (?1, ?2, 'agent', 'echo', 'run', 'running', 1, '{}', ?3, ?3, ?3)",
+                )
+                .unwrap();
+            for i in 0..=MAX_TREE_RUNS as u128 + 1 {
+                let correlation = if i == 0 { small } else { big };
+                // Started later the earlier in the log: the order is the log's.
+                let at = 1_000_000 - i as i64;
+                insert
+                    .execute(rusqlite::params![
+                        Uuid::from_u128(1000 + i).to_string(),
+                        correlation.to_string(),
+                        at
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let cut = tree_of(&conn, big);
+        assert_eq!(cut.runs.len(), MAX_TREE_RUNS);
+        assert!(cut.truncated);
+        assert!(
+            cut.runs
+                .windows(2)
+                .all(|w| w[0].first_position < w[1].first_position)
+        );
+        // By a run id: that run's correlation.
+        let by_run = tree_of(&conn, Uuid::from_u128(1000));
+        assert_eq!((by_run.correlation_id, by_run.runs.len()), (small, 1));
+        assert!(!by_run.truncated);
+        assert_eq!(tree(&conn, Uuid::from_u128(3)).unwrap(), None);
+    }
+
+    fn tree_of(conn: &Connection, id: Uuid) -> RunTree {
+        tree(conn, id).unwrap().unwrap()
+    }
 }
