@@ -159,6 +159,16 @@ fn by_arg(text: &str) -> Result<TimelineBy, BadValue> {
         .map_err(|_| BadValue(format!("{text:?}: use hour or day")))
 }
 
+/// `--limit`: a whole number from 1, a usage error (exit status 2) else.
+fn limit_arg(text: &str) -> Result<u64, BadUsage> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(BadUsage(format!(
+            "{text:?} is not a number of runs: use 1 or more, or --all for every run"
+        ))),
+    }
+}
+
 fn cursor_arg(text: &str) -> Result<Cursor, BadValue> {
     text.parse().map_err(|_| {
         BadValue(format!(
@@ -570,7 +580,7 @@ pub struct ListArgs {
     /// at a time). When more match, the cursor of the next page is printed
     /// (on stderr as `next cursor: C`; in the `next_cursor` field with
     /// --format json).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = limit_arg)]
     pub limit: u64,
     /// Start after this cursor (printed by the previous page; give the
     /// same filters and --sort).
