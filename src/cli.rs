@@ -395,6 +395,13 @@ pub struct ServeArgs {
     /// Event feeds (GET /v1/events) open at once; one more gets 503.
     #[arg(long, default_value_t = crate::config::DEFAULT_MAX_FEED_CLIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_feed_clients: usize,
+    /// Connections served at once; more wait in the listen backlog until
+    /// one closes. Default: what the open-file limit (raised to its hard
+    /// limit at start) leaves after 256 files for the log and the table,
+    /// at 4 files per connection (its socket and a table read's SQLite
+    /// files), at most 10000. A larger number is lowered to that.
+    #[arg(long, env = "NEONHUB_MAX_CONNECTIONS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: Option<usize>,
     /// Seconds a request body may take to arrive whole (408 past it).
     #[arg(long, default_value_t = crate::config::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout: u64,

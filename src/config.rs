@@ -310,6 +310,10 @@ pub struct ServeConfig {
     /// How many event feeds (`GET /v1/events`) may be open at once (503
     /// past it).
     pub max_feed_clients: usize,
+    /// How many connections are served at once (more wait in the listen
+    /// backlog). `None`: what the open-file limit allows (see
+    /// [`crate::Server::start`]); a number above that is lowered to it.
+    pub max_connections: Option<usize>,
 }
 
 impl ServeConfig {
@@ -324,6 +328,7 @@ impl ServeConfig {
             shutdown_timeout: Duration::from_secs(30),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_feed_clients: DEFAULT_MAX_FEED_CLIENTS,
+            max_connections: None,
         }
     }
 
@@ -336,6 +341,12 @@ impl ServeConfig {
     /// This configuration with at most `n` event feeds open at once.
     pub fn with_max_feed_clients(mut self, n: usize) -> Self {
         self.max_feed_clients = n;
+        self
+    }
+
+    /// This configuration serving at most `n` connections at once.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
         self
     }
 

@@ -24,6 +24,7 @@ mod cluster;
 mod commands;
 mod config;
 mod error;
+mod logging;
 mod recovery;
 mod server;
 mod service;
@@ -43,6 +44,7 @@ pub use config::{
     ServeConfig, StoreConfig, StoreKind, Token, format_time, parse_time,
 };
 pub use error::{Error, Result};
+pub use logging::init_logging;
 pub use recovery::{RecoverySource, find_in_flight};
 pub use server::Server;
 pub use service::{
@@ -50,18 +52,3 @@ pub use service::{
     ShutdownReport,
 };
 pub use store::open_embedded;
-
-/// Sends diagnostics to stderr, filtered by `filter` (`warn`, `info`,
-/// `neonhub=debug`, ...).
-///
-/// # Errors
-/// [`Error::Usage`] for a filter that does not parse.
-pub fn init_logging(filter: &str) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| Error::Usage(format!("--log-level {filter:?}: {e}")))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-    Ok(())
-}

@@ -41,7 +41,7 @@ pub use agents::{
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
     ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Reconciled, Secret, Slack,
-    SlackConfig, StepRef, Twilio, TwilioConfig,
+    SlackConfig, StepRef, Twilio, TwilioConfig, describe_connector_metrics,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;

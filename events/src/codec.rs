@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::ids::{EventId, Position};
-use crate::run::{RunEvent, event_types};
+use crate::json_text::JsonText;
+use crate::run::{RunEvent, RunStarted, RunSucceeded, event_types};
 use crate::store::{EventData, Metadata, RecordedEvent};
 
 /// Turns the payload of an old event type into a current [`RunEvent`].
@@ -119,6 +120,51 @@ impl Codec {
                     });
                 }
             },
+        };
+        decoded.map_err(|reason| Error::Decode {
+            event_type: event_type.to_owned(),
+            position,
+            reason,
+        })
+    }
+}
+
+/// A run event decoded by [`Codec::decode_payload_text`]: a start or a
+/// success with its input or output as JSON text; any other event (and any
+/// event an upcaster made) as [`RunEvent`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextEvent {
+    /// `RunStarted`, its input as text.
+    Started(RunStarted<JsonText>),
+    /// `RunSucceeded`, its output as text.
+    Succeeded(RunSucceeded<JsonText>),
+    /// Any other event.
+    Other(RunEvent),
+}
+
+impl Codec {
+    /// Decodes a payload as [`Self::decode_payload`] does, with the same
+    /// errors for the same payloads, but with a start's input and a
+    /// success's output written straight to JSON text ([`JsonText`]) rather
+    /// than built as a [`serde_json::Value`]: for readers that compare or
+    /// show them (`audit verify`).
+    ///
+    /// # Errors
+    /// As [`Self::decode_payload`].
+    pub fn decode_payload_text(
+        &self,
+        event_type: &str,
+        payload: &[u8],
+        position: Position,
+    ) -> Result<TextEvent> {
+        let decoded = match event_type {
+            event_types::RUN_STARTED => from_msgpack(payload).map(TextEvent::Started),
+            event_types::RUN_SUCCEEDED => from_msgpack(payload).map(TextEvent::Succeeded),
+            _ => {
+                return self
+                    .decode_payload(event_type, payload, position)
+                    .map(TextEvent::Other);
+            }
         };
         decoded.map_err(|reason| Error::Decode {
             event_type: event_type.to_owned(),
@@ -275,6 +321,36 @@ mod tests {
             prop_assert_eq!(&data.event_type, event.event_type());
             let back = codec.decode_payload(&data.event_type, &data.payload, Position(7)).unwrap();
             prop_assert_eq!(back, event);
+        }
+
+        /// The text decode gives the same event, its JSON as the text
+        /// `serde_json` writes for the `Value`, and fails where the tree
+        /// decode fails (every prefix of the payload).
+        #[test]
+        fn the_text_decode_agrees_with_the_tree_decode(event in prop_oneof![started(), succeeded(), failed()]) {
+            let codec = Codec::new();
+            let data = codec.encode(&event, Metadata::default()).unwrap();
+            let text = codec.decode_payload_text(&data.event_type, &data.payload, Position(7)).unwrap();
+            match (&text, &event) {
+                (TextEvent::Started(t), RunEvent::Started(e)) => {
+                    prop_assert_eq!(t.input.as_bytes().to_vec(), serde_json::to_vec(&e.input).unwrap());
+                    prop_assert_eq!((t.run_id, t.attempt, &t.target, t.started_at), (e.run_id, e.attempt, &e.target, e.started_at));
+                }
+                (TextEvent::Succeeded(t), RunEvent::Succeeded(e)) => {
+                    prop_assert_eq!(t.output.as_bytes().to_vec(), serde_json::to_vec(&e.output).unwrap());
+                    prop_assert_eq!((t.run_id, t.finished_at), (e.run_id, e.finished_at));
+                }
+                (TextEvent::Other(t), e) => prop_assert_eq!(t, e),
+                (t, e) => prop_assert!(false, "{t:?} for {e:?}"),
+            }
+            for cut in 0..data.payload.len() {
+                let payload = &data.payload[..cut];
+                prop_assert_eq!(
+                    codec.decode_payload(&data.event_type, payload, Position(7)).is_ok(),
+                    codec.decode_payload_text(&data.event_type, payload, Position(7)).is_ok(),
+                    "a payload cut at {}", cut
+                );
+            }
         }
     }
 

@@ -12,17 +12,19 @@ mod error;
 #[cfg(feature = "eventstoredb")]
 mod esdb;
 mod ids;
+mod json_text;
 mod lease;
 mod log;
 mod run;
 mod state;
 mod store;
 
-pub use codec::{Codec, Upcaster, encode_payload, from_msgpack};
+pub use codec::{Codec, TextEvent, Upcaster, encode_payload, from_msgpack};
 pub use error::{Error, Result};
 #[cfg(feature = "eventstoredb")]
 pub use esdb::{EsdbOptions, EsdbStore};
 pub use ids::{EventId, NodeId, Position, Revision, RunId, StreamId, Timestamp};
+pub use json_text::JsonText;
 pub use lease::LeaseRenewed;
 pub use log::{
     ArchiveReport, Durability, EmbeddedLog, LogOptions, Repair, TornTail, VerifiedRecord,

@@ -120,8 +120,11 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An attempt of a run began. The first one is appended at `NoStream`.
+///
+/// `J` is how the input is held: a [`Value`] tree, or its text
+/// ([`crate::JsonText`], for readers that only compare or show it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunStarted {
+pub struct RunStarted<J = Value> {
     /// The run.
     pub run_id: RunId,
     /// Agent or connector.
@@ -135,7 +138,7 @@ pub struct RunStarted {
     #[serde(default)]
     pub intent: Option<String>,
     /// The input, as JSON. Never holds credentials.
-    pub input: Value,
+    pub input: J,
     /// 1 for the first attempt, n+1 for a retry.
     pub attempt: u32,
     /// The agent run that made this connector call.
@@ -197,15 +200,15 @@ pub fn request_digest(target: &str, input: &Value) -> String {
         .collect()
 }
 
-/// The run finished successfully (terminal).
+/// The run finished successfully (terminal). `J` as for [`RunStarted`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunSucceeded {
+pub struct RunSucceeded<J = Value> {
     /// The run.
     pub run_id: RunId,
     /// The attempt that succeeded.
     pub attempt: u32,
     /// The result, as JSON.
-    pub output: Value,
+    pub output: J,
     /// How long the attempt took, in microseconds.
     pub duration_micros: u64,
     /// When it finished.

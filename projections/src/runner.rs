@@ -43,6 +43,10 @@ pub trait Projection: Send {
 
 /// The default number of events per transaction.
 pub const DEFAULT_BATCH_SIZE: usize = 4096;
+/// A batch taken from the subscription stops growing past this many bytes
+/// of payload: a projection behind a log of large runs (inputs of 100 KB)
+/// holds megabytes, not the 400 MB 4096 such events are.
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Feeds one projection from the store: [`ProjectionRunner::catch_up`] reads
 /// the log in batches from the checkpoint; [`ProjectionRunner::run`] catches
@@ -188,6 +192,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     }
                 };
                 batch.clear();
+                let mut bytes = first.payload.len();
                 batch.push(first);
                 // Take more only while they are already there: one poll each.
                 // `Subscription::next` is cancel-safe, so a poll that finds
@@ -195,9 +200,12 @@ impl<P: Projection> ProjectionRunner<P> {
                 // hold a batch back on EventStoreDB, whose head counts system
                 // events neonhub never sees.)
                 let mut failed = None;
-                while batch.len() < self.batch_size {
+                while batch.len() < self.batch_size && bytes < BATCH_BYTES {
                     match poll_once(subscription.next()) {
-                        Some(Ok(event)) => batch.push(event),
+                        Some(Ok(event)) => {
+                            bytes += event.payload.len();
+                            batch.push(event);
+                        }
                         Some(Err(e)) => {
                             failed = Some(e);
                             break;

@@ -54,6 +54,7 @@ pub(super) async fn serve(
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     config.body_timeout = Duration::from_secs(args.body_timeout);
     config.max_feed_clients = args.max_feed_clients;
+    config.max_connections = args.max_connections;
     let store_name = store.to_string();
     let options = ServiceOptions {
         store,

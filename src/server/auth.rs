@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 
 use super::AppState;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorCode};
 
 /// Routes open without the token.
 const OPEN: &[&str] = &["/healthz"];
@@ -40,6 +40,55 @@ pub(crate) async fn require_token(
         Some(_) => ApiError::unauthorized("wrong bearer token"),
     };
     Ok(req.into_response(error.error_response()))
+}
+
+/// The longest request target (path and query) served; longer gets 414.
+pub(crate) const MAX_URI_BYTES: usize = 8 << 10;
+/// The most request headers served; more gets 431.
+pub(crate) const MAX_HEADERS: usize = 64;
+/// The most bytes of header names and values served; more gets 431.
+pub(crate) const MAX_HEADER_BYTES: usize = 16 << 10;
+
+/// Refuses a request whose head is over the API's limits with a JSON 414
+/// or 431 before any route sees it. (Heads over actix-http's own, larger
+/// limits - a target over 64 KiB, more than 96 headers - or that do not
+/// parse as HTTP never reach here: actix-http answers those 400 or 431
+/// with an empty body, and `crate::init_logging` keeps its log line to a
+/// counted WARN.)
+pub(crate) async fn check_head(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let error = if target > MAX_URI_BYTES {
+        Some(ApiError::new(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request target is {target} bytes, over the {MAX_URI_BYTES} this API \
+                 serves: send long values in a POST body"
+            ),
+        ))
+    } else {
+        let headers = req.headers();
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        let count = headers.len();
+        (count > MAX_HEADERS || bytes > MAX_HEADER_BYTES).then(|| {
+            ApiError::new(
+                ErrorCode::HeadersTooLarge,
+                format!(
+                    "{count} request headers of {bytes} bytes: this API serves at most \
+                     {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all"
+                ),
+            )
+        })
+    };
+    match error {
+        Some(error) => Ok(req.into_response(error.error_response())),
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
 }
 
 /// The credentials of `Authorization: Bearer <token>`; the scheme is

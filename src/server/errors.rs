@@ -45,8 +45,12 @@ pub(crate) enum ErrorCode {
     Archived,
     /// 413: a body or event over the limit.
     TooLarge,
+    /// 414: a request target (path and query) over the limit.
+    UriTooLong,
     /// 415: a body that is not JSON.
     UnsupportedMediaType,
+    /// 431: too many request headers, or too many bytes of them.
+    HeadersTooLarge,
     /// 500: a bug or a broken store.
     Internal,
     /// 503: too many runs in flight.
@@ -77,7 +81,9 @@ impl ErrorCode {
             | C::StepNotInDoubt => StatusCode::CONFLICT,
             C::Archived => StatusCode::GONE,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::UriTooLong => StatusCode::URI_TOO_LONG,
             C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            C::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             C::Overloaded | C::ShuttingDown | C::Unavailable | C::ProjectionStopped => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -104,7 +110,9 @@ impl ErrorCode {
             C::StepNotInDoubt => "step_not_in_doubt",
             C::Archived => "archived",
             C::TooLarge => "too_large",
+            C::UriTooLong => "uri_too_long",
             C::UnsupportedMediaType => "unsupported_media_type",
+            C::HeadersTooLarge => "headers_too_large",
             C::Internal => "internal",
             C::Overloaded => "overloaded",
             C::ShuttingDown => "shutting_down",

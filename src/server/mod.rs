@@ -125,11 +125,14 @@ impl Server {
             max_feed_clients: config.max_feed_clients,
         });
         let max_body_bytes = config.max_body_bytes;
+        let workers = config.workers.max(1);
+        let max_connections = connection_limit(config.max_connections);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(body::json_config(max_body_bytes))
                 .wrap(from_fn(auth::require_token))
+                .wrap(from_fn(auth::check_head))
                 .wrap(from_fn(count_request))
                 .route("/v1/runs", web::post().to(routes::submit_run))
                 .route("/v1/runs", get().to(routes::list_runs))
@@ -153,7 +156,9 @@ impl Server {
                 .route("/readyz", get().to(routes::readyz))
                 .default_service(web::to(routes::not_found))
         })
-        .workers(config.workers.max(1))
+        .workers(workers)
+        // Per worker: the total stays at or under the limit.
+        .max_connections((max_connections / workers).max(1))
         .backlog(4096)
         .max_connection_rate(1024)
         .disable_signals()
@@ -204,6 +209,43 @@ impl Server {
             Ok(Err(e)) => Err(Error::io("the HTTP server", e)),
             Err(e) => Err(Error::Service(format!("the HTTP server task failed: {e}"))),
         }
+    }
+}
+
+/// Files kept for the service's own use whatever the clients do: the
+/// log's segments, index files and lock, the table, the archive.
+const RESERVED_FILES: u64 = 256;
+/// Files one connection may hold: its socket and a table read's SQLite
+/// database, journal and shared-memory files.
+const FILES_PER_CONNECTION: u64 = 4;
+/// The most connections served at once by default.
+const MAX_CONNECTIONS: u64 = 10_000;
+
+/// How many connections to serve at once: `asked`, or by default what the
+/// open-file limit allows, after raising its soft limit to the hard one.
+/// Clients past it wait in the listen backlog: they can never take the
+/// descriptors the log needs for a new segment, or a read for the table.
+fn connection_limit(asked: Option<usize>) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit ({e}): assuming 1024");
+            1024
+        }
+    };
+    let allowed =
+        (files.saturating_sub(RESERVED_FILES) / FILES_PER_CONNECTION).clamp(1, MAX_CONNECTIONS);
+    let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+    match asked {
+        Some(n) if n > allowed => {
+            tracing::warn!(
+                "--max-connections {n} is more than the open-file limit ({files}) allows: \
+                 serving {allowed} connections at once (raise `ulimit -n` for more)"
+            );
+            allowed
+        }
+        Some(n) => n,
+        None => allowed,
     }
 }
 

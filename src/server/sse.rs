@@ -9,15 +9,20 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use neonhub_events::{Codec, Position, RecordedEvent};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::AppState;
 use super::errors::{ApiError, ErrorCode};
 use super::query::{FeedParams, Query};
 use crate::view::EventView;
 
-/// Events buffered between the store's subscription and a slow client.
+/// Events buffered between the store's subscription and a slow client, at
+/// most...
 const BUFFER: usize = 256;
+/// ...and at most this many bytes of them (an event larger than this is
+/// let through alone): a stalled client holds a bounded amount of memory
+/// whatever the size of the runs' inputs and outputs.
+pub(crate) const FEED_BUFFER_BYTES: usize = 512 << 10;
 /// A client that reads nothing this long while its buffer is full loses
 /// its subscription: a stalled client holds none for ever. (Its buffered
 /// events and its place stay until its connection closes: actix-web has no
@@ -32,6 +37,20 @@ fn frame(codec: &Codec, event: &RecordedEvent) -> Bytes {
         "id: {}\nevent: {}\ndata: {}\n\n",
         event.position, event.event_type, data
     ))
+}
+
+/// An event waiting for its client, with the share of the client's byte
+/// budget it holds.
+type Buffered = (RecordedEvent, OwnedSemaphorePermit);
+
+/// What an event costs the client's budget: its payload, metadata and
+/// names, capped at the whole budget so one large event still goes through.
+fn buffered_bytes(event: &RecordedEvent) -> u32 {
+    let size = event.payload.len()
+        + event.event_type.len()
+        + event.stream.as_str().len()
+        + std::mem::size_of::<RecordedEvent>();
+    u32::try_from(size.min(FEED_BUFFER_BYTES)).unwrap_or(u32::MAX)
 }
 
 pub(crate) async fn feed(
@@ -94,13 +113,19 @@ pub(crate) async fn feed(
             )
         })?;
     let mut subscription = state.store.subscribe_all(from).await?;
-    let (tx, rx) = mpsc::channel::<RecordedEvent>(BUFFER);
+    let (tx, rx) = mpsc::channel::<Buffered>(BUFFER);
+    let budget = Arc::new(Semaphore::new(FEED_BUFFER_BYTES));
     actix_web::rt::spawn(async move {
         while let Ok(event) = subscription.next().await {
-            match tokio::time::timeout(SLOW_CLIENT, tx.send(event)).await {
-                Ok(Ok(())) => {}
+            let cost = buffered_bytes(&event);
+            let enqueue = async {
+                let bytes = Arc::clone(&budget).acquire_many_owned(cost).await.ok()?;
+                tx.send((event, bytes)).await.ok()
+            };
+            match tokio::time::timeout(SLOW_CLIENT, enqueue).await {
+                Ok(Some(())) => {}
                 // The client went away.
-                Ok(Err(_)) => break,
+                Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(
                         "an event feed client read nothing for {} s with its buffer full: \
@@ -117,7 +142,7 @@ pub(crate) async fn feed(
     let body = stream::unfold(
         (rx, shutdown, codec, slot),
         |(mut rx, mut shutdown, codec, slot): (
-            mpsc::Receiver<RecordedEvent>,
+            mpsc::Receiver<Buffered>,
             watch::Receiver<bool>,
             Codec,
             OwnedSemaphorePermit,
@@ -127,7 +152,9 @@ pub(crate) async fn feed(
             }
             let item = tokio::select! {
                 event = rx.recv() => match event {
-                    Some(event) => frame(&codec, &event),
+                    // The bytes are given back once the frame is handed to
+                    // the connection, whose own buffer actix bounds.
+                    Some((event, _bytes)) => frame(&codec, &event),
                     None => return None,
                 },
                 _ = shutdown.wait_for(|s| *s) => return None,

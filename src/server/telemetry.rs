@@ -58,6 +58,14 @@ fn recorder() -> &'static PrometheusRecorder {
             None,
             SharedString::const_str("HTTP requests answered, by method, route and status."),
         );
+        recorder.describe_counter(
+            KeyName::from(crate::logging::CLIENT_ERRORS),
+            None,
+            SharedString::const_str(
+                "Connections the HTTP layer ended on a client's error (a request that does not \
+                 parse, a head over its limits, a reset).",
+            ),
+        );
         recorder.describe_histogram(
             KeyName::from(HTTP_REQUEST_DURATION_SECONDS),
             Some(Unit::Seconds),
@@ -75,6 +83,7 @@ pub(crate) fn install() {
         if metrics::set_global_recorder(Forward(recorder())).is_err() {
             tracing::debug!("a metrics recorder was installed already; actor metrics go there");
         }
+        neonhub_actors::describe_connector_metrics();
     });
 }
 

@@ -69,9 +69,29 @@ impl ConnectorActor {
 
     fn report_state(&self) {
         let state = self.breaker.state(Instant::now());
-        metrics::gauge!("neonhub_circuit_breaker_state", "connector" => self.name.clone())
-            .set(state.as_gauge());
+        metrics::gauge!(BREAKER_STATE, "connector" => self.name.clone()).set(state.as_gauge());
     }
+}
+
+const BREAKER_STATE: &str = "neonhub_circuit_breaker_state";
+const RATE_LIMIT_HITS: &str = "neonhub_rate_limit_hits_total";
+const BREAKER_FAILURES: &str = "neonhub_circuit_breaker_failures_total";
+
+/// Gives the connector metrics their `# HELP` text in the installed
+/// recorder (`promtool check metrics` wants one on every family).
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        BREAKER_STATE,
+        "Each connector's circuit breaker: 0 closed, 1 open, 2 half-open."
+    );
+    metrics::describe_counter!(
+        RATE_LIMIT_HITS,
+        "Connector calls refused at once by the connector's rate limit."
+    );
+    metrics::describe_counter!(
+        BREAKER_FAILURES,
+        "Vendor failures (5xx, timeouts, connection errors) counted by each connector's circuit breaker."
+    );
 }
 
 impl Actor for ConnectorActor {
@@ -117,8 +137,7 @@ impl Handler<Invoke> for ConnectorActor {
         }
         if !self.limiter.try_acquire() {
             self.breaker.release();
-            metrics::counter!("neonhub_rate_limit_hits_total", "connector" => self.name.clone())
-                .increment(1);
+            metrics::counter!(RATE_LIMIT_HITS, "connector" => self.name.clone()).increment(1);
             let failure = Failure {
                 kind: ErrorKind::RateLimited,
                 message: format!("the {} rate limit was hit", self.name),
@@ -168,7 +187,7 @@ impl Handler<Invoke> for ConnectorActor {
                 Err(f) if f.retryable => {
                     act.breaker.on_failure(Instant::now());
                     metrics::counter!(
-                        "neonhub_circuit_breaker_failures_total",
+                        BREAKER_FAILURES,
                         "connector" => act.name.clone()
                     )
                     .increment(1);

@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::retry::RetryPolicy;
 
 pub(crate) use actor::ConnectorActor;
+pub use actor::describe_metrics as describe_connector_metrics;
 pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
 pub use config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret, SlackConfig, TwilioConfig};

@@ -20,6 +20,9 @@ const READ_CHUNK: u64 = 4 << 20;
 const COALESCE: u64 = 64 << 10;
 /// Events a subscription reads ahead of its consumer.
 const SUBSCRIPTION_BATCH: usize = 512;
+/// ...and at most this many bytes of them: a subscriber that stops taking
+/// events (a stalled feed client) holds one such batch at most.
+const SUBSCRIPTION_BATCH_BYTES: u64 = 256 << 10;
 
 /// Reads up to `limit` acknowledged events from `from` in global order.
 pub(crate) fn read_all(
@@ -27,7 +30,20 @@ pub(crate) fn read_all(
     from: Position,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    read_all_within(shared, from, limit, u64::MAX)
+}
+
+/// Like [`read_all`], stopping once `max_bytes` of records are read (but
+/// reading at least one): what a caller holds stays bounded whatever the
+/// size of the events.
+pub(crate) fn read_all_within(
+    shared: &Shared,
+    from: Position,
+    limit: usize,
+    max_bytes: u64,
+) -> Result<Vec<RecordedEvent>> {
     let mut out = Vec::with_capacity(limit.min(4096));
+    let mut read_bytes = 0u64;
     let mut position = from;
     let last_first = {
         let index = shared.index.read().expect("index lock");
@@ -38,7 +54,7 @@ pub(crate) fn read_all(
         super::archive::catch_up(shared)?;
     }
     let mut buf = Vec::new();
-    while out.len() < limit {
+    while out.len() < limit && read_bytes < max_bytes {
         let (path, offsets) = {
             let index = shared.index.read().expect("index lock");
             if position >= index.head {
@@ -60,10 +76,13 @@ pub(crate) fn read_all(
         // range ends.
         let offsets = offsets.load(&shared.handles)?;
         let start = offsets[0];
-        // Keep one read under READ_CHUNK bytes (but read at least one record).
-        let within = offsets[1..].partition_point(|&o| o - start <= READ_CHUNK);
+        // Keep one read under READ_CHUNK bytes and within what is left of
+        // `max_bytes` (but read at least one record).
+        let chunk = READ_CHUNK.min(max_bytes - read_bytes);
+        let within = offsets[1..].partition_point(|&o| o - start <= chunk);
         let count = within.max(1);
         let end = offsets[count];
+        read_bytes += end - start;
         buf.resize((end - start) as usize, 0);
         shared
             .handles
@@ -270,7 +289,12 @@ impl SubscriptionSource for LogSubscription {
             // Mark the current head seen *before* reading, so an append
             // acknowledged after the read wakes the wait below.
             self.head.borrow_and_update();
-            let batch = read_all(&self.shared, self.next, SUBSCRIPTION_BATCH)?;
+            let batch = read_all_within(
+                &self.shared,
+                self.next,
+                SUBSCRIPTION_BATCH,
+                SUBSCRIPTION_BATCH_BYTES,
+            )?;
             if let Some(last) = batch.last() {
                 self.next = last.position.next();
                 self.buffered.extend(batch);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use neonhub_events::{
-    ErrorKind, Position, RunEvent, RunId, RunKind, RunStatus, StepOutcome, Timestamp,
+    ErrorKind, Position, RunEvent, RunId, RunKind, RunStatus, StepOutcome, TextEvent, Timestamp,
 };
 use rustc_hash::FxHashMap;
 
@@ -101,6 +101,32 @@ pub(super) struct Start {
 }
 
 impl Fact {
+    /// The fact of an event decoded with its JSON as text
+    /// ([`neonhub_events::Codec::decode_payload_text`]): no tree is built;
+    /// `buf` is scratch space for the other events.
+    pub(super) fn of_text(event: TextEvent, buf: &mut Vec<u8>) -> Self {
+        match event {
+            TextEvent::Started(s) => Fact::Started(Start {
+                run_id: s.run_id,
+                parent_run_id: s.parent_run_id,
+                correlation_id: s.correlation_id,
+                kind: s.kind,
+                target: s.target,
+                operation: s.operation,
+                intent: s.intent,
+                input: s.input.into_bytes(),
+                attempt: s.attempt,
+                started_at: s.started_at,
+                paused_micros: s.paused_micros,
+            }),
+            TextEvent::Succeeded(s) => Fact::Succeeded {
+                output: s.output.into_bytes(),
+                finished_at: s.finished_at,
+            },
+            TextEvent::Other(event) => Fact::of(event, buf),
+        }
+    }
+
     /// The fact of `event`; `buf` is scratch space.
     pub(super) fn of(event: RunEvent, buf: &mut Vec<u8>) -> Self {
         let mut json = |value: &serde_json::Value| -> Json {

@@ -498,7 +498,8 @@ fn decode_pages(
             .take_while(|e| e.position < checkpoint)
             .filter_map(|e| e.stream.run_id().map(|run_id| (run_id, e)))
             .try_for_each(|(run_id, e)| {
-                events.push((run_id, e.position, Fact::of(codec.decode(e)?, &mut buf)));
+                let event = codec.decode_payload_text(&e.event_type, &e.payload, e.position)?;
+                events.push((run_id, e.position, Fact::of_text(event, &mut buf)));
                 Ok(())
             })
             .map(|()| DecodedPage { upto, events, page });
@@ -648,8 +649,8 @@ fn decode_fed(
             })
             .try_for_each(|(run_id, position, event_type, payload)| {
                 let event_type = String::from_utf8_lossy(event_type);
-                let event = codec.decode_payload(&event_type, payload, position)?;
-                events.push((run_id, position, Fact::of(event, &mut buf)));
+                let event = codec.decode_payload_text(&event_type, payload, position)?;
+                events.push((run_id, position, Fact::of_text(event, &mut buf)));
                 Ok(())
             });
         let decoded = decoded.map(|()| DecodedPage {

@@ -7,7 +7,7 @@
 //!
 //! | feature | what it adds | for |
 //! | --- | --- | --- |
-//! | (none) | `files::fingerprints`, [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
+//! | (none) | `files::fingerprints`, `tools::required`, [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
 //! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`], [`proxy_orchestrator`] | `neonhub-actors` |
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
@@ -33,6 +33,7 @@ pub mod projections;
 pub mod runs;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod tools;
 #[cfg(all(feature = "http", feature = "service"))]
 pub mod twilio;
 mod wait;

@@ -191,6 +191,8 @@ impl ServeProcess {
     /// (environment variables for live connectors, say).
     pub fn spawn_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = neonhub();
+        // Before `configure`, which may send stderr elsewhere.
+        command.stderr(Stdio::inherit());
         configure(&mut command);
         let mut child = command
             .arg("--data-dir")
@@ -198,7 +200,6 @@ impl ServeProcess {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -228,6 +229,24 @@ impl ServeProcess {
         let mut rest = String::new();
         while self.stdout.read_line(&mut rest).unwrap_or(0) > 0 {}
         (code, rest)
+    }
+
+    /// The child's process id (to read `/proc/PID/...`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's resident set size, in bytes (`VmRSS` of
+    /// `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
     }
 
     /// Sends SIGTERM and returns at once.

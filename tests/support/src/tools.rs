@@ -1,0 +1,33 @@
+//! Programs from outside crates.io that some tests run (promtool,
+//! schemathesis, chromedriver): `tests/run` installs them and names them in
+//! the environment. A test that needs one and cannot find it fails, saying
+//! how to get it; it never skips silently.
+
+use std::path::PathBuf;
+
+/// The program named by the environment variable `var`, else `name` on the
+/// `PATH`, else `fallback` if it exists. Panics, naming `tests/run`, when
+/// none is there.
+pub fn required(var: &str, name: &str, fallback: Option<&str>) -> PathBuf {
+    if let Some(path) = std::env::var_os(var).map(PathBuf::from) {
+        assert!(
+            path.is_file(),
+            "{var} names {}, which does not exist; run `tests/run` (the README's test command), which installs {name}",
+            path.display()
+        );
+        return path;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    on_path
+        .or_else(|| fallback.map(PathBuf::from).filter(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs {name}, which is neither in {var} nor on the PATH; \
+                 run `tests/run` (the README's test command), which installs it"
+            )
+        })
+}
