@@ -21,14 +21,20 @@ pub const HOUR: u64 = 3_600_000_000;
 
 /// One run to record.
 #[derive(Clone, Debug)]
-#[allow(missing_docs)]
 pub struct Run {
+    /// Its id.
     pub run_id: RunId,
+    /// Agent or connector.
     pub kind: RunKind,
+    /// The agent or connector name.
     pub target: &'static str,
+    /// `run` for an agent, the call for a connector.
     pub operation: &'static str,
+    /// The run that made this call.
     pub parent: Option<RunId>,
+    /// The request it belongs to.
     pub correlation: Uuid,
+    /// Its start, in microseconds since the epoch.
     pub started_at: u64,
     /// `None`: still running.
     pub outcome: Option<Result<u64, ErrorKind>>,
