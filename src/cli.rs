@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use neonhub_events::{Position, RunId, Timestamp};
-use neonhub_projections::RunStatus;
+use neonhub_events::{ErrorKind, Position, RunId, RunKind, Timestamp};
+use neonhub_projections::{Cursor, RunSort, RunStatus, TimelineBy};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::config::{EventStoreUrl, StoreConfig, StoreKind, Token, parse_time};
 
@@ -107,9 +108,77 @@ fn anchor_arg(text: &str) -> Result<crate::anchor::Anchor, BadUsage> {
     crate::anchor::Anchor::parse_arg(text).map_err(BadUsage)
 }
 
-/// A time argument: see [`parse_time`].
-fn time_arg(text: &str) -> Result<Timestamp, BadValue> {
-    parse_time(text).map_err(BadValue)
+/// A time argument: see [`parse_time`]. A usage error (exit status 2), so
+/// a bare number, whose unit cannot be guessed, changes nothing.
+fn time_arg(text: &str) -> Result<Timestamp, BadUsage> {
+    parse_time(text).map_err(BadUsage)
+}
+
+/// The forms of a time argument, for the `--help` of the commands taking
+/// one (a macro, so it joins their examples with `concat!`).
+macro_rules! times_help {
+    () => {
+        "\n\nTimes (--since, --until, --until-time): RFC 3339 (2026-11-24T10:00:00Z), a date \
+         (2026-11-24, midnight UTC), a duration back from now (90s, 15m, 2h, 7d, 500ms), or an \
+         epoch time with its unit (1795975430s, 1795975430000ms, 1795975430000000us). A number \
+         with unit s, ms or us is an epoch time when it is at least 1e9 seconds (2001-09-09), \
+         else a duration back from now. A bare number (1795975430) is refused: add its unit."
+    };
+}
+
+fn kind_arg(text: &str) -> Result<RunKind, BadValue> {
+    match text {
+        "agent" => Ok(RunKind::Agent),
+        "connector" => Ok(RunKind::Connector),
+        _ => Err(BadValue(format!(
+            "{text:?} is not a kind: use agent or connector"
+        ))),
+    }
+}
+
+fn error_kind_arg(text: &str) -> Result<ErrorKind, BadValue> {
+    ErrorKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == text)
+        .ok_or_else(|| {
+            let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+            BadValue(format!(
+                "{text:?} is not an error kind: use one of {}",
+                kinds.join(", ")
+            ))
+        })
+}
+
+fn sort_arg(text: &str) -> Result<RunSort, BadValue> {
+    text.parse()
+        .map_err(|_| BadValue(format!("{text:?}: use started or duration")))
+}
+
+fn by_arg(text: &str) -> Result<TimelineBy, BadValue> {
+    text.parse()
+        .map_err(|_| BadValue(format!("{text:?}: use hour or day")))
+}
+
+/// `--limit`: a whole number from 1, a usage error (exit status 2) else.
+fn limit_arg(text: &str) -> Result<u64, BadUsage> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(BadUsage(format!(
+            "{text:?} is not a number of runs: use 1 or more, or --all for every run"
+        ))),
+    }
+}
+
+fn cursor_arg(text: &str) -> Result<Cursor, BadValue> {
+    text.parse().map_err(|_| {
+        BadValue(format!(
+            "{text:?} is not a cursor a previous `runs list` printed"
+        ))
+    })
+}
+
+fn uuid_arg(text: &str) -> Result<Uuid, BadValue> {
+    Uuid::parse_str(text).map_err(|_| BadValue(format!("{text:?} is not a UUID")))
 }
 
 fn status_arg(text: &str) -> Result<RunStatus, BadValue> {
@@ -171,8 +240,8 @@ impl Cli {
     /// `--version` and malformed command lines print clap's text and exit),
     /// except that a value neonhub's own parsers refuse (a time, a status, a
     /// run id, JSON, a token) ends the process with one line naming the
-    /// argument, `error: --since: ...`, and exit status 1 (2 for an
-    /// `--anchor` that does not parse, a usage error).
+    /// argument, `error: --since: ...`, and exit status 1 (2 for a usage
+    /// error: an `--anchor` or a time that does not parse).
     pub fn parse_args() -> Self {
         Self::try_parse().unwrap_or_else(|error| match bad_value_line(&error) {
             Some(line) => {
@@ -229,18 +298,22 @@ pub enum Command {
     /// List runs or show one, from the AgentRun table.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// Per agent and connector: runs, success rate, p50/p95/p99 latency,
-    /// from the AgentRun table as it stands; the log is not opened.
-    #[command(after_help = "Examples:\n  \
+    /// Per agent and connector: runs, success rate, p50/p95/p99 latency;
+    /// or with --by, runs, failures and p50/p95/p99 per hour or day. From
+    /// the AgentRun table as it stands; the log is not opened.
+    #[command(after_help = concat!("Examples:\n  \
         neonhub report\n  \
-        neonhub report --since 1h --format json")]
+        neonhub report --since 1h --format json\n  \
+        neonhub report --since 2026-11-01 --until 2026-11-08 --format csv\n  \
+        neonhub report --by hour --since 24h --agent slack --kind connector", times_help!()))]
     Report(ReportArgs),
     /// Rebuild the AgentRun table from the log into a fresh file, up to the
     /// end, a position or a time (a point-in-time audit), with a progress bar.
-    #[command(after_help = "Examples:\n  \
+    #[command(after_help = concat!("Examples:\n  \
         neonhub replay\n  \
         neonhub replay --until-position 1000 --out /tmp/as-of-1000.sqlite\n  \
-        neonhub replay --until-time 2026-11-24T10:00:00Z")]
+        neonhub replay --until-time 2026-11-24T10:00:00Z\n  \
+        neonhub replay --until-time 1795975430s", times_help!()))]
     Replay(ReplayArgs),
     /// Audits of the log.
     #[command(subcommand)]
@@ -393,16 +466,27 @@ pub struct RunArgs {
 pub enum RunsCommand {
     /// List runs, newest first, from the AgentRun table as it stands (a
     /// running `neonhub serve` keeps it current); the log is not opened.
-    #[command(after_help = "Examples:\n  \
+    #[command(after_help = concat!("Examples:\n  \
         neonhub runs list\n  \
-        neonhub runs list --agent sms --status failed --since 2h\n  \
-        neonhub runs list --limit 500 --format json")]
+        neonhub runs list --agent slack --kind connector --status failed --since 2h\n  \
+        neonhub runs list --error-kind in_doubt --since 2026-11-01 --until 2026-11-02\n  \
+        neonhub runs list --sort duration --kind connector --limit 10\n  \
+        neonhub runs list --limit 500 --cursor 1795975430000000_1234   # the next page\n  \
+        neonhub runs list --all --since 7d --format csv > runs.csv", times_help!()))]
     List(ListArgs),
     /// Show one run: its row, its child runs and its events.
     #[command(after_help = "Examples:\n  \
         neonhub runs show 0193a8f0-0000-7000-8000-000000000000\n  \
         neonhub runs show 0193a8f0-0000-7000-8000-000000000000 --format json")]
     Show(ShowArgs),
+    /// Every run of one request: the runs sharing the correlation of a run
+    /// (or a correlation id), as an indented tree of parents and children,
+    /// from the AgentRun table as it stands; the log is not opened. At most
+    /// 10,000 runs (the rest is said to be left out).
+    #[command(after_help = "Examples:\n  \
+        neonhub runs tree 0193a8f0-0000-7000-8000-000000000000\n  \
+        neonhub runs tree 0193a8f0-0000-7000-8000-000000000000 --format jsonl")]
+    Tree(TreeArgs),
     /// Cancel a run that a running `neonhub serve` executes: it ends failed
     /// with kind `cancelled`.
     #[command(after_help = "Examples:\n  \
@@ -472,21 +556,49 @@ pub struct ResolveArgs {
 /// `neonhub runs list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only runs of this agent or connector.
+    /// Only runs of this agent or connector (both, unless --kind).
     #[arg(long)]
     pub agent: Option<String>,
+    /// Only agent runs, or only connector runs: agent or connector.
+    #[arg(long, value_parser = kind_arg)]
+    pub kind: Option<RunKind>,
     /// Only runs with this status: running, succeeded or failed.
     #[arg(long, value_parser = status_arg)]
     pub status: Option<RunStatus>,
-    /// Only runs started at or after this time (RFC 3339, a date, or 15m/2h/7d ago).
+    /// Only runs whose error is of this kind (timeout, panicked, agent,
+    /// connector, circuit_open, rate_limited, interrupted, rejected,
+    /// in_doubt, cancelled).
+    #[arg(long, value_parser = error_kind_arg)]
+    pub error_kind: Option<ErrorKind>,
+    /// Only runs of this request (a correlation id, UUID).
+    #[arg(long, value_parser = uuid_arg)]
+    pub correlation: Option<Uuid>,
+    /// Only runs started at or after this time (see Times below).
     #[arg(long, value_parser = time_arg)]
     pub since: Option<Timestamp>,
-    /// At most this many runs.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// Only runs started before this time (see Times below).
+    #[arg(long, value_parser = time_arg)]
+    pub until: Option<Timestamp>,
+    /// The order: started (newest first) or duration (longest first;
+    /// finished runs only).
+    #[arg(long, value_parser = sort_arg, default_value = "started")]
+    pub sort: RunSort,
+    /// At most this many runs (read from the table a page of at most 1000
+    /// at a time). When more match, the cursor of the next page is printed
+    /// (on stderr as `next cursor: C`; in the `next_cursor` field with
+    /// --format json).
+    #[arg(long, default_value_t = 20, value_parser = limit_arg)]
+    pub limit: u64,
+    /// Start after this cursor (printed by the previous page; give the
+    /// same filters and --sort).
+    #[arg(long, value_parser = cursor_arg)]
+    pub cursor: Option<Cursor>,
+    /// Every matching run, page by page (memory stays flat); no --limit.
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 /// `neonhub runs show`.
@@ -495,20 +607,48 @@ pub struct ShowArgs {
     /// The run's id.
     #[arg(value_parser = run_id_arg)]
     pub run_id: RunId,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format (csv: the run and its child runs, one per line,
+    /// without the events).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// `neonhub runs tree`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// A run id (its request's runs are shown) or a correlation id.
+    #[arg(value_name = "RUN_OR_CORRELATION_ID", value_parser = uuid_arg)]
+    pub id: Uuid,
+    /// Output format (json: `{"correlation_id", "runs", "truncated"}` as
+    /// `GET /v1/runs/{id}/tree`; jsonl and csv: one run per line).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 /// `neonhub report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Only runs started at or after this time (RFC 3339, a date, or 15m/2h/7d ago).
+    /// Only runs started at or after this time (see Times below). With
+    /// --by: default 24 h (by hour) or 30 days (by day) before --until.
     #[arg(long, value_parser = time_arg)]
     pub since: Option<Timestamp>,
+    /// Only runs started before this time (see Times below); with --by,
+    /// default now.
+    #[arg(long, value_parser = time_arg)]
+    pub until: Option<Timestamp>,
+    /// Per hour or day of start (UTC), over all runs or those of --agent
+    /// and --kind: runs, failures, p50/p95/p99. At most 1000 buckets.
+    #[arg(long, value_parser = by_arg)]
+    pub by: Option<TimelineBy>,
+    /// With --by: only runs of this agent or connector.
+    #[arg(long, requires = "by")]
+    pub agent: Option<String>,
+    /// With --by: only agent runs, or only connector runs.
+    #[arg(long, requires = "by", value_parser = kind_arg)]
+    pub kind: Option<RunKind>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 /// `neonhub replay`.
@@ -517,7 +657,7 @@ pub struct ReplayArgs {
     /// Apply the events up to and including this position.
     #[arg(long, conflicts_with = "until_time", value_parser = position_arg)]
     pub until_position: Option<Position>,
-    /// Apply the events recorded at or before this time.
+    /// Apply the events recorded at or before this time (see Times below).
     #[arg(long, value_parser = time_arg)]
     pub until_time: Option<Timestamp>,
     /// The fresh SQLite file to write (default: <data-dir>/replay-<time>.sqlite).
@@ -572,6 +712,22 @@ pub struct AnchorArgs {
     /// Text for people (the default) or the JSON `audit verify --anchor` reads.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// How the reporting commands (`runs list|show|tree`, `report`) print
+/// their result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    #[default]
+    Table,
+    /// JSON, the shapes the HTTP API answers with.
+    Json,
+    /// JSON Lines: one compact object per line (a run, a report row, a
+    /// bucket).
+    Jsonl,
+    /// CSV with a header line (RFC 4180).
+    Csv,
 }
 
 /// How a command prints its result.

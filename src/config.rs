@@ -357,43 +357,65 @@ impl ServeConfig {
     }
 }
 
+/// What every time argument accepts, for `--help` texts and messages.
+pub(crate) const TIME_FORMS: &str = "RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24, midnight \
+    UTC), a duration back from now (90s, 15m, 2h, 7d, 500ms), or an epoch time with its unit \
+    (1795975430s, 1795975430000ms, 1795975430000000us); a number with unit s, ms or us is an \
+    epoch time when it is at least 1e9 seconds (2001-09-09), else a duration back from now";
+
+/// The smallest number of seconds read as an epoch time rather than a
+/// duration back from now (2001-09-09T01:46:40Z).
+const EPOCH_FROM_SECONDS: u64 = 1_000_000_000;
+
 /// Parses a time argument: RFC 3339 (`2026-11-24T10:00:00Z`), a date
 /// (`2026-11-24`, midnight UTC), a duration back from now (`90s`, `15m`,
-/// `2h`, `7d`) or microseconds since the Unix epoch.
+/// `2h`, `7d`, `500ms`), or an epoch time with an explicit unit
+/// (`1795975430s`, `1795975430000ms`, `1795975430000000us`). A number with
+/// unit `s`, `ms` or `us` is an epoch time when its value is at least 1e9
+/// seconds (2001-09-09), and a duration back from now when smaller. A bare
+/// number is refused: its unit cannot be guessed.
 ///
 /// # Errors
-/// A message saying which forms are accepted.
+/// A message saying which forms are accepted (for a bare number, how to
+/// write it).
 pub fn parse_time(text: &str) -> Result<Timestamp, String> {
     parse_time_at(text, Timestamp::now())
 }
 
 fn parse_time_at(text: &str, now: Timestamp) -> Result<Timestamp, String> {
     let t = text.trim();
-    let bad = || {
-        format!(
-            "{text:?} is not a time: use RFC 3339 (2026-11-24T10:00:00Z), a date (2026-11-24), \
-             a duration back from now (90s, 15m, 2h, 7d) or microseconds since the epoch"
-        )
-    };
+    let bad = || format!("{text:?} is not a time: use {TIME_FORMS}");
     if t.is_empty() {
         return Err(bad());
     }
     if t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().map(Timestamp).map_err(|_| bad());
+        return Err(format!(
+            "{text:?} is a number without a unit: write an epoch time with its unit \
+             ({t}s for seconds, {t}ms for milliseconds, {t}us for microseconds) or RFC 3339 \
+             (2026-11-24T10:00:00Z)"
+        ));
     }
-    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
-        let number = &t[..t.len() - 1];
-        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 {
+        let (number, unit) = t.split_at(digits);
+        // Microseconds per unit, and whether a value this large is an epoch
+        // time (only s, ms and us can be).
+        let per_unit: Option<(u64, bool)> = match unit {
+            "us" => Some((1, true)),
+            "ms" => Some((1_000, true)),
+            "s" => Some((1_000_000, true)),
+            "m" => Some((60_000_000, false)),
+            "h" => Some((3_600_000_000, false)),
+            "d" => Some((86_400_000_000, false)),
+            _ => None,
+        };
+        if let Some((per_unit, may_be_epoch)) = per_unit {
             let n: u64 = number.parse().map_err(|_| bad())?;
-            let seconds = match unit {
-                's' => n,
-                'm' => n.saturating_mul(60),
-                'h' => n.saturating_mul(3600),
-                _ => n.saturating_mul(86_400),
-            };
-            return Ok(Timestamp(
-                now.0.saturating_sub(seconds.saturating_mul(1_000_000)),
-            ));
+            let micros = n.checked_mul(per_unit).ok_or_else(bad)?;
+            if may_be_epoch && micros >= EPOCH_FROM_SECONDS * 1_000_000 {
+                return Ok(Timestamp(micros));
+            }
+            return Ok(Timestamp(now.0.saturating_sub(micros)));
         }
     }
     if let Ok(at) = DateTime::parse_from_rfc3339(t) {
@@ -436,7 +458,36 @@ mod tests {
             parse_time_at("2d", now),
             Ok(Timestamp(now.0 - 172_800_000_000))
         );
-        assert_eq!(parse_time_at("12345", now), Ok(Timestamp(12345)));
+        // A bare number is refused, saying how to write it.
+        let err = parse_time_at("1795975430", now).unwrap_err();
+        assert!(
+            err.contains("1795975430s") && err.contains("1795975430ms") && err.contains("RFC 3339"),
+            "{err}"
+        );
+        // Epoch times with a unit, from 1e9 seconds on.
+        let epoch = Ok(Timestamp(1_795_975_430_000_000));
+        assert_eq!(parse_time_at("1795975430s", now), epoch);
+        assert_eq!(parse_time_at("1795975430000ms", now), epoch);
+        assert_eq!(parse_time_at("1795975430000000us", now), epoch);
+        assert_eq!(
+            parse_time_at("1000000000s", now),
+            Ok(Timestamp(1_000_000_000_000_000))
+        );
+        // Smaller: durations back from now.
+        assert_eq!(parse_time_at("90s", now), Ok(Timestamp(now.0 - 90_000_000)));
+        assert_eq!(
+            parse_time_at("999999999s", now),
+            Ok(Timestamp(now.0 - 999_999_999_000_000))
+        );
+        assert_eq!(parse_time_at("500ms", now), Ok(Timestamp(now.0 - 500_000)));
+        assert_eq!(parse_time_at("7us", now), Ok(Timestamp(now.0 - 7)));
+        // Minutes, hours and days are always durations.
+        assert_eq!(
+            parse_time_at("30000000m", now),
+            Ok(Timestamp(now.0 - 1_800_000_000_000_000))
+        );
+        assert!(parse_time_at("5x", now).is_err());
+        assert!(parse_time_at("99999999999999999999s", now).is_err());
         assert_eq!(
             parse_time_at("1970-01-01T00:00:01Z", now),
             Ok(Timestamp(1_000_000))

@@ -34,7 +34,8 @@ mod view;
 pub use anchor::Anchor;
 pub use cli::{
     AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, LogCommand,
-    ReplayArgs, ReportArgs, RunArgs, RunsCommand, ServeArgs, ShowArgs, VerifyArgs,
+    OutputFormat, ReplayArgs, ReportArgs, RunArgs, RunsCommand, ServeArgs, ShowArgs, TreeArgs,
+    VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;

@@ -1,10 +1,10 @@
 //! The JSON shapes of runs, reports and events, shared by the HTTP API and
 //! the command line's `--format json`: `Serialize` views borrowing what
-//! they show ([`RunView`], [`RunDetailView`], [`ReportView`],
-//! [`EventView`]).
+//! they show ([`RunView`], [`RunDetailView`], [`RunTreeView`],
+//! [`ReportView`], [`TimelineView`], [`EventView`]).
 
 use neonhub_events::{Codec, RecordedEvent, RunError, RunEvent};
-use neonhub_projections::{AgentRun, RunDetail, TargetReport};
+use neonhub_projections::{AgentRun, RunDetail, RunTree, TargetReport, TimelineBucket, TimelineBy};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -80,11 +80,6 @@ impl<'a> From<&'a AgentRun> for RunView<'a> {
     }
 }
 
-/// A row of the AgentRun table as a JSON value.
-pub(crate) fn run_json(run: &AgentRun) -> Value {
-    to_value(RunView::from(run))
-}
-
 /// A run with its child runs (`children`, oldest first).
 #[derive(Debug, Serialize)]
 pub(crate) struct RunDetailView<'a> {
@@ -105,6 +100,79 @@ impl<'a> From<&'a RunDetail> for RunDetailView<'a> {
 /// A run with its child runs as a JSON value.
 pub(crate) fn detail_json(detail: &RunDetail) -> Value {
     to_value(RunDetailView::from(detail))
+}
+
+/// Every run of one request (`GET /v1/runs/{id}/tree`): `{"correlation_id",
+/// "runs", "truncated"}`, the runs in first-position order, as rows of
+/// `GET /v1/runs`; `truncated` when the correlation has more than the
+/// bound (10,000 runs, 32 MiB of run text).
+#[derive(Debug, Serialize)]
+pub(crate) struct RunTreeView<'a> {
+    correlation_id: String,
+    runs: Vec<RunView<'a>>,
+    truncated: bool,
+}
+
+impl<'a> From<&'a RunTree> for RunTreeView<'a> {
+    fn from(tree: &'a RunTree) -> Self {
+        RunTreeView {
+            correlation_id: tree.correlation_id.to_string(),
+            runs: tree.runs.iter().map(RunView::from).collect(),
+            truncated: tree.truncated,
+        }
+    }
+}
+
+/// Every run of one request as a JSON value.
+pub(crate) fn tree_json(tree: &RunTree) -> Value {
+    to_value(RunTreeView::from(tree))
+}
+
+/// One bucket of a timeline: `{"start", "runs", "failures", "p50_ms",
+/// "p95_ms", "p99_ms"}` (percentiles `null` without finished runs).
+#[derive(Debug, Serialize)]
+pub(crate) struct BucketView {
+    start: String,
+    runs: u64,
+    failures: u64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+impl From<&TimelineBucket> for BucketView {
+    fn from(b: &TimelineBucket) -> Self {
+        BucketView {
+            start: format_time(b.start),
+            runs: b.runs,
+            failures: b.failures,
+            p50_ms: b.p50_micros.map(millis),
+            p95_ms: b.p95_micros.map(millis),
+            p99_ms: b.p99_micros.map(millis),
+        }
+    }
+}
+
+/// `GET /v1/reports/timeline` and `report --by`: `{"by", "buckets"}`,
+/// oldest first, every bucket of the window (empty ones with zeros).
+#[derive(Debug, Serialize)]
+pub(crate) struct TimelineView {
+    by: &'static str,
+    buckets: Vec<BucketView>,
+}
+
+impl TimelineView {
+    pub(crate) fn new(by: TimelineBy, buckets: &[TimelineBucket]) -> Self {
+        TimelineView {
+            by: by.as_str(),
+            buckets: buckets.iter().map(BucketView::from).collect(),
+        }
+    }
+}
+
+/// A timeline as a JSON value.
+pub(crate) fn timeline_json(by: TimelineBy, buckets: &[TimelineBucket]) -> Value {
+    to_value(TimelineView::new(by, buckets))
 }
 
 /// One agent's or connector's figures.

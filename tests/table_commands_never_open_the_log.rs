@@ -1,6 +1,7 @@
-//! `runs list` and `report` read the AgentRun table alone: they answer the
-//! same with the log's segments gone or unreadable, create and change no
-//! file, and without a table they fail saying how to build one.
+//! `runs list` (paged with `--all` too) and `report` read the AgentRun
+//! table alone: they answer the same with the log's segments gone or
+//! unreadable, create and change no file, and without a table they fail
+//! saying how to build one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,20 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-const COMMANDS: [&[&str]; 3] = [
+const COMMANDS: [&[&str]; 4] = [
     &["runs", "list", "--format", "json", "--limit", "1000"],
     &["runs", "list", "--status", "failed"],
+    &[
+        "runs",
+        "list",
+        "--all",
+        "--kind",
+        "connector",
+        "--sort",
+        "duration",
+        "--format",
+        "csv",
+    ],
     &["report", "--format", "json"],
 ];
 

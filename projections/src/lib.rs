@@ -80,9 +80,12 @@ pub use metrics::{
     AGENT_RUN_DURATION_SECONDS, AGENT_RUNS_TOTAL, CONNECTOR_REQUEST_DURATION_SECONDS,
     CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS, RUNS_IN_FLIGHT, RunMetrics,
 };
-pub use query::{Cursor, MAX_PAGE_SIZE, Page, RunDetail, RunFilter, RunQueries};
+pub use query::{
+    Cursor, MAX_PAGE_SIZE, MAX_TREE_BYTES, MAX_TREE_RUNS, Page, RunDetail, RunFilter, RunQueries,
+    RunSort, RunTree,
+};
 pub use replay::{AsOf, Progress, RebuildOptions, RebuildSummary, rebuild};
-pub use report::TargetReport;
+pub use report::{MAX_TIMELINE_BUCKETS, TargetReport, Timeline, TimelineBucket, TimelineBy};
 pub use runner::{DEFAULT_BATCH_SIZE, Projection, ProjectionRunner};
 pub use verify::{
     FedEvents, LISTED_MISMATCHES, Mismatch, RunEventFeed, VerifyReport, run_event_feed, verify,

@@ -1,18 +1,19 @@
 //! The typed reporting queries over the AgentRun table: filtered lists,
-//! newest first with cursor pagination, and one run with its child runs.
+//! newest first or longest first with cursor pagination, one run with its
+//! child runs, and every run of one correlation (a tree).
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use neonhub_events::{Position, RunId, RunKind, Timestamp};
+use neonhub_events::{ErrorKind, Position, RunId, RunKind, Timestamp};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use uuid::Uuid;
 
 use crate::agent_runs::{AgentRun, RunStatus, SqlRow, columns, open_for_check, read_checkpoint};
 use crate::error::{Error, Result};
-use crate::report::{TargetReport, report};
+use crate::report::{TargetReport, Timeline, TimelineBucket, report, timeline};
 
 /// The most runs one page holds.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -30,6 +31,8 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs routed by this intent.
     pub intent: Option<String>,
+    /// Only runs whose error (`error.kind` of the row) is of this kind.
+    pub error_kind: Option<ErrorKind>,
     /// Only runs of this root request.
     pub correlation_id: Option<Uuid>,
     /// Only runs started at or after this time.
@@ -68,6 +71,12 @@ impl RunFilter {
         self
     }
 
+    /// Only runs whose error is of kind `kind`.
+    pub fn error_kind(mut self, kind: ErrorKind) -> Self {
+        self.error_kind = Some(kind);
+        self
+    }
+
     /// Only runs of the root request `correlation_id`.
     pub fn correlation_id(mut self, correlation_id: Uuid) -> Self {
         self.correlation_id = Some(correlation_id);
@@ -90,37 +99,108 @@ impl RunFilter {
                 .intent
                 .as_ref()
                 .is_none_or(|i| run.intent.as_ref() == Some(i))
+            && self
+                .error_kind
+                .is_none_or(|k| run.error.as_ref().is_some_and(|e| e.kind == k))
             && self.correlation_id.is_none_or(|c| c == run.correlation_id)
             && self.from.is_none_or(|f| run.started_at >= f)
             && self.before.is_none_or(|b| run.started_at < b)
     }
 }
 
+/// The order of a list of runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunSort {
+    /// Newest first by start time (runs started in the same microsecond:
+    /// latest in the log first).
+    #[default]
+    Started,
+    /// Longest first by duration (equal durations: latest in the log
+    /// first). Finished runs only: a running run has no duration yet.
+    Duration,
+}
+
+impl RunSort {
+    /// `started` or `duration`, as the API and the command line spell it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunSort::Started => "started",
+            RunSort::Duration => "duration",
+        }
+    }
+}
+
+impl FromStr for RunSort {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "started" => Ok(RunSort::Started),
+            "duration" => Ok(RunSort::Duration),
+            _ => Err(Error::InvalidInput(format!(
+                "sort {s:?}: expected started or duration"
+            ))),
+        }
+    }
+}
+
+/// What a cursor orders by, with the last run's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum CursorKey {
+    Started(Timestamp),
+    Duration(u64),
+}
+
 /// Where the next page starts: just after the last run of the previous one,
-/// in the list's order (newest first by start time; runs started in the same
-/// microsecond, latest in the log first).
+/// in the list's order ([`RunSort`]).
 ///
-/// Its text form (`<started_at micros>_<first position>`) is what an HTTP
-/// API hands out and takes back.
+/// Its text form (`<started_at micros>_<first position>` for the newest
+/// first order, `d<duration micros>_<first position>` for the longest
+/// first) is what an HTTP API hands out and takes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
-    started_at: Timestamp,
+    key: CursorKey,
     first_position: Position,
 }
 
 impl Cursor {
-    /// The cursor just after `run`.
+    /// The cursor just after `run`, newest first.
     pub fn after(run: &AgentRun) -> Self {
         Self {
-            started_at: run.started_at,
+            key: CursorKey::Started(run.started_at),
             first_position: run.first_position,
+        }
+    }
+
+    /// The cursor just after `run` in the order `sort` (a running run has
+    /// no place in the longest-first order: it is taken as 0 long).
+    pub fn after_in(run: &AgentRun, sort: RunSort) -> Self {
+        let key = match sort {
+            RunSort::Started => CursorKey::Started(run.started_at),
+            RunSort::Duration => CursorKey::Duration(run.duration_micros.unwrap_or(0)),
+        };
+        Self {
+            key,
+            first_position: run.first_position,
+        }
+    }
+
+    /// The order this cursor pages through.
+    pub fn sort(&self) -> RunSort {
+        match self.key {
+            CursorKey::Started(_) => RunSort::Started,
+            CursorKey::Duration(_) => RunSort::Duration,
         }
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.started_at.0, self.first_position)
+        match self.key {
+            CursorKey::Started(at) => write!(f, "{}_{}", at.0, self.first_position),
+            CursorKey::Duration(d) => write!(f, "d{d}_{}", self.first_position),
+        }
     }
 }
 
@@ -129,9 +209,13 @@ impl FromStr for Cursor {
 
     fn from_str(s: &str) -> Result<Self> {
         let bad = || Error::InvalidInput(format!("cursor {s:?} is not one this API handed out"));
-        let (at, id) = s.split_once('_').ok_or_else(bad)?;
+        let (key, id) = s.split_once('_').ok_or_else(bad)?;
+        let key = match key.strip_prefix('d') {
+            Some(d) => CursorKey::Duration(d.parse().map_err(|_| bad())?),
+            None => CursorKey::Started(Timestamp(key.parse().map_err(|_| bad())?)),
+        };
         Ok(Cursor {
-            started_at: Timestamp(at.parse().map_err(|_| bad())?),
+            key,
             first_position: Position(id.parse().map_err(|_| bad())?),
         })
     }
@@ -145,6 +229,28 @@ pub struct Page {
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,
 }
+
+/// Every run of one root request (a correlation), in log order of their
+/// first events; each names its parent, so a client builds the tree.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunTree {
+    /// The root request.
+    pub correlation_id: Uuid,
+    /// Its runs, in first-position order, at most [`MAX_TREE_RUNS`] and
+    /// about [`MAX_TREE_BYTES`] of run text.
+    pub runs: Vec<AgentRun>,
+    /// Whether the correlation has more runs than `runs` holds.
+    pub truncated: bool,
+}
+
+/// The most runs a [`RunTree`] holds; a bigger correlation is cut, with
+/// [`RunTree::truncated`] set.
+pub const MAX_TREE_RUNS: usize = 10_000;
+
+/// The bytes of run text (inputs, outputs, errors) a [`RunTree`] holds at
+/// most, past which it is cut as at [`MAX_TREE_RUNS`] (a run larger than
+/// this is still a tree of one).
+pub const MAX_TREE_BYTES: usize = 32 << 20;
 
 /// A run and the connector calls it made.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,9 +291,46 @@ impl RunQueries {
     /// [`MAX_PAGE_SIZE`]), starting after `cursor`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad limit; SQLite errors.
+    /// [`Error::InvalidInput`] for a bad limit or a longest-first cursor;
+    /// SQLite errors.
     pub fn list(&self, filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> Result<Page> {
-        list(&self.conn, filter, cursor, limit)
+        list(&self.conn, filter, RunSort::Started, cursor, limit)
+    }
+
+    /// Lists runs passing `filter` in the order `sort` (longest first lists
+    /// finished runs only), `limit` at most, starting after `cursor`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad limit or a cursor of the other
+    /// order; SQLite errors.
+    pub fn list_sorted(
+        &self,
+        filter: &RunFilter,
+        sort: RunSort,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page> {
+        list(&self.conn, filter, sort, cursor, limit)
+    }
+
+    /// Every run of the correlation `id` names: `id` is a run id (its
+    /// correlation is taken) or a correlation id. `None` when it is
+    /// neither.
+    ///
+    /// # Errors
+    /// SQLite errors, [`Error::CorruptRow`].
+    pub fn tree(&self, id: Uuid) -> Result<Option<RunTree>> {
+        tree(&self.conn, id)
+    }
+
+    /// Runs, failures and percentiles per hour or day of start time (see
+    /// [`Timeline`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a window of more than
+    /// [`crate::MAX_TIMELINE_BUCKETS`] buckets; SQLite errors.
+    pub fn timeline(&self, query: &Timeline) -> Result<Vec<TimelineBucket>> {
+        timeline(&self.conn, query)
     }
 
     /// One run and its child runs; `None` if the table has no such run.
@@ -284,6 +427,7 @@ fn run_id_of(text: &str) -> Result<RunId> {
 pub(crate) fn list(
     conn: &Connection,
     filter: &RunFilter,
+    sort: RunSort,
     cursor: Option<Cursor>,
     limit: usize,
 ) -> Result<Page> {
@@ -292,7 +436,14 @@ pub(crate) fn list(
             "page size {limit} is out of range 1..={MAX_PAGE_SIZE}"
         )));
     }
-    let (sql, args) = list_query(filter, cursor, limit);
+    if let Some(c) = cursor.filter(|c| c.sort() != sort) {
+        return Err(Error::InvalidInput(format!(
+            "cursor {c} pages through sort={}, not sort={}",
+            c.sort().as_str(),
+            sort.as_str()
+        )));
+    }
+    let (sql, args) = list_query(filter, sort, cursor, limit);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
     let mut runs = Vec::with_capacity(limit + 1);
@@ -301,7 +452,7 @@ pub(crate) fn list(
         let size = stored_bytes(row)?;
         if !runs.is_empty() && bytes.saturating_add(size) > MAX_PAGE_BYTES {
             // A shorter page: the next one starts after its last run.
-            let next = runs.last().map(Cursor::after);
+            let next = runs.last().map(|r| Cursor::after_in(r, sort));
             return Ok(Page { runs, next });
         }
         bytes = bytes.saturating_add(size);
@@ -309,7 +460,7 @@ pub(crate) fn list(
     }
     let next = if runs.len() > limit {
         runs.truncate(limit);
-        runs.last().map(Cursor::after)
+        runs.last().map(|r| Cursor::after_in(r, sort))
     } else {
         None
     };
@@ -337,9 +488,21 @@ fn stored_bytes(row: &rusqlite::Row<'_>) -> Result<usize> {
 }
 
 /// The SQL of [`list`] and its arguments: the rows passing `filter` after
-/// `cursor`, newest first, one more than `limit` (to tell whether a next
-/// page exists).
-fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (String, Vec<SqlValue>) {
+/// `cursor`, in the order `sort`, one more than `limit` (to tell whether a
+/// next page exists).
+///
+/// Each filter has an index SQLite can use (`schema.rs`): target, status,
+/// intent, error kind and correlation each an index of their own ordered
+/// by start time, the kind and the time range `agent_runs_by_time`, and the
+/// longest-first order `agent_runs_by_duration`. A longest-first list
+/// narrowed by another filter sorts only the rows that filter's index
+/// yields.
+fn list_query(
+    filter: &RunFilter,
+    sort: RunSort,
+    cursor: Option<Cursor>,
+    limit: usize,
+) -> (String, Vec<SqlValue>) {
     let mut sql = String::from(concat!("SELECT ", columns!(), " FROM agent_runs WHERE 1"));
     let mut args: Vec<SqlValue> = Vec::new();
     let mut arg = |sql: &mut String, cond: &str, v: SqlValue| {
@@ -362,6 +525,13 @@ fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (Stri
     if let Some(i) = &filter.intent {
         arg(&mut sql, " AND intent = ?", SqlValue::Text(i.clone()));
     }
+    if let Some(k) = filter.error_kind {
+        arg(
+            &mut sql,
+            " AND error_kind = ?",
+            SqlValue::Text(k.as_str().into()),
+        );
+    }
     if let Some(c) = filter.correlation_id {
         arg(
             &mut sql,
@@ -369,17 +539,30 @@ fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (Stri
             SqlValue::Text(c.to_string()),
         );
     }
-    // Always a lower bound on `started_at` (the smallest there is when the
-    // filter has none): without a range on it, SQLite scans and sorts the
-    // whole table for `ORDER BY started_at DESC, first_position DESC`; with
-    // one, it walks `agent_runs_by_time` newest first and sorts only runs
-    // started in the same microsecond, so the first page costs the same at
-    // ten rows or ten million.
-    arg(
-        &mut sql,
-        " AND started_at >= ?",
-        SqlValue::Integer(filter.from.map_or(i64::MIN, |f| f.0 as i64)),
-    );
+    match sort {
+        // Always a lower bound on `started_at` (the smallest there is when
+        // the filter has none): without a range on it, SQLite scans and
+        // sorts the whole table for `ORDER BY started_at DESC,
+        // first_position DESC`; with one, it walks `agent_runs_by_time`
+        // newest first and sorts only runs started in the same microsecond,
+        // so the first page costs the same at ten rows or ten million.
+        RunSort::Started => arg(
+            &mut sql,
+            " AND started_at >= ?",
+            SqlValue::Integer(filter.from.map_or(i64::MIN, |f| f.0 as i64)),
+        ),
+        RunSort::Duration => {
+            // Also what lets SQLite use the partial `agent_runs_by_duration`.
+            sql.push_str(" AND duration_micros IS NOT NULL");
+            if let Some(f) = filter.from {
+                arg(
+                    &mut sql,
+                    " AND started_at >= ?",
+                    SqlValue::Integer(f.0 as i64),
+                );
+            }
+        }
+    }
     if let Some(b) = filter.before {
         arg(
             &mut sql,
@@ -387,20 +570,71 @@ fn list_query(filter: &RunFilter, cursor: Option<Cursor>, limit: usize) -> (Stri
             SqlValue::Integer(b.0 as i64),
         );
     }
+    let column = match sort {
+        RunSort::Started => "started_at",
+        RunSort::Duration => "duration_micros",
+    };
     if let Some(c) = cursor {
-        args.push(SqlValue::Integer(c.started_at.0 as i64));
+        let key = match c.key {
+            CursorKey::Started(at) => at.0 as i64,
+            CursorKey::Duration(d) => d as i64,
+        };
+        args.push(SqlValue::Integer(key));
         args.push(SqlValue::Integer(c.first_position.0 as i64));
         sql.push_str(&format!(
-            " AND (started_at, first_position) < (?{}, ?{})",
+            " AND ({column}, first_position) < (?{}, ?{})",
             args.len() - 1,
             args.len()
         ));
     }
     sql.push_str(&format!(
-        " ORDER BY started_at DESC, first_position DESC LIMIT {}",
+        " ORDER BY {column} DESC, first_position DESC LIMIT {}",
         limit + 1
     ));
     (sql, args)
+}
+
+pub(crate) fn tree(conn: &Connection, id: Uuid) -> Result<Option<RunTree>> {
+    let text = id.to_string();
+    let by_run: Option<String> = conn
+        .prepare_cached("SELECT correlation_id FROM agent_runs WHERE run_id = ?1")?
+        .query_row([&text], |r| r.get(0))
+        .optional()?;
+    let correlation = match by_run {
+        Some(c) => c,
+        None => text,
+    };
+    // `agent_runs_by_correlation` finds the rows; SQLite orders them by
+    // their key, keeping the first MAX_TREE_RUNS + 1 only.
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM agent_runs INDEXED BY agent_runs_by_correlation WHERE correlation_id = ?1 \
+         ORDER BY first_position LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params![correlation, MAX_TREE_RUNS as i64 + 1])?;
+    let mut runs = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = false;
+    while let Some(row) = rows.next()? {
+        let size = stored_bytes(row)?;
+        if runs.len() == MAX_TREE_RUNS
+            || (!runs.is_empty() && bytes.saturating_add(size) > MAX_TREE_BYTES)
+        {
+            truncated = true;
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        runs.push(AgentRun::from_sql(row)?);
+    }
+    let Some(first) = runs.first() else {
+        return Ok(None);
+    };
+    Ok(Some(RunTree {
+        correlation_id: first.correlation_id,
+        runs,
+        truncated,
+    }))
 }
 
 pub(crate) fn get(conn: &Connection, run_id: RunId) -> Result<Option<RunDetail>> {
@@ -448,22 +682,30 @@ mod tests {
     #[test]
     fn cursors_round_trip_through_text() {
         let c = Cursor {
-            started_at: Timestamp(1_700_000_000_123_456),
+            key: CursorKey::Started(Timestamp(1_700_000_000_123_456)),
             first_position: Position(42),
         };
         assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        let d = Cursor {
+            key: CursorKey::Duration(1_234),
+            first_position: Position(7),
+        };
+        assert_eq!(d.to_string(), "d1234_7");
+        assert_eq!(d.to_string().parse::<Cursor>().unwrap(), d);
+        assert_eq!(d.sort(), RunSort::Duration);
         assert!(matches!(
             "nope".parse::<Cursor>(),
             Err(Error::InvalidInput(_))
         ));
         assert!("12_notanumber".parse::<Cursor>().is_err());
+        assert!("dx_1".parse::<Cursor>().is_err());
     }
 
     /// The plan of `list`'s query, one line per step.
-    fn plan(filter: &RunFilter, cursor: Option<Cursor>) -> Vec<String> {
+    fn plan(filter: &RunFilter, sort: RunSort, cursor: Option<Cursor>) -> Vec<String> {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::agent_runs::schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
-        let (sql, args) = list_query(filter, cursor, 10);
+        let (sql, args) = list_query(filter, sort, cursor, 10);
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
             .unwrap()
@@ -474,11 +716,11 @@ mod tests {
     #[test]
     fn the_newest_page_walks_the_time_index_and_never_sorts_the_table() {
         let cursor = Cursor {
-            started_at: Timestamp(1_700_000_000_000_000),
+            key: CursorKey::Started(Timestamp(1_700_000_000_000_000)),
             first_position: Position(42),
         };
         for cursor in [None, Some(cursor)] {
-            let plan = plan(&RunFilter::default(), cursor);
+            let plan = plan(&RunFilter::default(), RunSort::Started, cursor);
             assert!(
                 plan.iter()
                     .any(|p| p.contains("USING INDEX agent_runs_by_time")),
@@ -491,5 +733,122 @@ mod tests {
                 "{plan:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_filter_walks_an_index_in_the_lists_order() {
+        let correlation = Uuid::from_u128(7);
+        let cases = [
+            (RunFilter::new().target("slack"), "agent_runs_by_target"),
+            (
+                RunFilter::new().kind(RunKind::Connector),
+                "agent_runs_by_time",
+            ),
+            (
+                RunFilter::new().status(RunStatus::Failed),
+                "agent_runs_by_status",
+            ),
+            (RunFilter::new().intent("sms.send"), "agent_runs_by_intent"),
+            (
+                RunFilter::new().error_kind(ErrorKind::InDoubt),
+                "agent_runs_by_error_kind",
+            ),
+            (
+                RunFilter::new().correlation_id(correlation),
+                "agent_runs_by_correlation",
+            ),
+            (
+                RunFilter::new().started_between(Some(Timestamp(5)), Some(Timestamp(9))),
+                "agent_runs_by_time",
+            ),
+        ];
+        let started = Cursor {
+            key: CursorKey::Started(Timestamp(1_700_000_000_000_000)),
+            first_position: Position(42),
+        };
+        for (filter, index) in cases {
+            for cursor in [None, Some(started)] {
+                let plan = plan(&filter, RunSort::Started, cursor);
+                assert!(
+                    plan.iter().any(|p| p.contains(&format!("INDEX {index}"))),
+                    "{filter:?}: {plan:?}"
+                );
+                assert!(
+                    !plan.iter().any(|p| p == "USE TEMP B-TREE FOR ORDER BY"),
+                    "{filter:?}: {plan:?}"
+                );
+            }
+            // Longest first: an index finds the rows, never a scan of the
+            // table.
+            let plan = plan(&filter, RunSort::Duration, None);
+            assert!(
+                plan.iter()
+                    .all(|p| !p.starts_with("SCAN agent_runs") || p.contains("INDEX")),
+                "{filter:?}: {plan:?}"
+            );
+        }
+        // Longest first with no other filter walks the duration index,
+        // cursor or not, without sorting.
+        let longest = Cursor {
+            key: CursorKey::Duration(1_000),
+            first_position: Position(42),
+        };
+        for cursor in [None, Some(longest)] {
+            let plan = plan(&RunFilter::new(), RunSort::Duration, cursor);
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("INDEX agent_runs_by_duration")),
+                "{plan:?}"
+            );
+            assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+        }
+    }
+
+    #[test]
+    fn a_tree_is_bounded_and_says_so() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::agent_runs::schema::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let big = Uuid::from_u128(1);
+        let small = Uuid::from_u128(2);
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO agent_runs (run_id, correlation_id, kind, target, operation, \
+                     status, attempts, input, started_at, first_position, last_position) \
+                     VALUES (?1, ?2, 'agent', 'echo', 'run', 'running', 1, '{}', ?3, ?3, ?3)",
+                )
+                .unwrap();
+            for i in 0..=MAX_TREE_RUNS as u128 + 1 {
+                let correlation = if i == 0 { small } else { big };
+                // Started later the earlier in the log: the order is the log's.
+                let at = 1_000_000 - i as i64;
+                insert
+                    .execute(rusqlite::params![
+                        Uuid::from_u128(1000 + i).to_string(),
+                        correlation.to_string(),
+                        at
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let cut = tree_of(&conn, big);
+        assert_eq!(cut.runs.len(), MAX_TREE_RUNS);
+        assert!(cut.truncated);
+        assert!(
+            cut.runs
+                .windows(2)
+                .all(|w| w[0].first_position < w[1].first_position)
+        );
+        // By a run id: that run's correlation.
+        let by_run = tree_of(&conn, Uuid::from_u128(1000));
+        assert_eq!((by_run.correlation_id, by_run.runs.len()), (small, 1));
+        assert!(!by_run.truncated);
+        assert_eq!(tree(&conn, Uuid::from_u128(3)).unwrap(), None);
+    }
+
+    fn tree_of(conn: &Connection, id: Uuid) -> RunTree {
+        tree(conn, id).unwrap().unwrap()
     }
 }

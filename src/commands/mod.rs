@@ -4,6 +4,7 @@ mod audit;
 mod control;
 mod demo;
 mod log;
+mod output;
 mod query;
 mod replay;
 mod run;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(data, store, connectors_from_env()?, args).await,
         Command::Runs(RunsCommand::List(args)) => query::list(data, args),
         Command::Runs(RunsCommand::Show(args)) => query::show(data, store, args).await,
+        Command::Runs(RunsCommand::Tree(args)) => query::tree(data, args),
         Command::Runs(RunsCommand::Cancel(args)) => control::cancel(args).await,
         Command::Runs(RunsCommand::Resolve(args)) => control::resolve(args).await,
         Command::Report(args) => query::report(data, args),

@@ -1,19 +1,22 @@
-//! `neonhub runs list|show` and `neonhub report`: read the AgentRun table.
-//! `runs list` and `report` read the table alone, as it stands (a running
-//! `neonhub serve` keeps it current), and never open the log; `runs show`
-//! also reads the run's events, so it brings the table up to date with the
-//! log first when no server holds it.
+//! `neonhub runs list|show|tree` and `neonhub report`: read the AgentRun
+//! table. `runs list`, `runs tree` and `report` read the table alone, as it
+//! stands (a running `neonhub serve` keeps it current), and never open the
+//! log; `runs show` also reads the run's events, so it brings the table up
+//! to date with the log first when no server holds it.
 
 use neonhub_events::{Direction, ReadFrom, RecordedEvent, SharedStore};
-use neonhub_projections::{AgentRunsProjection, ProjectionRunner, RunFilter, RunQueries};
+use neonhub_projections::{
+    AgentRunsProjection, MAX_PAGE_SIZE, ProjectionRunner, RunFilter, RunQueries, Timeline,
+};
 use serde_json::{Value, json};
 
+use super::output::{self, RunsOutput};
 use super::{print_json, table};
-use crate::cli::{Format, ListArgs, ReportArgs, ShowArgs};
+use crate::cli::{ListArgs, OutputFormat, ReportArgs, ShowArgs, TreeArgs};
 use crate::config::{DataDir, StoreConfig, format_time};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
-use crate::view::{detail_json, event_json, report_json, run_json};
+use crate::view::{RunView, detail_json, event_json, report_json, timeline_json, tree_json};
 
 /// Opens the store and catches the table up, unless a running `neonhub
 /// serve` holds the data directory (it keeps the table current itself):
@@ -53,39 +56,74 @@ fn queries(data: &DataDir) -> Result<RunQueries> {
     Ok(RunQueries::open(path)?)
 }
 
-/// Reads the table only: the log is not opened.
+/// Reads the table only: the log is not opened. Pages of at most
+/// [`MAX_PAGE_SIZE`] runs are read and printed one after the other until
+/// `--limit` runs (or, with `--all`, every match) are out, so memory stays
+/// flat whatever the count.
 pub(super) fn list(data: DataDir, args: ListArgs) -> Result<()> {
-    let mut filter = RunFilter::new();
+    let mut filter = RunFilter::new().started_between(args.since, args.until);
     if let Some(agent) = args.agent {
         filter = filter.target(agent);
+    }
+    if let Some(kind) = args.kind {
+        filter = filter.kind(kind);
     }
     if let Some(status) = args.status {
         filter = filter.status(status);
     }
-    if let Some(since) = args.since {
-        filter = filter.started_between(Some(since), None);
+    if let Some(kind) = args.error_kind {
+        filter = filter.error_kind(kind);
     }
-    if args.limit == 0 || args.limit > neonhub_projections::MAX_PAGE_SIZE {
+    if let Some(correlation) = args.correlation {
+        filter = filter.correlation_id(correlation);
+    }
+    if let Some(cursor) = args.cursor.filter(|c| c.sort() != args.sort) {
         return Err(Error::Usage(format!(
-            "--limit must be 1 to {}",
-            neonhub_projections::MAX_PAGE_SIZE
+            "--cursor {cursor} pages through --sort {}: give the same --sort",
+            cursor.sort().as_str()
         )));
     }
-    let page = queries(&data)?.list(&filter, None, args.limit)?;
-    if page.next.is_some() && page.runs.len() < args.limit {
-        eprintln!(
-            "note: {} runs shown, fewer than --limit {}: a page holds at most 4 MiB of run \
-             text, and more runs match",
-            page.runs.len(),
-            args.limit
-        );
+    let queries = queries(&data)?;
+    let mut remaining = if args.all { u64::MAX } else { args.limit };
+    let mut cursor = args.cursor;
+    let mut out = RunsOutput::new(args.format);
+    loop {
+        let size = usize::try_from(remaining.min(MAX_PAGE_SIZE as u64)).unwrap_or(MAX_PAGE_SIZE);
+        let page = queries.list_sorted(&filter, args.sort, cursor, size)?;
+        out.page(&page.runs);
+        remaining -= page.runs.len() as u64;
+        cursor = page.next;
+        if cursor.is_none() || remaining == 0 {
+            break;
+        }
     }
+    out.finish(cursor);
+    Ok(())
+}
+
+/// Reads the table only: the log is not opened.
+pub(super) fn tree(data: DataDir, args: TreeArgs) -> Result<()> {
+    let tree = queries(&data)?.tree(args.id)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "no run and no correlation {} in the AgentRun table",
+            args.id
+        ))
+    })?;
     match args.format {
-        Format::Json => print_json(&json!({
-            "runs": page.runs.iter().map(run_json).collect::<Vec<_>>(),
-            "next_cursor": page.next.map(|c| c.to_string()),
-        })),
-        Format::Table => print!("{}", table::runs_table(&page.runs)),
+        OutputFormat::Json => print_json(&tree_json(&tree)),
+        OutputFormat::Jsonl => output::print_jsonl(tree.runs.iter().map(RunView::from)),
+        OutputFormat::Csv => output::runs_csv(&tree.runs),
+        OutputFormat::Table => {
+            println!("correlation {}", tree.correlation_id);
+            print!("{}", table::tree_table(&tree.runs));
+        }
+    }
+    if tree.truncated && args.format != OutputFormat::Json {
+        eprintln!(
+            "note: only the first {} runs of correlation {} are shown (the tree is bounded)",
+            tree.runs.len(),
+            tree.correlation_id
+        );
     }
     Ok(())
 }
@@ -104,15 +142,24 @@ pub(super) async fn show(data: DataDir, store: StoreConfig, args: ShowArgs) -> R
     let (events, archived) = run_events(&*log, run_id).await?;
     let codec = neonhub_events::Codec::new();
     match args.format {
-        Format::Json => {
+        OutputFormat::Json | OutputFormat::Jsonl => {
             let mut value = detail_json(&detail);
             value["events"] = Value::Array(events.iter().map(|e| event_json(&codec, e)).collect());
             if let Some(archived) = &archived {
                 value["events_archived"] = Value::String(archived.clone());
             }
-            print_json(&value);
+            if args.format == OutputFormat::Json {
+                print_json(&value);
+            } else {
+                println!("{value}");
+            }
         }
-        Format::Table => {
+        OutputFormat::Csv => {
+            let mut runs = vec![detail.run.clone()];
+            runs.extend(detail.children.iter().cloned());
+            output::runs_csv(&runs);
+        }
+        OutputFormat::Table => {
             print!("{}", table::runs_table(std::slice::from_ref(&detail.run)));
             println!("\ninput:  {}", detail.run.input);
             if let Some(output) = &detail.run.output {
@@ -167,12 +214,35 @@ async fn run_events(
 
 /// Reads the table only: the log is not opened.
 pub(super) fn report(data: DataDir, args: ReportArgs) -> Result<()> {
-    let reports = queries(&data)?.report(args.since, None)?;
+    if let Some(by) = args.by {
+        let mut query = Timeline::window(by, args.since, args.until);
+        if let Some(agent) = args.agent {
+            query = query.target(agent);
+        }
+        if let Some(kind) = args.kind {
+            query = query.kind(kind);
+        }
+        // The window's bound is the caller's to fix: a usage error.
+        query.buckets().map_err(|e| Error::Usage(e.to_string()))?;
+        let buckets = queries(&data)?.timeline(&query)?;
+        match args.format {
+            OutputFormat::Json => {
+                print_json(&timeline_json(by, &buckets));
+            }
+            OutputFormat::Jsonl => output::buckets_jsonl(&buckets),
+            OutputFormat::Csv => output::buckets_csv(&buckets),
+            OutputFormat::Table => print!("{}", table::timeline_table(&buckets)),
+        }
+        return Ok(());
+    }
+    let reports = queries(&data)?.report(args.since, args.until)?;
     match args.format {
-        Format::Json => print_json(&json!({
+        OutputFormat::Json => print_json(&json!({
             "agents": reports.iter().map(report_json).collect::<Vec<_>>()
         })),
-        Format::Table => print!("{}", table::report_table(&reports)),
+        OutputFormat::Jsonl => output::reports_jsonl(&reports),
+        OutputFormat::Csv => output::reports_csv(&reports),
+        OutputFormat::Table => print!("{}", table::report_table(&reports)),
     }
     Ok(())
 }

@@ -138,6 +138,7 @@ impl Server {
                 .route("/v1/runs", get().to(routes::list_runs))
                 .route("/v1/runs/{run_id}", get().to(routes::get_run))
                 .route("/v1/runs/{run_id}/events", get().to(routes::run_events))
+                .route("/v1/runs/{run_id}/tree", get().to(routes::run_tree))
                 .route(
                     "/v1/runs/{run_id}/cancel",
                     web::post().to(routes::cancel_run),
@@ -147,6 +148,7 @@ impl Server {
                     web::post().to(routes::resolve_step),
                 )
                 .route("/v1/reports/agents", get().to(routes::report))
+                .route("/v1/reports/timeline", get().to(routes::timeline))
                 .route("/v1/events", get().to(sse::feed))
                 .route("/v1/agents", get().to(routes::agents))
                 .route("/metrics", get().to(routes::metrics))

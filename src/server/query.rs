@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev};
-use neonhub_events::{Position, RunId, RunKind, Timestamp};
-use neonhub_projections::{Cursor, MAX_PAGE_SIZE, RunStatus};
+use neonhub_events::{ErrorKind, Position, RunId, RunKind, Timestamp};
+use neonhub_projections::{Cursor, MAX_PAGE_SIZE, RunSort, RunStatus, TimelineBy};
 use serde::de::{DeserializeOwned, Error as _, value::MapDeserializer};
 use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
 
 use super::errors::ApiError;
 use crate::config::parse_time;
@@ -137,6 +138,37 @@ impl Param for RunStatus {
     }
 }
 
+impl Param for ErrorKind {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| {
+                let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("expected one of {}", kinds.join(", "))
+            })
+    }
+}
+
+impl Param for Uuid {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        Uuid::parse_str(text).map_err(|_| format!("{text:?} is not a UUID"))
+    }
+}
+
+impl Param for RunSort {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map_err(|_| "expected started or duration".to_owned())
+    }
+}
+
+impl Param for TimelineBy {
+    fn parse_param(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|_| "expected hour or day".to_owned())
+    }
+}
+
 impl Param for Cursor {
     fn parse_param(text: &str) -> Result<Self, String> {
         text.parse()
@@ -182,7 +214,7 @@ pub(crate) struct SubmitParams {
 /// The largest page `GET /v1/runs` answers, as a parameter bound.
 const MAX_LIMIT: u64 = MAX_PAGE_SIZE as u64;
 
-/// `GET /v1/runs?agent=&kind=&status=&intent=&since=&until=&limit=&cursor=`.
+/// `GET /v1/runs?agent=&kind=&status=&intent=&error_kind=&correlation=&since=&until=&sort=&limit=&cursor=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
@@ -194,10 +226,19 @@ pub(crate) struct ListParams {
     pub(crate) status: Option<RunStatus>,
     #[serde(default, deserialize_with = "param")]
     pub(crate) intent: Option<String>,
+    /// The run error's kind (`error.kind` of a row).
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) error_kind: Option<ErrorKind>,
+    /// A correlation id: the runs of one request.
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) correlation: Option<Uuid>,
     #[serde(default, deserialize_with = "param")]
     pub(crate) since: Option<Timestamp>,
     #[serde(default, deserialize_with = "param")]
     pub(crate) until: Option<Timestamp>,
+    /// `started` (newest first, the default) or `duration` (longest first).
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) sort: Option<RunSort>,
     #[serde(default, deserialize_with = "param")]
     pub(crate) limit: Option<Between<1, MAX_LIMIT>>,
     #[serde(default, deserialize_with = "param")]
@@ -212,6 +253,23 @@ pub(crate) struct ReportParams {
     pub(crate) since: Option<Timestamp>,
     #[serde(default, deserialize_with = "param")]
     pub(crate) until: Option<Timestamp>,
+}
+
+/// `GET /v1/reports/timeline?since=&until=&by=&agent=&kind=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimelineParams {
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) since: Option<Timestamp>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) until: Option<Timestamp>,
+    /// `hour` (the default) or `day`.
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) by: Option<TimelineBy>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) agent: Option<String>,
+    #[serde(default, deserialize_with = "param")]
+    pub(crate) kind: Option<RunKind>,
 }
 
 /// `GET /v1/events?from=`.
@@ -269,6 +327,22 @@ mod tests {
         let Query(p) = Query::<ListParams>::parse("limit=1000&kind=connector").unwrap();
         assert_eq!(p.limit.map(|l| l.0), Some(1000));
         assert_eq!(p.kind, Some(RunKind::Connector));
+        let Query(p) = Query::<ListParams>::parse(
+            "error_kind=in_doubt&sort=duration&correlation=0193a8f0-0000-7000-8000-000000000000",
+        )
+        .unwrap();
+        assert_eq!(p.error_kind, Some(ErrorKind::InDoubt));
+        assert_eq!(p.sort, Some(RunSort::Duration));
+        assert!(p.correlation.is_some());
+        for bad in ["error_kind=oops", "sort=size", "correlation=42"] {
+            let name = bad.split('=').next().unwrap();
+            let err = Query::<ListParams>::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{name}:")), "{err}");
+        }
+        let err = Query::<TimelineParams>::parse("by=week")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("by: expected hour or day"), "{err}");
         let err = Query::<SubmitParams>::parse("timeout_ms=0")
             .unwrap_err()
             .to_string();

@@ -6,18 +6,20 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use neonhub_actors::{CancelRun, ResolveStep, StartRun, SubmitRun};
 use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
-use neonhub_projections::{ProjectionState, RunFilter, RunQueries};
+use neonhub_projections::{ProjectionState, RunFilter, RunQueries, Timeline, TimelineBy};
 use serde::Serialize;
 
 use super::AppState;
 use super::body::{Accepting, JsonBody, JsonMediaType, NewRun, Resolution, cancel_reason};
 use super::errors::{ApiError, ErrorCode};
-use super::query::{ListParams, NoParams, PathRunId, Query, ReportParams, SubmitParams};
+use super::query::{
+    ListParams, NoParams, PathRunId, Query, ReportParams, SubmitParams, TimelineParams,
+};
 use super::responses::{
     AgentsReport, Cancelling, CatalogView, EventsPage, Health, Ready, Resolved, Running, RunsPage,
 };
 use super::telemetry;
-use crate::view::{EventView, ReportView, RunDetailView, RunView};
+use crate::view::{EventView, ReportView, RunDetailView, RunTreeView, RunView, TimelineView};
 
 /// How long `POST /v1/runs?wait=true` waits by default.
 const DEFAULT_WAIT_MS: u64 = 30_000;
@@ -291,6 +293,12 @@ fn run_filter(params: ListParams) -> (RunFilter, usize) {
     if let Some(intent) = params.intent {
         filter = filter.intent(intent);
     }
+    if let Some(kind) = params.error_kind {
+        filter = filter.error_kind(kind);
+    }
+    if let Some(correlation) = params.correlation {
+        filter = filter.correlation_id(correlation);
+    }
     filter = filter.started_between(params.since, params.until);
     let limit = params.limit.map_or(DEFAULT_LIMIT, |l| l.0);
     (filter, usize::try_from(limit).unwrap_or(usize::MAX))
@@ -302,9 +310,12 @@ pub(crate) async fn list_runs(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let cursor = params.cursor.take();
+    let sort = params.sort.take().unwrap_or_default();
     let (filter, limit) = run_filter(params);
     let path = state.projection_path.clone();
-    let page = web::block(move || RunQueries::open(path)?.list(&filter, cursor, limit)).await??;
+    let page =
+        web::block(move || RunQueries::open(path)?.list_sorted(&filter, sort, cursor, limit))
+            .await??;
     Ok(json_response(
         StatusCode::OK,
         &RunsPage {
@@ -327,6 +338,54 @@ pub(crate) async fn report(
         &AgentsReport {
             agents: reports.iter().map(ReportView::from).collect(),
         },
+    ))
+}
+
+/// `GET /v1/runs/{id}/tree`: every run of the request `{id}` names (a run
+/// id, whose correlation is taken, or a correlation id), in first-position
+/// order, as rows of `GET /v1/runs`; at most 10,000 runs (and 32 MiB of
+/// run text), with `truncated: true` past that. 404 `not_found` when
+/// `{id}` is neither.
+pub(crate) async fn run_tree(
+    PathRunId(id): PathRunId,
+    _: Query<NoParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let uuid = *id.as_uuid();
+    let path = state.projection_path.clone();
+    let tree = web::block(move || RunQueries::open(path)?.tree(uuid))
+        .await??
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no run and no correlation {uuid} in the AgentRun table"),
+            )
+        })?;
+    Ok(json_response(StatusCode::OK, &RunTreeView::from(&tree)))
+}
+
+/// `GET /v1/reports/timeline?since=&until=&by=hour|day&agent=&kind=`: runs,
+/// failures and p50/p95/p99 per bucket of start time, oldest first, every
+/// bucket of the window (empty ones zero); `until` defaults to now, `since`
+/// to a day (by hour) or 30 days (by day) before it. A window of more than
+/// 1000 buckets is a 400 saying to narrow it.
+pub(crate) async fn timeline(
+    Query(params): Query<TimelineParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let by = params.by.unwrap_or(TimelineBy::Hour);
+    let mut query = Timeline::window(by, params.since, params.until);
+    if let Some(agent) = params.agent {
+        query = query.target(agent);
+    }
+    if let Some(kind) = params.kind {
+        query = query.kind(kind);
+    }
+    let path = state.projection_path.clone();
+    let buckets = web::block(move || RunQueries::open(path)?.timeline(&query)).await??;
+    Ok(json_response(
+        StatusCode::OK,
+        &TimelineView::new(by, &buckets),
     ))
 }
 

@@ -382,9 +382,28 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(indexes, 6);
+        assert_eq!(indexes, 8);
         // Reopening an existing file keeps it.
         drop(AgentRunsProjection::open(&path).unwrap());
+        // A version 2 file gets the indexes version 3 added.
+        conn.execute_batch(
+            "DROP INDEX agent_runs_by_error_kind; DROP INDEX agent_runs_by_duration;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(AgentRunsProjection::open(&path).unwrap());
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'agent_runs_by_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 8);
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(conn);

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS agent_runs (
@@ -64,6 +64,19 @@ CREATE INDEX IF NOT EXISTS agent_runs_by_correlation
     ON agent_runs (correlation_id, started_at);
 CREATE INDEX IF NOT EXISTS agent_runs_by_parent ON agent_runs (parent_run_id, started_at)
     WHERE parent_run_id IS NOT NULL;
+";
+
+/// Version 2 to 3 (and part of every new file): the indexes of the
+/// reporting filters added later, so that a page of `GET /v1/runs` walks an
+/// index whatever it filters on. Both are partial (only rows with a value):
+/// by error kind (failed runs, and running runs a failed attempt left its
+/// error on), newest first; and by duration (finished runs), longest first
+/// for `sort=duration`. Each ends, as every index, with the row's key.
+const INDEXES_V3: &str = "
+CREATE INDEX IF NOT EXISTS agent_runs_by_error_kind ON agent_runs (error_kind, started_at)
+    WHERE error_kind IS NOT NULL;
+CREATE INDEX IF NOT EXISTS agent_runs_by_duration ON agent_runs (duration_micros)
+    WHERE duration_micros IS NOT NULL;
 ";
 
 /// The projection's name: its checkpoint key.
@@ -120,14 +133,18 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             let tx = conn.transaction()?;
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(INDEXES_V1)?;
+            tx.execute_batch(INDEXES_V3)?;
             tx.execute_batch(metrics::SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())
         }
-        1 => {
+        1 | 2 => {
             let tx = conn.transaction()?;
-            tx.execute_batch(MIGRATE_V1_TO_V2)?;
+            if version == 1 {
+                tx.execute_batch(MIGRATE_V1_TO_V2)?;
+            }
+            tx.execute_batch(INDEXES_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())

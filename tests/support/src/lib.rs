@@ -13,6 +13,7 @@
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
 //! | `service` | `service::InProcess`, `service::ServeProcess`, `load` | the root scenarios |
 //! | `http` + `service` | `twilio::live_twilio`, `twilio::fake_twilio` | the root scenarios with live Twilio |
+//! | `projections` + `service` | `runs::record`: a data directory of runs shaped by the test | the reporting scenarios |
 //!
 //! A dev-only crate: nothing here ships in the `neonhub` binary.
 
@@ -28,6 +29,8 @@ mod memory;
 mod net;
 #[cfg(feature = "projections")]
 pub mod projections;
+#[cfg(all(feature = "service", feature = "projections"))]
+pub mod runs;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod tools;
