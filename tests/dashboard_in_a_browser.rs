@@ -157,7 +157,11 @@ impl Api {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 
@@ -309,10 +313,12 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
     // The page and its files need no token and are locked down; the API does.
     let page = http.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'self'"), "{csp}");
     let etag = page.headers()["etag"].to_str().unwrap().to_owned();
@@ -329,10 +335,12 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
         .await
         .unwrap();
     assert_eq!(script.status(), 200);
-    assert!(script.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     for (path, status) in [("/assets/nothing.js", 404), ("/v1/runs", 401)] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), status, "{path}");
@@ -343,7 +351,11 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
     let all = scene.api.ids("").await;
     wait_for_rows(&scene.browser, "every run", &all).await;
     wait_until_within("the projection's lag in the header", SHOW, || async {
-        let lag = eval(&scene.browser, "return document.getElementById('lag').textContent").await;
+        let lag = eval(
+            &scene.browser,
+            "return document.getElementById('lag').textContent",
+        )
+        .await;
         lag.as_str().is_some_and(|l| l.starts_with("lag: 0 events"))
     })
     .await;

@@ -122,9 +122,7 @@ fn serve(req: &HttpRequest, i: usize) -> HttpResponse {
     if fresh {
         return response.finish();
     }
-    response
-        .content_type(asset.content_type)
-        .body(asset.body)
+    response.content_type(asset.content_type).body(asset.body)
 }
 
 #[cfg(test)]
@@ -175,7 +173,13 @@ mod tests {
         let req = TestRequest::default().to_http_request();
         let first = serve(&req, 1);
         assert_eq!(first.status(), 200);
-        let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let etag = first
+            .headers()
+            .get(header::ETAG)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
         let req = TestRequest::default()
             .insert_header((header::IF_NONE_MATCH, format!("W/\"x\", {etag}")))
             .to_http_request();

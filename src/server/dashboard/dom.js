@@ -52,6 +52,7 @@ export function time(text) {
 /** Milliseconds as a short duration. */
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '';
+  if (ms === 0) return '0 ms';
   if (ms < 1) return `${ms.toFixed(3)} ms`;
   if (ms < 1000) return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;

@@ -66,7 +66,8 @@ function rowFromStarted(event) {
 }
 
 function runRow(run, fresh) {
-  const short = run.run_id.slice(0, 8);
+  // UUID v7 ids share their leading (time) digits: the tail tells them apart.
+  const short = `…${run.run_id.slice(-8)}`;
   const corr = run.correlation_id ?? '';
   return h('tr', {
     class: fresh ? 'fresh' : undefined,
@@ -83,7 +84,7 @@ function runRow(run, fresh) {
   h('td', {}, run.error ? run.error.kind : ''),
   h('td', {class: 'clip', title: run.error ? run.error.message : ''}, run.error ? preview(run.error.message, 60) : ''),
   h('td', {class: 'clip mono', title: preview(run.input, 2000)}, preview(run.input, 50)),
-  h('td', {class: 'mono'}, corr ? h('a', {href: `#/runs?correlation=${encodeURIComponent(corr)}`, title: corr}, corr.slice(0, 8)) : ''));
+  h('td', {class: 'mono'}, corr ? h('a', {href: `#/runs?correlation=${encodeURIComponent(corr)}`, title: corr}, `…${corr.slice(-8)}`) : ''));
 }
 
 export function runsPage({main, params, showError, go}) {
