@@ -187,6 +187,23 @@ async fn eval(browser: &Client, script: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Polls `script` until it answers something other than `null`; that answer.
+async fn wait_for_script(browser: &Client, what: &str, script: &str) -> Value {
+    let mut answer = Value::Null;
+    let shown = tokio::time::timeout(SHOW, async {
+        loop {
+            answer = eval(browser, script).await;
+            if !answer.is_null() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(shown.is_ok(), "timed out waiting for {what}");
+    answer
+}
+
 /// The run ids of the rows of the runs table, sorted.
 async fn shown_ids(browser: &Client) -> Vec<String> {
     let ids = eval(
@@ -446,23 +463,12 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
         .map(|c| c["run_id"].as_str().unwrap().to_owned())
         .collect();
     assert!(!children.is_empty(), "{detail}");
-    let mut shown = Value::Null;
     let script = "if (document.querySelector('#main').dataset.loaded !== 'run') return null; \
         return {tree: [...document.querySelectorAll('#tree li[data-run-id]')].map(li => li.dataset.runId), \
         bars: document.querySelectorAll('#timeline rect.bar').length, \
         events: [...document.querySelectorAll('#events-table tr[data-type]')].map(tr => tr.dataset.type), \
         id: document.getElementById('run-id').textContent}";
-    let opened = tokio::time::timeout(SHOW, async {
-        loop {
-            shown = eval(&scene.browser, script).await;
-            if !shown.is_null() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(opened.is_ok(), "the run page did not load");
+    let shown = wait_for_script(&scene.browser, "the run page", script).await;
     assert_eq!(shown["id"], email_id.as_str(), "{shown}");
     let tree: Vec<&str> = shown["tree"]
         .as_array()
@@ -513,34 +519,62 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
     .await;
     let kept = eval(&scene.browser, "return window.notReloaded === true").await;
     assert_eq!(kept, Value::Bool(true), "the page was reloaded");
+
+    // The report per agent and connector, and the health page.
+    scene
+        .browser
+        .find(Locator::Css("#nav-report"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = wait_for_script(
+        &scene.browser,
+        "the report table",
+        "const row = document.querySelector('#report-table tr[data-target=\"sms\"][data-kind=\"agent\"]'); \
+         return row ? [...row.cells].map(c => c.textContent) : null",
+    )
+    .await;
+    // Two sms runs, one failed: 50 %.
+    assert_eq!(report[2], "2", "{report}");
+    assert_eq!(report[6], "50.0 %", "{report}");
+    scene
+        .browser
+        .find(Locator::Css("#nav-health"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let health = wait_for_script(
+        &scene.browser,
+        "the health page",
+        "const gmail = document.querySelector('#connectors-table tr[data-connector=\"gmail\"]'); \
+         const lag = document.getElementById('projection-lag'); \
+         return gmail && lag ? {breaker: gmail.dataset.breaker, lag: lag.textContent} : null",
+    )
+    .await;
+    assert_eq!(health["breaker"], "closed", "{health}");
+    assert_eq!(health["lag"], "0 events", "{health}");
     scene.finish().await;
 }
 
-/// Needs `GET /v1/runs/{id}/tree` (the `reporting` branch): without it the
-/// page shows only the step and its own steps.
+/// Needs `GET /v1/runs/{id}/tree` and `GET /v1/reports/timeline` (the
+/// `reporting` branch): without them the page shows only the step and its
+/// own steps, and the report no chart.
 #[actix_rt::test]
-async fn a_step_page_shows_its_whole_correlation() {
+async fn a_step_shows_its_whole_correlation_and_the_report_a_chart() {
     let scene = Scene::start().await;
     let email_id = scene.email["run_id"].as_str().unwrap().to_owned();
     let detail = scene.api.get(&format!("/v1/runs/{email_id}")).await;
     let step = detail["children"][0]["run_id"].as_str().unwrap().to_owned();
     scene.open_with_token(&format!("#/run/{step}")).await;
-    let mut shown = Value::Null;
     let script = "if (document.querySelector('#main').dataset.loaded !== 'run') return null; \
         const tree = document.getElementById('tree'); \
         return {source: tree.dataset.source, \
         runs: [...tree.querySelectorAll('li[data-run-id]')].map(li => li.dataset.runId)}";
-    let loaded = tokio::time::timeout(SHOW, async {
-        loop {
-            shown = eval(&scene.browser, script).await;
-            if !shown.is_null() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(loaded.is_ok(), "the step's page did not load");
+    let shown = wait_for_script(&scene.browser, "the step's page", script).await;
     assert_eq!(
         shown["source"], "tree",
         "the page fell back to the step alone: the server has no GET /v1/runs/{{id}}/tree ({shown})"
@@ -552,5 +586,30 @@ async fn a_step_page_shows_its_whole_correlation() {
         "the root first: {shown}"
     );
     assert!(runs.iter().any(|r| r == step.as_str()), "{shown}");
+
+    // The report's chart: a bar for the hour of these runs.
+    scene
+        .browser
+        .find(Locator::Css("#nav-report"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let chart = wait_for_script(
+        &scene.browser,
+        "the timeline chart",
+        "const chart = document.getElementById('chart'); \
+         if (!chart || (!chart.querySelector('svg') && /Loading/.test(chart.textContent))) return null; \
+         return {text: chart.textContent, \
+         runs: [...chart.querySelectorAll('g.bucket')].reduce((n, g) => n + Number(g.dataset.runs), 0)}",
+    )
+    .await;
+    let all = scene.api.ids("").await;
+    assert_eq!(
+        chart["runs"].as_u64(),
+        Some(all.len() as u64),
+        "the chart counts every run: {chart}"
+    );
     scene.finish().await;
 }

@@ -84,6 +84,10 @@ function chart(timeline) {
   const points = buckets.filter((b) => typeof b.p95_ms === 'number')
     .map((b) => `${(x(b.at) + slot / 2).toFixed(1)},${yp(b.p95_ms).toFixed(1)}`);
   if (points.length > 0) svg.append(s('polyline', {points: points.join(' '), class: 'line-p95'}));
+  for (const point of points) {
+    const [px, py] = point.split(',');
+    svg.append(s('circle', {cx: px, cy: py, r: 2.5, class: 'dot-p95'}));
+  }
   const every = Math.max(1, Math.ceil(slots / 10));
   for (let i = 0; i < slots; i += every) {
     const at = t0 + i * step;

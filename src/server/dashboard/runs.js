@@ -4,7 +4,7 @@
 // is read again.
 
 import {api, withQuery} from './api.js';
-import {h, replace, time, duration, statusBadge, preview, fromMicros} from './dom.js';
+import {h, replace, time, duration, statusBadge, preview, clip, fromMicros} from './dom.js';
 import {subscribe, runIdOf} from './live.js';
 
 /** The filters of `GET /v1/runs` the page keeps in the URL. */
@@ -74,7 +74,7 @@ function runRow(run, fresh) {
     dataset: {runId: run.run_id, kind: run.kind ?? '', status: run.status ?? '', target: run.target ?? ''},
   },
   h('td', {class: 'nowrap', title: run.started_at}, time(run.started_at)),
-  h('td', {class: 'mono'}, h('a', {href: `#/run/${encodeURIComponent(run.run_id)}`, title: run.run_id}, short)),
+  h('td', {class: 'mono nowrap'}, h('a', {href: `#/run/${encodeURIComponent(run.run_id)}`, title: run.run_id}, short)),
   h('td', {}, run.kind),
   h('td', {}, run.target),
   h('td', {}, run.operation),
@@ -82,9 +82,9 @@ function runRow(run, fresh) {
   h('td', {class: 'num'}, run.attempts),
   h('td', {class: 'num nowrap'}, duration(run.duration_ms)),
   h('td', {}, run.error ? run.error.kind : ''),
-  h('td', {class: 'clip', title: run.error ? run.error.message : ''}, run.error ? preview(run.error.message, 60) : ''),
+  h('td', {class: 'clip', title: run.error ? run.error.message : ''}, run.error ? clip(run.error.message, 60) : ''),
   h('td', {class: 'clip mono', title: preview(run.input, 2000)}, preview(run.input, 50)),
-  h('td', {class: 'mono'}, corr ? h('a', {href: `#/runs?correlation=${encodeURIComponent(corr)}`, title: corr}, `…${corr.slice(-8)}`) : ''));
+  h('td', {class: 'mono nowrap'}, corr ? h('a', {href: `#/runs?correlation=${encodeURIComponent(corr)}`, title: corr}, `…${corr.slice(-8)}`) : ''));
 }
 
 export function runsPage({main, params, showError, go}) {
@@ -159,7 +159,8 @@ export function runsPage({main, params, showError, go}) {
     summary.textContent = `${shown} run${shown === 1 ? '' : 's'} shown${nextCursor ? ', more on the next page' : ''}; ${live}.`;
   }
 
-  function put(run, fresh) {
+  /** Shows `run`: in place of its row, else at the end (`append`, a page in the API's order) or by start time. */
+  function put(run, fresh, append = false) {
     body.querySelector('tr.empty')?.remove();
     const tr = runRow(run, fresh);
     const old = rows.get(run.run_id);
@@ -171,7 +172,7 @@ export function runsPage({main, params, showError, go}) {
     }
     // Newest first: before the first row that started earlier.
     let before = null;
-    for (const other of body.children) {
+    for (const other of append ? [] : body.children) {
       const o = runs.get(other.dataset.runId);
       if (o && o.started_at < run.started_at) {
         before = other;
@@ -268,7 +269,7 @@ export function runsPage({main, params, showError, go}) {
     try {
       const page = await api(withQuery('/v1/runs', query));
       if (!alive) return;
-      for (const run of page.runs) put(run, false);
+      for (const run of page.runs) put(run, false, true);
       nextCursor = page.next_cursor;
       next.disabled = !nextCursor;
       next.onclick = () => go('runs', {...f, cursor: nextCursor});
