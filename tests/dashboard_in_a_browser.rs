@@ -3,9 +3,11 @@
 //! it asks for the token and keeps it in session storage only, lists the
 //! runs, filters them (the rows change, the URL reproduces the view), opens
 //! a run with its steps, timeline and events, shows run inputs as text,
-//! and a run submitted through the API appears without a reload. A second
-//! scenario opens a step and sees its whole correlation
-//! (`GET /v1/runs/{id}/tree`).
+//! a run submitted through the API appears without a reload, and the report
+//! and health pages show the figures. A second scenario opens a step and
+//! sees its whole correlation (`GET /v1/runs/{id}/tree`) and the report's
+//! chart (`GET /v1/reports/timeline`); a third cancels a run and resolves a
+//! step in doubt from their pages.
 //!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and
 //! `chromium-driver`, installed by `tests/run`); without them the tests
@@ -17,7 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::ServeProcess;
+use neonhub_test_support::twilio::live_twilio;
 use neonhub_test_support::wait_until_within;
 use serde_json::{Value, json};
 
@@ -243,6 +247,30 @@ async fn wait_for_rows(browser: &Client, what: &str, want: &[String]) {
     );
 }
 
+/// Loads the dashboard at `base/hash` and gives the token when asked.
+async fn open_with_token(browser: &Client, base: &str, hash: &str) {
+    browser.goto(&format!("{base}/{hash}")).await.unwrap();
+    let input = browser
+        .wait()
+        .at_most(SHOW)
+        .for_element(Locator::Css("#token-dialog[open] #token-input"))
+        .await
+        .expect("the dashboard asks for the token");
+    input.send_keys(TOKEN).await.unwrap();
+    click(browser, "#token-submit").await;
+}
+
+/// Clicks the element `css` finds.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// `serve` with a token, chromedriver, and a browser session, with some
 /// runs: an email (a gmail step), two sms (a twilio step; one to an invalid
 /// number fails) and an echo.
@@ -292,25 +320,7 @@ impl Scene {
 
     /// Loads the dashboard and gives the token when asked.
     async fn open_with_token(&self, hash: &str) {
-        self.browser
-            .goto(&format!("{}/{hash}", self.serve.base))
-            .await
-            .unwrap();
-        let input = self
-            .browser
-            .wait()
-            .at_most(SHOW)
-            .for_element(Locator::Css("#token-dialog[open] #token-input"))
-            .await
-            .expect("the dashboard asks for the token");
-        input.send_keys(TOKEN).await.unwrap();
-        self.browser
-            .find(Locator::Css("#token-submit"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        open_with_token(&self.browser, &self.serve.base, hash).await;
     }
 
     async fn finish(self) {
@@ -612,4 +622,140 @@ async fn a_step_shows_its_whole_correlation_and_the_report_a_chart() {
         "the chart counts every run: {chart}"
     );
     scene.finish().await;
+}
+
+/// The operator's actions from a run's page, against live Twilio pointed at
+/// a local server (the first send is answered late and cut off on the wire;
+/// the second gets a 500 and its run ends in doubt):
+/// the cancel button ends a running run `cancelled` with the reason typed,
+/// and "It was sent" on the step in doubt resumes its run, which succeeds
+/// without sending again.
+#[actix_rt::test]
+async fn an_operator_cancels_a_run_and_resolves_a_step_from_its_page() {
+    let vendor = TestServer::start_delaying({
+        let sends = std::sync::atomic::AtomicUsize::new(0);
+        move |request| {
+            if request.method == "GET" {
+                return (200, json!({"messages": []}).to_string(), Duration::ZERO);
+            }
+            match sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                // Under the connector's 10 s timeout: still on the wire
+                // while the page is opened and the button clicked.
+                0 => (
+                    201,
+                    json!({"sid": "SM1", "status": "queued"}).to_string(),
+                    Duration::from_secs(8),
+                ),
+                1 => (500, "{}".to_owned(), Duration::ZERO),
+                _ => (
+                    201,
+                    json!({"sid": "SM2", "status": "queued"}).to_string(),
+                    Duration::ZERO,
+                ),
+            }
+        }
+    });
+    let posts = || vendor.count(|request| request.method == "POST");
+    let data = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::spawn_with(
+        data.path(),
+        &["--token", TOKEN],
+        live_twilio(&vendor.base_url),
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: serve.base.clone(),
+    };
+    let driver = Driver::start().await;
+    let browser = driver.browser(profile.path()).await;
+
+    // Cancel a run whose SMS is on the wire, from its page.
+    let running = api
+        .submit(
+            json!({"agent": "sms", "input": {"to": "+15550001111", "topic": "cancel me"}}),
+            false,
+        )
+        .await;
+    let running_id = running["run_id"].as_str().unwrap().to_owned();
+    wait_until_within("the SMS to reach Twilio", SHOW, || {
+        let hits = posts();
+        async move { hits == 1 }
+    })
+    .await;
+    open_with_token(&browser, &serve.base, &format!("#/run/{running_id}")).await;
+    browser
+        .wait()
+        .at_most(SHOW)
+        .for_element(Locator::Css("#cancel-reason"))
+        .await
+        .expect("a cancel button on a running run's page")
+        .send_keys("wrong number")
+        .await
+        .unwrap();
+    click(&browser, "#cancel-run").await;
+    browser.accept_alert().await.expect("asked to confirm");
+    let summary = wait_for_script(
+        &browser,
+        "the page to show the run cancelled",
+        "const s = document.getElementById('run-summary'); \
+         return s && /cancelled/.test(s.textContent) ? s.textContent : null",
+    )
+    .await;
+    assert!(
+        summary.as_str().unwrap().contains("wrong number"),
+        "{summary}"
+    );
+    let run = api.get(&format!("/v1/runs/{running_id}")).await;
+    assert_eq!(run["error"]["kind"], "cancelled", "{run}");
+
+    // A send answered with a 500 ends in doubt; settle it from the page.
+    let doubt = api
+        .submit(
+            json!({"agent": "sms", "input": {"to": "+15550001111", "topic": "did it go?"}}),
+            true,
+        )
+        .await;
+    assert_eq!(doubt["error"]["kind"], "in_doubt", "{doubt}");
+    assert_eq!(posts(), 2);
+    let doubt_id = doubt["run_id"].as_str().unwrap().to_owned();
+    browser
+        .goto(&format!("{}/#/run/{doubt_id}", serve.base))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(SHOW)
+        .for_element(Locator::Css("#tree .resolve .decided-by"))
+        .await
+        .expect("a resolve form on the step in doubt")
+        .send_keys("dana")
+        .await
+        .unwrap();
+    click(&browser, "#tree .resolve .resolve-sent").await;
+    wait_for_script(
+        &browser,
+        "the page to show the run succeeded",
+        "const s = document.querySelector('#run-summary .status'); \
+         return s && s.textContent === 'succeeded' ? true : null",
+    )
+    .await;
+    let run = api.get(&format!("/v1/runs/{doubt_id}")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(posts(), 2, "the SMS was sent again");
+    let step = run["children"][0]["run_id"].as_str().unwrap().to_owned();
+    let events = api.get(&format!("/v1/runs/{step}/events")).await;
+    let decided = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "step.resolved.v1")
+        .unwrap_or_else(|| panic!("no decision recorded: {events}"));
+    assert_eq!(decided["data"]["decided_by"], "dana", "{decided}");
+    assert_eq!(decided["data"]["outcome"], "sent", "{decided}");
+
+    browser.close().await.unwrap();
+    drop(driver);
+    let (code, _) = serve.terminate();
+    assert_eq!(code, Some(0));
 }
