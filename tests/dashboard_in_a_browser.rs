@@ -171,7 +171,12 @@ impl Api {
 
     /// The run ids of `GET /v1/runs?query`, sorted.
     async fn ids(&self, query: &str) -> Vec<String> {
-        let page = self.get(&format!("/v1/runs?limit=200&{query}")).await;
+        self.page(&format!("limit=200&{query}")).await.0
+    }
+
+    /// The run ids (sorted) and the next cursor of `GET /v1/runs?query`.
+    async fn page(&self, query: &str) -> (Vec<String>, Option<String>) {
+        let page = self.get(&format!("/v1/runs?{query}")).await;
         let mut ids: Vec<String> = page["runs"]
             .as_array()
             .unwrap()
@@ -179,7 +184,7 @@ impl Api {
             .map(|r| r["run_id"].as_str().unwrap().to_owned())
             .collect();
         ids.sort();
-        ids
+        (ids, page["next_cursor"].as_str().map(str::to_owned))
     }
 }
 
@@ -408,6 +413,20 @@ async fn the_dashboard_lists_filters_opens_and_follows_runs() {
         markup["text"].as_str().unwrap().contains("<img src=x"),
         "{markup}"
     );
+
+    // Three a page: the next page is the one `next_cursor` names.
+    scene
+        .browser
+        .goto(&format!("{base}/#/runs?limit=3"))
+        .await
+        .unwrap();
+    let (first, cursor) = scene.api.page("limit=3").await;
+    wait_for_rows(&scene.browser, "the first page of 3", &first).await;
+    click(&scene.browser, "#next-page").await;
+    let cursor = cursor.expect("more than 3 runs");
+    let (second, _) = scene.api.page(&format!("limit=3&cursor={cursor}")).await;
+    assert_eq!(second.len(), 3, "{second:?}");
+    wait_for_rows(&scene.browser, "the second page of 3", &second).await;
 
     // Filter by kind, then by status: the rows change to what the API says.
     let kind = scene
