@@ -1,5 +1,6 @@
-//! The optional bearer token: every route but `/healthz` needs
-//! `Authorization: Bearer <token>` when one is configured. The comparison is
+//! The optional bearer token: every route but `/healthz` and the
+//! dashboard's static files needs `Authorization: Bearer <token>` when one
+//! is configured. The comparison is
 //! constant-time ([`crate::Token::matches`]); the token is never logged or
 //! echoed.
 
@@ -25,7 +26,7 @@ pub(crate) async fn require_token(
     let Some(token) = token else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    if OPEN.contains(&req.path()) {
+    if OPEN.contains(&req.path()) || super::assets::is_public(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let presented = req

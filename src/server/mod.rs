@@ -1,7 +1,9 @@
 //! The HTTP API (actix-web): the `/v1` routes, `/metrics`, `/healthz`,
-//! `/readyz`, the optional bearer token, the HTTP metrics, and a graceful
-//! stop that refuses new work with 503 while in-flight requests finish.
+//! `/readyz`, the web dashboard (`/`, `/assets/`), the optional bearer
+//! token, the HTTP metrics, and a graceful stop that refuses new work with
+//! 503 while in-flight requests finish.
 
+mod assets;
 mod auth;
 mod body;
 mod errors;
@@ -154,6 +156,8 @@ impl Server {
                 .route("/metrics", get().to(routes::metrics))
                 .route("/healthz", get().to(routes::healthz))
                 .route("/readyz", get().to(routes::readyz))
+                .route("/", get().to(assets::index))
+                .route("/assets/{file}", get().to(assets::asset))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)
