@@ -288,9 +288,9 @@ pub(crate) struct NewRunBody;
 
 impl utoipa::PartialSchema for NewRunBody {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Type;
         use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder};
         use utoipa::openapi::{Ref, RefOr};
-        use utoipa::openapi::schema::Type;
         // A branch matches when its field is there as a string (a `null`
         // one counts as absent, as the server reads it).
         let requiring = |field: &str| {

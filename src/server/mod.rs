@@ -329,7 +329,11 @@ mod tests {
             .map(|&(method, path)| (method.to_owned(), path.to_owned()))
             .collect();
         assert_eq!(described, registered);
-        assert_eq!(registered.len(), ROUTES.len(), "a route is in the table twice");
+        assert_eq!(
+            registered.len(),
+            ROUTES.len(),
+            "a route is in the table twice"
+        );
     }
 
     /// The bounds the description states are the ones the parameters check.
@@ -339,9 +343,11 @@ mod tests {
         let bound = |path: &str, method: &str, name: &str| {
             let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
             let param = params.iter().find(|p| p["name"] == name).unwrap();
+            // The schema is `anyOf: [the value's, the empty string]`.
+            let schema = &param["schema"]["anyOf"][0];
             (
-                param["schema"]["minimum"].as_u64().unwrap(),
-                param["schema"]["maximum"].as_u64().unwrap(),
+                schema["minimum"].as_u64().unwrap(),
+                schema["maximum"].as_u64().unwrap(),
             )
         };
         assert_eq!(

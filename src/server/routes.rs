@@ -624,7 +624,11 @@ pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     let allow = allowed.join(", ");
     let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} {} is not served: it takes {allow}", req.method(), req.path()),
+        format!(
+            "{} {} is not served: it takes {allow}",
+            req.method(),
+            req.path()
+        ),
     )
     .error_response();
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
