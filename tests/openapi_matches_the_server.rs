@@ -330,4 +330,15 @@ async fn every_described_operation_is_routed() {
     let response = hub.client.delete(hub.url("/v1/runs")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 405);
     assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    // The head limits, checked before any route, are on every operation.
+    let long = format!("/v1/runs?agent={}", "a".repeat(9000));
+    let response = hub.client.get(hub.url(&long)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 414);
+    for item in paths.values() {
+        for operation in item.as_object().unwrap().values() {
+            for status in ["414", "431"] {
+                assert!(operation["responses"][status].is_object(), "{operation}");
+            }
+        }
+    }
 }

@@ -28,7 +28,7 @@ use neonhub_events::{Codec, Position, SharedStore};
 use neonhub_projections::RunMetrics;
 use tokio::sync::watch;
 
-use self::openapi::{EmptyIsAbsent, Security};
+use self::openapi::{EmptyIsAbsent, HeadLimits, Security};
 use crate::config::{ServeConfig, Token};
 use crate::error::{Error, Result};
 use crate::service::{Catalog, Service};
@@ -64,7 +64,7 @@ macro_rules! route_table {
                     A known path with a method it does not take is 405 with `Allow`.",
             ),
             paths($($($handler)::+),*),
-            modifiers(&Security, &EmptyIsAbsent),
+            modifiers(&Security, &EmptyIsAbsent, &HeadLimits),
             security(("bearer" = [])),
             tags(
                 (name = "runs", description = "Runs of agents and connectors."),

@@ -12,11 +12,15 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use neonhub_events::{ErrorKind, RunKind, RunStatus, StepOutcome};
-use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::ContentBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::openapi::{OpenApi, Ref, RefOr};
 use utoipa::{Modify, PartialSchema, ToSchema};
+
+use super::errors::ErrorBody;
 
 /// The name of the bearer token's security scheme (the routes'
 /// `security(("bearer" = []))` name it).
@@ -53,17 +57,7 @@ pub(crate) struct EmptyIsAbsent;
 
 impl Modify for EmptyIsAbsent {
     fn modify(&self, openapi: &mut OpenApi) {
-        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
-            [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-                &mut item.head,
-            ]
-        });
-        for operation in operations.flatten() {
+        for operation in operations(openapi) {
             let parameters = operation.parameters.iter_mut().flatten();
             for parameter in parameters.filter(|p| p.parameter_in == ParameterIn::Query) {
                 if let Some(schema) = parameter.schema.take() {
@@ -76,6 +70,59 @@ impl Modify for EmptyIsAbsent {
             }
         }
     }
+}
+
+/// Adds to every operation the answers of [`super::auth::check_head`],
+/// which sees every request before its route: 414 for a target over
+/// [`super::auth::MAX_URI_BYTES`], 431 for headers over
+/// [`super::auth::MAX_HEADERS`] or [`super::auth::MAX_HEADER_BYTES`].
+pub(crate) struct HeadLimits;
+
+impl Modify for HeadLimits {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use super::auth::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+        let error = |description: String| {
+            let body = Ref::from_schema_name(<ErrorBody<'static> as ToSchema>::name());
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(body)).build(),
+                )
+                .build()
+        };
+        let too_long = error(format!(
+            "The request target (path and query) is over {MAX_URI_BYTES} bytes: `uri_too_long`."
+        ));
+        let too_large = error(format!(
+            "More than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them: \
+             `headers_too_large`."
+        ));
+        for operation in operations(openapi) {
+            let responses = &mut operation.responses.responses;
+            responses.insert("414".to_owned(), too_long.clone().into());
+            responses.insert("431".to_owned(), too_large.clone().into());
+        }
+    }
+}
+
+/// Every operation of `openapi`.
+fn operations(openapi: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi
+        .paths
+        .paths
+        .values_mut()
+        .flat_map(|item| {
+            [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+            ]
+        })
+        .flatten()
 }
 
 /// The description as served, rendered once.
