@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::format_time;
+use crate::server::openapi::{BucketName, ErrorKindName, RunKindName, RunStatusName};
 
 fn millis(micros: u64) -> f64 {
     micros as f64 / 1000.0
@@ -19,8 +20,10 @@ fn to_value(view: impl Serialize) -> Value {
 }
 
 /// A run's error: `{"kind", "message"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RunError)]
 pub(crate) struct ErrorView<'a> {
+    #[schema(value_type = ErrorKindName)]
     kind: &'static str,
     message: &'a str,
 }
@@ -35,23 +38,38 @@ impl<'a> From<&'a RunError> for ErrorView<'a> {
 }
 
 /// A row of the AgentRun table.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Run)]
 pub(crate) struct RunView<'a> {
+    #[schema(format = Uuid)]
     run_id: String,
+    /// The run that started this one (a connector run's agent run).
+    #[schema(format = Uuid)]
     parent_run_id: Option<String>,
+    #[schema(format = Uuid)]
     correlation_id: String,
+    #[schema(value_type = RunKindName)]
     kind: &'static str,
+    /// The agent or connector.
     target: &'a str,
     operation: &'a str,
+    /// The intent it was submitted for, if any.
     intent: Option<&'a str>,
+    #[schema(value_type = RunStatusName)]
     status: &'static str,
     attempts: u32,
+    /// The run's input: any JSON value.
     input: &'a Value,
+    /// What it answered, once it succeeded: any JSON value.
     output: Option<&'a Value>,
+    /// Why it failed, once it did.
     error: Option<ErrorView<'a>>,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
     duration_ms: Option<f64>,
+    /// The log positions of its first and last events.
     first_position: u64,
     last_position: u64,
 }
@@ -81,7 +99,8 @@ impl<'a> From<&'a AgentRun> for RunView<'a> {
 }
 
 /// A run with its child runs (`children`, oldest first).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RunDetail)]
 pub(crate) struct RunDetailView<'a> {
     #[serde(flatten)]
     run: RunView<'a>,
@@ -106,8 +125,10 @@ pub(crate) fn detail_json(detail: &RunDetail) -> Value {
 /// "runs", "truncated"}`, the runs in first-position order, as rows of
 /// `GET /v1/runs`; `truncated` when the correlation has more than the
 /// bound (10,000 runs, 32 MiB of run text).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RunTree)]
 pub(crate) struct RunTreeView<'a> {
+    #[schema(format = Uuid)]
     correlation_id: String,
     runs: Vec<RunView<'a>>,
     truncated: bool,
@@ -130,8 +151,10 @@ pub(crate) fn tree_json(tree: &RunTree) -> Value {
 
 /// One bucket of a timeline: `{"start", "runs", "failures", "p50_ms",
 /// "p95_ms", "p99_ms"}` (percentiles `null` without finished runs).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TimelineBucket)]
 pub(crate) struct BucketView {
+    #[schema(format = DateTime)]
     start: String,
     runs: u64,
     failures: u64,
@@ -155,8 +178,10 @@ impl From<&TimelineBucket> for BucketView {
 
 /// `GET /v1/reports/timeline` and `report --by`: `{"by", "buckets"}`,
 /// oldest first, every bucket of the window (empty ones with zeros).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Timeline)]
 pub(crate) struct TimelineView {
+    #[schema(value_type = BucketName)]
     by: &'static str,
     buckets: Vec<BucketView>,
 }
@@ -176,9 +201,11 @@ pub(crate) fn timeline_json(by: TimelineBy, buckets: &[TimelineBucket]) -> Value
 }
 
 /// One agent's or connector's figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TargetReport)]
 pub(crate) struct ReportView<'a> {
     target: &'a str,
+    #[schema(value_type = RunKindName)]
     kind: &'static str,
     runs: u64,
     succeeded: u64,
@@ -214,14 +241,17 @@ pub(crate) fn report_json(report: &TargetReport) -> Value {
 
 /// A recorded event with its payload decoded (`data` is `null` for an event
 /// the codec does not know).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub(crate) struct EventView<'a> {
     position: u64,
     stream: &'a str,
     revision: u64,
     #[serde(rename = "type")]
     event_type: &'a str,
+    #[schema(format = DateTime)]
     recorded_at: String,
+    /// The event's payload (`null` for a type this server does not know).
     data: Option<Value>,
 }
 

@@ -1,6 +1,6 @@
-//! The optional bearer token: every route but `/healthz` and the
-//! dashboard's static files needs `Authorization: Bearer <token>` when one
-//! is configured. The comparison is
+//! The optional bearer token: every route but `/healthz`, `/openapi.json`
+//! and the dashboard's static files needs `Authorization: Bearer <token>`
+//! when one is configured. The comparison is
 //! constant-time ([`crate::Token::matches`]); the token is never logged or
 //! echoed.
 
@@ -13,8 +13,9 @@ use actix_web::{ResponseError, web};
 use super::AppState;
 use super::errors::{ApiError, ErrorCode};
 
-/// Routes open without the token.
-const OPEN: &[&str] = &["/healthz"];
+/// Routes open without the token: the liveness probe, and the API's
+/// description (how to call it, nothing of what it holds).
+const OPEN: &[&str] = &["/healthz", "/openapi.json"];
 
 pub(crate) async fn require_token(
     req: ServiceRequest,

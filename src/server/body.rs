@@ -253,20 +253,81 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
     Value::deserialize(deserializer).map(Some)
 }
 
-/// The `POST /v1/runs` body as sent.
-#[derive(Deserialize)]
+/// The fields of a `POST /v1/runs` body, as sent.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RunBody {
+#[schema(as = NewRunFields)]
+pub(crate) struct RunBody {
+    /// The agent to run, by name (or give `intent`).
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"\S")]
     agent: Option<Text>,
+    /// What to do, for whichever agent takes it (or give `agent`).
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"\S")]
     intent: Option<Text>,
+    /// The run's input: any JSON value, `null` included.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Value, required = true)]
     input: Option<Value>,
+    /// The run's id (a new UUID v7 when absent). A resubmission with the
+    /// same id and body answers the same run.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     run_id: Option<Id<RunId>>,
+    /// Ties the run to others (a customer request, say); the run's own id
+    /// when absent.
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     correlation_id: Option<Id<Uuid>>,
+}
+
+/// The schema of the `POST /v1/runs` body: [`RunBody`]'s fields, with
+/// exactly one of `agent` and `intent`.
+pub(crate) struct NewRunBody;
+
+impl utoipa::PartialSchema for NewRunBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Type;
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder};
+        use utoipa::openapi::{Ref, RefOr};
+        // A branch matches when its field is there as a string (a `null`
+        // one counts as absent, as the server reads it).
+        let requiring = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, ObjectBuilder::new().schema_type(Type::String))
+                .required(field)
+        };
+        let one_target = OneOfBuilder::new()
+            .item(requiring("agent"))
+            .item(requiring("intent"));
+        AllOfBuilder::new()
+            .item(RefOr::Ref(Ref::from_schema_name(
+                <RunBody as utoipa::ToSchema>::name(),
+            )))
+            .item(one_target)
+            .description(Some(
+                "A run to start: `input` and exactly one of `agent` and `intent`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewRunBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("NewRun")
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema as _;
+        schemas.push((RunBody::name().into(), RunBody::schema()));
+        RunBody::schemas(schemas);
+    }
 }
 
 /// A validated `POST /v1/runs` body.
@@ -330,34 +391,47 @@ fn note(field: &str, text: Option<Text>) -> Result<Option<String>, ApiError> {
 }
 
 /// The `POST /v1/runs/{run_id}/cancel` body as sent (optional).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CancelBody {
+#[schema(as = Cancel)]
+pub(crate) struct CancelBody {
+    /// Why, for the audit.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"\S", max_length = 1000)]
     reason: Option<Text>,
 }
 
 /// Why a run is cancelled, from the optional body of
-/// `POST /v1/runs/{run_id}/cancel`: none, or `{"reason": "..."}`.
+/// `POST /v1/runs/{run_id}/cancel`: none (or `null`), or `{"reason": "..."}`.
 pub(crate) fn cancel_reason(body: &[u8]) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    if value.is_null() {
+        return Ok(None);
+    }
     let body: CancelBody = fields(value)?;
     note("reason", body.reason)
 }
 
 /// The `POST /v1/runs/{run_id}/steps/{key}/resolve` body as sent.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResolveBody {
+#[schema(as = Resolution)]
+pub(crate) struct ResolveBody {
+    /// What the step did.
     #[serde(default)]
+    #[schema(value_type = super::openapi::StepOutcomeName, required = true)]
     outcome: Option<Value>,
+    /// Who decided (a name for the audit).
     #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 1000)]
     decided_by: Option<Text>,
+    /// Why, for the audit.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = r"\S", max_length = 1000)]
     reason: Option<Text>,
 }
 
@@ -435,6 +509,17 @@ mod tests {
                 .contains("agent: expected a non-empty string"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cancel_body_is_optional_and_may_be_null() {
+        assert_eq!(cancel_reason(b"").unwrap(), None);
+        assert_eq!(cancel_reason(b" null ").unwrap(), None);
+        assert_eq!(
+            cancel_reason(br#"{"reason": "duplicate"}"#).unwrap(),
+            Some("duplicate".to_owned())
+        );
+        assert!(cancel_reason(b"[]").is_err());
     }
 
     #[test]

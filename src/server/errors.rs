@@ -11,7 +11,7 @@ use neonhub_events::RunStatus;
 use serde::Serialize;
 
 /// The stable `code` of an error body; each has one status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ErrorCode {
     /// 400: a malformed body, field or parameter.
@@ -28,6 +28,9 @@ pub(crate) enum ErrorCode {
     UnknownAgent,
     /// 404: no agent takes the intent.
     UnknownIntent,
+    /// 405: the path exists, the method does not (`Allow` lists those it
+    /// takes).
+    MethodNotAllowed,
     /// 408: the body did not arrive in time.
     RequestTimeout,
     /// 409: the stream moved on under a write.
@@ -71,6 +74,7 @@ impl ErrorCode {
             C::InvalidRequest => StatusCode::BAD_REQUEST,
             C::Unauthorized => StatusCode::UNAUTHORIZED,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             C::NotFound | C::UnknownRun | C::UnknownStep | C::UnknownAgent | C::UnknownIntent => {
                 StatusCode::NOT_FOUND
             }
@@ -103,6 +107,7 @@ impl ErrorCode {
             C::UnknownStep => "unknown_step",
             C::UnknownAgent => "unknown_agent",
             C::UnknownIntent => "unknown_intent",
+            C::MethodNotAllowed => "method_not_allowed",
             C::Conflict => "conflict",
             C::RunInProgress => "run_in_progress",
             C::RunIdConflict => "run_id_conflict",
@@ -131,17 +136,24 @@ pub(crate) struct ApiError {
     status: Option<RunStatus>,
 }
 
-/// The body of an error answer.
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of an error answer: `{"error": {"code", "message",
+/// "status"?}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
+    /// What went wrong, for programs; it fixes the status.
     code: ErrorCode,
+    /// What went wrong, for people.
     message: &'a str,
+    /// Where the run or step stands, for a 409 about its state.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::openapi::RunStatusName>)]
     status: Option<RunStatus>,
 }
 

@@ -1,12 +1,14 @@
 //! The HTTP API (actix-web): the `/v1` routes, `/metrics`, `/healthz`,
-//! `/readyz`, the web dashboard (`/`, `/assets/`), the optional bearer
-//! token, the HTTP metrics, and a graceful stop that refuses new work with
-//! 503 while in-flight requests finish.
+//! `/readyz`, its OpenAPI description (`/openapi.json`), the web dashboard
+//! (`/`, `/assets/`), the optional bearer token, the HTTP metrics, and a
+//! graceful stop that refuses new work with 503 while in-flight requests
+//! finish.
 
 mod assets;
 mod auth;
 mod body;
 mod errors;
+pub(crate) mod openapi;
 mod query;
 mod responses;
 mod routes;
@@ -28,9 +30,72 @@ use neonhub_events::{Codec, Position, SharedStore};
 use neonhub_projections::RunMetrics;
 use tokio::sync::watch;
 
+use self::openapi::{EmptyIsAbsent, HeadLimits, Security};
 use crate::config::{ServeConfig, Token};
 use crate::error::{Error, Result};
 use crate::service::{Catalog, Service};
+
+/// The route table: `METHOD "path" => handler`, one line per route. It
+/// registers the routes ([`register`]), lists them ([`ROUTES`]) and
+/// builds the OpenAPI description from their handlers' `#[utoipa::path]`
+/// ([`ApiDoc`]), so a route is described as soon as it is served (a
+/// handler without `#[utoipa::path]` does not compile, and the test
+/// `the_description_lists_exactly_the_routes` checks the method and path
+/// each one states). `get` routes answer `HEAD` too ([`get`]).
+macro_rules! route_table {
+    ($($method:ident $path:literal => $($handler:ident)::+,)*) => {
+        /// Each route's method and path, in the table's order.
+        pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// Registers the table's routes.
+        fn register(config: &mut web::ServiceConfig) {
+            $(config.route($path, $method().to($($handler)::+));)*
+        }
+
+        /// The OpenAPI description of the table's routes.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(
+            info(
+                title = "neonhub",
+                description = "The HTTP API of `neonhub serve`: submit runs of agents, read \
+                    them, their events and reports, follow the event log, cancel runs and \
+                    resolve steps in doubt. Errors are `{\"error\": {\"code\", \"message\"}}` \
+                    with a stable `code`. Query parameters are strict: one a route does not \
+                    take, or one given twice, is 400 naming it; an empty value counts as absent. \
+                    Every `GET` route answers `HEAD` too (the same status and headers, no body). \
+                    A known path with a method it does not take is 405 with `Allow`.",
+            ),
+            paths($($($handler)::+),*),
+            modifiers(&Security, &EmptyIsAbsent, &HeadLimits),
+            security(("bearer" = [])),
+            tags(
+                (name = "runs", description = "Runs of agents and connectors."),
+                (name = "events", description = "The event log."),
+                (name = "reports", description = "Figures per agent and connector."),
+                (name = "operations", description = "Health, readiness, metrics, this description."),
+            ),
+        )]
+        pub(crate) struct ApiDoc;
+    };
+}
+
+route_table! {
+    post "/v1/runs" => routes::submit_run,
+    get "/v1/runs" => routes::list_runs,
+    get "/v1/runs/{run_id}" => routes::get_run,
+    get "/v1/runs/{run_id}/events" => routes::run_events,
+    get "/v1/runs/{run_id}/tree" => routes::run_tree,
+    post "/v1/runs/{run_id}/cancel" => routes::cancel_run,
+    post "/v1/runs/{run_id}/steps/{key}/resolve" => routes::resolve_step,
+    get "/v1/reports/agents" => routes::report,
+    get "/v1/reports/timeline" => routes::timeline,
+    get "/v1/events" => sse::feed,
+    get "/v1/agents" => routes::agents,
+    get "/metrics" => routes::metrics,
+    get "/healthz" => routes::healthz,
+    get "/readyz" => routes::readyz,
+    get "/openapi.json" => openapi::document,
+}
 
 /// What every handler sees.
 pub(crate) struct AppState {
@@ -136,26 +201,9 @@ impl Server {
                 .wrap(from_fn(auth::require_token))
                 .wrap(from_fn(auth::check_head))
                 .wrap(from_fn(count_request))
-                .route("/v1/runs", web::post().to(routes::submit_run))
-                .route("/v1/runs", get().to(routes::list_runs))
-                .route("/v1/runs/{run_id}", get().to(routes::get_run))
-                .route("/v1/runs/{run_id}/events", get().to(routes::run_events))
-                .route("/v1/runs/{run_id}/tree", get().to(routes::run_tree))
-                .route(
-                    "/v1/runs/{run_id}/cancel",
-                    web::post().to(routes::cancel_run),
-                )
-                .route(
-                    "/v1/runs/{run_id}/steps/{key}/resolve",
-                    web::post().to(routes::resolve_step),
-                )
-                .route("/v1/reports/agents", get().to(routes::report))
-                .route("/v1/reports/timeline", get().to(routes::timeline))
-                .route("/v1/events", get().to(sse::feed))
-                .route("/v1/agents", get().to(routes::agents))
-                .route("/metrics", get().to(routes::metrics))
-                .route("/healthz", get().to(routes::healthz))
-                .route("/readyz", get().to(routes::readyz))
+                .configure(register)
+                // The dashboard's static files: not part of the API nor of
+                // its description.
                 .route("/", get().to(assets::index))
                 .route("/assets/{file}", get().to(assets::asset))
                 .default_service(web::to(routes::not_found))
@@ -253,8 +301,70 @@ fn connection_limit(asked: Option<usize>) -> usize {
     }
 }
 
+/// A `POST` route.
+fn post() -> actix_web::Route {
+    web::post()
+}
+
 /// A `GET` route that answers `HEAD` too: the same status and headers, and
 /// actix-web sends no body for a `HEAD` request.
 fn get() -> actix_web::Route {
     web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::OpenApi as _;
+
+    use super::*;
+
+    /// Each handler's `#[utoipa::path]` states the method and path it is
+    /// registered with, so the description lists exactly the routes.
+    #[test]
+    fn the_description_lists_exactly_the_routes() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut described = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                described.insert((method.clone(), path.clone()));
+            }
+        }
+        let registered: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|&(method, path)| (method.to_owned(), path.to_owned()))
+            .collect();
+        assert_eq!(described, registered);
+        assert_eq!(
+            registered.len(),
+            ROUTES.len(),
+            "a route is in the table twice"
+        );
+    }
+
+    /// The bounds the description states are the ones the parameters check.
+    #[test]
+    fn the_described_bounds_are_the_checked_ones() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let bound = |path: &str, method: &str, name: &str| {
+            let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+            let param = params.iter().find(|p| p["name"] == name).unwrap();
+            // The schema is `anyOf: [the value's, the empty string]`.
+            let schema = &param["schema"]["anyOf"][0];
+            (
+                schema["minimum"].as_u64().unwrap(),
+                schema["maximum"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(
+            bound("/v1/runs", "get", "limit"),
+            (1, neonhub_projections::MAX_PAGE_SIZE as u64)
+        );
+        assert_eq!(
+            bound("/v1/runs", "post", "timeout_ms"),
+            (1, query::MAX_WAIT_MS)
+        );
+    }
 }

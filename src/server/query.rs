@@ -12,7 +12,10 @@ use serde::de::{DeserializeOwned, Error as _, value::MapDeserializer};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+use utoipa::IntoParams;
+
 use super::errors::ApiError;
+use super::openapi::{BucketName, ErrorKindName, RunKindName, RunStatusName, SortName};
 use crate::config::parse_time;
 
 /// A route's parameters, `T`, parsed from the query string.
@@ -200,14 +203,18 @@ pub(crate) struct NoParams {}
 pub(crate) const MAX_WAIT_MS: u64 = 300_000;
 
 /// `POST /v1/runs?wait=&timeout_ms=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SubmitParams {
     /// Wait for the run to finish (the default) or answer once it started.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = bool)]
     pub(crate) wait: Option<bool>,
-    /// How long to wait.
+    /// How long to wait, in milliseconds (default 30000); then the answer
+    /// is 202 while the run goes on.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = u64, minimum = 1, maximum = 300000)]
     pub(crate) timeout_ms: Option<Between<1, MAX_WAIT_MS>>,
 }
 
@@ -215,68 +222,116 @@ pub(crate) struct SubmitParams {
 const MAX_LIMIT: u64 = MAX_PAGE_SIZE as u64;
 
 /// `GET /v1/runs?agent=&kind=&status=&intent=&error_kind=&correlation=&since=&until=&sort=&limit=&cursor=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Only runs of this agent or connector (by name).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) agent: Option<String>,
+    /// Only agent runs, or only connector runs.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = RunKindName)]
     pub(crate) kind: Option<RunKind>,
+    /// Only runs with this status.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = RunStatusName)]
     pub(crate) status: Option<RunStatus>,
+    /// Only runs submitted for this intent.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) intent: Option<String>,
-    /// The run error's kind (`error.kind` of a row).
+    /// Only runs whose error has this kind (`error.kind` of a row).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = ErrorKindName)]
     pub(crate) error_kind: Option<ErrorKind>,
-    /// A correlation id: the runs of one request.
+    /// Only the runs of one request: a correlation id.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = uuid::Uuid)]
     pub(crate) correlation: Option<Uuid>,
+    /// Only runs started at or after this time. A time is RFC 3339
+    /// (`2026-11-24T10:00:00Z`), a date (`2026-11-24`, midnight UTC), a
+    /// duration back from now (`90s`, `15m`, `2h`, `7d`), or a Unix time
+    /// with its unit (`1795975430s`, `...ms`, `...us`; from 1e9 seconds on,
+    /// a smaller number with a unit is a duration). A bare number is 400.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) since: Option<Timestamp>,
+    /// Only runs started before this time (written as for `since`).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) until: Option<Timestamp>,
-    /// `started` (newest first, the default) or `duration` (longest first).
+    /// The order: `started` (newest first, the default) or `duration`
+    /// (longest first, finished runs only).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = SortName)]
     pub(crate) sort: Option<RunSort>,
+    /// The page size (default 50).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = u64, minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<Between<1, MAX_LIMIT>>,
+    /// Where the page starts: the `next_cursor` of the page before (with
+    /// the same filters); any other value is 400.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) cursor: Option<Cursor>,
 }
 
 /// `GET /v1/reports/agents?since=&until=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReportParams {
+    /// Only runs started at or after this time: RFC 3339, a date, a
+    /// duration back from now (`90s`, `15m`, `2h`, `7d`) or microseconds
+    /// since the Unix epoch.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) since: Option<Timestamp>,
+    /// Only runs started before this time (written as for `since`).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) until: Option<Timestamp>,
 }
 
 /// `GET /v1/reports/timeline?since=&until=&by=&agent=&kind=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TimelineParams {
+    /// The first bucket holds this time (written as for `GET /v1/runs`;
+    /// default: 24 hours, or 30 days `by=day`, before `until`).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) since: Option<Timestamp>,
+    /// The end of the window (default: now).
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) until: Option<Timestamp>,
-    /// `hour` (the default) or `day`.
+    /// The bucket: `hour` (the default) or `day`. At most 1,000 buckets.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = BucketName)]
     pub(crate) by: Option<TimelineBy>,
+    /// Only runs of this agent or connector.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = String)]
     pub(crate) agent: Option<String>,
+    /// Only agent runs, or only connector runs.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = RunKindName)]
     pub(crate) kind: Option<RunKind>,
 }
 
 /// `GET /v1/events?from=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FeedParams {
+    /// The log position to start from (default: the head, so only new
+    /// events). A `Last-Event-ID` header wins over it.
     #[serde(default, deserialize_with = "param")]
+    #[param(value_type = u64)]
     pub(crate) from: Option<Position>,
 }
 

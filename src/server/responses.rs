@@ -2,12 +2,14 @@
 
 use neonhub_events::RunStatus;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::{RunKindName, RunStatusName, StepOutcomeName};
 use crate::service::Catalog;
 use crate::view::{EventView, ReportView, RunView};
 
 /// `GET /v1/runs`: a page of runs, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RunsPage<'a> {
     pub(crate) runs: Vec<RunView<'a>>,
     /// Where the next page starts; `null` on the last one.
@@ -15,36 +17,42 @@ pub(crate) struct RunsPage<'a> {
 }
 
 /// `GET /v1/runs/{run_id}/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventsPage<'a> {
     pub(crate) events: Vec<EventView<'a>>,
 }
 
 /// `GET /v1/reports/agents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AgentsReport<'a> {
     pub(crate) agents: Vec<ReportView<'a>>,
 }
 
 /// An agent of `GET /v1/agents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct AgentEntry<'a> {
     name: &'a str,
+    /// `agent`.
+    #[schema(value_type = RunKindName)]
     kind: &'static str,
+    /// The intents it takes.
     intents: &'a [String],
 }
 
 /// A connector of `GET /v1/agents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ConnectorEntry {
     name: &'static str,
+    /// `connector`.
+    #[schema(value_type = RunKindName)]
     kind: &'static str,
+    /// How it calls its vendor (`mock`, `live`, ...).
     mode: &'static str,
 }
 
 /// `GET /v1/agents`: the agents with their intents, the connectors with
 /// their modes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CatalogView<'a> {
     agents: Vec<AgentEntry<'a>>,
     connectors: Vec<ConnectorEntry>,
@@ -76,14 +84,16 @@ impl<'a> From<&'a Catalog> for CatalogView<'a> {
 }
 
 /// `GET /healthz`: `{"status": "ok"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Health {
+    /// `ok`.
     pub(crate) status: &'static str,
 }
 
 /// `GET /readyz`: `{"status": "ready", "checkpoint", "head"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Ready {
+    /// `ready`.
     pub(crate) status: &'static str,
     /// The log position the table has applied.
     pub(crate) checkpoint: u64,
@@ -92,27 +102,38 @@ pub(crate) struct Ready {
 }
 
 /// The 202 of `POST /v1/runs`: `{"run_id", "status": "running"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Running {
+    #[schema(format = Uuid)]
     pub(crate) run_id: String,
+    /// `running`.
+    #[schema(value_type = RunStatusName)]
     pub(crate) status: RunStatus,
 }
 
 /// `POST /v1/runs/{run_id}/cancel`: the cancellation is signalled; the run
 /// ends `failed` with kind `cancelled` once its steps have recorded theirs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Cancelling {
+    #[schema(format = Uuid)]
     pub(crate) run_id: String,
+    /// `cancelling`.
     pub(crate) status: &'static str,
 }
 
 /// `POST /v1/runs/{run_id}/steps/{key}/resolve`: the decision is recorded
 /// and the run resumed with a new attempt.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Resolved {
+    #[schema(format = Uuid)]
     pub(crate) run_id: String,
+    /// The step's key.
     pub(crate) step: String,
+    #[schema(value_type = StepOutcomeName)]
     pub(crate) outcome: &'static str,
+    /// The run's new attempt.
     pub(crate) attempt: u32,
+    /// `running`.
+    #[schema(value_type = RunStatusName)]
     pub(crate) status: RunStatus,
 }

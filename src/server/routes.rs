@@ -1,17 +1,22 @@
 //! The route handlers of the `/v1` API and the operational endpoints.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use actix_web::dev::ResourceDef;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use neonhub_actors::{CancelRun, ResolveStep, StartRun, SubmitRun};
 use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
 use neonhub_projections::{ProjectionState, RunFilter, RunQueries, Timeline, TimelineBy};
 use serde::Serialize;
 
 use super::AppState;
-use super::body::{Accepting, JsonBody, JsonMediaType, NewRun, Resolution, cancel_reason};
-use super::errors::{ApiError, ErrorCode};
+use super::body::{
+    Accepting, CancelBody, JsonBody, JsonMediaType, NewRun, NewRunBody, Resolution, ResolveBody,
+    cancel_reason,
+};
+use super::errors::{ApiError, ErrorBody, ErrorCode};
 use super::query::{
     ListParams, NoParams, PathRunId, Query, ReportParams, SubmitParams, TimelineParams,
 };
@@ -35,6 +40,33 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
 /// `POST /v1/runs`. The extractors check, in order: the parameters (400),
 /// that the server takes work (503), the content type (415), the size (413)
 /// and the JSON (400).
+#[utoipa::path(
+    post,
+    path = "/v1/runs",
+    tag = "runs",
+    summary = "Submit a run",
+    description = "Starts a run of an agent (by name, `agent`) or of whichever agent takes an intent \
+        (`intent`). With `wait=true` (the default) it answers once the run ends (200, the run), \
+        or after `timeout_ms` with 202 while it goes on; with `wait=false` at once with 202. \
+        Resubmitting with the same `run_id` and body answers the same run (idempotent).",
+    params(SubmitParams),
+    request_body(content = NewRunBody, content_type = "application/json",
+        description = "`application/json` or `application/*+json`, UTF-8, not content-encoded."),
+    responses(
+        (status = 200, description = "The run ended (succeeded or failed) within the wait.", body = RunView<'static>),
+        (status = 202, description = "The run started and is still running (`wait=false`, or the wait ran out).", body = Running),
+        (status = 400, description = "A bad query parameter, malformed JSON, a key given twice, or a bad or unknown field: `invalid_request`, naming it.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such agent (`unknown_agent`), or no agent takes the intent (`unknown_intent`).", body = ErrorBody<'static>),
+        (status = 408, description = "The body did not arrive whole within the body timeout: `request_timeout`.", body = ErrorBody<'static>),
+        (status = 409, description = "The `run_id` is taken by another request (`run_id_conflict`), its run is still going on another node (`run_in_progress`), or the log moved on under the write (`conflict`).", body = ErrorBody<'static>),
+        (status = 413, description = "The body (or the run's first event) is over the limit: `too_large`.", body = ErrorBody<'static>),
+        (status = 415, description = "Not JSON, not UTF-8, or content-encoded: `unsupported_media_type`.", body = ErrorBody<'static>),
+        (status = 503, description = "Too many runs in flight (`overloaded`), draining (`shutting_down`), or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn submit_run(
     Query(params): Query<SubmitParams>,
     _: Accepting,
@@ -121,6 +153,22 @@ async fn wait_for_table(
 }
 
 /// `GET /v1/runs/{run_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{run_id}",
+    tag = "runs",
+    summary = "A run with its steps",
+    params(("run_id" = String, Path, format = Uuid, description = "The run's id (a UUID); anything else is 400.")),
+    responses(
+        (status = 200, description = "The run, with its child runs (`children`, oldest first).", body = RunDetailView<'static>),
+        (status = 400, description = "A bad or unknown query parameter, or a `run_id` that is not a UUID: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such run: `unknown_run`.", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn get_run(
     PathRunId(run_id): PathRunId,
     _: Query<NoParams>,
@@ -143,6 +191,23 @@ pub(crate) async fn get_run(
 }
 
 /// `GET /v1/runs/{run_id}/events`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{run_id}/events",
+    tag = "runs",
+    summary = "A run's events",
+    params(("run_id" = String, Path, format = Uuid, description = "The run's id (a UUID); anything else is 400.")),
+    responses(
+        (status = 200, description = "The run's events, oldest first.", body = EventsPage<'static>),
+        (status = 400, description = "A bad or unknown query parameter, or a `run_id` that is not a UUID: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such run: `unknown_run`.", body = ErrorBody<'static>),
+        (status = 410, description = "The run's events were archived out of the live log; the message says where: `archived`.", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn run_events(
     PathRunId(run_id): PathRunId,
     _: Query<NoParams>,
@@ -170,6 +235,25 @@ pub(crate) async fn run_events(
 /// `POST /v1/runs/{run_id}/cancel`, with an optional `{"reason": ..}`:
 /// 202 once the run's cancellation is signalled; 404 for an unknown run,
 /// 409 (with its status) for one that already ended.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{run_id}/cancel",
+    tag = "runs",
+    summary = "Cancel a run",
+    params(("run_id" = String, Path, format = Uuid, description = "The run's id (a UUID); anything else is 400.")),
+    request_body(content = Option<CancelBody>, content_type = "application/json",
+        description = "Optional: none, `null`, or `{\"reason\": \"...\"}`."),
+    responses(
+        (status = 202, description = "The cancellation is signalled; the run ends `failed` with kind `cancelled` once its steps have recorded theirs.", body = Cancelling),
+        (status = 400, description = "A bad query parameter or `run_id`, malformed JSON, or a bad or unknown field: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such run: `unknown_run`.", body = ErrorBody<'static>),
+        (status = 409, description = "The run already ended (`run_finished`, with its `status`), or the log moved on under the write (`conflict`).", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn cancel_run(
     PathRunId(run_id): PathRunId,
     _: Query<NoParams>,
@@ -195,6 +279,30 @@ pub(crate) async fn cancel_run(
 /// "sent"|"not_sent", "decided_by": .., "reason"?: ..}`: 202 once the
 /// decision is recorded and the run resumed; 404 for an unknown run or step
 /// (naming the run's steps), 409 for a step not in doubt.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{run_id}/steps/{key}/resolve",
+    tag = "runs",
+    summary = "Resolve a step in doubt",
+    description = "Records an operator's finding about a step that ended in doubt (it may or may \
+        not have reached the vendor) and resumes the run with a new attempt.",
+    params(("run_id" = String, Path, format = Uuid, description = "The run's id (a UUID); anything else is 400."), ("key" = String, Path, description = "The step's key, as the run's child run records it.")),
+    request_body(content = ResolveBody, content_type = "application/json",
+        description = "`application/json` or `application/*+json`, UTF-8, not content-encoded."),
+    responses(
+        (status = 202, description = "The decision is recorded and the run resumed with a new attempt.", body = Resolved),
+        (status = 400, description = "A bad query parameter or `run_id`, malformed JSON, a key given twice, or a bad, missing or unknown field: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such run (`unknown_run`), or no such step (`unknown_step`, naming the run's steps).", body = ErrorBody<'static>),
+        (status = 408, description = "The body did not arrive whole within the body timeout: `request_timeout`.", body = ErrorBody<'static>),
+        (status = 409, description = "The step did not end in doubt (`step_not_in_doubt`), the run already ended (`run_finished`), each with its `status`; or the log moved on under the write (`conflict`).", body = ErrorBody<'static>),
+        (status = 413, description = "The body is over the limit: `too_large`.", body = ErrorBody<'static>),
+        (status = 415, description = "Not JSON, not UTF-8, or content-encoded: `unsupported_media_type`.", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn resolve_step(
     PathRunId(run_id): PathRunId,
     _: Query<NoParams>,
@@ -305,6 +413,22 @@ fn run_filter(params: ListParams) -> (RunFilter, usize) {
 }
 
 /// `GET /v1/runs`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "runs",
+    summary = "List runs",
+    description = "Runs newest first, filtered; a page at a time (`next_cursor`).",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of runs, newest first.", body = RunsPage<'static>),
+        (status = 400, description = "A bad or unknown query parameter (a cursor this API did not hand out, say): `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn list_runs(
     Query(mut params): Query<ListParams>,
     state: web::Data<AppState>,
@@ -326,6 +450,21 @@ pub(crate) async fn list_runs(
 }
 
 /// `GET /v1/reports/agents`.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/agents",
+    tag = "reports",
+    summary = "Figures per agent and connector",
+    params(ReportParams),
+    responses(
+        (status = 200, description = "Each agent's and connector's runs, success rate and latency percentiles over the runs started in the window.", body = AgentsReport<'static>),
+        (status = 400, description = "A bad or unknown query parameter: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn report(
     Query(params): Query<ReportParams>,
     state: web::Data<AppState>,
@@ -346,6 +485,22 @@ pub(crate) async fn report(
 /// order, as rows of `GET /v1/runs`; at most 10,000 runs (and 32 MiB of
 /// run text), with `truncated: true` past that. 404 `not_found` when
 /// `{id}` is neither.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{run_id}/tree",
+    tag = "runs",
+    summary = "Every run of one request",
+    params(("run_id" = String, Path, format = Uuid, description = "A run's id (its correlation is taken) or a correlation id (a UUID); anything else is 400.")),
+    responses(
+        (status = 200, description = "The request's runs in first-position order, as rows of `GET /v1/runs`; at most 10,000 runs and 32 MiB of run text, with `truncated: true` past that.", body = RunTreeView<'static>),
+        (status = 400, description = "A query parameter (this route takes none), or an id that is not a UUID: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No run and no correlation with this id: `not_found`.", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn run_tree(
     PathRunId(id): PathRunId,
     _: Query<NoParams>,
@@ -369,6 +524,21 @@ pub(crate) async fn run_tree(
 /// bucket of the window (empty ones zero); `until` defaults to now, `since`
 /// to a day (by hour) or 30 days (by day) before it. A window of more than
 /// 1000 buckets is a 400 saying to narrow it.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/timeline",
+    tag = "reports",
+    summary = "Runs, failures and percentiles over time",
+    params(TimelineParams),
+    responses(
+        (status = 200, description = "Every bucket of the window, oldest first (empty ones with zeros and no percentiles).", body = TimelineView),
+        (status = 400, description = "A bad or unknown query parameter, or a window of more than 1000 buckets: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn timeline(
     Query(params): Query<TimelineParams>,
     state: web::Data<AppState>,
@@ -390,6 +560,18 @@ pub(crate) async fn timeline(
 }
 
 /// `GET /v1/agents`.
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    tag = "runs",
+    summary = "The agents and connectors",
+    responses(
+        (status = 200, description = "The agents with the intents they take, the connectors with their modes.", body = CatalogView<'static>),
+        (status = 400, description = "A query parameter (this route takes none): `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+    ),
+)]
 pub(crate) async fn agents(
     _: Query<NoParams>,
     state: web::Data<AppState>,
@@ -401,6 +583,18 @@ pub(crate) async fn agents(
 }
 
 /// `GET /metrics`: the projection's run metrics and the live operational ones.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "The run, projection and HTTP metrics in the Prometheus text format.",
+         content_type = "text/plain", body = String),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+    ),
+)]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.run_metrics.render();
     if !text.ends_with("\n\n") {
@@ -417,6 +611,16 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    security(()),
+    responses(
+        (status = 200, description = "The process answers.", body = Health),
+    ),
+)]
 pub(crate) async fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, &Health { status: "ok" })
 }
@@ -425,6 +629,19 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// writes succeed, and the service is not shutting down; else 503 saying
 /// why (failing writes or a busy table: `unavailable`; a projection ahead
 /// of the log or stopped: `projection_stopped`, with what to do).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    responses(
+        (status = 200, description = "Ready: the projection follows the log and the log takes writes.", body = Ready),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Not ready: draining (`shutting_down`), the log's writes failing or the table busy (`unavailable`), or the projection stopped (`projection_stopped`, saying what to do); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if *state.shutdown.borrow() {
         return Err(ApiError::shutting_down());
@@ -464,12 +681,52 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     ))
 }
 
-/// Anything else: a JSON 404.
-pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route {} {}", req.method(), req.path()),
-    ))
+/// The route table's methods, each with its path as a pattern.
+static ROUTE_PATTERNS: LazyLock<Vec<(&str, ResourceDef)>> = LazyLock::new(|| {
+    super::ROUTES
+        .iter()
+        .map(|&(method, path)| (method, ResourceDef::new(path)))
+        .collect()
+});
+
+/// Anything else: a JSON 405 with `Allow` for a path of the route table
+/// with another method (RFC 9110, 15.5.6), else a JSON 404.
+pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
+    let mut allowed = Vec::new();
+    for (method, pattern) in ROUTE_PATTERNS.iter() {
+        if pattern.is_match(req.path()) {
+            let method = method.to_ascii_uppercase();
+            if method == "GET" {
+                allowed.push("HEAD".to_owned());
+            }
+            allowed.push(method);
+        }
+    }
+    if allowed.is_empty() {
+        return ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route {} {}", req.method(), req.path()),
+        )
+        .error_response();
+    }
+    allowed.sort();
+    allowed.dedup();
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} {} is not served: it takes {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use neonhub_events::{Codec, Position, RecordedEvent};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::AppState;
-use super::errors::{ApiError, ErrorCode};
+use super::errors::{ApiError, ErrorBody, ErrorCode};
 use super::query::{FeedParams, Query};
 use crate::view::EventView;
 
@@ -53,6 +53,31 @@ fn buffered_bytes(event: &RecordedEvent) -> u32 {
     u32::try_from(size.min(FEED_BUFFER_BYTES)).unwrap_or(u32::MAX)
 }
 
+/// `GET /v1/events`: the feed.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Follow the event log",
+    description = "Server-sent events: every recorded event from `from` on (default: the head), \
+        then each new one as it is appended, never ending. Each event is `id: <position>`, \
+        `event: <type>`, `data: <the event as JSON, as in /v1/runs/{run_id}/events>`; a comment \
+        line every 15 s keeps idle connections open. A client resumes with `Last-Event-ID`.",
+    params(
+        FeedParams,
+        ("Last-Event-ID" = Option<u64>, Header,
+         description = "The last event seen (a position below the head): the feed goes on after it, whatever `from` says."),
+    ),
+    responses(
+        (status = 200, description = "The feed (it does not end).", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad or unknown query parameter, or a `Last-Event-ID` that is not a position of this log: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 410, description = "The events from `from` were archived out of the live log; the message says where: `archived`.", body = ErrorBody<'static>),
+        (status = 503, description = "As many feeds are open as the server keeps (`overloaded`, `--max-feed-clients`), draining (`shutting_down`), or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
 pub(crate) async fn feed(
     req: HttpRequest,
     Query(params): Query<FeedParams>,
