@@ -7,7 +7,9 @@
 //!
 //! Run: `bash benches/install-load-generator.sh && cargo bench --bench http`.
 //! `NEONHUB_BENCH_SECS` (default 10) sets the load's duration,
-//! `NEONHUB_BENCH_CONNECTIONS` (default 256) the connections. Data lives under
+//! `NEONHUB_BENCH_CONNECTIONS` (default 256) the connections;
+//! `NEONHUB_BENCH_BASELINE=BIN` compares an older binary with this build,
+//! alternately, `NEONHUB_BENCH_ROUNDS` (default 5) rounds. Data lives under
 //! `target/neonhub-bench/` and is removed.
 
 use std::io::{BufRead, BufReader};
@@ -185,25 +187,19 @@ fn head(base: &str) -> u64 {
     value["head"].as_u64().unwrap_or(0)
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        println!("http: benchmark");
-        return;
-    }
-    let secs = env_or("NEONHUB_BENCH_SECS", 10);
-    let connections = env_or("NEONHUB_BENCH_CONNECTIONS", 256);
-    let (Some(tool), is_wrk) = (match (find("wrk"), find("oha")) {
-        (Some(w), _) => (Some(w), true),
-        (None, Some(o)) => (Some(o), false),
-        (None, None) => (None, false),
-    }) else {
-        eprintln!("no load generator: run `bash benches/install-load-generator.sh` (wrk or oha)");
-        std::process::exit(2);
-    };
+/// One measured load on a fresh `serve` of `binary`: what the generator
+/// saw, the runs the log holds afterwards, and the server's RSS (MiB).
+fn measure(
+    binary: &Path,
+    tool: &Path,
+    is_wrk: bool,
+    connections: u64,
+    secs: u64,
+) -> (Load, u64, f64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
     std::fs::create_dir_all(&root).expect("create target/neonhub-bench");
     let dir = tempfile::tempdir_in(&root).expect("a temp dir");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_neonhub"))
+    let mut serve = Command::new(binary)
         .arg("--data-dir")
         .arg(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -223,14 +219,15 @@ fn main() {
         .to_owned();
     let url = format!("{base}/v1/runs");
     println!(
-        "POST {url} (echo, durable) with {} at {connections} connections for {secs} s",
+        "POST {url} ({}: echo, durable) with {} at {connections} connections for {secs} s",
+        binary.display(),
         tool.display()
     );
     let began = Instant::now();
     let load = if is_wrk {
-        run_wrk(&tool, &url, connections, secs, dir.path())
+        run_wrk(tool, &url, connections, secs, dir.path())
     } else {
-        run_oha(&tool, &url, connections, secs)
+        run_oha(tool, &url, connections, secs)
     };
     let elapsed = began.elapsed();
     // Runs cut off when the generator stopped may still finish: wait for the
@@ -271,4 +268,61 @@ fn main() {
     assert!(kill.success());
     let status = serve.wait().expect("serve exits");
     assert!(status.success(), "serve exited with {status}");
+    (load, runs, rss)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("http: benchmark");
+        return;
+    }
+    let secs = env_or("NEONHUB_BENCH_SECS", 10);
+    let connections = env_or("NEONHUB_BENCH_CONNECTIONS", 256);
+    let (Some(tool), is_wrk) = (match (find("wrk"), find("oha")) {
+        (Some(w), _) => (Some(w), true),
+        (None, Some(o)) => (Some(o), false),
+        (None, None) => (None, false),
+    }) else {
+        eprintln!("no load generator: run `bash benches/install-load-generator.sh` (wrk or oha)");
+        std::process::exit(2);
+    };
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_neonhub"));
+    // A/B: `NEONHUB_BENCH_BASELINE=/path/to/an/older/neonhub` measures it and
+    // this build alternately, `NEONHUB_BENCH_ROUNDS` (default 5) rounds each,
+    // and prints the ratio of the medians.
+    let Some(baseline) = std::env::var_os("NEONHUB_BENCH_BASELINE").map(PathBuf::from) else {
+        measure(&this, &tool, is_wrk, connections, secs);
+        return;
+    };
+    let rounds = env_or("NEONHUB_BENCH_ROUNDS", 5);
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let old = measure(&baseline, &tool, is_wrk, connections, secs)
+            .0
+            .per_second;
+        let new = measure(&this, &tool, is_wrk, connections, secs)
+            .0
+            .per_second;
+        println!(
+            "round: baseline {old:.0} runs/s, this build {new:.0} runs/s, ratio {:.3}",
+            new / old
+        );
+        a.push(old);
+        b.push(new);
+        ratios.push(new / old);
+    }
+    println!(
+        "A/B over {rounds} rounds: baseline median {:.0} runs/s, this build median {:.0} runs/s, \
+         median of the per-round ratios {:.3} (min {:.3}, max {:.3})",
+        median(a),
+        median(b),
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
 }
