@@ -119,6 +119,16 @@ async fn a_page_of_runs_is_bounded_in_bytes() {
         assert_eq!(status, 200, "{run:.200}");
         submitted.push(run["run_id"].as_str().unwrap().to_owned());
     }
+    // A run's answer comes from its journal; the table may be a batch
+    // behind. List once it has every event.
+    neonhub_test_support::wait_until("the table to reach the log's head", || async {
+        let ready: serde_json::Value = match hub.client.get(hub.url("/readyz")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        ready["checkpoint"].is_u64() && ready["checkpoint"] == ready["head"]
+    })
+    .await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
