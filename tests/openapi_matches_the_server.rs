@@ -173,7 +173,11 @@ async fn schemathesis_finds_the_server_as_described() {
         ])
         .args(["--max-examples", "25"])
         .args(["--seed", "15"])
-        .args(["--workers", "2"])
+        // One worker: with two, hypothesis parsed sources on two threads
+        // at once and CPython 3.11's `ast.parse` failed inside schemathesis
+        // ("AST constructor recursion depth mismatch"), a tool error that
+        // says nothing about the server.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
         .args(["--generation-database", "none"])
         // Never ends: checked by `the_event_feed_is_as_described`.
@@ -188,6 +192,12 @@ async fn schemathesis_finds_the_server_as_described() {
         output.status.success(),
         "schemathesis found the server and its description apart ({:?}):\n{stdout}\n{stderr}",
         began.elapsed()
+    );
+    // A `$ref` the description does not define makes schemathesis skip
+    // that part of the schema with a warning only.
+    assert!(
+        !stdout.contains("Unresolvable reference"),
+        "the description refers to a schema it does not define:\n{stdout}"
     );
     // It tested every operation (a run that tested nothing passes too) but
     // the feed and `/openapi.json`, which schemathesis leaves out as the

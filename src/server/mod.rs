@@ -66,6 +66,9 @@ macro_rules! route_table {
                     A known path with a method it does not take is 405 with `Allow`.",
             ),
             paths($($($handler)::+),*),
+            // Named only by a query parameter, which utoipa does not
+            // collect from (the other names are reached from bodies).
+            components(schemas(openapi::SortName)),
             modifiers(&Security, &EmptyIsAbsent, &HeadLimits),
             security(("bearer" = [])),
             tags(
