@@ -778,3 +778,26 @@ async fn an_operator_cancels_a_run_and_resolves_a_step_from_its_page() {
     let (code, _) = serve.terminate();
     assert_eq!(code, Some(0));
 }
+
+/// A page left for another gives its event feed's connection back. The
+/// browser keeps at most six connections to one server, and kept the feeds
+/// of pages it had left (in its back/forward cache): the sixth load of the
+/// dashboard in one tab found no connection for its API calls and hung for
+/// about a minute.
+#[actix_rt::test]
+async fn leaving_the_dashboard_again_and_again_never_hangs_it() {
+    let scene = Scene::start().await;
+    scene.open_with_token("#/runs").await;
+    let want = scene.api.ids("").await;
+    wait_for_rows(&scene.browser, "the runs", &want).await;
+    for load in 1..=8 {
+        scene.browser.goto("about:blank").await.unwrap();
+        scene
+            .browser
+            .goto(&format!("{}/#/runs", scene.serve.base))
+            .await
+            .unwrap();
+        wait_for_rows(&scene.browser, &format!("the runs, load {load}"), &want).await;
+    }
+    scene.finish().await;
+}

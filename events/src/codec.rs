@@ -200,7 +200,7 @@ pub fn from_msgpack<T: DeserializeOwned>(payload: &[u8]) -> std::result::Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
     use uuid::Uuid;
@@ -209,7 +209,8 @@ mod tests {
     use crate::ids::{RunId, Timestamp};
     use crate::run::{ErrorKind, RunError, RunFailed, RunKind, RunStarted, RunSucceeded};
 
-    fn json() -> impl Strategy<Value = Value> {
+    /// Any JSON value (finite numbers), up to four levels deep.
+    pub(crate) fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

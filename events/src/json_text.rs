@@ -192,29 +192,11 @@ mod tests {
 
     use super::*;
 
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            ".{0,24}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::btree_map(".{0,12}", inner, 0..8)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest! {
         /// What the codec writes decodes to the text `serde_json` writes
         /// for the decoded `Value`, byte for byte.
         #[test]
-        fn text_is_what_value_writes(value in json_value()) {
+        fn text_is_what_value_writes(value in crate::codec::tests::json()) {
             let payload = rmp_serde::to_vec_named(&value).unwrap();
             let text: JsonText = rmp_serde::from_slice(&payload).unwrap();
             let through_value: Value = rmp_serde::from_slice(&payload).unwrap();

@@ -31,6 +31,18 @@ export async function subscribe(listener) {
         }
       }
     }, showState);
+    // A hidden page, or one left for another (which the browser may keep
+    // in its back/forward cache), gives its connection back: with six per
+    // server, five dashboards kept open left the sixth no connection for
+    // its API calls, and it hung for a minute.
+    document.addEventListener('visibilitychange', () => {
+      if (document.hidden) feed.pause();
+      else feed.resume();
+    });
+    window.addEventListener('pagehide', () => feed.pause());
+    window.addEventListener('pageshow', () => {
+      if (!document.hidden) feed.resume();
+    });
   }
   await Promise.race([feed.ready, new Promise((resolve) => setTimeout(resolve, 3000))]);
   return () => listeners.delete(listener);

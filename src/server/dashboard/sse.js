@@ -105,11 +105,16 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * Follows `GET /v1/events` (from the head, then from the last id seen)
  * until `stop()`. `onEvent(event)` gets each parsed event (its `data` is the
  * JSON `{position, stream, revision, type, recorded_at, data}`);
- * `onState('connecting'|'live'|'reconnecting'|'off', detail)` the feed's
- * state. `ready` resolves once the first connection is open (or failed).
+ * `onState('connecting'|'live'|'reconnecting'|'paused'|'off', detail)` the
+ * feed's state. `ready` resolves once the first connection is open (or
+ * failed). `pause()` closes the connection until `resume()`, which goes on
+ * from the last id seen: a browser keeps at most six connections to one
+ * server, so a page that is hidden, or left for another, must not hold one.
  */
 export function follow(onEvent, onState = () => {}) {
   let stopped = false;
+  let paused = false;
+  let wake = null;
   let controller = null;
   let lastId = null;
   let markReady;
@@ -164,6 +169,13 @@ export function follow(onEvent, onState = () => {}) {
     let delay = 500;
     onState('connecting');
     while (!stopped) {
+      if (paused) {
+        onState('paused');
+        await new Promise((resolve) => {
+          wake = resolve;
+        });
+        continue;
+      }
       try {
         const outcome = await connectOnce();
         if (outcome === 'again') continue;
@@ -171,11 +183,13 @@ export function follow(onEvent, onState = () => {}) {
         else delay = 500;
       } catch (error) {
         if (stopped) break;
+        if (paused) continue;
         onState('reconnecting', error.message);
         markReady();
         delay = Math.min(delay * 2, 10_000);
       }
       if (stopped) break;
+      if (paused) continue;
       onState('reconnecting');
       await sleep(delay);
     }
@@ -187,6 +201,20 @@ export function follow(onEvent, onState = () => {}) {
     stop() {
       stopped = true;
       if (controller) controller.abort();
+      if (wake) wake();
+    },
+    pause() {
+      if (paused || stopped) return;
+      paused = true;
+      if (controller) controller.abort();
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      if (wake) {
+        wake();
+        wake = null;
+      }
     },
   };
 }
