@@ -8,7 +8,7 @@
 //! max. Issue 15's goal: at most 1 s.
 //!
 //! Run: `cargo bench --bench dashboard` (needs `chromium` and
-//! `chromedriver`: `tests/run` installs them). The data directory is built
+//! `chromedriver`: `tests/install-tools` installs them). The data directory is built
 //! once under `target/neonhub-bench/fixtures/dashboard-<runs>/` (a few
 //! minutes) and reused.
 

@@ -10,7 +10,7 @@
 //! step in doubt from their pages.
 //!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and
-//! `chromium-driver`, installed by `tests/run`); without them the tests
+//! `chromium-driver`, installed by `tests/install-tools`); without them the tests
 //! fail saying so.
 
 use std::net::TcpListener;
@@ -62,7 +62,7 @@ impl Driver {
         let exe = find_program(&["chromedriver"], "/usr/bin/chromedriver").unwrap_or_else(|| {
             panic!(
                 "chromedriver is not installed (not on PATH, not /usr/bin/chromedriver): run \
-                 tests/run, which installs chromium and chromium-driver"
+                 tests/install-tools, which installs chromium and chromium-driver"
             )
         });
         let port = free_port();
@@ -96,7 +96,7 @@ impl Driver {
         )
         .unwrap_or_else(|| {
             panic!(
-                "chromium is not installed: run tests/run, which installs chromium and \
+                "chromium is not installed: run tests/install-tools, which installs chromium and \
                  chromium-driver"
             )
         });

@@ -21,7 +21,13 @@ fn the_readme_opens_with_the_commands_these_tests_run() {
         .map(|l| l.split('#').next().unwrap().trim())
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(commands, ["cargo run --release -- demo", "tests/run"]);
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -- demo",
+            "tests/install-tools && cargo test --workspace"
+        ]
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The OpenAPI description served at `/openapi.json` matches the server
-//! that serves it: schemathesis (from PyPI, installed by `tests/run`)
+//! that serves it: schemathesis (from PyPI, installed by `tests/install-tools`)
 //! calls every operation of a real `neonhub serve` with requests made from
 //! the description, valid and invalid, and checks each answer against it
 //! (no 5xx, only documented statuses, content types, headers and bodies).
@@ -11,32 +11,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use neonhub_test_support::service::{ServeProcess, run_body};
+use neonhub_test_support::tools;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok-0pen-api-5ch3ma";
 
 /// The schemathesis to run: `NEONHUB_SCHEMATHESIS`, else `schemathesis`
-/// on the `PATH`.
+/// on the `PATH`, else the one `tests/install-tools` puts in `target/tools`.
 fn schemathesis() -> PathBuf {
-    if let Some(path) = std::env::var_os("NEONHUB_SCHEMATHESIS") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "NEONHUB_SCHEMATHESIS={} is not a file: run tests/run, which installs schemathesis",
-            path.display()
-        );
-        return path;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("schemathesis"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "schemathesis is not installed (neither NEONHUB_SCHEMATHESIS nor `schemathesis` \
-                 on the PATH): run tests/run, which installs it and runs the tests"
-            )
-        })
+    tools::required(
+        "NEONHUB_SCHEMATHESIS",
+        "schemathesis",
+        Some("target/tools/venv/bin/schemathesis"),
+    )
 }
 
 /// A `serve` with a token, and a client that sends it.

@@ -1,18 +1,19 @@
 //! Programs from outside crates.io that some tests run (promtool,
-//! schemathesis, chromedriver): `tests/run` installs them and names them in
-//! the environment. A test that needs one and cannot find it fails, saying
+//! schemathesis, chromedriver): `tests/install-tools` installs them where
+//! each test's fallback path looks. A test that needs one and cannot find it fails, saying
 //! how to get it; it never skips silently.
 
 use std::path::PathBuf;
 
 /// The program named by the environment variable `var`, else `name` on the
-/// `PATH`, else `fallback` if it exists. Panics, naming `tests/run`, when
+/// `PATH`, else `fallback` (relative to the test's directory, the package's)
+/// if it exists, made absolute. Panics, naming `tests/install-tools`, when
 /// none is there.
 pub fn required(var: &str, name: &str, fallback: Option<&str>) -> PathBuf {
     if let Some(path) = std::env::var_os(var).map(PathBuf::from) {
         assert!(
             path.is_file(),
-            "{var} names {}, which does not exist; run `tests/run` (the README's test command), which installs {name}",
+            "{var} names {}, which does not exist; run `tests/install-tools` (the first half of the README's test command), which installs {name}",
             path.display()
         );
         return path;
@@ -23,11 +24,17 @@ pub fn required(var: &str, name: &str, fallback: Option<&str>) -> PathBuf {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file());
     on_path
-        .or_else(|| fallback.map(PathBuf::from).filter(|p| p.is_file()))
+        // Made absolute: a child may run in another directory.
+        .or_else(|| {
+            fallback
+                .map(PathBuf::from)
+                .filter(|p| p.is_file())
+                .and_then(|p| std::fs::canonicalize(p).ok())
+        })
         .unwrap_or_else(|| {
             panic!(
                 "this test needs {name}, which is neither in {var} nor on the PATH; \
-                 run `tests/run` (the README's test command), which installs it"
+                 run `tests/install-tools` (the first half of the README's test command), which installs it"
             )
         })
 }
