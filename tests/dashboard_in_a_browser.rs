@@ -14,7 +14,7 @@
 //! fail saying so.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,26 +22,12 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use neonhub_test_support::http::TestServer;
 use neonhub_test_support::service::ServeProcess;
 use neonhub_test_support::twilio::live_twilio;
-use neonhub_test_support::wait_until_within;
+use neonhub_test_support::{tools, wait_until_within};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok-dash-7c41e9";
 /// How long one thing may take to show in the browser.
 const SHOW: Duration = Duration::from_secs(20);
-
-/// The first of `names` found on `PATH`, else at `fallback`.
-fn find_program(names: &[&str], fallback: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in names {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    Some(PathBuf::from(fallback)).filter(|p| p.is_file())
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -59,12 +45,11 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Driver {
-        let exe = find_program(&["chromedriver"], "/usr/bin/chromedriver").unwrap_or_else(|| {
-            panic!(
-                "chromedriver is not installed (not on PATH, not /usr/bin/chromedriver): run \
-                 tests/install-tools, which installs chromium and chromium-driver"
-            )
-        });
+        let exe = tools::required(
+            "NEONHUB_CHROMEDRIVER",
+            "chromedriver",
+            Some("/usr/bin/chromedriver"),
+        );
         let port = free_port();
         let child = Command::new(exe)
             .arg(format!("--port={port}"))
@@ -90,16 +75,7 @@ impl Driver {
 
     /// A new headless Chromium session with a fresh profile in `profile`.
     async fn browser(&self, profile: &Path) -> Client {
-        let chromium = find_program(
-            &["chromium", "chromium-browser", "google-chrome"],
-            "/usr/bin/chromium",
-        )
-        .unwrap_or_else(|| {
-            panic!(
-                "chromium is not installed: run tests/install-tools, which installs chromium and \
-                 chromium-driver"
-            )
-        });
+        let chromium = tools::required("NEONHUB_CHROMIUM", "chromium", Some("/usr/bin/chromium"));
         let options = json!({
             "binary": chromium,
             "args": [
