@@ -507,6 +507,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_says_what_it_shows() {
+        let example = include_str!("../neonhub.example.toml");
+        let config = ConfigFile::parse(example, "neonhub.example.toml").unwrap();
+        assert_eq!(
+            config.server.listen,
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(config.agent_options("email").retry.max_attempts, 3);
+        assert_eq!(config.http_agents().count(), 1);
+        let examples = include_str!("../examples/neonhub.toml");
+        assert_eq!(
+            ConfigFile::parse(examples, "examples/neonhub.toml")
+                .unwrap()
+                .http_agents()
+                .count(),
+            2
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
