@@ -233,7 +233,11 @@ fn measure_body(
         .arg("--data-dir")
         .arg(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(config.map(|c| vec!["--config".into(), c.as_os_str().to_owned()]).unwrap_or_default())
+        .args(
+            config
+                .map(|c| vec!["--config".into(), c.as_os_str().to_owned()])
+                .unwrap_or_default(),
+        )
         .env("NEONHUB_CONNECTORS", "mock")
         .env("NEONHUB_DRAIN_GRACE", "0")
         .env_remove("NEONHUB_TOKEN")
@@ -369,7 +373,10 @@ fn http_agent_against_echo(this: &Path, tool: &Path, is_wrk: bool, connections: 
         assert_eq!(load.errors, 0, "the HTTP agent's runs failed");
         assert!(runs > 0);
         let h = load.per_second;
-        println!("round: echo {e:.0} runs/s, HTTP agent {h:.0} runs/s, ratio {:.3}", h / e);
+        println!(
+            "round: echo {e:.0} runs/s, HTTP agent {h:.0} runs/s, ratio {:.3}",
+            h / e
+        );
         echo.push(e);
         http.push(h);
         ratios.push(h / e);

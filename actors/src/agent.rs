@@ -154,6 +154,10 @@ pub struct AgentOptions {
     pub timeout: Duration,
     /// Attempts and backoff. Timeouts, panics and retryable errors are retried.
     pub retry: RetryPolicy,
+    /// The most attempts of this agent running at once on this node; more
+    /// wait their turn (the attempt's timeout starts when it runs). `None`:
+    /// no limit but the orchestrator's runs in flight.
+    pub max_concurrent: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for AgentOptions {
@@ -161,6 +165,7 @@ impl Default for AgentOptions {
         Self {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::none(),
+            max_concurrent: None,
         }
     }
 }
@@ -386,16 +391,25 @@ pub(crate) struct AgentActor {
     agent: Arc<dyn Agent>,
     timeout: Duration,
     restarts: Arc<AtomicU64>,
+    /// One permit per attempt allowed to run at once, if limited.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AgentActor {
-    pub(crate) fn new(factory: AgentFactory, timeout: Duration, restarts: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        factory: AgentFactory,
+        options: &AgentOptions,
+        restarts: Arc<AtomicU64>,
+    ) -> Self {
         let agent = factory();
         Self {
             factory,
             agent,
-            timeout,
+            timeout: options.timeout,
             restarts,
+            slots: options
+                .max_concurrent
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get()))),
         }
     }
 }
@@ -463,7 +477,26 @@ impl Handler<Execute> for AgentActor {
         let agent = Arc::clone(&self.agent);
         let timeout = self.timeout;
         let actor = ctx.address();
+        let slots = self.slots.clone();
         actix::spawn(async move {
+            // Its turn first, if the agent's attempts are limited: the
+            // timeout starts when it runs. A cancellation ends the wait.
+            let _permit = match &slots {
+                None => None,
+                Some(slots) => tokio::select! {
+                    permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+                    () = msg.ctx.cancel.cancelled() => {
+                        msg.ctx.close_steps();
+                        let cancelled = AgentError::with_kind(
+                            ErrorKind::Cancelled,
+                            "the run was cancelled while waiting for its turn",
+                            false,
+                        );
+                        let _ = msg.reply.send(Err(cancelled));
+                        return;
+                    }
+                },
+            };
             let (cancel, steps, ended) = (
                 msg.ctx.cancel.clone(),
                 msg.ctx.steps.clone(),
