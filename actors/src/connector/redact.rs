@@ -3,6 +3,8 @@
 //! plain, URL-encoded, JSON-escaped or base64 form (at each of base64's
 //! three alignments, which covers Basic auth's `base64(user:secret)`) is
 //! hidden, so no cut, wherever it falls, leaves a usable piece behind.
+//! The price: other text that shares a run of 5 characters with a secret is
+//! hidden too (rare with random credentials).
 
 use std::collections::HashSet;
 

@@ -35,9 +35,11 @@ pub enum VendorCode {
 
 impl VendorCode {
     /// Whether trying again can help; `None` when the code alone does not
-    /// say (an unknown Twilio code: its HTTP status decides).
+    /// say (a code not listed: the HTTP status decides, and an `ok: false`
+    /// over HTTP 200 is not retried).
     pub fn retry(&self) -> Option<Retry> {
         match self {
+            Self::Slack(SlackError::Other(_)) => None,
             Self::Slack(e) => Some(e.retry()),
             Self::Twilio(e) => e.retry(),
         }
