@@ -86,7 +86,11 @@ async fn no_piece_of_a_credential_leaks_wherever_the_cut_falls() {
     let token_requests = AtomicUsize::new(0);
     let vendor = TestServer::start(move |req| {
         let i = counter.fetch_add(1, Ordering::SeqCst);
-        if req.path == "/token" && token_requests.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if req.path == "/token"
+            && token_requests
+                .fetch_add(1, Ordering::SeqCst)
+                .is_multiple_of(2)
+        {
             let token = json!({"access_token": GMAIL_REFRESHED, "expires_in": 3599,
                                "token_type": "Bearer"});
             return (200, token.to_string());

@@ -193,7 +193,6 @@ mod tests {
     fn every_form_of_a_secret_is_hidden() {
         let secret = "tok/en+9~x y";
         let r = Redactor::new([secret, ""]);
-        let basic = STANDARD.encode(format!("AC42:{secret}"));
         for form in [
             secret.to_owned(),
             "tok%2Fen%2B9~x%20y".to_owned(),
