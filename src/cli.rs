@@ -276,8 +276,10 @@ pub enum Command {
         neonhub serve\n  \
         neonhub serve --listen 0.0.0.0:4000 --token \"$(cat /run/secrets/neonhub)\"\n  \
         NEONHUB_TOKEN=s3cret neonhub --data-dir /var/lib/neonhub serve\n\n\
-        Connectors are mock unless credentials are set (NEONHUB_GMAIL_TOKEN, NEONHUB_SLACK_TOKEN,\n\
-        NEONHUB_TWILIO_ACCOUNT_SID/_AUTH_TOKEN/_FROM) or NEONHUB_CONNECTORS=mock|live.\n\
+        Connectors are mock unless credentials are set (NEONHUB_GMAIL_TOKEN, or\n\
+        NEONHUB_GMAIL_CLIENT_ID/_CLIENT_SECRET/_REFRESH_TOKEN to refresh Gmail tokens at\n\
+        NEONHUB_GMAIL_TOKEN_URL; NEONHUB_SLACK_TOKEN; NEONHUB_TWILIO_ACCOUNT_SID/_AUTH_TOKEN/_FROM)\n\
+        or NEONHUB_CONNECTORS=mock|live.\n\
         SIGINT/SIGTERM: stop accepting, finish (or fail as interrupted) in-flight runs, exit 0.")]
     Serve(ServeArgs),
     /// Run a realistic mixed workload through the built-in agents on mock

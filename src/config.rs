@@ -35,6 +35,8 @@ pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The built-in connectors' configuration, read from the environment:
 /// `NEONHUB_CONNECTORS` (`mock` or `live`), `NEONHUB_GMAIL_TOKEN`,
+/// `NEONHUB_GMAIL_CLIENT_ID`, `NEONHUB_GMAIL_CLIENT_SECRET`,
+/// `NEONHUB_GMAIL_REFRESH_TOKEN`, `NEONHUB_GMAIL_TOKEN_URL`,
 /// `NEONHUB_SLACK_TOKEN`, `NEONHUB_TWILIO_ACCOUNT_SID`,
 /// `NEONHUB_TWILIO_AUTH_TOKEN`, `NEONHUB_TWILIO_FROM` and the
 /// `NEONHUB_*_BASE_URL`s (see [`ConnectorsConfig`]'s fields). Credentials
@@ -43,7 +45,8 @@ pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # Errors
 /// [`neonhub_actors::Error::Config`] if `NEONHUB_CONNECTORS` is neither
-/// `mock` nor `live`.
+/// `mock` nor `live`, or if only some of Gmail's client id, client secret
+/// and refresh token are set.
 pub(crate) fn connectors_from_env() -> neonhub_actors::Result<ConnectorsConfig> {
     ConnectorsConfig::from_vars(|name| std::env::var(name).ok())
 }

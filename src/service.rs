@@ -115,7 +115,7 @@ fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
     vec![
         ConnectorInfo {
             name: "gmail",
-            mode: mode_name(config.mode_for(config.gmail.token.is_some())),
+            mode: mode_name(config.mode_for(config.gmail.has_credentials())),
         },
         ConnectorInfo {
             name: "slack",

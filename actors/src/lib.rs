@@ -40,8 +40,9 @@ pub use agents::{
 };
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
-    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Reconciled, Secret, Slack,
-    SlackConfig, StepRef, Twilio, TwilioConfig, describe_connector_metrics,
+    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, GmailRefresh, RateLimit, Reconciled,
+    Retry, Secret, Slack, SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError,
+    VendorCode, describe_connector_metrics,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;

@@ -1,7 +1,9 @@
 //! Given Gmail credentials and a base URL pointing at a local server (live
 //! mode chosen by the configuration), when the email agent sends and the
 //! other Gmail operations are called, then each request has the method,
-//! path, bearer token and body the Gmail API documents.
+//! path, bearer token and body the Gmail API documents; the message has
+//! CRLF line endings and non-ASCII header text as RFC 2047 encoded words,
+//! and a header value with a line break is refused before anything is sent.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,7 +43,7 @@ async fn live_gmail_speaks_the_gmail_api() {
     let sent = orchestrator
         .send(SubmitRun::intent(
             "email.send",
-            json!({"to": "ada@example.com", "subject": "Hello", "body": "Line one\nLine two"}),
+            json!({"to": "ada@example.com", "subject": "Grüße ✉", "body": "Line one\nLine two"}),
         ))
         .await
         .unwrap()
@@ -67,10 +69,33 @@ async fn live_gmail_speaks_the_gmail_api() {
         .unwrap();
     let message = String::from_utf8(raw).unwrap();
     assert!(
-        message.starts_with("To: ada@example.com\r\nSubject: Hello\r\n"),
+        message.starts_with("To: ada@example.com\r\nSubject: =?UTF-8?B?R3LDvMOfZSDinIk=?=\r\n"),
         "{message}"
     );
-    assert!(message.ends_with("\r\n\r\nLine one\nLine two"), "{message}");
+    assert!(
+        message.ends_with("\r\n\r\nLine one\r\nLine two"),
+        "{message}"
+    );
+    let (head, _) = message.split_once("\r\n\r\n").unwrap();
+    assert!(head.is_ascii(), "{message}");
+    assert!(
+        !message.replace("\r\n", "").contains(['\r', '\n']),
+        "{message:?}"
+    );
+
+    let injected = orchestrator
+        .send(support::Proxy::submit(
+            "gmail",
+            "send",
+            json!({"to": "ada@example.com", "from": "me@example.com\nBcc: all@example.com",
+                   "subject": "s", "body": "b"}),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let error = injected.result.unwrap_err();
+    assert!(error.message.contains("one line"), "{}", error.message);
+    assert_eq!(server.hits(), 1, "a header with a line break sent nothing");
 
     let call = |operation: &str, input: Value| {
         orchestrator.send(support::Proxy::submit("gmail", operation, input))

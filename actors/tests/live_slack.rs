@@ -1,8 +1,11 @@
 //! Given a Slack bot token and a base URL pointing at a local server, when
 //! the slack agent posts and the other Slack operations are called (file
-//! upload included), then each request has the method, path, bearer token
-//! and body the Slack Web API documents (a post carries its step in its
-//! message metadata), and `ok: false` answers fail.
+//! upload included), then each request has the method, path, bearer token,
+//! content type and body the Slack Web API documents (JSON as
+//! `application/json; charset=utf-8`; a post carries its step in its
+//! message metadata; the upload is `files.getUploadURLExternal`, form-encoded,
+//! the bytes to the URL it gives, answered `OK - <length>` as text, then
+//! `files.completeUploadExternal`), and `ok: false` answers fail, typed.
 
 use neonhub_actors::{
     AgentOptions, ConnectorOptions, OrchestratorBuilder, Secret, Slack, SubmitRun,
@@ -26,12 +29,13 @@ async fn live_slack_speaks_the_slack_web_api() {
             }
             ("GET", "/api/conversations.list") => json!({"ok": true, "channels": [{"id": "C1"}]}),
             ("GET", "/api/users.info") => json!({"ok": true, "user": {"id": "U1"}}),
-            ("GET", "/api/files.getUploadURLExternal") => json!({
+            ("POST", "/api/files.getUploadURLExternal") => json!({
                 "ok": true,
                 "upload_url": format!("http://{}/upload/F123", req.host),
                 "file_id": "F123",
             }),
-            ("POST", "/upload/F123") => return (200, String::new()),
+            // The upload service answers with text, not JSON.
+            ("POST", "/upload/F123") => return (200, format!("OK - {}", req.body.len())),
             ("POST", "/api/files.completeUploadExternal") => {
                 json!({"ok": true, "files": [{"id": "F123", "title": "report"}]})
             }
@@ -68,7 +72,10 @@ async fn live_slack_speaks_the_slack_web_api() {
         ("POST", "/api/chat.postMessage")
     );
     assert_eq!(post.authorization.as_deref(), Some("Bearer xoxb-1-2-abc"));
-    assert_eq!(post.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        post.content_type.as_deref(),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(
         serde_json::from_str::<Value>(&post.body).unwrap(),
         json!({"channel": "C1", "text": "Deploy done", "metadata": {
@@ -89,7 +96,9 @@ async fn live_slack_speaks_the_slack_web_api() {
     let error = missing.result.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Connector);
     assert!(
-        error.message.contains("channel_not_found"),
+        error
+            .message
+            .contains("slack error channel_not_found; retrying cannot help"),
         "{}",
         error.message
     );
@@ -124,7 +133,7 @@ async fn live_slack_speaks_the_slack_web_api() {
     let expected = [
         ("GET", "/api/conversations.list"),
         ("GET", "/api/users.info"),
-        ("GET", "/api/files.getUploadURLExternal"),
+        ("POST", "/api/files.getUploadURLExternal"),
         ("POST", "/upload/F123"),
         ("POST", "/api/files.completeUploadExternal"),
     ];
@@ -134,11 +143,20 @@ async fn live_slack_speaks_the_slack_web_api() {
     );
     assert_eq!(seen[2].query, "limit=10");
     assert_eq!(seen[3].query, "user=U1");
-    assert_eq!(seen[4].query, "filename=report.txt&length=10");
+    assert_eq!(seen[4].body, "filename=report.txt&length=10");
+    assert_eq!(
+        seen[4].content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(seen[5].body, "hello file");
+    assert_eq!(seen[5].authorization, None, "the upload URL needs no token");
     assert_eq!(
         serde_json::from_str::<Value>(&seen[6].body).unwrap(),
         json!({"files": [{"id": "F123", "title": "report"}], "channel_id": "C1"})
+    );
+    assert_eq!(
+        seen[6].content_type.as_deref(),
+        Some("application/json; charset=utf-8")
     );
     for i in [2, 3, 4, 6] {
         assert_eq!(

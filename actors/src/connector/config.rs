@@ -53,20 +53,47 @@ impl FromStr for ConnectorMode {
     }
 }
 
-/// Gmail: an OAuth access token and the API base URL.
+/// Gmail: an OAuth access token, or what refreshes one (client id, client
+/// secret and refresh token), and the API and token endpoint URLs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GmailConfig {
-    /// The OAuth 2 bearer token (`NEONHUB_GMAIL_TOKEN`).
+    /// The OAuth 2 bearer token (`NEONHUB_GMAIL_TOKEN`). With
+    /// [`Self::refresh`] set, the first access token (optional).
     pub token: Option<Secret>,
+    /// What refreshes the access token before it expires and after a 401.
+    pub refresh: Option<GmailRefresh>,
     /// Default `https://gmail.googleapis.com/gmail/v1` (`NEONHUB_GMAIL_BASE_URL`).
     pub base_url: String,
+    /// Google's OAuth 2 token endpoint, default
+    /// `https://oauth2.googleapis.com/token` (`NEONHUB_GMAIL_TOKEN_URL`).
+    pub token_url: String,
+}
+
+impl GmailConfig {
+    /// Whether a token, or what refreshes one, is configured.
+    pub fn has_credentials(&self) -> bool {
+        self.token.is_some() || self.refresh.is_some()
+    }
+}
+
+/// The OAuth 2 client and refresh token that get Gmail access tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GmailRefresh {
+    /// The OAuth client id (`NEONHUB_GMAIL_CLIENT_ID`).
+    pub client_id: String,
+    /// The OAuth client secret (`NEONHUB_GMAIL_CLIENT_SECRET`).
+    pub client_secret: Secret,
+    /// The refresh token (`NEONHUB_GMAIL_REFRESH_TOKEN`).
+    pub refresh_token: Secret,
 }
 
 impl Default for GmailConfig {
     fn default() -> Self {
         Self {
             token: None,
+            refresh: None,
             base_url: "https://gmail.googleapis.com/gmail/v1".to_owned(),
+            token_url: "https://oauth2.googleapis.com/token".to_owned(),
         }
     }
 }
@@ -146,7 +173,9 @@ impl ConnectorsConfig {
     /// environment; blank values count as unset).
     ///
     /// # Errors
-    /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor `live`.
+    /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor
+    /// `live`, or if some but not all of `NEONHUB_GMAIL_CLIENT_ID`,
+    /// `NEONHUB_GMAIL_CLIENT_SECRET` and `NEONHUB_GMAIL_REFRESH_TOKEN` are set.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let mut config = Self {
@@ -157,6 +186,29 @@ impl ConnectorsConfig {
         if let Some(url) = get("NEONHUB_GMAIL_BASE_URL") {
             config.gmail.base_url = url;
         }
+        if let Some(url) = get("NEONHUB_GMAIL_TOKEN_URL") {
+            config.gmail.token_url = url;
+        }
+        let refresh = (
+            get("NEONHUB_GMAIL_CLIENT_ID"),
+            get("NEONHUB_GMAIL_CLIENT_SECRET"),
+            get("NEONHUB_GMAIL_REFRESH_TOKEN"),
+        );
+        config.gmail.refresh = match refresh {
+            (Some(client_id), Some(secret), Some(refresh)) => Some(GmailRefresh {
+                client_id,
+                client_secret: Secret::new(secret),
+                refresh_token: Secret::new(refresh),
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "refreshing Gmail tokens needs all of NEONHUB_GMAIL_CLIENT_ID, \
+                     NEONHUB_GMAIL_CLIENT_SECRET and NEONHUB_GMAIL_REFRESH_TOKEN"
+                        .to_owned(),
+                ));
+            }
+        };
         config.slack.token = get("NEONHUB_SLACK_TOKEN").map(Secret::new);
         if let Some(url) = get("NEONHUB_SLACK_BASE_URL") {
             config.slack.base_url = url;
@@ -225,10 +277,35 @@ mod tests {
     }
 
     #[test]
+    fn gmail_refreshes_with_all_three_or_none() {
+        let all = ConnectorsConfig::from_vars(vars(&[
+            ("NEONHUB_GMAIL_CLIENT_ID", "id-1"),
+            ("NEONHUB_GMAIL_CLIENT_SECRET", "cs-1"),
+            ("NEONHUB_GMAIL_REFRESH_TOKEN", "rt-1"),
+            ("NEONHUB_GMAIL_TOKEN_URL", "http://127.0.0.1:1/token"),
+        ]))
+        .unwrap();
+        let refresh = all.gmail.refresh.clone().unwrap();
+        assert_eq!(refresh.client_id, "id-1");
+        assert_eq!(refresh.refresh_token, Secret::new("rt-1"));
+        assert_eq!(all.gmail.token_url, "http://127.0.0.1:1/token");
+        assert!(all.gmail.has_credentials());
+        assert_eq!(
+            all.mode_for(all.gmail.has_credentials()),
+            ConnectorMode::Live
+        );
+        let partial = ConnectorsConfig::from_vars(vars(&[("NEONHUB_GMAIL_CLIENT_ID", "id-1")]));
+        assert!(partial.is_err());
+    }
+
+    #[test]
     fn secrets_never_print() {
         let config = ConnectorsConfig::from_vars(vars(&[
             ("NEONHUB_SLACK_TOKEN", "xoxb-very-secret"),
             ("NEONHUB_TWILIO_AUTH_TOKEN", "tw-very-secret"),
+            ("NEONHUB_GMAIL_CLIENT_ID", "id-1"),
+            ("NEONHUB_GMAIL_CLIENT_SECRET", "cs-very-secret"),
+            ("NEONHUB_GMAIL_REFRESH_TOKEN", "rt-very-secret"),
         ]))
         .unwrap();
         let printed = format!("{config:?}");

@@ -1,20 +1,34 @@
-//! The Gmail connector: send (an RFC 2822 message, base64url, to
+//! The Gmail connector: send (an RFC 5322 message, base64url, to
 //! `users/me/messages/send`, with a `Message-ID` derived from its step so a
 //! send in doubt is found again by `rfc822msgid:`), get profile, list
-//! messages, get message; OAuth bearer token in live mode.
+//! messages, get message; an OAuth bearer token in live mode, refreshed
+//! before it expires and once on a 401 when a refresh token is configured.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::Client;
+use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
-use super::config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret};
+use super::config::{ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret};
+use super::http::{self, Failure};
+use super::redact::Redactor;
 use super::{
-    Connector, ConnectorError, Reconciled, StepRef, http, is_path_safe, mock, required_str,
+    Connector, ConnectorError, Reconciled, StepRef, is_path_safe, mail, mock, required_str,
     unknown_operation,
 };
 use crate::error::{Error, Result};
+
+/// An access token is refreshed when less than this is left of its life,
+/// so no request goes out with a token about to expire.
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// An access token's life when the token endpoint does not say (Google's
+/// tokens live an hour).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The Gmail connector (`gmail`).
 pub struct Gmail {
@@ -23,11 +37,126 @@ pub struct Gmail {
 
 enum Backend {
     Mock,
-    Live {
-        client: Client,
-        base_url: String,
-        token: Secret,
-    },
+    Live(Box<Live>),
+}
+
+struct Live {
+    client: Client,
+    base_url: String,
+    auth: Auth,
+}
+
+/// How requests are authorized.
+enum Auth {
+    /// One token, used until it fails.
+    Fixed { token: Secret, redactor: Redactor },
+    /// Tokens from the token endpoint, refreshed as they expire.
+    Refreshing(Refresher),
+}
+
+/// Gets access tokens with the refresh token, one refresh at a time.
+struct Refresher {
+    refresh: GmailRefresh,
+    token_url: String,
+    current: Mutex<Access>,
+}
+
+/// The access token in use, if any.
+#[derive(Default)]
+struct Access {
+    token: Option<Secret>,
+    /// When it stops working; `None`: unknown (a configured first token),
+    /// used until a 401.
+    expires_at: Option<Instant>,
+    /// Counts refreshes, so that a 401 refreshes a token only once however
+    /// many requests it failed.
+    generation: u64,
+}
+
+impl Refresher {
+    /// A token to use now (refreshed first when missing or about to
+    /// expire) and its generation.
+    async fn access(&self, client: &Client) -> std::result::Result<(Secret, u64), ConnectorError> {
+        let mut current = self.current.lock().await;
+        let fresh = current
+            .expires_at
+            .is_none_or(|at| at > Instant::now() + REFRESH_MARGIN);
+        match &current.token {
+            Some(token) if fresh => Ok((token.clone(), current.generation)),
+            _ => self.refresh(client, &mut current).await,
+        }
+    }
+
+    /// A token to use after the one of `generation` got a 401: a new one,
+    /// unless another request has already replaced it.
+    async fn after_401(
+        &self,
+        client: &Client,
+        generation: u64,
+    ) -> std::result::Result<(Secret, u64), ConnectorError> {
+        let mut current = self.current.lock().await;
+        match &current.token {
+            Some(token) if current.generation != generation => {
+                Ok((token.clone(), current.generation))
+            }
+            _ => self.refresh(client, &mut current).await,
+        }
+    }
+
+    /// Asks the token endpoint for a new access token (RFC 6749 section 6).
+    /// A failure here means the Gmail request was not sent: retryable
+    /// (not sent) for a connection failure or a 5xx, permanent for a 4xx
+    /// (`invalid_grant`: the refresh token was revoked or expired).
+    async fn refresh(
+        &self,
+        client: &Client,
+        current: &mut Access,
+    ) -> std::result::Result<(Secret, u64), ConnectorError> {
+        let what = "gmail token refresh";
+        let redactor = self.redactor(current.token.iter());
+        let request = client.post(&self.token_url).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", self.refresh.client_id.as_str()),
+            ("client_secret", self.refresh.client_secret.expose()),
+            ("refresh_token", self.refresh.refresh_token.expose()),
+        ]);
+        let answer = http::send_json(request, what, &redactor, http::no_code)
+            .await
+            .map_err(|e| {
+                if e.is_retryable() {
+                    ConnectorError::not_sent(e.message())
+                } else {
+                    e
+                }
+            })?;
+        let Some(token) = answer
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(ConnectorError::not_sent(format!(
+                "{what}: the answer has no access_token"
+            )));
+        };
+        let lifetime = answer
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        current.token = Some(Secret::new(token));
+        current.expires_at = Some(Instant::now() + lifetime);
+        current.generation += 1;
+        tracing::info!(
+            expires_in_seconds = lifetime.as_secs(),
+            "gmail access token refreshed"
+        );
+        Ok((Secret::new(token), current.generation))
+    }
+
+    /// Scrubs the client secret, the refresh token and `tokens`.
+    fn redactor<'a>(&'a self, tokens: impl Iterator<Item = &'a Secret>) -> Redactor {
+        let fixed = [&self.refresh.client_secret, &self.refresh.refresh_token];
+        Redactor::new(fixed.into_iter().chain(tokens).map(Secret::expose))
+    }
 }
 
 impl Gmail {
@@ -38,35 +167,97 @@ impl Gmail {
         }
     }
 
-    /// Live, against `base_url` (e.g. `https://gmail.googleapis.com/gmail/v1`).
+    /// Live, against `base_url` (e.g. `https://gmail.googleapis.com/gmail/v1`),
+    /// with one access token.
     pub fn live(base_url: impl Into<String>, token: Secret) -> Self {
+        let redactor = Redactor::new([token.expose()]);
+        Self::with_auth(base_url.into(), Auth::Fixed { token, redactor })
+    }
+
+    fn with_auth(base_url: String, auth: Auth) -> Self {
         Self {
-            backend: Backend::Live {
+            backend: Backend::Live(Box::new(Live {
                 client: http::client(),
-                base_url: base_url.into().trim_end_matches('/').to_owned(),
-                token,
-            },
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                auth,
+            })),
         }
     }
 
-    /// Mock or live as `config` says.
+    /// Mock or live as `config` says: with [`GmailConfig::refresh`], access
+    /// tokens come from [`GmailConfig::token_url`] (the configured token,
+    /// if any, is used first).
     ///
     /// # Errors
-    /// [`Error::Config`] when live mode is forced without a token.
+    /// [`Error::Config`] when live mode is forced without a token or what
+    /// refreshes one.
     pub fn from_config(config: &ConnectorsConfig) -> Result<Self> {
-        let GmailConfig { token, base_url } = &config.gmail;
-        match (config.mode_for(token.is_some()), token) {
+        let gmail: &GmailConfig = &config.gmail;
+        match (config.mode_for(gmail.has_credentials()), &gmail.refresh) {
             (ConnectorMode::Mock, _) => Ok(Self::mock()),
-            (ConnectorMode::Live, Some(token)) => Ok(Self::live(base_url, token.clone())),
-            (ConnectorMode::Live, None) => Err(Error::Config(
-                "live Gmail needs NEONHUB_GMAIL_TOKEN".to_owned(),
-            )),
+            (ConnectorMode::Live, Some(refresh)) => {
+                let auth = Auth::Refreshing(Refresher {
+                    refresh: refresh.clone(),
+                    token_url: gmail.token_url.clone(),
+                    current: Mutex::new(Access {
+                        token: gmail.token.clone(),
+                        ..Access::default()
+                    }),
+                });
+                Ok(Self::with_auth(gmail.base_url.clone(), auth))
+            }
+            (ConnectorMode::Live, None) => match &gmail.token {
+                Some(token) => Ok(Self::live(&gmail.base_url, token.clone())),
+                None => Err(Error::Config(
+                    "live Gmail needs NEONHUB_GMAIL_TOKEN, or NEONHUB_GMAIL_CLIENT_ID, \
+                     NEONHUB_GMAIL_CLIENT_SECRET and NEONHUB_GMAIL_REFRESH_TOKEN"
+                        .to_owned(),
+                )),
+            },
         }
     }
 
     /// Whether this connector calls the real service.
     pub fn is_live(&self) -> bool {
-        matches!(self.backend, Backend::Live { .. })
+        matches!(self.backend, Backend::Live(_))
+    }
+}
+
+impl Live {
+    /// Sends `request` with a bearer token and returns the JSON answer. With
+    /// a refresh token, a 401 gets one new token and one more try (Gmail did
+    /// not act on the request it refused).
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        what: &str,
+    ) -> std::result::Result<Value, ConnectorError> {
+        let refresher = match &self.auth {
+            Auth::Fixed { token, redactor } => {
+                let request = request.bearer_auth(token.expose());
+                return http::send_json(request, what, redactor, http::no_code).await;
+            }
+            Auth::Refreshing(refresher) => refresher,
+        };
+        let (token, generation) = refresher.access(&self.client).await?;
+        let again = request.try_clone();
+        let redactor = refresher.redactor([&token].into_iter());
+        let first = request.bearer_auth(token.expose());
+        match http::send_json_or_status(first, what, &redactor, http::no_code).await {
+            Err(Failure {
+                status: Some(StatusCode::UNAUTHORIZED),
+                error,
+            }) => {
+                let Some(again) = again else {
+                    return Err(error);
+                };
+                let (fresh, _) = refresher.after_401(&self.client, generation).await?;
+                let redactor = refresher.redactor([&token, &fresh].into_iter());
+                let again = again.bearer_auth(fresh.expose());
+                http::send_json(again, what, &redactor, http::no_code).await
+            }
+            other => Ok(other?),
+        }
     }
 }
 
@@ -75,38 +266,6 @@ impl Gmail {
 /// to the step.
 pub(crate) fn message_id(step: &StepRef) -> String {
     format!("<{}@neonhub>", step.run_id)
-}
-
-/// The RFC 2822 message for a `send` input: `to`, `subject`, `body` and an
-/// optional `from`; with `message_id` (see [`message_id`]) when the send is
-/// a step.
-pub(crate) fn rfc2822(
-    input: &Value,
-    message_id: Option<&str>,
-) -> std::result::Result<String, ConnectorError> {
-    let to = required_str(input, "to")?;
-    if !to.contains('@') || to.contains(['\r', '\n']) {
-        return Err(ConnectorError::permanent(format!(
-            "{to:?} is not an email address"
-        )));
-    }
-    let subject = input.get("subject").and_then(Value::as_str).unwrap_or("");
-    if subject.contains(['\r', '\n']) {
-        return Err(ConnectorError::permanent("the subject must be one line"));
-    }
-    let body = input.get("body").and_then(Value::as_str).unwrap_or("");
-    let mut message = String::new();
-    if let Some(from) = input.get("from").and_then(Value::as_str) {
-        message.push_str(&format!("From: {from}\r\n"));
-    }
-    message.push_str(&format!("To: {to}\r\nSubject: {subject}\r\n"));
-    if let Some(id) = message_id {
-        message.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    message.push_str(&format!(
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{body}"
-    ));
-    Ok(message)
 }
 
 #[async_trait]
@@ -144,14 +303,9 @@ impl Connector for Gmail {
     async fn reconcile(&self, step: &StepRef, operation: &str, _input: &Value) -> Reconciled {
         let live = match &self.backend {
             Backend::Mock => None,
-            Backend::Live {
-                client,
-                base_url,
-                token,
-            } => Some((client, base_url, token)),
+            Backend::Live(live) => Some(live),
         };
-        let (client, base_url, token) = match Reconciled::lookable("gmail", live, operation, "send")
-        {
+        let live = match Reconciled::lookable("gmail", live, operation, "send") {
             Ok(live) => live,
             Err(refused) => return refused,
         };
@@ -160,12 +314,12 @@ impl Connector for Gmail {
             "rfc822msgid:{}",
             id.trim_start_matches('<').trim_end_matches('>')
         );
-        let request = client
-            .get(format!("{base_url}/users/me/messages"))
-            .query(&[("q", query.as_str()), ("includeSpamTrash", "true")])
-            .bearer_auth(token.expose());
+        let request = live
+            .client
+            .get(format!("{}/users/me/messages", live.base_url))
+            .query(&[("q", query.as_str()), ("includeSpamTrash", "true")]);
         let what = "gmail reconcile send";
-        match http::send_json(request, what, &[token.expose()]).await {
+        match live.send(request, what).await {
             Ok(answer) => found_by_message_id(what, &answer),
             Err(e) => Reconciled::Unchecked(e.message().to_owned()),
         }
@@ -205,16 +359,12 @@ impl Gmail {
     ) -> std::result::Result<Value, ConnectorError> {
         match &self.backend {
             Backend::Mock => mock_call(operation, input),
-            Backend::Live {
-                client,
-                base_url,
-                token,
-            } => {
-                let secrets = [token.expose()];
+            Backend::Live(live) => {
+                let (client, base_url) = (&live.client, &live.base_url);
                 let request = match operation {
                     "send" => {
                         let id = step.map(message_id);
-                        let raw = URL_SAFE_NO_PAD.encode(rfc2822(input, id.as_deref())?);
+                        let raw = URL_SAFE_NO_PAD.encode(mail::message(input, id.as_deref())?);
                         client
                             .post(format!("{base_url}/users/me/messages/send"))
                             .json(&json!({ "raw": raw }))
@@ -243,8 +393,7 @@ impl Gmail {
                     }
                     other => return Err(unknown_operation("gmail", other)),
                 };
-                let request = request.bearer_auth(token.expose());
-                http::send_json(request, &format!("gmail {operation}"), &secrets).await
+                live.send(request, &format!("gmail {operation}")).await
             }
         }
     }
@@ -253,7 +402,7 @@ impl Gmail {
 fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {
     match operation {
         "send" => {
-            rfc2822(input, None)?;
+            mail::message(input, None)?;
             Ok(json!({
                 "id": mock::id("", operation, input, 16),
                 "threadId": mock::id("", "thread", input, 16),
@@ -317,19 +466,6 @@ mod tests {
     }
 
     #[test]
-    fn rfc2822_has_headers_then_a_blank_line_then_the_body() {
-        let m = rfc2822(
-            &json!({"to": "a@example.com", "subject": "S", "body": "B"}),
-            None,
-        )
-        .unwrap();
-        assert!(m.starts_with("To: a@example.com\r\nSubject: S\r\n"));
-        assert!(m.ends_with("\r\n\r\nB"));
-        let bad = json!({"to": "a@example.com", "subject": "S\r\nBcc: x@y"});
-        assert!(rfc2822(&bad, None).is_err());
-    }
-
-    #[test]
     fn a_step_s_message_carries_its_derived_message_id() {
         let step = StepRef {
             key: "gmail.send#1".to_owned(),
@@ -338,7 +474,7 @@ mod tests {
         };
         let id = message_id(&step);
         assert_eq!(id, format!("<{}@neonhub>", step.run_id));
-        let m = rfc2822(&json!({"to": "a@example.com", "body": "B"}), Some(&id)).unwrap();
+        let m = mail::message(&json!({"to": "a@example.com", "body": "B"}), Some(&id)).unwrap();
         assert!(m.contains(&format!("\r\nMessage-ID: {id}\r\n")), "{m}");
     }
 

@@ -10,9 +10,12 @@ mod config;
 mod gmail;
 mod http;
 mod limiter;
+mod mail;
 mod mock;
+mod redact;
 mod slack;
 mod twilio;
+mod vendor;
 
 use std::fmt;
 use std::time::Duration;
@@ -27,11 +30,14 @@ pub(crate) use actor::ConnectorActor;
 pub use actor::describe_metrics as describe_connector_metrics;
 pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
-pub use config::{ConnectorMode, ConnectorsConfig, GmailConfig, Secret, SlackConfig, TwilioConfig};
+pub use config::{
+    ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret, SlackConfig, TwilioConfig,
+};
 pub use gmail::Gmail;
 pub use limiter::RateLimit;
 pub use slack::Slack;
 pub use twilio::Twilio;
+pub use vendor::{Retry, SlackError, TwilioError, VendorCode};
 
 /// A service agents call: Gmail, Slack, Twilio, or one of your own.
 ///
@@ -150,6 +156,7 @@ pub struct ConnectorError {
     message: String,
     retryable: bool,
     not_sent: bool,
+    vendor: Option<VendorCode>,
 }
 
 impl ConnectorError {
@@ -159,6 +166,7 @@ impl ConnectorError {
             message: message.into(),
             retryable: false,
             not_sent: true,
+            vendor: None,
         }
     }
 
@@ -170,6 +178,7 @@ impl ConnectorError {
             message: message.into(),
             retryable: true,
             not_sent: false,
+            vendor: None,
         }
     }
 
@@ -181,6 +190,7 @@ impl ConnectorError {
             message: message.into(),
             retryable: true,
             not_sent: true,
+            vendor: None,
         }
     }
 
@@ -197,6 +207,18 @@ impl ConnectorError {
     /// Whether the request may have reached the vendor and had its effect.
     pub fn may_have_had_effect(&self) -> bool {
         !self.not_sent
+    }
+
+    /// The vendor's own error code, when it answered one (Slack's
+    /// `channel_not_found`, Twilio's 21211).
+    pub fn vendor(&self) -> Option<&VendorCode> {
+        self.vendor.as_ref()
+    }
+
+    /// This error, carrying the vendor's code.
+    pub(crate) fn with_vendor(mut self, code: VendorCode) -> Self {
+        self.vendor = Some(code);
+        self
     }
 }
 

@@ -10,6 +10,8 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::config::{ConnectorMode, ConnectorsConfig, Secret};
+use super::redact::Redactor;
+use super::vendor::{Retry, SlackError, VendorCode, slack_code};
 use super::{
     Connector, ConnectorError, Reconciled, StepRef, http, mock, required_str, unknown_operation,
 };
@@ -21,6 +23,10 @@ const STEP_EVENT: &str = "neonhub_step";
 /// How long before its step started a post is looked for: the vendor's
 /// clock and ours differ.
 const CLOCK_SKEW_MICROS: u64 = 120_000_000;
+
+/// The content type of a JSON body, as Slack asks for it: without the
+/// charset, Slack answers with a `missing_charset` warning.
+const JSON_UTF8: &str = "application/json; charset=utf-8";
 
 /// Messages asked for per page of history when looking a post up.
 const HISTORY_PAGE: usize = 200;
@@ -39,6 +45,7 @@ enum Backend {
         client: Client,
         base_url: String,
         token: Secret,
+        redactor: Redactor,
     },
 }
 
@@ -56,6 +63,7 @@ impl Slack {
             backend: Backend::Live {
                 client: http::client(),
                 base_url: base_url.into().trim_end_matches('/').to_owned(),
+                redactor: Redactor::new([token.expose()]),
                 token,
             },
         }
@@ -141,22 +149,24 @@ fn search_page(what: &str, channel: &str, step_run_id: &str, page: &Value) -> Op
     }
 }
 
-/// Slack answers HTTP 200 with `{"ok": false, "error": "..."}` on failure.
+/// Slack answers HTTP 200 with `{"ok": false, "error": "..."}` on failure:
+/// a typed [`super::SlackError`] that says whether retrying can help.
 fn check_ok(what: &str, answer: Value) -> std::result::Result<Value, ConnectorError> {
     if answer.get("ok").and_then(Value::as_bool) == Some(true) {
         return Ok(answer);
     }
-    let code = answer
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown_error");
-    let message = format!("{what}: slack error {code}");
-    Err(match code {
-        // Slack refused to act on it: trying again cannot duplicate it.
-        "ratelimited" | "service_unavailable" => ConnectorError::not_sent(message),
-        "internal_error" | "request_timeout" | "fatal_error" => ConnectorError::transient(message),
-        _ => ConnectorError::permanent(message),
-    })
+    // `slack_code` quotes only what looks like a code, never an echo.
+    let code = slack_code(&json!({"ok": false, "error": answer.get("error")}))
+        .unwrap_or_else(|| VendorCode::Slack(SlackError::parse("unknown_error")));
+    let message = format!("{what}: {code}");
+    Err(code.error(message, Retry::Never))
+}
+
+/// A JSON body with the content type Slack asks for.
+fn json_body(request: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+    request
+        .header(reqwest::header::CONTENT_TYPE, JSON_UTF8)
+        .body(body.to_string())
 }
 
 #[async_trait]
@@ -200,9 +210,10 @@ impl Connector for Slack {
                 client,
                 base_url,
                 token,
-            } => Some((client, base_url, token)),
+                redactor,
+            } => Some((client, base_url, token, redactor)),
         };
-        let (client, base_url, token) =
+        let (client, base_url, token, redactor) =
             match Reconciled::lookable("slack", live, operation, "post_message") {
                 Ok(live) => live,
                 Err(refused) => return refused,
@@ -211,7 +222,6 @@ impl Connector for Slack {
             Ok(channel) => channel,
             Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
         };
-        let secrets = [token.expose()];
         let what = "slack reconcile post_message";
         let step_run_id = step.run_id.to_string();
         let mut query = vec![
@@ -226,7 +236,7 @@ impl Connector for Slack {
                 .get(format!("{base_url}/conversations.history"))
                 .bearer_auth(token.expose())
                 .query(&query);
-            let page = match http::send_json(request, what, &secrets).await {
+            let page = match http::send_json(request, what, redactor, slack_code).await {
                 Ok(answer) => match check_ok(what, answer) {
                     Ok(page) => page,
                     Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
@@ -263,16 +273,17 @@ impl Slack {
         operation: &str,
         input: &Value,
     ) -> std::result::Result<Value, ConnectorError> {
-        let (client, base_url, token) = match &self.backend {
+        let (client, base_url, token, redactor) = match &self.backend {
             Backend::Mock => return mock_call(operation, input),
             Backend::Live {
                 client,
                 base_url,
                 token,
-            } => (client, base_url, token),
+                redactor,
+            } => (client, base_url, token, redactor),
         };
-        let secrets = [token.expose()];
         let what = format!("slack {operation}");
+        let send = |request| http::send_json(request, &what, redactor, slack_code);
         let api = |method: &str| format!("{base_url}/{method}");
         match operation {
             "post_message" => {
@@ -285,9 +296,8 @@ impl Slack {
                 }
                 let request = client
                     .post(api("chat.postMessage"))
-                    .bearer_auth(token.expose())
-                    .json(&body);
-                check_ok(&what, http::send_json(request, &what, &secrets).await?)
+                    .bearer_auth(token.expose());
+                check_ok(&what, send(json_body(request, &body)).await?)
             }
             "list_channels" => {
                 let limit = input.get("limit").and_then(Value::as_u64).unwrap_or(100);
@@ -295,14 +305,14 @@ impl Slack {
                     .get(api("conversations.list"))
                     .bearer_auth(token.expose())
                     .query(&[("limit", limit.to_string())]);
-                check_ok(&what, http::send_json(request, &what, &secrets).await?)
+                check_ok(&what, send(request).await?)
             }
             "user_info" => {
                 let request = client
                     .get(api("users.info"))
                     .bearer_auth(token.expose())
                     .query(&[("user", required_str(input, "user")?)]);
-                check_ok(&what, http::send_json(request, &what, &secrets).await?)
+                check_ok(&what, send(request).await?)
             }
             "upload_file" => {
                 let channel = required_str(input, "channel")?;
@@ -312,30 +322,56 @@ impl Slack {
                     .get("title")
                     .and_then(Value::as_str)
                     .unwrap_or(filename);
+                // 1. A URL to upload to, and the file's id (form-encoded, as
+                // the method documents).
                 let request = client
-                    .get(api("files.getUploadURLExternal"))
+                    .post(api("files.getUploadURLExternal"))
                     .bearer_auth(token.expose())
-                    .query(&[
+                    .form(&[
                         ("filename", filename.to_owned()),
                         ("length", content.len().to_string()),
                     ]);
-                let ticket = check_ok(&what, http::send_json(request, &what, &secrets).await?)?;
-                let upload_url = required_str(&ticket, "upload_url")?;
-                let file_id = required_str(&ticket, "file_id")?;
-                let upload = client.post(upload_url).body(content.to_owned());
-                http::send_json(upload, &what, &secrets).await?;
+                let ticket = check_ok(&what, send(request).await?)?;
+                let upload_url = ticket_field(&what, &ticket, "upload_url")?;
+                let file_id = ticket_field(&what, &ticket, "file_id")?;
+                // 2. The bytes, raw, to that URL: Slack answers 200 with
+                // text (`OK - <length>`), not JSON.
+                let upload = client
+                    .post(upload_url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(content.to_owned());
+                let uploading = format!("{what} (uploading the bytes)");
+                http::send_text(upload, &uploading, redactor, http::no_code).await?;
+                // 3. Complete it, shared to the channel.
                 let complete = client
                     .post(api("files.completeUploadExternal"))
-                    .bearer_auth(token.expose())
-                    .json(&json!({
-                        "files": [{ "id": file_id, "title": title }],
-                        "channel_id": channel,
-                    }));
-                check_ok(&what, http::send_json(complete, &what, &secrets).await?)
+                    .bearer_auth(token.expose());
+                let body = json!({
+                    "files": [{ "id": file_id, "title": title }],
+                    "channel_id": channel,
+                });
+                check_ok(&what, send(json_body(complete, &body)).await?)
             }
             other => Err(unknown_operation("slack", other)),
         }
     }
+}
+
+/// A string field of `files.getUploadURLExternal`'s answer.
+fn ticket_field<'a>(
+    what: &str,
+    ticket: &'a Value,
+    name: &str,
+) -> std::result::Result<&'a str, ConnectorError> {
+    ticket
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ConnectorError::permanent(format!(
+                "{what}: files.getUploadURLExternal answered no {name}"
+            ))
+        })
 }
 
 fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {

@@ -5,13 +5,13 @@
 //! live mode.
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::config::{ConnectorMode, ConnectorsConfig, Secret};
+use super::redact::Redactor;
+use super::vendor::twilio_code;
 use super::{
     Connector, ConnectorError, Reconciled, StepRef, http, is_path_safe, mock, required_str,
     unknown_operation,
@@ -45,6 +45,8 @@ struct Live {
     account_sid: String,
     auth_token: Secret,
     from: String,
+    /// The auth token in every form, Basic auth's base64 included.
+    redactor: Redactor,
 }
 
 /// Whether `number` is in E.164 form: `+`, a non-zero digit, 1 to 14 more.
@@ -90,6 +92,7 @@ impl Twilio {
                 base_url: base_url.into().trim_end_matches('/').to_owned(),
                 lookup_base_url: lookup_base_url.into().trim_end_matches('/').to_owned(),
                 account_sid: account_sid.into(),
+                redactor: Redactor::new([auth_token.expose()]),
                 auth_token,
                 from: from.into(),
             })),
@@ -167,8 +170,6 @@ impl Connector for Twilio {
         let Some(since) = DateTime::<Utc>::from_timestamp_micros(micros - CLOCK_SKEW_MICROS) else {
             return Reconciled::Unchecked("the step's start time is out of range".to_owned());
         };
-        let basic = STANDARD.encode(format!("{}:{}", live.account_sid, live.auth_token.expose()));
-        let secrets = [live.auth_token.expose(), basic.as_str()];
         let what = "twilio reconcile send_sms";
         let request = live
             .client
@@ -183,7 +184,7 @@ impl Connector for Twilio {
                 ("PageSize", LOOKUP_PAGE.to_string()),
             ])
             .basic_auth(&live.account_sid, Some(live.auth_token.expose()));
-        match http::send_json(request, what, &secrets).await {
+        match http::send_json(request, what, &live.redactor, twilio_code).await {
             Ok(page) => match_sms(what, body, since, &page),
             Err(e) => Reconciled::Unchecked(e.message().to_owned()),
         }
@@ -198,8 +199,6 @@ impl Connector for Twilio {
             Backend::Mock => return mock_call(operation, input),
             Backend::Live(live) => live,
         };
-        let basic = STANDARD.encode(format!("{}:{}", live.account_sid, live.auth_token.expose()));
-        let secrets = [live.auth_token.expose(), basic.as_str()];
         let what = format!("twilio {operation}");
         let account = format!("{}/Accounts/{}", live.base_url, live.account_sid);
         let request = match operation {
@@ -247,7 +246,7 @@ impl Connector for Twilio {
                     .client
                     .get(format!("{}/PhoneNumbers/{number}", live.lookup_base_url))
                     .basic_auth(&live.account_sid, Some(live.auth_token.expose()));
-                let answer = http::send_json(request, &what, &secrets).await?;
+                let answer = http::send_json(request, &what, &live.redactor, twilio_code).await?;
                 return Ok(json!({
                     "phone_number": answer.get("phone_number").cloned().unwrap_or(json!(number)),
                     "valid": answer.get("valid").and_then(Value::as_bool).unwrap_or(false),
@@ -257,7 +256,7 @@ impl Connector for Twilio {
             other => return Err(unknown_operation("twilio", other)),
         };
         let request = request.basic_auth(&live.account_sid, Some(live.auth_token.expose()));
-        http::send_json(request, &what, &secrets).await
+        http::send_json(request, &what, &live.redactor, twilio_code).await
     }
 }
 
