@@ -80,6 +80,8 @@ pub struct HttpAgent {
     name: String,
     intents: Vec<String>,
     url: Url,
+    /// `url` as messages show it: no credentials, no query.
+    shown: String,
     timeout: Duration,
     steps: StepsBase,
     client: Client,
@@ -109,9 +111,15 @@ impl HttpAgent {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let mut shown = parsed.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.set_query(None);
+        shown.set_fragment(None);
         Ok(Self {
             name: name.into(),
             intents,
+            shown: shown.to_string(),
             url: parsed,
             timeout,
             steps,
@@ -120,13 +128,8 @@ impl HttpAgent {
     }
 
     /// The URL as messages show it: no credentials, no query.
-    fn shown_url(&self) -> String {
-        let mut url = self.url.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_query(None);
-        url.set_fragment(None);
-        url.to_string()
+    fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     /// Reads at most [`MAX_ANSWER_BYTES`] of the answer.
@@ -236,5 +239,47 @@ impl Agent for HttpAgent {
                 " (expected 2xx with the output, 4xx or 5xx with an error)",
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_the_url_without_its_credentials_or_query() {
+        let agent = HttpAgent::new(
+            "a",
+            Vec::new(),
+            "http://user:s3cret-pass@agents.internal:9000/run?token=abc123#x",
+            Duration::from_secs(1),
+            StepsBase::new(),
+        )
+        .unwrap();
+        assert_eq!(agent.shown_url(), "http://agents.internal:9000/run");
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host() {
+        for url in ["ftp://h/run", "not a url", "unix:/tmp/s", "data:text/plain,x"] {
+            let refused = HttpAgent::new(
+                "a",
+                Vec::new(),
+                url,
+                Duration::from_secs(1),
+                StepsBase::new(),
+            );
+            assert!(refused.is_err(), "{url} was taken");
+        }
+    }
+
+    #[test]
+    fn an_error_answer_gives_its_message() {
+        assert_eq!(
+            error_message(br#"{"error": {"message": "no"}}"#).as_deref(),
+            Some("no")
+        );
+        assert_eq!(error_message(b"<html>"), None);
+        assert_eq!(quote(&[b'a'; 300]).len(), 2 + QUOTED + 3);
     }
 }
