@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport,
+    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RateLimitsConfig, RecoveryReport,
     ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, WatchInFlight, close_interrupted,
 };
 use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
@@ -32,6 +32,8 @@ pub struct ServiceOptions {
     pub store: StoreConfig,
     /// Mock or live connectors, with their credentials.
     pub connectors: ConnectorsConfig,
+    /// The connectors' rate limits.
+    pub rate_limits: RateLimitsConfig,
     /// The bound on runs in flight (503 above it).
     pub max_in_flight: usize,
     /// What start-up does with runs a stopped process left unfinished.
@@ -64,6 +66,7 @@ impl ServiceOptions {
             data,
             store: StoreConfig::Embedded,
             connectors: ConnectorsConfig::mock(),
+            rate_limits: RateLimitsConfig::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             on_interrupted: OnInterrupted::Resume,
             max_resumes: DEFAULT_MAX_RESUMES,
@@ -295,7 +298,7 @@ impl Service {
         let orchestrator = OrchestratorBuilder::new(Arc::clone(&shared))
             .codec(codec.clone())
             .builtin_agents()
-            .builtin_connectors(&options.connectors)?
+            .builtin_connectors_limited(&options.connectors, &options.rate_limits)?
             .max_in_flight(options.max_in_flight)
             .node(node)
             .start()?;

@@ -180,6 +180,9 @@ pub struct AgentContext {
     cancel: CancellationToken,
     /// The attempt's step tasks, waited for before its outcome is appended.
     steps: TaskTracker,
+    /// When the attempt times out (set as it begins): its steps wait for
+    /// rate limits and a vendor's `Retry-After` only until then.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl fmt::Debug for AgentContext {
@@ -208,6 +211,7 @@ impl AgentContext {
             calls: Arc::default(),
             cancel,
             steps: TaskTracker::new(),
+            deadline: None,
         }
     }
 
@@ -278,7 +282,7 @@ impl AgentContext {
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
-        let (cancel, attempt) = (self.cancel.clone(), self.attempt);
+        let (cancel, attempt, deadline) = (self.cancel.clone(), self.attempt, self.deadline);
         let call = self.steps.spawn(async move {
             let step = Step {
                 connector: &connector,
@@ -288,6 +292,7 @@ impl AgentContext {
                 correlation_id,
                 cancel: &cancel,
                 attempt,
+                deadline,
             };
             runtime.call(step, input).await
         });
@@ -393,7 +398,7 @@ impl Handler<Restart> for AgentActor {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -413,9 +418,11 @@ impl Handler<Execute> for AgentActor {
         let agent = Arc::clone(&self.agent);
         let timeout = self.timeout;
         let actor = ctx.address();
+        let mut ctx_of_attempt = msg.ctx;
+        ctx_of_attempt.deadline = Some(tokio::time::Instant::now() + timeout);
         actix::spawn(async move {
-            let (cancel, steps) = (msg.ctx.cancel.clone(), msg.ctx.steps.clone());
-            let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
+            let (cancel, steps) = (ctx_of_attempt.cancel.clone(), ctx_of_attempt.steps.clone());
+            let run = AssertUnwindSafe(agent.run(msg.input, ctx_of_attempt)).catch_unwind();
             let result = tokio::select! {
                 // The run was cancelled: the attempt stops where it is.
                 biased;

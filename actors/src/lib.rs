@@ -39,18 +39,19 @@ pub use agents::{
     generate as generate_content,
 };
 pub use connector::{
-    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
-    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, RateLimit, Reconciled, Secret, Slack,
-    SlackConfig, StepRef, Twilio, TwilioConfig, describe_connector_metrics,
+    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorLimits,
+    ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
+    Limit, RateLimit, RateLimitsConfig, Reconciled, Secret, Slack, SlackConfig, StepRef, Twilio,
+    TwilioConfig, describe_connector_metrics,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use lease::{DEFAULT_LEASE, LeaseWatch, renew_lease};
 pub use orchestrator::{
-    AgentInfo, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted,
-    ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
-    WatchInFlight, default_agent_threads,
+    AgentInfo, CancelRun, ConnectorHealth, ConnectorInfo, DEFAULT_MAX_IN_FLIGHT, GetStats,
+    InFlight, InterruptRuns, ListAgents, ListConnectors, Orchestrator, OrchestratorBuilder,
+    ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun,
+    SubscribeRuns, Target, WatchInFlight, default_agent_threads,
 };
 pub use recovery::{
     RecoveryReport, RecoverySeed, StepDirectory, Unfinished, UnfinishedIndex, close_interrupted,

@@ -49,6 +49,11 @@ pub(crate) async fn send_json(
         }
     })?;
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
     let body = response.text().await.map_err(|e| {
         let e = e.without_url();
         ConnectorError::transient(redact(
@@ -59,17 +64,17 @@ pub(crate) async fn send_json(
     if !status.is_success() {
         let quoted: String = body.chars().take(MAX_QUOTED_BODY).collect();
         let message = redact(&format!("{what}: HTTP {status}: {quoted}"), secrets);
-        return Err(
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
-            {
-                // The vendor asks us to come back: it did not act on it.
-                ConnectorError::not_sent(message)
-            } else if status.is_server_error() {
-                ConnectorError::transient(message)
-            } else {
-                ConnectorError::permanent(message)
-            },
-        );
+        return Err(if status == StatusCode::TOO_MANY_REQUESTS {
+            // The vendor paces us: it did not act on it, and is up.
+            ConnectorError::throttled(message, retry_after)
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The vendor asks us to come back: it did not act on it.
+            ConnectorError::not_sent(message).with_retry_after(retry_after)
+        } else if status.is_server_error() {
+            ConnectorError::transient(message)
+        } else {
+            ConnectorError::permanent(message)
+        });
     }
     if body.trim().is_empty() {
         return Ok(Value::Null);
