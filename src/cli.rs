@@ -442,23 +442,23 @@ pub struct ServeArgs {
 pub struct RateLimitArgs {
     /// Gmail calls of the whole project (default live: 200/s, the
     /// project's 1.2M quota units a minute at 100 a send).
-    #[arg(long, env = "NEONHUB_GMAIL_RATE", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_GMAIL_RATE", default_value = "default", value_parser = rate_limit_arg)]
     pub gmail_rate: neonhub_actors::Limit,
     /// Gmail calls per user (default live: 5 per 2 s, 250 quota units a
     /// second at 100 a send).
-    #[arg(long, env = "NEONHUB_GMAIL_RATE_PER_USER", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_GMAIL_RATE_PER_USER", default_value = "default", value_parser = rate_limit_arg)]
     pub gmail_rate_per_user: neonhub_actors::Limit,
     /// Slack calls of the whole workspace (default live: 100/min, Tier 4).
-    #[arg(long, env = "NEONHUB_SLACK_RATE", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_SLACK_RATE", default_value = "default", value_parser = rate_limit_arg)]
     pub slack_rate: neonhub_actors::Limit,
     /// Slack posts per channel (default live: 1/s, chat.postMessage's).
-    #[arg(long, env = "NEONHUB_SLACK_RATE_PER_CHANNEL", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_SLACK_RATE_PER_CHANNEL", default_value = "default", value_parser = rate_limit_arg)]
     pub slack_rate_per_channel: neonhub_actors::Limit,
     /// Twilio calls of the whole account (default live: 100/s).
-    #[arg(long, env = "NEONHUB_TWILIO_RATE", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_TWILIO_RATE", default_value = "default", value_parser = rate_limit_arg)]
     pub twilio_rate: neonhub_actors::Limit,
     /// Twilio sends per sending number (default live: 1/s, a long code's).
-    #[arg(long, env = "NEONHUB_TWILIO_RATE_PER_NUMBER", default_value = "default", value_parser = limit_arg)]
+    #[arg(long, env = "NEONHUB_TWILIO_RATE_PER_NUMBER", default_value = "default", value_parser = rate_limit_arg)]
     pub twilio_rate_per_number: neonhub_actors::Limit,
     /// Calls waiting for a rate-limit permit at once, per connector; one
     /// more fails `rate_limited` at once.
@@ -488,7 +488,7 @@ impl RateLimitArgs {
     }
 }
 
-fn limit_arg(text: &str) -> std::result::Result<neonhub_actors::Limit, String> {
+fn rate_limit_arg(text: &str) -> std::result::Result<neonhub_actors::Limit, String> {
     text.parse()
         .map_err(|e: neonhub_actors::Error| e.to_string())
 }

@@ -49,10 +49,11 @@ async fn sends_over_a_number_s_limit_wait_and_succeed() {
     )
     .await;
 
+    let hub_ref = &hub;
     let runs = (0..30).map(|n| {
         let body =
             json!({"agent": "sms", "input": {"to": format!("+1555000{n:04}"), "body": "hi"}});
-        async move { hub.post_run(&body).await }
+        async move { hub_ref.post_run(&body).await }
     });
     let answers = join_all(runs).await;
 

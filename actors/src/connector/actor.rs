@@ -95,6 +95,9 @@ pub(crate) struct Guard {
     /// One breaker per endpoint group, made on first use.
     breakers: Mutex<HashMap<&'static str, CircuitBreaker>>,
     limiter: Limiter,
+    /// Its series are made at its first request: by then the binary has
+    /// installed its recorder.
+    series: std::sync::Once,
 }
 
 /// How one request ended, for the breaker.
@@ -122,6 +125,7 @@ impl Guard {
             timeout: options.timeout,
             breaker: options.breaker,
             breakers: Mutex::default(),
+            series: std::sync::Once::new(),
         }
     }
 
@@ -202,6 +206,11 @@ impl Guard {
         if msg.cancel.is_cancelled() {
             return (Err(cut_off()), false);
         }
+        self.series.call_once(|| {
+            let name = self.name.clone();
+            metrics::counter!(RESTARTS, "connector" => name.clone()).increment(0);
+            metrics::gauge!(WAITING, "connector" => name).increment(0.0);
+        });
         let key = self.connector.limit_key(&msg.operation, &msg.input);
         let group = self.connector.endpoint_group(&msg.operation);
         match self
@@ -354,18 +363,12 @@ pub fn describe_metrics() {
 
 impl Actor for ConnectorActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, _ctx: &mut Context<Self>) {
-        let name = self.guard.name.clone();
-        metrics::counter!(RESTARTS, "connector" => name.clone())
-            .absolute(self.restarts.load(Ordering::Relaxed));
-        metrics::gauge!(WAITING, "connector" => name).increment(0.0);
-    }
 }
 
 impl Supervised for ConnectorActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(RESTARTS, "connector" => self.guard.name.clone()).increment(1);
         tracing::warn!(
             connector = %self.guard.name,
             "connector actor restarted after a panic"
