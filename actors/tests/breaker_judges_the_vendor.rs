@@ -60,6 +60,7 @@ async fn five_429s_do_not_open_the_breaker() {
         .start()
         .unwrap();
 
+    let mut kinds = Vec::new();
     for n in 1..=5 {
         let run = orchestrator
             .send(SubmitRun::intent(
@@ -69,14 +70,20 @@ async fn five_429s_do_not_open_the_breaker() {
             .await
             .unwrap()
             .unwrap();
+        let error = run.result.clone().unwrap_err();
         assert_eq!(
-            run.result.clone().unwrap_err().kind,
-            ErrorKind::RateLimited,
-            "call {n}"
+            server.hits(),
+            n,
+            "call {n} did not reach the vendor: {error:?}"
         );
+        kinds.push(error.kind);
     }
+    assert_eq!(
+        kinds,
+        [ErrorKind::RateLimited; 5],
+        "a 429 is recorded rate_limited"
+    );
 
-    assert_eq!(server.hits(), 5, "every call reached the vendor");
     let health = orchestrator
         .send(ConnectorHealth {
             connector: "slack".into(),
