@@ -325,19 +325,22 @@ impl Runtime {
                 Err(f) => f,
             };
             let repeatable = safe || !f.maybe_sent;
-            // The vendor's `Retry-After`, if longer than our backoff; a wait
-            // past the run's deadline is not waited.
+            // The vendor's `Retry-After`, if longer than our backoff. A wait
+            // the vendor asks for past the run's deadline is not waited: the
+            // step fails now (our own backoff is cut off with the attempt,
+            // and the next attempt executes the step again).
             let backoff = entry
                 .retry
                 .backoff(journal.attempt())
                 .max(f.retry_after.unwrap_or_default());
-            let in_time = step
-                .deadline
-                .is_none_or(|deadline| tokio::time::Instant::now() + backoff < deadline);
+            let past_deadline = f.retry_after.is_some()
+                && step
+                    .deadline
+                    .is_some_and(|deadline| tokio::time::Instant::now() + backoff >= deadline);
             if f.retryable
                 && repeatable
                 && entry.retry.allows_retry_after(journal.attempt())
-                && !in_time
+                && past_deadline
             {
                 let message = format!(
                     "{}; the vendor asks to wait {backoff:?}, past the run's deadline",
