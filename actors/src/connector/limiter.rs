@@ -4,7 +4,6 @@
 //! permit, up to its run's deadline: it fails `rate_limited` only when the
 //! permit cannot come before then, or when too many calls already wait.
 
-use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,13 +54,6 @@ impl RateLimit {
         Quota::with_period(self.replenish_every.max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(self.burst)
-    }
-}
-
-impl fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let per_hour = Duration::from_secs(3600).as_nanos() / self.replenish_every.as_nanos();
-        write!(f, "{per_hour}/h (bursts of {})", self.burst)
     }
 }
 
