@@ -321,6 +321,29 @@ pub enum Command {
     /// Maintenance of the embedded log.
     #[command(subcommand)]
     Log(LogCommand),
+    /// The configuration file: check one, or show the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `neonhub config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file: exit 0 if `serve --config FILE` would
+    /// take it, else name the line and key that are wrong.
+    #[command(after_help = "Examples:\n  neonhub config check neonhub.toml")]
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the effective configuration (the file's settings over the
+    /// defaults), as TOML. The file holds no secrets; none are shown.
+    #[command(after_help = "Examples:\n  neonhub config show --config neonhub.toml")]
+    Show {
+        /// The file (default: none, every default).
+        #[arg(long, env = "NEONHUB_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `neonhub log ...`.
@@ -373,9 +396,14 @@ fn before_arg(text: &str) -> Result<Timestamp, BadUsage> {
 /// `neonhub serve`. Its `Debug` never shows the token.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, env = "NEONHUB_LISTEN", default_value = "127.0.0.1:4000")]
-    pub listen: SocketAddr,
+    /// The configuration file (agents, their settings, the server); its
+    /// settings give way to these flags. See neonhub.example.toml.
+    #[arg(long, env = "NEONHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on (default: the file's `server.listen`, else
+    /// 127.0.0.1:4000).
+    #[arg(long, env = "NEONHUB_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Require `Authorization: Bearer <TOKEN>` on every route but /healthz.
     /// Prefer the environment variable: arguments show in `ps`.
     #[arg(long, env = "NEONHUB_TOKEN", hide_env_values = true, value_parser = token_arg)]
@@ -927,6 +955,6 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };
-        assert_eq!(args.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(args.listen, None);
     }
 }

@@ -23,6 +23,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod config;
+mod config_file;
 mod error;
 mod logging;
 mod recovery;
@@ -33,8 +34,9 @@ mod view;
 
 pub use anchor::Anchor;
 pub use cli::{
-    AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, DemoArgs, Format, ListArgs, LogCommand,
-    OutputFormat, RateLimitArgs, ReplayArgs, ReportArgs, RunArgs, RunsCommand, ServeArgs, ShowArgs,
+    AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, ConfigCommand, DemoArgs, Format, ListArgs,
+    LogCommand, OutputFormat, RateLimitArgs, ReplayArgs, ReportArgs, RunArgs, RunsCommand,
+    ServeArgs, ShowArgs,
     TreeArgs, VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
@@ -42,6 +44,9 @@ pub use commands::run;
 pub use config::{
     DATA_LOCK_FILE, DEFAULT_MAX_BODY_BYTES, DataDir, EventStoreUrl, LOG_DIR, PROJECTION_FILE,
     ServeConfig, StoreConfig, StoreKind, Token, format_time, parse_time,
+};
+pub use config_file::{
+    AgentConfig, BUILTIN_AGENTS, ConfigError, ConfigFile, ServerSection, parse_duration,
 };
 pub use error::{Error, Result};
 pub use logging::init_logging;

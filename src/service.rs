@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use actix::Addr;
 use neonhub_actors::{
-    AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RateLimitsConfig, RecoveryReport,
-    ResumeInterrupted, RunOutcome, RuntimeStats, SubmitRun, WatchInFlight, close_interrupted,
+    AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, HttpAgent,
+    InFlight, InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RateLimitsConfig,
+    RecoveryReport, ResumeInterrupted, RunOutcome, RuntimeStats, StepsBase, SubmitRun,
+    WatchInFlight, close_interrupted,
 };
 use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionHealth, ProjectionRunner, RunMetrics};
@@ -19,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::cluster::{Cluster, ClusterOptions, Takeover, node_id};
 use crate::config::{DataDir, StoreConfig};
+use crate::config_file::ConfigFile;
 use crate::error::{Error, Result};
 use crate::recovery::find_in_flight;
 use crate::store::{Access, Store};
@@ -43,6 +45,12 @@ pub struct ServiceOptions {
     /// This node's id and lease, on EventStoreDB (several nodes may share
     /// it); ignored on the embedded store.
     pub cluster: ClusterOptions,
+    /// The configuration file's agents: built-in ones' settings and agents
+    /// served over HTTP.
+    pub config: ConfigFile,
+    /// Where agents served over HTTP reach this node for their steps; the
+    /// server sets it once it listens.
+    pub steps_base: StepsBase,
 }
 
 /// What start-up does with the runs a stopped process left unfinished.
@@ -71,6 +79,8 @@ impl ServiceOptions {
             on_interrupted: OnInterrupted::Resume,
             max_resumes: DEFAULT_MAX_RESUMES,
             cluster: ClusterOptions::default(),
+            config: ConfigFile::none(),
+            steps_base: StepsBase::new(),
         }
     }
 }
@@ -295,9 +305,21 @@ impl Service {
                 result
             })
             .map_err(|e| Error::io("start the projection runner thread", e))?;
-        let orchestrator = OrchestratorBuilder::new(Arc::clone(&shared))
+        let mut builder = OrchestratorBuilder::new(Arc::clone(&shared))
             .codec(codec.clone())
-            .builtin_agents()
+            .builtin_agents_with(|name| options.config.agent_options(name));
+        for agent in options.config.http_agents() {
+            let http = HttpAgent::new(
+                agent.name.clone(),
+                agent.intents.clone(),
+                agent.url.as_deref().unwrap_or_default(),
+                agent.options.timeout,
+                options.steps_base.clone(),
+            )
+            .map_err(|e| Error::Usage(format!("agent {:?}: {e}", agent.name)))?;
+            builder = builder.agent(move || http.clone(), agent.options);
+        }
+        let orchestrator = builder
             .builtin_connectors_limited(&options.connectors, &options.rate_limits)?
             .max_in_flight(options.max_in_flight)
             .node(node)

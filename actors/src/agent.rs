@@ -180,7 +180,13 @@ pub struct AgentContext {
     cancel: CancellationToken,
     /// The attempt's step tasks, waited for before its outcome is appended.
     steps: TaskTracker,
-    /// When the attempt times out (set as it begins): its steps wait for
+    /// Whether the attempt still takes steps: closed, under this lock, when
+    /// its outcome is decided, so no step starts after [`Self::close_steps`].
+    open: Arc<Mutex<bool>>,
+    /// The attempt's secret for calling steps from outside the process
+    /// (an HTTP agent's `steps_url`): valid for this attempt only.
+    step_token: Uuid,
+    /// When the attempt times out (set as it is made): its steps wait for
     /// rate limits and a vendor's `Retry-After` only until then.
     deadline: Option<tokio::time::Instant>,
 }
@@ -211,8 +217,31 @@ impl AgentContext {
             calls: Arc::default(),
             cancel,
             steps: TaskTracker::new(),
+            open: Arc::new(Mutex::new(true)),
+            step_token: Uuid::new_v4(),
             deadline: None,
         }
+    }
+
+    /// The secret an agent outside the process presents to call this
+    /// attempt's steps (`Authorization: Bearer ...` on its `steps_url`).
+    pub(crate) fn step_token(&self) -> Uuid {
+        self.step_token
+    }
+
+    /// Ends the attempt's steps: no step starts after this, and the tracker
+    /// is closed, so waiting on it ends with the last running step.
+    pub(crate) fn close_steps(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        *open = false;
+        self.steps.close();
+    }
+
+    /// The attempt times out at `deadline`: its steps wait for rate limits
+    /// and a vendor's `Retry-After` only until then.
+    pub(crate) fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// The agent run being executed.
@@ -276,9 +305,34 @@ impl AgentContext {
         operation: &str,
         input: Value,
     ) -> Result<Value, CallError> {
-        // The step is recorded by its own task, so it reaches its terminal
-        // event even if this attempt is abandoned (timeout, panic of a
-        // sibling attempt): a started call is never left open.
+        let (run_id, attempt) = (self.run_id, self.attempt);
+        match self.start_step(key.clone(), connector, operation, input) {
+            Some(call) => call.await,
+            None => Err(CallError::new(
+                None,
+                ErrorKind::Cancelled,
+                format!("step {key:?} was not started: attempt {attempt} of run {run_id} is over"),
+                false,
+            )),
+        }
+    }
+
+    /// Starts step `key` unless the attempt is over (`None`). The step is
+    /// recorded by its own task, so it reaches its terminal event even if
+    /// the caller goes away (the attempt's timeout, a panic, an HTTP agent
+    /// that hangs up): a started call is never left open. It starts under
+    /// the gate's lock, so none starts after [`Self::close_steps`].
+    pub(crate) fn start_step(
+        &self,
+        key: String,
+        connector: &str,
+        operation: &str,
+        input: Value,
+    ) -> Option<impl Future<Output = Result<Value, CallError>> + Send + use<>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return None;
+        }
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
@@ -296,13 +350,16 @@ impl AgentContext {
             };
             runtime.call(step, input).await
         });
-        call.await.unwrap_or_else(|e| {
-            Err(CallError::new(
-                None,
-                ErrorKind::Connector,
-                format!("the connector call task failed: {e}"),
-                true,
-            ))
+        drop(open);
+        Some(async move {
+            call.await.unwrap_or_else(|e| {
+                Err(CallError::new(
+                    None,
+                    ErrorKind::Connector,
+                    format!("the connector call task failed: {e}"),
+                    true,
+                ))
+            })
         })
     }
 }
@@ -418,11 +475,13 @@ impl Handler<Execute> for AgentActor {
         let agent = Arc::clone(&self.agent);
         let timeout = self.timeout;
         let actor = ctx.address();
-        let mut ctx_of_attempt = msg.ctx;
-        ctx_of_attempt.deadline = Some(tokio::time::Instant::now() + timeout);
         actix::spawn(async move {
-            let (cancel, steps) = (ctx_of_attempt.cancel.clone(), ctx_of_attempt.steps.clone());
-            let run = AssertUnwindSafe(agent.run(msg.input, ctx_of_attempt)).catch_unwind();
+            let (cancel, steps, ended) = (
+                msg.ctx.cancel.clone(),
+                msg.ctx.steps.clone(),
+                msg.ctx.clone(),
+            );
+            let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
             let result = tokio::select! {
                 // The run was cancelled: the attempt stops where it is.
                 biased;
@@ -439,7 +498,7 @@ impl Handler<Execute> for AgentActor {
             if !matches!(result, Ok(Ok(_))) {
                 cancel.cancel();
             }
-            steps.close();
+            ended.close_steps();
             if tokio::time::timeout(STEP_DRAIN, steps.wait())
                 .await
                 .is_err()

@@ -35,8 +35,8 @@ mod subscribe;
 
 pub use agent::{Agent, AgentContext, AgentError, AgentOptions, StepCall};
 pub use agents::{
-    Content, ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent,
-    generate as generate_content,
+    Content, ContentAgent, EchoAgent, EmailAgent, HttpAgent, MAX_ANSWER_BYTES, SlackAgent,
+    SmsAgent, StepsBase, generate as generate_content,
 };
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorLimits,
@@ -48,10 +48,11 @@ pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use lease::{DEFAULT_LEASE, LeaseWatch, renew_lease};
 pub use orchestrator::{
-    AgentInfo, CancelRun, ConnectorHealth, ConnectorInfo, DEFAULT_MAX_IN_FLIGHT, GetStats,
-    InFlight, InterruptRuns, ListAgents, ListConnectors, Orchestrator, OrchestratorBuilder,
-    ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun,
-    SubscribeRuns, Target, WatchInFlight, default_agent_threads,
+    AgentInfo, CallStep, CancelRun, ConnectorHealth, ConnectorInfo, DEFAULT_MAX_IN_FLIGHT,
+    GetStats, InFlight, InterruptRuns, ListAgents, ListConnectors, Orchestrator,
+    OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
+    StartRun, StepCallError, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    default_agent_threads,
 };
 pub use recovery::{
     RecoveryReport, RecoverySeed, StepDirectory, Unfinished, UnfinishedIndex, close_interrupted,

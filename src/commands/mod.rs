@@ -11,8 +11,9 @@ mod run;
 mod serve;
 mod table;
 
-use crate::cli::{AuditCommand, Cli, Command, LogCommand, RunsCommand};
+use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, LogCommand, RunsCommand};
 use crate::config::{DataDir, connectors_from_env};
+use crate::config_file::ConfigFile;
 use crate::error::Result;
 
 /// Runs the command `cli` names. Call it inside an actix system (the
@@ -38,6 +39,28 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(AuditCommand::Anchor(args)) => audit::anchor(data, store, args).await,
         Command::Log(LogCommand::Repair) => log::repair(&data).await,
         Command::Log(LogCommand::Archive(args)) => log::archive(&data, &store, &args),
+        Command::Config(ConfigCommand::Check { file }) => {
+            let config = read_config(Some(&file))?;
+            println!(
+                "{}: ok ({} agents over HTTP, settings for {} agents)",
+                file.display(),
+                config.http_agents().count(),
+                config.agents.len()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show { config }) => {
+            print!("{}", read_config(config.as_deref())?);
+            Ok(())
+        }
+    }
+}
+
+/// The configuration file at `path`, or every default without one.
+fn read_config(path: Option<&std::path::Path>) -> Result<ConfigFile> {
+    match path {
+        Some(path) => ConfigFile::read(path).map_err(|e| crate::Error::Usage(e.to_string())),
+        None => Ok(ConfigFile::none()),
     }
 }
 

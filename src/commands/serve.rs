@@ -1,13 +1,15 @@
 //! `neonhub serve`: the service and its HTTP API until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use neonhub_actors::ConnectorsConfig;
+use neonhub_actors::{ConnectorsConfig, StepsBase};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::ServeArgs;
 use crate::cluster::ClusterOptions;
 use crate::config::{DataDir, ServeConfig, StoreConfig};
+use crate::config_file::ConfigFile;
 use crate::error::{Error, Result};
 use crate::server::Server;
 use crate::service::{Service, ServiceOptions};
@@ -43,7 +45,17 @@ pub(super) async fn serve(
     connectors: ConnectorsConfig,
     args: ServeArgs,
 ) -> Result<()> {
-    let mut config = ServeConfig::new(args.listen);
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path).map_err(|e| Error::Usage(e.to_string()))?,
+        None => ConfigFile::none(),
+    };
+    let listen = args
+        .listen
+        .or(file.server.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4000)));
+    let public_url = file.server.public_url.clone();
+    let steps_base = StepsBase::new();
+    let mut config = ServeConfig::new(listen);
     if let Some(token) = args.token {
         config = config.with_token(token);
     }
@@ -67,6 +79,8 @@ pub(super) async fn serve(
             node: args.node_id,
             lease: Duration::from_secs(args.lease_secs),
         },
+        config: file,
+        steps_base: steps_base.clone(),
         ..ServiceOptions::new(data)
     };
     // The signal handlers go in before anything is opened, so a signal
@@ -76,6 +90,7 @@ pub(super) async fn serve(
     let recovered = service.recovery().interrupted.len();
     let resumed = service.recovery().resumed.len();
     let server = Server::start(&service, &config)?;
+    steps_base.set(public_url.unwrap_or_else(|| format!("http://{}", server.local_addr())));
     let node = service
         .node()
         .map(|node| format!(", node {node}"))

@@ -17,6 +17,50 @@ use super::errors::{ApiError, ErrorCode};
 /// description (how to call it, nothing of what it holds).
 const OPEN: &[&str] = &["/healthz", "/openapi.json"];
 
+/// Whether `req` is a step call (`POST /v1/runs/{run_id}/steps`), which
+/// its handler authorizes: by the attempt's steps token or the service's.
+fn is_step_call(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::POST
+        && req
+            .path()
+            .strip_prefix("/v1/runs/")
+            .and_then(|rest| rest.strip_suffix("/steps"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Who calls a step: `Ok(None)` for a caller with the service's token (or
+/// any caller when auth is off and none is presented), `Ok(Some(token))`
+/// for one presenting an attempt's steps token (the orchestrator checks
+/// it is the running attempt's).
+///
+/// # Errors
+/// 401 for no token when the service has one, or a token that is neither.
+pub(crate) fn step_caller(
+    req: &actix_web::HttpRequest,
+    service: Option<&super::Token>,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| bearer(v.as_bytes()));
+    match (service, presented) {
+        (Some(token), Some(value)) if token.matches(value) => Ok(None),
+        (_, Some(value)) => std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "wrong bearer token: send the steps_token of the running attempt",
+                )
+            }),
+        (Some(_), None) => Err(ApiError::unauthorized(
+            "missing bearer token: send Authorization: Bearer <steps_token>",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 pub(crate) async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -27,7 +71,7 @@ pub(crate) async fn require_token(
     let Some(token) = token else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    if OPEN.contains(&req.path()) || super::assets::is_public(req.path()) {
+    if OPEN.contains(&req.path()) || super::assets::is_public(req.path()) || is_step_call(&req) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let presented = req

@@ -416,6 +416,83 @@ pub(crate) fn cancel_reason(body: &[u8]) -> Result<Option<String>, ApiError> {
     note("reason", body.reason)
 }
 
+/// The `POST /v1/runs/{run_id}/steps` body as sent.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = StepCall)]
+pub(crate) struct StepBody {
+    /// The step's key: unique within the run, the same on every attempt
+    /// (a retry or a resume replays a finished step by it).
+    #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 200)]
+    step: Option<Text>,
+    /// The connector (`gmail`, `slack`, `twilio`, ...).
+    #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 200)]
+    connector: Option<Text>,
+    /// Its operation (`send`, `post_message`, `send_sms`, ...).
+    #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 200)]
+    operation: Option<Text>,
+    /// The operation's input; recorded in the step's events, so never
+    /// credentials.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    input: Option<Value>,
+    /// The caller's attempt (as it was POSTed); a finished attempt's call
+    /// is refused.
+    #[serde(default)]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    attempt: Option<Value>,
+}
+
+/// A validated step call.
+pub(crate) struct StepRequest {
+    pub(crate) step: String,
+    pub(crate) connector: String,
+    pub(crate) operation: String,
+    pub(crate) input: Value,
+    pub(crate) attempt: Option<u32>,
+}
+
+/// The longest step key, connector or operation name taken, in characters.
+const MAX_NAME_CHARS: usize = 200;
+
+impl StepRequest {
+    pub(crate) fn from_json(body: Value) -> Result<Self, ApiError> {
+        let body: StepBody = fields(body)?;
+        let name = |field: &str, text: Option<Text>| match text {
+            Some(Text(s)) if s.chars().count() <= MAX_NAME_CHARS => Ok(s),
+            Some(_) => Err(ApiError::invalid(
+                field,
+                format!("longer than {MAX_NAME_CHARS} characters"),
+            )),
+            None => Err(ApiError::invalid(field, "required: a non-empty string")),
+        };
+        let attempt = match body.attempt {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "attempt",
+                            "the attempt number you were given (1, 2, ...)",
+                        )
+                    })?,
+            ),
+        };
+        Ok(StepRequest {
+            step: name("step", body.step)?,
+            connector: name("connector", body.connector)?,
+            operation: name("operation", body.operation)?,
+            input: body.input.unwrap_or(Value::Null),
+            attempt,
+        })
+    }
+}
+
 /// The `POST /v1/runs/{run_id}/steps/{key}/resolve` body as sent.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

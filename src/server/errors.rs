@@ -43,6 +43,15 @@ pub(crate) enum ErrorCode {
     RunFinished,
     /// 409: the step did not end in doubt (nothing to resolve).
     StepNotInDoubt,
+    /// 409: the run has no attempt running on this node (a step call).
+    RunNotRunning,
+    /// 409: the caller's attempt is over (a step call).
+    AttemptOver,
+    /// 404: no such connector (a step call).
+    UnknownConnector,
+    /// 502: the step ran (or replayed) and failed; `kind` and `retryable`
+    /// say how.
+    StepFailed,
     /// 410: the events asked for were archived out of the live log; the
     /// message says where.
     Archived,
@@ -82,7 +91,11 @@ impl ErrorCode {
             | C::RunInProgress
             | C::RunIdConflict
             | C::RunFinished
-            | C::StepNotInDoubt => StatusCode::CONFLICT,
+            | C::StepNotInDoubt
+            | C::RunNotRunning
+            | C::AttemptOver => StatusCode::CONFLICT,
+            C::UnknownConnector => StatusCode::NOT_FOUND,
+            C::StepFailed => StatusCode::BAD_GATEWAY,
             C::Archived => StatusCode::GONE,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -113,6 +126,10 @@ impl ErrorCode {
             C::RunIdConflict => "run_id_conflict",
             C::RunFinished => "run_finished",
             C::StepNotInDoubt => "step_not_in_doubt",
+            C::RunNotRunning => "run_not_running",
+            C::AttemptOver => "attempt_over",
+            C::UnknownConnector => "unknown_connector",
+            C::StepFailed => "step_failed",
             C::Archived => "archived",
             C::TooLarge => "too_large",
             C::UriTooLong => "uri_too_long",
@@ -134,6 +151,8 @@ pub(crate) struct ApiError {
     message: String,
     /// Where the run or step stands, for a 409 about its state.
     status: Option<RunStatus>,
+    /// A failed step's error kind and whether trying again may help.
+    step: Option<(String, bool)>,
 }
 
 /// The body of an error answer: `{"error": {"code", "message",
@@ -155,6 +174,13 @@ struct ErrorDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<super::openapi::RunStatusName>)]
     status: Option<RunStatus>,
+    /// A failed step's error kind (`connector`, `in_doubt`, `timeout`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    /// Whether a failed step may succeed if tried again (by a retry of the
+    /// attempt: a finished step replays its recorded outcome).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retryable: Option<bool>,
 }
 
 impl ApiError {
@@ -163,6 +189,15 @@ impl ApiError {
             code,
             message: message.into(),
             status: None,
+            step: None,
+        }
+    }
+
+    /// 502: step failure, of `kind`, retryable or not.
+    pub(crate) fn step_failed(message: impl Into<String>, kind: String, retryable: bool) -> Self {
+        Self {
+            step: Some((kind, retryable)),
+            ..Self::new(ErrorCode::StepFailed, message)
         }
     }
 
@@ -238,6 +273,8 @@ impl ResponseError for ApiError {
                 code: self.code,
                 message: &self.message,
                 status: self.status,
+                kind: self.step.as_ref().map(|(kind, _)| kind.as_str()),
+                retryable: self.step.as_ref().map(|(_, retryable)| *retryable),
             },
         })
     }

@@ -89,6 +89,7 @@ route_table! {
     get "/v1/runs/{run_id}/events" => routes::run_events,
     get "/v1/runs/{run_id}/tree" => routes::run_tree,
     post "/v1/runs/{run_id}/cancel" => routes::cancel_run,
+    post "/v1/runs/{run_id}/steps" => routes::call_step,
     post "/v1/runs/{run_id}/steps/{key}/resolve" => routes::resolve_step,
     get "/v1/reports/agents" => routes::report,
     get "/v1/reports/timeline" => routes::timeline,

@@ -145,6 +145,17 @@ pub(crate) struct Cancelling {
     pub(crate) status: &'static str,
 }
 
+/// `POST /v1/runs/{run_id}/steps`: the step's output, executed now or
+/// replayed from the journal.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StepDone {
+    /// The step's key.
+    pub(crate) step: String,
+    /// The step's output (what the connector answered, as recorded).
+    #[schema(value_type = Object)]
+    pub(crate) output: serde_json::Value,
+}
+
 /// `POST /v1/runs/{run_id}/steps/{key}/resolve`: the decision is recorded
 /// and the run resumed with a new attempt.
 #[derive(Debug, Serialize, ToSchema)]

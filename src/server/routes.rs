@@ -6,7 +6,10 @@ use std::time::Duration;
 use actix_web::dev::ResourceDef;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use neonhub_actors::{CancelRun, ListAgents, ListConnectors, ResolveStep, StartRun, SubmitRun};
+use neonhub_actors::{
+    CallStep, CancelRun, ListAgents, ListConnectors, ResolveStep, StartRun, StepCallError,
+    SubmitRun,
+};
 use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
 use neonhub_projections::{ProjectionState, RunFilter, RunQueries, Timeline, TimelineBy};
 use serde::Serialize;
@@ -14,7 +17,7 @@ use serde::Serialize;
 use super::AppState;
 use super::body::{
     Accepting, CancelBody, JsonBody, JsonMediaType, NewRun, NewRunBody, Resolution, ResolveBody,
-    cancel_reason,
+    StepBody, StepRequest, cancel_reason,
 };
 use super::errors::{ApiError, ErrorBody, ErrorCode};
 use super::query::{
@@ -22,6 +25,7 @@ use super::query::{
 };
 use super::responses::{
     AgentsReport, Cancelling, CatalogView, EventsPage, Health, Ready, Resolved, Running, RunsPage,
+    StepDone,
 };
 use super::telemetry;
 use crate::view::{EventView, ReportView, RunDetailView, RunTreeView, RunView, TimelineView};
@@ -273,6 +277,95 @@ pub(crate) async fn cancel_run(
             status: "cancelling",
         },
     ))
+}
+
+/// `POST /v1/runs/{run_id}/steps` with `{"step", "connector", "operation",
+/// "input", "attempt"?}`: a step of the run's running attempt, for an agent
+/// served over HTTP. 200 with the step's output (executed now, or replayed
+/// when an earlier attempt finished it); 502 `step_failed` with its `kind`
+/// and `retryable`; 409 when no attempt of the run runs here, or the
+/// caller's is over. Authorized by the attempt's `steps_token` (or the
+/// service's token).
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{run_id}/steps",
+    tag = "runs",
+    summary = "Call a step (agents served over HTTP)",
+    description = "Calls a connector as a journaled step of the run's running attempt: a step an \
+        earlier attempt finished answers its recorded outcome without calling the vendor again; \
+        a step in doubt is not resent. Send `Authorization: Bearer <steps_token>` (the token \
+        POSTed to the agent with the attempt) or the service's token.",
+    params(("run_id" = String, Path, format = Uuid, description = "The run's id (a UUID); anything else is 400.")),
+    request_body(content = StepBody, content_type = "application/json",
+        description = "`application/json` or `application/*+json`, UTF-8, not content-encoded."),
+    responses(
+        (status = 200, description = "The step's output.", body = StepDone),
+        (status = 400, description = "A bad query parameter or `run_id`, malformed JSON, a key given twice, or a bad, missing or unknown field: `invalid_request`.", body = ErrorBody<'static>),
+        (status = 401, description = "No bearer token, or one that is neither the attempt's steps token nor the service's: `unauthorized`.", body = ErrorBody<'static>,
+         headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such connector: `unknown_connector`.", body = ErrorBody<'static>),
+        (status = 408, description = "The body did not arrive whole within the body timeout: `request_timeout`.", body = ErrorBody<'static>),
+        (status = 409, description = "No attempt of the run runs on this node (`run_not_running`), or the caller's attempt is over (`attempt_over`).", body = ErrorBody<'static>),
+        (status = 413, description = "The body is over the limit: `too_large`.", body = ErrorBody<'static>),
+        (status = 415, description = "Not JSON, not UTF-8, or content-encoded: `unsupported_media_type`.", body = ErrorBody<'static>),
+        (status = 502, description = "The step failed (or an earlier attempt's failure replayed): `step_failed`, with the error's `kind` and whether it is `retryable`.", body = ErrorBody<'static>),
+        (status = 503, description = "Draining (`shutting_down`) or the store is unreachable for now (`unavailable`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub(crate) async fn call_step(
+    PathRunId(run_id): PathRunId,
+    _: Query<NoParams>,
+    req: HttpRequest,
+    _: Accepting,
+    _: JsonMediaType,
+    body: JsonBody,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let token = super::auth::step_caller(&req, state.token.as_ref())?;
+    let StepRequest {
+        step,
+        connector,
+        operation,
+        input,
+        attempt,
+    } = StepRequest::from_json(body.0)?;
+    let call = CallStep {
+        run_id,
+        attempt,
+        token,
+        key: step.clone(),
+        connector,
+        operation,
+        input,
+    };
+    let output = match state.orchestrator.send(call).await {
+        Err(_) => return Err(ApiError::shutting_down()),
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            return Err(match e {
+                StepCallError::NotRunning(_) => {
+                    ApiError::new(ErrorCode::RunNotRunning, e.to_string())
+                }
+                StepCallError::AttemptOver { .. } => {
+                    ApiError::new(ErrorCode::AttemptOver, e.to_string())
+                }
+                StepCallError::WrongToken(_) => ApiError::unauthorized(
+                    "wrong bearer token: send the steps_token of the running attempt",
+                ),
+                StepCallError::UnknownConnector(_) => {
+                    ApiError::new(ErrorCode::UnknownConnector, e.to_string())
+                }
+                StepCallError::Failed(call) => ApiError::step_failed(
+                    call.message().to_owned(),
+                    call.kind().to_string(),
+                    call.is_retryable(),
+                ),
+                _ => ApiError::internal(e),
+            });
+        }
+    };
+    Ok(json_response(StatusCode::OK, &StepDone { step, output }))
 }
 
 /// `POST /v1/runs/{run_id}/steps/{key}/resolve` with `{"outcome":

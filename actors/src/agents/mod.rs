@@ -1,15 +1,18 @@
 //! The built-in agents, deterministic so the demo and tests can rely on
-//! them: `echo`, `content`, `email`, `sms` and `slack`.
+//! them: `echo`, `content`, `email`, `sms` and `slack`; and [`HttpAgent`],
+//! an agent in any language served over HTTP.
 
 mod content;
 mod echo;
 mod email;
+mod http;
 mod slack;
 mod sms;
 
 pub use content::{Content, ContentAgent, generate};
 pub use echo::EchoAgent;
 pub use email::EmailAgent;
+pub use http::{HttpAgent, MAX_ANSWER_BYTES, StepsBase};
 pub use slack::SlackAgent;
 pub use sms::SmsAgent;
 

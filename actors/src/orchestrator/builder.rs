@@ -89,6 +89,16 @@ impl OrchestratorBuilder {
             .agent(|| SlackAgent, AgentOptions::default())
     }
 
+    /// Registers the built-in agents with the options `options` gives each
+    /// (by name: `echo`, `content`, `email`, `sms`, `slack`).
+    pub fn builtin_agents_with(self, options: impl Fn(&str) -> AgentOptions) -> Self {
+        self.agent(|| EchoAgent, options("echo"))
+            .agent(|| ContentAgent, options("content"))
+            .agent(|| EmailAgent, options("email"))
+            .agent(|| SmsAgent, options("sms"))
+            .agent(|| SlackAgent, options("slack"))
+    }
+
     /// Registers a connector.
     pub fn connector(mut self, connector: impl Connector, options: ConnectorOptions) -> Self {
         self.connectors.push((Arc::new(connector), options));

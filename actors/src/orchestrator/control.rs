@@ -10,6 +10,8 @@ use std::rc::Rc;
 use neonhub_events::{ErrorKind, RunError, RunId};
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::AgentContext;
+
 /// Why a run was cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Cut {
@@ -27,6 +29,8 @@ pub(crate) enum Cut {
 pub(crate) struct Control {
     token: CancellationToken,
     cut: RefCell<Option<Cut>>,
+    /// The attempt running now, if one is: what [`super::CallStep`] reaches.
+    attempt: RefCell<Option<AgentContext>>,
 }
 
 impl Control {
@@ -43,6 +47,16 @@ impl Control {
     /// Waits until the run is cancelled.
     pub(crate) async fn cancelled(&self) {
         self.token.cancelled().await;
+    }
+
+    /// Records the attempt running now (`None` between attempts).
+    pub(crate) fn set_attempt(&self, attempt: Option<AgentContext>) {
+        *self.attempt.borrow_mut() = attempt;
+    }
+
+    /// The attempt running now.
+    pub(crate) fn attempt(&self) -> Option<AgentContext> {
+        self.attempt.borrow().clone()
     }
 
     fn cut(&self, cut: Cut) {
@@ -78,6 +92,11 @@ impl Running {
             run_id,
             control,
         }
+    }
+
+    /// The control of `run_id`, if this node executes it.
+    pub(crate) fn get(&self, run_id: RunId) -> Option<Rc<Control>> {
+        self.0.borrow().get(&run_id).cloned()
     }
 
     /// Cancels `run_id` if this node executes it; whether it does.

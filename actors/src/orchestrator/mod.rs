@@ -11,6 +11,7 @@ mod control;
 mod in_flight;
 mod messages;
 mod resolve;
+mod steps;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ pub use messages::{
 };
 
 pub use resolve::ResolveStep;
+pub use steps::{CallStep, StepCallError};
 
 use control::{Registered, Running};
 use in_flight::InFlightSlot;
@@ -437,7 +439,10 @@ fn execute(
                 journal.attempt(),
                 Arc::clone(&runtime),
                 control.attempt_token(),
-            );
+            )
+            // The agent's actor starts the attempt's clock a moment later.
+            .with_deadline(tokio::time::Instant::now() + options.timeout);
+            control.set_attempt(Some(ctx.clone()));
             let (reply, answer) = oneshot::channel();
             // `do_send`, not `send`: the agent runs on another arbiter, and
             // `send` would wake this thread once more, for the handler's
@@ -451,6 +456,7 @@ fn execute(
             } else {
                 Err(panicked("the agent actor is not running"))
             };
+            control.set_attempt(None);
             match result {
                 Ok(output) => break journal.success(output),
                 Err(_) if control.is_cancelled() => match control.error() {

@@ -1,0 +1,517 @@
+//! The configuration file (`serve --config neonhub.toml`, or
+//! `NEONHUB_CONFIG`): the server's address, and the agents, built-in ones'
+//! settings and agents served over HTTP. Everything has a default, so no
+//! file is needed; flags and environment variables override the file.
+//! Unknown keys and bad values are refused with the file, line and key.
+//! `neonhub.example.toml` at the top of the repository shows every key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use neonhub_actors::{AgentOptions, RetryPolicy};
+use serde::Deserialize;
+
+/// The built-in agents, whose settings the file may give but whose `url`
+/// and `intents` are their own.
+pub const BUILTIN_AGENTS: [&str; 5] = ["echo", "content", "email", "sms", "slack"];
+
+/// The most attempts a file may ask for.
+const MAX_RETRIES: u32 = 100;
+
+/// A configuration file, read and checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigFile {
+    /// Where it was read from (`None`: no file, every default).
+    pub path: Option<PathBuf>,
+    /// `[server]`.
+    pub server: ServerSection,
+    /// `[[agents]]`, in file order.
+    pub agents: Vec<AgentConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerSection {
+    /// `listen`: the address to listen on (`--listen` overrides it).
+    pub listen: Option<SocketAddr>,
+    /// `public_url`: where agents served over HTTP reach this neonhub for
+    /// their steps (default `http://<the address it listens on>`).
+    pub public_url: Option<String>,
+}
+
+/// One `[[agents]]` entry: an agent served over HTTP (with `url`), or the
+/// settings of a built-in agent (its name, no `url`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// `name`: unique.
+    pub name: String,
+    /// `intents` (HTTP agents only).
+    pub intents: Vec<String>,
+    /// `url` (HTTP agents only).
+    pub url: Option<String>,
+    /// `timeout` and `retries`/`backoff`.
+    pub options: AgentOptions,
+}
+
+/// Why a file was refused: what to fix, and where.
+#[derive(Debug)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    agents: Vec<toml::Spanned<RawAgent>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<toml::Spanned<String>>,
+    public_url: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: toml::Spanned<String>,
+    #[serde(default)]
+    intents: Option<toml::Spanned<Vec<String>>>,
+    url: Option<toml::Spanned<String>>,
+    timeout: Option<toml::Spanned<String>>,
+    retries: Option<toml::Spanned<u32>>,
+    backoff: Option<toml::Spanned<String>>,
+}
+
+/// A duration such as `250ms`, `30s`, `5m` or `1h`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration: write e.g. \"250ms\", \"30s\", \"5m\"")
+    })?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "{text:?} has no unit: write e.g. \"250ms\", \"30s\", \"5m\" or \"1h\""
+            ));
+        }
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero: give a positive duration"));
+    }
+    Ok(duration)
+}
+
+/// Line and column (1-based) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+impl ConfigFile {
+    /// No file: every default.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Reads and checks the file at `path`.
+    ///
+    /// # Errors
+    /// A message naming the file, the line and the key, for a file that
+    /// cannot be read, is not TOML, has an unknown key or a bad value.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            message: format!("cannot read the configuration file {}: {e}", path.display()),
+        })?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        config.path = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Checks `text`, named `name` in messages.
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, col) = line_col(text, span.start);
+            ConfigError {
+                message: format!("{name}:{line}:{col}: {message}"),
+            }
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim_end().to_owned();
+            match e.span() {
+                Some(span) => at(span, message),
+                None => ConfigError {
+                    message: format!("{name}: {message}"),
+                },
+            }
+        })?;
+        let listen = raw
+            .server
+            .listen
+            .map(|l| {
+                l.get_ref().parse::<SocketAddr>().map_err(|e| {
+                    at(
+                        l.span(),
+                        format!(
+                            "server.listen: {:?} is not an address ({e}): write e.g. \
+                             \"127.0.0.1:4000\"",
+                            l.get_ref()
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let public_url = raw
+            .server
+            .public_url
+            .map(|u| {
+                let url = u.get_ref().trim_end_matches('/').to_owned();
+                match reqwest::Url::parse(&url) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+                    _ => Err(at(
+                        u.span(),
+                        format!(
+                            "server.public_url: {:?} is not an http:// or https:// URL",
+                            u.get_ref()
+                        ),
+                    )),
+                }
+            })
+            .transpose()?;
+        let mut names = HashSet::new();
+        let mut intents = HashSet::new();
+        let mut agents = Vec::new();
+        for entry in raw.agents {
+            let span = entry.span();
+            let agent = entry.into_inner();
+            let name = agent.name.get_ref().trim().to_owned();
+            let key = |k: &str| format!("agents[{name}].{k}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(at(
+                    agent.name.span(),
+                    format!(
+                        "agents.name: {:?} is not a name: use letters, digits and -_.",
+                        agent.name.get_ref()
+                    ),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(at(
+                    agent.name.span(),
+                    format!("agents.name: {name:?} is declared twice"),
+                ));
+            }
+            let builtin = BUILTIN_AGENTS.contains(&name.as_str());
+            let url = match (&agent.url, builtin) {
+                (Some(url), true) => {
+                    return Err(at(
+                        url.span(),
+                        format!(
+                            "{}: {name:?} is a built-in agent; give another name to an agent \
+                             served over HTTP",
+                            key("url")
+                        ),
+                    ));
+                }
+                (None, false) => {
+                    return Err(at(
+                        span,
+                        format!(
+                            "agents: {name:?} is not a built-in agent ({}), so it needs a \
+                             `url` (an agent served over HTTP)",
+                            BUILTIN_AGENTS.join(", ")
+                        ),
+                    ));
+                }
+                (Some(url), false) => {
+                    let parsed = reqwest::Url::parse(url.get_ref());
+                    if !matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    {
+                        return Err(at(
+                            url.span(),
+                            format!(
+                                "{}: {:?} is not an http:// or https:// URL",
+                                key("url"),
+                                url.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(url.get_ref().clone())
+                }
+                (None, true) => None,
+            };
+            let agent_intents = match (&agent.intents, builtin) {
+                (Some(list), true) => {
+                    return Err(at(
+                        list.span(),
+                        format!(
+                            "{}: the built-in agent {name:?} has its own intents",
+                            key("intents")
+                        ),
+                    ));
+                }
+                (Some(list), false) => {
+                    for intent in list.get_ref() {
+                        if intent.trim().is_empty() || !intents.insert(intent.clone()) {
+                            return Err(at(
+                                list.span(),
+                                format!(
+                                    "{}: {intent:?} is empty or claimed by another agent",
+                                    key("intents")
+                                ),
+                            ));
+                        }
+                    }
+                    list.get_ref().clone()
+                }
+                (None, _) => Vec::new(),
+            };
+            let mut options = AgentOptions::default();
+            if let Some(timeout) = &agent.timeout {
+                options.timeout = parse_duration(timeout.get_ref())
+                    .map_err(|e| at(timeout.span(), format!("{}: {e}", key("timeout"))))?;
+            }
+            let backoff = match &agent.backoff {
+                Some(b) => parse_duration(b.get_ref())
+                    .map_err(|e| at(b.span(), format!("{}: {e}", key("backoff"))))?,
+                None => Duration::from_millis(200),
+            };
+            if let Some(retries) = &agent.retries {
+                let n = *retries.get_ref();
+                if n > MAX_RETRIES {
+                    return Err(at(
+                        retries.span(),
+                        format!("{}: {n} is over the most, {MAX_RETRIES}", key("retries")),
+                    ));
+                }
+                options.retry = RetryPolicy::attempts(n + 1, backoff);
+            } else if agent.backoff.is_some() {
+                options.retry = RetryPolicy::attempts(1, backoff);
+            }
+            agents.push(AgentConfig {
+                name,
+                intents: agent_intents,
+                url,
+                options,
+            });
+        }
+        Ok(ConfigFile {
+            path: None,
+            server: ServerSection { listen, public_url },
+            agents,
+        })
+    }
+
+    /// The settings of agent `name` (built-in or not): the file's, or the
+    /// defaults.
+    pub fn agent_options(&self, name: &str) -> AgentOptions {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .map_or_else(AgentOptions::default, |a| a.options)
+    }
+
+    /// The agents served over HTTP.
+    pub fn http_agents(&self) -> impl Iterator<Item = &AgentConfig> {
+        self.agents.iter().filter(|a| a.url.is_some())
+    }
+}
+
+impl fmt::Display for ConfigFile {
+    /// The effective configuration, as TOML (no secret is in it: the file
+    /// holds none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => writeln!(f, "# from {}", path.display())?,
+            None => writeln!(f, "# no configuration file: the defaults")?,
+        }
+        writeln!(f, "[server]")?;
+        match self.server.listen {
+            Some(listen) => writeln!(f, "listen = \"{listen}\"")?,
+            None => writeln!(f, "# listen: --listen, default 127.0.0.1:4000")?,
+        }
+        match &self.server.public_url {
+            Some(url) => writeln!(f, "public_url = \"{url}\"")?,
+            None => writeln!(f, "# public_url: http://<the address it listens on>")?,
+        }
+        let show = |a: &AgentConfig, f: &mut fmt::Formatter<'_>| -> fmt::Result {
+            writeln!(f, "\n[[agents]]\nname = \"{}\"", a.name)?;
+            if let Some(url) = &a.url {
+                writeln!(f, "url = \"{url}\"")?;
+                let intents: Vec<String> = a.intents.iter().map(|i| format!("{i:?}")).collect();
+                writeln!(f, "intents = [{}]", intents.join(", "))?;
+            }
+            writeln!(f, "timeout = \"{}ms\"", a.options.timeout.as_millis())?;
+            writeln!(
+                f,
+                "retries = {}",
+                a.options.retry.max_attempts.saturating_sub(1)
+            )?;
+            writeln!(
+                f,
+                "backoff = \"{}ms\"",
+                a.options.retry.initial_backoff.as_millis()
+            )
+        };
+        for name in BUILTIN_AGENTS {
+            let agent = self
+                .agents
+                .iter()
+                .find(|a| a.name == name)
+                .cloned()
+                .unwrap_or_else(|| AgentConfig {
+                    name: name.to_owned(),
+                    intents: Vec::new(),
+                    url: None,
+                    options: AgentOptions::default(),
+                });
+            show(&agent, f)?;
+        }
+        for agent in self.http_agents() {
+            show(agent, f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        ConfigFile::parse(text, "f.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_file_is_every_default() {
+        let config = ConfigFile::parse("", "f.toml").unwrap();
+        assert_eq!(config.agents, vec![]);
+        assert_eq!(config.agent_options("echo"), AgentOptions::default());
+    }
+
+    #[test]
+    fn an_http_agent_and_a_builtin_setting() {
+        let config = ConfigFile::parse(
+            "[server]\nlisten = \"127.0.0.1:9\"\n\n[[agents]]\nname = \"summarize\"\n\
+             intents = [\"text.summarize\"]\nurl = \"http://127.0.0.1:9000/run\"\n\
+             timeout = \"30s\"\nretries = 3\n\n[[agents]]\nname = \"email\"\ntimeout = \"250ms\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, Some("127.0.0.1:9".parse().unwrap()));
+        let summarize = config.http_agents().next().unwrap();
+        assert_eq!(summarize.intents, vec!["text.summarize"]);
+        assert_eq!(summarize.options.timeout, Duration::from_secs(30));
+        assert_eq!(summarize.options.retry.max_attempts, 4);
+        assert_eq!(
+            config.agent_options("email").timeout,
+            Duration::from_millis(250)
+        );
+        // What `config show` prints reads back the same.
+        let shown = config.to_string();
+        let again = ConfigFile::parse(&shown, "shown.toml").unwrap();
+        assert_eq!(again.agents.len(), 6, "{shown}");
+        assert_eq!(again.agent_options("summarize"), summarize.options);
+        assert_eq!(again.agent_options("email"), config.agent_options("email"));
+    }
+
+    #[test]
+    fn every_bad_file_names_its_line_and_key() {
+        let cases: [(&str, &str); 12] = [
+            (
+                "[server]\nlisen = \"x\"\n",
+                "f.toml:2:1: unknown field `lisen`",
+            ),
+            ("[sever]\n", "f.toml:1:2: unknown field `sever`"),
+            (
+                "[server]\nlisten = \"nope\"\n",
+                "f.toml:2:10: server.listen: \"nope\"",
+            ),
+            (
+                "[server]\nlisten = 4000\n",
+                "f.toml:2:10: invalid type: integer `4000`",
+            ),
+            ("[server\n", "f.toml:1:8"),
+            (
+                "[[agents]]\nname = \"x\"\n",
+                "f.toml:1:1: agents: \"x\" is not a built-in",
+            ),
+            (
+                "[[agents]]\nname = \"x\"\nurl = \"ftp://h/\"\n",
+                "f.toml:3:7: agents[x].url: \"ftp://h/\" is not an http",
+            ),
+            (
+                "[[agents]]\nname = \"echo\"\nurl = \"http://h/\"\n",
+                "f.toml:3:7: agents[echo].url: \"echo\" is a built-in agent",
+            ),
+            (
+                "[[agents]]\nname = \"echo\"\ntimeout = \"30\"\n",
+                "f.toml:3:11: agents[echo].timeout: \"30\" has no unit",
+            ),
+            (
+                "[[agents]]\nname = \"echo\"\nretries = 1000\n",
+                "f.toml:3:11: agents[echo].retries: 1000 is over the most",
+            ),
+            (
+                "[[agents]]\nname = \"echo\"\n[[agents]]\nname = \"echo\"\n",
+                "f.toml:4:8: agents.name: \"echo\" is declared twice",
+            ),
+            (
+                "[[agents]]\nname = \"a\"\nurl = \"http://h/\"\nintents = [\"i\"]\n\
+                 [[agents]]\nname = \"b\"\nurl = \"http://h/\"\nintents = [\"i\"]\n",
+                "f.toml:8:11: agents[b].intents: \"i\" is empty or claimed",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = refused(text);
+            assert!(
+                message.starts_with(expected),
+                "{text:?}\n  gave {message:?}\n  expected it to start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+    }
+}
