@@ -36,8 +36,7 @@ pub use anchor::Anchor;
 pub use cli::{
     AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, ConfigCommand, DemoArgs, Format, ListArgs,
     LogCommand, OutputFormat, RateLimitArgs, ReplayArgs, ReportArgs, RunArgs, RunsCommand,
-    ServeArgs, ShowArgs,
-    TreeArgs, VerifyArgs,
+    ServeArgs, ShowArgs, TreeArgs, VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;
