@@ -6,6 +6,11 @@
 //! server's RSS.
 //!
 //! Run: `bash benches/install-load-generator.sh && cargo bench --bench http`.
+//! `NEONHUB_BENCH_HTTP_AGENT=1` measures instead an agent served over HTTP
+//! that answers at once (a local actix-web server in this process, declared
+//! in a configuration file) against `echo`, alternately on the same build,
+//! `NEONHUB_BENCH_ROUNDS` rounds at `NEONHUB_BENCH_CONNECTIONS` (set 64 for
+//! issue 14's figure), and prints the ratio.
 //! `NEONHUB_BENCH_SECS` (default 10) sets the load's duration,
 //! `NEONHUB_BENCH_CONNECTIONS` (default 256) the connections;
 //! `NEONHUB_BENCH_BASELINE=BIN` compares an older binary with this build,
@@ -18,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BODY: &str = r#"{"agent":"echo","input":{"n":1}}"#;
+const HTTP_AGENT_BODY: &str = r#"{"agent":"fast","input":{"n":1}}"#;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -61,12 +67,12 @@ fn millis(text: &str) -> f64 {
     number.parse::<f64>().unwrap_or(f64::NAN) * scale
 }
 
-fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Load {
+fn run_wrk(wrk: &Path, url: &str, body: &str, connections: u64, secs: u64, dir: &Path) -> Load {
     let script = dir.join("post.lua");
     std::fs::write(
         &script,
         format!(
-            "wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
         ),
     )
     .expect("write the wrk script");
@@ -109,7 +115,7 @@ fn run_wrk(wrk: &Path, url: &str, connections: u64, secs: u64, dir: &Path) -> Lo
     load
 }
 
-fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
+fn run_oha(oha: &Path, url: &str, body: &str, connections: u64, secs: u64) -> Load {
     let output = Command::new(oha)
         .args([
             "--no-tui",
@@ -126,7 +132,7 @@ fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
             "-H",
             "content-type: application/json",
             "-d",
-            BODY,
+            body,
             url,
         ])
         .output()
@@ -159,6 +165,22 @@ fn run_oha(oha: &Path, url: &str, connections: u64, secs: u64) -> Load {
     }
 }
 
+/// `GET path` of `base` over a plain TCP request (no client crate): the
+/// whole response, head and body.
+fn get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to serve");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -170,21 +192,16 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn head(base: &str) -> u64 {
-    // The log's head, from /readyz, over a plain TCP request (no client crate).
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to serve");
-    write!(
-        stream,
-        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+/// `GET /readyz`'s body: `{"status", "checkpoint", "head"}`.
+fn readyz(base: &str) -> serde_json::Value {
+    let response = get(base, "/readyz");
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    value["head"].as_u64().unwrap_or(0)
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+/// The log's head.
+fn head(base: &str) -> u64 {
+    readyz(base)["head"].as_u64().unwrap_or(0)
 }
 
 /// One measured load on a fresh `serve` of `binary`: what the generator
@@ -196,6 +213,19 @@ fn measure(
     connections: u64,
     secs: u64,
 ) -> (Load, u64, f64) {
+    measure_body(binary, tool, is_wrk, connections, secs, BODY, None)
+}
+
+/// [`measure`] with request body `body`, and `serve --config config`.
+fn measure_body(
+    binary: &Path,
+    tool: &Path,
+    is_wrk: bool,
+    connections: u64,
+    secs: u64,
+    body: &str,
+    config: Option<&Path>,
+) -> (Load, u64, f64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
     std::fs::create_dir_all(&root).expect("create target/neonhub-bench");
     let dir = tempfile::tempdir_in(&root).expect("a temp dir");
@@ -203,6 +233,11 @@ fn measure(
         .arg("--data-dir")
         .arg(dir.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(
+            config
+                .map(|c| vec!["--config".into(), c.as_os_str().to_owned()])
+                .unwrap_or_default(),
+        )
         .env("NEONHUB_CONNECTORS", "mock")
         .env("NEONHUB_DRAIN_GRACE", "0")
         .env_remove("NEONHUB_TOKEN")
@@ -219,15 +254,15 @@ fn measure(
         .to_owned();
     let url = format!("{base}/v1/runs");
     println!(
-        "POST {url} ({}: echo, durable) with {} at {connections} connections for {secs} s",
+        "POST {url} {body} ({}, durable) with {} at {connections} connections for {secs} s",
         binary.display(),
         tool.display()
     );
     let began = Instant::now();
     let load = if is_wrk {
-        run_wrk(tool, &url, connections, secs, dir.path())
+        run_wrk(tool, &url, body, connections, secs, dir.path())
     } else {
-        run_oha(tool, &url, connections, secs)
+        run_oha(tool, &url, body, connections, secs)
     };
     let elapsed = began.elapsed();
     // Runs cut off when the generator stopped may still finish: wait for the
@@ -243,6 +278,19 @@ fn measure(
     }
     let rss = rss_mib(serve.id());
     let runs = events / 2;
+    // Every run succeeded (a failed run is a 200 too), as the table says
+    // once it has caught up with the log.
+    let caught_up = Instant::now();
+    while readyz(&base)["checkpoint"].as_u64().unwrap_or(0) < events
+        && caught_up.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let failed = get(&base, "/v1/runs?status=failed&limit=1");
+    assert!(
+        failed.contains(r#""runs":[]"#),
+        "runs failed under the load: {failed}"
+    );
     println!(
         "| {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {runs} | {rss:.0} |",
         load.per_second, load.p50_ms, load.p99_ms, load.errors, load.requests
@@ -271,6 +319,79 @@ fn measure(
     (load, runs, rss)
 }
 
+/// An agent served over HTTP that answers `{"ok": true}` at once, on its
+/// own thread (one actix-web worker); returns its URL.
+fn start_fast_agent() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new().route(
+                    "/run",
+                    actix_web::web::post().to(|| async {
+                        actix_web::HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(r#"{"ok":true}"#)
+                    }),
+                )
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .expect("bind the fast agent");
+            tx.send(server.addrs()[0]).expect("send the address");
+            server.run().await.expect("the fast agent");
+        });
+    });
+    let addr = rx.recv().expect("the fast agent's address");
+    format!("http://{addr}/run")
+}
+
+/// Issue 14's figure: the HTTP agent's runs/s against echo's, alternately,
+/// on this build.
+fn http_agent_against_echo(this: &Path, tool: &Path, is_wrk: bool, connections: u64, secs: u64) {
+    let url = start_fast_agent();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("neonhub.toml");
+    std::fs::write(
+        &config,
+        format!("[[agents]]\nname = \"fast\"\nintents = [\"fast.do\"]\nurl = \"{url}\"\n"),
+    )
+    .expect("write the configuration");
+    let rounds = env_or("NEONHUB_BENCH_ROUNDS", 3);
+    let (mut echo, mut http, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let e = measure(this, tool, is_wrk, connections, secs).0.per_second;
+        let (load, runs, _) = measure_body(
+            this,
+            tool,
+            is_wrk,
+            connections,
+            secs,
+            HTTP_AGENT_BODY,
+            Some(&config),
+        );
+        assert_eq!(load.errors, 0, "the HTTP agent's runs failed");
+        assert!(runs > 0);
+        let h = load.per_second;
+        println!(
+            "round: echo {e:.0} runs/s, HTTP agent {h:.0} runs/s, ratio {:.3}",
+            h / e
+        );
+        echo.push(e);
+        http.push(h);
+        ratios.push(h / e);
+    }
+    println!(
+        "HTTP agent against echo over {rounds} rounds at {connections} connections: echo median \
+         {:.0} runs/s, HTTP agent median {:.0} runs/s, median ratio {:.3} (min {:.3}, max {:.3})",
+        median(echo),
+        median(http),
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -292,6 +413,10 @@ fn main() {
         std::process::exit(2);
     };
     let this = PathBuf::from(env!("CARGO_BIN_EXE_neonhub"));
+    if std::env::var_os("NEONHUB_BENCH_HTTP_AGENT").is_some() {
+        http_agent_against_echo(&this, &tool, is_wrk, connections, secs);
+        return;
+    }
     // A/B: `NEONHUB_BENCH_BASELINE=/path/to/an/older/neonhub` measures it and
     // this build alternately, `NEONHUB_BENCH_ROUNDS` (default 5) rounds each,
     // and prints the ratio of the medians.

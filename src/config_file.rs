@@ -96,6 +96,7 @@ struct RawAgent {
     timeout: Option<toml::Spanned<String>>,
     retries: Option<toml::Spanned<u32>>,
     backoff: Option<toml::Spanned<String>>,
+    max_concurrent: Option<toml::Spanned<u32>>,
 }
 
 /// A duration such as `250ms`, `30s`, `5m` or `1h`.
@@ -323,6 +324,20 @@ impl ConfigFile {
             } else if agent.backoff.is_some() {
                 options.retry = RetryPolicy::attempts(1, backoff);
             }
+            if let Some(max) = &agent.max_concurrent {
+                options.max_concurrent = Some(
+                    std::num::NonZeroUsize::new(*max.get_ref() as usize).ok_or_else(|| {
+                        at(
+                            max.span(),
+                            format!(
+                                "{}: 0 would never run it: give at least 1, or leave it out \
+                                 for no limit",
+                                key("max_concurrent")
+                            ),
+                        )
+                    })?,
+                );
+            }
             agents.push(AgentConfig {
                 name,
                 intents: agent_intents,
@@ -386,7 +401,11 @@ impl fmt::Display for ConfigFile {
                 f,
                 "backoff = \"{}ms\"",
                 a.options.retry.initial_backoff.as_millis()
-            )
+            )?;
+            match a.options.max_concurrent {
+                Some(max) => writeln!(f, "max_concurrent = {max}"),
+                None => writeln!(f, "# max_concurrent: no limit"),
+            }
         };
         for name in BUILTIN_AGENTS {
             let agent = self
@@ -429,7 +448,8 @@ mod tests {
         let config = ConfigFile::parse(
             "[server]\nlisten = \"127.0.0.1:9\"\n\n[[agents]]\nname = \"summarize\"\n\
              intents = [\"text.summarize\"]\nurl = \"http://127.0.0.1:9000/run\"\n\
-             timeout = \"30s\"\nretries = 3\n\n[[agents]]\nname = \"email\"\ntimeout = \"250ms\"\n",
+             timeout = \"30s\"\nretries = 3\nmax_concurrent = 4\n\n[[agents]]\nname = \"email\"\n\
+             timeout = \"250ms\"\n",
             "f.toml",
         )
         .unwrap();
@@ -438,6 +458,7 @@ mod tests {
         assert_eq!(summarize.intents, vec!["text.summarize"]);
         assert_eq!(summarize.options.timeout, Duration::from_secs(30));
         assert_eq!(summarize.options.retry.max_attempts, 4);
+        assert_eq!(summarize.options.max_concurrent.map(|n| n.get()), Some(4));
         assert_eq!(
             config.agent_options("email").timeout,
             Duration::from_millis(250)
@@ -452,7 +473,11 @@ mod tests {
 
     #[test]
     fn every_bad_file_names_its_line_and_key() {
-        let cases: [(&str, &str); 12] = [
+        let cases: [(&str, &str); 13] = [
+            (
+                "[[agents]]\nname = \"echo\"\nmax_concurrent = 0\n",
+                "f.toml:3:18: agents[echo].max_concurrent: 0 would never run it",
+            ),
             (
                 "[server]\nlisen = \"x\"\n",
                 "f.toml:2:1: unknown field `lisen`",
@@ -504,6 +529,26 @@ mod tests {
                 "{text:?}\n  gave {message:?}\n  expected it to start with {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_says_what_it_shows() {
+        let example = include_str!("../neonhub.example.toml");
+        let config = ConfigFile::parse(example, "neonhub.example.toml").unwrap();
+        assert_eq!(
+            config.server.listen,
+            Some("127.0.0.1:4000".parse().unwrap())
+        );
+        assert_eq!(config.agent_options("email").retry.max_attempts, 3);
+        assert_eq!(config.http_agents().count(), 1);
+        let examples = include_str!("../examples/neonhub.toml");
+        assert_eq!(
+            ConfigFile::parse(examples, "examples/neonhub.toml")
+                .unwrap()
+                .http_agents()
+                .count(),
+            2
+        );
     }
 
     #[test]

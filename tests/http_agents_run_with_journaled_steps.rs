@@ -32,11 +32,16 @@ enum Script {
     Hang,
     /// Answers 200 with a body that is not JSON.
     Garbage,
+    /// Answers 200 after 200 ms.
+    Slow,
 }
 
 struct Agent {
     script: Script,
     attempts: AtomicU32,
+    /// Attempts being answered now, and the most seen at once.
+    running: AtomicU32,
+    most: AtomicU32,
     /// The last attempt's request, to call its steps afterwards.
     last: std::sync::Mutex<Option<Value>>,
 }
@@ -84,6 +89,13 @@ async fn attempt(agent: web::Data<Agent>, request: web::Json<Value>) -> HttpResp
         Script::Garbage => HttpResponse::Ok()
             .content_type("application/json")
             .body("<html>oops</html>"),
+        Script::Slow => {
+            let now = agent.running.fetch_add(1, Ordering::SeqCst) + 1;
+            agent.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            agent.running.fetch_sub(1, Ordering::SeqCst);
+            HttpResponse::Ok().json(json!({"done": true}))
+        }
     }
 }
 
@@ -92,6 +104,8 @@ fn start_agent(script: Script) -> (String, web::Data<Agent>) {
     let agent = web::Data::new(Agent {
         script,
         attempts: AtomicU32::new(0),
+        running: AtomicU32::new(0),
+        most: AtomicU32::new(0),
         last: std::sync::Mutex::new(None),
     });
     let shared = agent.clone();
@@ -100,7 +114,7 @@ fn start_agent(script: Script) -> (String, web::Data<Agent>) {
             .app_data(shared.clone())
             .route("/run", web::post().to(attempt))
     })
-    .workers(1)
+    .workers(2)
     .bind("127.0.0.1:0")
     .unwrap();
     let addr = server.addrs()[0];
@@ -109,12 +123,22 @@ fn start_agent(script: Script) -> (String, web::Data<Agent>) {
 }
 
 fn config(dir: &std::path::Path, url: &str, timeout: &str, retries: u32) -> String {
+    config_with(dir, url, timeout, retries, "")
+}
+
+fn config_with(
+    dir: &std::path::Path,
+    url: &str,
+    timeout: &str,
+    retries: u32,
+    more: &str,
+) -> String {
     let path = dir.join("neonhub.toml");
     std::fs::write(
         &path,
         format!(
             "[[agents]]\nname = \"remote\"\nintents = [\"remote.do\"]\nurl = \"{url}\"\n\
-             timeout = \"{timeout}\"\nretries = {retries}\nbackoff = \"50ms\"\n"
+             timeout = \"{timeout}\"\nretries = {retries}\nbackoff = \"50ms\"\n{more}"
         ),
     )
     .unwrap();
@@ -308,6 +332,30 @@ async fn a_4xx_a_timeout_and_garbage_fail_the_run_as_they_should() {
         }
         drop(serve);
     }
+}
+
+#[actix_rt::test]
+async fn max_concurrent_bounds_the_attempts_running_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, agent) = start_agent(Script::Slow);
+    // Each attempt takes 200 ms against a 1 s timeout: four in turn take
+    // 800 ms, and none times out, since the timeout starts at its turn.
+    let config = config_with(dir.path(), &url, "1s", 0, "max_concurrent = 1\n");
+    let serve = ServeProcess::spawn(&dir.path().join("data"), &["--config", &config]);
+    let runs = (0..4).map(|_| {
+        let base = serve.base.clone();
+        actix_rt::spawn(async move { submit(&base).await })
+    });
+    for run in runs.collect::<Vec<_>>() {
+        let run = run.await.unwrap();
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    assert_eq!(agent.attempts.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        agent.most.load(Ordering::SeqCst),
+        1,
+        "two attempts ran at once under max_concurrent = 1"
+    );
 }
 
 #[test]

@@ -154,6 +154,10 @@ pub struct AgentOptions {
     pub timeout: Duration,
     /// Attempts and backoff. Timeouts, panics and retryable errors are retried.
     pub retry: RetryPolicy,
+    /// The most attempts of this agent running at once on this node; more
+    /// wait their turn (the attempt's timeout starts when it runs). `None`:
+    /// no limit but the orchestrator's runs in flight.
+    pub max_concurrent: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for AgentOptions {
@@ -161,6 +165,7 @@ impl Default for AgentOptions {
         Self {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::none(),
+            max_concurrent: None,
         }
     }
 }
@@ -186,9 +191,9 @@ pub struct AgentContext {
     /// The attempt's secret for calling steps from outside the process
     /// (an HTTP agent's `steps_url`): valid for this attempt only.
     step_token: Uuid,
-    /// When the attempt times out (set as it is made): its steps wait for
+    /// When the attempt times out (set when its turn comes): its steps wait for
     /// rate limits and a vendor's `Retry-After` only until then.
-    deadline: Option<tokio::time::Instant>,
+    deadline: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl fmt::Debug for AgentContext {
@@ -219,7 +224,7 @@ impl AgentContext {
             steps: TaskTracker::new(),
             open: Arc::new(Mutex::new(true)),
             step_token: Uuid::new_v4(),
-            deadline: None,
+            deadline: Arc::default(),
         }
     }
 
@@ -237,11 +242,11 @@ impl AgentContext {
         self.steps.close();
     }
 
-    /// The attempt times out at `deadline`: its steps wait for rate limits
-    /// and a vendor's `Retry-After` only until then.
-    pub(crate) fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
-        self.deadline = Some(deadline);
-        self
+    /// Starts the attempt's clock: it times out `timeout` from now, and its
+    /// steps (every clone's) wait for rate limits and a vendor's
+    /// `Retry-After` only until then.
+    fn start_clock(&self, timeout: Duration) {
+        let _ = self.deadline.set(tokio::time::Instant::now() + timeout);
     }
 
     /// The agent run being executed.
@@ -336,7 +341,8 @@ impl AgentContext {
         let runtime = Arc::clone(&self.runtime);
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
-        let (cancel, attempt, deadline) = (self.cancel.clone(), self.attempt, self.deadline);
+        let (cancel, attempt) = (self.cancel.clone(), self.attempt);
+        let deadline = self.deadline.get().copied();
         let call = self.steps.spawn(async move {
             let step = Step {
                 connector: &connector,
@@ -398,16 +404,25 @@ pub(crate) struct AgentActor {
     agent: Arc<dyn Agent>,
     timeout: Duration,
     restarts: Arc<AtomicU64>,
+    /// One permit per attempt allowed to run at once, if limited.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AgentActor {
-    pub(crate) fn new(factory: AgentFactory, timeout: Duration, restarts: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        factory: AgentFactory,
+        options: &AgentOptions,
+        restarts: Arc<AtomicU64>,
+    ) -> Self {
         let agent = factory();
         Self {
             factory,
             agent,
-            timeout,
+            timeout: options.timeout,
             restarts,
+            slots: options
+                .max_concurrent
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get()))),
         }
     }
 }
@@ -475,7 +490,27 @@ impl Handler<Execute> for AgentActor {
         let agent = Arc::clone(&self.agent);
         let timeout = self.timeout;
         let actor = ctx.address();
+        let slots = self.slots.clone();
         actix::spawn(async move {
+            // Its turn first, if the agent's attempts are limited: the
+            // timeout starts when it runs. A cancellation ends the wait.
+            let _permit = match &slots {
+                None => None,
+                Some(slots) => tokio::select! {
+                    permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+                    () = msg.ctx.cancel.cancelled() => {
+                        msg.ctx.close_steps();
+                        let cancelled = AgentError::with_kind(
+                            ErrorKind::Cancelled,
+                            "the run was cancelled while waiting for its turn",
+                            false,
+                        );
+                        let _ = msg.reply.send(Err(cancelled));
+                        return;
+                    }
+                },
+            };
+            msg.ctx.start_clock(timeout);
             let (cancel, steps, ended) = (
                 msg.ctx.cancel.clone(),
                 msg.ctx.steps.clone(),

@@ -239,6 +239,7 @@ async fn a_step_cut_off_before_its_request_left_is_executed_by_the_next_attempt(
     let agent = AgentOptions {
         timeout: Duration::from_millis(300),
         retry: RetryPolicy::attempts(2, Duration::from_millis(1)),
+        ..AgentOptions::default()
     };
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .agent(|| neonhub_test_support::Proxy, agent)

@@ -82,6 +82,7 @@ fn child(dir: &str, ids: &str) -> ! {
         let options = AgentOptions {
             timeout: Duration::from_secs(3600),
             retry: RetryPolicy::attempts(3, Duration::from_millis(1)),
+            ..AgentOptions::default()
         };
         let orchestrator = OrchestratorBuilder::new(store.clone())
             .agent(|| Hang, options)

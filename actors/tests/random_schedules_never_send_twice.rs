@@ -611,6 +611,7 @@ fn orchestrator(
     let agent = AgentOptions {
         timeout: Duration::from_millis(schedule.attempt_timeout_ms),
         retry: RetryPolicy::attempts(schedule.agent_attempts, Duration::from_millis(1)),
+        ..AgentOptions::default()
     };
     let connector = ConnectorOptions {
         timeout: CONNECTOR_TIMEOUT,

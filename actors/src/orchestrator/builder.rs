@@ -245,10 +245,9 @@ impl OrchestratorBuilder {
             }
             let restarts = Arc::new(AtomicU64::new(0));
             let actor_restarts = Arc::clone(&restarts);
-            let timeout = options.timeout;
             let arbiter = pool[i % pool.len()].handle();
             let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
-                AgentActor::new(factory, timeout, actor_restarts)
+                AgentActor::new(factory, &options, actor_restarts)
             });
             agents.insert(
                 name,

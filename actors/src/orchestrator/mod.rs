@@ -439,9 +439,7 @@ fn execute(
                 journal.attempt(),
                 Arc::clone(&runtime),
                 control.attempt_token(),
-            )
-            // The agent's actor starts the attempt's clock a moment later.
-            .with_deadline(tokio::time::Instant::now() + options.timeout);
+            );
             control.set_attempt(Some(ctx.clone()));
             let (reply, answer) = oneshot::channel();
             // `do_send`, not `send`: the agent runs on another arbiter, and
