@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use neonhub_actors::{
-    ConnectorOptions, Gmail, Orchestrator, OrchestratorBuilder, RateLimit, SubmitRun,
-};
+use neonhub_actors::{ConnectorOptions, Gmail, Orchestrator, OrchestratorBuilder, SubmitRun};
 use neonhub_events::{EmbeddedLog, LogOptions, SharedStore};
 use serde_json::json;
 use tempfile::TempDir;
@@ -178,12 +176,9 @@ fn runs(c: &mut Criterion) {
     );
     let system = System::new();
     let (orchestrator, relay) = system.block_on(async {
-        // The mock Gmail without its default rate limit: the bench measures
-        // the journal, not the limiter.
-        let unlimited = ConnectorOptions {
-            rate_limit: RateLimit::per_second(std::num::NonZeroU32::new(10_000_000).unwrap()),
-            ..ConnectorOptions::default()
-        };
+        // The mock Gmail without a rate limit (the default): the bench
+        // measures the journal, not the limiter.
+        let unlimited = ConnectorOptions::default();
         // `NEONHUB_BENCH_AGENT_THREADS` sets the agent arbiters (default:
         // one per core), to weigh the pool's thread hops.
         let agent_threads = std::env::var("NEONHUB_BENCH_AGENT_THREADS")

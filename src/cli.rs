@@ -459,6 +459,68 @@ pub struct ServeArgs {
     /// renewal for a whole lease.
     #[arg(long, default_value_t = neonhub_actors::DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_secs: u64,
+    /// The connectors' rate limits.
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
+}
+
+/// The built-in connectors' rate limits. Each is `default` (the vendor's
+/// published limit for a live connector, none for a mock), `off`, or a rate
+/// `N/s`, `N/min` or `N/h`. A call over a limit waits for its turn, up to
+/// its run's deadline; only then does it fail `rate_limited`.
+#[derive(Debug, Args)]
+pub struct RateLimitArgs {
+    /// Gmail calls of the whole project (default live: 200/s, the
+    /// project's 1.2M quota units a minute at 100 a send).
+    #[arg(long, env = "NEONHUB_GMAIL_RATE", default_value = "default", value_parser = rate_limit_arg)]
+    pub gmail_rate: neonhub_actors::Limit,
+    /// Gmail calls per user (default live: 5 per 2 s, 250 quota units a
+    /// second at 100 a send).
+    #[arg(long, env = "NEONHUB_GMAIL_RATE_PER_USER", default_value = "default", value_parser = rate_limit_arg)]
+    pub gmail_rate_per_user: neonhub_actors::Limit,
+    /// Slack calls of the whole workspace (default live: 100/min, Tier 4).
+    #[arg(long, env = "NEONHUB_SLACK_RATE", default_value = "default", value_parser = rate_limit_arg)]
+    pub slack_rate: neonhub_actors::Limit,
+    /// Slack posts per channel (default live: 1/s, chat.postMessage's).
+    #[arg(long, env = "NEONHUB_SLACK_RATE_PER_CHANNEL", default_value = "default", value_parser = rate_limit_arg)]
+    pub slack_rate_per_channel: neonhub_actors::Limit,
+    /// Twilio calls of the whole account (default live: 100/s).
+    #[arg(long, env = "NEONHUB_TWILIO_RATE", default_value = "default", value_parser = rate_limit_arg)]
+    pub twilio_rate: neonhub_actors::Limit,
+    /// Twilio sends per sending number (default live: 1/s, a long code's).
+    #[arg(long, env = "NEONHUB_TWILIO_RATE_PER_NUMBER", default_value = "default", value_parser = rate_limit_arg)]
+    pub twilio_rate_per_number: neonhub_actors::Limit,
+    /// Calls waiting for a rate-limit permit at once, per connector; one
+    /// more fails `rate_limited` at once.
+    #[arg(long, env = "NEONHUB_RATE_LIMIT_MAX_WAITING", default_value_t = neonhub_actors::DEFAULT_MAX_WAITING, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub rate_limit_max_waiting: usize,
+}
+
+impl RateLimitArgs {
+    /// The configuration these flags give.
+    pub fn config(&self) -> neonhub_actors::RateLimitsConfig {
+        use neonhub_actors::ConnectorLimits;
+        neonhub_actors::RateLimitsConfig {
+            gmail: ConnectorLimits {
+                connector: self.gmail_rate,
+                per_key: self.gmail_rate_per_user,
+            },
+            slack: ConnectorLimits {
+                connector: self.slack_rate,
+                per_key: self.slack_rate_per_channel,
+            },
+            twilio: ConnectorLimits {
+                connector: self.twilio_rate,
+                per_key: self.twilio_rate_per_number,
+            },
+            max_waiting: self.rate_limit_max_waiting,
+        }
+    }
+}
+
+fn rate_limit_arg(text: &str) -> std::result::Result<neonhub_actors::Limit, String> {
+    text.parse()
+        .map_err(|e: neonhub_actors::Error| e.to_string())
 }
 
 /// `neonhub demo`.
@@ -489,6 +551,9 @@ pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// The connectors' rate limits.
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
 }
 
 /// `neonhub runs ...`.

@@ -35,8 +35,8 @@ mod view;
 pub use anchor::Anchor;
 pub use cli::{
     AnchorArgs, ArchiveArgs, AuditCommand, Cli, Command, ConfigCommand, DemoArgs, Format, ListArgs,
-    LogCommand, OutputFormat, ReplayArgs, ReportArgs, RunArgs, RunsCommand, ServeArgs, ShowArgs,
-    TreeArgs, VerifyArgs,
+    LogCommand, OutputFormat, RateLimitArgs, ReplayArgs, ReportArgs, RunArgs, RunsCommand,
+    ServeArgs, ShowArgs, TreeArgs, VerifyArgs,
 };
 pub use cluster::{ClusterOptions, NODE_ID_FILE};
 pub use commands::run;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use actix::Addr;
 use neonhub_actors::{
     AgentInfo, ConnectorMode, ConnectorsConfig, DEFAULT_MAX_IN_FLIGHT, GetStats, HttpAgent,
-    InFlight, InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RecoveryReport,
-    ResumeInterrupted, RunOutcome, RuntimeStats, StepsBase, SubmitRun, WatchInFlight,
-    close_interrupted,
+    InFlight, InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, RateLimitsConfig,
+    RecoveryReport, ResumeInterrupted, RunOutcome, RuntimeStats, StepsBase, SubmitRun,
+    WatchInFlight, close_interrupted,
 };
 use neonhub_events::{Codec, EventStore, NodeId, Position, RunId, SharedStore};
 use neonhub_projections::{AgentRunsProjection, ProjectionHealth, ProjectionRunner, RunMetrics};
@@ -34,6 +34,8 @@ pub struct ServiceOptions {
     pub store: StoreConfig,
     /// Mock or live connectors, with their credentials.
     pub connectors: ConnectorsConfig,
+    /// The connectors' rate limits.
+    pub rate_limits: RateLimitsConfig,
     /// The bound on runs in flight (503 above it).
     pub max_in_flight: usize,
     /// What start-up does with runs a stopped process left unfinished.
@@ -72,6 +74,7 @@ impl ServiceOptions {
             data,
             store: StoreConfig::Embedded,
             connectors: ConnectorsConfig::mock(),
+            rate_limits: RateLimitsConfig::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             on_interrupted: OnInterrupted::Resume,
             max_resumes: DEFAULT_MAX_RESUMES,
@@ -317,7 +320,7 @@ impl Service {
             builder = builder.agent(move || http.clone(), agent.options);
         }
         let orchestrator = builder
-            .builtin_connectors(&options.connectors)?
+            .builtin_connectors_limited(&options.connectors, &options.rate_limits)?
             .max_in_flight(options.max_in_flight)
             .node(node)
             .start()?;

@@ -191,6 +191,9 @@ pub struct AgentContext {
     /// The attempt's secret for calling steps from outside the process
     /// (an HTTP agent's `steps_url`): valid for this attempt only.
     step_token: Uuid,
+    /// When the attempt times out (set when its turn comes): its steps wait for
+    /// rate limits and a vendor's `Retry-After` only until then.
+    deadline: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl fmt::Debug for AgentContext {
@@ -221,6 +224,7 @@ impl AgentContext {
             steps: TaskTracker::new(),
             open: Arc::new(Mutex::new(true)),
             step_token: Uuid::new_v4(),
+            deadline: Arc::default(),
         }
     }
 
@@ -236,6 +240,13 @@ impl AgentContext {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         *open = false;
         self.steps.close();
+    }
+
+    /// Starts the attempt's clock: it times out `timeout` from now, and its
+    /// steps (every clone's) wait for rate limits and a vendor's
+    /// `Retry-After` only until then.
+    fn start_clock(&self, timeout: Duration) {
+        let _ = self.deadline.set(tokio::time::Instant::now() + timeout);
     }
 
     /// The agent run being executed.
@@ -331,6 +342,7 @@ impl AgentContext {
         let (connector, operation) = (connector.to_owned(), operation.to_owned());
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
         let (cancel, attempt) = (self.cancel.clone(), self.attempt);
+        let deadline = self.deadline.get().copied();
         let call = self.steps.spawn(async move {
             let step = Step {
                 connector: &connector,
@@ -340,6 +352,7 @@ impl AgentContext {
                 correlation_id,
                 cancel: &cancel,
                 attempt,
+                deadline,
             };
             runtime.call(step, input).await
         });
@@ -457,7 +470,7 @@ impl Handler<Restart> for AgentActor {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -497,6 +510,7 @@ impl Handler<Execute> for AgentActor {
                     }
                 },
             };
+            msg.ctx.start_clock(timeout);
             let (cancel, steps, ended) = (
                 msg.ctx.cancel.clone(),
                 msg.ctx.steps.clone(),

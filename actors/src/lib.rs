@@ -39,19 +39,21 @@ pub use agents::{
     SmsAgent, StepsBase, generate as generate_content,
 };
 pub use connector::{
-    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorMode,
-    ConnectorOptions, ConnectorsConfig, Gmail, GmailConfig, GmailRefresh, RateLimit, Reconciled,
-    Retry, Secret, Slack, SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError,
-    VendorCode, describe_connector_metrics,
+    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorLimits,
+    ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
+    GmailRefresh, Limit, RateLimit, RateLimitsConfig, Reconciled, Retry, Secret, Slack,
+    SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError, VendorCode,
+    describe_connector_metrics,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;
 pub use lease::{DEFAULT_LEASE, LeaseWatch, renew_lease};
 pub use orchestrator::{
-    AgentInfo, CallStep, CancelRun, ConnectorHealth, DEFAULT_MAX_IN_FLIGHT, GetStats, InFlight,
-    InterruptRuns, ListAgents, Orchestrator, OrchestratorBuilder, ResolveStep, ResumeInterrupted,
-    ResumeReport, RunTicket, RuntimeStats, StartRun, StepCallError, SubmitRun, SubscribeRuns,
-    Target, WatchInFlight, default_agent_threads,
+    AgentInfo, CallStep, CancelRun, ConnectorHealth, ConnectorInfo, DEFAULT_MAX_IN_FLIGHT,
+    GetStats, InFlight, InterruptRuns, ListAgents, ListConnectors, Orchestrator,
+    OrchestratorBuilder, ResolveStep, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats,
+    StartRun, StepCallError, SubmitRun, SubscribeRuns, Target, WatchInFlight,
+    default_agent_threads,
 };
 pub use recovery::{
     RecoveryReport, RecoverySeed, StepDirectory, Unfinished, UnfinishedIndex, close_interrupted,

@@ -30,7 +30,6 @@
 //! `PROPTEST_CASES=2000 cargo test --release -p neonhub-actors --test random_schedules_never_send_twice -- --nocapture`
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,8 +38,8 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, BreakerConfig, CancelRun, ConnectorOptions,
-    GetStats, InterruptRuns, Orchestrator, OrchestratorBuilder, RateLimit, ResumeInterrupted,
-    RetryPolicy, SubmitRun, find_unfinished,
+    GetStats, InterruptRuns, Orchestrator, OrchestratorBuilder, ResumeInterrupted, RetryPolicy,
+    SubmitRun, find_unfinished,
 };
 use neonhub_events::{
     AppendResult, Codec, Direction, Error, ErrorKind, EventData, EventStore, ExpectedRevision,
@@ -622,7 +621,7 @@ fn orchestrator(
             failure_threshold: 1_000_000,
             ..BreakerConfig::default()
         },
-        rate_limit: RateLimit::per_second(NonZeroU32::new(100_000).expect("non-zero")),
+        ..ConnectorOptions::default()
     };
     OrchestratorBuilder::new(store.clone())
         .agent(|| Scripted, agent)

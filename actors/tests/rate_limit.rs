@@ -1,23 +1,40 @@
-//! Given a Slack connector limited to a burst of two calls, when three
-//! notifications are sent at once, then the third call fails fast with
-//! `rate_limited` in its child run and in the agent run.
+//! Calls over a connector's rate limit wait for their turn instead of
+//! failing: given a Slack connector limited to bursts of 2 and one call
+//! every 50 ms, when 10 notifications are sent at once, then all succeed,
+//! paced. A permit that would come only after the run's deadline fails the
+//! call `rate_limited` at once; and a limit per key (Slack: per channel)
+//! holds each channel to its own pace.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use neonhub_actors::{ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, SubmitRun};
+use futures_util::future::join_all;
+use neonhub_actors::{
+    AgentOptions, ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, SubmitRun,
+};
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
 use serde_json::json;
 
+fn limit(burst: u32, every: Duration) -> Option<RateLimit> {
+    Some(RateLimit {
+        burst: NonZeroU32::new(burst).unwrap(),
+        replenish_every: every,
+    })
+}
+
+fn notify(channel: &str, n: u32) -> SubmitRun {
+    SubmitRun::intent(
+        "slack.notify",
+        json!({"channel": channel, "text": format!("note {n}")}),
+    )
+}
+
 #[actix::test]
-async fn calls_past_the_rate_limit_fail_fast_with_rate_limited() {
+async fn calls_over_the_limit_wait_for_their_turn_and_succeed() {
     let (_dir, store) = support::store();
     let options = ConnectorOptions {
-        rate_limit: RateLimit {
-            burst: NonZeroU32::new(2).unwrap(),
-            replenish_every: Duration::from_secs(3600),
-        },
+        rate_limit: limit(2, Duration::from_millis(50)),
         ..ConnectorOptions::default()
     };
     let orchestrator = OrchestratorBuilder::new(store.clone())
@@ -25,28 +42,81 @@ async fn calls_past_the_rate_limit_fail_fast_with_rate_limited() {
         .connector(Slack::mock(), options)
         .start()
         .unwrap();
-    let notify = |n: u32| {
-        SubmitRun::intent(
-            "slack.notify",
-            json!({"channel": "C1", "text": format!("note {n}")}),
-        )
-    };
 
-    let first = orchestrator.send(notify(1)).await.unwrap().unwrap();
-    let second = orchestrator.send(notify(2)).await.unwrap().unwrap();
-    let third = orchestrator.send(notify(3)).await.unwrap().unwrap();
+    let began = Instant::now();
+    let runs = join_all((0..10).map(|n| orchestrator.send(notify("C1", n)))).await;
+
+    for run in runs {
+        let run = run.unwrap().unwrap();
+        assert!(run.is_success(), "{:?}", run.result);
+    }
+    // 2 at once, then 8 more at one per 50 ms.
+    assert!(
+        began.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+#[actix::test]
+async fn a_permit_past_the_deadline_fails_rate_limited_at_once() {
+    let (_dir, store) = support::store();
+    let options = ConnectorOptions {
+        rate_limit: limit(2, Duration::from_secs(3600)),
+        ..ConnectorOptions::default()
+    };
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(
+            || neonhub_actors::SlackAgent,
+            AgentOptions {
+                timeout: Duration::from_secs(30),
+                ..AgentOptions::default()
+            },
+        )
+        .connector(Slack::mock(), options)
+        .start()
+        .unwrap();
+
+    let first = orchestrator.send(notify("C1", 1)).await.unwrap().unwrap();
+    let second = orchestrator.send(notify("C1", 2)).await.unwrap().unwrap();
+    let began = Instant::now();
+    let third = orchestrator.send(notify("C1", 3)).await.unwrap().unwrap();
 
     assert!(first.is_success() && second.is_success());
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
     let error = third.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::RateLimited);
-    assert_eq!(
-        support::shape(&support::events(&store, third.run_id).await),
-        ["started#1", "failed#1(rate_limited)"]
-    );
+    assert!(error.message.contains("deadline"), "{}", error.message);
     let children = support::child_runs(&store, third.run_id).await;
     assert_eq!(
         support::shape(&support::events(&store, children[0]).await),
         ["started#1", "failed#1(rate_limited)"],
-        "fails fast: no retry although the connector's policy allows three attempts"
     );
+}
+
+#[actix::test]
+async fn each_channel_has_a_limit_of_its_own() {
+    let (_dir, store) = support::store();
+    let options = ConnectorOptions {
+        key_rate_limit: limit(1, Duration::from_secs(3600)),
+        ..ConnectorOptions::default()
+    };
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .builtin_agents()
+        .connector(Slack::mock(), options)
+        .start()
+        .unwrap();
+
+    let c1 = orchestrator.send(notify("C1", 1)).await.unwrap().unwrap();
+    let c2 = orchestrator.send(notify("C2", 1)).await.unwrap().unwrap();
+    let c1_again = orchestrator.send(notify("C1", 2)).await.unwrap().unwrap();
+
+    assert!(c1.is_success() && c2.is_success(), "{c1:?} {c2:?}");
+    let error = c1_again.result.clone().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::RateLimited);
+    assert!(error.message.contains("C1"), "{}", error.message);
 }

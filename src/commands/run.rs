@@ -29,6 +29,7 @@ pub(super) async fn run(
     let service = Service::start(ServiceOptions {
         store,
         connectors,
+        rate_limits: args.rate_limits.config(),
         ..ServiceOptions::new(data)
     })
     .await?;

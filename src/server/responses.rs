@@ -37,6 +37,8 @@ struct AgentEntry<'a> {
     kind: &'static str,
     /// The intents it takes.
     intents: &'a [String],
+    /// How often its actor was restarted after a panic.
+    restarts: u64,
 }
 
 /// A connector of `GET /v1/agents`.
@@ -48,6 +50,8 @@ struct ConnectorEntry {
     kind: &'static str,
     /// How it calls its vendor (`mock`, `live`, ...).
     mode: &'static str,
+    /// How often its actor was restarted after a panic in a call.
+    restarts: u64,
 }
 
 /// `GET /v1/agents`: the agents with their intents, the connectors with
@@ -58,8 +62,26 @@ pub(crate) struct CatalogView<'a> {
     connectors: Vec<ConnectorEntry>,
 }
 
-impl<'a> From<&'a Catalog> for CatalogView<'a> {
-    fn from(catalog: &'a Catalog) -> Self {
+impl<'a> CatalogView<'a> {
+    /// The catalog with the restart counts the orchestrator reports now
+    /// (`agents`, `connectors`; a name missing there counts none).
+    pub(crate) fn new(
+        catalog: &'a Catalog,
+        agents: &[neonhub_actors::AgentInfo],
+        connectors: &[neonhub_actors::ConnectorInfo],
+    ) -> Self {
+        let agent_restarts = |name: &str| {
+            agents
+                .iter()
+                .find(|a| a.name == name)
+                .map_or(0, |a| a.restarts)
+        };
+        let connector_restarts = |name: &str| {
+            connectors
+                .iter()
+                .find(|c| c.name == name)
+                .map_or(0, |c| c.restarts)
+        };
         CatalogView {
             agents: catalog
                 .agents
@@ -68,6 +90,7 @@ impl<'a> From<&'a Catalog> for CatalogView<'a> {
                     name: &a.name,
                     kind: "agent",
                     intents: &a.intents,
+                    restarts: agent_restarts(&a.name),
                 })
                 .collect(),
             connectors: catalog
@@ -77,6 +100,7 @@ impl<'a> From<&'a Catalog> for CatalogView<'a> {
                     name: c.name,
                     kind: "connector",
                     mode: c.mode,
+                    restarts: connector_restarts(c.name),
                 })
                 .collect(),
         }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use actix_web::dev::ResourceDef;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use neonhub_actors::{CallStep, CancelRun, ResolveStep, StartRun, StepCallError, SubmitRun};
+use neonhub_actors::{
+    CallStep, CancelRun, ListAgents, ListConnectors, ResolveStep, StartRun, StepCallError,
+    SubmitRun,
+};
 use neonhub_events::{Direction, Position, ReadFrom, RunEvent, RunId, RunStatus};
 use neonhub_projections::{ProjectionState, RunFilter, RunQueries, Timeline, TimelineBy};
 use serde::Serialize;
@@ -656,19 +659,31 @@ pub(crate) async fn timeline(
     tag = "runs",
     summary = "The agents and connectors",
     responses(
-        (status = 200, description = "The agents with the intents they take, the connectors with their modes.", body = CatalogView<'static>),
+        (status = 200, description = "The agents with the intents they take, the connectors with their modes, each with how often its actor restarted after a panic.", body = CatalogView<'static>),
         (status = 400, description = "A query parameter (this route takes none): `invalid_request`.", body = ErrorBody<'static>),
         (status = 401, description = "No bearer token, or a wrong one (when the server has one configured): `unauthorized`.", body = ErrorBody<'static>,
          headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Shutting down (`shutting_down`); retry after `Retry-After` seconds.", body = ErrorBody<'static>,
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
 )]
 pub(crate) async fn agents(
     _: Query<NoParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let agents = state
+        .orchestrator
+        .send(ListAgents)
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
+    let connectors = state
+        .orchestrator
+        .send(ListConnectors)
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
     Ok(json_response(
         StatusCode::OK,
-        &CatalogView::from(&*state.catalog),
+        &CatalogView::new(&state.catalog, &agents, &connectors),
     ))
 }
 

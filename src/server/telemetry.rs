@@ -18,6 +18,13 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// `neonhub_rate_limit_wait_seconds{connector}` (recorded by the connector
+/// actors): from no wait to a minute.
+const RATE_LIMIT_WAIT_SECONDS: &str = "neonhub_rate_limit_wait_seconds";
+const WAIT_BUCKETS: [f64; 13] = [
+    0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 static RECORDER: OnceLock<PrometheusRecorder> = OnceLock::new();
 
 /// Forwards the `metrics` macros of the actors to the shared recorder.
@@ -51,6 +58,12 @@ fn recorder() -> &'static PrometheusRecorder {
                 Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()),
                 &BUCKETS,
             )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(RATE_LIMIT_WAIT_SECONDS.to_owned()),
+                    &WAIT_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         recorder.describe_counter(

@@ -261,7 +261,12 @@ mod tests {
 
     #[test]
     fn only_http_urls_with_a_host() {
-        for url in ["ftp://h/run", "not a url", "unix:/tmp/s", "data:text/plain,x"] {
+        for url in [
+            "ftp://h/run",
+            "not a url",
+            "unix:/tmp/s",
+            "data:text/plain,x",
+        ] {
             let refused = HttpAgent::new(
                 "a",
                 Vec::new(),

@@ -1,17 +1,25 @@
-//! The actor one connector runs in: each request passes the circuit breaker
-//! and the rate limiter, then runs with a timeout; its outcome feeds the
-//! breaker. Metrics for breaker state and rate-limit hits are recorded here.
+//! The supervised actor one connector runs in, and the guard every request
+//! passes: the rate limits (waiting for a permit up to the run's deadline),
+//! the circuit breaker of the operation's endpoint group, then the call with
+//! a timeout, a panic caught and turned into a `panicked` failure (the actor
+//! restarts, later calls go on). Metrics for breaker state, rate-limit
+//! waits and refusals, and restarts are recorded here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use neonhub_events::ErrorKind;
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::breaker::{BreakerState, CircuitBreaker};
-use super::limiter::Limiter;
+use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Ticket};
+use super::limiter::{Limiter, Refused, WAIT_SECONDS, WAITING};
 use super::{Connector, ConnectorOptions, StepRef};
 
 /// One request failed: the kind recorded in the child run and whether the
@@ -24,9 +32,26 @@ pub(crate) struct Failure {
     /// The request may have reached the vendor (a timeout or a reset while
     /// it was on the wire, a server error).
     pub(crate) maybe_sent: bool,
+    /// The vendor asked us to wait this long before trying again
+    /// (`Retry-After` on a 429 or a 503).
+    pub(crate) retry_after: Option<Duration>,
 }
 
-/// Send one request (`operation` on `input`) of `step`.
+impl Failure {
+    fn new(kind: ErrorKind, message: String, retryable: bool, maybe_sent: bool) -> Self {
+        Self {
+            kind,
+            message,
+            retryable,
+            maybe_sent,
+            retry_after: None,
+        }
+    }
+}
+
+/// Send one request (`operation` on `input`) of `step`; its outcome comes
+/// back on `reply`, from a task of its own, so a restart of the actor never
+/// drops a request on the wire.
 pub(crate) struct Invoke {
     /// The step the request belongs to ([`Connector::call_step`]).
     pub(crate) step: StepRef,
@@ -35,169 +60,353 @@ pub(crate) struct Invoke {
     /// Cancelled when the calling attempt is cut off: the request is then
     /// dropped, or never sent if it has not started.
     pub(crate) cancel: CancellationToken,
+    /// When the calling attempt times out: a rate-limit permit is waited
+    /// for until then, not longer.
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    pub(crate) reply: oneshot::Sender<Result<Value, Failure>>,
 }
 
 impl Message for Invoke {
-    type Result = Result<Value, Failure>;
+    type Result = ();
 }
 
-/// Ask for the breaker's state.
+/// Ask for the breaker's state (the most open of its endpoint groups).
 pub(crate) struct Health;
 
 impl Message for Health {
     type Result = BreakerState;
 }
 
-pub(crate) struct ConnectorActor {
+/// Restart the actor (sent by a request whose connector call panicked).
+struct Restart;
+
+impl Message for Restart {
+    type Result = ();
+}
+
+/// What every request of one connector passes; shared by the actor and its
+/// request tasks, and kept across restarts (it describes the vendor, not
+/// the actor).
+pub(crate) struct Guard {
     name: String,
     connector: Arc<dyn Connector>,
     timeout: Duration,
-    breaker: CircuitBreaker,
+    breaker: BreakerConfig,
+    /// One breaker per endpoint group, made on first use.
+    breakers: Mutex<HashMap<&'static str, CircuitBreaker>>,
     limiter: Limiter,
+    /// Its series are made at its first request: by then the binary has
+    /// installed its recorder.
+    series: std::sync::Once,
 }
 
-impl ConnectorActor {
+/// How one request ended, for the breaker.
+enum Verdict {
+    /// The vendor answered: it is up.
+    Healthy,
+    /// The vendor failed (5xx, timeout, no connection).
+    Failed,
+    /// Says nothing about the vendor (cut off, paced with a 429, panicked).
+    Neutral,
+}
+
+impl Guard {
     pub(crate) fn new(connector: Arc<dyn Connector>, options: &ConnectorOptions) -> Self {
+        let name = connector.name().to_owned();
         Self {
-            name: connector.name().to_owned(),
+            limiter: Limiter::new(
+                &name,
+                options.rate_limit,
+                options.key_rate_limit,
+                options.max_waiting,
+            ),
+            name,
             connector,
             timeout: options.timeout,
-            breaker: CircuitBreaker::new(options.breaker),
-            limiter: Limiter::new(options.rate_limit),
+            breaker: options.breaker,
+            breakers: Mutex::default(),
+            series: std::sync::Once::new(),
         }
     }
 
-    fn report_state(&self) {
-        let state = self.breaker.state(Instant::now());
-        metrics::gauge!(BREAKER_STATE, "connector" => self.name.clone()).set(state.as_gauge());
+    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, CircuitBreaker>> {
+        self.breakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most open state of the connector's breakers.
+    fn health(&self) -> BreakerState {
+        let now = Instant::now();
+        let rank = |s: BreakerState| match s {
+            BreakerState::Open => 2,
+            BreakerState::HalfOpen => 1,
+            _ => 0,
+        };
+        self.breakers()
+            .values()
+            .map(|b| b.state(now))
+            .max_by_key(|s| rank(*s))
+            .unwrap_or(BreakerState::Closed)
+    }
+
+    fn report_state(&self, group: &'static str, state: BreakerState) {
+        metrics::gauge!(BREAKER_STATE, "connector" => self.name.clone(), "group" => group)
+            .set(state.as_gauge());
+    }
+
+    /// Takes a ticket from `group`'s breaker, if it lets the call out.
+    fn acquire(&self, group: &'static str) -> Option<Ticket> {
+        let now = Instant::now();
+        let mut breakers = self.breakers();
+        let breaker = breakers
+            .entry(group)
+            .or_insert_with(|| CircuitBreaker::new(self.breaker));
+        let ticket = breaker.try_acquire(now);
+        self.report_state(group, breaker.state(now));
+        ticket
+    }
+
+    fn judge(&self, group: &'static str, ticket: Ticket, verdict: Verdict) {
+        let now = Instant::now();
+        let mut breakers = self.breakers();
+        let Some(breaker) = breakers.get_mut(group) else {
+            return;
+        };
+        match verdict {
+            Verdict::Healthy => breaker.on_success(ticket),
+            Verdict::Failed => {
+                breaker.on_failure(ticket, now);
+                metrics::counter!(
+                    BREAKER_FAILURES,
+                    "connector" => self.name.clone(),
+                    "group" => group
+                )
+                .increment(1);
+            }
+            Verdict::Neutral => breaker.release(ticket),
+        }
+        self.report_state(group, breaker.state(now));
+    }
+
+    fn refused(&self, message: String) -> Failure {
+        metrics::counter!(RATE_LIMIT_HITS, "connector" => self.name.clone()).increment(1);
+        Failure::new(ErrorKind::RateLimited, message, false, false)
+    }
+
+    /// Runs one request through the limits, the breaker and the call;
+    /// `true` with it if the connector panicked.
+    async fn invoke(&self, msg: &Invoke) -> (Result<Value, Failure>, bool) {
+        let cut_off = || {
+            Failure::new(
+                ErrorKind::Cancelled,
+                "the attempt was cut off before the request was sent".to_owned(),
+                false,
+                false,
+            )
+        };
+        if msg.cancel.is_cancelled() {
+            return (Err(cut_off()), false);
+        }
+        self.series.call_once(|| {
+            let name = self.name.clone();
+            metrics::counter!(RESTARTS, "connector" => name.clone()).increment(0);
+            metrics::gauge!(WAITING, "connector" => name).increment(0.0);
+        });
+        let key = self.connector.limit_key(&msg.operation, &msg.input);
+        let group = self.connector.endpoint_group(&msg.operation);
+        match self
+            .limiter
+            .acquire(key.as_deref(), msg.deadline, &msg.cancel)
+            .await
+        {
+            Ok(_) => {}
+            Err(Refused::Cancelled) => return (Err(cut_off()), false),
+            Err(Refused::Deadline { wait }) => {
+                let whose = key.map(|k| format!(" for {k}")).unwrap_or_default();
+                let message = format!(
+                    "the {} rate limit{whose} gives the next permit in {wait:?}, after the run's deadline",
+                    self.name
+                );
+                return (Err(self.refused(message)), false);
+            }
+            Err(Refused::Queue { waiting }) => {
+                let message = format!(
+                    "the {} rate limit already has {waiting} calls waiting, its bound",
+                    self.name
+                );
+                return (Err(self.refused(message)), false);
+            }
+        }
+        let Some(ticket) = self.acquire(group) else {
+            let message = format!("the {} circuit breaker ({group}) is open", self.name);
+            return (
+                Err(Failure::new(ErrorKind::CircuitOpen, message, false, false)),
+                false,
+            );
+        };
+        let timeout = self.timeout;
+        let call = AssertUnwindSafe(tokio::time::timeout(
+            timeout,
+            self.connector
+                .call_step(&msg.step, &msg.operation, &msg.input),
+        ))
+        .catch_unwind();
+        let answer = tokio::select! {
+            answer = call => answer,
+            () = msg.cancel.cancelled() => {
+                self.judge(group, ticket, Verdict::Neutral);
+                let failure = Failure::new(
+                    ErrorKind::Cancelled,
+                    "the attempt was cut off while the request was on the wire".to_owned(),
+                    false,
+                    true,
+                );
+                return (Err(failure), false);
+            }
+        };
+        let (result, verdict, panicked) = match answer {
+            Err(payload) => {
+                let message = format!(
+                    "the {} connector panicked in {}: {}",
+                    self.name,
+                    msg.operation,
+                    crate::agent::panic_message(payload.as_ref())
+                );
+                tracing::error!(connector = %self.name, "{message}");
+                let failure = Failure::new(ErrorKind::Panicked, message, false, false);
+                (Err(failure), Verdict::Neutral, true)
+            }
+            Ok(Err(_)) => {
+                let failure = Failure::new(
+                    ErrorKind::Timeout,
+                    format!("no answer within {timeout:?}"),
+                    true,
+                    true,
+                );
+                (Err(failure), Verdict::Failed, false)
+            }
+            Ok(Ok(Err(e))) if e.is_throttled() => {
+                let failure = Failure {
+                    retry_after: e.retry_after(),
+                    ..Failure::new(ErrorKind::RateLimited, e.message().to_owned(), true, false)
+                };
+                (Err(failure), Verdict::Neutral, false)
+            }
+            Ok(Ok(Err(e))) => {
+                let verdict = if e.is_retryable() {
+                    Verdict::Failed
+                } else {
+                    Verdict::Healthy
+                };
+                let failure = Failure {
+                    retry_after: e.retry_after(),
+                    ..Failure::new(
+                        ErrorKind::Connector,
+                        e.message().to_owned(),
+                        e.is_retryable(),
+                        e.may_have_had_effect() && e.is_retryable(),
+                    )
+                };
+                (Err(failure), verdict, false)
+            }
+            Ok(Ok(Ok(value))) => (Ok(value), Verdict::Healthy, false),
+        };
+        self.judge(group, ticket, verdict);
+        (result, panicked)
+    }
+}
+
+pub(crate) struct ConnectorActor {
+    guard: Arc<Guard>,
+    restarts: Arc<AtomicU64>,
+}
+
+impl ConnectorActor {
+    pub(crate) fn new(guard: Arc<Guard>, restarts: Arc<AtomicU64>) -> Self {
+        Self { guard, restarts }
     }
 }
 
 const BREAKER_STATE: &str = "neonhub_circuit_breaker_state";
 const RATE_LIMIT_HITS: &str = "neonhub_rate_limit_hits_total";
 const BREAKER_FAILURES: &str = "neonhub_circuit_breaker_failures_total";
+const RESTARTS: &str = "neonhub_connector_restarts_total";
 
 /// Gives the connector metrics their `# HELP` text in the installed
 /// recorder (`promtool check metrics` wants one on every family).
 pub fn describe_metrics() {
     metrics::describe_gauge!(
         BREAKER_STATE,
-        "Each connector's circuit breaker: 0 closed, 1 open, 2 half-open."
+        "Each connector's circuit breaker, per endpoint group: 0 closed, 1 open, 2 half-open."
     );
     metrics::describe_counter!(
         RATE_LIMIT_HITS,
-        "Connector calls refused at once by the connector's rate limit."
+        "Connector calls failed rate_limited: their permit would come after the run's deadline, or too many calls already waited."
     );
     metrics::describe_counter!(
         BREAKER_FAILURES,
-        "Vendor failures (5xx, timeouts, connection errors) counted by each connector's circuit breaker."
+        "Vendor failures (5xx, timeouts, connection errors) counted by each connector's circuit breaker, per endpoint group."
+    );
+    metrics::describe_histogram!(
+        WAIT_SECONDS,
+        metrics::Unit::Seconds,
+        "How long each connector call waited for its rate-limit permits."
+    );
+    metrics::describe_gauge!(
+        WAITING,
+        "Connector calls waiting for a rate-limit permit now."
+    );
+    metrics::describe_counter!(
+        RESTARTS,
+        "Restarts of each connector's actor after a panic in a call."
     );
 }
 
 impl Actor for ConnectorActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, _ctx: &mut Context<Self>) {
-        self.report_state();
-    }
 }
 
-impl Supervised for ConnectorActor {}
+impl Supervised for ConnectorActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(RESTARTS, "connector" => self.guard.name.clone()).increment(1);
+        tracing::warn!(
+            connector = %self.guard.name,
+            "connector actor restarted after a panic"
+        );
+    }
+}
 
 impl Handler<Health> for ConnectorActor {
     type Result = MessageResult<Health>;
 
     fn handle(&mut self, _msg: Health, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.breaker.state(Instant::now()))
+        MessageResult(self.guard.health())
+    }
+}
+
+impl Handler<Restart> for ConnectorActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Restart, ctx: &mut Context<Self>) {
+        // Supervision restarts the actor; `restarting` counts it.
+        ctx.stop();
     }
 }
 
 impl Handler<Invoke> for ConnectorActor {
-    type Result = ResponseActFuture<Self, Result<Value, Failure>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Invoke, _ctx: &mut Context<Self>) -> Self::Result {
-        if msg.cancel.is_cancelled() {
-            let failure = Failure {
-                kind: ErrorKind::Cancelled,
-                message: "the attempt was cut off before the request was sent".to_owned(),
-                retryable: false,
-                maybe_sent: false,
-            };
-            return Box::pin(actix::fut::ready(Err(failure)));
-        }
-        let now = Instant::now();
-        if !self.breaker.try_acquire(now) {
-            let failure = Failure {
-                kind: ErrorKind::CircuitOpen,
-                message: format!("the {} circuit breaker is open", self.name),
-                retryable: false,
-                maybe_sent: false,
-            };
-            return Box::pin(actix::fut::ready(Err(failure)));
-        }
-        if !self.limiter.try_acquire() {
-            self.breaker.release();
-            metrics::counter!(RATE_LIMIT_HITS, "connector" => self.name.clone()).increment(1);
-            let failure = Failure {
-                kind: ErrorKind::RateLimited,
-                message: format!("the {} rate limit was hit", self.name),
-                retryable: false,
-                maybe_sent: false,
-            };
-            return Box::pin(actix::fut::ready(Err(failure)));
-        }
-        self.report_state();
-        let connector = Arc::clone(&self.connector);
-        let timeout = self.timeout;
-        let request = async move {
-            let call = tokio::time::timeout(
-                timeout,
-                connector.call_step(&msg.step, &msg.operation, &msg.input),
-            );
-            let answer = tokio::select! {
-                answer = call => answer,
-                () = msg.cancel.cancelled() => {
-                    return Err(Failure {
-                        kind: ErrorKind::Cancelled,
-                        message: "the attempt was cut off while the request was on the wire"
-                            .to_owned(),
-                        retryable: false,
-                        maybe_sent: true,
-                    });
-                }
-            };
-            match answer {
-                Err(_) => Err(Failure {
-                    kind: ErrorKind::Timeout,
-                    message: format!("no answer within {timeout:?}"),
-                    retryable: true,
-                    maybe_sent: true,
-                }),
-                Ok(Err(e)) => Err(Failure {
-                    kind: ErrorKind::Connector,
-                    retryable: e.is_retryable(),
-                    maybe_sent: e.may_have_had_effect() && e.is_retryable(),
-                    message: e.message().to_owned(),
-                }),
-                Ok(Ok(value)) => Ok(value),
+    /// Runs the request as its own task on this arbiter: a restart after
+    /// another request's panic never drops it.
+    fn handle(&mut self, msg: Invoke, ctx: &mut Context<Self>) {
+        let guard = Arc::clone(&self.guard);
+        let actor = ctx.address();
+        actix::spawn(async move {
+            let (result, panicked) = guard.invoke(&msg).await;
+            if panicked {
+                actor.do_send(Restart);
             }
-        };
-        Box::pin(request.into_actor(self).map(|result, act, _ctx| {
-            match &result {
-                Err(f) if f.retryable => {
-                    act.breaker.on_failure(Instant::now());
-                    metrics::counter!(
-                        BREAKER_FAILURES,
-                        "connector" => act.name.clone()
-                    )
-                    .increment(1);
-                }
-                // Cut off by the caller: says nothing about the vendor.
-                Err(f) if f.kind == ErrorKind::Cancelled => act.breaker.release(),
-                _ => act.breaker.on_success(),
-            }
-            act.report_state();
-            result
-        }))
+            let _ = msg.reply.send(result);
+        });
     }
 }

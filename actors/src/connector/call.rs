@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::Addr;
@@ -19,6 +20,7 @@ use neonhub_events::{
     RunState, SharedStore, StepOutcome, Timestamp,
 };
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -35,6 +37,8 @@ pub(crate) struct ConnectorEntry {
     /// Asked which operations are safe to repeat, and to look up a step in
     /// doubt.
     pub(crate) connector: Arc<dyn Connector>,
+    /// How often its actor restarted after a panic.
+    pub(crate) restarts: Arc<AtomicU64>,
 }
 
 /// What every agent context shares: the store and the connector actors.
@@ -58,6 +62,9 @@ pub(crate) struct Step<'a> {
     /// The calling attempt (1 for the first). A later attempt (a retry, a
     /// resume) looks for the step's record before trying to start it.
     pub(crate) attempt: u32,
+    /// When the calling attempt times out, if it does: the step waits for a
+    /// rate-limit permit or a vendor's `Retry-After` only until then.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl Step<'_> {
@@ -110,6 +117,17 @@ impl Runtime {
     pub(crate) async fn health(&self, name: &str) -> Option<BreakerState> {
         let entry = self.connectors.get(name)?;
         entry.addr.send(Health).await.ok()
+    }
+
+    /// Each connector's name and how often its actor restarted, by name.
+    pub(crate) fn restarts(&self) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = self
+            .connectors
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.restarts.load(Ordering::Relaxed)))
+            .collect();
+        all.sort();
+        all
     }
 
     /// Runs `step` on `input`: replays its record if it has one, else
@@ -275,20 +293,27 @@ impl Runtime {
     ) -> Result<Value, Executed> {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
+            let (reply, answer) = oneshot::channel();
             let request = Invoke {
                 step: step_ref.clone(),
                 operation: step.operation.to_owned(),
                 input: input.clone(),
                 cancel: step.cancel.clone(),
+                deadline: step.deadline,
+                reply,
             };
-            let result = entry.addr.send(request).await.unwrap_or_else(|_| {
-                Err(Failure {
-                    kind: ErrorKind::Connector,
-                    message: format!("the {} connector actor stopped", step.connector),
-                    retryable: true,
-                    maybe_sent: true,
-                })
-            });
+            let stopped = |maybe_sent| Failure {
+                kind: ErrorKind::Connector,
+                message: format!("the {} connector actor stopped", step.connector),
+                retryable: true,
+                maybe_sent,
+                retry_after: None,
+            };
+            let result = match entry.addr.send(request).await {
+                // Never delivered: the request did not go out.
+                Err(_) => Err(stopped(false)),
+                Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped(true))),
+            };
             let f = match result {
                 Ok(output) => {
                     journal
@@ -300,9 +325,32 @@ impl Runtime {
                 Err(f) => f,
             };
             let repeatable = safe || !f.maybe_sent;
+            // The vendor's `Retry-After`, if longer than our backoff. A wait
+            // the vendor asks for past the run's deadline is not waited: the
+            // step fails now (our own backoff is cut off with the attempt,
+            // and the next attempt executes the step again).
+            let backoff = entry
+                .retry
+                .backoff(journal.attempt())
+                .max(f.retry_after.unwrap_or_default());
+            let past_deadline = f.retry_after.is_some()
+                && step
+                    .deadline
+                    .is_some_and(|deadline| tokio::time::Instant::now() + backoff >= deadline);
+            if f.retryable
+                && repeatable
+                && entry.retry.allows_retry_after(journal.attempt())
+                && past_deadline
+            {
+                let message = format!(
+                    "{}; the vendor asks to wait {backoff:?}, past the run's deadline",
+                    f.message
+                );
+                return Err(fail(&mut journal, f.kind, message, false).await);
+            }
             if f.retryable && repeatable && entry.retry.allows_retry_after(journal.attempt()) {
                 let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
-                let backoff = tokio::time::sleep(entry.retry.backoff(journal.attempt()));
+                let backoff = tokio::time::sleep(backoff);
                 tokio::select! {
                     () = backoff => {}
                     () = step.cancel.cancelled() => {

@@ -279,6 +279,11 @@ impl Connector for Gmail {
         matches!(operation, "get_profile" | "list_messages" | "get_message")
     }
 
+    /// Quotas are per user: the token's (`me`).
+    fn limit_key(&self, _operation: &str, _input: &Value) -> Option<String> {
+        Some("me".to_owned())
+    }
+
     async fn call(
         &self,
         operation: &str,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ConnectorError;
 use super::redact::Redactor;
-use super::vendor::{Retry, VendorCode};
+use super::vendor::{Retry, SlackError, TwilioError, VendorCode};
 
 /// The longest answer body quoted in an error message (after redaction).
 const MAX_QUOTED_BODY: usize = 300;
@@ -102,6 +102,11 @@ pub(crate) async fn send_text(
         }
     })?;
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
     let body = response.text().await.map_err(|e| {
         let e = e.without_url();
         Failure {
@@ -117,14 +122,43 @@ pub(crate) async fn send_text(
     let code = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|answer| read_code(&answer));
+    let error = failure(what, status, &body, code, redactor);
     Err(Failure {
         status: Some(status),
-        error: failure(what, status, &body, code, redactor),
+        error: paced(status, error, retry_after),
     })
 }
 
 /// The error for an answer with a failing `status` and `body`: the body is
 /// redacted whole, then quoted up to [`MAX_QUOTED_BODY`] characters.
+/// `error` as the vendor's pacing makes it: a 429 (or a vendor code that
+/// says "too many requests": Slack's `ratelimited`, Twilio's 20429) is the
+/// vendor pacing us, not its failure, with the wait it asked for; a 503
+/// carries its `Retry-After`.
+pub(crate) fn paced(
+    status: StatusCode,
+    error: ConnectorError,
+    retry_after: Option<std::time::Duration>,
+) -> ConnectorError {
+    let vendor_paces = matches!(
+        error.vendor(),
+        Some(VendorCode::Slack(SlackError::Ratelimited))
+            | Some(VendorCode::Twilio(TwilioError::TooManyRequests))
+    );
+    if status == StatusCode::TOO_MANY_REQUESTS || vendor_paces {
+        let vendor = error.vendor().cloned();
+        let throttled = ConnectorError::throttled(error.message().to_owned(), retry_after);
+        match vendor {
+            Some(code) => throttled.with_vendor(code),
+            None => throttled,
+        }
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        error.with_retry_after(retry_after)
+    } else {
+        error
+    }
+}
+
 pub(crate) fn failure(
     what: &str,
     status: StatusCode,

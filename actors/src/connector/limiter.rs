@@ -1,10 +1,23 @@
-//! A connector's rate limit: a token bucket (governor's GCRA) that fails a
-//! call fast with `rate_limited` instead of queueing it.
+//! A connector's rate limits: one for the whole connector and one per key
+//! where the vendor counts per key (a sending number, a channel, a user),
+//! each a token bucket (governor's GCRA). A call over a limit waits for its
+//! permit, up to its run's deadline: it fails `rate_limited` only when the
+//! permit cannot come before then, or when too many calls already wait.
 
 use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{NotUntil, Quota, RateLimiter};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
 
 /// At most `burst` calls at once, refilled by one every `replenish_every`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,38 +31,338 @@ pub struct RateLimit {
 impl RateLimit {
     /// `per_second` calls per second, with bursts of as many.
     pub fn per_second(per_second: NonZeroU32) -> Self {
+        Self::per(per_second, Duration::from_secs(1))
+    }
+
+    /// `calls` per `period`, with bursts of as many as fall in one second
+    /// (at least one).
+    pub fn per(calls: NonZeroU32, period: Duration) -> Self {
+        let replenish_every = (period / calls.get()).max(Duration::from_nanos(1));
+        let in_a_second = Duration::from_secs(1).as_nanos() / replenish_every.as_nanos().max(1);
+        let burst = u32::try_from(in_a_second)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN)
+            .min(calls);
         Self {
-            burst: per_second,
-            replenish_every: Duration::from_secs(1) / per_second.get(),
+            burst,
+            replenish_every,
+        }
+    }
+
+    fn quota(self) -> Quota {
+        Quota::with_period(self.replenish_every.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(self.burst)
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = Error;
+
+    /// `N/s`, `N/min` or `N/h` (e.g. `1/s`, `150/min`).
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Config(format!("a rate is N/s, N/min or N/h (e.g. 1/s), not {s:?}"));
+        let (calls, period) = s.trim().split_once('/').ok_or_else(bad)?;
+        let calls: NonZeroU32 = calls.trim().parse().map_err(|_| bad())?;
+        let period = match period.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok(Self::per(calls, period))
+    }
+}
+
+/// One limit as configured: the vendor's default, none, or a rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Limit {
+    /// The vendor's published limit for a live connector; none for a mock
+    /// (which calls no vendor).
+    #[default]
+    Default,
+    /// No limit.
+    Off,
+    /// This rate.
+    Rate(RateLimit),
+}
+
+impl Limit {
+    /// The limit in force: `vendor` for [`Limit::Default`] on a `live`
+    /// connector.
+    pub fn resolve(self, vendor: Option<RateLimit>, live: bool) -> Option<RateLimit> {
+        match self {
+            Limit::Default if live => vendor,
+            Limit::Default | Limit::Off => None,
+            Limit::Rate(rate) => Some(rate),
         }
     }
 }
 
-impl Default for RateLimit {
-    fn default() -> Self {
-        Self::per_second(NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN))
+impl FromStr for Limit {
+    type Err = Error;
+
+    /// `default`, `off`, or a rate (`N/s`, `N/min`, `N/h`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "default" => Ok(Limit::Default),
+            "off" => Ok(Limit::Off),
+            rate => rate.parse().map(Limit::Rate),
+        }
     }
 }
 
-/// The limiter of one connector.
-pub(crate) struct Limiter {
-    inner: DefaultDirectRateLimiter,
+/// The limits of one built-in connector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorLimits {
+    /// Calls of the whole connector (an account, a workspace, a project).
+    pub connector: Limit,
+    /// Calls per key: Twilio per sending number, Slack per channel, Gmail
+    /// per user.
+    pub per_key: Limit,
 }
+
+/// The rate limits of the built-in connectors, as the binary configures
+/// them (flags and `NEONHUB_*_RATE*` variables).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitsConfig {
+    /// Gmail.
+    pub gmail: ConnectorLimits,
+    /// Slack.
+    pub slack: ConnectorLimits,
+    /// Twilio.
+    pub twilio: ConnectorLimits,
+    /// Calls that may wait for a permit at once, per connector; one more
+    /// fails `rate_limited` at once.
+    pub max_waiting: usize,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            gmail: ConnectorLimits::default(),
+            slack: ConnectorLimits::default(),
+            twilio: ConnectorLimits::default(),
+            max_waiting: DEFAULT_MAX_WAITING,
+        }
+    }
+}
+
+/// The default bound on calls waiting for a permit, per connector.
+pub const DEFAULT_MAX_WAITING: usize = 4096;
+
+/// The vendors' published limits, the defaults of live connectors.
+pub(crate) mod vendor {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use super::RateLimit;
+
+    const fn rate(calls: u32, period: Duration) -> Option<RateLimit> {
+        match NonZeroU32::new(calls) {
+            Some(calls) => Some(RateLimit {
+                burst: NonZeroU32::MIN,
+                replenish_every: Duration::from_nanos(
+                    period.as_nanos() as u64 / calls.get() as u64,
+                ),
+            }),
+            None => None,
+        }
+    }
+
+    /// Twilio: a US/Canada long code sends one message segment per second
+    /// ("Understanding Twilio Rate Limits and Message Queues",
+    /// <https://help.twilio.com/articles/115002943027>); more queue at
+    /// Twilio and expire after 4 hours, so we pace them here.
+    pub(crate) const TWILIO_PER_NUMBER: Option<RateLimit> = rate(1, Duration::from_secs(1));
+    /// Twilio: 100 concurrent API requests per account by default
+    /// (<https://www.twilio.com/docs/usage/rest-api-best-practices>); at
+    /// about a second each, 100 a second.
+    pub(crate) const TWILIO_ACCOUNT: Option<RateLimit> = rate(100, Duration::from_secs(1));
+    /// Slack: `chat.postMessage` allows one message per second per channel,
+    /// short bursts tolerated (<https://api.slack.com/methods/chat.postMessage#rate_limiting>,
+    /// <https://api.slack.com/apis/rate-limits>).
+    pub(crate) const SLACK_PER_CHANNEL: Option<RateLimit> = rate(1, Duration::from_secs(1));
+    /// Slack: Web API Tier 4 methods allow 100+ calls a minute per
+    /// workspace (<https://api.slack.com/apis/rate-limits#tiers>), the most
+    /// generous tier of the methods we call.
+    pub(crate) const SLACK_WORKSPACE: Option<RateLimit> = rate(100, Duration::from_secs(60));
+    /// Gmail: 250 quota units per user per second, and `messages.send`
+    /// costs 100 (<https://developers.google.com/workspace/gmail/api/reference/quota>):
+    /// 2.5 sends a second.
+    pub(crate) const GMAIL_PER_USER: Option<RateLimit> = rate(5, Duration::from_secs(2));
+    /// Gmail: 1,200,000 quota units per project per minute (same page):
+    /// 200 sends a second.
+    pub(crate) const GMAIL_PROJECT: Option<RateLimit> = rate(200, Duration::from_secs(1));
+}
+
+/// The limits of each built-in connector, as configured over its vendor's
+/// defaults: (the connector's, per key).
+pub(crate) mod vendor_limits {
+    use super::{ConnectorLimits, RateLimit, vendor};
+
+    type Pair = (Option<RateLimit>, Option<RateLimit>);
+
+    fn resolve(limits: &ConnectorLimits, defaults: Pair, live: bool) -> Pair {
+        (
+            limits.connector.resolve(defaults.0, live),
+            limits.per_key.resolve(defaults.1, live),
+        )
+    }
+
+    pub(crate) fn gmail(limits: &ConnectorLimits, live: bool) -> Pair {
+        let defaults = (vendor::GMAIL_PROJECT, vendor::GMAIL_PER_USER);
+        resolve(limits, defaults, live)
+    }
+
+    pub(crate) fn slack(limits: &ConnectorLimits, live: bool) -> Pair {
+        let defaults = (vendor::SLACK_WORKSPACE, vendor::SLACK_PER_CHANNEL);
+        resolve(limits, defaults, live)
+    }
+
+    pub(crate) fn twilio(limits: &ConnectorLimits, live: bool) -> Pair {
+        let defaults = (vendor::TWILIO_ACCOUNT, vendor::TWILIO_PER_NUMBER);
+        resolve(limits, defaults, live)
+    }
+}
+
+/// Why a call got no permit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The permit would come only after the run's deadline.
+    Deadline { wait: Duration },
+    /// Too many calls already wait.
+    Queue { waiting: usize },
+    /// The calling attempt was cut off while waiting.
+    Cancelled,
+}
+
+/// Tokio's clock, so a runtime with paused time (tests) paces as it sleeps.
+#[derive(Clone, Copy, Debug, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+}
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
+type Keyed = RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    TokioClock,
+    NoOpMiddleware<std::time::Instant>,
+>;
+
+/// Keys above this many make the keyed limiter forget the idle ones.
+const MAX_KEYS: usize = 10_000;
+
+/// The limits of one connector.
+pub(crate) struct Limiter {
+    name: String,
+    connector: Option<Direct>,
+    per_key: Option<Keyed>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+pub(crate) const WAIT_SECONDS: &str = "neonhub_rate_limit_wait_seconds";
+pub(crate) const WAITING: &str = "neonhub_rate_limit_waiting";
 
 impl Limiter {
-    pub(crate) fn new(limit: RateLimit) -> Self {
-        let period = limit.replenish_every.max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(limit.burst);
+    pub(crate) fn new(
+        name: &str,
+        connector: Option<RateLimit>,
+        per_key: Option<RateLimit>,
+        max_waiting: usize,
+    ) -> Self {
         Self {
-            inner: DefaultDirectRateLimiter::direct(quota),
+            name: name.to_owned(),
+            connector: connector.map(|l| Direct::direct_with_clock(l.quota(), TokioClock)),
+            per_key: per_key.map(|l| Keyed::dashmap_with_clock(l.quota(), TokioClock)),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
         }
     }
 
-    /// Takes a token if there is one.
-    pub(crate) fn try_acquire(&self) -> bool {
-        self.inner.check().is_ok()
+    /// Takes a permit of `key` (if the connector limits per key) and of the
+    /// connector, waiting for each while it comes before `deadline`;
+    /// returns how long it waited.
+    pub(crate) async fn acquire(
+        &self,
+        key: Option<&str>,
+        deadline: Option<Instant>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<Duration, Refused> {
+        let began = Instant::now();
+        if let (Some(keyed), Some(key)) = (&self.per_key, key) {
+            if keyed.len() > MAX_KEYS {
+                keyed.retain_recent();
+                keyed.shrink_to_fit();
+            }
+            let key = key.to_owned();
+            self.wait(|| keyed.check_key(&key), deadline, cancel)
+                .await?;
+        }
+        if let Some(direct) = &self.connector {
+            self.wait(|| direct.check(), deadline, cancel).await?;
+        }
+        let waited = began.elapsed();
+        metrics::histogram!(WAIT_SECONDS, "connector" => self.name.clone())
+            .record(waited.as_secs_f64());
+        Ok(waited)
+    }
+
+    /// Checks until `check` gives a permit, sleeping as long as it says.
+    async fn wait(
+        &self,
+        check: impl Fn() -> std::result::Result<(), NotUntil<std::time::Instant>>,
+        deadline: Option<Instant>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<(), Refused> {
+        let mut queued = None;
+        loop {
+            let Err(not_until) = check() else {
+                return Ok(());
+            };
+            let wait = not_until.wait_time_from(TokioClock.now());
+            if deadline.is_some_and(|deadline| Instant::now() + wait > deadline) {
+                return Err(Refused::Deadline { wait });
+            }
+            if queued.is_none() {
+                queued = Some(Waiting::enter(self)?);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return Err(Refused::Cancelled),
+            }
+        }
+    }
+}
+
+/// A call counted among the waiting ones while it lives.
+struct Waiting<'a>(&'a Limiter);
+
+impl<'a> Waiting<'a> {
+    fn enter(limiter: &'a Limiter) -> std::result::Result<Self, Refused> {
+        let before = limiter.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= limiter.max_waiting {
+            limiter.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Queue { waiting: before });
+        }
+        metrics::gauge!(WAITING, "connector" => limiter.name.clone()).increment(1.0);
+        Ok(Self(limiter))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(WAITING, "connector" => self.0.name.clone()).decrement(1.0);
     }
 }
 
@@ -57,15 +370,105 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn allows_the_burst_then_refuses() {
-        let limiter = Limiter::new(RateLimit {
+    fn limiter(per_key: Option<RateLimit>, max_waiting: usize) -> Limiter {
+        let connector = RateLimit {
             burst: NonZeroU32::new(3).unwrap(),
             replenish_every: Duration::from_secs(3600),
-        });
-        assert!(limiter.try_acquire());
-        assert!(limiter.try_acquire());
-        assert!(limiter.try_acquire());
-        assert!(!limiter.try_acquire());
+        };
+        Limiter::new("test", Some(connector), per_key, max_waiting)
+    }
+
+    #[tokio::test]
+    async fn allows_the_burst_then_refuses_a_permit_past_the_deadline() {
+        let limiter = limiter(None, 10);
+        let never = CancellationToken::new();
+        let soon = Some(Instant::now() + Duration::from_secs(1));
+        for _ in 0..3 {
+            assert!(limiter.acquire(None, soon, &never).await.is_ok());
+        }
+        assert!(matches!(
+            limiter.acquire(None, soon, &never).await,
+            Err(Refused::Deadline { wait }) if wait > Duration::from_secs(3000)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_call_over_the_limit_waits_for_its_permit() {
+        let limiter = Limiter::new(
+            "test",
+            Some(RateLimit::per_second(NonZeroU32::new(10).unwrap())),
+            None,
+            10,
+        );
+        let never = CancellationToken::new();
+        for _ in 0..10 {
+            limiter.acquire(None, None, &never).await.unwrap();
+        }
+        let waited = limiter.acquire(None, None, &never).await.unwrap();
+        assert!(waited >= Duration::from_millis(90), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn keys_have_limits_of_their_own() {
+        let limiter = Limiter::new(
+            "test",
+            None,
+            Some(RateLimit::per_second(NonZeroU32::MIN)),
+            10,
+        );
+        let never = CancellationToken::new();
+        let now = Some(Instant::now() + Duration::from_millis(10));
+        assert!(limiter.acquire(Some("+1"), now, &never).await.is_ok());
+        assert!(limiter.acquire(Some("+2"), now, &never).await.is_ok());
+        assert!(matches!(
+            limiter.acquire(Some("+1"), now, &never).await,
+            Err(Refused::Deadline { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn waiters_are_bounded() {
+        let limiter = std::sync::Arc::new(Limiter::new(
+            "test",
+            Some(RateLimit::per_second(NonZeroU32::MIN)),
+            None,
+            1,
+        ));
+        let never = CancellationToken::new();
+        limiter.acquire(None, None, &never).await.unwrap();
+        let first = {
+            let (limiter, never) = (std::sync::Arc::clone(&limiter), never.clone());
+            tokio::spawn(async move { limiter.acquire(None, None, &never).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(limiter.waiting.load(Ordering::Acquire), 1);
+        assert_eq!(
+            limiter.acquire(None, None, &never).await,
+            Err(Refused::Queue { waiting: 1 })
+        );
+        assert!(first.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn rates_parse() {
+        let one: RateLimit = "1/s".parse().unwrap();
+        assert_eq!(one.replenish_every, Duration::from_secs(1));
+        let gmail: RateLimit = "150/min".parse().unwrap();
+        assert_eq!(gmail.replenish_every, Duration::from_millis(400));
+        assert_eq!(gmail.burst.get(), 2);
+        assert!("0/s".parse::<RateLimit>().is_err());
+        assert!("5/day".parse::<RateLimit>().is_err());
+        assert_eq!("off".parse::<Limit>().unwrap(), Limit::Off);
+        assert_eq!(
+            "default"
+                .parse::<Limit>()
+                .unwrap()
+                .resolve(vendor::SLACK_PER_CHANNEL, true),
+            vendor::SLACK_PER_CHANNEL
+        );
+        assert_eq!(
+            Limit::Default.resolve(vendor::SLACK_PER_CHANNEL, false),
+            None
+        );
     }
 }

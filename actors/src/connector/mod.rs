@@ -26,15 +26,16 @@ use serde_json::Value;
 
 use crate::retry::RetryPolicy;
 
-pub(crate) use actor::ConnectorActor;
 pub use actor::describe_metrics as describe_connector_metrics;
+pub(crate) use actor::{ConnectorActor, Guard};
 pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
 pub use config::{
     ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret, SlackConfig, TwilioConfig,
 };
 pub use gmail::Gmail;
-pub use limiter::RateLimit;
+pub(crate) use limiter::vendor_limits;
+pub use limiter::{ConnectorLimits, DEFAULT_MAX_WAITING, Limit, RateLimit, RateLimitsConfig};
 pub use slack::Slack;
 pub use twilio::Twilio;
 pub use vendor::{Retry, SlackError, TwilioError, VendorCode};
@@ -98,6 +99,24 @@ pub trait Connector: Send + Sync + 'static {
         let _ = operation;
         false
     }
+
+    /// The key the vendor counts `operation` on `input` against, where it
+    /// limits per key (Twilio: the sending number; Slack: the channel;
+    /// Gmail: the user): calls with one key share
+    /// [`ConnectorOptions::key_rate_limit`]. `None` (the default): only the
+    /// connector's limit applies.
+    fn limit_key(&self, operation: &str, input: &Value) -> Option<String> {
+        let _ = (operation, input);
+        None
+    }
+
+    /// The endpoint group `operation` belongs to, where the vendor has
+    /// several that fail apart (Twilio: `messages` and `lookup`): each group
+    /// has its own circuit breaker. One group (`api`) by default.
+    fn endpoint_group(&self, operation: &str) -> &'static str {
+        let _ = operation;
+        "api"
+    }
 }
 
 /// The step a request belongs to, handed to [`Connector::call_step`] and
@@ -157,6 +176,10 @@ pub struct ConnectorError {
     retryable: bool,
     not_sent: bool,
     vendor: Option<VendorCode>,
+    /// The vendor paced us (a 429): not its failure.
+    throttled: bool,
+    /// How long the vendor asked us to wait (`Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 impl ConnectorError {
@@ -167,6 +190,8 @@ impl ConnectorError {
             retryable: false,
             not_sent: true,
             vendor: None,
+            throttled: false,
+            retry_after: None,
         }
     }
 
@@ -179,6 +204,8 @@ impl ConnectorError {
             retryable: true,
             not_sent: false,
             vendor: None,
+            throttled: false,
+            retry_after: None,
         }
     }
 
@@ -191,7 +218,37 @@ impl ConnectorError {
             retryable: true,
             not_sent: true,
             vendor: None,
+            throttled: false,
+            retry_after: None,
         }
+    }
+
+    /// The vendor paces us (HTTP 429, Slack's `ratelimited`): not sent,
+    /// retried no sooner than `retry_after` if it says, and never counted
+    /// by the circuit breaker (the vendor is up).
+    pub fn throttled(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            throttled: true,
+            retry_after,
+            ..Self::not_sent(message)
+        }
+    }
+
+    /// The same error, to be retried no sooner than `retry_after` (a 503's
+    /// `Retry-After`).
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How long the vendor asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether the vendor paced us (a 429) rather than failed.
+    pub fn is_throttled(&self) -> bool {
+        self.throttled
     }
 
     /// What went wrong (never holding credentials).
@@ -260,7 +317,8 @@ impl CallError {
         self.run_id
     }
 
-    /// `connector`, `circuit_open`, `rate_limited`, `timeout` or `in_doubt`.
+    /// `connector`, `circuit_open`, `rate_limited`, `timeout`, `panicked`
+    /// or `in_doubt`.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -292,10 +350,19 @@ pub struct ConnectorOptions {
     pub timeout: Duration,
     /// Attempts and backoff for retryable failures, recorded in the child run.
     pub retry: RetryPolicy,
-    /// When to stop calling a failing service for a while.
+    /// When to stop calling a failing service for a while (one breaker per
+    /// [`Connector::endpoint_group`]).
     pub breaker: BreakerConfig,
-    /// How many calls may be made how fast.
-    pub rate_limit: RateLimit,
+    /// How many calls of the whole connector may be made how fast (`None`:
+    /// no limit). A call over it waits for its turn, up to its run's
+    /// deadline.
+    pub rate_limit: Option<RateLimit>,
+    /// How many calls with one [`Connector::limit_key`] may be made how
+    /// fast (`None`: no limit per key).
+    pub key_rate_limit: Option<RateLimit>,
+    /// Calls that may wait for a rate-limit permit at once; one more fails
+    /// `rate_limited` at once, so waiting never holds unbounded memory.
+    pub max_waiting: usize,
 }
 
 impl Default for ConnectorOptions {
@@ -304,9 +371,22 @@ impl Default for ConnectorOptions {
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::attempts(3, Duration::from_millis(200)),
             breaker: BreakerConfig::default(),
-            rate_limit: RateLimit::default(),
+            rate_limit: None,
+            key_rate_limit: None,
+            max_waiting: DEFAULT_MAX_WAITING,
         }
     }
+}
+
+/// A `Retry-After` header's wait (RFC 9110 §10.2.3): delay seconds, or an
+/// HTTP date (`now` is the time to count from; a date past is no wait).
+pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// The string field `name` of `input`, or a permanent error naming it.
@@ -331,4 +411,29 @@ pub(crate) fn is_path_safe(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::parse_retry_after;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 }

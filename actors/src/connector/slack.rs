@@ -180,6 +180,14 @@ impl Connector for Slack {
         matches!(operation, "list_channels" | "user_info")
     }
 
+    /// Posts are limited per channel.
+    fn limit_key(&self, operation: &str, input: &Value) -> Option<String> {
+        let channel = input.get("channel").and_then(Value::as_str);
+        channel
+            .filter(|_| operation == "post_message")
+            .map(str::to_owned)
+    }
+
     async fn call(
         &self,
         operation: &str,

@@ -146,6 +146,24 @@ impl Connector for Twilio {
         )
     }
 
+    /// Sends are limited per sending number.
+    fn limit_key(&self, operation: &str, _input: &Value) -> Option<String> {
+        let from = match &self.backend {
+            Backend::Mock => "mock",
+            Backend::Live(live) => live.from.as_str(),
+        };
+        (operation == "send_sms").then(|| from.to_owned())
+    }
+
+    /// Lookup (`validate_number`) is another service than Messages.
+    fn endpoint_group(&self, operation: &str) -> &'static str {
+        if operation == "validate_number" {
+            "lookup"
+        } else {
+            "messages"
+        }
+    }
+
     /// A `send_sms` is looked for among the messages from the sending
     /// number to the same number sent since the day the step started
     /// (`DateSent>`), matched by body and created at or after a little

@@ -12,8 +12,8 @@ use super::{AgentEntry, AgentThreads, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
 use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
 use crate::agents::{ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent};
 use crate::connector::{
-    Connector, ConnectorActor, ConnectorEntry, ConnectorOptions, ConnectorsConfig, Gmail, Runtime,
-    Slack, Twilio,
+    Connector, ConnectorActor, ConnectorEntry, ConnectorOptions, ConnectorsConfig, Gmail, Guard,
+    RateLimitsConfig, Runtime, Slack, Twilio, vendor_limits,
 };
 use crate::error::{Error, Result};
 
@@ -106,18 +106,40 @@ impl OrchestratorBuilder {
     }
 
     /// Registers Gmail, Slack and Twilio, mock or live as `config` says,
-    /// with default options.
+    /// with default options and the default rate limits (the vendors'
+    /// published limits when live, none when mock).
     ///
     /// # Errors
     /// [`Error::Config`] when live mode is forced without credentials.
     pub fn builtin_connectors(self, config: &ConnectorsConfig) -> Result<Self> {
+        self.builtin_connectors_limited(config, &RateLimitsConfig::default())
+    }
+
+    /// [`Self::builtin_connectors`] with the rate limits `limits` sets.
+    ///
+    /// # Errors
+    /// As [`Self::builtin_connectors`].
+    pub fn builtin_connectors_limited(
+        self,
+        config: &ConnectorsConfig,
+        limits: &RateLimitsConfig,
+    ) -> Result<Self> {
         let gmail = Gmail::from_config(config)?;
         let slack = Slack::from_config(config)?;
         let twilio = Twilio::from_config(config)?;
+        let options = |(connector, per_key)| ConnectorOptions {
+            rate_limit: connector,
+            key_rate_limit: per_key,
+            max_waiting: limits.max_waiting,
+            ..ConnectorOptions::default()
+        };
+        let gmail_limits = vendor_limits::gmail(&limits.gmail, gmail.is_live());
+        let slack_limits = vendor_limits::slack(&limits.slack, slack.is_live());
+        let twilio_limits = vendor_limits::twilio(&limits.twilio, twilio.is_live());
         Ok(self
-            .connector(gmail, ConnectorOptions::default())
-            .connector(slack, ConnectorOptions::default())
-            .connector(twilio, ConnectorOptions::default()))
+            .connector(gmail, options(gmail_limits))
+            .connector(slack, options(slack_limits))
+            .connector(twilio, options(twilio_limits)))
     }
 
     /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).
@@ -193,7 +215,10 @@ impl OrchestratorBuilder {
         for (connector, options) in self.connectors {
             let name = connector.name().to_owned();
             let probe = Arc::clone(&connector);
-            let addr = Supervisor::start(move |_| ConnectorActor::new(connector, &options));
+            let guard = Arc::new(Guard::new(connector, &options));
+            let restarts = Arc::new(AtomicU64::new(0));
+            let actor_restarts = Arc::clone(&restarts);
+            let addr = Supervisor::start(move |_| ConnectorActor::new(guard, actor_restarts));
             let (retry, timeout) = (options.retry, options.timeout);
             connectors.insert(
                 name,
@@ -202,6 +227,7 @@ impl OrchestratorBuilder {
                     retry,
                     timeout,
                     connector: probe,
+                    restarts,
                 },
             );
         }

@@ -183,6 +183,23 @@ impl Message for ConnectorHealth {
     type Result = Option<BreakerState>;
 }
 
+/// One registered connector, as [`ListConnectors`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    /// Its name.
+    pub name: String,
+    /// How often its actor was restarted after a panic in a call.
+    pub restarts: u64,
+}
+
+/// List the registered connectors, sorted by name.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListConnectors;
+
+impl Message for ListConnectors {
+    type Result = Vec<ConnectorInfo>;
+}
+
 /// Subscribe `recipient` to every run event from `from` on: stored ones
 /// first, then live ones. Dropping the returned handle ends the subscription.
 pub struct SubscribeRuns {

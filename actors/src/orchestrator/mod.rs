@@ -27,9 +27,9 @@ use tokio::sync::{oneshot, watch};
 pub use builder::{OrchestratorBuilder, default_agent_threads};
 pub use in_flight::InFlight;
 pub use messages::{
-    AgentInfo, CancelRun, ConnectorHealth, GetStats, InterruptRuns, ListAgents, ResumeInterrupted,
-    ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun, SubscribeRuns, Target,
-    WatchInFlight,
+    AgentInfo, CancelRun, ConnectorHealth, ConnectorInfo, GetStats, InterruptRuns, ListAgents,
+    ListConnectors, ResumeInterrupted, ResumeReport, RunTicket, RuntimeStats, StartRun, SubmitRun,
+    SubscribeRuns, Target, WatchInFlight,
 };
 
 pub use resolve::ResolveStep;
@@ -636,6 +636,19 @@ impl Handler<GetStats> for Orchestrator {
             in_flight: self.in_flight.get(),
             max_in_flight: self.max_in_flight,
         })
+    }
+}
+
+impl Handler<ListConnectors> for Orchestrator {
+    type Result = MessageResult<ListConnectors>;
+
+    fn handle(&mut self, _msg: ListConnectors, _ctx: &mut Context<Self>) -> Self::Result {
+        let connectors = self.runtime.restarts().into_iter();
+        MessageResult(
+            connectors
+                .map(|(name, restarts)| ConnectorInfo { name, restarts })
+                .collect(),
+        )
     }
 }
 

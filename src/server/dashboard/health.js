@@ -38,6 +38,15 @@ function projection(ready, readyError, samples) {
     h('dl', {class: 'facts'}, items));
 }
 
+/** The most open state of a connector's breakers (one per endpoint group): open, else half-open, else closed; null if none reported. */
+function worstBreaker(states) {
+  if (states.length === 0) return null;
+  const values = states.map((sample) => sample.value);
+  if (values.includes(1)) return 1;
+  if (values.includes(2)) return 2;
+  return 0;
+}
+
 function connectors(catalog, samples) {
   const names = new Set((catalog.connectors ?? []).map((c) => c.name));
   for (const name of ['neonhub_circuit_breaker_state', 'neonhub_rate_limit_hits_total', 'neonhub_connector_requests_total']) {
@@ -45,10 +54,12 @@ function connectors(catalog, samples) {
   }
   const modes = new Map((catalog.connectors ?? []).map((c) => [c.name, c.mode]));
   const rows = [...names].sort().map((name) => {
-    const state = total(samples, 'neonhub_circuit_breaker_state', {connector: name});
+    const state = worstBreaker(series(samples, 'neonhub_circuit_breaker_state', {connector: name}));
     const label = state === null ? 'not reported yet' : (BREAKER[state] ?? String(state));
     const failures = total(samples, 'neonhub_circuit_breaker_failures_total', {connector: name});
     const hits = total(samples, 'neonhub_rate_limit_hits_total', {connector: name});
+    const waited = total(samples, 'neonhub_rate_limit_wait_seconds_sum', {connector: name});
+    const restarts = (catalog.connectors ?? []).find((c) => c.name === name)?.restarts ?? 0;
     const ok = total(samples, 'neonhub_connector_requests_total', {connector: name, status: 'succeeded'});
     const failed = total(samples, 'neonhub_connector_requests_total', {connector: name, status: 'failed'});
     return h('tr', {dataset: {connector: name, breaker: label}},
@@ -57,16 +68,18 @@ function connectors(catalog, samples) {
       h('td', {}, h('span', {class: `breaker breaker-${label.replace(/[^a-z-]/g, '-')}`}, label)),
       h('td', {class: 'num'}, count(failures ?? 0)),
       h('td', {class: 'num'}, count(hits ?? 0)),
+      h('td', {class: 'num'}, (waited ?? 0).toFixed(1)),
+      h('td', {class: 'num'}, count(restarts)),
       h('td', {class: 'num'}, count(ok ?? 0)),
       h('td', {class: 'num'}, failed ? h('a', {href: `#/runs?agent=${encodeURIComponent(name)}&kind=connector&status=failed`}, count(failed)) : '0'));
   });
   return h('section', {id: 'connectors'}, h('h2', {}, 'Connectors'),
     h('p', {class: 'muted'},
-      'Breaker state as each connector last reported it; retryable failures counted by the breaker; ',
-      'rate-limit hits are calls refused at once as rate_limited (neonhub does not queue a call to wait for its limit, ',
-      'so there are no waits to show). Requests: finished connector runs, from the log.'),
+      'Breaker state as each connector last reported it (the most open of its endpoint groups); vendor failures counted by the breakers; ',
+      'calls over a rate limit wait for their turn: rate-limit hits are calls failed rate_limited (their turn would come after their deadline), ',
+      'waited is the seconds calls spent waiting in all; restarts after a panic in a call. Requests: finished connector runs, from the log.'),
     h('table', {class: 'grid', id: 'connectors-table'},
-      h('thead', {}, h('tr', {}, ['Connector', 'Mode', 'Breaker', 'Breaker failures', 'Rate-limit hits', 'Succeeded', 'Failed']
+      h('thead', {}, h('tr', {}, ['Connector', 'Mode', 'Breaker', 'Breaker failures', 'Rate-limit hits', 'Waited (s)', 'Restarts', 'Succeeded', 'Failed']
         .map((t) => h('th', {}, t)))),
       h('tbody', {}, rows.length ? rows : h('tr', {class: 'empty'}, h('td', {colspan: 7}, 'No connectors.')))));
 }

@@ -3,7 +3,7 @@
 //! answers with what the test's responder says, as late as it says.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
@@ -24,9 +24,47 @@ pub struct Seen {
     pub body: String,
     /// The `Host` header.
     pub host: String,
+    /// When it arrived.
+    pub at: Instant,
 }
 
-type Responder = Arc<dyn Fn(&Seen) -> (u16, String, Duration) + Send + Sync>;
+/// One answer of [`TestServer::start_replying`].
+#[derive(Clone, Debug, Default)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The JSON body.
+    pub body: String,
+    /// Headers besides `Content-Type` (e.g. `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+    /// How long after the request arrived it goes out.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// `status` with `body`, at once.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With the header `name: value`.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Going out `delay` after the request arrived.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Responder = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
 /// A running server; its base URL is `http://127.0.0.1:<port>`.
 pub struct TestServer {
@@ -62,6 +100,15 @@ impl TestServer {
     pub fn start_delaying(
         responder: impl Fn(&Seen) -> (u16, String, Duration) + Send + Sync + 'static,
     ) -> Self {
+        Self::start_replying(move |request| {
+            let (status, body, delay) = responder(request);
+            Reply::new(status, body).after(delay)
+        })
+    }
+
+    /// Like [`Self::start`], with the whole [`Reply`] (headers, delay) up
+    /// to the responder.
+    pub fn start_replying(responder: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let responder: Responder = Arc::new(responder);
         let state = (Arc::clone(&seen), responder);
@@ -85,17 +132,20 @@ impl TestServer {
                         content_type: header("content-type"),
                         body: String::from_utf8_lossy(&body).into_owned(),
                         host: header("host").unwrap_or_default(),
+                        at: Instant::now(),
                     };
-                    let (status, answer, delay) = responder(&request);
+                    let reply = responder(&request);
                     seen.lock().unwrap().push(request);
-                    if !delay.is_zero() {
-                        actix_web::rt::time::sleep(delay).await;
+                    if !reply.delay.is_zero() {
+                        actix_web::rt::time::sleep(reply.delay).await;
                     }
-                    HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(status).expect("status"),
-                    )
-                    .content_type("application/json")
-                    .body(answer)
+                    let mut response = HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(reply.status).expect("status"),
+                    );
+                    for (name, value) in reply.headers {
+                        response.insert_header((name, value));
+                    }
+                    response.content_type("application/json").body(reply.body)
                 }
             }))
         })
