@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use neonhub_actors::{AgentOptions, RetryPolicy};
+use neonhub_actors::{AgentOptions, ConnectorLimits, Limit, RateLimitsConfig, RetryPolicy};
 use serde::Deserialize;
 
 /// The built-in agents, whose settings the file may give but whose `url`
@@ -30,6 +30,12 @@ pub struct ConfigFile {
     pub server: ServerSection,
     /// `[[agents]]`, in file order.
     pub agents: Vec<AgentConfig>,
+    /// `[connectors.gmail|slack|twilio]` `rate` and `rate_per_key`, and
+    /// `[connectors] max_waiting` (the flags' defaults where not given).
+    pub rate_limits: RateLimitsConfig,
+    /// The limits as the file writes them, for `config show`:
+    /// (connector, key, text).
+    limits_given: Vec<(String, &'static str, String)>,
 }
 
 /// `[server]`.
@@ -77,6 +83,24 @@ struct RawFile {
     server: RawServer,
     #[serde(default)]
     agents: Vec<toml::Spanned<RawAgent>>,
+    #[serde(default)]
+    connectors: RawConnectors,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnectors {
+    gmail: Option<RawLimits>,
+    slack: Option<RawLimits>,
+    twilio: Option<RawLimits>,
+    max_waiting: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    rate: Option<toml::Spanned<String>>,
+    rate_per_key: Option<toml::Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -345,11 +369,74 @@ impl ConfigFile {
                 options,
             });
         }
+        let mut rate_limits = RateLimitsConfig::default();
+        let mut limits_given = Vec::new();
+        let connectors = raw.connectors;
+        for (name, raw_limits, limits) in [
+            ("gmail", connectors.gmail, &mut rate_limits.gmail),
+            ("slack", connectors.slack, &mut rate_limits.slack),
+            ("twilio", connectors.twilio, &mut rate_limits.twilio),
+        ] {
+            let Some(raw_limits) = raw_limits else {
+                continue;
+            };
+            for (key, given, limit) in [
+                ("rate", raw_limits.rate, &mut limits.connector),
+                ("rate_per_key", raw_limits.rate_per_key, &mut limits.per_key),
+            ] {
+                if let Some(text) = given {
+                    *limit = text.get_ref().parse::<Limit>().map_err(|e| {
+                        at(
+                            text.span(),
+                            format!(
+                                "connectors.{name}.{key}: {e}; write \"default\", \"off\" \
+                                 or a rate such as \"10/s\", \"100/min\", \"1000/h\""
+                            ),
+                        )
+                    })?;
+                    limits_given.push((name.to_owned(), key, text.get_ref().clone()));
+                }
+            }
+        }
+        if let Some(max) = connectors.max_waiting {
+            if *max.get_ref() == 0 {
+                return Err(at(
+                    max.span(),
+                    "connectors.max_waiting: 0 would refuse every call over a limit: give at \
+                     least 1"
+                        .to_owned(),
+                ));
+            }
+            rate_limits.max_waiting = *max.get_ref() as usize;
+        }
         Ok(ConfigFile {
             path: None,
             server: ServerSection { listen, public_url },
             agents,
+            rate_limits,
+            limits_given,
         })
+    }
+
+    /// The rate limits in force: each flag (or its variable) given wins
+    /// over the file; a flag left at `default` takes the file's value.
+    /// `max_waiting` likewise, when the flag is at its default.
+    pub fn rate_limits_under(&self, flags: RateLimitsConfig) -> RateLimitsConfig {
+        let pick = |flag: Limit, file: Limit| if flag == Limit::Default { file } else { flag };
+        let merge = |flag: ConnectorLimits, file: ConnectorLimits| ConnectorLimits {
+            connector: pick(flag.connector, file.connector),
+            per_key: pick(flag.per_key, file.per_key),
+        };
+        RateLimitsConfig {
+            gmail: merge(flags.gmail, self.rate_limits.gmail),
+            slack: merge(flags.slack, self.rate_limits.slack),
+            twilio: merge(flags.twilio, self.rate_limits.twilio),
+            max_waiting: if flags.max_waiting == RateLimitsConfig::default().max_waiting {
+                self.rate_limits.max_waiting
+            } else {
+                flags.max_waiting
+            },
+        }
     }
 
     /// The settings of agent `name` (built-in or not): the file's, or the
@@ -423,6 +510,25 @@ impl fmt::Display for ConfigFile {
         }
         for agent in self.http_agents() {
             show(agent, f)?;
+        }
+        writeln!(f, "\n[connectors]")?;
+        writeln!(f, "max_waiting = {}", self.rate_limits.max_waiting)?;
+        for name in ["gmail", "slack", "twilio"] {
+            writeln!(f, "\n[connectors.{name}]")?;
+            for key in ["rate", "rate_per_key"] {
+                match self
+                    .limits_given
+                    .iter()
+                    .find(|(n, k, _)| n == name && *k == key)
+                {
+                    Some((_, _, text)) => writeln!(f, "{key} = {text:?}")?,
+                    None => writeln!(
+                        f,
+                        "# {key}: \"default\" (the vendor's published limit when live, none \
+                         for a mock)"
+                    )?,
+                }
+            }
         }
         Ok(())
     }
@@ -549,6 +655,42 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn rate_limits_from_the_file_give_way_to_flags() {
+        let config = ConfigFile::parse(
+            "[connectors]\nmax_waiting = 10\n[connectors.twilio]\nrate = \"50/s\"\n\
+             rate_per_key = \"10/s\"\n[connectors.slack]\nrate_per_key = \"off\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let ten: Limit = "10/s".parse().unwrap();
+        assert_eq!(config.rate_limits.twilio.per_key, ten);
+        assert_eq!(config.rate_limits.slack.per_key, Limit::Off);
+        assert_eq!(config.rate_limits.max_waiting, 10);
+        // No flag given: the file's.
+        let merged = config.rate_limits_under(RateLimitsConfig::default());
+        assert_eq!(merged.twilio.per_key, ten);
+        assert_eq!(merged.max_waiting, 10);
+        assert_eq!(merged.gmail.connector, Limit::Default);
+        // A flag given wins.
+        let mut flags = RateLimitsConfig::default();
+        flags.twilio.per_key = "2/s".parse().unwrap();
+        let merged = config.rate_limits_under(flags);
+        assert_eq!(merged.twilio.per_key, "2/s".parse::<Limit>().unwrap());
+        assert_eq!(merged.twilio.connector, "50/s".parse::<Limit>().unwrap());
+        // What `config show` prints reads back the same.
+        let again = ConfigFile::parse(&config.to_string(), "shown.toml").unwrap();
+        assert_eq!(again.rate_limits, config.rate_limits);
+        // A bad rate names its line and key.
+        let message = refused("[connectors.gmail]\nrate = \"fast\"\n");
+        assert!(
+            message.starts_with("f.toml:2:8: connectors.gmail.rate: "),
+            "{message}"
+        );
+        let message = refused("[connectors.fax]\nrate = \"1/s\"\n");
+        assert!(message.contains("unknown field `fax`"), "{message}");
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(super) async fn serve(
     let options = ServiceOptions {
         store,
         connectors,
-        rate_limits: args.rate_limits.config(),
+        rate_limits: file.rate_limits_under(args.rate_limits.config()),
         max_in_flight: args.max_in_flight,
         on_interrupted: args.on_interrupted,
         max_resumes: args.max_resumes,
