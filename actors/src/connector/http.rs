@@ -180,12 +180,20 @@ pub(crate) fn failure(
     let named = code.as_ref().map(|c| format!("{c}: ")).unwrap_or_default();
     let message = redactor.redact(&format!("{what}: HTTP {status}: {named}{quoted}"));
     match code {
-        Some(code) => code.error(message, by_status),
-        None => match by_status {
-            Retry::Later => ConnectorError::not_sent(message),
-            Retry::MayHaveActed => ConnectorError::transient(message),
-            Retry::Never => ConnectorError::permanent(message),
-        },
+        // A 5xx is the vendor failing, whatever code its body names: the
+        // status decides (and the breaker counts it); the code is kept.
+        Some(code) if !status.is_server_error() => code.error(message, by_status),
+        code => {
+            let error = match by_status {
+                Retry::Later => ConnectorError::not_sent(message),
+                Retry::MayHaveActed => ConnectorError::transient(message),
+                Retry::Never => ConnectorError::permanent(message),
+            };
+            match code {
+                Some(code) => error.with_vendor(code),
+                None => error,
+            }
+        }
     }
 }
 
