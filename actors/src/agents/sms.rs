@@ -34,7 +34,14 @@ impl Agent for SmsAgent {
             }
         };
         let sent = ctx
-            .call("twilio", "send_sms", json!({ "to": to, "body": body }))
+            .call("twilio", "send_sms", {
+                let mut send = json!({ "to": to, "body": body });
+                // One of the account's numbers to send from, if the input names one.
+                if let Some(from) = optional(&input, "from") {
+                    send["from"] = json!(from);
+                }
+                send
+            })
             .await?;
         Ok(json!({
             "to": to,

@@ -147,12 +147,13 @@ impl Connector for Twilio {
     }
 
     /// Sends are limited per sending number.
-    fn limit_key(&self, operation: &str, _input: &Value) -> Option<String> {
-        let from = match &self.backend {
-            Backend::Mock => "mock",
+    fn limit_key(&self, operation: &str, input: &Value) -> Option<String> {
+        let default = match &self.backend {
+            Backend::Mock => MOCK_FROM,
             Backend::Live(live) => live.from.as_str(),
         };
-        (operation == "send_sms").then(|| from.to_owned())
+        (operation == "send_sms")
+            .then(|| sending_number(input, default).unwrap_or(default).to_owned())
     }
 
     /// Lookup (`validate_number`) is another service than Messages.
@@ -184,6 +185,10 @@ impl Connector for Twilio {
             (Ok(to), Ok(body)) => (to, body),
             (Err(e), _) | (_, Err(e)) => return Reconciled::Unchecked(e.message().to_owned()),
         };
+        let from = match sending_number(input, &live.from) {
+            Ok(from) => from,
+            Err(e) => return Reconciled::Unchecked(e.message().to_owned()),
+        };
         let micros = i64::try_from(step.started_at.as_micros()).unwrap_or(i64::MAX);
         let Some(since) = DateTime::<Utc>::from_timestamp_micros(micros - CLOCK_SKEW_MICROS) else {
             return Reconciled::Unchecked("the step's start time is out of range".to_owned());
@@ -197,7 +202,7 @@ impl Connector for Twilio {
             ))
             .query(&[
                 ("To", to.to_owned()),
-                ("From", live.from.clone()),
+                ("From", from.to_owned()),
                 ("DateSent>", since.format("%Y-%m-%d").to_string()),
                 ("PageSize", LOOKUP_PAGE.to_string()),
             ])
@@ -224,9 +229,10 @@ impl Connector for Twilio {
                 let to = required_str(input, "to")?;
                 check_e164(to)?;
                 let body = required_str(input, "body")?;
+                let from = sending_number(input, &live.from)?;
                 live.client.post(format!("{account}/Messages.json")).form(&[
                     ("To", to),
-                    ("From", live.from.as_str()),
+                    ("From", from),
                     ("Body", body),
                 ])
             }
@@ -325,17 +331,37 @@ fn match_sms(what: &str, body: &str, since: DateTime<Utc>, page: &Value) -> Reco
     }
 }
 
+/// The number a `send_sms` goes out from: the input's `from` (one of the
+/// account's numbers, E.164), else `default` (the configured one). The
+/// per-number rate limit counts against it.
+fn sending_number<'a>(
+    input: &'a Value,
+    default: &'a str,
+) -> std::result::Result<&'a str, ConnectorError> {
+    match input.get("from") {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::String(from)) => {
+            check_e164(from)?;
+            Ok(from)
+        }
+        Some(_) => Err(ConnectorError::permanent(
+            "`from` must be a phone number in E.164 form (+15551234567), one of the account's",
+        )),
+    }
+}
+
 fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {
     match operation {
         "send_sms" => {
             let to = required_str(input, "to")?;
             check_e164(to)?;
             let body = required_str(input, "body")?;
+            let from = sending_number(input, MOCK_FROM)?;
             Ok(json!({
                 "sid": mock::id("SM", operation, input, 32),
                 "status": "queued",
                 "to": to,
-                "from": MOCK_FROM,
+                "from": from,
                 "body": body,
                 "date_created": mock::unix_seconds(operation, input),
             }))
@@ -379,6 +405,31 @@ fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, Conne
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_goes_from_the_number_it_names_and_is_limited_per_number() {
+        let twilio = Twilio::mock();
+        let named = json!({"to": "+15551112222", "body": "hi", "from": "+15553334444"});
+        let plain = json!({"to": "+15551112222", "body": "hi"});
+        assert_eq!(
+            twilio.limit_key("send_sms", &named).as_deref(),
+            Some("+15553334444")
+        );
+        assert_eq!(
+            twilio.limit_key("send_sms", &plain).as_deref(),
+            Some(MOCK_FROM)
+        );
+        assert_eq!(twilio.limit_key("sms_status", &named), None);
+        assert_eq!(
+            mock_call("send_sms", &named).unwrap()["from"],
+            "+15553334444"
+        );
+        assert_eq!(mock_call("send_sms", &plain).unwrap()["from"], MOCK_FROM);
+        for bad in [json!("5553334444"), json!(15553334444_u64)] {
+            let input = json!({"to": "+15551112222", "body": "hi", "from": bad});
+            assert!(mock_call("send_sms", &input).is_err(), "{input}");
+        }
+    }
 
     #[test]
     fn e164_numbers_are_recognised() {
