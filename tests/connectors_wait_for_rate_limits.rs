@@ -16,6 +16,11 @@ fn the_demo_fails_no_run_rate_limited_at_the_default_limits() {
     let data = tempfile::tempdir().unwrap();
     let demo = stdout(&run_cli(data.path(), &["demo", "--runs", "3000"]));
     assert!(demo.contains("3000 runs"), "{demo}");
+    // It says how long calls waited for rate limits.
+    assert!(
+        demo.contains("rate limits: none of ") || demo.contains("waited for their turn"),
+        "{demo}"
+    );
     let listed = stdout(&run_cli(
         data.path(),
         &[

@@ -124,9 +124,22 @@ async fn submit_workload(service: &Service, runs: usize) -> Result<()> {
         }
     }
     println!(
-        "  {runs} runs in {:.2} s: {succeeded} succeeded, {failed} failed (every event durable before its reply)\n",
+        "  {runs} runs in {:.2} s: {succeeded} succeeded, {failed} failed (every event durable before its reply)",
         elapsed.as_secs_f64()
     );
+    let (limited, waited, total) = neonhub_actors::rate_limit_waits();
+    if waited == 0 {
+        println!(
+            "  rate limits: none of {limited} connector calls waited (the mock connectors have no \
+             limit unless one is set; live ones wait for their vendor's, see `serve --help`)\n"
+        );
+    } else {
+        println!(
+            "  rate limits: {waited} of {limited} connector calls waited for their turn, {:.2} s in all \
+             (none failed for it: a call over a limit waits)\n",
+            total.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

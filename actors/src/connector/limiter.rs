@@ -75,6 +75,47 @@ impl FromStr for RateLimit {
     }
 }
 
+/// What every limiter of the process waited, for a summary (`neonhub
+/// demo`) without a metrics recorder.
+struct Waits {
+    calls: std::sync::atomic::AtomicU64,
+    waited: std::sync::atomic::AtomicU64,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+static WAITS: Waits = Waits {
+    calls: std::sync::atomic::AtomicU64::new(0),
+    waited: std::sync::atomic::AtomicU64::new(0),
+    micros: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl Waits {
+    fn record(&self, waited: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        // Less than a millisecond is the checks themselves, not a wait.
+        if waited >= Duration::from_millis(1) {
+            self.waited.fetch_add(1, Relaxed);
+            self.micros.fetch_add(
+                u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+                Relaxed,
+            );
+        }
+    }
+}
+
+/// The connector calls of this process that passed a rate limiter, how
+/// many of them waited for their turn (a millisecond or more), and how
+/// long those waited in all.
+pub fn rate_limit_waits() -> (u64, u64, Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        WAITS.calls.load(Relaxed),
+        WAITS.waited.load(Relaxed),
+        Duration::from_micros(WAITS.micros.load(Relaxed)),
+    )
+}
+
 /// One limit as configured: the vendor's default, none, or a rate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Limit {
@@ -314,6 +355,7 @@ impl Limiter {
         let waited = began.elapsed();
         metrics::histogram!(WAIT_SECONDS, "connector" => self.name.clone())
             .record(waited.as_secs_f64());
+        WAITS.record(waited);
         Ok(waited)
     }
 

@@ -35,7 +35,9 @@ pub use config::{
 };
 pub use gmail::Gmail;
 pub(crate) use limiter::vendor_limits;
-pub use limiter::{ConnectorLimits, DEFAULT_MAX_WAITING, Limit, RateLimit, RateLimitsConfig};
+pub use limiter::{
+    ConnectorLimits, DEFAULT_MAX_WAITING, Limit, RateLimit, RateLimitsConfig, rate_limit_waits,
+};
 pub use slack::Slack;
 pub use twilio::Twilio;
 pub use vendor::{Retry, SlackError, TwilioError, VendorCode};
