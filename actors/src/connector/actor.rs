@@ -228,6 +228,14 @@ impl Guard {
                 );
                 return (Err(self.refused(message)), false);
             }
+            Err(Refused::Turn) => {
+                let whose = key.map(|k| format!(" for {k}")).unwrap_or_default();
+                let message = format!(
+                    "the run's deadline came while the call queued for the {} rate limit{whose}",
+                    self.name
+                );
+                return (Err(self.refused(message)), false);
+            }
             Err(Refused::Queue { waiting }) => {
                 let message = format!(
                     "the {} rate limit already has {waiting} calls waiting, its bound",

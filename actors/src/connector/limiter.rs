@@ -4,8 +4,10 @@
 //! permit, up to its run's deadline: it fails `rate_limited` only when the
 //! permit cannot come before then, or when too many calls already wait.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -277,6 +279,8 @@ pub(crate) enum Refused {
     Queue { waiting: usize },
     /// The calling attempt was cut off while waiting.
     Cancelled,
+    /// The run's deadline came while the call queued behind others.
+    Turn,
 }
 
 /// Tokio's clock, so a runtime with paused time (tests) paces as it sleeps.
@@ -309,6 +313,30 @@ pub(crate) struct Limiter {
     per_key: Option<Keyed>,
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// Whose turn it is to wait for a permit, for the connector's limit and
+    /// for each key's: callers queue in arrival order (tokio's `Mutex` is
+    /// fair), and only the first of the queue waits on governor. Without
+    /// it waiters raced for each permit, and an unlucky one could be passed
+    /// over until its deadline: 3 of 10,000 SMS through 10 numbers failed
+    /// `rate_limited` with at most 20 s of queue against a 30 s deadline.
+    turns: Turns,
+}
+
+#[derive(Default)]
+struct Turns {
+    connector: Arc<tokio::sync::Mutex<()>>,
+    keys: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Turns {
+    /// The queue of `key`; forgets queues nobody is in once there are many.
+    fn of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() > MAX_KEYS {
+            keys.retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
+        Arc::clone(keys.entry(key.to_owned()).or_default())
+    }
 }
 
 pub(crate) const WAIT_SECONDS: &str = "neonhub_rate_limit_wait_seconds";
@@ -327,6 +355,32 @@ impl Limiter {
             per_key: per_key.map(|l| Keyed::dashmap_with_clock(l.quota(), TokioClock)),
             waiting: AtomicUsize::new(0),
             max_waiting,
+            turns: Turns::default(),
+        }
+    }
+
+    /// Waits for the caller's turn in `turn`'s queue, counted among the
+    /// waiting calls while it queues, until `deadline`.
+    async fn take_turn(
+        &self,
+        turn: Arc<tokio::sync::Mutex<()>>,
+        deadline: Option<Instant>,
+        cancel: &CancellationToken,
+    ) -> std::result::Result<tokio::sync::OwnedMutexGuard<()>, Refused> {
+        if let Ok(guard) = Arc::clone(&turn).try_lock_owned() {
+            return Ok(guard);
+        }
+        let _queued = Waiting::enter(self)?;
+        let until = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            guard = turn.lock_owned() => Ok(guard),
+            () = cancel.cancelled() => Err(Refused::Cancelled),
+            () = until => Err(Refused::Turn),
         }
     }
 
@@ -346,10 +400,16 @@ impl Limiter {
                 keyed.shrink_to_fit();
             }
             let key = key.to_owned();
+            let _turn = self
+                .take_turn(self.turns.of(&key), deadline, cancel)
+                .await?;
             self.wait(|| keyed.check_key(&key), deadline, cancel)
                 .await?;
         }
         if let Some(direct) = &self.connector {
+            let _turn = self
+                .take_turn(Arc::clone(&self.turns.connector), deadline, cancel)
+                .await?;
             self.wait(|| direct.check(), deadline, cancel).await?;
         }
         let waited = began.elapsed();
@@ -448,6 +508,45 @@ mod tests {
         }
         let waited = limiter.acquire(None, None, &never).await.unwrap();
         assert!(waited >= Duration::from_millis(90), "{waited:?}");
+    }
+
+    /// 300 calls on one key limited to 10/s with a 31 s deadline: in
+    /// arrival order, the last gets its permit at 29 s, so none may fail,
+    /// and none may pass another.
+    #[tokio::test(start_paused = true)]
+    async fn waiters_get_their_turn_in_arrival_order() {
+        let limiter = Arc::new(Limiter::new(
+            "test",
+            None,
+            Some(RateLimit::per_second(NonZeroU32::new(10).unwrap())),
+            10_000,
+        ));
+        let deadline = Some(Instant::now() + Duration::from_secs(31));
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut calls = Vec::new();
+        for i in 0..300 {
+            let (limiter, order) = (Arc::clone(&limiter), Arc::clone(&order));
+            calls.push(tokio::spawn(async move {
+                let never = CancellationToken::new();
+                let got = limiter.acquire(Some("+1"), deadline, &never).await;
+                order.lock().unwrap().push(i);
+                got
+            }));
+            // Each call arrives before the next.
+            tokio::task::yield_now().await;
+        }
+        for call in calls {
+            assert!(
+                call.await.unwrap().is_ok(),
+                "a call failed within its deadline"
+            );
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(
+            order,
+            (0..300).collect::<Vec<_>>(),
+            "a later call passed an earlier one"
+        );
     }
 
     #[tokio::test]
