@@ -104,6 +104,10 @@ impl Agent for ContentAgent {
         vec!["content.generate".to_owned()]
     }
 
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
     async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
         let content = generate(&input)?;
         serde_json::to_value(content).map_err(|e| AgentError::new(e.to_string()))
