@@ -920,7 +920,10 @@ mod tests {
         assert_eq!(twilio.retry.initial_backoff, Duration::from_millis(50));
         assert_eq!(twilio.breaker.failure_threshold, 2);
         assert_eq!(twilio.breaker.open_for, Duration::from_secs(60));
-        assert_eq!(config.connector_options("gmail"), ConnectorOptions::default());
+        assert_eq!(
+            config.connector_options("gmail"),
+            ConnectorOptions::default()
+        );
 
         // Mode, URLs and credentials, under the NEONHUB_* variables.
         let connectors = config.connectors_under(|_| None).unwrap();
@@ -948,11 +951,17 @@ mod tests {
             shown.contains("auth_token = { env = \"TW_TOKEN\" }  # ***"),
             "{shown}"
         );
-        assert!(shown.contains("eventstore_url = { env = \"ESDB\" }  # ***"), "{shown}");
+        assert!(
+            shown.contains("eventstore_url = { env = \"ESDB\" }  # ***"),
+            "{shown}"
+        );
         let again = ConfigFile::parse_with(&shown, "shown.toml", &var).unwrap();
         assert_eq!(again.store, config.store);
         for name in ["gmail", "slack", "twilio"] {
-            assert_eq!(again.connector_options(name), config.connector_options(name));
+            assert_eq!(
+                again.connector_options(name),
+                config.connector_options(name)
+            );
         }
         assert_eq!(again.connectors_under(|_| None).unwrap(), connectors);
     }

@@ -6,10 +6,12 @@
 //!   with its auth token read from a file (`{ file = ... }`): the vendor
 //!   sees the Basic auth of that token; `NEONHUB_TWILIO_AUTH_TOKEN` wins;
 //! - Slack's `retries` and `breaker`: a vendor answering 503 is called
-//!   `retries + 1` times, then the breaker is open and the next call never
+//!   `retries + 1` times (not the default 3), then the breaker is open and the next call never
 //!   reaches it;
 //! - Gmail's `timeout`, its token from `{ env = ... }`: a vendor that
 //!   never answers fails the send after that timeout;
+//! - a connector's `mode` wins over its credentials and gives way to
+//!   `NEONHUB_<NAME>_MODE`;
 //! - a credential whose variable is unset stops start-up, naming the key;
 //!   `config show` prints every credential masked.
 
@@ -123,10 +125,7 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
     let held = never.clone();
     let vendor = TestServer::start_replying(move |request| {
         if request.path.contains("/Messages") && request.method == "POST" {
-            Reply::new(
-                201,
-                json!({"sid": "SM1", "status": "queued"}).to_string(),
-            )
+            Reply::new(201, json!({"sid": "SM1", "status": "queued"}).to_string())
         } else if request.path.contains("chat.postMessage") {
             Reply::new(503, "{}")
         } else if request.path.contains("/gmail/") && request.method == "POST" {
@@ -151,8 +150,8 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
              account_sid = \"AC123\"\nfrom = \"+15550001111\"\n\
              auth_token = {{ file = \"secrets/twilio\" }}\n\n\
              [connectors.slack]\nbase_url = \"{base}/slack\"\ntoken = {{ file = \"secrets/slack\" }}\n\
-             retries = 2\nbackoff = \"1ms\"\n\
-             breaker = {{ failure_threshold = 3, open_for = \"1h\" }}\n\n\
+             retries = 3\nbackoff = \"1ms\"\n\
+             breaker = {{ failure_threshold = 4, open_for = \"1h\" }}\n\n\
              [connectors.gmail]\nbase_url = \"{base}/gmail\"\n\
              token = {{ env = \"TEST_GMAIL_TOKEN\" }}\ntimeout = \"300ms\"\nretries = 0\n"
         ),
@@ -164,22 +163,8 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
     };
 
     let server = serve(dir.path(), &["--config", config], with_gmail_token);
-    let agents: Value = reqwest::get(format!("{}/v1/agents", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let modes: Vec<(String, String)> = agents["connectors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{agents}"))
-        .iter()
-        .map(|c| (c["name"].to_string(), c["mode"].to_string()))
-        .collect();
-    assert!(
-        modes.iter().all(|(_, mode)| mode == "\"live\""),
-        "{modes:?}"
-    );
+    let modes = modes(&server.base).await;
+    assert!(modes.iter().all(|(_, mode)| mode == "live"), "{modes:?}");
 
     // Twilio: live at the file's URL, with the token read from the file.
     let sms = post_run(
@@ -200,15 +185,16 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
     });
     assert_eq!(sent, 1, "{:#?}", vendor.seen());
 
-    // Slack: 1 + 2 retries reach the vendor, and open the breaker at 3.
+    // Slack: 1 + 3 retries reach the vendor (the default is 1 + 2), and
+    // open the breaker at 4 (the default is 5).
     let posts = |vendor: &TestServer| vendor.count(|r| r.path.contains("chat.postMessage"));
     let note = || run_body("slack", json!({"channel": "C1", "text": "hi"}));
     let failed = post_run(&server.base, note()).await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(posts(&vendor), 3, "retries = 2: three calls");
+    assert_eq!(posts(&vendor), 4, "retries = 3: four calls");
     let fast = post_run(&server.base, note()).await;
     assert_eq!(fast["error"]["kind"], "circuit_open", "{fast}");
-    assert_eq!(posts(&vendor), 3, "the open breaker let a call through");
+    assert_eq!(posts(&vendor), 4, "the open breaker let a call through");
 
     // Gmail: its token from the environment, cut off after 300 ms.
     let email = post_run(
@@ -246,9 +232,8 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
     )
     .await;
     assert_eq!(sms["status"], "succeeded", "{sms}");
-    let with_env = vendor.count(|r| {
-        r.authorization.as_deref() == Some(basic(TWILIO_ENV_TOKEN).as_str())
-    });
+    let with_env =
+        vendor.count(|r| r.authorization.as_deref() == Some(basic(TWILIO_ENV_TOKEN).as_str()));
     assert_eq!(with_env, 1, "{:#?}", vendor.seen());
     server.terminate();
 
@@ -262,8 +247,10 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("neonhub.toml:21:")
-            && stderr.contains("connectors.gmail.token: the environment variable TEST_GMAIL_TOKEN is not set"),
+        stderr.contains("neonhub.toml:25:9: ")
+            && stderr.contains(
+                "connectors.gmail.token: the environment variable TEST_GMAIL_TOKEN is not set"
+            ),
         "{stderr}"
     );
 
@@ -284,7 +271,7 @@ async fn connector_settings_and_credentials_from_the_file_take_effect() {
         "{text}"
     );
     assert!(
-        text.contains("breaker = { failure_threshold = 3, open_for = \"3600000ms\" }"),
+        text.contains("breaker = { failure_threshold = 4, open_for = \"3600000ms\" }"),
         "{text}"
     );
     vendor.stop().await;
@@ -312,4 +299,56 @@ fn config_check_names_the_line_of_a_literal_secret() {
         "{stderr}"
     );
     assert!(!stderr.contains("xoxb-written"), "{stderr}");
+}
+
+/// The connectors' modes as `GET /v1/agents` lists them: (name, mode).
+async fn modes(base: &str) -> Vec<(String, String)> {
+    let agents: Value = reqwest::get(format!("{base}/v1/agents"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    agents["connectors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{agents}"))
+        .iter()
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&c["name"]), text(&c["mode"]))
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_connector_s_mode_from_the_file_wins_over_its_credentials_and_gives_way_to_its_variable()
+{
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slack-token"), SLACK_TOKEN).unwrap();
+    let config = dir.path().join("neonhub.toml");
+    std::fs::write(
+        &config,
+        "[connectors.slack]\nmode = \"mock\"\ntoken = { file = \"slack-token\" }\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let slack = |modes: Vec<(String, String)>| {
+        modes
+            .into_iter()
+            .find(|(name, _)| name == "slack")
+            .map(|(_, mode)| mode)
+    };
+
+    let server = serve(dir.path(), &["--config", config], |_| {});
+    assert_eq!(
+        slack(modes(&server.base).await).as_deref(),
+        Some("mock"),
+        "a token alone makes it live"
+    );
+    server.terminate();
+    let server = serve(dir.path(), &["--config", config], |command| {
+        command.env("NEONHUB_SLACK_MODE", "live");
+    });
+    assert_eq!(slack(modes(&server.base).await).as_deref(), Some("live"));
+    server.terminate();
 }

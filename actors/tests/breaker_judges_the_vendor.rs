@@ -36,11 +36,7 @@ fn breaker(failure_threshold: u32, open_for: Duration) -> ConnectorOptions {
 }
 
 /// [`breaker`], counting its cool-down in `clock`.
-fn breaker_on(
-    failure_threshold: u32,
-    open_for: Duration,
-    clock: &ManualClock,
-) -> ConnectorOptions {
+fn breaker_on(failure_threshold: u32, open_for: Duration, clock: &ManualClock) -> ConnectorOptions {
     ConnectorOptions {
         clock: clock.clone().into(),
         ..breaker(failure_threshold, open_for)

@@ -61,14 +61,39 @@ const SETTINGS: [(&str, &str, &str, Kind); 13] = [
     ("gmail", "token_url", "NEONHUB_GMAIL_TOKEN_URL", Kind::Url),
     ("gmail", "token", "NEONHUB_GMAIL_TOKEN", Kind::Secret),
     ("gmail", "client_id", "NEONHUB_GMAIL_CLIENT_ID", Kind::Plain),
-    ("gmail", "client_secret", "NEONHUB_GMAIL_CLIENT_SECRET", Kind::Secret),
-    ("gmail", "refresh_token", "NEONHUB_GMAIL_REFRESH_TOKEN", Kind::Secret),
+    (
+        "gmail",
+        "client_secret",
+        "NEONHUB_GMAIL_CLIENT_SECRET",
+        Kind::Secret,
+    ),
+    (
+        "gmail",
+        "refresh_token",
+        "NEONHUB_GMAIL_REFRESH_TOKEN",
+        Kind::Secret,
+    ),
     ("slack", "base_url", "NEONHUB_SLACK_BASE_URL", Kind::Url),
     ("slack", "token", "NEONHUB_SLACK_TOKEN", Kind::Secret),
     ("twilio", "base_url", "NEONHUB_TWILIO_BASE_URL", Kind::Url),
-    ("twilio", "lookup_base_url", "NEONHUB_TWILIO_LOOKUP_BASE_URL", Kind::Url),
-    ("twilio", "account_sid", "NEONHUB_TWILIO_ACCOUNT_SID", Kind::Plain),
-    ("twilio", "auth_token", "NEONHUB_TWILIO_AUTH_TOKEN", Kind::Secret),
+    (
+        "twilio",
+        "lookup_base_url",
+        "NEONHUB_TWILIO_LOOKUP_BASE_URL",
+        Kind::Url,
+    ),
+    (
+        "twilio",
+        "account_sid",
+        "NEONHUB_TWILIO_ACCOUNT_SID",
+        Kind::Plain,
+    ),
+    (
+        "twilio",
+        "auth_token",
+        "NEONHUB_TWILIO_AUTH_TOKEN",
+        Kind::Secret,
+    ),
     ("twilio", "from", "NEONHUB_TWILIO_FROM", Kind::Plain),
 ];
 
@@ -197,7 +222,8 @@ fn parse_connector(
 ) -> Result<ConnectorSection, ConfigError> {
     let key = |k: &str| format!("connectors.{name}.{k}");
     let duration = |k: &str, text: &toml::Spanned<String>| {
-        parse_duration(text.get_ref()).map_err(|e| locator.at(text.span(), format!("{}: {e}", key(k))))
+        parse_duration(text.get_ref())
+            .map_err(|e| locator.at(text.span(), format!("{}: {e}", key(k))))
     };
     let mode = raw
         .mode
@@ -207,7 +233,10 @@ fn parse_connector(
             "live" => Ok(ConnectorMode::Live),
             other => Err(locator.at(
                 m.span(),
-                format!("{}: {other:?} is not a mode: write \"mock\" or \"live\"", key("mode")),
+                format!(
+                    "{}: {other:?} is not a mode: write \"mock\" or \"live\"",
+                    key("mode")
+                ),
             )),
         })
         .transpose()?;
@@ -281,7 +310,8 @@ fn parse_connector(
         let Some(value) = value else {
             continue;
         };
-        let Some(&(_, static_key, env, kind)) = SETTINGS.iter().find(|(c, s, _, _)| *c == name && *s == k)
+        let Some(&(_, static_key, env, kind)) =
+            SETTINGS.iter().find(|(c, s, _, _)| *c == name && *s == k)
         else {
             let takes: Vec<&str> = SETTINGS
                 .iter()

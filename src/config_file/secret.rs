@@ -58,7 +58,9 @@ impl fmt::Debug for FileSecret {
 /// How to write a credential, for messages about `key`.
 fn how_to_write(key: &str) -> String {
     let short = key.rsplit('.').next().unwrap_or(key);
-    format!("write `{short} = {{ env = \"VAR\" }}` or `{short} = {{ file = \"/run/secrets/NAME\" }}`")
+    format!(
+        "write `{short} = {{ env = \"VAR\" }}` or `{short} = {{ file = \"/run/secrets/NAME\" }}`"
+    )
 }
 
 /// The source `value` (at `key`) names, read through `var` or from its
@@ -101,7 +103,12 @@ pub(super) fn read_source(
     let source = match (table.len(), text("env"), text("file")) {
         (1, Some(name), None) if !name.trim().is_empty() => SecretSource::Env(name.to_owned()),
         (1, None, Some(path)) if !path.trim().is_empty() => SecretSource::File(path.into()),
-        _ => return Err(at(format!("name exactly one source: {}", how_to_write(key)))),
+        _ => {
+            return Err(at(format!(
+                "name exactly one source: {}",
+                how_to_write(key)
+            )));
+        }
     };
     let value = match &source {
         SecretSource::Env(name) => var(name)

@@ -84,20 +84,32 @@ impl StoreSection {
             Some(kind) => writeln!(f, "backend = \"{kind}\"")?,
             None => writeln!(f, "# backend: --store, default \"embedded\"")?,
         }
-        let path = |key: &str, path: &Option<PathBuf>, default: &str, f: &mut fmt::Formatter<'_>| {
-            match path {
-                Some(path) => writeln!(f, "{key} = {:?}", path.display().to_string()),
-                None => writeln!(f, "# {key}: {default}"),
-            }
-        };
-        path("data_dir", &self.data_dir, "--data-dir, default \"./data\"", f)?;
+        let path =
+            |key: &str, path: &Option<PathBuf>, default: &str, f: &mut fmt::Formatter<'_>| {
+                match path {
+                    Some(path) => writeln!(f, "{key} = {:?}", path.display().to_string()),
+                    None => writeln!(f, "# {key}: {default}"),
+                }
+            };
+        path(
+            "data_dir",
+            &self.data_dir,
+            "--data-dir, default \"./data\"",
+            f,
+        )?;
         path("log_dir", &self.log_dir, "<data_dir>/log", f)?;
-        path("projection", &self.projection, "<data_dir>/agent_runs.sqlite", f)?;
+        path(
+            "projection",
+            &self.projection,
+            "<data_dir>/agent_runs.sqlite",
+            f,
+        )?;
         match &self.eventstore_url {
             Some(Setting::Plain(url)) => {
                 // Checked to hold no credentials, but shown as the store
                 // would show it all the same.
-                let shown = EventStoreUrl::new(url.clone()).map_or_else(|_| url.clone(), |u| u.to_string());
+                let shown =
+                    EventStoreUrl::new(url.clone()).map_or_else(|_| url.clone(), |u| u.to_string());
                 writeln!(f, "eventstore_url = {shown:?}")
             }
             Some(read) => writeln!(f, "eventstore_url = {read}"),
