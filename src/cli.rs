@@ -395,8 +395,9 @@ fn before_arg(text: &str) -> Result<Timestamp, BadUsage> {
 /// `neonhub serve`. Its `Debug` never shows the token.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The configuration file (agents, their settings, the server); its
-    /// settings give way to these flags. See neonhub.example.toml.
+    /// The configuration file (the server, the store, agents, connectors
+    /// and their credentials' sources); its settings give way to these
+    /// flags and the variables. See neonhub.example.toml.
     #[arg(long, env = "NEONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// The address to listen on (default: the file's `server.listen`, else
