@@ -32,18 +32,14 @@ use crate::config::{EventStoreUrl, StoreConfig, StoreKind, Token, parse_time};
 )]
 pub struct Cli {
     /// The data directory: the log in <DIR>/log/, the AgentRun table in
-    /// <DIR>/agent_runs.sqlite.
-    #[arg(
-        long,
-        global = true,
-        env = "NEONHUB_DATA_DIR",
-        default_value = "./data",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
-    /// The event store backing the data.
-    #[arg(long, global = true, env = "NEONHUB_STORE", value_enum, default_value_t = StoreKind::Embedded)]
-    pub store: StoreKind,
+    /// <DIR>/agent_runs.sqlite [default: ./data, or for `serve` the
+    /// configuration file's `store.data_dir`].
+    #[arg(long, global = true, env = "NEONHUB_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The event store backing the data [default: embedded, or for `serve`
+    /// the configuration file's `store.backend`].
+    #[arg(long, global = true, env = "NEONHUB_STORE", value_enum)]
+    pub store: Option<StoreKind>,
     /// The EventStoreDB / KurrentDB connection string, for `--store
     /// eventstoredb` (e.g. `esdb://localhost:2113?tls=false`; TLS is on
     /// unless it says `tls=false`). Prefer the environment variable when it
@@ -260,7 +256,7 @@ impl Cli {
     /// [`crate::Error::Usage`] for `--store eventstoredb` without a URL.
     pub fn store_config(&self) -> crate::Result<StoreConfig> {
         StoreConfig::from_args(
-            self.store,
+            self.store.unwrap_or_default(),
             self.eventstore_url.as_ref().map(EventStoreUrl::expose),
         )
         .map_err(crate::Error::Usage)
@@ -339,7 +335,8 @@ pub enum ConfigCommand {
         file: PathBuf,
     },
     /// Print the effective configuration (the file's settings over the
-    /// defaults), as TOML. The file holds no secrets; none are shown.
+    /// defaults), as TOML. The file holds no secrets; credentials it names
+    /// show as their source and `***`.
     #[command(after_help = "Examples:\n  neonhub config show --config neonhub.toml")]
     Show {
         /// The file (default: none, every default).
@@ -398,8 +395,9 @@ fn before_arg(text: &str) -> Result<Timestamp, BadUsage> {
 /// `neonhub serve`. Its `Debug` never shows the token.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The configuration file (agents, their settings, the server); its
-    /// settings give way to these flags. See neonhub.example.toml.
+    /// The configuration file (the server, the store, agents, connectors
+    /// and their credentials' sources); its settings give way to these
+    /// flags and the variables. See neonhub.example.toml.
     #[arg(long, env = "NEONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// The address to listen on (default: the file's `server.listen`, else
@@ -953,7 +951,9 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = Cli::try_parse_from(["neonhub", "serve"]).unwrap();
-        assert_eq!(cli.store, StoreKind::Embedded);
+        assert_eq!(cli.store, None);
+        assert_eq!(cli.data_dir, None);
+        assert_eq!(cli.store_config().unwrap(), StoreConfig::Embedded);
         let Command::Serve(args) = cli.command else {
             panic!("not serve")
         };

@@ -38,8 +38,10 @@ pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `NEONHUB_GMAIL_CLIENT_ID`, `NEONHUB_GMAIL_CLIENT_SECRET`,
 /// `NEONHUB_GMAIL_REFRESH_TOKEN`, `NEONHUB_GMAIL_TOKEN_URL`,
 /// `NEONHUB_SLACK_TOKEN`, `NEONHUB_TWILIO_ACCOUNT_SID`,
-/// `NEONHUB_TWILIO_AUTH_TOKEN`, `NEONHUB_TWILIO_FROM` and the
-/// `NEONHUB_*_BASE_URL`s (see [`ConnectorsConfig`]'s fields). Credentials
+/// `NEONHUB_TWILIO_AUTH_TOKEN`, `NEONHUB_TWILIO_FROM`, the
+/// `NEONHUB_*_BASE_URL`s and the `NEONHUB_*_MODE`s (see
+/// [`ConnectorsConfig`]'s fields); with a configuration file,
+/// [`crate::ConfigFile::connectors_under`] puts these over the file's. Credentials
 /// are kept in [`neonhub_actors::Secret`]s that never print. This is the
 /// only place neonhub reads them.
 ///
@@ -193,16 +195,37 @@ impl fmt::Display for StoreConfig {
 }
 
 /// Where one neonhub's data lives: the log in `<dir>/log/`, the AgentRun
-/// table in `<dir>/agent_runs.sqlite`.
+/// table in `<dir>/agent_runs.sqlite` (either may be put elsewhere, by the
+/// configuration file's `[store]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataDir {
     dir: PathBuf,
+    log: Option<PathBuf>,
+    projection: Option<PathBuf>,
 }
 
 impl DataDir {
     /// The data directory `dir` (created when the store is opened).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            log: None,
+            projection: None,
+        }
+    }
+
+    /// This data directory with the embedded log in `dir` instead of
+    /// `<data-dir>/log/`.
+    pub fn with_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log = Some(dir.into());
+        self
+    }
+
+    /// This data directory with the AgentRun table in the SQLite file
+    /// `path` instead of `<data-dir>/agent_runs.sqlite`.
+    pub fn with_projection_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.projection = Some(path.into());
+        self
     }
 
     /// The data directory itself.
@@ -212,7 +235,7 @@ impl DataDir {
 
     /// The embedded log's directory.
     pub fn log_dir(&self) -> PathBuf {
-        self.dir.join(LOG_DIR)
+        self.log.clone().unwrap_or_else(|| self.dir.join(LOG_DIR))
     }
 
     /// The lock file of a process writing the AgentRun table beside a store
@@ -223,7 +246,9 @@ impl DataDir {
 
     /// The AgentRun projection's SQLite file.
     pub fn projection_path(&self) -> PathBuf {
-        self.dir.join(PROJECTION_FILE)
+        self.projection
+            .clone()
+            .unwrap_or_else(|| self.dir.join(PROJECTION_FILE))
     }
 
     /// The directory as an absolute path, for messages (the path as given if

@@ -4,15 +4,27 @@
 //! file is needed; flags and environment variables override the file.
 //! Unknown keys and bad values are refused with the file, line and key.
 //! `neonhub.example.toml` at the top of the repository shows every key.
+//! `[store]` is read in `store.rs`, the connectors' settings besides their
+//! rate limits in `connectors.rs`, credentials' sources in `secret.rs`.
 
-use std::collections::HashSet;
+mod connectors;
+mod secret;
+mod store;
+
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use neonhub_actors::{AgentOptions, ConnectorLimits, Limit, RateLimitsConfig, RetryPolicy};
+use neonhub_actors::{
+    AgentOptions, ConnectorLimits, ConnectorOptions, ConnectorsConfig, Limit, RateLimitsConfig,
+    RetryPolicy,
+};
 use serde::Deserialize;
+
+pub use connectors::ConnectorSection;
+pub use store::{DEFAULT_DATA_DIR, StoreSection};
 
 /// The built-in agents, whose settings the file may give but whose `url`
 /// and `intents` are their own.
@@ -36,6 +48,11 @@ pub struct ConfigFile {
     /// The limits as the file writes them, for `config show`:
     /// (connector, key, text).
     limits_given: Vec<(String, &'static str, String)>,
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[connectors.gmail|slack|twilio]` besides their rate limits: mode,
+    /// timeout, retries, breaker, base URLs, credentials.
+    pub connectors: BTreeMap<&'static str, ConnectorSection>,
 }
 
 /// `[server]`.
@@ -76,6 +93,22 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Names places in the text being read, for messages: `FILE:LINE:COL: ...`.
+pub(crate) struct Locator<'a> {
+    text: &'a str,
+    name: &'a str,
+}
+
+impl Locator<'_> {
+    /// `message`, at the start of `span`.
+    pub(crate) fn at(&self, span: std::ops::Range<usize>, message: String) -> ConfigError {
+        let (line, col) = line_col(self.text, span.start);
+        ConfigError {
+            message: format!("{}:{line}:{col}: {message}", self.name),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -85,22 +118,17 @@ struct RawFile {
     agents: Vec<toml::Spanned<RawAgent>>,
     #[serde(default)]
     connectors: RawConnectors,
+    #[serde(default)]
+    store: store::RawStore,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConnectors {
-    gmail: Option<RawLimits>,
-    slack: Option<RawLimits>,
-    twilio: Option<RawLimits>,
+    gmail: Option<connectors::RawConnector>,
+    slack: Option<connectors::RawConnector>,
+    twilio: Option<connectors::RawConnector>,
     max_waiting: Option<toml::Spanned<u32>>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    rate: Option<toml::Spanned<String>>,
-    rate_per_key: Option<toml::Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -181,11 +209,25 @@ impl ConfigFile {
         Ok(config)
     }
 
-    /// Checks `text`, named `name` in messages.
+    /// Checks `text`, named `name` in messages; credentials it names in
+    /// the environment are read from the process's.
     ///
     /// # Errors
     /// As [`Self::read`].
     pub fn parse(text: &str, name: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(text, name, &|var| std::env::var(var).ok())
+    }
+
+    /// [`Self::parse`], looking environment variables up through `var`.
+    ///
+    /// # Errors
+    /// As [`Self::read`], and for a credential written in the file, or
+    /// whose variable is unset or whose file cannot be read.
+    pub fn parse_with(
+        text: &str,
+        name: &str,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, col) = line_col(text, span.start);
             ConfigError {
@@ -369,9 +411,20 @@ impl ConfigFile {
                 options,
             });
         }
+        let locator = Locator { text, name };
+        let store = store::parse_store(raw.store, &locator, var)?;
+        let connectors = raw.connectors;
+        let connector_sections = connectors::parse_connectors(
+            [
+                ("gmail", connectors.gmail.as_ref()),
+                ("slack", connectors.slack.as_ref()),
+                ("twilio", connectors.twilio.as_ref()),
+            ],
+            &locator,
+            var,
+        )?;
         let mut rate_limits = RateLimitsConfig::default();
         let mut limits_given = Vec::new();
-        let connectors = raw.connectors;
         for (name, raw_limits, limits) in [
             ("gmail", connectors.gmail, &mut rate_limits.gmail),
             ("slack", connectors.slack, &mut rate_limits.slack),
@@ -415,7 +468,37 @@ impl ConfigFile {
             agents,
             rate_limits,
             limits_given,
+            store,
+            connectors: connector_sections,
         })
+    }
+
+    /// The built-in connectors' configuration in force: each `NEONHUB_*`
+    /// variable `env` gives (see `connectors_from_env`) over the file's
+    /// `[connectors.NAME]` settings.
+    ///
+    /// # Errors
+    /// As [`ConnectorsConfig::from_vars`].
+    pub fn connectors_under(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> neonhub_actors::Result<ConnectorsConfig> {
+        ConnectorsConfig::from_vars(|var| {
+            env(var).filter(|v| !v.trim().is_empty()).or_else(|| {
+                self.connectors
+                    .iter()
+                    .find_map(|(name, section)| section.var(name, var))
+            })
+        })
+    }
+
+    /// How calls to connector `name` are guarded: the file's timeout,
+    /// retries and breaker over the defaults (the rate limits come from
+    /// [`Self::rate_limits_under`]).
+    pub fn connector_options(&self, name: &str) -> ConnectorOptions {
+        self.connectors
+            .get(name)
+            .map_or_else(ConnectorOptions::default, ConnectorSection::options)
     }
 
     /// The rate limits in force: each flag (or its variable) given wins
@@ -456,7 +539,8 @@ impl ConfigFile {
 
 impl fmt::Display for ConfigFile {
     /// The effective configuration, as TOML (no secret is in it: the file
-    /// holds none).
+    /// holds none, and credentials read from a source show as the source
+    /// and `***`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.path {
             Some(path) => writeln!(f, "# from {}", path.display())?,
@@ -471,6 +555,7 @@ impl fmt::Display for ConfigFile {
             Some(url) => writeln!(f, "public_url = \"{url}\"")?,
             None => writeln!(f, "# public_url: http://<the address it listens on>")?,
         }
+        self.store.show(f)?;
         let show = |a: &AgentConfig, f: &mut fmt::Formatter<'_>| -> fmt::Result {
             writeln!(f, "\n[[agents]]\nname = \"{}\"", a.name)?;
             if let Some(url) = &a.url {
@@ -529,6 +614,11 @@ impl fmt::Display for ConfigFile {
                     )?,
                 }
             }
+            self.connectors
+                .get(name)
+                .cloned()
+                .unwrap_or_default()
+                .show(name, f)?;
         }
         Ok(())
     }
@@ -647,6 +737,11 @@ mod tests {
         );
         assert_eq!(config.agent_options("email").retry.max_attempts, 3);
         assert_eq!(config.http_agents().count(), 1);
+        assert_eq!(config.store.data_dir.as_deref(), Some(Path::new("./data")));
+        assert_eq!(
+            config.connector_options("twilio").breaker,
+            neonhub_actors::BreakerConfig::default()
+        );
         let examples = include_str!("../examples/neonhub.toml");
         assert_eq!(
             ConfigFile::parse(examples, "examples/neonhub.toml")
@@ -691,6 +786,184 @@ mod tests {
         );
         let message = refused("[connectors.fax]\nrate = \"1/s\"\n");
         assert!(message.contains("unknown field `fax`"), "{message}");
+    }
+
+    #[test]
+    fn every_bad_store_or_connector_key_names_its_line_and_key() {
+        let cases: [(&str, &str); 16] = [
+            (
+                "[store]\nbackend = \"mysql\"\n",
+                "f.toml:2:11: store.backend: \"mysql\" is not a backend",
+            ),
+            (
+                "[store]\ndata_dirr = \"x\"\n",
+                "f.toml:2:1: unknown field `data_dirr`",
+            ),
+            (
+                "[store]\ndata_dir = 5\n",
+                "f.toml:2:12: invalid type: integer `5`",
+            ),
+            (
+                "[store]\nprojection = \"\"\n",
+                "f.toml:2:14: store.projection: give a path",
+            ),
+            (
+                "[store]\neventstore_url = \"esdb://admin:changeit@db:2113\"\n",
+                "f.toml:2:18: store.eventstore_url: this connection string holds credentials",
+            ),
+            (
+                "[connectors.twilio]\ntimeout = \"10\"\n",
+                "f.toml:2:11: connectors.twilio.timeout: \"10\" has no unit",
+            ),
+            (
+                "[connectors.twilio]\ntimout = \"10s\"\n",
+                "f.toml:2:1: unknown field `timout`",
+            ),
+            (
+                "[connectors.twilio]\nretries = \"2\"\n",
+                "f.toml:2:11: invalid type: string \"2\"",
+            ),
+            (
+                "[connectors.slack]\nmode = \"sometimes\"\n",
+                "f.toml:2:8: connectors.slack.mode: \"sometimes\" is not a mode",
+            ),
+            (
+                "[connectors.gmail]\nbreaker = { failure_threshold = 0 }\n",
+                "f.toml:2:33: connectors.gmail.breaker.failure_threshold: 0 would open it",
+            ),
+            (
+                "[connectors.gmail]\nbreaker = { open_for = \"soon\" }\n",
+                "f.toml:2:24: connectors.gmail.breaker.open_for: \"soon\" is not a duration",
+            ),
+            (
+                "[connectors.gmail.breaker]\nfailures = 3\n",
+                "f.toml:2:1: unknown field `failures`",
+            ),
+            (
+                "[connectors.twilio]\nauth_token = \"tok-written-here\"\n",
+                "f.toml:2:14: connectors.twilio.auth_token: a secret is never written in the \
+                 configuration file",
+            ),
+            (
+                "[connectors.slack]\ntoken = { env = \"NEONHUB_TEST_SURELY_UNSET_VAR\" }\n",
+                "f.toml:2:9: connectors.slack.token: the environment variable \
+                 NEONHUB_TEST_SURELY_UNSET_VAR is not set",
+            ),
+            (
+                "[connectors.slack]\naccount_sid = \"AC1\"\n",
+                "f.toml:2:15: connectors.slack.account_sid: slack has no setting",
+            ),
+            (
+                "[connectors.twilio]\nbase_url = \"ftp://x\"\n",
+                "f.toml:2:12: connectors.twilio.base_url: not an http",
+            ),
+        ];
+        for (text, expected) in cases {
+            let message = refused(text);
+            assert!(
+                message.starts_with(expected),
+                "{text:?}\n  gave {message:?}\n  expected it to start with {expected:?}"
+            );
+            for secret in ["changeit", "tok-written-here"] {
+                assert!(!message.contains(secret), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn store_and_connectors_from_the_file_give_way_to_flags_and_variables() {
+        use neonhub_actors::{ConnectorMode, Secret};
+
+        use crate::config::{StoreConfig, StoreKind};
+
+        let text = "[store]\nbackend = \"eventstoredb\"\ndata_dir = \"/srv/neonhub\"\n\
+             log_dir = \"/srv/log\"\nprojection = \"/srv/table.sqlite\"\n\
+             eventstore_url = { env = \"ESDB\" }\n\n\
+             [connectors.twilio]\nmode = \"live\"\ntimeout = \"3s\"\nretries = 4\n\
+             backoff = \"50ms\"\nbreaker = { failure_threshold = 2, open_for = \"1m\" }\n\
+             account_sid = \"AC1\"\nauth_token = { env = \"TW_TOKEN\" }\nfrom = \"+15550001111\"\n\
+             base_url = \"http://127.0.0.1:9/twilio\"\n";
+        let var = |name: &str| match name {
+            "ESDB" => Some("esdb://admin:es-secret@db:2113".to_owned()),
+            "TW_TOKEN" => Some("tw-secret".to_owned()),
+            _ => None,
+        };
+        let config = ConfigFile::parse_with(text, "f.toml", &var).unwrap();
+
+        // [store], under --data-dir, --store and --eventstore-url.
+        let data = config.store.data_dir_under(None);
+        assert_eq!(data.path(), Path::new("/srv/neonhub"));
+        assert_eq!(data.log_dir(), Path::new("/srv/log"));
+        assert_eq!(data.projection_path(), Path::new("/srv/table.sqlite"));
+        let flagged = config.store.data_dir_under(Some("/flag".into()));
+        assert_eq!(flagged.path(), Path::new("/flag"));
+        assert_eq!(flagged.log_dir(), Path::new("/srv/log"));
+        assert_eq!(
+            ConfigFile::none().store.data_dir_under(None).log_dir(),
+            Path::new("./data/log")
+        );
+        let store = config.store.store_under(None, None).unwrap();
+        assert_eq!(store.kind(), StoreKind::EventStoreDb);
+        assert!(!store.to_string().contains("es-secret"), "{store}");
+        assert_eq!(
+            config
+                .store
+                .store_under(Some(StoreKind::Embedded), None)
+                .unwrap(),
+            StoreConfig::Embedded
+        );
+
+        // Timeout, retries and breaker.
+        let twilio = config.connector_options("twilio");
+        assert_eq!(twilio.timeout, Duration::from_secs(3));
+        assert_eq!(twilio.retry.max_attempts, 5);
+        assert_eq!(twilio.retry.initial_backoff, Duration::from_millis(50));
+        assert_eq!(twilio.breaker.failure_threshold, 2);
+        assert_eq!(twilio.breaker.open_for, Duration::from_secs(60));
+        assert_eq!(
+            config.connector_options("gmail"),
+            ConnectorOptions::default()
+        );
+
+        // Mode, URLs and credentials, under the NEONHUB_* variables.
+        let connectors = config.connectors_under(|_| None).unwrap();
+        assert_eq!(connectors.twilio_mode(), ConnectorMode::Live);
+        assert_eq!(connectors.twilio.auth_token, Some(Secret::new("tw-secret")));
+        assert_eq!(connectors.twilio.account_sid.as_deref(), Some("AC1"));
+        assert_eq!(connectors.twilio.base_url, "http://127.0.0.1:9/twilio");
+        assert_eq!(connectors.slack_mode(), ConnectorMode::Mock);
+        let env = |name: &str| match name {
+            "NEONHUB_TWILIO_AUTH_TOKEN" => Some("from-env".to_owned()),
+            "NEONHUB_TWILIO_MODE" => Some("mock".to_owned()),
+            _ => None,
+        };
+        let overridden = config.connectors_under(env).unwrap();
+        assert_eq!(overridden.twilio.auth_token, Some(Secret::new("from-env")));
+        assert_eq!(overridden.twilio_mode(), ConnectorMode::Mock);
+
+        // `config show` masks what it read, and reads back the same.
+        let shown = config.to_string();
+        for secret in ["tw-secret", "es-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!format!("{config:?}").contains(secret));
+        }
+        assert!(
+            shown.contains("auth_token = { env = \"TW_TOKEN\" }  # ***"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("eventstore_url = { env = \"ESDB\" }  # ***"),
+            "{shown}"
+        );
+        let again = ConfigFile::parse_with(&shown, "shown.toml", &var).unwrap();
+        assert_eq!(again.store, config.store);
+        for name in ["gmail", "slack", "twilio"] {
+            assert_eq!(
+                again.connector_options(name),
+                config.connector_options(name)
+            );
+        }
+        assert_eq!(again.connectors_under(|_| None).unwrap(), connectors);
     }
 
     #[test]

@@ -113,20 +113,18 @@ fn mode_name(mode: ConnectorMode) -> &'static str {
 }
 
 fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
-    let t = &config.twilio;
-    let twilio_creds = t.account_sid.is_some() && t.auth_token.is_some() && t.from.is_some();
     vec![
         ConnectorInfo {
             name: "gmail",
-            mode: mode_name(config.mode_for(config.gmail.has_credentials())),
+            mode: mode_name(config.gmail_mode()),
         },
         ConnectorInfo {
             name: "slack",
-            mode: mode_name(config.mode_for(config.slack.token.is_some())),
+            mode: mode_name(config.slack_mode()),
         },
         ConnectorInfo {
             name: "twilio",
-            mode: mode_name(config.mode_for(twilio_creds)),
+            mode: mode_name(config.twilio_mode()),
         },
     ]
 }
@@ -240,6 +238,13 @@ impl Service {
     /// Outside a running actix system.
     pub async fn start(options: ServiceOptions) -> Result<Service> {
         let store = Store::open(&options.store, &options.data, Access::Write)?;
+        // The table may live outside the data directory (`[store]
+        // projection`).
+        let table = options.data.projection_path();
+        if let Some(parent) = table.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+        }
         let shared = store.shared();
         let codec = Codec::new();
         let mut cluster = match options.store {
@@ -320,7 +325,9 @@ impl Service {
             builder = builder.agent(move || http.clone(), agent.options);
         }
         let orchestrator = builder
-            .builtin_connectors_limited(&options.connectors, &options.rate_limits)?
+            .builtin_connectors_with(&options.connectors, &options.rate_limits, |name| {
+                options.config.connector_options(name)
+            })?
             .max_in_flight(options.max_in_flight)
             .node(node)
             .start()?;

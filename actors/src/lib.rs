@@ -39,10 +39,10 @@ pub use agents::{
     SmsAgent, StepsBase, generate as generate_content,
 };
 pub use connector::{
-    BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorLimits,
+    BreakerConfig, BreakerState, CallError, Clock, Connector, ConnectorError, ConnectorLimits,
     ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
-    GmailRefresh, Limit, RateLimit, RateLimitsConfig, Reconciled, Retry, Secret, Slack,
-    SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError, VendorCode,
+    GmailRefresh, Limit, ManualClock, RateLimit, RateLimitsConfig, Reconciled, Retry, Secret,
+    Slack, SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError, VendorCode,
     describe_connector_metrics, rate_limit_waits,
 };
 pub use error::{Error, Result};

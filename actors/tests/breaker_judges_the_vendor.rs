@@ -6,21 +6,21 @@
 //! - half-open lets exactly one probe through while it is on the wire;
 //! - Twilio's Messages and Lookup have breakers of their own.
 //!
-//! The breaker's clock is exercised with injected time in
-//! `actors/src/connector/breaker.rs`; here the cool-down is short and waited
-//! for as a condition.
+//! Nothing here waits on real time: the connector's breakers read a
+//! [`ManualClock`] the test moves past the cool-down, and a slow answer is
+//! held by a [`Gate`] the test opens.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use neonhub_actors::{
-    BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, OrchestratorBuilder,
-    RetryPolicy, Secret, Slack, SubmitRun,
+    BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, ManualClock,
+    OrchestratorBuilder, RetryPolicy, Secret, Slack, SubmitRun,
 };
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
-use neonhub_test_support::http::{Reply, TestServer};
+use neonhub_test_support::http::{Gate, Reply, TestServer};
 use neonhub_test_support::{Proxy, proxy_orchestrator, twilio_at};
 use serde_json::json;
 
@@ -32,6 +32,14 @@ fn breaker(failure_threshold: u32, open_for: Duration) -> ConnectorOptions {
             open_for,
         },
         ..ConnectorOptions::default()
+    }
+}
+
+/// [`breaker`], counting its cool-down in `clock`.
+fn breaker_on(failure_threshold: u32, open_for: Duration, clock: &ManualClock) -> ConnectorOptions {
+    ConnectorOptions {
+        clock: clock.clone().into(),
+        ..breaker(failure_threshold, open_for)
     }
 }
 
@@ -97,9 +105,12 @@ async fn five_429s_do_not_open_the_breaker() {
 #[actix::test]
 async fn a_slow_success_started_before_the_breaker_opened_leaves_it_open() {
     let (_dir, store) = support::store();
-    let server = TestServer::start_replying(|request| {
+    // The slow success is held on the wire until the breaker has opened.
+    let gate = Gate::new();
+    let held = gate.clone();
+    let server = TestServer::start_replying(move |request| {
         if request.body.contains("slow") || base64_has(&request.body, "slow") {
-            Reply::new(200, sent()).after(Duration::from_millis(1500))
+            Reply::new(200, sent()).until(&held)
         } else {
             Reply::new(503, r#"{"error": "backend down"}"#)
         }
@@ -134,7 +145,9 @@ async fn a_slow_success_started_before_the_breaker_opened_leaves_it_open() {
         assert_eq!(run.result.clone().unwrap_err().kind, ErrorKind::Connector);
     }
     assert_eq!(health().await.unwrap(), Some(BreakerState::Open));
+    assert!(!slow.is_finished(), "the slow send is still on the wire");
 
+    gate.open();
     let slow = slow.await.unwrap().unwrap().unwrap();
     assert!(slow.is_success(), "{slow:?}");
     assert_eq!(
@@ -168,20 +181,24 @@ fn base64_has(body: &str, text: &str) -> bool {
 #[actix::test]
 async fn half_open_lets_exactly_one_probe_through() {
     let (_dir, store) = support::store();
+    let clock = ManualClock::new();
     let healthy = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&healthy);
+    // The probe's answer is held until every other call has been refused.
+    let gate = Gate::new();
+    let (flag, held) = (Arc::clone(&healthy), gate.clone());
     let server = TestServer::start_replying(move |_| {
         if flag.load(Ordering::SeqCst) {
-            Reply::new(200, sent()).after(Duration::from_millis(500))
+            Reply::new(200, sent()).until(&held)
         } else {
             Reply::new(503, r#"{"error": "backend down"}"#)
         }
     });
+    let cool_down = Duration::from_secs(60);
     let orchestrator = OrchestratorBuilder::new(store.clone())
         .builtin_agents()
         .connector(
             Gmail::live(&server.base_url, Secret::new("tok-123")),
-            breaker(1, Duration::from_millis(200)),
+            breaker_on(1, cool_down, &clock),
         )
         .start()
         .unwrap();
@@ -195,16 +212,31 @@ async fn half_open_lets_exactly_one_probe_through() {
         opened.result.clone().unwrap_err().kind,
         ErrorKind::Connector
     );
-    support::wait_until_within("the breaker to half-open", Duration::from_secs(5), || {
-        let h = health();
-        async move { h.await.unwrap() == Some(BreakerState::HalfOpen) }
-    })
-    .await;
+    assert_eq!(health().await.unwrap(), Some(BreakerState::Open));
+    clock.advance(cool_down - Duration::from_millis(1));
+    assert_eq!(
+        health().await.unwrap(),
+        Some(BreakerState::Open),
+        "still cooling down"
+    );
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(health().await.unwrap(), Some(BreakerState::HalfOpen));
     healthy.store(true, Ordering::SeqCst);
 
     let runs: Vec<_> = (0..5)
         .map(|_| actix::spawn(orchestrator.send(email("probe"))))
         .collect();
+    support::wait_until_within(
+        "one probe on the wire and four calls refused",
+        Duration::from_secs(10),
+        || {
+            let done = runs.iter().filter(|run| run.is_finished()).count();
+            let hits = server.hits();
+            async move { hits == 2 && done == 4 }
+        },
+    )
+    .await;
+    gate.open();
     let mut kinds = Vec::new();
     for run in runs {
         let run = run.await.unwrap().unwrap().unwrap();

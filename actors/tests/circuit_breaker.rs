@@ -1,15 +1,17 @@
 //! Given live Gmail against a local server that answers 503, and a breaker
 //! that opens after two failures, when runs keep coming, then the breaker
 //! opens (calls fail fast with `circuit_open` without reaching the server),
-//! half-opens after its cool-down, and a successful probe closes it.
+//! half-opens after its cool-down, and a successful probe closes it. The
+//! breaker reads a [`ManualClock`] the test moves past the cool-down: no
+//! real time is waited.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use neonhub_actors::{
-    BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, OrchestratorBuilder,
-    RetryPolicy, Secret, SubmitRun,
+    BreakerConfig, BreakerState, ConnectorHealth, ConnectorOptions, Gmail, ManualClock,
+    OrchestratorBuilder, RetryPolicy, Secret, SubmitRun,
 };
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
@@ -28,12 +30,15 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
             (503, json!({"error": "backend down"}).to_string())
         }
     });
+    let clock = ManualClock::new();
+    let cool_down = Duration::from_secs(30);
     let options = ConnectorOptions {
         retry: RetryPolicy::none(),
         breaker: BreakerConfig {
             failure_threshold: 2,
-            open_for: Duration::from_secs(1),
+            open_for: cool_down,
         },
+        clock: clock.clone().into(),
         ..ConnectorOptions::default()
     };
     let orchestrator = OrchestratorBuilder::new(store.clone())
@@ -93,11 +98,8 @@ async fn the_breaker_opens_fails_fast_half_opens_and_closes() {
     assert_eq!(server.hits(), 2);
 
     // After the cool-down it half-opens; a good probe closes it.
-    support::wait_until_within("the breaker to half-open", Duration::from_secs(5), || {
-        let h = health();
-        async move { h.await.unwrap() == Some(BreakerState::HalfOpen) }
-    })
-    .await;
+    clock.advance(cool_down);
+    assert_eq!(health().await.unwrap(), Some(BreakerState::HalfOpen));
     healthy.store(true, Ordering::SeqCst);
     let probe = orchestrator.send(email()).await.unwrap().unwrap();
     assert!(probe.is_success(), "{probe:?}");

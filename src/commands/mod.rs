@@ -13,7 +13,7 @@ mod table;
 
 use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, LogCommand, RunsCommand};
 use crate::config::{DataDir, connectors_from_env};
-use crate::config_file::ConfigFile;
+use crate::config_file::{ConfigFile, DEFAULT_DATA_DIR};
 use crate::error::Result;
 
 /// Runs the command `cli` names. Call it inside an actix system (the
@@ -22,10 +22,26 @@ use crate::error::Result;
 /// # Errors
 /// Whatever the command fails with; the message is one line for people.
 pub async fn run(cli: Cli) -> Result<()> {
-    let data = DataDir::new(&cli.data_dir);
+    if let Command::Serve(args) = cli.command {
+        // The configuration file's `[store]` and `[connectors.*]` settings,
+        // under the flags and variables.
+        let file = read_config(args.config.as_deref())?;
+        let data = file.store.data_dir_under(cli.data_dir);
+        let store = file
+            .store
+            .store_under(cli.store, cli.eventstore_url.as_ref())
+            .map_err(crate::Error::Usage)?;
+        let connectors = file.connectors_under(|var| std::env::var(var).ok())?;
+        return serve::serve(data, store, connectors, file, args).await;
+    }
+    let data = DataDir::new(
+        cli.data_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(DEFAULT_DATA_DIR)),
+    );
     let store = cli.store_config()?;
     match cli.command {
-        Command::Serve(args) => serve::serve(data, store, connectors_from_env()?, args).await,
+        Command::Serve(_) => unreachable!("served above"),
         Command::Demo(args) => demo::demo(data, store, args).await,
         Command::Run(args) => run::run(data, store, connectors_from_env()?, args).await,
         Command::Runs(RunsCommand::List(args)) => query::list(data, args),
@@ -42,10 +58,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Check { file }) => {
             let config = read_config(Some(&file))?;
             println!(
-                "{}: ok ({} agents over HTTP, settings for {} agents)",
+                "{}: ok ({} agents over HTTP, settings for {} agents and {} connectors)",
                 file.display(),
                 config.http_agents().count(),
-                config.agents.len()
+                config.agents.len(),
+                config.connectors.len()
             );
             Ok(())
         }

@@ -43,12 +43,9 @@ pub(super) async fn serve(
     data: DataDir,
     store: StoreConfig,
     connectors: ConnectorsConfig,
+    file: ConfigFile,
     args: ServeArgs,
 ) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::read(path).map_err(|e| Error::Usage(e.to_string()))?,
-        None => ConfigFile::none(),
-    };
     let listen = args
         .listen
         .or(file.server.listen)

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Ticket};
 use super::limiter::{Limiter, Refused, WAIT_SECONDS, WAITING};
-use super::{Connector, ConnectorOptions, StepRef};
+use super::{Clock, Connector, ConnectorOptions, StepRef};
 
 /// One request failed: the kind recorded in the child run and whether the
 /// child run may try again.
@@ -92,6 +92,8 @@ pub(crate) struct Guard {
     connector: Arc<dyn Connector>,
     timeout: Duration,
     breaker: BreakerConfig,
+    /// The time the breakers count in.
+    clock: Clock,
     /// One breaker per endpoint group, made on first use.
     breakers: Mutex<HashMap<&'static str, CircuitBreaker>>,
     limiter: Limiter,
@@ -124,6 +126,7 @@ impl Guard {
             connector,
             timeout: options.timeout,
             breaker: options.breaker,
+            clock: options.clock.clone(),
             breakers: Mutex::default(),
             series: std::sync::Once::new(),
         }
@@ -135,7 +138,7 @@ impl Guard {
 
     /// The most open state of the connector's breakers.
     fn health(&self) -> BreakerState {
-        let now = Instant::now();
+        let now = self.clock.now();
         let rank = |s: BreakerState| match s {
             BreakerState::Open => 2,
             BreakerState::HalfOpen => 1,
@@ -155,7 +158,7 @@ impl Guard {
 
     /// Takes a ticket from `group`'s breaker, if it lets the call out.
     fn acquire(&self, group: &'static str) -> Option<Ticket> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut breakers = self.breakers();
         let breaker = breakers
             .entry(group)
@@ -166,7 +169,7 @@ impl Guard {
     }
 
     fn judge(&self, group: &'static str, ticket: Ticket, verdict: Verdict) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut breakers = self.breakers();
         let Some(breaker) = breakers.get_mut(group) else {
             return;

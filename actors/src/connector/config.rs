@@ -57,6 +57,9 @@ impl FromStr for ConnectorMode {
 /// secret and refresh token), and the API and token endpoint URLs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GmailConfig {
+    /// Gmail's own mode (`NEONHUB_GMAIL_MODE`); `NEONHUB_CONNECTORS` wins
+    /// over it.
+    pub mode: Option<ConnectorMode>,
     /// The OAuth 2 bearer token (`NEONHUB_GMAIL_TOKEN`). With
     /// [`Self::refresh`] set, the first access token (optional).
     pub token: Option<Secret>,
@@ -90,6 +93,7 @@ pub struct GmailRefresh {
 impl Default for GmailConfig {
     fn default() -> Self {
         Self {
+            mode: None,
             token: None,
             refresh: None,
             base_url: "https://gmail.googleapis.com/gmail/v1".to_owned(),
@@ -101,6 +105,9 @@ impl Default for GmailConfig {
 /// Slack: a bot token and the Web API base URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlackConfig {
+    /// Slack's own mode (`NEONHUB_SLACK_MODE`); `NEONHUB_CONNECTORS` wins
+    /// over it.
+    pub mode: Option<ConnectorMode>,
     /// The bot token, `xoxb-...` (`NEONHUB_SLACK_TOKEN`).
     pub token: Option<Secret>,
     /// Default `https://slack.com/api` (`NEONHUB_SLACK_BASE_URL`).
@@ -110,6 +117,7 @@ pub struct SlackConfig {
 impl Default for SlackConfig {
     fn default() -> Self {
         Self {
+            mode: None,
             token: None,
             base_url: "https://slack.com/api".to_owned(),
         }
@@ -119,6 +127,9 @@ impl Default for SlackConfig {
 /// Twilio: account SID, auth token, sender number and base URLs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TwilioConfig {
+    /// Twilio's own mode (`NEONHUB_TWILIO_MODE`); `NEONHUB_CONNECTORS` wins
+    /// over it.
+    pub mode: Option<ConnectorMode>,
     /// The account SID, `AC...` (`NEONHUB_TWILIO_ACCOUNT_SID`).
     pub account_sid: Option<String>,
     /// The auth token (`NEONHUB_TWILIO_AUTH_TOKEN`).
@@ -134,6 +145,7 @@ pub struct TwilioConfig {
 impl Default for TwilioConfig {
     fn default() -> Self {
         Self {
+            mode: None,
             account_sid: None,
             auth_token: None,
             from: None,
@@ -146,6 +158,7 @@ impl Default for TwilioConfig {
 /// The configuration of the built-in connectors.
 ///
 /// Each connector is live when its credentials are set, mock otherwise;
+/// its own `mode` (`NEONHUB_GMAIL_MODE=mock|live`, ...) wins over that, and
 /// an explicit `mode` (`NEONHUB_CONNECTORS=mock|live`) wins for all of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectorsConfig {
@@ -182,6 +195,14 @@ impl ConnectorsConfig {
             mode: get("NEONHUB_CONNECTORS").map(|m| m.parse()).transpose()?,
             ..Self::default()
         };
+        let mode = |name: &str| {
+            get(name)
+                .map(|m| m.parse::<ConnectorMode>().map_err(|_| mode_error(name, &m)))
+                .transpose()
+        };
+        config.gmail.mode = mode("NEONHUB_GMAIL_MODE")?;
+        config.slack.mode = mode("NEONHUB_SLACK_MODE")?;
+        config.twilio.mode = mode("NEONHUB_TWILIO_MODE")?;
         config.gmail.token = get("NEONHUB_GMAIL_TOKEN").map(Secret::new);
         if let Some(url) = get("NEONHUB_GMAIL_BASE_URL") {
             config.gmail.base_url = url;
@@ -225,14 +246,43 @@ impl ConnectorsConfig {
         Ok(config)
     }
 
-    /// The mode of a connector that has (or lacks) its credentials.
+    /// The mode of a connector that has (or lacks) its credentials, by
+    /// the explicit `mode` alone.
     pub fn mode_for(&self, has_credentials: bool) -> ConnectorMode {
-        match self.mode {
+        self.mode_of(None, has_credentials)
+    }
+
+    /// The mode of a connector whose own mode is `own` and that has (or
+    /// lacks) its credentials: the explicit `mode`, else its own, else live
+    /// with credentials and mock without.
+    pub fn mode_of(&self, own: Option<ConnectorMode>, has_credentials: bool) -> ConnectorMode {
+        match self.mode.or(own) {
             Some(mode) => mode,
             None if has_credentials => ConnectorMode::Live,
             None => ConnectorMode::Mock,
         }
     }
+
+    /// Gmail's mode.
+    pub fn gmail_mode(&self) -> ConnectorMode {
+        self.mode_of(self.gmail.mode, self.gmail.has_credentials())
+    }
+
+    /// Slack's mode.
+    pub fn slack_mode(&self) -> ConnectorMode {
+        self.mode_of(self.slack.mode, self.slack.token.is_some())
+    }
+
+    /// Twilio's mode.
+    pub fn twilio_mode(&self) -> ConnectorMode {
+        let t = &self.twilio;
+        let has_credentials = t.account_sid.is_some() && t.auth_token.is_some() && t.from.is_some();
+        self.mode_of(t.mode, has_credentials)
+    }
+}
+
+fn mode_error(name: &str, value: &str) -> Error {
+    Error::Config(format!("{name} must be mock or live, not {value:?}"))
 }
 
 #[cfg(test)]
@@ -274,6 +324,28 @@ mod tests {
         let live = ConnectorsConfig::from_vars(vars(&[("NEONHUB_CONNECTORS", "LIVE")])).unwrap();
         assert_eq!(live.mode_for(false), ConnectorMode::Live);
         assert!(ConnectorsConfig::from_vars(vars(&[("NEONHUB_CONNECTORS", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn each_connector_s_own_mode_gives_way_to_the_explicit_one() {
+        let own = ConnectorsConfig::from_vars(vars(&[
+            ("NEONHUB_SLACK_TOKEN", "t"),
+            ("NEONHUB_SLACK_MODE", "mock"),
+            ("NEONHUB_TWILIO_MODE", "live"),
+        ]))
+        .unwrap();
+        assert_eq!(own.slack_mode(), ConnectorMode::Mock);
+        assert_eq!(own.twilio_mode(), ConnectorMode::Live);
+        assert_eq!(own.gmail_mode(), ConnectorMode::Mock);
+        let forced = ConnectorsConfig::from_vars(vars(&[
+            ("NEONHUB_SLACK_MODE", "live"),
+            ("NEONHUB_CONNECTORS", "mock"),
+        ]))
+        .unwrap();
+        assert_eq!(forced.slack_mode(), ConnectorMode::Mock);
+        let bad = ConnectorsConfig::from_vars(vars(&[("NEONHUB_GMAIL_MODE", "sometimes")]));
+        let message = bad.unwrap_err().to_string();
+        assert!(message.contains("NEONHUB_GMAIL_MODE"), "{message}");
     }
 
     #[test]

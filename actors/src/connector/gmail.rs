@@ -193,7 +193,7 @@ impl Gmail {
     /// refreshes one.
     pub fn from_config(config: &ConnectorsConfig) -> Result<Self> {
         let gmail: &GmailConfig = &config.gmail;
-        match (config.mode_for(gmail.has_credentials()), &gmail.refresh) {
+        match (config.gmail_mode(), &gmail.refresh) {
             (ConnectorMode::Mock, _) => Ok(Self::mock()),
             (ConnectorMode::Live, Some(refresh)) => {
                 let auth = Auth::Refreshing(Refresher {

@@ -6,6 +6,7 @@
 mod actor;
 mod breaker;
 mod call;
+mod clock;
 mod config;
 mod gmail;
 mod http;
@@ -30,6 +31,7 @@ pub use actor::describe_metrics as describe_connector_metrics;
 pub(crate) use actor::{ConnectorActor, Guard};
 pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
+pub use clock::{Clock, ManualClock};
 pub use config::{
     ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret, SlackConfig, TwilioConfig,
 };
@@ -345,7 +347,7 @@ impl fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// How calls to one connector are guarded.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConnectorOptions {
     /// The longest one request may take; it then fails (retryably) with
     /// `timeout`. Also the longest looking a step in doubt up may take.
@@ -365,6 +367,9 @@ pub struct ConnectorOptions {
     /// Calls that may wait for a rate-limit permit at once; one more fails
     /// `rate_limited` at once, so waiting never holds unbounded memory.
     pub max_waiting: usize,
+    /// The time the breakers count their cool-downs in: the real clock
+    /// (the default), or a [`ManualClock`] a test moves forward.
+    pub clock: Clock,
 }
 
 impl Default for ConnectorOptions {
@@ -376,6 +381,7 @@ impl Default for ConnectorOptions {
             rate_limit: None,
             key_rate_limit: None,
             max_waiting: DEFAULT_MAX_WAITING,
+            clock: Clock::real(),
         }
     }
 }

@@ -75,7 +75,7 @@ impl Slack {
     /// [`Error::Config`] when live mode is forced without a token.
     pub fn from_config(config: &ConnectorsConfig) -> Result<Self> {
         let token = &config.slack.token;
-        match (config.mode_for(token.is_some()), token) {
+        match (config.slack_mode(), token) {
             (ConnectorMode::Mock, _) => Ok(Self::mock()),
             (ConnectorMode::Live, Some(token)) => {
                 Ok(Self::live(&config.slack.base_url, token.clone()))

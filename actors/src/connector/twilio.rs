@@ -110,7 +110,7 @@ impl Twilio {
             (Some(sid), Some(token), Some(from)) => Some((sid, token, from)),
             _ => None,
         };
-        match (config.mode_for(creds.is_some()), creds) {
+        match (config.twilio_mode(), creds) {
             (ConnectorMode::Mock, _) => Ok(Self::mock()),
             (ConnectorMode::Live, Some((sid, token, from))) => Ok(Self::live(
                 &t.base_url,

@@ -124,22 +124,37 @@ impl OrchestratorBuilder {
         config: &ConnectorsConfig,
         limits: &RateLimitsConfig,
     ) -> Result<Self> {
+        self.builtin_connectors_with(config, limits, |_| ConnectorOptions::default())
+    }
+
+    /// [`Self::builtin_connectors_limited`], each connector guarded by
+    /// `options(name)` (its timeout, retries and breaker; the rate limits
+    /// and `max_waiting` come from `limits`).
+    ///
+    /// # Errors
+    /// As [`Self::builtin_connectors`].
+    pub fn builtin_connectors_with(
+        self,
+        config: &ConnectorsConfig,
+        limits: &RateLimitsConfig,
+        options: impl Fn(&str) -> ConnectorOptions,
+    ) -> Result<Self> {
         let gmail = Gmail::from_config(config)?;
         let slack = Slack::from_config(config)?;
         let twilio = Twilio::from_config(config)?;
-        let options = |(connector, per_key)| ConnectorOptions {
+        let options = |name: &str, (connector, per_key)| ConnectorOptions {
             rate_limit: connector,
             key_rate_limit: per_key,
             max_waiting: limits.max_waiting,
-            ..ConnectorOptions::default()
+            ..options(name)
         };
         let gmail_limits = vendor_limits::gmail(&limits.gmail, gmail.is_live());
         let slack_limits = vendor_limits::slack(&limits.slack, slack.is_live());
         let twilio_limits = vendor_limits::twilio(&limits.twilio, twilio.is_live());
         Ok(self
-            .connector(gmail, options(gmail_limits))
-            .connector(slack, options(slack_limits))
-            .connector(twilio, options(twilio_limits)))
+            .connector(gmail, options("gmail", gmail_limits))
+            .connector(slack, options("slack", slack_limits))
+            .connector(twilio, options("twilio", twilio_limits)))
     }
 
     /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).

@@ -1,6 +1,7 @@
 //! A local HTTP server for live-mode connector tests: it records every
 //! request (method, path, query, auth header, content type, body) and
-//! answers with what the test's responder says, as late as it says.
+//! answers with what the test's responder says, as late as it says, or
+//! once the test opens a [`Gate`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,9 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// How long after the request arrived it goes out.
     pub delay: Duration,
+    /// If set, it goes out only once this gate is open (and `delay` after
+    /// the request arrived).
+    pub gate: Option<Gate>,
 }
 
 impl Reply {
@@ -61,6 +65,53 @@ impl Reply {
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
+    }
+
+    /// Going out only once `gate` is open: a vendor holding its answer
+    /// for exactly as long as the test needs, with no real time waited.
+    pub fn until(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
+}
+
+/// A gate a test opens to let held [`Reply`]s go out; once open it stays
+/// open. Its clones share it.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            open: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Opens the gate: every reply held by it, and every later one, goes
+    /// out.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Whether it is open.
+    pub fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
+
+    /// Waits until the gate is open.
+    pub async fn opened(&self) {
+        let mut open = self.open.subscribe();
+        // The sender lives in `self`, so the channel cannot close.
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -138,6 +189,9 @@ impl TestServer {
                     seen.lock().unwrap().push(request);
                     if !reply.delay.is_zero() {
                         actix_web::rt::time::sleep(reply.delay).await;
+                    }
+                    if let Some(gate) = &reply.gate {
+                        gate.opened().await;
                     }
                     let mut response = HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(reply.status).expect("status"),

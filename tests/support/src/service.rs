@@ -190,13 +190,24 @@ impl ServeProcess {
     /// Like [`Self::spawn`], with the command adjusted by `configure` first
     /// (environment variables for live connectors, say).
     pub fn spawn_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+        Self::spawn_in(Some(data), extra, configure)
+    }
+
+    /// Like [`Self::spawn_with`], without `--data-dir`: the data directory
+    /// is the configuration file's, or `./data` (`data` is then empty).
+    pub fn spawn_without_data_dir(extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+        Self::spawn_in(None, extra, configure)
+    }
+
+    fn spawn_in(data: Option<&Path>, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = neonhub();
         // Before `configure`, which may send stderr elsewhere.
         command.stderr(Stdio::inherit());
         configure(&mut command);
+        if let Some(data) = data {
+            command.arg("--data-dir").arg(data);
+        }
         let mut child = command
-            .arg("--data-dir")
-            .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -216,7 +227,7 @@ impl ServeProcess {
             child,
             addr,
             base: format!("http://{addr}"),
-            data: data.to_owned(),
+            data: data.map(Path::to_owned).unwrap_or_default(),
             stdout,
         }
     }
