@@ -29,9 +29,9 @@ use crate::retry::RetryPolicy;
 /// computation to `tokio::task::spawn_blocking`. An agent that only awaits
 /// says so ([`Agent::awaits_only`]) and runs on the orchestrator's thread.
 ///
-/// Each registered agent runs in its own actix actor under supervision. A
-/// panic in [`Agent::run`] fails the run with `panicked` and restarts the
-/// actor with a fresh agent from its factory.
+/// Each registered agent is supervised: a panic in [`Agent::run`] fails the
+/// run with `panicked` and replaces the agent with a fresh one from its
+/// factory (counted in its `restarts`); its other attempts carry on.
 ///
 /// ```
 /// use neonhub_actors::{Agent, AgentContext, AgentError};
@@ -479,7 +479,7 @@ impl AgentHandle {
         ctx: AgentContext,
     ) -> Result<Value, AgentError> {
         if self.shared.inline {
-            return attempt(&self.shared, input, ctx, &self.addr).await;
+            return attempt(&self.shared, input, ctx).await;
         }
         if !self.addr.connected() {
             return Err(panicked("the agent actor is not running"));
@@ -505,11 +505,7 @@ impl Actor for AgentActor {
     type Context = Context<Self>;
 }
 
-impl Supervised for AgentActor {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.shared.rebuild();
-    }
-}
+impl Supervised for AgentActor {}
 
 /// Run one attempt (orchestrator -> agent actor); the result comes back on
 /// `reply`.
@@ -521,22 +517,6 @@ struct Execute {
 
 impl Message for Execute {
     type Result = ();
-}
-
-/// Restart the actor with a fresh agent (sent by an attempt that panicked).
-struct Restart;
-
-impl Message for Restart {
-    type Result = ();
-}
-
-impl Handler<Restart> for AgentActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Restart, ctx: &mut Context<Self>) {
-        // Supervision restarts the actor; `restarting` builds a fresh agent.
-        ctx.stop();
-    }
 }
 
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -552,14 +532,12 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 impl Handler<Execute> for AgentActor {
     type Result = ();
 
-    /// Runs the attempt as its own task on this arbiter, so that a restart
-    /// after another attempt's panic never cancels it; a panicking attempt
-    /// asks for the restart itself.
-    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) {
+    /// Runs the attempt as its own task on this arbiter, so that another
+    /// attempt's panic never cancels it.
+    fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) {
         let shared = Arc::clone(&self.shared);
-        let actor = ctx.address();
         actix::spawn(async move {
-            let result = attempt(&shared, msg.input, msg.ctx, &actor).await;
+            let result = attempt(&shared, msg.input, msg.ctx).await;
             let _ = msg.reply.send(result);
         });
     }
@@ -567,12 +545,11 @@ impl Handler<Execute> for AgentActor {
 
 /// One attempt of the agent: its turn, its timeout, its cancellation, and
 /// its steps ended before its outcome. A panic fails it and rebuilds the
-/// agent (through `actor`'s restart unless it runs inline).
+/// agent from its factory.
 async fn attempt(
     shared: &AgentShared,
     input: Value,
     ctx: AgentContext,
-    actor: &Addr<AgentActor>,
 ) -> Result<Value, AgentError> {
     let timeout = shared.timeout;
     // Its turn first, if the agent's attempts are limited: the timeout
@@ -625,14 +602,9 @@ async fn attempt(
             true,
         )),
         Ok(Err(payload)) => {
-            if shared.inline {
-                // Here, at once: the run's next attempt may come before a
-                // message to the actor would be handled.
-                shared.rebuild();
-            } else {
-                // Behind the attempts already in the actor's mailbox.
-                actor.do_send(Restart);
-            }
+            // Here, before the attempt answers: the run's next attempt, and
+            // whoever reads `restarts`, see the fresh agent.
+            shared.rebuild();
             Err(panicked(format!(
                 "the agent panicked: {}",
                 panic_message(payload.as_ref())
