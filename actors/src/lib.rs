@@ -41,8 +41,9 @@ pub use agents::{
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Connector, ConnectorError, ConnectorLimits,
     ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
-    GmailRefresh, Limit, RateLimit, RateLimitsConfig, Reconciled, Retry, Secret, Slack,
-    SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError, VendorCode,
+    GmailRefresh, Limit, Llm, LlmConfig, LlmError, LlmPrice, LlmProvider, RateLimit,
+    RateLimitsConfig, Reconciled, Retry, Secret, Slack, SlackConfig, SlackError, StepRef, Twilio,
+    TwilioConfig, TwilioError, VendorCode,
     describe_connector_metrics, rate_limit_waits,
 };
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ConnectorError;
 use super::redact::Redactor;
-use super::vendor::{Retry, SlackError, TwilioError, VendorCode};
+use super::vendor::{LlmError, Retry, SlackError, TwilioError, VendorCode};
 
 /// The longest answer body quoted in an error message (after redaction).
 const MAX_QUOTED_BODY: usize = 300;
@@ -144,8 +144,12 @@ pub(crate) fn paced(
         error.vendor(),
         Some(VendorCode::Slack(SlackError::Ratelimited))
             | Some(VendorCode::Twilio(TwilioError::TooManyRequests))
+            | Some(VendorCode::Llm(LlmError::RateLimitExceeded | LlmError::RateLimit))
     );
-    if status == StatusCode::TOO_MANY_REQUESTS || vendor_paces {
+    // A 429 whose code says waiting cannot help (OpenAI's
+    // `insufficient_quota`) is no pacing: it stays permanent.
+    let hopeless = error.vendor().and_then(VendorCode::retry) == Some(Retry::Never);
+    if (status == StatusCode::TOO_MANY_REQUESTS && !hopeless) || vendor_paces {
         let vendor = error.vendor().cloned();
         let throttled = ConnectorError::throttled(error.message().to_owned(), retry_after);
         match vendor {

@@ -1,7 +1,8 @@
 //! Connectors: the `Connector` trait, their errors, options and modes, the
 //! supervised actor each runs in (breaker, rate limit, timeout), the child
 //! runs that record every call, and how a call in doubt is looked up again
-//! ([`StepRef`], [`Reconciled`]). Gmail, Slack and Twilio are built in.
+//! ([`StepRef`], [`Reconciled`]). Gmail, Slack, Twilio and a language
+//! model (`llm`) are built in.
 
 mod actor;
 mod breaker;
@@ -10,6 +11,7 @@ mod config;
 mod gmail;
 mod http;
 mod limiter;
+mod llm;
 mod mail;
 mod mock;
 mod redact;
@@ -31,16 +33,18 @@ pub(crate) use actor::{ConnectorActor, Guard};
 pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
 pub use config::{
-    ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret, SlackConfig, TwilioConfig,
+    ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, LlmConfig, LlmPrice, LlmProvider,
+    Secret, SlackConfig, TwilioConfig,
 };
 pub use gmail::Gmail;
 pub(crate) use limiter::vendor_limits;
 pub use limiter::{
     ConnectorLimits, DEFAULT_MAX_WAITING, Limit, RateLimit, RateLimitsConfig, rate_limit_waits,
 };
+pub use llm::Llm;
 pub use slack::Slack;
 pub use twilio::Twilio;
-pub use vendor::{Retry, SlackError, TwilioError, VendorCode};
+pub use vendor::{LlmError, Retry, SlackError, TwilioError, VendorCode};
 
 /// A service agents call: Gmail, Slack, Twilio, or one of your own.
 ///
@@ -108,6 +112,15 @@ pub trait Connector: Send + Sync + 'static {
     /// [`ConnectorOptions::key_rate_limit`]. `None` (the default): only the
     /// connector's limit applies.
     fn limit_key(&self, operation: &str, input: &Value) -> Option<String> {
+        let _ = (operation, input);
+        None
+    }
+
+    /// The tokens `operation` on `input` is expected to use, charged to
+    /// [`ConnectorOptions::token_limit`] before it is sent (the `llm`
+    /// connector: `max_tokens` plus a quarter of the prompt's characters).
+    /// `None` (the default): the call is not charged.
+    fn estimated_tokens(&self, operation: &str, input: &Value) -> Option<u64> {
         let _ = (operation, input);
         None
     }
@@ -365,6 +378,10 @@ pub struct ConnectorOptions {
     /// Calls that may wait for a rate-limit permit at once; one more fails
     /// `rate_limited` at once, so waiting never holds unbounded memory.
     pub max_waiting: usize,
+    /// A budget of tokens each call is charged its
+    /// [`Connector::estimated_tokens`] from (a language model's tokens per
+    /// minute: [`RateLimit::per_minute_whole`]); `None`: no budget.
+    pub token_limit: Option<RateLimit>,
 }
 
 impl Default for ConnectorOptions {
@@ -376,6 +393,7 @@ impl Default for ConnectorOptions {
             rate_limit: None,
             key_rate_limit: None,
             max_waiting: DEFAULT_MAX_WAITING,
+            token_limit: None,
         }
     }
 }
