@@ -5,13 +5,16 @@
 //! Unknown keys and bad values are refused with the file, line and key.
 //! `neonhub.example.toml` at the top of the repository shows every key.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use neonhub_actors::{AgentOptions, ConnectorLimits, Limit, RateLimitsConfig, RetryPolicy};
+use neonhub_actors::{
+    AgentOptions, ConnectorLimits, ConnectorsConfig, Limit, LlmPrice, LlmProvider,
+    RateLimitsConfig, RetryPolicy, Secret,
+};
 use serde::Deserialize;
 
 /// The built-in agents, whose settings the file may give but whose `url`
@@ -36,6 +39,70 @@ pub struct ConfigFile {
     /// The limits as the file writes them, for `config show`:
     /// (connector, key, text).
     limits_given: Vec<(String, &'static str, String)>,
+    /// `[connectors.llm]` (its `rate` and `rate_per_key` are in
+    /// [`Self::rate_limits`]).
+    pub llm: LlmSection,
+}
+
+/// `[connectors.llm]`: the language-model connector. Each key gives way to
+/// its `NEONHUB_LLM_*` variable when that is set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LlmSection {
+    /// `provider`: `openai` or `anthropic`.
+    pub provider: Option<LlmProvider>,
+    /// `base_url`: the API's base URL.
+    pub base_url: Option<String>,
+    /// `model`: the model of calls that name none.
+    pub model: Option<String>,
+    /// `api_key_env`: the NAME of the environment variable holding the API
+    /// key (the key itself is never written in the file).
+    pub api_key_env: Option<String>,
+    /// `prices`: US dollars per million input and output tokens, by model.
+    pub prices: BTreeMap<String, LlmPrice>,
+    /// `tokens_per_minute`: the token budget.
+    pub tokens_per_minute: Option<std::num::NonZeroU32>,
+}
+
+impl LlmSection {
+    /// `connectors` (read from the `NEONHUB_*` variables through `var`)
+    /// with this section filling in what the variables leave unset; the
+    /// API key read from the variable `api_key_env` names.
+    ///
+    /// # Errors
+    /// A message when `api_key_env` names a variable that is not set.
+    pub fn apply(
+        &self,
+        mut connectors: ConnectorsConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnectorsConfig, ConfigError> {
+        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+        let llm = &mut connectors.llm;
+        if let (false, Some(provider)) = (set("NEONHUB_LLM_PROVIDER"), self.provider) {
+            llm.provider = provider;
+        }
+        if llm.base_url.is_none() {
+            llm.base_url.clone_from(&self.base_url);
+        }
+        if llm.model.is_none() {
+            llm.model.clone_from(&self.model);
+        }
+        if llm.tokens_per_minute.is_none() {
+            llm.tokens_per_minute = self.tokens_per_minute;
+        }
+        for (model, price) in &self.prices {
+            llm.prices.entry(model.clone()).or_insert(*price);
+        }
+        if let (None, Some(name)) = (&llm.api_key, &self.api_key_env) {
+            let key = var(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError {
+                message: format!(
+                    "connectors.llm.api_key_env names {name}, which is not set: export it, or \
+                     leave api_key_env out for the mock"
+                ),
+            })?;
+            llm.api_key = Some(Secret::new(key));
+        }
+        Ok(connectors)
+    }
 }
 
 /// `[server]`.
@@ -93,7 +160,29 @@ struct RawConnectors {
     gmail: Option<RawLimits>,
     slack: Option<RawLimits>,
     twilio: Option<RawLimits>,
+    llm: Option<RawLlm>,
     max_waiting: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlm {
+    provider: Option<toml::Spanned<String>>,
+    base_url: Option<toml::Spanned<String>>,
+    model: Option<toml::Spanned<String>>,
+    api_key_env: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    prices: BTreeMap<String, toml::Spanned<RawPrice>>,
+    rate: Option<toml::Spanned<String>>,
+    rate_per_key: Option<toml::Spanned<String>>,
+    tokens_per_minute: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
 }
 
 #[derive(Default, Deserialize)]
@@ -151,6 +240,132 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is zero: give a positive duration"));
     }
     Ok(duration)
+}
+
+/// `[connectors.llm]` checked, and its `rate` and `rate_per_key` for the
+/// limits; `at` places a message at a span of the file.
+fn llm_section(
+    raw: RawLlm,
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<(LlmSection, Option<RawLimits>), ConfigError> {
+    let key = |k: &str| format!("connectors.llm.{k}");
+    let provider = raw
+        .provider
+        .map(|p| {
+            p.get_ref().parse::<LlmProvider>().map_err(|_| {
+                at(
+                    p.span(),
+                    format!(
+                        "{}: {:?} is not a provider: write \"openai\" (any OpenAI-compatible \
+                         server) or \"anthropic\"",
+                        key("provider"),
+                        p.get_ref()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let base_url = raw
+        .base_url
+        .map(|u| {
+            let url = u.get_ref().trim_end_matches('/').to_owned();
+            match reqwest::Url::parse(&url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+                _ => Err(at(
+                    u.span(),
+                    format!(
+                        "{}: {:?} is not an http:// or https:// URL",
+                        key("base_url"),
+                        u.get_ref()
+                    ),
+                )),
+            }
+        })
+        .transpose()?;
+    let model = raw
+        .model
+        .map(|m| {
+            let model = m.get_ref().trim().to_owned();
+            if model.is_empty() {
+                Err(at(m.span(), format!("{}: give a model name", key("model"))))
+            } else {
+                Ok(model)
+            }
+        })
+        .transpose()?;
+    let api_key_env = raw
+        .api_key_env
+        .map(|e| {
+            let name = e.get_ref();
+            let is_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if is_name {
+                Ok(name.clone())
+            } else {
+                Err(at(
+                    e.span(),
+                    format!(
+                        "{}: write the NAME of an environment variable holding the key (e.g. \
+                         \"OPENAI_API_KEY\"), never the key itself",
+                        key("api_key_env")
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
+    let mut prices = BTreeMap::new();
+    for (model, price) in raw.prices {
+        let span = price.span();
+        let price = price.into_inner();
+        let fine = |n: f64| n.is_finite() && n >= 0.0;
+        if !fine(price.input) || !fine(price.output) {
+            return Err(at(
+                span,
+                format!(
+                    "{}: the prices of {model:?} must be dollars per million tokens, 0 or more",
+                    key("prices")
+                ),
+            ));
+        }
+        prices.insert(
+            model,
+            LlmPrice {
+                input: price.input,
+                output: price.output,
+            },
+        );
+    }
+    let tokens_per_minute = raw
+        .tokens_per_minute
+        .map(|t| {
+            std::num::NonZeroU32::new(*t.get_ref()).ok_or_else(|| {
+                at(
+                    t.span(),
+                    format!(
+                        "{}: 0 would refuse every call: give at least 1, or leave it out for \
+                         no limit",
+                        key("tokens_per_minute")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let limits = RawLimits {
+        rate: raw.rate,
+        rate_per_key: raw.rate_per_key,
+    };
+    Ok((
+        LlmSection {
+            provider,
+            base_url,
+            model,
+            api_key_env,
+            prices,
+            tokens_per_minute,
+        },
+        Some(limits),
+    ))
 }
 
 /// Line and column (1-based) of byte `offset` of `text`.
@@ -371,11 +586,16 @@ impl ConfigFile {
         }
         let mut rate_limits = RateLimitsConfig::default();
         let mut limits_given = Vec::new();
-        let connectors = raw.connectors;
+        let mut connectors = raw.connectors;
+        let (llm, llm_limits) = match connectors.llm.take() {
+            Some(raw) => llm_section(raw, &at)?,
+            None => (LlmSection::default(), None),
+        };
         for (name, raw_limits, limits) in [
             ("gmail", connectors.gmail, &mut rate_limits.gmail),
             ("slack", connectors.slack, &mut rate_limits.slack),
             ("twilio", connectors.twilio, &mut rate_limits.twilio),
+            ("llm", llm_limits, &mut rate_limits.llm),
         ] {
             let Some(raw_limits) = raw_limits else {
                 continue;
@@ -415,6 +635,7 @@ impl ConfigFile {
             agents,
             rate_limits,
             limits_given,
+            llm,
         })
     }
 
@@ -431,6 +652,7 @@ impl ConfigFile {
             gmail: merge(flags.gmail, self.rate_limits.gmail),
             slack: merge(flags.slack, self.rate_limits.slack),
             twilio: merge(flags.twilio, self.rate_limits.twilio),
+            llm: merge(flags.llm, self.rate_limits.llm),
             max_waiting: if flags.max_waiting == RateLimitsConfig::default().max_waiting {
                 self.rate_limits.max_waiting
             } else {
@@ -513,8 +735,11 @@ impl fmt::Display for ConfigFile {
         }
         writeln!(f, "\n[connectors]")?;
         writeln!(f, "max_waiting = {}", self.rate_limits.max_waiting)?;
-        for name in ["gmail", "slack", "twilio"] {
+        for name in ["gmail", "slack", "twilio", "llm"] {
             writeln!(f, "\n[connectors.{name}]")?;
+            if name == "llm" {
+                self.show_llm(f)?;
+            }
             for key in ["rate", "rate_per_key"] {
                 match self
                     .limits_given
@@ -529,6 +754,45 @@ impl fmt::Display for ConfigFile {
                     )?,
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl ConfigFile {
+    /// `[connectors.llm]`'s own keys, for `config show` (the key is never
+    /// shown: only the variable's name).
+    fn show_llm(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let llm = &self.llm;
+        match llm.provider {
+            Some(p) => writeln!(f, "provider = \"{}\"", p.as_str())?,
+            None => writeln!(f, "# provider: \"openai\"")?,
+        }
+        match &llm.base_url {
+            Some(url) => writeln!(f, "base_url = {url:?}")?,
+            None => writeln!(f, "# base_url: the provider's own")?,
+        }
+        match &llm.model {
+            Some(model) => writeln!(f, "model = {model:?}")?,
+            None => writeln!(f, "# model: the provider's default")?,
+        }
+        match &llm.api_key_env {
+            Some(name) => writeln!(f, "api_key_env = {name:?}")?,
+            None => writeln!(f, "# api_key_env: none (NEONHUB_LLM_API_KEY, else the mock)")?,
+        }
+        match llm.tokens_per_minute {
+            Some(n) => writeln!(f, "tokens_per_minute = {n}")?,
+            None => writeln!(f, "# tokens_per_minute: no limit")?,
+        }
+        if llm.prices.is_empty() {
+            writeln!(f, "# prices: the built-in table")?;
+        } else {
+            let prices: Vec<String> = llm
+                .prices
+                .iter()
+                .map(|(m, p)| format!("{m:?} = {{ input = {}, output = {} }}", p.input, p.output))
+                .collect();
+            writeln!(f, "prices = {{ {} }}", prices.join(", "))?;
         }
         Ok(())
     }

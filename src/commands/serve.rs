@@ -49,6 +49,10 @@ pub(super) async fn serve(
         Some(path) => ConfigFile::read(path).map_err(|e| Error::Usage(e.to_string()))?,
         None => ConfigFile::none(),
     };
+    let connectors = file
+        .llm
+        .apply(connectors, |name| std::env::var(name).ok())
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let listen = args
         .listen
         .or(file.server.listen)

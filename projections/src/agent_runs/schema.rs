@@ -79,7 +79,8 @@ CREATE INDEX IF NOT EXISTS agent_runs_by_duration ON agent_runs (duration_micros
     WHERE duration_micros IS NOT NULL;
 ";
 
-/// Version 3 to 4 (and part of every new file): what each language-model
+/// Version 3 to 4 (and part of every new file), the columns
+/// [`MIGRATE_V3_TO_V4`] fills: what each language-model
 /// call used, from its step's output ([`neonhub_events::Usage`]): the model,
 /// input and output tokens, and the cost in US dollars; NULL for any other
 /// run. The rows of an existing file get them from their recorded output,
@@ -87,11 +88,16 @@ CREATE INDEX IF NOT EXISTS agent_runs_by_duration ON agent_runs (duration_micros
 /// succeeded connector run whose output has a text `model`, non-negative
 /// integer token counts and a non-negative `cost_usd`), so the table still
 /// equals the log without a rebuild.
+const USAGE_COLUMNS: [(&str, &str); 4] = [
+    ("model", "TEXT"),
+    ("input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("cost_usd", "REAL"),
+];
+
+/// Fills the usage columns of the rows and indexes them: see
+/// [`USAGE_COLUMNS`].
 const MIGRATE_V3_TO_V4: &str = "
-ALTER TABLE agent_runs ADD COLUMN model TEXT;
-ALTER TABLE agent_runs ADD COLUMN input_tokens INTEGER;
-ALTER TABLE agent_runs ADD COLUMN output_tokens INTEGER;
-ALTER TABLE agent_runs ADD COLUMN cost_usd REAL;
 UPDATE agent_runs SET
     model = json_extract(output, '$.model'),
     input_tokens = json_extract(output, '$.input_tokens'),
@@ -109,14 +115,33 @@ CREATE INDEX IF NOT EXISTS agent_runs_with_usage ON agent_runs (parent_run_id, s
     WHERE model IS NOT NULL;
 ";
 
+/// Adds the [`USAGE_COLUMNS`] the table lacks, then
+/// [`MIGRATE_V3_TO_V4`].
+fn migrate_to_v4(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let mut stmt = tx.prepare("SELECT name FROM pragma_table_info('agent_runs')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    for (column, sql_type) in USAGE_COLUMNS {
+        if !existing.iter().any(|e| e == column) {
+            tx.execute_batch(&format!(
+                "ALTER TABLE agent_runs ADD COLUMN {column} {sql_type};"
+            ))?;
+        }
+    }
+    tx.execute_batch(MIGRATE_V3_TO_V4)?;
+    Ok(())
+}
+
 /// The `neonhub_llm_*` series of the rows [`MIGRATE_V3_TO_V4`] filled in
-/// (a version 3 file counted none), as [`crate::metrics`] counts them.
+/// (an older file counted none), as [`crate::metrics`] counts them.
 fn llm_metrics_of_v3_rows() -> String {
     let tokens = metrics::LLM_TOKENS_TOTAL;
     let cost = metrics::LLM_COST_USD_TOTAL;
     format!(
         "
-INSERT INTO run_metric_counters (family, labels, value)
+INSERT OR IGNORE INTO run_metric_counters (family, labels, value)
 SELECT '{tokens}', json_array(json_array('connector', target), json_array('model', model),
         json_array('direction', 'input')), SUM(input_tokens)
     FROM agent_runs WHERE model IS NOT NULL GROUP BY target, model
@@ -187,7 +212,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(INDEXES_V1)?;
             tx.execute_batch(INDEXES_V3)?;
-            tx.execute_batch(MIGRATE_V3_TO_V4)?;
+            migrate_to_v4(&tx)?;
             tx.execute_batch(metrics::SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
@@ -199,7 +224,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
                 tx.execute_batch(MIGRATE_V1_TO_V2)?;
             }
             tx.execute_batch(INDEXES_V3)?;
-            tx.execute_batch(MIGRATE_V3_TO_V4)?;
+            migrate_to_v4(&tx)?;
             tx.execute_batch(&llm_metrics_of_v3_rows())?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
