@@ -285,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn a_429_for_a_spent_quota_is_not_pacing() {
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        let read = |body: &str| {
+            let code = super::super::vendor::llm_code(&serde_json::from_str(body).unwrap());
+            paced(status, failure("llm chat", status, body, code, &Redactor::default()), None)
+        };
+        let spent = read(r#"{"error": {"type": "insufficient_quota", "code": "insufficient_quota"}}"#);
+        assert!(!spent.is_retryable() && !spent.is_throttled(), "{spent}");
+        let paced = read(r#"{"error": {"type": "requests", "code": "rate_limit_exceeded"}}"#);
+        assert!(paced.is_retryable() && paced.is_throttled(), "{paced}");
+    }
+
+    #[test]
     fn a_typed_code_decides_and_is_named() {
         let code = super::super::vendor::twilio_code(&serde_json::json!({"code": 20429}));
         let error = failure(
