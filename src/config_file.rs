@@ -93,12 +93,14 @@ impl LlmSection {
             llm.prices.entry(model.clone()).or_insert(*price);
         }
         if let (None, Some(name)) = (&llm.api_key, &self.api_key_env) {
-            let key = var(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError {
-                message: format!(
-                    "connectors.llm.api_key_env names {name}, which is not set: export it, or \
+            let key = var(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    message: format!(
+                        "connectors.llm.api_key_env names {name}, which is not set: export it, or \
                      leave api_key_env out for the mock"
-                ),
-            })?;
+                    ),
+                })?;
             llm.api_key = Some(Secret::new(key));
         }
         Ok(connectors)
@@ -778,7 +780,10 @@ impl ConfigFile {
         }
         match &llm.api_key_env {
             Some(name) => writeln!(f, "api_key_env = {name:?}")?,
-            None => writeln!(f, "# api_key_env: none (NEONHUB_LLM_API_KEY, else the mock)")?,
+            None => writeln!(
+                f,
+                "# api_key_env: none (NEONHUB_LLM_API_KEY, else the mock)"
+            )?,
         }
         match llm.tokens_per_minute {
             Some(n) => writeln!(f, "tokens_per_minute = {n}")?,

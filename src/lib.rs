@@ -45,8 +45,7 @@ pub use config::{
     ServeConfig, StoreConfig, StoreKind, Token, format_time, parse_time,
 };
 pub use config_file::{
-    AgentConfig, BUILTIN_AGENTS, ConfigError, ConfigFile, LlmSection, ServerSection,
-    parse_duration,
+    AgentConfig, BUILTIN_AGENTS, ConfigError, ConfigFile, LlmSection, ServerSection, parse_duration,
 };
 pub use error::{Error, Result};
 pub use logging::init_logging;

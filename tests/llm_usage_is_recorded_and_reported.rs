@@ -36,9 +36,11 @@ async fn ask(request: web::Json<Value>) -> HttpResponse {
     let answer = reqwest::Client::new()
         .post(request["steps_url"].as_str().unwrap())
         .bearer_auth(request["steps_token"].as_str().unwrap())
-        .json(&json!({"step": "ask", "connector": "llm", "operation": "chat",
+        .json(
+            &json!({"step": "ask", "connector": "llm", "operation": "chat",
             "attempt": request["attempt"],
-            "input": {"messages": [{"role": "user", "content": "Name a colour."}]}}))
+            "input": {"messages": [{"role": "user", "content": "Name a colour."}]}}),
+        )
         .send()
         .await
         .unwrap();
@@ -98,10 +100,8 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let serve = ServeProcess::spawn_with(
-        &data,
-        &["--config", config.to_str().unwrap()],
-        |command| {
+    let serve =
+        ServeProcess::spawn_with(&data, &["--config", config.to_str().unwrap()], |command| {
             command.env("SCENARIO_LLM_KEY", KEY);
             for name in [
                 "NEONHUB_LLM_PROVIDER",
@@ -112,8 +112,7 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
             ] {
                 command.env_remove(name);
             }
-        },
-    );
+        });
 
     for topic in ["Neon Boots", "Neon Hats"] {
         let run = submit(
@@ -143,7 +142,8 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
     }
 
     // 200 and 50 tokens a call at $1 and $2 per million: $0.0003 a call.
-    let series_in = r#"neonhub_llm_tokens_total{connector="llm",model="gpt-4o-mini",direction="input"}"#;
+    let series_in =
+        r#"neonhub_llm_tokens_total{connector="llm",model="gpt-4o-mini",direction="input"}"#;
     let metrics_url = format!("{}/metrics", serve.base);
     wait_until("the three calls are counted", || {
         let url = metrics_url.clone();
@@ -174,7 +174,14 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
         .unwrap();
     let rows: Vec<(String, String, String, i64, i64, f64)> = stmt
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .unwrap()
         .collect::<Result<_, _>>()
@@ -213,18 +220,21 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
     assert_eq!(asker["input_tokens"], 200, "{asker}");
     let llm = report_of(agents, "connector", "llm");
     assert_eq!(llm["output_tokens"], 150, "{llm}");
-    let echo_less = agents
-        .iter()
-        .filter(|a| a["input_tokens"] != 0)
-        .count();
-    assert_eq!(echo_less, 3, "only content, asker and llm used tokens: {agents:?}");
+    let echo_less = agents.iter().filter(|a| a["input_tokens"] != 0).count();
+    assert_eq!(
+        echo_less, 3,
+        "only content, asker and llm used tokens: {agents:?}"
+    );
 
     let cli = stdout(&run_cli(&data, &["report", "--format", "json"]));
     let cli: Value = serde_json::from_str(&cli).unwrap();
     let content = report_of(cli["agents"].as_array().unwrap(), "agent", "content");
     assert_eq!(content["input_tokens"], 400, "{content}");
     let table = stdout(&run_cli(&data, &["report"]));
-    assert!(table.contains("TOKENS IN") && table.contains("COST USD"), "{table}");
+    assert!(
+        table.contains("TOKENS IN") && table.contains("COST USD"),
+        "{table}"
+    );
 
     let (code, _) = serve.terminate();
     assert_eq!(code, Some(0));

@@ -43,8 +43,7 @@ pub use connector::{
     ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
     GmailRefresh, Limit, Llm, LlmConfig, LlmError, LlmPrice, LlmProvider, RateLimit,
     RateLimitsConfig, Reconciled, Retry, Secret, Slack, SlackConfig, SlackError, StepRef, Twilio,
-    TwilioConfig, TwilioError, VendorCode,
-    describe_connector_metrics, rate_limit_waits,
+    TwilioConfig, TwilioError, VendorCode, describe_connector_metrics, rate_limit_waits,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;

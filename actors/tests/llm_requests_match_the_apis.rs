@@ -160,7 +160,10 @@ async fn anthropic_messages_request_and_answer() {
     assert_eq!(request.path, "/v1/messages");
     assert_eq!(header(request, "x-api-key"), Some(KEY));
     assert_eq!(header(request, "anthropic-version"), Some("2023-06-01"));
-    assert_eq!(request.authorization, None, "Anthropic takes x-api-key only");
+    assert_eq!(
+        request.authorization, None,
+        "Anthropic takes x-api-key only"
+    );
     assert_eq!(request.content_type.as_deref(), Some("application/json"));
     assert_eq!(
         body(request),
@@ -271,7 +274,11 @@ async fn the_api_key_is_in_no_error_and_no_event() {
     let llm = Llm::live(LlmProvider::OpenAi, &server.base_url, Secret::new(KEY));
     let error = llm.call("chat", &chat_input()).await.unwrap_err();
     assert!(!error.message().contains(KEY), "{}", error.message());
-    assert!(!error.message().contains("9f8e7d6c5b4a"), "{}", error.message());
+    assert!(
+        !error.message().contains("9f8e7d6c5b4a"),
+        "{}",
+        error.message()
+    );
     assert!(!error.is_retryable(), "a wrong key is not retried: {error}");
     assert!(error.message().contains("invalid_api_key"), "{error}");
 
@@ -310,7 +317,10 @@ async fn the_api_key_is_in_no_error_and_no_event() {
     );
     server.stop().await;
     let error = refused.call("chat", &chat_input()).await.unwrap_err();
-    assert!(error.is_retryable() && !error.may_have_had_effect(), "{error}");
+    assert!(
+        error.is_retryable() && !error.may_have_had_effect(),
+        "{error}"
+    );
     assert!(!error.message().contains(KEY), "{}", error.message());
 }
 
@@ -324,7 +334,10 @@ async fn the_mock_answers_the_same_prompt_the_same_way_without_a_network() {
     let mut other = chat_input();
     other["messages"][2]["content"] = json!("Longer.");
     let b = llm.call("chat", &other).await.unwrap();
-    assert_ne!(a["content"], b["content"], "a different prompt, another answer");
+    assert_ne!(
+        a["content"], b["content"],
+        "a different prompt, another answer"
+    );
     let usage = Usage::from_output(&a).unwrap();
     assert_eq!(usage.model, "gpt-4o-mini");
     assert!(usage.input_tokens > 10 && usage.output_tokens > 0, "{a}");

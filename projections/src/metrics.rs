@@ -100,9 +100,9 @@ impl Series {
                 "model",
                 "direction",
             ]
-                .into_iter()
-                .find(|n| *n == k)
-                .ok_or_else(|| corrupt(family, "unknown label"))?;
+            .into_iter()
+            .find(|n| *n == k)
+            .ok_or_else(|| corrupt(family, "unknown label"))?;
             out.push((k, v));
         }
         Ok(Series {
@@ -219,8 +219,10 @@ impl MetricsDelta {
         };
         *self.counters.entry(counter).or_default() += 1;
         if let Some(usage) = run.usage() {
-            for (direction, tokens) in [("input", usage.input_tokens), ("output", usage.output_tokens)]
-            {
+            for (direction, tokens) in [
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+            ] {
                 let series = Series {
                     family: LLM_TOKENS_TOTAL,
                     labels: vec![
@@ -481,7 +483,13 @@ impl RunMetrics {
             .filter(|(s, _)| s.family == LLM_COST_USD_TOTAL)
             .collect();
         if !costs.is_empty() {
-            write_help_line(&mut text, LLM_COST_USD_TOTAL, None, None, help(LLM_COST_USD_TOTAL));
+            write_help_line(
+                &mut text,
+                LLM_COST_USD_TOTAL,
+                None,
+                None,
+                help(LLM_COST_USD_TOTAL),
+            );
             write_type_line(&mut text, LLM_COST_USD_TOTAL, None, None, "counter");
             for (s, nano) in costs {
                 let labels = s.label_text();

@@ -298,15 +298,14 @@ pub(crate) fn report(
     Ok(out)
 }
 
+/// Input tokens, output tokens and cost in US dollars.
+type Usage = (u64, u64, f64);
+
 /// Language-model usage by (kind, target) for runs started in
 /// `[from, before)`: each agent's is its runs' steps' (by the step's
 /// parent run), each connector's its own calls'. Reads the partial index
 /// `agent_runs_with_usage` (rows with a model only).
-fn usage(
-    conn: &Connection,
-    from: i64,
-    before: i64,
-) -> Result<BTreeMap<(String, String), (u64, u64, f64)>> {
+fn usage(conn: &Connection, from: i64, before: i64) -> Result<BTreeMap<(String, String), Usage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.kind, p.target, SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cost_usd)
          FROM agent_runs c INDEXED BY agent_runs_with_usage
@@ -320,7 +319,7 @@ fn usage(
          GROUP BY kind, target",
     )?;
     let mut rows = stmt.query([from, before])?;
-    let mut out: BTreeMap<(String, String), (u64, u64, f64)> = BTreeMap::new();
+    let mut out: BTreeMap<(String, String), Usage> = BTreeMap::new();
     while let Some(row) = rows.next()? {
         let key = (text(row, 0)?.to_owned(), text(row, 1)?.to_owned());
         let sums = out.entry(key).or_default();

@@ -6,9 +6,7 @@
 //! equals the log column by column (`audit verify`) and renders the same
 //! metrics as a table built fresh.
 
-use neonhub_events::{
-    RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp, Usage,
-};
+use neonhub_events::{RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp, Usage};
 use neonhub_projections::{AgentRunsProjection, ProjectionRunner, SCHEMA_VERSION, verify};
 use neonhub_test_support::projections as support;
 use serde_json::{Value, json};
@@ -78,8 +76,10 @@ async fn a_version_3_table_gets_the_usage_of_its_llm_steps() {
     log.append(&events).await;
 
     let fresh = log.db("fresh.sqlite");
-    let mut runner =
-        ProjectionRunner::new(log.store.clone(), AgentRunsProjection::open(&fresh).unwrap());
+    let mut runner = ProjectionRunner::new(
+        log.store.clone(),
+        AgentRunsProjection::open(&fresh).unwrap(),
+    );
     runner.catch_up().await.unwrap();
     drop(runner);
 

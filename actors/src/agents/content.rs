@@ -138,7 +138,10 @@ fn drafted(mut template: Content, answer: &Value) -> Result<Content, AgentError>
     if rest.is_empty() {
         template.body = text.to_owned();
     } else {
-        let title = first.trim().trim_start_matches(['#', '*', ' ']).trim_end_matches(['*', ' ']);
+        let title = first
+            .trim()
+            .trim_start_matches(['#', '*', ' '])
+            .trim_end_matches(['*', ' ']);
         let title = title.strip_prefix("Title:").unwrap_or(title).trim();
         template.title = title.to_owned();
         template.body = rest.to_owned();
@@ -223,7 +226,10 @@ mod tests {
         assert_eq!(c.body, "Meet Neon Boots.");
         assert_eq!(c.model.as_deref(), Some("gpt-4o-mini"));
         let one_line = drafted(template.clone(), &json!({"content": "Just this."})).unwrap();
-        assert_eq!((one_line.title, one_line.body), (template.title.clone(), "Just this.".to_owned()));
+        assert_eq!(
+            (one_line.title, one_line.body),
+            (template.title.clone(), "Just this.".to_owned())
+        );
         assert!(drafted(template, &json!({"content": ""})).is_err());
     }
 

@@ -144,7 +144,9 @@ pub(crate) fn paced(
         error.vendor(),
         Some(VendorCode::Slack(SlackError::Ratelimited))
             | Some(VendorCode::Twilio(TwilioError::TooManyRequests))
-            | Some(VendorCode::Llm(LlmError::RateLimitExceeded | LlmError::RateLimit))
+            | Some(VendorCode::Llm(
+                LlmError::RateLimitExceeded | LlmError::RateLimit
+            ))
     );
     // A 429 whose code says waiting cannot help (OpenAI's
     // `insufficient_quota`) is no pacing: it stays permanent.
@@ -289,9 +291,14 @@ mod tests {
         let status = StatusCode::TOO_MANY_REQUESTS;
         let read = |body: &str| {
             let code = super::super::vendor::llm_code(&serde_json::from_str(body).unwrap());
-            paced(status, failure("llm chat", status, body, code, &Redactor::default()), None)
+            paced(
+                status,
+                failure("llm chat", status, body, code, &Redactor::default()),
+                None,
+            )
         };
-        let spent = read(r#"{"error": {"type": "insufficient_quota", "code": "insufficient_quota"}}"#);
+        let spent =
+            read(r#"{"error": {"type": "insufficient_quota", "code": "insufficient_quota"}}"#);
         assert!(!spent.is_retryable() && !spent.is_throttled(), "{spent}");
         let paced = read(r#"{"error": {"type": "requests", "code": "rate_limit_exceeded"}}"#);
         assert!(paced.is_retryable() && paced.is_throttled(), "{paced}");

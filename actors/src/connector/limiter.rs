@@ -452,12 +452,8 @@ impl Limiter {
             let _turn = self
                 .take_turn(Arc::clone(&self.turns.tokens), deadline, cancel)
                 .await?;
-            self.wait(
-                || budget.check_n(n).unwrap_or(Ok(())),
-                deadline,
-                cancel,
-            )
-            .await?;
+            self.wait(|| budget.check_n(n).unwrap_or(Ok(())), deadline, cancel)
+                .await?;
         }
         let waited = began.elapsed();
         metrics::histogram!(WAIT_SECONDS, "connector" => self.name.clone())

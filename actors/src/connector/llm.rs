@@ -254,7 +254,11 @@ impl Llm {
             .rev()
             .find(|(role, _)| role == "user")
             .map_or("", |(_, content)| content.as_str());
-        let about: String = last.split_whitespace().take(8).collect::<Vec<_>>().join(" ");
+        let about: String = last
+            .split_whitespace()
+            .take(8)
+            .collect::<Vec<_>>()
+            .join(" ");
         let words: Vec<&str> = bytes
             .iter()
             .take(8 + usize::from(bytes[31] % 16))
@@ -459,10 +463,38 @@ fn anthropic_body(chat: &Chat) -> Value {
 
 /// The words the mock's answers are made of.
 const MOCK_WORDS: &[&str] = &[
-    "bright", "launch", "today", "customers", "simple", "fast", "team", "idea", "value", "growth",
-    "clear", "story", "offer", "new", "season", "friendly", "ready", "together", "better", "smart",
-    "plan", "moment", "design", "trusted", "fresh", "daily", "results", "easy", "bold", "real",
-    "choice", "future",
+    "bright",
+    "launch",
+    "today",
+    "customers",
+    "simple",
+    "fast",
+    "team",
+    "idea",
+    "value",
+    "growth",
+    "clear",
+    "story",
+    "offer",
+    "new",
+    "season",
+    "friendly",
+    "ready",
+    "together",
+    "better",
+    "smart",
+    "plan",
+    "moment",
+    "design",
+    "trusted",
+    "fresh",
+    "daily",
+    "results",
+    "easy",
+    "bold",
+    "real",
+    "choice",
+    "future",
 ];
 
 #[async_trait]
@@ -511,10 +543,7 @@ impl Connector for Llm {
                 base_url,
                 key,
                 redactor,
-            } => {
-                self.live_chat(&chat, client, base_url, key, redactor)
-                    .await
-            }
+            } => self.live_chat(&chat, client, base_url, key, redactor).await,
         }
     }
 }
@@ -597,9 +626,11 @@ mod tests {
     fn anthropic_takes_the_system_prompt_top_level() {
         let llm = Llm::mock();
         let chat = llm
-            .chat(&json!({"model": "claude-3-5-haiku-latest", "system": "Be brief.",
+            .chat(
+                &json!({"model": "claude-3-5-haiku-latest", "system": "Be brief.",
                 "messages": [{"role": "system", "content": "Use English."},
-                             {"role": "user", "content": "Hi"}]}))
+                             {"role": "user", "content": "Hi"}]}),
+            )
             .unwrap();
         let body = anthropic_body(&chat);
         assert_eq!(body["system"], json!("Be brief.\n\nUse English."));
@@ -607,7 +638,10 @@ mod tests {
         assert_eq!(body["messages"], json!([{"role": "user", "content": "Hi"}]));
         assert_eq!(body["stream"], json!(false));
         let body = openai_body(&chat);
-        assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "system", "content": "Be brief."})
+        );
         assert_eq!(body.get("max_tokens"), None);
     }
 }

@@ -394,7 +394,8 @@ mod tests {
             "message": "Overloaded"}});
         let code = llm_code(&anthropic).unwrap();
         assert_eq!(code.retry(), Some(Retry::Later));
-        let typed = json!({"error": {"message": "m", "type": "invalid_request_error", "code": null}});
+        let typed =
+            json!({"error": {"message": "m", "type": "invalid_request_error", "code": null}});
         assert_eq!(llm_code(&typed).unwrap().retry(), Some(Retry::Never));
         assert_eq!(llm_code(&json!({"error": "sk-echoed key"})), None);
     }

@@ -154,7 +154,10 @@ impl OrchestratorBuilder {
         let llm_options = ConnectorOptions {
             // A model may think for a while before it answers.
             timeout: std::time::Duration::from_secs(60),
-            token_limit: config.llm.tokens_per_minute.map(RateLimit::per_minute_whole),
+            token_limit: config
+                .llm
+                .tokens_per_minute
+                .map(RateLimit::per_minute_whole),
             ..options(llm_limits)
         };
         self.content_drafts_with_llm

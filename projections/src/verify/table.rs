@@ -343,7 +343,9 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
         Cell::opt_text(usage.as_ref().map(|u| u.model.as_str())),
         Cell::opt_int(usage.as_ref().map(|u| u.input_tokens)),
         Cell::opt_int(usage.as_ref().map(|u| u.output_tokens)),
-        usage.as_ref().map_or(Cell::Null, |u| Cell::Real(u.cost_usd)),
+        usage
+            .as_ref()
+            .map_or(Cell::Null, |u| Cell::Real(u.cost_usd)),
     ];
     for (i, (cell, column)) in cells.iter().zip(COLUMNS).enumerate() {
         let value = stored.get(i);
