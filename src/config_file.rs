@@ -970,4 +970,99 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1.5s").is_err());
     }
+
+    #[test]
+    fn the_llm_section_is_read_and_its_key_comes_from_the_environment() {
+        let config = ConfigFile::parse(
+            "[connectors.llm]\nprovider = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/\"\n\
+             model = \"claude-3-5-haiku-latest\"\napi_key_env = \"MY_LLM_KEY\"\n\
+             rate = \"50/min\"\ntokens_per_minute = 40000\n\
+             prices = { \"my-model\" = { input = 0.5, output = 1.5 } }\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(config.llm.provider, Some(LlmProvider::Anthropic));
+        assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(config.rate_limits.llm.connector, "50/min".parse().unwrap());
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let env = vars(&[("MY_LLM_KEY", "sk-from-env")]);
+        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
+        let applied = config.llm.apply(connectors, &env).unwrap();
+        assert_eq!(applied.llm.provider, LlmProvider::Anthropic);
+        assert_eq!(applied.llm.api_key, Some(Secret::new("sk-from-env")));
+        assert_eq!(applied.llm.tokens_per_minute.map(|n| n.get()), Some(40000));
+        assert_eq!(
+            applied.llm.prices["my-model"],
+            LlmPrice {
+                input: 0.5,
+                output: 1.5
+            }
+        );
+        // A variable set wins over the file.
+        let env = vars(&[("MY_LLM_KEY", "k"), ("NEONHUB_LLM_PROVIDER", "openai")]);
+        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
+        let applied = config.llm.apply(connectors, &env).unwrap();
+        assert_eq!(applied.llm.provider, LlmProvider::OpenAi);
+        // The variable named must be set.
+        let env = vars(&[]);
+        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
+        let message = config.llm.apply(connectors, &env).unwrap_err().to_string();
+        assert!(message.contains("MY_LLM_KEY, which is not set"), "{message}");
+        // `config show` prints the name, and reads back the same.
+        let shown = config.to_string();
+        assert!(shown.contains("api_key_env = \"MY_LLM_KEY\""), "{shown}");
+        let again = ConfigFile::parse(&shown, "shown.toml").unwrap();
+        assert_eq!(again.llm, config.llm);
+        assert_eq!(again.rate_limits, config.rate_limits);
+    }
+
+    #[test]
+    fn a_bad_llm_section_names_its_line_and_key() {
+        for (text, starts) in [
+            (
+                "[connectors.llm]\nprovider = \"gemini\"\n",
+                "f.toml:2:12: connectors.llm.provider: ",
+            ),
+            (
+                "[connectors.llm]\nbase_url = \"ftp://x\"\n",
+                "f.toml:2:12: connectors.llm.base_url: ",
+            ),
+            (
+                "[connectors.llm]\n\napi_key_env = \"sk-proj-abc123 secret\"\n",
+                "f.toml:3:15: connectors.llm.api_key_env: ",
+            ),
+            (
+                "[connectors.llm]\ntokens_per_minute = 0\n",
+                "f.toml:2:21: connectors.llm.tokens_per_minute: ",
+            ),
+            (
+                "[connectors.llm]\nprices = { m = { input = -1.0, output = 1.0 } }\n",
+                "f.toml:2:16: connectors.llm.prices: ",
+            ),
+            (
+                "[connectors.llm]\nrate = \"often\"\n",
+                "f.toml:2:8: connectors.llm.rate: ",
+            ),
+        ] {
+            let message = refused(text);
+            assert!(message.starts_with(starts), "{text:?}: {message}");
+        }
+        let message = refused("[connectors.llm]\napi_key = \"sk-1\"\n");
+        assert!(
+            message.starts_with("f.toml:2:") && message.contains("unknown field `api_key`"),
+            "{message}"
+        );
+        let message = refused("[connectors.llm]\nprices = { m = { input = 1.0 } }\n");
+        assert!(
+            message.starts_with("f.toml:2:") && message.contains("output"),
+            "{message}"
+        );
+    }
 }
