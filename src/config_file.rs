@@ -916,6 +916,8 @@ mod tests {
         );
         assert_eq!(config.agent_options("email").retry.max_attempts, 3);
         assert_eq!(config.http_agents().count(), 1);
+        assert_eq!(config.llm.provider, Some(LlmProvider::OpenAi));
+        assert_eq!(config.llm.api_key_env, None, "serving the example needs no key");
         let examples = include_str!("../examples/neonhub.toml");
         assert_eq!(
             ConfigFile::parse(examples, "examples/neonhub.toml")
