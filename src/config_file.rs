@@ -917,7 +917,10 @@ mod tests {
         assert_eq!(config.agent_options("email").retry.max_attempts, 3);
         assert_eq!(config.http_agents().count(), 1);
         assert_eq!(config.llm.provider, Some(LlmProvider::OpenAi));
-        assert_eq!(config.llm.api_key_env, None, "serving the example needs no key");
+        assert_eq!(
+            config.llm.api_key_env, None,
+            "serving the example needs no key"
+        );
         let examples = include_str!("../examples/neonhub.toml");
         assert_eq!(
             ConfigFile::parse(examples, "examples/neonhub.toml")
@@ -1016,7 +1019,10 @@ mod tests {
         let env = vars(&[]);
         let connectors = ConnectorsConfig::from_vars(&env).unwrap();
         let message = config.llm.apply(connectors, &env).unwrap_err().to_string();
-        assert!(message.contains("MY_LLM_KEY, which is not set"), "{message}");
+        assert!(
+            message.contains("MY_LLM_KEY, which is not set"),
+            "{message}"
+        );
         // `config show` prints the name, and reads back the same.
         let shown = config.to_string();
         assert!(shown.contains("api_key_env = \"MY_LLM_KEY\""), "{shown}");

@@ -84,7 +84,7 @@ impl Llm {
 
     /// Live against `provider`'s API at `base_url` (e.g.
     /// `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` for Ollama,
-    /// `https://api.anthropic.com`), with `key`.
+    /// `https://api.anthropic.com`), with `key` (an empty one: none sent).
     pub fn live(provider: LlmProvider, base_url: impl Into<String>, key: Secret) -> Self {
         Self {
             backend: Backend::Live {
@@ -112,26 +112,30 @@ impl Llm {
         self
     }
 
-    /// Mock or live as `config` says: live with an API key (for a local
-    /// server that takes none, any value).
+    /// Mock or live as `config` says: live with an API key. Live mode
+    /// forced (`NEONHUB_CONNECTORS=live`) without a key calls the configured
+    /// base URL without one (a local server: Ollama, vLLM, llama.cpp).
     ///
     /// # Errors
-    /// [`Error::Config`] when live mode is forced without a key.
+    /// [`Error::Config`] when live mode is forced with neither a key nor a
+    /// base URL.
     pub fn from_config(config: &ConnectorsConfig) -> Result<Self> {
         let llm = &config.llm;
+        let base_url = || {
+            llm.base_url
+                .clone()
+                .unwrap_or_else(|| llm.provider.default_base_url().to_owned())
+        };
         let connector = match (config.mode_for(llm.api_key.is_some()), &llm.api_key) {
             (ConnectorMode::Mock, _) => Self::mock(),
-            (ConnectorMode::Live, Some(key)) => {
-                let base_url = llm
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| llm.provider.default_base_url().to_owned());
-                Self::live(llm.provider, base_url, key.clone())
+            (ConnectorMode::Live, Some(key)) => Self::live(llm.provider, base_url(), key.clone()),
+            (ConnectorMode::Live, None) if llm.base_url.is_some() => {
+                Self::live(llm.provider, base_url(), Secret::new(""))
             }
             (ConnectorMode::Live, None) => {
                 return Err(Error::Config(
-                    "a live LLM needs NEONHUB_LLM_API_KEY (or the variable api_key_env names; \
-                     any value for a local server that takes none)"
+                    "a live LLM needs NEONHUB_LLM_API_KEY (or the variable api_key_env names), \
+                     or NEONHUB_LLM_BASE_URL for a local server that takes no key"
                         .to_owned(),
                 ));
             }
@@ -288,19 +292,23 @@ impl Llm {
         let what = format!("llm chat ({})", self.provider.as_str());
         match self.provider {
             LlmProvider::OpenAi => {
-                let request = client
+                let mut request = client
                     .post(format!("{base_url}/chat/completions"))
-                    .bearer_auth(key.expose())
                     .json(&openai_body(chat));
+                if !key.expose().is_empty() {
+                    request = request.bearer_auth(key.expose());
+                }
                 let answer = http::send_json(request, &what, redactor, llm_code).await?;
                 self.parse_openai(&what, chat, &answer)
             }
             LlmProvider::Anthropic => {
-                let request = client
+                let mut request = client
                     .post(format!("{base_url}/v1/messages"))
-                    .header("x-api-key", key.expose())
                     .header("anthropic-version", ANTHROPIC_VERSION)
                     .json(&anthropic_body(chat));
+                if !key.expose().is_empty() {
+                    request = request.header("x-api-key", key.expose());
+                }
                 let answer = http::send_json(request, &what, redactor, llm_code).await?;
                 self.parse_anthropic(&what, chat, &answer)
             }
@@ -602,6 +610,25 @@ mod tests {
             assert!(!err.is_retryable(), "{bad}: {err}");
         }
         assert!(llm.call("complete", &ask("x")).await.is_err());
+    }
+
+    #[test]
+    fn live_needs_a_key_or_a_local_base_url() {
+        let mut config = ConnectorsConfig::default();
+        assert!(
+            !Llm::from_config(&config).unwrap().is_live(),
+            "mock by default"
+        );
+        config.mode = Some(ConnectorMode::Live);
+        let refused = Llm::from_config(&config).err().unwrap().to_string();
+        assert!(refused.contains("NEONHUB_LLM_API_KEY"), "{refused}");
+        config.llm.base_url = Some("http://127.0.0.1:11434/v1".to_owned());
+        assert!(Llm::from_config(&config).unwrap().is_live());
+        config.mode = None;
+        config.llm.api_key = Some(Secret::new("sk-1"));
+        assert!(Llm::from_config(&config).unwrap().is_live());
+        config.mode = Some(ConnectorMode::Mock);
+        assert!(!Llm::from_config(&config).unwrap().is_live());
     }
 
     #[test]
