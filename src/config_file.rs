@@ -998,8 +998,8 @@ mod tests {
             }
         };
         let env = vars(&[("MY_LLM_KEY", "sk-from-env")]);
-        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
-        let applied = config.llm.apply(connectors, &env).unwrap();
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let applied = config.llm.apply(connectors, env).unwrap();
         assert_eq!(applied.llm.provider, LlmProvider::Anthropic);
         assert_eq!(applied.llm.api_key, Some(Secret::new("sk-from-env")));
         assert_eq!(applied.llm.tokens_per_minute.map(|n| n.get()), Some(40000));
@@ -1012,13 +1012,13 @@ mod tests {
         );
         // A variable set wins over the file.
         let env = vars(&[("MY_LLM_KEY", "k"), ("NEONHUB_LLM_PROVIDER", "openai")]);
-        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
-        let applied = config.llm.apply(connectors, &env).unwrap();
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let applied = config.llm.apply(connectors, env).unwrap();
         assert_eq!(applied.llm.provider, LlmProvider::OpenAi);
         // The variable named must be set.
         let env = vars(&[]);
-        let connectors = ConnectorsConfig::from_vars(&env).unwrap();
-        let message = config.llm.apply(connectors, &env).unwrap_err().to_string();
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let message = config.llm.apply(connectors, env).unwrap_err().to_string();
         assert!(
             message.contains("MY_LLM_KEY, which is not set"),
             "{message}"
