@@ -7,7 +7,9 @@
 //! metrics as a table built fresh.
 
 use neonhub_events::{RunEvent, RunId, RunKind, RunStarted, RunSucceeded, Timestamp, Usage};
-use neonhub_projections::{AgentRunsProjection, ProjectionRunner, SCHEMA_VERSION, verify};
+use neonhub_projections::{
+    AgentRunsProjection, Error, ProjectionRunner, RunQueries, SCHEMA_VERSION, verify,
+};
 use neonhub_test_support::projections as support;
 use serde_json::{Value, json};
 
@@ -99,11 +101,17 @@ async fn a_version_3_table_gets_the_usage_of_its_llm_steps() {
     )
     .unwrap();
     drop(conn);
-    let before = verify(&*log.store, &old).await;
-    assert!(
-        before.is_err() || !before.as_ref().unwrap().matches(),
-        "the check cannot pass on a table without the usage columns"
-    );
+    // Read as it is, it is refused, saying how to migrate it.
+    match verify(&*log.store, &old).await {
+        Err(Error::SchemaOutdated {
+            found: 3,
+            current: 4,
+            ..
+        }) => {}
+        other => panic!("a version 3 file was checked: {other:?}"),
+    }
+    let refused = RunQueries::open(&old).unwrap_err().to_string();
+    assert!(refused.contains("start `neonhub serve` once"), "{refused}");
 
     let migrated = AgentRunsProjection::open(&old).unwrap();
     drop(migrated);

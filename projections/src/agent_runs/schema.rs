@@ -193,13 +193,24 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
 pub(crate) fn open_for_check(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match Connection::open_with_flags(path, flags) {
-        Ok(conn) => conn,
+        Ok(conn) => {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn.pragma_update(None, "cache_size", -65536)?;
+            conn
+        }
         // A file this user may only read.
-        Err(_) => return open_connection(path, true),
+        Err(_) => open_connection(path, true)?,
     };
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if (1..SCHEMA_VERSION).contains(&found) {
+        // Its columns are not this build's: every query would fail on them.
+        return Err(Error::SchemaOutdated {
+            path: path.to_owned(),
+            found,
+            current: SCHEMA_VERSION,
+        });
+    }
     Ok(conn)
 }
 
