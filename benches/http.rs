@@ -328,7 +328,10 @@ fn start_fast_agent() -> String {
             let server = actix_web::HttpServer::new(|| {
                 actix_web::App::new().route(
                     "/run",
-                    actix_web::web::post().to(|| async {
+                    // It reads the request, as every agent does: actix-web
+                    // closes a connection whose request body was left
+                    // unread, and neonhub would connect again for each run.
+                    actix_web::web::post().to(|_request: actix_web::web::Bytes| async {
                         actix_web::HttpResponse::Ok()
                             .content_type("application/json")
                             .body(r#"{"ok":true}"#)

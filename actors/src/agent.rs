@@ -24,9 +24,10 @@ use crate::retry::RetryPolicy;
 
 /// An agent: a named piece of work that handles some intents.
 ///
-/// Attempts run as tasks on the orchestrator's arbiter thread, so `run`
-/// must not block: await I/O, and move heavy computation to
-/// `tokio::task::spawn_blocking`.
+/// Attempts run as tasks on the agent's arbiter, one of a small pool shared
+/// by all agents, so `run` must not block: await I/O, and move heavy
+/// computation to `tokio::task::spawn_blocking`. An agent that only awaits
+/// says so ([`Agent::awaits_only`]) and runs on the orchestrator's thread.
 ///
 /// Each registered agent runs in its own actix actor under supervision. A
 /// panic in [`Agent::run`] fails the run with `panicked` and restarts the
@@ -60,6 +61,16 @@ pub trait Agent: Send + Sync + 'static {
 
     /// Runs one attempt on `input`. Connector calls go through `ctx`.
     async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError>;
+
+    /// Whether `run` only awaits (I/O, timers, steps) and never computes for
+    /// long: its attempts then run in the run's own task on the
+    /// orchestrator's thread, without the two thread hops to the agent's
+    /// arbiter and back. `false` by default: a user's agent that blocks
+    /// stalls only the agents beside it on its arbiter, never the
+    /// orchestrator.
+    fn awaits_only(&self) -> bool {
+        false
+    }
 }
 
 /// A typed failure of an agent attempt.
@@ -398,33 +409,96 @@ impl StepCall<'_> {
 /// Builds a fresh agent (at start and after each panic).
 pub(crate) type AgentFactory = Arc<dyn Fn() -> Arc<dyn Agent> + Send + Sync>;
 
-/// The supervised actor one agent runs in.
-pub(crate) struct AgentActor {
+/// What one agent's attempts share, wherever they run: the current agent
+/// (replaced by a fresh one after a panic), its timeout and its turns.
+struct AgentShared {
     factory: AgentFactory,
-    agent: Arc<dyn Agent>,
-    timeout: Duration,
+    agent: Mutex<Arc<dyn Agent>>,
     restarts: Arc<AtomicU64>,
+    timeout: Duration,
     /// One permit per attempt allowed to run at once, if limited.
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Whether attempts run in the calling task (see [`Agent::awaits_only`]).
+    inline: bool,
 }
 
-impl AgentActor {
-    pub(crate) fn new(
+impl AgentShared {
+    fn current(&self) -> Arc<dyn Agent> {
+        Arc::clone(&self.agent.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the agent with a fresh one from its factory, after a panic.
+    fn rebuild(&self) {
+        let agent = (self.factory)();
+        tracing::warn!(agent = agent.name(), "agent restarted after a panic");
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = agent;
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How the orchestrator runs one agent's attempts: in its own task, for an
+/// agent that only awaits ([`Agent::awaits_only`]), or else on the agent's
+/// actor, on the agent's arbiter.
+#[derive(Clone)]
+pub(crate) struct AgentHandle {
+    addr: Addr<AgentActor>,
+    shared: Arc<AgentShared>,
+}
+
+impl AgentHandle {
+    /// Starts the supervised actor of the agent `factory` builds, on
+    /// `arbiter`.
+    pub(crate) fn start(
         factory: AgentFactory,
         options: &AgentOptions,
         restarts: Arc<AtomicU64>,
+        arbiter: &ArbiterHandle,
     ) -> Self {
         let agent = factory();
-        Self {
+        let shared = Arc::new(AgentShared {
+            inline: agent.awaits_only(),
+            agent: Mutex::new(agent),
             factory,
-            agent,
-            timeout: options.timeout,
             restarts,
+            timeout: options.timeout,
             slots: options
                 .max_concurrent
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get()))),
-        }
+        });
+        let actor_shared = Arc::clone(&shared);
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| AgentActor {
+            shared: actor_shared,
+        });
+        Self { addr, shared }
     }
+
+    /// Runs one attempt and answers its result.
+    pub(crate) async fn execute(
+        &self,
+        input: Value,
+        ctx: AgentContext,
+    ) -> Result<Value, AgentError> {
+        if self.shared.inline {
+            return attempt(&self.shared, input, ctx, &self.addr).await;
+        }
+        if !self.addr.connected() {
+            return Err(panicked("the agent actor is not running"));
+        }
+        let (reply, answer) = oneshot::channel();
+        // `do_send`, not `send`: the agent runs on another arbiter, and
+        // `send` would wake this thread once more, for the handler's `()`,
+        // on every attempt. The mailbox stays bounded: runs in flight are
+        // (`max_in_flight`).
+        self.addr.do_send(Execute { input, ctx, reply });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer")))
+    }
+}
+
+/// The supervised actor one agent runs in.
+pub(crate) struct AgentActor {
+    shared: Arc<AgentShared>,
 }
 
 impl Actor for AgentActor {
@@ -433,21 +507,16 @@ impl Actor for AgentActor {
 
 impl Supervised for AgentActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.agent = (self.factory)();
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            agent = self.agent.name(),
-            "agent actor restarted after a panic"
-        );
+        self.shared.rebuild();
     }
 }
 
 /// Run one attempt (orchestrator -> agent actor); the result comes back on
 /// `reply`.
-pub(crate) struct Execute {
-    pub(crate) input: Value,
-    pub(crate) ctx: AgentContext,
-    pub(crate) reply: oneshot::Sender<Result<Value, AgentError>>,
+struct Execute {
+    input: Value,
+    ctx: AgentContext,
+    reply: oneshot::Sender<Result<Value, AgentError>>,
 }
 
 impl Message for Execute {
@@ -487,78 +556,89 @@ impl Handler<Execute> for AgentActor {
     /// after another attempt's panic never cancels it; a panicking attempt
     /// asks for the restart itself.
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) {
-        let agent = Arc::clone(&self.agent);
-        let timeout = self.timeout;
+        let shared = Arc::clone(&self.shared);
         let actor = ctx.address();
-        let slots = self.slots.clone();
         actix::spawn(async move {
-            // Its turn first, if the agent's attempts are limited: the
-            // timeout starts when it runs. A cancellation ends the wait.
-            let _permit = match &slots {
-                None => None,
-                Some(slots) => tokio::select! {
-                    permit = Arc::clone(slots).acquire_owned() => permit.ok(),
-                    () = msg.ctx.cancel.cancelled() => {
-                        msg.ctx.close_steps();
-                        let cancelled = AgentError::with_kind(
-                            ErrorKind::Cancelled,
-                            "the run was cancelled while waiting for its turn",
-                            false,
-                        );
-                        let _ = msg.reply.send(Err(cancelled));
-                        return;
-                    }
-                },
-            };
-            msg.ctx.start_clock(timeout);
-            let (cancel, steps, ended) = (
-                msg.ctx.cancel.clone(),
-                msg.ctx.steps.clone(),
-                msg.ctx.clone(),
-            );
-            let run = AssertUnwindSafe(agent.run(msg.input, msg.ctx)).catch_unwind();
-            let result = tokio::select! {
-                // The run was cancelled: the attempt stops where it is.
-                biased;
-                () = cancel.cancelled() => Ok(Ok(Err(AgentError::with_kind(
-                    ErrorKind::Cancelled,
-                    "the run was cancelled",
-                    false,
-                )))),
-                result = tokio::time::timeout(timeout, run) => result,
-            };
-            // Whatever ended the attempt, its steps end first: cut off the
-            // ones still running, and wait until each has recorded how it
-            // ended, so nothing of this attempt follows its outcome.
-            if !matches!(result, Ok(Ok(_))) {
-                cancel.cancel();
-            }
-            ended.close_steps();
-            if tokio::time::timeout(STEP_DRAIN, steps.wait())
-                .await
-                .is_err()
-            {
-                tracing::error!(
-                    "an attempt's steps did not record their outcome within {STEP_DRAIN:?}"
-                );
-            }
-            let result = match result {
-                Err(_) => Err(AgentError::with_kind(
-                    ErrorKind::Timeout,
-                    format!("the attempt did not finish within {timeout:?}"),
-                    true,
-                )),
-                Ok(Err(payload)) => {
-                    actor.do_send(Restart);
-                    Err(panicked(format!(
-                        "the agent panicked: {}",
-                        panic_message(payload.as_ref())
-                    )))
-                }
-                Ok(Ok(result)) => result,
-            };
+            let result = attempt(&shared, msg.input, msg.ctx, &actor).await;
             let _ = msg.reply.send(result);
         });
+    }
+}
+
+/// One attempt of the agent: its turn, its timeout, its cancellation, and
+/// its steps ended before its outcome. A panic fails it and rebuilds the
+/// agent (through `actor`'s restart unless it runs inline).
+async fn attempt(
+    shared: &AgentShared,
+    input: Value,
+    ctx: AgentContext,
+    actor: &Addr<AgentActor>,
+) -> Result<Value, AgentError> {
+    let timeout = shared.timeout;
+    // Its turn first, if the agent's attempts are limited: the timeout
+    // starts when it runs. A cancellation ends the wait.
+    let _permit = match &shared.slots {
+        None => None,
+        Some(slots) => tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+            () = ctx.cancel.cancelled() => {
+                ctx.close_steps();
+                return Err(AgentError::with_kind(
+                    ErrorKind::Cancelled,
+                    "the run was cancelled while waiting for its turn",
+                    false,
+                ));
+            }
+        },
+    };
+    ctx.start_clock(timeout);
+    let (cancel, steps, ended) = (ctx.cancel.clone(), ctx.steps.clone(), ctx.clone());
+    let agent = shared.current();
+    let run = AssertUnwindSafe(agent.run(input, ctx)).catch_unwind();
+    let result = tokio::select! {
+        // The run was cancelled: the attempt stops where it is.
+        biased;
+        () = cancel.cancelled() => Ok(Ok(Err(AgentError::with_kind(
+            ErrorKind::Cancelled,
+            "the run was cancelled",
+            false,
+        )))),
+        result = tokio::time::timeout(timeout, run) => result,
+    };
+    // Whatever ended the attempt, its steps end first: cut off the ones
+    // still running, and wait until each has recorded how it ended, so
+    // nothing of this attempt follows its outcome.
+    if !matches!(result, Ok(Ok(_))) {
+        cancel.cancel();
+    }
+    ended.close_steps();
+    if tokio::time::timeout(STEP_DRAIN, steps.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("an attempt's steps did not record their outcome within {STEP_DRAIN:?}");
+    }
+    match result {
+        Err(_) => Err(AgentError::with_kind(
+            ErrorKind::Timeout,
+            format!("the attempt did not finish within {timeout:?}"),
+            true,
+        )),
+        Ok(Err(payload)) => {
+            if shared.inline {
+                // Here, at once: the run's next attempt may come before a
+                // message to the actor would be handled.
+                shared.rebuild();
+            } else {
+                // Behind the attempts already in the actor's mailbox.
+                actor.do_send(Restart);
+            }
+            Err(panicked(format!(
+                "the agent panicked: {}",
+                panic_message(payload.as_ref())
+            )))
+        }
+        Ok(Ok(result)) => result,
     }
 }
 

@@ -12,16 +12,22 @@ use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
 use serde_json::{Value, json};
 
-/// Counts its calls; panics when asked to.
+/// Counts its calls; panics when asked to. `inline`: it says it only
+/// awaits, so its attempts run in the run's own task, not on its actor.
 #[derive(Default)]
 struct Counter {
     calls: AtomicU32,
+    inline: bool,
 }
 
 #[async_trait]
 impl Agent for Counter {
     fn name(&self) -> &str {
         "counter"
+    }
+
+    fn awaits_only(&self) -> bool {
+        self.inline
     }
 
     async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
@@ -35,9 +41,22 @@ impl Agent for Counter {
 
 #[actix::test]
 async fn a_panic_fails_the_run_and_restarts_the_agent_with_fresh_state() {
+    panic_and_restart(false).await;
+}
+
+#[actix::test]
+async fn an_agent_that_only_awaits_is_restarted_alike() {
+    panic_and_restart(true).await;
+}
+
+async fn panic_and_restart(inline: bool) {
     let (_dir, store) = support::store();
+    let counter = move || Counter {
+        inline,
+        ..Counter::default()
+    };
     let orchestrator = OrchestratorBuilder::new(store.clone())
-        .agent(Counter::default, AgentOptions::default())
+        .agent(counter, AgentOptions::default())
         .builtin_agents()
         .start()
         .unwrap();

@@ -182,6 +182,10 @@ impl Agent for ContentAgent {
         vec!["content.generate".to_owned()]
     }
 
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
     async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
         let mut content = generate(&input)?;
         if self.with_llm {

@@ -19,6 +19,10 @@ impl Agent for EchoAgent {
         vec!["echo".to_owned()]
     }
 
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
     async fn run(&self, input: Value, _ctx: AgentContext) -> Result<Value, AgentError> {
         Ok(input)
     }

@@ -23,6 +23,10 @@ impl Agent for EmailAgent {
         vec!["email.send".to_owned()]
     }
 
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
     async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
         let to = required(&input, "to")?;
         let (subject, body) = match (optional(&input, "subject"), optional(&input, "body")) {

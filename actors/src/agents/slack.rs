@@ -22,6 +22,10 @@ impl Agent for SlackAgent {
         vec!["slack.notify".to_owned()]
     }
 
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
     async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
         let channel = required(&input, "channel")?;
         let text = match optional(&input, "text") {

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use neonhub_events::{Codec, NodeId, SharedStore};
 
 use super::{AgentEntry, AgentThreads, DEFAULT_MAX_IN_FLIGHT, Orchestrator};
-use crate::agent::{Agent, AgentActor, AgentFactory, AgentOptions};
+use crate::agent::{Agent, AgentFactory, AgentHandle, AgentOptions};
 use crate::agents::{ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent};
 use crate::connector::{
     Connector, ConnectorActor, ConnectorEntry, ConnectorOptions, ConnectorsConfig, Gmail, Guard,
@@ -276,13 +276,11 @@ impl OrchestratorBuilder {
             let restarts = Arc::new(AtomicU64::new(0));
             let actor_restarts = Arc::clone(&restarts);
             let arbiter = pool[i % pool.len()].handle();
-            let addr = Supervisor::start_in_arbiter(&arbiter, move |_| {
-                AgentActor::new(factory, &options, actor_restarts)
-            });
+            let handle = AgentHandle::start(factory, &options, actor_restarts, &arbiter);
             agents.insert(
                 name,
                 AgentEntry {
-                    addr,
+                    handle,
                     options,
                     intents: agent_intents,
                     restarts,

@@ -38,7 +38,7 @@ pub use steps::{CallStep, StepCallError};
 use control::{Registered, Running};
 use in_flight::InFlightSlot;
 
-use crate::agent::{AgentActor, AgentContext, AgentOptions, Execute, panicked};
+use crate::agent::{AgentContext, AgentHandle, AgentOptions};
 use crate::connector::{BreakerState, Runtime};
 use crate::error::{Error, Result};
 use crate::journal::{RunJournal, RunOutcome, read_state};
@@ -49,7 +49,7 @@ use crate::subscribe::{SubscriptionHandle, subscribe};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
 struct AgentEntry {
-    addr: Addr<AgentActor>,
+    handle: AgentHandle,
     options: AgentOptions,
     intents: Vec<String>,
     restarts: Arc<AtomicU64>,
@@ -143,7 +143,7 @@ impl Prepared {
 /// A routed run, ready to execute on its agent.
 struct Job {
     started: RunStarted,
-    addr: Addr<AgentActor>,
+    agent: AgentHandle,
     options: AgentOptions,
     runtime: Arc<Runtime>,
     pending: Option<PendingEntry>,
@@ -204,7 +204,7 @@ impl Orchestrator {
     /// this node is executing.
     fn prepare(&mut self, msg: SubmitRun) -> Result<Prepared> {
         let (entry, agent_name, intent) = self.route(&msg.target)?;
-        let (addr, options) = (entry.addr.clone(), entry.options);
+        let (agent, options) = (entry.handle.clone(), entry.options);
         // Only a client-chosen id can be resubmitted: digest its request.
         let digest = msg.run_id.map(|_| request_digest(&agent_name, &msg.input));
         let run_id = msg.run_id.unwrap_or_default();
@@ -253,7 +253,7 @@ impl Orchestrator {
         };
         Ok(Prepared::New(Job {
             started,
-            addr,
+            agent,
             options,
             runtime,
             pending,
@@ -298,7 +298,7 @@ impl Job {
     fn run(self, mut started: Started) -> impl Future<Output = Result<RunOutcome>> {
         let Job {
             started: run_started,
-            addr,
+            agent,
             options,
             runtime,
             pending,
@@ -317,7 +317,7 @@ impl Job {
                     }
                     tell(&mut started);
                     let control = running.register(run_id);
-                    execute(journal, addr, options, Arc::clone(&runtime), control).await
+                    execute(journal, agent, options, Arc::clone(&runtime), control).await
                 }
                 Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                     let existing = existing_outcome(store, codec, run_id, digest.as_deref()).await;
@@ -425,7 +425,7 @@ impl Handler<SubmitRun> for Orchestrator {
 #[allow(clippy::manual_async_fn)]
 fn execute(
     mut journal: RunJournal,
-    addr: Addr<AgentActor>,
+    agent: AgentHandle,
     options: AgentOptions,
     runtime: Arc<Runtime>,
     control: Registered,
@@ -441,19 +441,7 @@ fn execute(
                 control.attempt_token(),
             );
             control.set_attempt(Some(ctx.clone()));
-            let (reply, answer) = oneshot::channel();
-            // `do_send`, not `send`: the agent runs on another arbiter, and
-            // `send` would wake this thread once more, for the handler's
-            // `()`, on every attempt. The mailbox stays bounded: runs in
-            // flight are (`max_in_flight`).
-            let result = if addr.connected() {
-                addr.do_send(Execute { input, ctx, reply });
-                answer
-                    .await
-                    .unwrap_or_else(|_| Err(panicked("the agent's task ended without an answer")))
-            } else {
-                Err(panicked("the agent actor is not running"))
-            };
+            let result = agent.execute(input, ctx).await;
             control.set_attempt(None);
             match result {
                 Ok(output) => break journal.success(output),
@@ -504,7 +492,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     // Resumed runs count in flight (shutdown waits for them)
                     // but are not refused by the bound: they were accepted.
                     let slot = self.in_flight.acquire(usize::MAX).expect("no bound");
-                    resume.push((run, entry.addr.clone(), entry.options, slot));
+                    resume.push((run, entry.handle.clone(), entry.options, slot));
                 }
                 _ => close.push(run),
             }
@@ -524,7 +512,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 interrupted: close_interrupted(&**store, codec, close).await?,
                 ..ResumeReport::default()
             };
-            for (run, addr, options, slot) in resume {
+            for (run, agent, options, slot) in resume {
                 let run_id = run.run_id();
                 let (attempt_started_at, last_activity) =
                     (run.attempt_started_at, run.last_activity);
@@ -551,7 +539,7 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 let control = running.register(run_id);
                 actix::spawn(async move {
                     let _slot = slot;
-                    match execute(journal, addr, options, runtime, control).await {
+                    match execute(journal, agent, options, runtime, control).await {
                         Ok(outcome) => tracing::info!(
                             %run_id,
                             succeeded = outcome.is_success(),

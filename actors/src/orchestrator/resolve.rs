@@ -51,7 +51,7 @@ impl Handler<ResolveStep> for Orchestrator {
         let agents: Vec<_> = self
             .agents
             .iter()
-            .map(|(name, e)| (name.clone(), e.addr.clone(), e.options))
+            .map(|(name, e)| (name.clone(), e.handle.clone(), e.options))
             .collect();
         Box::pin(async move {
             let (store, codec) = (&runtime.store, &runtime.codec);
@@ -94,7 +94,7 @@ impl Handler<ResolveStep> for Orchestrator {
                     Error::RunInProgress(run_id)
                 });
             }
-            let (_, addr, options) = agents
+            let (_, agent, options) = agents
                 .into_iter()
                 .find(|(name, ..)| *name == state.target)
                 .ok_or_else(|| Error::UnknownAgent(state.target.clone()))?;
@@ -128,7 +128,7 @@ impl Handler<ResolveStep> for Orchestrator {
             let control = running.register(run_id);
             actix::spawn(async move {
                 let _slot = slot;
-                match execute(run, addr, options, runtime, control).await {
+                match execute(run, agent, options, runtime, control).await {
                     Ok(outcome) => tracing::info!(
                         %run_id,
                         succeeded = outcome.is_success(),
