@@ -488,6 +488,13 @@ pub struct RateLimitArgs {
     /// Twilio sends per sending number (default live: 1/s, a long code's).
     #[arg(long, env = "NEONHUB_TWILIO_RATE_PER_NUMBER", default_value = "default", value_parser = rate_limit_arg)]
     pub twilio_rate_per_number: neonhub_actors::Limit,
+    /// Language-model (`llm`) requests of the whole account (default: none;
+    /// set your tier's, e.g. `500/min`).
+    #[arg(long, env = "NEONHUB_LLM_RATE", default_value = "default", value_parser = rate_limit_arg)]
+    pub llm_rate: neonhub_actors::Limit,
+    /// Language-model requests per model (default: none).
+    #[arg(long, env = "NEONHUB_LLM_RATE_PER_MODEL", default_value = "default", value_parser = rate_limit_arg)]
+    pub llm_rate_per_model: neonhub_actors::Limit,
     /// Calls waiting for a rate-limit permit at once, per connector; one
     /// more fails `rate_limited` at once.
     #[arg(long, env = "NEONHUB_RATE_LIMIT_MAX_WAITING", default_value_t = neonhub_actors::DEFAULT_MAX_WAITING, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -510,6 +517,10 @@ impl RateLimitArgs {
             twilio: ConnectorLimits {
                 connector: self.twilio_rate,
                 per_key: self.twilio_rate_per_number,
+            },
+            llm: ConnectorLimits {
+                connector: self.llm_rate,
+                per_key: self.llm_rate_per_model,
             },
             max_waiting: self.rate_limit_max_waiting,
         }

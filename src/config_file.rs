@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use neonhub_actors::{
-    AgentOptions, ConnectorLimits, ConnectorOptions, ConnectorsConfig, Limit, RateLimitsConfig,
-    RetryPolicy,
+    AgentOptions, ConnectorLimits, ConnectorOptions, ConnectorsConfig, Limit, LlmPrice,
+    LlmProvider, RateLimitsConfig, RetryPolicy, Secret,
 };
 use serde::Deserialize;
 
@@ -53,6 +53,72 @@ pub struct ConfigFile {
     /// `[connectors.gmail|slack|twilio]` besides their rate limits: mode,
     /// timeout, retries, breaker, base URLs, credentials.
     pub connectors: BTreeMap<&'static str, ConnectorSection>,
+    /// `[connectors.llm]` (its `rate` and `rate_per_key` are in
+    /// [`Self::rate_limits`]).
+    pub llm: LlmSection,
+}
+
+/// `[connectors.llm]`: the language-model connector. Each key gives way to
+/// its `NEONHUB_LLM_*` variable when that is set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LlmSection {
+    /// `provider`: `openai` or `anthropic`.
+    pub provider: Option<LlmProvider>,
+    /// `base_url`: the API's base URL.
+    pub base_url: Option<String>,
+    /// `model`: the model of calls that name none.
+    pub model: Option<String>,
+    /// `api_key_env`: the NAME of the environment variable holding the API
+    /// key (the key itself is never written in the file).
+    pub api_key_env: Option<String>,
+    /// `prices`: US dollars per million input and output tokens, by model.
+    pub prices: BTreeMap<String, LlmPrice>,
+    /// `tokens_per_minute`: the token budget.
+    pub tokens_per_minute: Option<std::num::NonZeroU32>,
+}
+
+impl LlmSection {
+    /// `connectors` (read from the `NEONHUB_*` variables through `var`)
+    /// with this section filling in what the variables leave unset; the
+    /// API key read from the variable `api_key_env` names.
+    ///
+    /// # Errors
+    /// A message when `api_key_env` names a variable that is not set.
+    pub fn apply(
+        &self,
+        mut connectors: ConnectorsConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnectorsConfig, ConfigError> {
+        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+        let llm = &mut connectors.llm;
+        if let (false, Some(provider)) = (set("NEONHUB_LLM_PROVIDER"), self.provider) {
+            llm.provider = provider;
+        }
+        if llm.base_url.is_none() {
+            llm.base_url.clone_from(&self.base_url);
+        }
+        if llm.model.is_none() {
+            llm.model.clone_from(&self.model);
+        }
+        if llm.tokens_per_minute.is_none() {
+            llm.tokens_per_minute = self.tokens_per_minute;
+        }
+        for (model, price) in &self.prices {
+            llm.prices.entry(model.clone()).or_insert(*price);
+        }
+        if let (None, Some(name)) = (&llm.api_key, &self.api_key_env) {
+            let key = var(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    message: format!(
+                        "connectors.llm.api_key_env names {name}, which is not set: export it, or \
+                     leave api_key_env out for the mock"
+                    ),
+                })?;
+            llm.api_key = Some(Secret::new(key));
+        }
+        Ok(connectors)
+    }
 }
 
 /// `[server]`.
@@ -128,7 +194,36 @@ struct RawConnectors {
     gmail: Option<connectors::RawConnector>,
     slack: Option<connectors::RawConnector>,
     twilio: Option<connectors::RawConnector>,
+    llm: Option<RawLlm>,
     max_waiting: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlm {
+    provider: Option<toml::Spanned<String>>,
+    base_url: Option<toml::Spanned<String>>,
+    model: Option<toml::Spanned<String>>,
+    api_key_env: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    prices: BTreeMap<String, toml::Spanned<RawPrice>>,
+    rate: Option<toml::Spanned<String>>,
+    rate_per_key: Option<toml::Spanned<String>>,
+    tokens_per_minute: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    rate: Option<toml::Spanned<String>>,
+    rate_per_key: Option<toml::Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -179,6 +274,132 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is zero: give a positive duration"));
     }
     Ok(duration)
+}
+
+/// `[connectors.llm]` checked, and its `rate` and `rate_per_key` for the
+/// limits; `at` places a message at a span of the file.
+fn llm_section(
+    raw: RawLlm,
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+) -> Result<(LlmSection, Option<RawLimits>), ConfigError> {
+    let key = |k: &str| format!("connectors.llm.{k}");
+    let provider = raw
+        .provider
+        .map(|p| {
+            p.get_ref().parse::<LlmProvider>().map_err(|_| {
+                at(
+                    p.span(),
+                    format!(
+                        "{}: {:?} is not a provider: write \"openai\" (any OpenAI-compatible \
+                         server) or \"anthropic\"",
+                        key("provider"),
+                        p.get_ref()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let base_url = raw
+        .base_url
+        .map(|u| {
+            let url = u.get_ref().trim_end_matches('/').to_owned();
+            match reqwest::Url::parse(&url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+                _ => Err(at(
+                    u.span(),
+                    format!(
+                        "{}: {:?} is not an http:// or https:// URL",
+                        key("base_url"),
+                        u.get_ref()
+                    ),
+                )),
+            }
+        })
+        .transpose()?;
+    let model = raw
+        .model
+        .map(|m| {
+            let model = m.get_ref().trim().to_owned();
+            if model.is_empty() {
+                Err(at(m.span(), format!("{}: give a model name", key("model"))))
+            } else {
+                Ok(model)
+            }
+        })
+        .transpose()?;
+    let api_key_env = raw
+        .api_key_env
+        .map(|e| {
+            let name = e.get_ref();
+            let is_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if is_name {
+                Ok(name.clone())
+            } else {
+                Err(at(
+                    e.span(),
+                    format!(
+                        "{}: write the NAME of an environment variable holding the key (e.g. \
+                         \"OPENAI_API_KEY\"), never the key itself",
+                        key("api_key_env")
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
+    let mut prices = BTreeMap::new();
+    for (model, price) in raw.prices {
+        let span = price.span();
+        let price = price.into_inner();
+        let fine = |n: f64| n.is_finite() && n >= 0.0;
+        if !fine(price.input) || !fine(price.output) {
+            return Err(at(
+                span,
+                format!(
+                    "{}: the prices of {model:?} must be dollars per million tokens, 0 or more",
+                    key("prices")
+                ),
+            ));
+        }
+        prices.insert(
+            model,
+            LlmPrice {
+                input: price.input,
+                output: price.output,
+            },
+        );
+    }
+    let tokens_per_minute = raw
+        .tokens_per_minute
+        .map(|t| {
+            std::num::NonZeroU32::new(*t.get_ref()).ok_or_else(|| {
+                at(
+                    t.span(),
+                    format!(
+                        "{}: 0 would refuse every call: give at least 1, or leave it out for \
+                         no limit",
+                        key("tokens_per_minute")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let limits = RawLimits {
+        rate: raw.rate,
+        rate_per_key: raw.rate_per_key,
+    };
+    Ok((
+        LlmSection {
+            provider,
+            base_url,
+            model,
+            api_key_env,
+            prices,
+            tokens_per_minute,
+        },
+        Some(limits),
+    ))
 }
 
 /// Line and column (1-based) of byte `offset` of `text`.
@@ -425,10 +646,26 @@ impl ConfigFile {
         )?;
         let mut rate_limits = RateLimitsConfig::default();
         let mut limits_given = Vec::new();
+        let mut connectors = connectors;
+        let (llm, llm_limits) = match connectors.llm.take() {
+            Some(raw) => llm_section(raw, &at)?,
+            None => (LlmSection::default(), None),
+        };
+        let limits_of = |c: Option<connectors::RawConnector>| {
+            c.map(|c| RawLimits {
+                rate: c.rate,
+                rate_per_key: c.rate_per_key,
+            })
+        };
         for (name, raw_limits, limits) in [
-            ("gmail", connectors.gmail, &mut rate_limits.gmail),
-            ("slack", connectors.slack, &mut rate_limits.slack),
-            ("twilio", connectors.twilio, &mut rate_limits.twilio),
+            ("gmail", limits_of(connectors.gmail), &mut rate_limits.gmail),
+            ("slack", limits_of(connectors.slack), &mut rate_limits.slack),
+            (
+                "twilio",
+                limits_of(connectors.twilio),
+                &mut rate_limits.twilio,
+            ),
+            ("llm", llm_limits, &mut rate_limits.llm),
         ] {
             let Some(raw_limits) = raw_limits else {
                 continue;
@@ -470,6 +707,7 @@ impl ConfigFile {
             limits_given,
             store,
             connectors: connector_sections,
+            llm,
         })
     }
 
@@ -514,6 +752,7 @@ impl ConfigFile {
             gmail: merge(flags.gmail, self.rate_limits.gmail),
             slack: merge(flags.slack, self.rate_limits.slack),
             twilio: merge(flags.twilio, self.rate_limits.twilio),
+            llm: merge(flags.llm, self.rate_limits.llm),
             max_waiting: if flags.max_waiting == RateLimitsConfig::default().max_waiting {
                 self.rate_limits.max_waiting
             } else {
@@ -598,8 +837,11 @@ impl fmt::Display for ConfigFile {
         }
         writeln!(f, "\n[connectors]")?;
         writeln!(f, "max_waiting = {}", self.rate_limits.max_waiting)?;
-        for name in ["gmail", "slack", "twilio"] {
+        for name in ["gmail", "slack", "twilio", "llm"] {
             writeln!(f, "\n[connectors.{name}]")?;
+            if name == "llm" {
+                self.show_llm(f)?;
+            }
             for key in ["rate", "rate_per_key"] {
                 match self
                     .limits_given
@@ -614,11 +856,56 @@ impl fmt::Display for ConfigFile {
                     )?,
                 }
             }
-            self.connectors
-                .get(name)
-                .cloned()
-                .unwrap_or_default()
-                .show(name, f)?;
+            // The built-in connectors' other settings (the model's are above).
+            if name != "llm" {
+                self.connectors
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default()
+                    .show(name, f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConfigFile {
+    /// `[connectors.llm]`'s own keys, for `config show` (the key is never
+    /// shown: only the variable's name).
+    fn show_llm(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let llm = &self.llm;
+        match llm.provider {
+            Some(p) => writeln!(f, "provider = \"{}\"", p.as_str())?,
+            None => writeln!(f, "# provider: \"openai\"")?,
+        }
+        match &llm.base_url {
+            Some(url) => writeln!(f, "base_url = {url:?}")?,
+            None => writeln!(f, "# base_url: the provider's own")?,
+        }
+        match &llm.model {
+            Some(model) => writeln!(f, "model = {model:?}")?,
+            None => writeln!(f, "# model: the provider's default")?,
+        }
+        match &llm.api_key_env {
+            Some(name) => writeln!(f, "api_key_env = {name:?}")?,
+            None => writeln!(
+                f,
+                "# api_key_env: none (NEONHUB_LLM_API_KEY, else the mock)"
+            )?,
+        }
+        match llm.tokens_per_minute {
+            Some(n) => writeln!(f, "tokens_per_minute = {n}")?,
+            None => writeln!(f, "# tokens_per_minute: no limit")?,
+        }
+        if llm.prices.is_empty() {
+            writeln!(f, "# prices: the built-in table")?;
+        } else {
+            let prices: Vec<String> = llm
+                .prices
+                .iter()
+                .map(|(m, p)| format!("{m:?} = {{ input = {}, output = {} }}", p.input, p.output))
+                .collect();
+            writeln!(f, "prices = {{ {} }}", prices.join(", "))?;
         }
         Ok(())
     }
@@ -741,6 +1028,11 @@ mod tests {
         assert_eq!(
             config.connector_options("twilio").breaker,
             neonhub_actors::BreakerConfig::default()
+        );
+        assert_eq!(config.llm.provider, Some(LlmProvider::OpenAi));
+        assert_eq!(
+            config.llm.api_key_env, None,
+            "serving the example needs no key"
         );
         let examples = include_str!("../examples/neonhub.toml");
         assert_eq!(
@@ -973,5 +1265,103 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1.5s").is_err());
+    }
+
+    #[test]
+    fn the_llm_section_is_read_and_its_key_comes_from_the_environment() {
+        let config = ConfigFile::parse(
+            "[connectors.llm]\nprovider = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/\"\n\
+             model = \"claude-3-5-haiku-latest\"\napi_key_env = \"MY_LLM_KEY\"\n\
+             rate = \"50/min\"\ntokens_per_minute = 40000\n\
+             prices = { \"my-model\" = { input = 0.5, output = 1.5 } }\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(config.llm.provider, Some(LlmProvider::Anthropic));
+        assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(config.rate_limits.llm.connector, "50/min".parse().unwrap());
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let env = vars(&[("MY_LLM_KEY", "sk-from-env")]);
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let applied = config.llm.apply(connectors, env).unwrap();
+        assert_eq!(applied.llm.provider, LlmProvider::Anthropic);
+        assert_eq!(applied.llm.api_key, Some(Secret::new("sk-from-env")));
+        assert_eq!(applied.llm.tokens_per_minute.map(|n| n.get()), Some(40000));
+        assert_eq!(
+            applied.llm.prices["my-model"],
+            LlmPrice {
+                input: 0.5,
+                output: 1.5
+            }
+        );
+        // A variable set wins over the file.
+        let env = vars(&[("MY_LLM_KEY", "k"), ("NEONHUB_LLM_PROVIDER", "openai")]);
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let applied = config.llm.apply(connectors, env).unwrap();
+        assert_eq!(applied.llm.provider, LlmProvider::OpenAi);
+        // The variable named must be set.
+        let env = vars(&[]);
+        let connectors = ConnectorsConfig::from_vars(env).unwrap();
+        let message = config.llm.apply(connectors, env).unwrap_err().to_string();
+        assert!(
+            message.contains("MY_LLM_KEY, which is not set"),
+            "{message}"
+        );
+        // `config show` prints the name, and reads back the same.
+        let shown = config.to_string();
+        assert!(shown.contains("api_key_env = \"MY_LLM_KEY\""), "{shown}");
+        let again = ConfigFile::parse(&shown, "shown.toml").unwrap();
+        assert_eq!(again.llm, config.llm);
+        assert_eq!(again.rate_limits, config.rate_limits);
+    }
+
+    #[test]
+    fn a_bad_llm_section_names_its_line_and_key() {
+        for (text, starts) in [
+            (
+                "[connectors.llm]\nprovider = \"gemini\"\n",
+                "f.toml:2:12: connectors.llm.provider: ",
+            ),
+            (
+                "[connectors.llm]\nbase_url = \"ftp://x\"\n",
+                "f.toml:2:12: connectors.llm.base_url: ",
+            ),
+            (
+                "[connectors.llm]\n\napi_key_env = \"sk-proj-abc123 secret\"\n",
+                "f.toml:3:15: connectors.llm.api_key_env: ",
+            ),
+            (
+                "[connectors.llm]\ntokens_per_minute = 0\n",
+                "f.toml:2:21: connectors.llm.tokens_per_minute: ",
+            ),
+            (
+                "[connectors.llm]\nprices = { m = { input = -1.0, output = 1.0 } }\n",
+                "f.toml:2:16: connectors.llm.prices: ",
+            ),
+            (
+                "[connectors.llm]\nrate = \"often\"\n",
+                "f.toml:2:8: connectors.llm.rate: ",
+            ),
+        ] {
+            let message = refused(text);
+            assert!(message.starts_with(starts), "{text:?}: {message}");
+        }
+        let message = refused("[connectors.llm]\napi_key = \"sk-1\"\n");
+        assert!(
+            message.starts_with("f.toml:2:") && message.contains("unknown field `api_key`"),
+            "{message}"
+        );
+        let message = refused("[connectors.llm]\nprices = { m = { input = 1.0 } }\n");
+        assert!(
+            message.starts_with("f.toml:2:") && message.contains("output"),
+            "{message}"
+        );
     }
 }

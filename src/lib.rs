@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use config_file::{
     AgentConfig, BUILTIN_AGENTS, ConfigError, ConfigFile, ConnectorSection, DEFAULT_DATA_DIR,
-    ServerSection, StoreSection, parse_duration,
+    LlmSection, ServerSection, StoreSection, parse_duration,
 };
 pub use error::{Error, Result};
 pub use logging::init_logging;

@@ -126,6 +126,10 @@ fn connector_catalog(config: &ConnectorsConfig) -> Vec<ConnectorInfo> {
             name: "twilio",
             mode: mode_name(config.twilio_mode()),
         },
+        ConnectorInfo {
+            name: "llm",
+            mode: mode_name(config.mode_for(config.llm.api_key.is_some())),
+        },
     ]
 }
 

@@ -215,6 +215,15 @@ pub(crate) struct ReportView<'a> {
     p50_ms: Option<f64>,
     p95_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// Language-model prompt tokens: an agent's are its runs' LLM steps'
+    /// (a step counts to the agent of its parent run), a connector's its
+    /// own calls'.
+    input_tokens: u64,
+    /// Language-model answer tokens, counted as `input_tokens`.
+    output_tokens: u64,
+    /// What those calls cost in US dollars, from the price table (0 for a
+    /// model without a price).
+    cost_usd: f64,
 }
 
 impl<'a> From<&'a TargetReport> for ReportView<'a> {
@@ -230,6 +239,9 @@ impl<'a> From<&'a TargetReport> for ReportView<'a> {
             p50_ms: report.p50_micros.map(millis),
             p95_ms: report.p95_micros.map(millis),
             p99_ms: report.p99_micros.map(millis),
+            input_tokens: report.input_tokens,
+            output_tokens: report.output_tokens,
+            cost_usd: report.cost_usd,
         }
     }
 }

@@ -93,7 +93,7 @@ async fn sends_over_a_number_s_limit_wait_and_succeed() {
     let (status, catalog) = hub.get("/v1/agents").await;
     assert_eq!(status, 200);
     let connectors = catalog["connectors"].as_array().unwrap();
-    assert_eq!(connectors.len(), 3, "{catalog}");
+    assert_eq!(connectors.len(), 4, "{catalog}");
     for connector in connectors {
         assert_eq!(connector["restarts"], json!(0), "{catalog}");
     }

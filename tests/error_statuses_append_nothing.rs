@@ -257,6 +257,7 @@ async fn overload_is_503_and_appends_nothing() {
             connectors.twilio.from = Some("+15005550006".into());
             connectors.twilio.base_url = twilio.clone();
             connectors.twilio.lookup_base_url = twilio.clone();
+            connectors.llm.api_key = Some(Secret::new("llm-test-token"));
             o.connectors = connectors;
             o.max_in_flight = 1;
             o

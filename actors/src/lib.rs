@@ -41,9 +41,9 @@ pub use agents::{
 pub use connector::{
     BreakerConfig, BreakerState, CallError, Clock, Connector, ConnectorError, ConnectorLimits,
     ConnectorMode, ConnectorOptions, ConnectorsConfig, DEFAULT_MAX_WAITING, Gmail, GmailConfig,
-    GmailRefresh, Limit, ManualClock, RateLimit, RateLimitsConfig, Reconciled, Retry, Secret,
-    Slack, SlackConfig, SlackError, StepRef, Twilio, TwilioConfig, TwilioError, VendorCode,
-    describe_connector_metrics, rate_limit_waits,
+    GmailRefresh, Limit, Llm, LlmConfig, LlmError, LlmPrice, LlmProvider, ManualClock, RateLimit,
+    RateLimitsConfig, Reconciled, Retry, Secret, Slack, SlackConfig, SlackError, StepRef, Twilio,
+    TwilioConfig, TwilioError, VendorCode, describe_connector_metrics, rate_limit_waits,
 };
 pub use error::{Error, Result};
 pub use journal::RunOutcome;

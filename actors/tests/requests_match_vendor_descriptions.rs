@@ -444,6 +444,7 @@ fn the_checker_notices_a_request_that_differs() {
         content_type: Some("application/x-www-form-urlencoded".to_owned()),
         body: body.to_owned(),
         host: "127.0.0.1".to_owned(),
+        headers: Vec::new(),
         at: std::time::Instant::now(),
     };
     let path = "/2010-04-01/Accounts/AC1/Messages.json";

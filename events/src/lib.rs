@@ -32,7 +32,7 @@ pub use log::{
 };
 pub use run::{
     ErrorKind, RunError, RunEvent, RunFailed, RunKind, RunStarted, RunSucceeded, StepOutcome,
-    StepResolved, event_types, request_digest,
+    StepResolved, Usage, event_types, request_digest,
 };
 pub use state::{FoldError, RunState, RunStatus, UnknownRunStatus};
 pub use store::{

@@ -363,3 +363,72 @@ impl RunEvent {
         }
     }
 }
+
+/// What a language-model call used, read from its step's output: the
+/// `llm` connector's `chat` answers `{model, content, input_tokens,
+/// output_tokens, cost_usd, finish_reason}`, and any connector whose output
+/// carries those four fields is counted the same way. The AgentRun table's
+/// `model`, `input_tokens`, `output_tokens` and `cost_usd` columns and the
+/// `neonhub_llm_*` metrics are derived from it, so they equal the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Usage {
+    /// The model that answered (as the vendor named it).
+    pub model: String,
+    /// Tokens of the prompt.
+    pub input_tokens: u64,
+    /// Tokens of the answer.
+    pub output_tokens: u64,
+    /// What the call cost, in US dollars, from the connector's price table
+    /// (0 for a model without a price).
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    /// The usage `output` reports: a JSON object with a string `model`,
+    /// non-negative integers `input_tokens` and `output_tokens`, and a
+    /// non-negative number `cost_usd`; `None` for any other output.
+    pub fn from_output(output: &Value) -> Option<Usage> {
+        let model = output.get("model")?.as_str()?;
+        let input_tokens = output.get("input_tokens")?.as_u64()?;
+        let output_tokens = output.get("output_tokens")?.as_u64()?;
+        let cost_usd = output.get("cost_usd")?.as_f64()?;
+        if !(cost_usd >= 0.0 && cost_usd.is_finite()) {
+            return None;
+        }
+        Some(Usage {
+            model: model.to_owned(),
+            input_tokens,
+            output_tokens,
+            cost_usd,
+        })
+    }
+
+    /// The cost in billionths of a dollar (rounded), how the metrics add
+    /// costs up exactly.
+    pub fn cost_nano_usd(&self) -> u64 {
+        (self.cost_usd * 1e9).round() as u64
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use serde_json::json;
+
+    use super::Usage;
+
+    #[test]
+    fn usage_is_read_from_an_llm_output_only() {
+        let output = json!({"model": "gpt-4o-mini", "content": "hi", "input_tokens": 12,
+            "output_tokens": 3, "cost_usd": 0.0000036, "finish_reason": "stop"});
+        let usage = Usage::from_output(&output).unwrap();
+        assert_eq!(usage.model, "gpt-4o-mini");
+        assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
+        assert_eq!(usage.cost_nano_usd(), 3600);
+        assert_eq!(Usage::from_output(&json!({"sid": "SM1"})), None);
+        assert_eq!(
+            Usage::from_output(&json!({"model": "m", "input_tokens": -1,
+                "output_tokens": 1, "cost_usd": 0})),
+            None
+        );
+    }
+}

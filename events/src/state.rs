@@ -273,6 +273,15 @@ impl RunState {
         Ok(finished)
     }
 
+    /// What the run used of a language model: for a connector run that
+    /// succeeded with an output reporting it ([`crate::Usage::from_output`]).
+    pub fn usage(&self) -> Option<crate::Usage> {
+        if self.kind != RunKind::Connector || self.status != RunStatus::Succeeded {
+            return None;
+        }
+        self.output.as_ref().and_then(crate::Usage::from_output)
+    }
+
     /// Whether the run ended `in_doubt`: failed on a step that may have
     /// reached its vendor, waiting for an operator's decision.
     pub fn is_in_doubt(&self) -> bool {

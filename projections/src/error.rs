@@ -74,6 +74,22 @@ pub enum Error {
         known: i64,
     },
 
+    /// The database file was written by an older build (an older schema
+    /// version) and is opened only to read: start `neonhub serve` once (it
+    /// migrates the file in place), or rebuild it with `neonhub replay`.
+    #[error(
+        "projection database {} has schema version {found}, from an older build; this build reads {current}: start `neonhub serve` once to migrate it in place, or rebuild it with `neonhub replay`",
+        path.display()
+    )]
+    SchemaOutdated {
+        /// The database file.
+        path: PathBuf,
+        /// The version stored in the file.
+        found: i64,
+        /// The version this build reads and writes.
+        current: i64,
+    },
+
     /// A rebuild was asked to write into a file that already exists. Rebuilds
     /// always start from an empty file: pick another path or remove it.
     #[error("{} already exists; a rebuild writes a fresh file, pick another path or remove it", .0.display())]

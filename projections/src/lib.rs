@@ -78,7 +78,8 @@ pub use error::{Error, Result};
 pub use health::{ERROR_KINDS, ProjectionHealth, ProjectionState};
 pub use metrics::{
     AGENT_RUN_DURATION_SECONDS, AGENT_RUNS_TOTAL, CONNECTOR_REQUEST_DURATION_SECONDS,
-    CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS, RUNS_IN_FLIGHT, RunMetrics,
+    CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS, LLM_COST_USD_TOTAL, LLM_TOKENS_TOTAL,
+    RUNS_IN_FLIGHT, RunMetrics,
 };
 pub use query::{
     Cursor, MAX_PAGE_SIZE, MAX_TREE_BYTES, MAX_TREE_RUNS, Page, RunDetail, RunFilter, RunQueries,

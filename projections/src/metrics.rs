@@ -32,6 +32,15 @@ pub const CONNECTOR_REQUESTS_TOTAL: &str = "neonhub_connector_requests_total";
 pub const CONNECTOR_REQUEST_DURATION_SECONDS: &str = "neonhub_connector_request_duration_seconds";
 /// `neonhub_runs_in_flight`: runs (agent and connector) started and not yet finished.
 pub const RUNS_IN_FLIGHT: &str = "neonhub_runs_in_flight";
+/// `neonhub_llm_tokens_total{connector,model,direction}`: language-model
+/// tokens of succeeded calls ([`neonhub_events::Usage`]), `direction`
+/// `input` (the prompt) or `output` (the answer).
+pub const LLM_TOKENS_TOTAL: &str = "neonhub_llm_tokens_total";
+/// `neonhub_llm_cost_usd_total{connector,model}`: what succeeded
+/// language-model calls cost, in US dollars. Kept exactly as an integer of
+/// billionths of a dollar (each call's cost rounded to one), rendered in
+/// dollars.
+pub const LLM_COST_USD_TOTAL: &str = "neonhub_llm_cost_usd_total";
 
 /// Upper bounds of the duration histogram buckets, in microseconds
 /// (5 ms to 5 min; `+Inf` is implied).
@@ -73,6 +82,8 @@ impl Series {
             CONNECTOR_REQUESTS_TOTAL,
             CONNECTOR_REQUEST_DURATION_SECONDS,
             RUNS_IN_FLIGHT,
+            LLM_TOKENS_TOTAL,
+            LLM_COST_USD_TOTAL,
         ]
         .into_iter()
         .find(|f| *f == family)
@@ -81,10 +92,17 @@ impl Series {
             serde_json::from_str(labels).map_err(|e| corrupt(family, &e.to_string()))?;
         let mut out = Vec::with_capacity(pairs.len());
         for [k, v] in pairs {
-            let k = ["agent", "status", "connector", "operation"]
-                .into_iter()
-                .find(|n| *n == k)
-                .ok_or_else(|| corrupt(family, "unknown label"))?;
+            let k = [
+                "agent",
+                "status",
+                "connector",
+                "operation",
+                "model",
+                "direction",
+            ]
+            .into_iter()
+            .find(|n| *n == k)
+            .ok_or_else(|| corrupt(family, "unknown label"))?;
             out.push((k, v));
         }
         Ok(Series {
@@ -200,6 +218,30 @@ impl MetricsDelta {
             ),
         };
         *self.counters.entry(counter).or_default() += 1;
+        if let Some(usage) = run.usage() {
+            for (direction, tokens) in [
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+            ] {
+                let series = Series {
+                    family: LLM_TOKENS_TOTAL,
+                    labels: vec![
+                        ("connector", run.target.clone()),
+                        ("model", usage.model.clone()),
+                        ("direction", direction.to_owned()),
+                    ],
+                };
+                *self.counters.entry(series).or_default() += tokens;
+            }
+            let series = Series {
+                family: LLM_COST_USD_TOTAL,
+                labels: vec![
+                    ("connector", run.target.clone()),
+                    ("model", usage.model.clone()),
+                ],
+            };
+            *self.counters.entry(series).or_default() += usage.cost_nano_usd();
+        }
         if was_in_flight {
             // A resolved step's execution time was observed when it ended.
             self.observations
@@ -414,6 +456,10 @@ impl RunMetrics {
         let inner = self.lock();
         let meta = metrics::Metadata::new(module_path!(), Level::INFO, None);
         for (series, value) in &values.counters {
+            if series.family == LLM_COST_USD_TOTAL {
+                // Dollars, not an integer: rendered in `render`.
+                continue;
+            }
             inner
                 .recorder
                 .register_counter(&series.key(), &meta)
@@ -430,6 +476,32 @@ impl RunMetrics {
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut text = inner.handle.render();
+        let costs: Vec<_> = inner
+            .state
+            .counters
+            .iter()
+            .filter(|(s, _)| s.family == LLM_COST_USD_TOTAL)
+            .collect();
+        if !costs.is_empty() {
+            write_help_line(
+                &mut text,
+                LLM_COST_USD_TOTAL,
+                None,
+                None,
+                help(LLM_COST_USD_TOTAL),
+            );
+            write_type_line(&mut text, LLM_COST_USD_TOTAL, None, None, "counter");
+            for (s, nano) in costs {
+                let labels = s.label_text();
+                let labels = labels.trim_end_matches(',');
+                let _ = writeln!(
+                    text,
+                    "{LLM_COST_USD_TOTAL}{{{labels}}} {}",
+                    *nano as f64 / 1e9
+                );
+            }
+            text.push('\n');
+        }
         for family in [
             AGENT_RUN_DURATION_SECONDS,
             CONNECTOR_REQUEST_DURATION_SECONDS,
@@ -487,12 +559,18 @@ fn help(family: &str) -> &'static str {
         CONNECTOR_REQUEST_DURATION_SECONDS => {
             "Duration of finished connector calls, first start to terminal event, in seconds."
         }
+        LLM_TOKENS_TOTAL => {
+            "Language-model tokens of succeeded calls, by connector, model and direction."
+        }
+        LLM_COST_USD_TOTAL => {
+            "Cost of succeeded language-model calls in US dollars, by connector and model."
+        }
         _ => "Runs started and not yet finished.",
     }
 }
 
 fn describe(recorder: &PrometheusRecorder) {
-    for family in [AGENT_RUNS_TOTAL, CONNECTOR_REQUESTS_TOTAL] {
+    for family in [AGENT_RUNS_TOTAL, CONNECTOR_REQUESTS_TOTAL, LLM_TOKENS_TOTAL] {
         recorder.describe_counter(
             KeyName::from(family),
             None,

@@ -35,6 +35,16 @@ pub struct TargetReport {
     pub p95_micros: Option<u64>,
     /// 99th percentile duration of finished runs, in microseconds.
     pub p99_micros: Option<u64>,
+    /// Language-model tokens of prompts: for an agent, those of the
+    /// succeeded LLM steps of its runs started in the range (a step counts
+    /// to the agent of its parent run); for a connector, those of its own
+    /// succeeded calls started in the range.
+    pub input_tokens: u64,
+    /// Language-model tokens of answers, counted as [`Self::input_tokens`].
+    pub output_tokens: u64,
+    /// What those language-model calls cost, in US dollars (0 for models
+    /// without a price).
+    pub cost_usd: f64,
 }
 
 /// The most buckets one [`Timeline`] answers.
@@ -257,8 +267,13 @@ pub(crate) fn report(
             acc.durations.push(d as u64);
         }
     }
+    let usage = usage(conn, from, before)?;
     let mut out = Vec::with_capacity(by_target.len());
     for ((kind, target), mut acc) in by_target {
+        let (input_tokens, output_tokens, cost_usd) = usage
+            .get(&(kind.clone(), target.clone()))
+            .copied()
+            .unwrap_or_default();
         acc.durations.sort_unstable();
         let finished = acc.succeeded + acc.failed;
         out.push(TargetReport {
@@ -275,7 +290,42 @@ pub(crate) fn report(
             p50_micros: percentile(&acc.durations, 0.50),
             p95_micros: percentile(&acc.durations, 0.95),
             p99_micros: percentile(&acc.durations, 0.99),
+            input_tokens,
+            output_tokens,
+            cost_usd,
         });
+    }
+    Ok(out)
+}
+
+/// Input tokens, output tokens and cost in US dollars.
+type Usage = (u64, u64, f64);
+
+/// Language-model usage by (kind, target) for runs started in
+/// `[from, before)`: each agent's is its runs' steps' (by the step's
+/// parent run), each connector's its own calls'. Reads the partial index
+/// `agent_runs_with_usage` (rows with a model only).
+fn usage(conn: &Connection, from: i64, before: i64) -> Result<BTreeMap<(String, String), Usage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.kind, p.target, SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cost_usd)
+         FROM agent_runs c INDEXED BY agent_runs_with_usage
+         JOIN agent_runs p ON p.run_id = c.parent_run_id
+         WHERE c.model IS NOT NULL AND p.started_at >= ?1 AND p.started_at < ?2
+         GROUP BY p.kind, p.target
+         UNION ALL
+         SELECT kind, target, SUM(input_tokens), SUM(output_tokens), SUM(cost_usd)
+         FROM agent_runs INDEXED BY agent_runs_with_usage
+         WHERE model IS NOT NULL AND started_at >= ?1 AND started_at < ?2
+         GROUP BY kind, target",
+    )?;
+    let mut rows = stmt.query([from, before])?;
+    let mut out: BTreeMap<(String, String), Usage> = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        let key = (text(row, 0)?.to_owned(), text(row, 1)?.to_owned());
+        let sums = out.entry(key).or_default();
+        sums.0 += row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64;
+        sums.1 += row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64;
+        sums.2 += row.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
     }
     Ok(out)
 }

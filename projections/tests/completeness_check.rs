@@ -157,7 +157,8 @@ async fn verify_reports_lag_and_the_first_mismatch() {
         "INSERT INTO agent_runs SELECT '00000000-0000-7000-8000-000000000001', parent_run_id,
              correlation_id, kind, target, operation, intent, status, attempts, input, output,
              error_kind, error_message, started_at, finished_at, duration_micros,
-             first_position + 1000000, last_position, paused_micros
+             first_position + 1000000, last_position, paused_micros, model,
+             input_tokens, output_tokens, cost_usd
          FROM agent_runs WHERE run_id = ?1",
         [copy.run_id.to_string()],
     )

@@ -177,6 +177,9 @@ async fn queries_match_a_brute_force_pass() {
                 p50_micros: Some(rank(0.5)),
                 p95_micros: Some(rank(0.95)),
                 p99_micros: Some(rank(0.99)),
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: 0.0,
             };
             assert_eq!(t.kind.as_str(), *kind);
             assert_eq!(t, &want);

@@ -114,6 +114,9 @@ pub(super) fn reports_csv(reports: &[TargetReport]) {
             ms(r.p50_micros),
             ms(r.p95_micros),
             ms(r.p99_micros),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            r.cost_usd.to_string(),
         ]
     });
     let header = [
@@ -127,6 +130,9 @@ pub(super) fn reports_csv(reports: &[TargetReport]) {
         "p50_ms",
         "p95_ms",
         "p99_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
     ];
     print_csv(Some(&header[..]), records);
 }

@@ -208,6 +208,9 @@ pub(crate) fn report_table(reports: &[TargetReport]) -> String {
         "P50",
         "P95",
         "P99",
+        "TOKENS IN",
+        "TOKENS OUT",
+        "COST USD",
     ]);
     for r in reports {
         table.row(vec![
@@ -222,6 +225,9 @@ pub(crate) fn report_table(reports: &[TargetReport]) -> String {
             ms(r.p50_micros),
             ms(r.p95_micros),
             ms(r.p99_micros),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            format!("{:.6}", r.cost_usd),
         ]);
     }
     table.render()

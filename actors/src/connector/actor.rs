@@ -121,7 +121,8 @@ impl Guard {
                 options.rate_limit,
                 options.key_rate_limit,
                 options.max_waiting,
-            ),
+            )
+            .with_tokens(options.token_limit),
             name,
             connector,
             timeout: options.timeout,
@@ -216,9 +217,13 @@ impl Guard {
         });
         let key = self.connector.limit_key(&msg.operation, &msg.input);
         let group = self.connector.endpoint_group(&msg.operation);
+        let tokens = self
+            .connector
+            .estimated_tokens(&msg.operation, &msg.input)
+            .and_then(|n| std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)));
         match self
             .limiter
-            .acquire(key.as_deref(), msg.deadline, &msg.cancel)
+            .acquire(key.as_deref(), tokens, msg.deadline, &msg.cancel)
             .await
         {
             Ok(_) => {}

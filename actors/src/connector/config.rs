@@ -2,7 +2,9 @@
 //! (kept in [`Secret`]s that never print). The binary reads them (from the
 //! environment) and hands them in; this crate never reads the environment.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -155,12 +157,111 @@ impl Default for TwilioConfig {
     }
 }
 
+/// Which API the `llm` connector speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LlmProvider {
+    /// OpenAI's Chat Completions (`POST {base_url}/chat/completions`,
+    /// `Authorization: Bearer`): OpenAI, Azure OpenAI, Ollama, vLLM and the
+    /// llama.cpp server speak it.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages (`POST {base_url}/v1/messages`, `x-api-key`).
+    Anthropic,
+}
+
+impl LlmProvider {
+    /// `openai` or `anthropic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LlmProvider::OpenAi => "openai",
+            LlmProvider::Anthropic => "anthropic",
+        }
+    }
+
+    /// The vendor's own base URL.
+    pub const fn default_base_url(self) -> &'static str {
+        match self {
+            LlmProvider::OpenAi => "https://api.openai.com/v1",
+            LlmProvider::Anthropic => "https://api.anthropic.com",
+        }
+    }
+
+    /// The model asked for when a call names none.
+    pub const fn default_model(self) -> &'static str {
+        match self {
+            LlmProvider::OpenAi => "gpt-4o-mini",
+            LlmProvider::Anthropic => "claude-3-5-haiku-latest",
+        }
+    }
+}
+
+impl FromStr for LlmProvider {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "openai" => Ok(Self::OpenAi),
+            "anthropic" => Ok(Self::Anthropic),
+            other => Err(Error::Config(format!(
+                "the LLM provider must be openai or anthropic, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A model's price in US dollars per million tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LlmPrice {
+    /// Per million prompt (input) tokens.
+    pub input: f64,
+    /// Per million answer (output) tokens.
+    pub output: f64,
+}
+
+/// The `llm` connector: provider, base URL, default model, API key, prices
+/// and tokens-per-minute limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlmConfig {
+    /// The API spoken (`NEONHUB_LLM_PROVIDER`, default `openai`).
+    pub provider: LlmProvider,
+    /// The API's base URL (`NEONHUB_LLM_BASE_URL`); `None`: the provider's
+    /// own ([`LlmProvider::default_base_url`]).
+    pub base_url: Option<String>,
+    /// The model of calls that name none (`NEONHUB_LLM_MODEL`); `None`:
+    /// [`LlmProvider::default_model`].
+    pub model: Option<String>,
+    /// The API key (`NEONHUB_LLM_API_KEY`, or the variable the
+    /// configuration file's `api_key_env` names).
+    pub api_key: Option<Secret>,
+    /// Prices by model, over the built-in table (see
+    /// [`crate::connector::Llm`]'s docs).
+    pub prices: BTreeMap<String, LlmPrice>,
+    /// Tokens per minute (`NEONHUB_LLM_TOKENS_PER_MINUTE`): each call is
+    /// charged its estimate (`max_tokens` plus a quarter of the prompt's
+    /// characters) before it is sent. `None`: no limit.
+    pub tokens_per_minute: Option<NonZeroU32>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            provider: LlmProvider::OpenAi,
+            base_url: None,
+            model: None,
+            api_key: None,
+            prices: BTreeMap::new(),
+            tokens_per_minute: None,
+        }
+    }
+}
+
 /// The configuration of the built-in connectors.
 ///
 /// Each connector is live when its credentials are set, mock otherwise;
 /// its own `mode` (`NEONHUB_GMAIL_MODE=mock|live`, ...) wins over that, and
 /// an explicit `mode` (`NEONHUB_CONNECTORS=mock|live`) wins for all of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConnectorsConfig {
     /// The explicit mode, if any.
     pub mode: Option<ConnectorMode>,
@@ -170,6 +271,8 @@ pub struct ConnectorsConfig {
     pub slack: SlackConfig,
     /// Twilio.
     pub twilio: TwilioConfig,
+    /// The language-model connector.
+    pub llm: LlmConfig,
 }
 
 impl ConnectorsConfig {
@@ -187,7 +290,8 @@ impl ConnectorsConfig {
     ///
     /// # Errors
     /// [`Error::Config`] if `NEONHUB_CONNECTORS` is neither `mock` nor
-    /// `live`, or if some but not all of `NEONHUB_GMAIL_CLIENT_ID`,
+    /// `live`, `NEONHUB_LLM_PROVIDER` neither `openai` nor `anthropic`,
+    /// `NEONHUB_LLM_TOKENS_PER_MINUTE` not a positive number, or if some but not all of `NEONHUB_GMAIL_CLIENT_ID`,
     /// `NEONHUB_GMAIL_CLIENT_SECRET` and `NEONHUB_GMAIL_REFRESH_TOKEN` are set.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
@@ -242,6 +346,19 @@ impl ConnectorsConfig {
         }
         if let Some(url) = get("NEONHUB_TWILIO_LOOKUP_BASE_URL") {
             config.twilio.lookup_base_url = url;
+        }
+        if let Some(provider) = get("NEONHUB_LLM_PROVIDER") {
+            config.llm.provider = provider.parse()?;
+        }
+        config.llm.base_url = get("NEONHUB_LLM_BASE_URL");
+        config.llm.model = get("NEONHUB_LLM_MODEL");
+        config.llm.api_key = get("NEONHUB_LLM_API_KEY").map(Secret::new);
+        if let Some(tpm) = get("NEONHUB_LLM_TOKENS_PER_MINUTE") {
+            config.llm.tokens_per_minute = Some(tpm.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "NEONHUB_LLM_TOKENS_PER_MINUTE must be a whole number above 0, not {tpm:?}"
+                ))
+            })?);
         }
         Ok(config)
     }

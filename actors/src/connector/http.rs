@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ConnectorError;
 use super::redact::Redactor;
-use super::vendor::{Retry, SlackError, TwilioError, VendorCode};
+use super::vendor::{LlmError, Retry, SlackError, TwilioError, VendorCode};
 
 /// The longest answer body quoted in an error message (after redaction).
 const MAX_QUOTED_BODY: usize = 300;
@@ -144,8 +144,14 @@ pub(crate) fn paced(
         error.vendor(),
         Some(VendorCode::Slack(SlackError::Ratelimited))
             | Some(VendorCode::Twilio(TwilioError::TooManyRequests))
+            | Some(VendorCode::Llm(
+                LlmError::RateLimitExceeded | LlmError::RateLimit
+            ))
     );
-    if status == StatusCode::TOO_MANY_REQUESTS || vendor_paces {
+    // A 429 whose code says waiting cannot help (OpenAI's
+    // `insufficient_quota`) is no pacing: it stays permanent.
+    let hopeless = error.vendor().and_then(VendorCode::retry) == Some(Retry::Never);
+    if (status == StatusCode::TOO_MANY_REQUESTS && !hopeless) || vendor_paces {
         let vendor = error.vendor().cloned();
         let throttled = ConnectorError::throttled(error.message().to_owned(), retry_after);
         match vendor {
@@ -278,6 +284,24 @@ mod tests {
             }
             prop_assert!(message.starts_with("vendor op: HTTP "), "{}", message);
         }
+    }
+
+    #[test]
+    fn a_429_for_a_spent_quota_is_not_pacing() {
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        let read = |body: &str| {
+            let code = super::super::vendor::llm_code(&serde_json::from_str(body).unwrap());
+            paced(
+                status,
+                failure("llm chat", status, body, code, &Redactor::default()),
+                None,
+            )
+        };
+        let spent =
+            read(r#"{"error": {"type": "insufficient_quota", "code": "insufficient_quota"}}"#);
+        assert!(!spent.is_retryable() && !spent.is_throttled(), "{spent}");
+        let paced = read(r#"{"error": {"type": "requests", "code": "rate_limit_exceeded"}}"#);
+        assert!(paced.is_retryable() && paced.is_throttled(), "{paced}");
     }
 
     #[test]

@@ -52,6 +52,15 @@ impl RateLimit {
         }
     }
 
+    /// `n` per minute, all of them usable at once: a tokens-per-minute
+    /// budget, charged by each call's estimated tokens.
+    pub fn per_minute_whole(n: NonZeroU32) -> Self {
+        Self {
+            burst: n,
+            replenish_every: (Duration::from_secs(60) / n.get()).max(Duration::from_nanos(1)),
+        }
+    }
+
     fn quota(self) -> Quota {
         Quota::with_period(self.replenish_every.max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
@@ -176,6 +185,9 @@ pub struct RateLimitsConfig {
     pub slack: ConnectorLimits,
     /// Twilio.
     pub twilio: ConnectorLimits,
+    /// The language-model connector (`llm`): its requests, and per key
+    /// the requests for one model.
+    pub llm: ConnectorLimits,
     /// Calls that may wait for a permit at once, per connector; one more
     /// fails `rate_limited` at once.
     pub max_waiting: usize,
@@ -187,6 +199,7 @@ impl Default for RateLimitsConfig {
             gmail: ConnectorLimits::default(),
             slack: ConnectorLimits::default(),
             twilio: ConnectorLimits::default(),
+            llm: ConnectorLimits::default(),
             max_waiting: DEFAULT_MAX_WAITING,
         }
     }
@@ -268,6 +281,13 @@ pub(crate) mod vendor_limits {
         let defaults = (vendor::TWILIO_ACCOUNT, vendor::TWILIO_PER_NUMBER);
         resolve(limits, defaults, live)
     }
+
+    /// A language model's limits depend on the account's tier and the
+    /// model (and a local server has none): no default, only what is
+    /// configured.
+    pub(crate) fn llm(limits: &ConnectorLimits, live: bool) -> Pair {
+        resolve(limits, (None, None), live)
+    }
 }
 
 /// Why a call got no permit.
@@ -311,6 +331,9 @@ pub(crate) struct Limiter {
     name: String,
     connector: Option<Direct>,
     per_key: Option<Keyed>,
+    /// A budget of tokens (a language model's tokens per minute), charged
+    /// by each call's estimate, and its whole size.
+    tokens: Option<(Direct, NonZeroU32)>,
     waiting: AtomicUsize,
     max_waiting: usize,
     /// Whose turn it is to wait for a permit, for the connector's limit and
@@ -325,6 +348,7 @@ pub(crate) struct Limiter {
 #[derive(Default)]
 struct Turns {
     connector: Arc<tokio::sync::Mutex<()>>,
+    tokens: Arc<tokio::sync::Mutex<()>>,
     keys: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -353,10 +377,18 @@ impl Limiter {
             name: name.to_owned(),
             connector: connector.map(|l| Direct::direct_with_clock(l.quota(), TokioClock)),
             per_key: per_key.map(|l| Keyed::dashmap_with_clock(l.quota(), TokioClock)),
+            tokens: None,
             waiting: AtomicUsize::new(0),
             max_waiting,
             turns: Turns::default(),
         }
+    }
+
+    /// This limiter with a budget of tokens, `tokens` (see
+    /// [`RateLimit::per_minute_whole`]).
+    pub(crate) fn with_tokens(mut self, tokens: Option<RateLimit>) -> Self {
+        self.tokens = tokens.map(|l| (Direct::direct_with_clock(l.quota(), TokioClock), l.burst));
+        self
     }
 
     /// Waits for the caller's turn in `turn`'s queue, counted among the
@@ -384,12 +416,14 @@ impl Limiter {
         }
     }
 
-    /// Takes a permit of `key` (if the connector limits per key) and of the
-    /// connector, waiting for each while it comes before `deadline`;
-    /// returns how long it waited.
+    /// Takes a permit of `key` (if the connector limits per key), of the
+    /// connector, and `tokens` of its token budget (if it has one), waiting
+    /// for each while it comes before `deadline`; returns how long it
+    /// waited.
     pub(crate) async fn acquire(
         &self,
         key: Option<&str>,
+        tokens: Option<NonZeroU32>,
         deadline: Option<Instant>,
         cancel: &CancellationToken,
     ) -> std::result::Result<Duration, Refused> {
@@ -411,6 +445,15 @@ impl Limiter {
                 .take_turn(Arc::clone(&self.turns.connector), deadline, cancel)
                 .await?;
             self.wait(|| direct.check(), deadline, cancel).await?;
+        }
+        if let (Some((budget, size)), Some(tokens)) = (&self.tokens, tokens) {
+            // A call bigger than the whole budget takes all of it.
+            let n = tokens.min(*size);
+            let _turn = self
+                .take_turn(Arc::clone(&self.turns.tokens), deadline, cancel)
+                .await?;
+            self.wait(|| budget.check_n(n).unwrap_or(Ok(())), deadline, cancel)
+                .await?;
         }
         let waited = began.elapsed();
         metrics::histogram!(WAIT_SECONDS, "connector" => self.name.clone())
@@ -486,10 +529,10 @@ mod tests {
         let never = CancellationToken::new();
         let soon = Some(Instant::now() + Duration::from_secs(1));
         for _ in 0..3 {
-            assert!(limiter.acquire(None, soon, &never).await.is_ok());
+            assert!(limiter.acquire(None, None, soon, &never).await.is_ok());
         }
         assert!(matches!(
-            limiter.acquire(None, soon, &never).await,
+            limiter.acquire(None, None, soon, &never).await,
             Err(Refused::Deadline { wait }) if wait > Duration::from_secs(3000)
         ));
     }
@@ -504,9 +547,9 @@ mod tests {
         );
         let never = CancellationToken::new();
         for _ in 0..10 {
-            limiter.acquire(None, None, &never).await.unwrap();
+            limiter.acquire(None, None, None, &never).await.unwrap();
         }
-        let waited = limiter.acquire(None, None, &never).await.unwrap();
+        let waited = limiter.acquire(None, None, None, &never).await.unwrap();
         assert!(waited >= Duration::from_millis(90), "{waited:?}");
     }
 
@@ -528,7 +571,7 @@ mod tests {
             let (limiter, order) = (Arc::clone(&limiter), Arc::clone(&order));
             calls.push(tokio::spawn(async move {
                 let never = CancellationToken::new();
-                let got = limiter.acquire(Some("+1"), deadline, &never).await;
+                let got = limiter.acquire(Some("+1"), None, deadline, &never).await;
                 order.lock().unwrap().push(i);
                 got
             }));
@@ -559,10 +602,10 @@ mod tests {
         );
         let never = CancellationToken::new();
         let now = Some(Instant::now() + Duration::from_millis(10));
-        assert!(limiter.acquire(Some("+1"), now, &never).await.is_ok());
-        assert!(limiter.acquire(Some("+2"), now, &never).await.is_ok());
+        assert!(limiter.acquire(Some("+1"), None, now, &never).await.is_ok());
+        assert!(limiter.acquire(Some("+2"), None, now, &never).await.is_ok());
         assert!(matches!(
-            limiter.acquire(Some("+1"), now, &never).await,
+            limiter.acquire(Some("+1"), None, now, &never).await,
             Err(Refused::Deadline { .. })
         ));
     }
@@ -576,15 +619,15 @@ mod tests {
             1,
         ));
         let never = CancellationToken::new();
-        limiter.acquire(None, None, &never).await.unwrap();
+        limiter.acquire(None, None, None, &never).await.unwrap();
         let first = {
             let (limiter, never) = (std::sync::Arc::clone(&limiter), never.clone());
-            tokio::spawn(async move { limiter.acquire(None, None, &never).await })
+            tokio::spawn(async move { limiter.acquire(None, None, None, &never).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(limiter.waiting.load(Ordering::Acquire), 1);
         assert_eq!(
-            limiter.acquire(None, None, &never).await,
+            limiter.acquire(None, None, None, &never).await,
             Err(Refused::Queue { waiting: 1 })
         );
         assert!(first.await.unwrap().is_ok());
@@ -611,5 +654,24 @@ mod tests {
             Limit::Default.resolve(vendor::SLACK_PER_CHANNEL, false),
             None
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_budget_is_charged_by_each_call_s_estimate() {
+        let never = CancellationToken::new();
+        let budget = RateLimit::per_minute_whole(NonZeroU32::new(1000).unwrap());
+        let limiter = Limiter::new("llm", None, None, 10).with_tokens(Some(budget));
+        let n = |n: u32| NonZeroU32::new(n);
+        let waited = limiter.acquire(None, n(600), None, &never).await.unwrap();
+        assert!(waited < Duration::from_millis(1), "{waited:?}");
+        // 400 left: a call of 600 waits for 200 more, 12 s at 1000/min.
+        let waited = limiter.acquire(None, n(600), None, &never).await.unwrap();
+        assert!(
+            waited >= Duration::from_secs(11) && waited <= Duration::from_secs(13),
+            "{waited:?}"
+        );
+        // A call bigger than the budget takes all of it, not forever.
+        let soon = Some(Instant::now() + Duration::from_secs(61));
+        assert!(limiter.acquire(None, n(5000), soon, &never).await.is_ok());
     }
 }

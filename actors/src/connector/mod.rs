@@ -1,7 +1,8 @@
 //! Connectors: the `Connector` trait, their errors, options and modes, the
 //! supervised actor each runs in (breaker, rate limit, timeout), the child
 //! runs that record every call, and how a call in doubt is looked up again
-//! ([`StepRef`], [`Reconciled`]). Gmail, Slack and Twilio are built in.
+//! ([`StepRef`], [`Reconciled`]). Gmail, Slack, Twilio and a language
+//! model (`llm`) are built in.
 
 mod actor;
 mod breaker;
@@ -11,6 +12,7 @@ mod config;
 mod gmail;
 mod http;
 mod limiter;
+mod llm;
 mod mail;
 mod mock;
 mod redact;
@@ -33,16 +35,18 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub(crate) use call::{ConnectorEntry, Runtime, Step};
 pub use clock::{Clock, ManualClock};
 pub use config::{
-    ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, Secret, SlackConfig, TwilioConfig,
+    ConnectorMode, ConnectorsConfig, GmailConfig, GmailRefresh, LlmConfig, LlmPrice, LlmProvider,
+    Secret, SlackConfig, TwilioConfig,
 };
 pub use gmail::Gmail;
 pub(crate) use limiter::vendor_limits;
 pub use limiter::{
     ConnectorLimits, DEFAULT_MAX_WAITING, Limit, RateLimit, RateLimitsConfig, rate_limit_waits,
 };
+pub use llm::Llm;
 pub use slack::Slack;
 pub use twilio::Twilio;
-pub use vendor::{Retry, SlackError, TwilioError, VendorCode};
+pub use vendor::{LlmError, Retry, SlackError, TwilioError, VendorCode};
 
 /// A service agents call: Gmail, Slack, Twilio, or one of your own.
 ///
@@ -110,6 +114,15 @@ pub trait Connector: Send + Sync + 'static {
     /// [`ConnectorOptions::key_rate_limit`]. `None` (the default): only the
     /// connector's limit applies.
     fn limit_key(&self, operation: &str, input: &Value) -> Option<String> {
+        let _ = (operation, input);
+        None
+    }
+
+    /// The tokens `operation` on `input` is expected to use, charged to
+    /// [`ConnectorOptions::token_limit`] before it is sent (the `llm`
+    /// connector: `max_tokens` plus a quarter of the prompt's characters).
+    /// `None` (the default): the call is not charged.
+    fn estimated_tokens(&self, operation: &str, input: &Value) -> Option<u64> {
         let _ = (operation, input);
         None
     }
@@ -370,6 +383,10 @@ pub struct ConnectorOptions {
     /// The time the breakers count their cool-downs in: the real clock
     /// (the default), or a [`ManualClock`] a test moves forward.
     pub clock: Clock,
+    /// A budget of tokens each call is charged its
+    /// [`Connector::estimated_tokens`] from (a language model's tokens per
+    /// minute: [`RateLimit::per_minute_whole`]); `None`: no budget.
+    pub token_limit: Option<RateLimit>,
 }
 
 impl Default for ConnectorOptions {
@@ -382,6 +399,7 @@ impl Default for ConnectorOptions {
             key_rate_limit: None,
             max_waiting: DEFAULT_MAX_WAITING,
             clock: Clock::real(),
+            token_limit: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Vendors' own error codes, typed: Slack's `ok: false` errors and Twilio's
-//! numeric codes, each saying whether trying again can help ([`Retry`]).
+//! Vendors' own error codes, typed: Slack's `ok: false` errors, Twilio's
+//! numeric codes and language-model APIs' error types, each saying whether trying again can help ([`Retry`]).
 //! A [`ConnectorError`] carries the one its vendor answered
 //! ([`ConnectorError::vendor`]).
 
@@ -31,6 +31,10 @@ pub enum VendorCode {
     Slack(SlackError),
     /// The `code` of Twilio's `{"code": 21211, "message": "...", ...}`.
     Twilio(TwilioError),
+    /// The `error.code` or `error.type` of a language-model API's error
+    /// answer (OpenAI's `{"error": {"type", "code", ...}}`, Anthropic's
+    /// `{"type": "error", "error": {"type", ...}}`).
+    Llm(LlmError),
 }
 
 impl VendorCode {
@@ -42,6 +46,8 @@ impl VendorCode {
             Self::Slack(SlackError::Other(_)) => None,
             Self::Slack(e) => Some(e.retry()),
             Self::Twilio(e) => e.retry(),
+            Self::Llm(LlmError::Other(_)) => None,
+            Self::Llm(e) => Some(e.retry()),
         }
     }
 
@@ -62,6 +68,7 @@ impl fmt::Display for VendorCode {
         let (vendor, code, retry) = match self {
             Self::Slack(e) => ("slack", e.code().to_owned(), self.retry()),
             Self::Twilio(e) => ("twilio", e.code().to_string(), self.retry()),
+            Self::Llm(e) => ("llm", e.code().to_owned(), self.retry()),
         };
         let advice = match retry {
             Some(Retry::Never) => "; retrying cannot help",
@@ -157,6 +164,88 @@ slack_errors! {
     InternalError = "internal_error" => MayHaveActed,
     /// Slack failed badly; some of the operation may have happened.
     FatalError = "fatal_error" => MayHaveActed,
+}
+
+macro_rules! llm_errors {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal => $retry:ident,)*) => {
+        /// An error type or code of a language-model API: OpenAI's
+        /// (<https://platform.openai.com/docs/guides/error-codes>) and
+        /// Anthropic's (<https://docs.anthropic.com/en/api/errors>).
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum LlmError {
+            $($(#[$doc])* $variant,)*
+            /// Another code: its HTTP status says whether retrying helps.
+            Other(String),
+        }
+
+        impl LlmError {
+            /// The error the API named `code`.
+            pub fn parse(code: &str) -> Self {
+                match code {
+                    $($code => Self::$variant,)*
+                    other => Self::Other(other.to_owned()),
+                }
+            }
+
+            /// The API's name for it (`rate_limit_exceeded`).
+            pub fn code(&self) -> &str {
+                match self {
+                    $(Self::$variant => $code,)*
+                    Self::Other(code) => code,
+                }
+            }
+
+            /// Whether trying again can help.
+            pub fn retry(&self) -> Retry {
+                match self {
+                    $(Self::$variant => Retry::$retry,)*
+                    Self::Other(_) => Retry::Never,
+                }
+            }
+        }
+    };
+}
+
+llm_errors! {
+    /// The request is malformed (both APIs).
+    InvalidRequest = "invalid_request_error" => Never,
+    /// The API key is wrong (Anthropic).
+    Authentication = "authentication_error" => Never,
+    /// The API key is wrong (OpenAI).
+    InvalidApiKey = "invalid_api_key" => Never,
+    /// The key may not use this model or endpoint (Anthropic).
+    Permission = "permission_error" => Never,
+    /// No such model or endpoint (Anthropic).
+    NotFound = "not_found_error" => Never,
+    /// No such model (OpenAI).
+    ModelNotFound = "model_not_found" => Never,
+    /// The request is too large (Anthropic).
+    RequestTooLarge = "request_too_large" => Never,
+    /// The account's credit is used up (OpenAI, with HTTP 429): waiting
+    /// does not help.
+    InsufficientQuota = "insufficient_quota" => Never,
+    /// Too many requests or tokens (OpenAI): not acted on.
+    RateLimitExceeded = "rate_limit_exceeded" => Later,
+    /// Too many requests or tokens (Anthropic): not acted on.
+    RateLimit = "rate_limit_error" => Later,
+    /// The API is overloaded (Anthropic, HTTP 529): not acted on.
+    Overloaded = "overloaded_error" => Later,
+    /// The API failed (Anthropic).
+    Api = "api_error" => MayHaveActed,
+    /// The API failed (OpenAI).
+    Server = "server_error" => MayHaveActed,
+}
+
+/// The error code of a language-model API's error answer, if it has one:
+/// `error.code` when it is a code (OpenAI), else `error.type` (both).
+pub(crate) fn llm_code(answer: &Value) -> Option<VendorCode> {
+    let error = answer.get("error")?;
+    let code = ["code", "type"]
+        .into_iter()
+        .filter_map(|field| error.get(field).and_then(Value::as_str))
+        .find(|code| is_code(code))?;
+    Some(VendorCode::Llm(LlmError::parse(code)))
 }
 
 macro_rules! twilio_errors {
@@ -291,6 +380,24 @@ mod tests {
             "an error that is not a code is not quoted"
         );
         assert_eq!(slack_code(&json!({"ok": true})), None);
+    }
+
+    #[test]
+    fn llm_codes_say_whether_retrying_helps() {
+        let openai = json!({"error": {"message": "m", "type": "insufficient_quota",
+            "param": null, "code": "insufficient_quota"}});
+        assert_eq!(
+            llm_code(&openai),
+            Some(VendorCode::Llm(LlmError::InsufficientQuota))
+        );
+        let anthropic = json!({"type": "error", "error": {"type": "overloaded_error",
+            "message": "Overloaded"}});
+        let code = llm_code(&anthropic).unwrap();
+        assert_eq!(code.retry(), Some(Retry::Later));
+        let typed =
+            json!({"error": {"message": "m", "type": "invalid_request_error", "code": null}});
+        assert_eq!(llm_code(&typed).unwrap().retry(), Some(Retry::Never));
+        assert_eq!(llm_code(&json!({"error": "sk-echoed key"})), None);
     }
 
     #[test]

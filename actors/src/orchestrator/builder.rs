@@ -13,7 +13,7 @@ use crate::agent::{Agent, AgentFactory, AgentHandle, AgentOptions};
 use crate::agents::{ContentAgent, EchoAgent, EmailAgent, SlackAgent, SmsAgent};
 use crate::connector::{
     Connector, ConnectorActor, ConnectorEntry, ConnectorOptions, ConnectorsConfig, Gmail, Guard,
-    RateLimitsConfig, Runtime, Slack, Twilio, vendor_limits,
+    Llm, RateLimit, RateLimitsConfig, Runtime, Slack, Twilio, vendor_limits,
 };
 use crate::error::{Error, Result};
 
@@ -41,6 +41,10 @@ pub struct OrchestratorBuilder {
     max_in_flight: usize,
     node: Option<NodeId>,
     agent_threads: usize,
+    /// Whether the built-in `content` agent drafts with the `llm`
+    /// connector: set when a live one is registered by
+    /// [`Self::builtin_connectors`], read when the agent is built.
+    content_drafts_with_llm: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The default number of agent threads: one per core.
@@ -59,6 +63,7 @@ impl OrchestratorBuilder {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             node: None,
             agent_threads: default_agent_threads(),
+            content_drafts_with_llm: Arc::default(),
         }
     }
 
@@ -79,11 +84,20 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// The `content` agent's factory: it drafts with the `llm` connector
+    /// once a live one is registered ([`Self::builtin_connectors`]), from
+    /// its templates otherwise.
+    fn content_agent(&self) -> impl Fn() -> ContentAgent + Send + Sync + 'static {
+        let flag = Arc::clone(&self.content_drafts_with_llm);
+        move || ContentAgent::new(flag.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Registers the built-in agents `echo`, `content`, `email`, `sms` and
     /// `slack` with default options.
     pub fn builtin_agents(self) -> Self {
+        let content = self.content_agent();
         self.agent(|| EchoAgent, AgentOptions::default())
-            .agent(|| ContentAgent, AgentOptions::default())
+            .agent(content, AgentOptions::default())
             .agent(|| EmailAgent, AgentOptions::default())
             .agent(|| SmsAgent, AgentOptions::default())
             .agent(|| SlackAgent, AgentOptions::default())
@@ -92,8 +106,9 @@ impl OrchestratorBuilder {
     /// Registers the built-in agents with the options `options` gives each
     /// (by name: `echo`, `content`, `email`, `sms`, `slack`).
     pub fn builtin_agents_with(self, options: impl Fn(&str) -> AgentOptions) -> Self {
+        let content = self.content_agent();
         self.agent(|| EchoAgent, options("echo"))
-            .agent(|| ContentAgent, options("content"))
+            .agent(content, options("content"))
             .agent(|| EmailAgent, options("email"))
             .agent(|| SmsAgent, options("sms"))
             .agent(|| SlackAgent, options("slack"))
@@ -105,7 +120,8 @@ impl OrchestratorBuilder {
         self
     }
 
-    /// Registers Gmail, Slack and Twilio, mock or live as `config` says,
+    /// Registers Gmail, Slack, Twilio and the language model (`llm`), mock
+    /// or live as `config` says,
     /// with default options and the default rate limits (the vendors'
     /// published limits when live, none when mock).
     ///
@@ -142,19 +158,33 @@ impl OrchestratorBuilder {
         let gmail = Gmail::from_config(config)?;
         let slack = Slack::from_config(config)?;
         let twilio = Twilio::from_config(config)?;
+        let llm = Llm::from_config(config)?;
         let options = |name: &str, (connector, per_key)| ConnectorOptions {
             rate_limit: connector,
             key_rate_limit: per_key,
             max_waiting: limits.max_waiting,
             ..options(name)
         };
+        let llm_limits = vendor_limits::llm(&limits.llm, llm.is_live());
+        let llm_options = ConnectorOptions {
+            // A model may think for a while before it answers.
+            timeout: std::time::Duration::from_secs(60),
+            token_limit: config
+                .llm
+                .tokens_per_minute
+                .map(RateLimit::per_minute_whole),
+            ..options("llm", llm_limits)
+        };
+        self.content_drafts_with_llm
+            .store(llm.is_live(), std::sync::atomic::Ordering::Relaxed);
         let gmail_limits = vendor_limits::gmail(&limits.gmail, gmail.is_live());
         let slack_limits = vendor_limits::slack(&limits.slack, slack.is_live());
         let twilio_limits = vendor_limits::twilio(&limits.twilio, twilio.is_live());
         Ok(self
             .connector(gmail, options("gmail", gmail_limits))
             .connector(slack, options("slack", slack_limits))
-            .connector(twilio, options("twilio", twilio_limits)))
+            .connector(twilio, options("twilio", twilio_limits))
+            .connector(llm, llm_options))
     }
 
     /// Bounds the runs in flight (default [`DEFAULT_MAX_IN_FLIGHT`]).

@@ -8,7 +8,9 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// One row of the AgentRun table: everything the log says about one run,
-/// derived by the one fold, [`RunState`].
+/// derived by the one fold, [`RunState`]. The usage columns (`model`,
+/// `input_tokens`, `output_tokens`, `cost_usd`) are [`RunState::usage`]:
+/// written, and derived again from `output` when a row is read.
 pub type AgentRun = RunState;
 
 /// The columns of a row, in the order [`SqlRow::from_sql`] reads them (a
@@ -17,7 +19,8 @@ macro_rules! columns {
     () => {
         "run_id, parent_run_id, correlation_id, kind, target, operation, intent, status, \
          attempts, input, output, error_kind, error_message, started_at, finished_at, \
-         duration_micros, first_position, last_position, paused_micros"
+         duration_micros, first_position, last_position, paused_micros, model, input_tokens, \
+         output_tokens, cost_usd"
     };
 }
 pub(crate) use columns;
@@ -116,9 +119,10 @@ pub(super) fn insert(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
     let mut stmt = conn.prepare_cached(concat!(
         "INSERT INTO agent_runs (",
         columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
     ))?;
     let (mut a, mut b, mut c) = ([0; 36], [0; 36], [0; 36]);
+    let usage = run.usage();
     stmt.execute(params![
         uuid_text(run.run_id.as_uuid(), &mut a),
         run.parent_run_id.map(|p| uuid_text(p.as_uuid(), &mut b)),
@@ -139,6 +143,10 @@ pub(super) fn insert(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
         run.first_position.0 as i64,
         run.last_position.0 as i64,
         run.paused_micros as i64,
+        usage.as_ref().map(|u| u.model.as_str()),
+        usage.as_ref().map(|u| u.input_tokens as i64),
+        usage.as_ref().map(|u| u.output_tokens as i64),
+        usage.as_ref().map(|u| u.cost_usd),
     ])
 }
 
@@ -146,9 +154,11 @@ pub(super) fn update(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_runs SET status = ?2, attempts = ?3, output = ?4, error_kind = ?5, \
          error_message = ?6, finished_at = ?7, duration_micros = ?8, last_position = ?9, \
-         paused_micros = ?10 WHERE run_id = ?1",
+         paused_micros = ?10, model = ?11, input_tokens = ?12, output_tokens = ?13, \
+         cost_usd = ?14 WHERE run_id = ?1",
     )?;
     let mut buf = [0; 36];
+    let usage = run.usage();
     stmt.execute(params![
         uuid_text(run.run_id.as_uuid(), &mut buf),
         run.status.as_str(),
@@ -160,5 +170,9 @@ pub(super) fn update(conn: &Connection, run: &AgentRun) -> rusqlite::Result<usiz
         run.duration_micros.map(|d| d as i64),
         run.last_position.0 as i64,
         run.paused_micros as i64,
+        usage.as_ref().map(|u| u.model.as_str()),
+        usage.as_ref().map(|u| u.input_tokens as i64),
+        usage.as_ref().map(|u| u.output_tokens as i64),
+        usage.as_ref().map(|u| u.cost_usd),
     ])
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS agent_runs (
@@ -79,6 +79,84 @@ CREATE INDEX IF NOT EXISTS agent_runs_by_duration ON agent_runs (duration_micros
     WHERE duration_micros IS NOT NULL;
 ";
 
+/// Version 3 to 4 (and part of every new file), the columns
+/// [`MIGRATE_V3_TO_V4`] fills: what each language-model
+/// call used, from its step's output ([`neonhub_events::Usage`]): the model,
+/// input and output tokens, and the cost in US dollars; NULL for any other
+/// run. The rows of an existing file get them from their recorded output,
+/// by the same rule [`neonhub_events::Usage::from_output`] applies (a
+/// succeeded connector run whose output has a text `model`, non-negative
+/// integer token counts and a non-negative `cost_usd`), so the table still
+/// equals the log without a rebuild.
+const USAGE_COLUMNS: [(&str, &str); 4] = [
+    ("model", "TEXT"),
+    ("input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("cost_usd", "REAL"),
+];
+
+/// Fills the usage columns of the rows and indexes them: see
+/// [`USAGE_COLUMNS`].
+const MIGRATE_V3_TO_V4: &str = "
+UPDATE agent_runs SET
+    model = json_extract(output, '$.model'),
+    input_tokens = json_extract(output, '$.input_tokens'),
+    output_tokens = json_extract(output, '$.output_tokens'),
+    cost_usd = CAST(json_extract(output, '$.cost_usd') AS REAL)
+WHERE kind = 'connector' AND status = 'succeeded' AND json_valid(output)
+    AND json_type(output, '$.model') = 'text'
+    AND json_type(output, '$.input_tokens') = 'integer'
+    AND json_extract(output, '$.input_tokens') >= 0
+    AND json_type(output, '$.output_tokens') = 'integer'
+    AND json_extract(output, '$.output_tokens') >= 0
+    AND json_type(output, '$.cost_usd') IN ('integer', 'real')
+    AND json_extract(output, '$.cost_usd') >= 0;
+CREATE INDEX IF NOT EXISTS agent_runs_with_usage ON agent_runs (parent_run_id, started_at)
+    WHERE model IS NOT NULL;
+";
+
+/// Adds the [`USAGE_COLUMNS`] the table lacks, then
+/// [`MIGRATE_V3_TO_V4`].
+fn migrate_to_v4(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let mut stmt = tx.prepare("SELECT name FROM pragma_table_info('agent_runs')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    for (column, sql_type) in USAGE_COLUMNS {
+        if !existing.iter().any(|e| e == column) {
+            tx.execute_batch(&format!(
+                "ALTER TABLE agent_runs ADD COLUMN {column} {sql_type};"
+            ))?;
+        }
+    }
+    tx.execute_batch(MIGRATE_V3_TO_V4)?;
+    Ok(())
+}
+
+/// The `neonhub_llm_*` series of the rows [`MIGRATE_V3_TO_V4`] filled in
+/// (an older file counted none), as [`crate::metrics`] counts them.
+fn llm_metrics_of_v3_rows() -> String {
+    let tokens = metrics::LLM_TOKENS_TOTAL;
+    let cost = metrics::LLM_COST_USD_TOTAL;
+    format!(
+        "
+INSERT OR IGNORE INTO run_metric_counters (family, labels, value)
+SELECT '{tokens}', json_array(json_array('connector', target), json_array('model', model),
+        json_array('direction', 'input')), SUM(input_tokens)
+    FROM agent_runs WHERE model IS NOT NULL GROUP BY target, model
+UNION ALL
+SELECT '{tokens}', json_array(json_array('connector', target), json_array('model', model),
+        json_array('direction', 'output')), SUM(output_tokens)
+    FROM agent_runs WHERE model IS NOT NULL GROUP BY target, model
+UNION ALL
+SELECT '{cost}', json_array(json_array('connector', target), json_array('model', model)),
+        SUM(CAST(round(cost_usd * 1e9) AS INTEGER))
+    FROM agent_runs WHERE model IS NOT NULL GROUP BY target, model;
+"
+    )
+}
+
 /// The projection's name: its checkpoint key.
 pub(crate) const NAME: &str = "agent_runs";
 
@@ -115,13 +193,24 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
 pub(crate) fn open_for_check(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match Connection::open_with_flags(path, flags) {
-        Ok(conn) => conn,
+        Ok(conn) => {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn.pragma_update(None, "cache_size", -65536)?;
+            conn
+        }
         // A file this user may only read.
-        Err(_) => return open_connection(path, true),
+        Err(_) => open_connection(path, true)?,
     };
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if (1..SCHEMA_VERSION).contains(&found) {
+        // Its columns are not this build's: every query would fail on them.
+        return Err(Error::SchemaOutdated {
+            path: path.to_owned(),
+            found,
+            current: SCHEMA_VERSION,
+        });
+    }
     Ok(conn)
 }
 
@@ -134,17 +223,20 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(INDEXES_V1)?;
             tx.execute_batch(INDEXES_V3)?;
+            migrate_to_v4(&tx)?;
             tx.execute_batch(metrics::SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())
         }
-        1 | 2 => {
+        1..=3 => {
             let tx = conn.transaction()?;
             if version == 1 {
                 tx.execute_batch(MIGRATE_V1_TO_V2)?;
             }
             tx.execute_batch(INDEXES_V3)?;
+            migrate_to_v4(&tx)?;
+            tx.execute_batch(&llm_metrics_of_v3_rows())?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
             Ok(())

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::metrics::{
     AGENT_RUN_DURATION_SECONDS, AGENT_RUNS_TOTAL, CONNECTOR_REQUEST_DURATION_SECONDS,
-    CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS,
+    CONNECTOR_REQUESTS_TOTAL, DURATION_BUCKETS_MICROS, LLM_COST_USD_TOTAL, LLM_TOKENS_TOTAL,
 };
 
 /// One run's row as the log gives it.
@@ -170,6 +170,22 @@ impl Fact {
 }
 
 impl Expected {
+    /// What the run used of a language model, read from its output text
+    /// here, apart from the projection's fold: a succeeded connector run
+    /// whose output reports it ([`neonhub_events::Usage::from_output`]).
+    pub(super) fn usage(&self) -> Option<neonhub_events::Usage> {
+        if self.kind != RunKind::Connector || self.status != RunStatus::Succeeded {
+            return None;
+        }
+        let output = self.output.as_deref()?;
+        // Most connector outputs are no model's: skip parsing them.
+        if !output.windows(13).any(|w| w == b"\"input_tokens") {
+            return None;
+        }
+        let output: serde_json::Value = serde_json::from_slice(output).ok()?;
+        neonhub_events::Usage::from_output(&output)
+    }
+
     /// A run whose first event, `started`, is at `position`.
     pub(super) fn start(started: Start, position: Position) -> Self {
         Self {
@@ -289,6 +305,9 @@ pub(super) struct ExpectedMetrics {
     /// The series of each connector.
     connectors: FxHashMap<String, TargetSeries>,
     pub(super) in_flight: i64,
+    /// Language-model usage by (connector, model): input tokens, output
+    /// tokens, cost in billionths of a dollar.
+    llm: BTreeMap<(String, String), (u64, u64, u64)>,
 }
 
 /// The series of one agent or connector.
@@ -333,6 +352,15 @@ impl ExpectedMetrics {
         {
             Some((_, _, n)) => *n += 1,
             None => series.ended.push((operation.to_owned(), run.status, 1)),
+        }
+        if let Some(usage) = run.usage() {
+            let (input, output, nano) = self
+                .llm
+                .entry((run.target.clone(), usage.model.clone()))
+                .or_default();
+            *input += usage.input_tokens;
+            *output += usage.output_tokens;
+            *nano += usage.cost_nano_usd();
         }
         if !finished {
             return;
@@ -394,6 +422,28 @@ impl ExpectedMetrics {
                     histogram(durations),
                 );
             }
+        }
+        for ((connector, model), (input, output, nano)) in &self.llm {
+            for (direction, n) in [("input", input), ("output", output)] {
+                all.insert(
+                    key(
+                        LLM_TOKENS_TOTAL,
+                        &[
+                            ("connector", connector),
+                            ("model", model),
+                            ("direction", direction),
+                        ],
+                    ),
+                    SeriesValue::Count(*n as i64),
+                );
+            }
+            all.insert(
+                key(
+                    LLM_COST_USD_TOTAL,
+                    &[("connector", connector), ("model", model)],
+                ),
+                SeriesValue::Count(*nano as i64),
+            );
         }
         all
     }

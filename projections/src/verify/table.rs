@@ -19,7 +19,7 @@ use crate::metrics::{DURATION_BUCKETS_MICROS, RUNS_IN_FLIGHT};
 const ROW_BATCH: usize = 4096;
 
 /// The column names, in [`columns!`] order.
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 23] = [
     "run_id",
     "parent_run_id",
     "correlation_id",
@@ -39,6 +39,10 @@ const COLUMNS: [&str; 19] = [
     "first_position",
     "last_position",
     "paused_micros",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
 ];
 const FIRST_POSITION: usize = 16;
 const LAST_POSITION: usize = 17;
@@ -228,6 +232,7 @@ pub(super) fn row_count(conn: &Connection) -> Result<u64> {
 enum Cell<'a> {
     Null,
     Int(i64),
+    Real(f64),
     Text(&'a str),
     /// JSON text, as the projection writes it.
     Json(&'a [u8]),
@@ -247,6 +252,7 @@ impl Cell<'_> {
         match (self, stored) {
             (Cell::Null, ValueRef::Null) => true,
             (Cell::Int(a), ValueRef::Integer(b)) => *a == b,
+            (Cell::Real(a), ValueRef::Real(b)) => a.to_bits() == b.to_bits(),
             (Cell::Text(a), ValueRef::Text(b)) => a.as_bytes() == b,
             (Cell::Json(a), ValueRef::Text(b)) => {
                 // The text the projection writes; else the same JSON value
@@ -263,6 +269,7 @@ impl Cell<'_> {
         match self {
             Cell::Null => "NULL".to_owned(),
             Cell::Int(i) => i.to_string(),
+            Cell::Real(r) => format!("{r} (a real)"),
             Cell::Text(t) => quoted(t),
             Cell::Json(v) => shorten(&String::from_utf8_lossy(v)),
         }
@@ -312,7 +319,8 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
     let correlation = run.correlation_id.hyphenated().encode_lower(&mut c);
     let error_kind = run.error.as_ref().map(|(k, _)| k.as_str());
     let error_message = run.error.as_ref().map(|(_, m)| m.as_str());
-    let cells: [Cell<'_>; 19] = [
+    let usage = run.usage();
+    let cells: [Cell<'_>; 23] = [
         Cell::Text(run_id),
         Cell::opt_text(parent),
         Cell::Text(correlation),
@@ -332,6 +340,12 @@ pub(super) fn compare(run: &Expected, stored: &StoredRow, report: &mut impl FnMu
         Cell::Int(run.first_position.0 as i64),
         Cell::Int(run.last_position.0 as i64),
         Cell::Int(run.paused_micros as i64),
+        Cell::opt_text(usage.as_ref().map(|u| u.model.as_str())),
+        Cell::opt_int(usage.as_ref().map(|u| u.input_tokens)),
+        Cell::opt_int(usage.as_ref().map(|u| u.output_tokens)),
+        usage
+            .as_ref()
+            .map_or(Cell::Null, |u| Cell::Real(u.cost_usd)),
     ];
     for (i, (cell, column)) in cells.iter().zip(COLUMNS).enumerate() {
         let value = stored.get(i);

@@ -1,5 +1,5 @@
 // The report: per agent and connector (`GET /v1/reports/agents`: success
-// rate, p50/p95/p99) and runs and failures over time as an SVG chart
+// rate, p50/p95/p99, language-model tokens and cost) and runs and failures over time as an SVG chart
 // (`GET /v1/reports/timeline`).
 
 import {api, ApiError, withQuery} from './api.js';
@@ -12,12 +12,16 @@ function percent(rate) {
   return rate === null || rate === undefined ? '—' : `${(rate * 100).toFixed(1)} %`;
 }
 
+function dollars(usd) {
+  return typeof usd === 'number' && usd > 0 ? `$${usd < 0.01 ? usd.toFixed(6) : usd.toFixed(2)}` : '—';
+}
+
 function reportTable(agents) {
   return h('table', {class: 'grid', id: 'report-table'},
-    h('thead', {}, h('tr', {}, ['Target', 'Kind', 'Runs', 'Succeeded', 'Failed', 'Running', 'Success rate', 'p50', 'p95', 'p99']
+    h('thead', {}, h('tr', {}, ['Target', 'Kind', 'Runs', 'Succeeded', 'Failed', 'Running', 'Success rate', 'p50', 'p95', 'p99', 'Tokens in', 'Tokens out', 'Cost']
       .map((t) => h('th', {}, t)))),
     h('tbody', {}, agents.length === 0
-      ? h('tr', {class: 'empty'}, h('td', {colspan: 10}, 'No runs in this window.'))
+      ? h('tr', {class: 'empty'}, h('td', {colspan: 13}, 'No runs in this window.'))
       : agents.map((a) => h('tr', {dataset: {target: a.target, kind: a.kind}},
         h('td', {}, h('a', {href: `#/runs?agent=${encodeURIComponent(a.target)}&kind=${encodeURIComponent(a.kind)}`}, a.target)),
         h('td', {}, a.kind),
@@ -28,7 +32,10 @@ function reportTable(agents) {
         h('td', {class: 'num'}, percent(a.success_rate)),
         h('td', {class: 'num'}, duration(a.p50_ms)),
         h('td', {class: 'num'}, duration(a.p95_ms)),
-        h('td', {class: 'num'}, duration(a.p99_ms))))));
+        h('td', {class: 'num'}, duration(a.p99_ms)),
+        h('td', {class: 'num tokens-in'}, count(a.input_tokens ?? 0)),
+        h('td', {class: 'num tokens-out'}, count(a.output_tokens ?? 0)),
+        h('td', {class: 'num cost'}, dollars(a.cost_usd))))));
 }
 
 function tickLabel(start, by) {

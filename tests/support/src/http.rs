@@ -25,6 +25,8 @@ pub struct Seen {
     pub body: String,
     /// The `Host` header.
     pub host: String,
+    /// Every header, names lower-case, in arrival order.
+    pub headers: Vec<(String, String)>,
     /// When it arrived.
     pub at: Instant,
 }
@@ -183,6 +185,13 @@ impl TestServer {
                         content_type: header("content-type"),
                         body: String::from_utf8_lossy(&body).into_owned(),
                         host: header("host").unwrap_or_default(),
+                        headers: req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                            })
+                            .collect(),
                         at: Instant::now(),
                     };
                     let reply = responder(&request);
