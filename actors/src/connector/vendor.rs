@@ -80,21 +80,24 @@ impl fmt::Display for VendorCode {
     }
 }
 
-macro_rules! slack_errors {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal => $retry:ident,)*) => {
-        /// An error Slack's Web API answers with `ok: false` (see each
-        /// method's page under <https://api.slack.com/methods>, and
-        /// <https://api.slack.com/web#evaluating_responses>).
+/// An enum of a vendor's string error codes, each with whether retrying can
+/// help; a code not listed is `Other` and never retried.
+macro_rules! string_errors {
+    (
+        $(#[$enum_doc:meta])* $name:ident, $example:literal;
+        $($(#[$doc:meta])* $variant:ident = $code:literal => $retry:ident,)*
+    ) => {
+        $(#[$enum_doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
-        pub enum SlackError {
+        pub enum $name {
             $($(#[$doc])* $variant,)*
             /// Another code: retrying cannot help as far as we know.
             Other(String),
         }
 
-        impl SlackError {
-            /// The error Slack named `code`.
+        impl $name {
+            /// The error named `code`.
             pub fn parse(code: &str) -> Self {
                 match code {
                     $($code => Self::$variant,)*
@@ -102,7 +105,7 @@ macro_rules! slack_errors {
                 }
             }
 
-            /// Slack's name for it (`channel_not_found`).
+            #[doc = concat!("The vendor's name for it (`", $example, "`).")]
             pub fn code(&self) -> &str {
                 match self {
                     $(Self::$variant => $code,)*
@@ -121,7 +124,11 @@ macro_rules! slack_errors {
     };
 }
 
-slack_errors! {
+string_errors! {
+    /// An error Slack's Web API answers with `ok: false` (see each
+    /// method's page under <https://api.slack.com/methods>, and
+    /// <https://api.slack.com/web#evaluating_responses>).
+    SlackError, "channel_not_found";
     /// The channel does not exist or the token cannot see it.
     ChannelNotFound = "channel_not_found" => Never,
     /// The bot is not a member of the channel.
@@ -166,48 +173,12 @@ slack_errors! {
     FatalError = "fatal_error" => MayHaveActed,
 }
 
-macro_rules! llm_errors {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal => $retry:ident,)*) => {
-        /// An error type or code of a language-model API: OpenAI's
-        /// (<https://platform.openai.com/docs/guides/error-codes>) and
-        /// Anthropic's (<https://docs.anthropic.com/en/api/errors>).
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum LlmError {
-            $($(#[$doc])* $variant,)*
-            /// Another code: its HTTP status says whether retrying helps.
-            Other(String),
-        }
-
-        impl LlmError {
-            /// The error the API named `code`.
-            pub fn parse(code: &str) -> Self {
-                match code {
-                    $($code => Self::$variant,)*
-                    other => Self::Other(other.to_owned()),
-                }
-            }
-
-            /// The API's name for it (`rate_limit_exceeded`).
-            pub fn code(&self) -> &str {
-                match self {
-                    $(Self::$variant => $code,)*
-                    Self::Other(code) => code,
-                }
-            }
-
-            /// Whether trying again can help.
-            pub fn retry(&self) -> Retry {
-                match self {
-                    $(Self::$variant => Retry::$retry,)*
-                    Self::Other(_) => Retry::Never,
-                }
-            }
-        }
-    };
-}
-
-llm_errors! {
+string_errors! {
+    /// An error type or code of a language-model API: OpenAI's
+    /// (<https://platform.openai.com/docs/guides/error-codes>) and
+    /// Anthropic's (<https://docs.anthropic.com/en/api/errors>). A code not
+    /// listed goes by its HTTP status.
+    LlmError, "rate_limit_exceeded";
     /// The request is malformed (both APIs).
     InvalidRequest = "invalid_request_error" => Never,
     /// The API key is wrong (Anthropic).
