@@ -303,16 +303,17 @@ fn llm_section(
         .base_url
         .map(|u| {
             let url = u.get_ref().trim_end_matches('/').to_owned();
-            match reqwest::Url::parse(&url) {
-                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
-                _ => Err(at(
+            if is_http_url(&url) {
+                Ok(url)
+            } else {
+                Err(at(
                     u.span(),
                     format!(
                         "{}: {:?} is not an http:// or https:// URL",
                         key("base_url"),
                         u.get_ref()
                     ),
-                )),
+                ))
             }
         })
         .transpose()?;
@@ -402,6 +403,12 @@ fn llm_section(
     ))
 }
 
+/// Whether `text` is an `http://` or `https://` URL with a host.
+fn is_http_url(text: &str) -> bool {
+    reqwest::Url::parse(text)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
 /// Line and column (1-based) of byte `offset` of `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -485,15 +492,16 @@ impl ConfigFile {
             .public_url
             .map(|u| {
                 let url = u.get_ref().trim_end_matches('/').to_owned();
-                match reqwest::Url::parse(&url) {
-                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
-                    _ => Err(at(
+                if is_http_url(&url) {
+                    Ok(url)
+                } else {
+                    Err(at(
                         u.span(),
                         format!(
                             "server.public_url: {:?} is not an http:// or https:// URL",
                             u.get_ref()
                         ),
-                    )),
+                    ))
                 }
             })
             .transpose()?;
@@ -547,9 +555,7 @@ impl ConfigFile {
                     ));
                 }
                 (Some(url), false) => {
-                    let parsed = reqwest::Url::parse(url.get_ref());
-                    if !matches!(&parsed, Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                    {
+                    if !is_http_url(url.get_ref()) {
                         return Err(at(
                             url.span(),
                             format!(

@@ -11,7 +11,7 @@ use neonhub_actors::{BreakerConfig, ConnectorMode, ConnectorOptions, RetryPolicy
 use serde::Deserialize;
 
 use super::secret::{Setting, read_source};
-use super::{ConfigError, Locator, MAX_RETRIES, parse_duration};
+use super::{ConfigError, Locator, MAX_RETRIES, is_http_url, parse_duration};
 
 /// One `[connectors.NAME]` table of a built-in connector, as written.
 #[derive(Default, Deserialize)]
@@ -328,16 +328,11 @@ fn parse_connector(
             ));
         };
         let setting = read_source(&key(k), value, kind != Kind::Secret, locator, var)?;
-        if kind == Kind::Url {
-            let url = setting.value().trim_end_matches('/');
-            let ok = reqwest::Url::parse(url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if !ok {
-                return Err(locator.at(
-                    value.span(),
-                    format!("{}: not an http:// or https:// URL", key(k)),
-                ));
-            }
+        if kind == Kind::Url && !is_http_url(setting.value().trim_end_matches('/')) {
+            return Err(locator.at(
+                value.span(),
+                format!("{}: not an http:// or https:// URL", key(k)),
+            ));
         }
         settings.push((static_key, env, setting));
     }
