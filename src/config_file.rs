@@ -5,7 +5,8 @@
 //! Unknown keys and bad values are refused with the file, line and key.
 //! `neonhub.example.toml` at the top of the repository shows every key.
 //! `[store]` is read in `store.rs`, the connectors' settings besides their
-//! rate limits in `connectors.rs`, credentials' sources in `secret.rs`.
+//! rate limits (`[connectors.llm]`'s too) in `connectors.rs`, credentials'
+//! sources in `secret.rs`.
 
 mod connectors;
 mod secret;
@@ -18,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use neonhub_actors::{
-    AgentOptions, ConnectorLimits, ConnectorOptions, ConnectorsConfig, Limit, LlmPrice,
-    LlmProvider, RateLimitsConfig, RetryPolicy, Secret,
+    AgentOptions, ConnectorLimits, ConnectorOptions, ConnectorsConfig, Limit, RateLimitsConfig,
+    RetryPolicy,
 };
 use serde::Deserialize;
 
-pub use connectors::ConnectorSection;
+pub use connectors::{ConnectorSection, LlmSection};
 pub use store::{DEFAULT_DATA_DIR, StoreSection};
 
 /// The built-in agents, whose settings the file may give but whose `url`
@@ -56,69 +57,6 @@ pub struct ConfigFile {
     /// `[connectors.llm]` (its `rate` and `rate_per_key` are in
     /// [`Self::rate_limits`]).
     pub llm: LlmSection,
-}
-
-/// `[connectors.llm]`: the language-model connector. Each key gives way to
-/// its `NEONHUB_LLM_*` variable when that is set.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LlmSection {
-    /// `provider`: `openai` or `anthropic`.
-    pub provider: Option<LlmProvider>,
-    /// `base_url`: the API's base URL.
-    pub base_url: Option<String>,
-    /// `model`: the model of calls that name none.
-    pub model: Option<String>,
-    /// `api_key_env`: the NAME of the environment variable holding the API
-    /// key (the key itself is never written in the file).
-    pub api_key_env: Option<String>,
-    /// `prices`: US dollars per million input and output tokens, by model.
-    pub prices: BTreeMap<String, LlmPrice>,
-    /// `tokens_per_minute`: the token budget.
-    pub tokens_per_minute: Option<std::num::NonZeroU32>,
-}
-
-impl LlmSection {
-    /// `connectors` (read from the `NEONHUB_*` variables through `var`)
-    /// with this section filling in what the variables leave unset; the
-    /// API key read from the variable `api_key_env` names.
-    ///
-    /// # Errors
-    /// A message when `api_key_env` names a variable that is not set.
-    pub fn apply(
-        &self,
-        mut connectors: ConnectorsConfig,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<ConnectorsConfig, ConfigError> {
-        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
-        let llm = &mut connectors.llm;
-        if let (false, Some(provider)) = (set("NEONHUB_LLM_PROVIDER"), self.provider) {
-            llm.provider = provider;
-        }
-        if llm.base_url.is_none() {
-            llm.base_url.clone_from(&self.base_url);
-        }
-        if llm.model.is_none() {
-            llm.model.clone_from(&self.model);
-        }
-        if llm.tokens_per_minute.is_none() {
-            llm.tokens_per_minute = self.tokens_per_minute;
-        }
-        for (model, price) in &self.prices {
-            llm.prices.entry(model.clone()).or_insert(*price);
-        }
-        if let (None, Some(name)) = (&llm.api_key, &self.api_key_env) {
-            let key = var(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| ConfigError {
-                    message: format!(
-                        "connectors.llm.api_key_env names {name}, which is not set: export it, or \
-                     leave api_key_env out for the mock"
-                    ),
-                })?;
-            llm.api_key = Some(Secret::new(key));
-        }
-        Ok(connectors)
-    }
 }
 
 /// `[server]`.
@@ -194,29 +132,8 @@ struct RawConnectors {
     gmail: Option<connectors::RawConnector>,
     slack: Option<connectors::RawConnector>,
     twilio: Option<connectors::RawConnector>,
-    llm: Option<RawLlm>,
+    llm: Option<connectors::RawLlm>,
     max_waiting: Option<toml::Spanned<u32>>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLlm {
-    provider: Option<toml::Spanned<String>>,
-    base_url: Option<toml::Spanned<String>>,
-    model: Option<toml::Spanned<String>>,
-    api_key_env: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    prices: BTreeMap<String, toml::Spanned<RawPrice>>,
-    rate: Option<toml::Spanned<String>>,
-    rate_per_key: Option<toml::Spanned<String>>,
-    tokens_per_minute: Option<toml::Spanned<u32>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPrice {
-    input: f64,
-    output: f64,
 }
 
 #[derive(Default, Deserialize)]
@@ -274,133 +191,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is zero: give a positive duration"));
     }
     Ok(duration)
-}
-
-/// `[connectors.llm]` checked, and its `rate` and `rate_per_key` for the
-/// limits; `at` places a message at a span of the file.
-fn llm_section(
-    raw: RawLlm,
-    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
-) -> Result<(LlmSection, Option<RawLimits>), ConfigError> {
-    let key = |k: &str| format!("connectors.llm.{k}");
-    let provider = raw
-        .provider
-        .map(|p| {
-            p.get_ref().parse::<LlmProvider>().map_err(|_| {
-                at(
-                    p.span(),
-                    format!(
-                        "{}: {:?} is not a provider: write \"openai\" (any OpenAI-compatible \
-                         server) or \"anthropic\"",
-                        key("provider"),
-                        p.get_ref()
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let base_url = raw
-        .base_url
-        .map(|u| {
-            let url = u.get_ref().trim_end_matches('/').to_owned();
-            if is_http_url(&url) {
-                Ok(url)
-            } else {
-                Err(at(
-                    u.span(),
-                    format!(
-                        "{}: {:?} is not an http:// or https:// URL",
-                        key("base_url"),
-                        u.get_ref()
-                    ),
-                ))
-            }
-        })
-        .transpose()?;
-    let model = raw
-        .model
-        .map(|m| {
-            let model = m.get_ref().trim().to_owned();
-            if model.is_empty() {
-                Err(at(m.span(), format!("{}: give a model name", key("model"))))
-            } else {
-                Ok(model)
-            }
-        })
-        .transpose()?;
-    let api_key_env = raw
-        .api_key_env
-        .map(|e| {
-            let name = e.get_ref();
-            let is_name = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if is_name {
-                Ok(name.clone())
-            } else {
-                Err(at(
-                    e.span(),
-                    format!(
-                        "{}: write the NAME of an environment variable holding the key (e.g. \
-                         \"OPENAI_API_KEY\"), never the key itself",
-                        key("api_key_env")
-                    ),
-                ))
-            }
-        })
-        .transpose()?;
-    let mut prices = BTreeMap::new();
-    for (model, price) in raw.prices {
-        let span = price.span();
-        let price = price.into_inner();
-        let fine = |n: f64| n.is_finite() && n >= 0.0;
-        if !fine(price.input) || !fine(price.output) {
-            return Err(at(
-                span,
-                format!(
-                    "{}: the prices of {model:?} must be dollars per million tokens, 0 or more",
-                    key("prices")
-                ),
-            ));
-        }
-        prices.insert(
-            model,
-            LlmPrice {
-                input: price.input,
-                output: price.output,
-            },
-        );
-    }
-    let tokens_per_minute = raw
-        .tokens_per_minute
-        .map(|t| {
-            std::num::NonZeroU32::new(*t.get_ref()).ok_or_else(|| {
-                at(
-                    t.span(),
-                    format!(
-                        "{}: 0 would refuse every call: give at least 1, or leave it out for \
-                         no limit",
-                        key("tokens_per_minute")
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let limits = RawLimits {
-        rate: raw.rate,
-        rate_per_key: raw.rate_per_key,
-    };
-    Ok((
-        LlmSection {
-            provider,
-            base_url,
-            model,
-            api_key_env,
-            prices,
-            tokens_per_minute,
-        },
-        Some(limits),
-    ))
 }
 
 /// Whether `text` is an `http://` or `https://` URL with a host.
@@ -650,19 +440,24 @@ impl ConfigFile {
             &locator,
             var,
         )?;
+        let llm = connectors
+            .llm
+            .as_ref()
+            .map(|raw| connectors::parse_llm(raw, &locator, var))
+            .transpose()?
+            .unwrap_or_default();
         let mut rate_limits = RateLimitsConfig::default();
         let mut limits_given = Vec::new();
-        let mut connectors = connectors;
-        let (llm, llm_limits) = match connectors.llm.take() {
-            Some(raw) => llm_section(raw, &at)?,
-            None => (LlmSection::default(), None),
-        };
         let limits_of = |c: Option<connectors::RawConnector>| {
             c.map(|c| RawLimits {
                 rate: c.rate,
                 rate_per_key: c.rate_per_key,
             })
         };
+        let llm_limits = connectors.llm.map(|c| RawLimits {
+            rate: c.rate,
+            rate_per_key: c.rate_per_key,
+        });
         for (name, raw_limits, limits) in [
             ("gmail", limits_of(connectors.gmail), &mut rate_limits.gmail),
             ("slack", limits_of(connectors.slack), &mut rate_limits.slack),
@@ -846,7 +641,7 @@ impl fmt::Display for ConfigFile {
         for name in ["gmail", "slack", "twilio", "llm"] {
             writeln!(f, "\n[connectors.{name}]")?;
             if name == "llm" {
-                self.show_llm(f)?;
+                self.llm.show(f)?;
             }
             for key in ["rate", "rate_per_key"] {
                 match self
@@ -875,54 +670,21 @@ impl fmt::Display for ConfigFile {
     }
 }
 
-impl ConfigFile {
-    /// `[connectors.llm]`'s own keys, for `config show` (the key is never
-    /// shown: only the variable's name).
-    fn show_llm(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let llm = &self.llm;
-        match llm.provider {
-            Some(p) => writeln!(f, "provider = \"{}\"", p.as_str())?,
-            None => writeln!(f, "# provider: \"openai\"")?,
-        }
-        match &llm.base_url {
-            Some(url) => writeln!(f, "base_url = {url:?}")?,
-            None => writeln!(f, "# base_url: the provider's own")?,
-        }
-        match &llm.model {
-            Some(model) => writeln!(f, "model = {model:?}")?,
-            None => writeln!(f, "# model: the provider's default")?,
-        }
-        match &llm.api_key_env {
-            Some(name) => writeln!(f, "api_key_env = {name:?}")?,
-            None => writeln!(
-                f,
-                "# api_key_env: none (NEONHUB_LLM_API_KEY, else the mock)"
-            )?,
-        }
-        match llm.tokens_per_minute {
-            Some(n) => writeln!(f, "tokens_per_minute = {n}")?,
-            None => writeln!(f, "# tokens_per_minute: no limit")?,
-        }
-        if llm.prices.is_empty() {
-            writeln!(f, "# prices: the built-in table")?;
-        } else {
-            let prices: Vec<String> = llm
-                .prices
-                .iter()
-                .map(|(m, p)| format!("{m:?} = {{ input = {}, output = {} }}", p.input, p.output))
-                .collect();
-            writeln!(f, "prices = {{ {} }}", prices.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use neonhub_actors::{LlmPrice, LlmProvider, Secret};
+
     use super::*;
 
     fn refused(text: &str) -> String {
         ConfigFile::parse(text, "f.toml").unwrap_err().to_string()
+    }
+
+    /// The API key `[connectors.llm]` gives the connector under the
+    /// variables `var` gives.
+    fn llm_key(config: &ConfigFile, var: &dyn Fn(&str) -> Option<String>) -> Option<Secret> {
+        let connectors = ConnectorsConfig::from_vars(var).unwrap();
+        config.llm.apply(connectors, var).llm.api_key
     }
 
     #[test]
@@ -1037,7 +799,8 @@ mod tests {
         );
         assert_eq!(config.llm.provider, Some(LlmProvider::OpenAi));
         assert_eq!(
-            config.llm.api_key_env, None,
+            llm_key(&config, &|_| None),
+            None,
             "serving the example needs no key"
         );
         let examples = include_str!("../examples/neonhub.toml");
@@ -1088,7 +851,7 @@ mod tests {
 
     #[test]
     fn every_bad_store_or_connector_key_names_its_line_and_key() {
-        let cases: [(&str, &str); 16] = [
+        let cases: [(&str, &str); 21] = [
             (
                 "[store]\nbackend = \"mysql\"\n",
                 "f.toml:2:11: store.backend: \"mysql\" is not a backend",
@@ -1155,6 +918,32 @@ mod tests {
                 "[connectors.twilio]\nbase_url = \"ftp://x\"\n",
                 "f.toml:2:12: connectors.twilio.base_url: not an http",
             ),
+            (
+                "[connectors.llm]\napi_key = \"sk-proj-written-here\"\n",
+                "f.toml:2:11: connectors.llm.api_key: a secret is never written in the \
+                 configuration file: name where to read it from: write \
+                 `api_key = { env = \"VAR\" }` or `api_key = { file = \"/run/secrets/NAME\" }`",
+            ),
+            (
+                "[connectors.llm]\napi_key = { env = \"NEONHUB_TEST_SURELY_UNSET_VAR\" }\n",
+                "f.toml:2:11: connectors.llm.api_key: the environment variable \
+                 NEONHUB_TEST_SURELY_UNSET_VAR is not set",
+            ),
+            (
+                "[connectors.llm]\napi_key = { file = \"/nonexistent/neonhub-llm-key\" }\n",
+                "f.toml:2:11: connectors.llm.api_key: cannot read the file \
+                 /nonexistent/neonhub-llm-key",
+            ),
+            (
+                "[connectors.llm]\nmodel = \"gpt-4o-mini\"\napi_key_env = \"OPENAI_API_KEY\"\n",
+                "f.toml:3:15: connectors.llm.api_key_env: no longer read: write \
+                 `api_key = { env = \"OPENAI_API_KEY\" }` instead",
+            ),
+            (
+                "[connectors.llm]\napi_key_env = \"sk-proj-written-here\"\n",
+                "f.toml:2:15: connectors.llm.api_key_env: no longer read: write \
+                 `api_key = { env = \"VAR\" }` instead",
+            ),
         ];
         for (text, expected) in cases {
             let message = refused(text);
@@ -1162,7 +951,7 @@ mod tests {
                 message.starts_with(expected),
                 "{text:?}\n  gave {message:?}\n  expected it to start with {expected:?}"
             );
-            for secret in ["changeit", "tok-written-here"] {
+            for secret in ["changeit", "tok-written-here", "sk-proj-written-here"] {
                 assert!(!message.contains(secret), "{message}");
             }
         }
@@ -1275,17 +1064,10 @@ mod tests {
 
     #[test]
     fn the_llm_section_is_read_and_its_key_comes_from_the_environment() {
-        let config = ConfigFile::parse(
-            "[connectors.llm]\nprovider = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/\"\n\
-             model = \"claude-3-5-haiku-latest\"\napi_key_env = \"MY_LLM_KEY\"\n\
+        let text = "[connectors.llm]\nprovider = \"anthropic\"\nbase_url = \"http://127.0.0.1:9/\"\n\
+             model = \"claude-3-5-haiku-latest\"\napi_key = { env = \"MY_LLM_KEY\" }\n\
              rate = \"50/min\"\ntokens_per_minute = 40000\n\
-             prices = { \"my-model\" = { input = 0.5, output = 1.5 } }\n",
-            "f.toml",
-        )
-        .unwrap();
-        assert_eq!(config.llm.provider, Some(LlmProvider::Anthropic));
-        assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(config.rate_limits.llm.connector, "50/min".parse().unwrap());
+             prices = { \"my-model\" = { input = 0.5, output = 1.5 } }\n";
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
             move |name: &str| {
                 pairs
@@ -1295,8 +1077,12 @@ mod tests {
             }
         };
         let env = vars(&[("MY_LLM_KEY", "sk-from-env")]);
+        let config = ConfigFile::parse_with(text, "f.toml", &env).unwrap();
+        assert_eq!(config.llm.provider, Some(LlmProvider::Anthropic));
+        assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(config.rate_limits.llm.connector, "50/min".parse().unwrap());
         let connectors = ConnectorsConfig::from_vars(env).unwrap();
-        let applied = config.llm.apply(connectors, env).unwrap();
+        let applied = config.llm.apply(connectors, env);
         assert_eq!(applied.llm.provider, LlmProvider::Anthropic);
         assert_eq!(applied.llm.api_key, Some(Secret::new("sk-from-env")));
         assert_eq!(applied.llm.tokens_per_minute.map(|n| n.get()), Some(40000));
@@ -1310,20 +1096,32 @@ mod tests {
         // A variable set wins over the file.
         let env = vars(&[("MY_LLM_KEY", "k"), ("NEONHUB_LLM_PROVIDER", "openai")]);
         let connectors = ConnectorsConfig::from_vars(env).unwrap();
-        let applied = config.llm.apply(connectors, env).unwrap();
+        let applied = config.llm.apply(connectors, env);
         assert_eq!(applied.llm.provider, LlmProvider::OpenAi);
-        // The variable named must be set.
-        let env = vars(&[]);
-        let connectors = ConnectorsConfig::from_vars(env).unwrap();
-        let message = config.llm.apply(connectors, env).unwrap_err().to_string();
+        // The variable named must be set, when the file is read.
+        let message = ConfigFile::parse_with(text, "f.toml", &vars(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(
-            message.contains("MY_LLM_KEY, which is not set"),
+            message.starts_with(
+                "f.toml:5:11: connectors.llm.api_key: the environment variable MY_LLM_KEY is \
+                 not set"
+            ),
             "{message}"
         );
-        // `config show` prints the name, and reads back the same.
+        // `config show` prints the source, masked, and reads back the same.
         let shown = config.to_string();
-        assert!(shown.contains("api_key_env = \"MY_LLM_KEY\""), "{shown}");
-        let again = ConfigFile::parse(&shown, "shown.toml").unwrap();
+        assert!(
+            shown.contains("api_key = { env = \"MY_LLM_KEY\" }  # ***"),
+            "{shown}"
+        );
+        assert!(!shown.contains("sk-from-env"), "{shown}");
+        let again = ConfigFile::parse_with(
+            &shown,
+            "shown.toml",
+            &vars(&[("MY_LLM_KEY", "sk-from-env")]),
+        )
+        .unwrap();
         assert_eq!(again.llm, config.llm);
         assert_eq!(again.rate_limits, config.rate_limits);
     }
@@ -1358,16 +1156,81 @@ mod tests {
         ] {
             let message = refused(text);
             assert!(message.starts_with(starts), "{text:?}: {message}");
+            assert!(!message.contains("sk-proj"), "{message}");
         }
         let message = refused("[connectors.llm]\napi_key = \"sk-1\"\n");
         assert!(
-            message.starts_with("f.toml:2:") && message.contains("unknown field `api_key`"),
+            message.starts_with("f.toml:2:11: connectors.llm.api_key: a secret is never written")
+                && !message.contains("sk-1"),
             "{message}"
         );
         let message = refused("[connectors.llm]\nprices = { m = { input = 1.0 } }\n");
         assert!(
             message.starts_with("f.toml:2:") && message.contains("output"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn the_llm_key_is_read_from_its_source_and_the_variable_still_wins() {
+        let none = |_: &str| None;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("llm_key");
+        std::fs::write(&path, "sk-from-file\n").unwrap();
+        let path = path.to_str().unwrap();
+        let text =
+            format!("[connectors.llm]\nprovider = \"openai\"\napi_key = {{ file = {path:?} }}\n");
+        let config = ConfigFile::parse_with(&text, "f.toml", &none).unwrap();
+        assert_eq!(
+            llm_key(&config, &none),
+            Some(Secret::new("sk-from-file")),
+            "the file's text without its line break"
+        );
+        // NEONHUB_LLM_API_KEY wins over the file, as it did over api_key_env.
+        let variable =
+            |name: &str| (name == "NEONHUB_LLM_API_KEY").then(|| "sk-from-variable".to_owned());
+        assert_eq!(
+            llm_key(&config, &variable),
+            Some(Secret::new("sk-from-variable"))
+        );
+        let blank = |name: &str| (name == "NEONHUB_LLM_API_KEY").then(|| " ".to_owned());
+        assert_eq!(llm_key(&config, &blank), Some(Secret::new("sk-from-file")));
+        // `config show` names the file and masks the key; it reads back the same.
+        let shown = config.to_string();
+        assert!(
+            shown.contains(&format!("api_key = {{ file = {path:?} }}  # ***")),
+            "{shown}"
+        );
+        for printed in [&shown, &format!("{config:?}")] {
+            assert!(!printed.contains("sk-from-file"), "{printed}");
+        }
+        let again = ConfigFile::parse_with(&shown, "shown.toml", &none).unwrap();
+        assert_eq!(again.llm, config.llm);
+
+        // From the environment: read when the file is read.
+        let env = |name: &str| (name == "MY_LLM_KEY").then(|| "sk-from-env".to_owned());
+        let config = ConfigFile::parse_with(
+            "[connectors.llm]\napi_key = { env = \"MY_LLM_KEY\" }\n",
+            "f.toml",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(llm_key(&config, &none), Some(Secret::new("sk-from-env")));
+        let shown = config.to_string();
+        assert!(
+            shown.contains("api_key = { env = \"MY_LLM_KEY\" }  # ***"),
+            "{shown}"
+        );
+        for printed in [&shown, &format!("{config:?}")] {
+            assert!(!printed.contains("sk-from-env"), "{printed}");
+        }
+
+        // No key named: NEONHUB_LLM_API_KEY, else the mock.
+        let config = ConfigFile::parse_with("[connectors.llm]\n", "f.toml", &none).unwrap();
+        assert_eq!(llm_key(&config, &none), None);
+        assert_eq!(
+            llm_key(&config, &variable),
+            Some(Secret::new("sk-from-variable"))
         );
     }
 }

@@ -1,7 +1,8 @@
 //! Given `neonhub serve --config` with `[connectors.llm]` pointing at a
 //! local server that answers as OpenAI's Chat Completions does (its key
-//! named by `api_key_env`, its prices from the file), and an agent served
-//! over HTTP that asks the model through `POST /v1/runs/{id}/steps`:
+//! read from the variable `api_key = { env = ... }` names, its prices from
+//! the file), and an agent served over HTTP that asks the model through
+//! `POST /v1/runs/{id}/steps`:
 //! - the built-in `content` agent drafts with the model as its step
 //!   `draft`, and the HTTP agent's step `ask` reaches it too;
 //! - each LLM step's table row holds the model, tokens and cost;
@@ -92,7 +93,7 @@ async fn llm_usage_reaches_the_table_the_metrics_and_the_report() {
         format!(
             "[[agents]]\nname = \"asker\"\nintents = [\"ask\"]\nurl = \"{agent_url}\"\n\n\
              [connectors.llm]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\n\
-             model = \"gpt-4o-mini\"\napi_key_env = \"SCENARIO_LLM_KEY\"\n\
+             model = \"gpt-4o-mini\"\napi_key = {{ env = \"SCENARIO_LLM_KEY\" }}\n\
              tokens_per_minute = 100000\nrate = \"600/min\"\n\
              prices = {{ \"gpt-4o-mini\" = {{ input = 1.0, output = 2.0 }} }}\n",
             vendor.base_url

@@ -46,10 +46,7 @@ pub(super) async fn serve(
     file: ConfigFile,
     args: ServeArgs,
 ) -> Result<()> {
-    let connectors = file
-        .llm
-        .apply(connectors, |name| std::env::var(name).ok())
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let connectors = file.llm.apply(connectors, |name| std::env::var(name).ok());
     let listen = args
         .listen
         .or(file.server.listen)

@@ -1,16 +1,21 @@
-//! `[connectors.gmail|slack|twilio]` beyond their rate limits: the mode,
-//! the timeout, the retry policy, the breaker, the base URLs and the
+//! `[connectors.gmail|slack|twilio|llm]` beyond their rate limits: the
+//! mode, the timeout, the retry policy, the breaker, the base URLs and the
 //! credentials (read from the environment or a file, never written in the
-//! configuration file). The `NEONHUB_*` variables override the file.
+//! configuration file); the language model's provider, model, key, prices
+//! and token budget. The `NEONHUB_*` variables override the file.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-use neonhub_actors::{BreakerConfig, ConnectorMode, ConnectorOptions, RetryPolicy};
+use neonhub_actors::{
+    BreakerConfig, ConnectorMode, ConnectorOptions, ConnectorsConfig, LlmPrice, LlmProvider,
+    RetryPolicy, Secret,
+};
 use serde::Deserialize;
 
-use super::secret::{Setting, read_source};
+use super::secret::{FileSecret, Setting, read_secret, read_source};
 use super::{ConfigError, Locator, MAX_RETRIES, is_http_url, parse_duration};
 
 /// One `[connectors.NAME]` table of a built-in connector, as written.
@@ -328,11 +333,8 @@ fn parse_connector(
             ));
         };
         let setting = read_source(&key(k), value, kind != Kind::Secret, locator, var)?;
-        if kind == Kind::Url && !is_http_url(setting.value().trim_end_matches('/')) {
-            return Err(locator.at(
-                value.span(),
-                format!("{}: not an http:// or https:// URL", key(k)),
-            ));
+        if kind == Kind::Url {
+            check_url(&key(k), setting.value(), false, value.span(), locator)?;
         }
         settings.push((static_key, env, setting));
     }
@@ -343,4 +345,263 @@ fn parse_connector(
         breaker,
         settings,
     })
+}
+
+/// `[connectors.llm]`, as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLlm {
+    provider: Option<toml::Spanned<String>>,
+    base_url: Option<toml::Spanned<String>>,
+    model: Option<toml::Spanned<String>>,
+    api_key: Option<toml::Spanned<toml::Value>>,
+    /// No longer read: refused, saying what to write instead.
+    api_key_env: Option<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    prices: BTreeMap<String, toml::Spanned<RawPrice>>,
+    pub(super) rate: Option<toml::Spanned<String>>,
+    pub(super) rate_per_key: Option<toml::Spanned<String>>,
+    tokens_per_minute: Option<toml::Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
+}
+
+/// `[connectors.llm]`: the language-model connector. Each key gives way to
+/// its `NEONHUB_LLM_*` variable when that is set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LlmSection {
+    /// `provider`: `openai` or `anthropic`.
+    pub provider: Option<LlmProvider>,
+    /// `base_url`: the API's base URL.
+    pub base_url: Option<String>,
+    /// `model`: the model of calls that name none.
+    pub model: Option<String>,
+    /// `api_key = { env = "VAR" }` or `{ file = "PATH" }`: the API key,
+    /// read when the file is read (its `Debug` shows the source only).
+    api_key: Option<FileSecret>,
+    /// `prices`: US dollars per million input and output tokens, by model.
+    pub prices: BTreeMap<String, LlmPrice>,
+    /// `tokens_per_minute`: the token budget.
+    pub tokens_per_minute: Option<NonZeroU32>,
+}
+
+impl LlmSection {
+    /// `connectors` (read from the `NEONHUB_*` variables through `var`)
+    /// with this section filling in what the variables leave unset; the
+    /// file's API key is taken only when `NEONHUB_LLM_API_KEY` gives none.
+    pub fn apply(
+        &self,
+        mut connectors: ConnectorsConfig,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> ConnectorsConfig {
+        let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+        let llm = &mut connectors.llm;
+        if let (false, Some(provider)) = (set("NEONHUB_LLM_PROVIDER"), self.provider) {
+            llm.provider = provider;
+        }
+        if llm.base_url.is_none() {
+            llm.base_url.clone_from(&self.base_url);
+        }
+        if llm.model.is_none() {
+            llm.model.clone_from(&self.model);
+        }
+        if llm.tokens_per_minute.is_none() {
+            llm.tokens_per_minute = self.tokens_per_minute;
+        }
+        for (model, price) in &self.prices {
+            llm.prices.entry(model.clone()).or_insert(*price);
+        }
+        if llm.api_key.is_none() {
+            llm.api_key = self.api_key.as_ref().map(|key| Secret::new(key.expose()));
+        }
+        connectors
+    }
+
+    /// Prints the section's own lines (before its rate limits), the key
+    /// as its source and `***`.
+    pub(super) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.provider {
+            Some(p) => writeln!(f, "provider = \"{}\"", p.as_str())?,
+            None => writeln!(f, "# provider: \"openai\"")?,
+        }
+        match &self.base_url {
+            Some(url) => writeln!(f, "base_url = {url:?}")?,
+            None => writeln!(f, "# base_url: the provider's own")?,
+        }
+        match &self.model {
+            Some(model) => writeln!(f, "model = {model:?}")?,
+            None => writeln!(f, "# model: the provider's default")?,
+        }
+        match &self.api_key {
+            Some(key) => writeln!(f, "api_key = {key}")?,
+            None => writeln!(f, "# api_key: none (NEONHUB_LLM_API_KEY, else the mock)")?,
+        }
+        match self.tokens_per_minute {
+            Some(n) => writeln!(f, "tokens_per_minute = {n}")?,
+            None => writeln!(f, "# tokens_per_minute: no limit")?,
+        }
+        if self.prices.is_empty() {
+            writeln!(f, "# prices: the built-in table")?;
+        } else {
+            let prices: Vec<String> = self
+                .prices
+                .iter()
+                .map(|(m, p)| format!("{m:?} = {{ input = {}, output = {} }}", p.input, p.output))
+                .collect();
+            writeln!(f, "prices = {{ {} }}", prices.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `[connectors.llm]` (besides its rate limits, which the caller
+/// reads) and reads the API key it names.
+///
+/// # Errors
+/// A message naming the file, line and key for a bad provider, URL, model,
+/// price or token budget, the former `api_key_env`, a key written in the
+/// file, or a source that cannot be read.
+pub(super) fn parse_llm(
+    raw: &RawLlm,
+    locator: &Locator<'_>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<LlmSection, ConfigError> {
+    let key = |k: &str| format!("connectors.llm.{k}");
+    let provider = raw
+        .provider
+        .as_ref()
+        .map(|p| {
+            p.get_ref().parse::<LlmProvider>().map_err(|_| {
+                locator.at(
+                    p.span(),
+                    format!(
+                        "{}: {:?} is not a provider: write \"openai\" (any OpenAI-compatible \
+                         server) or \"anthropic\"",
+                        key("provider"),
+                        p.get_ref()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let base_url = raw
+        .base_url
+        .as_ref()
+        .map(|u| {
+            check_url(&key("base_url"), u.get_ref(), true, u.span(), locator)
+                .map(|()| u.get_ref().trim_end_matches('/').to_owned())
+        })
+        .transpose()?;
+    let model = raw
+        .model
+        .as_ref()
+        .map(|m| {
+            let model = m.get_ref().trim().to_owned();
+            if model.is_empty() {
+                Err(locator.at(m.span(), format!("{}: give a model name", key("model"))))
+            } else {
+                Ok(model)
+            }
+        })
+        .transpose()?;
+    if let Some(old) = &raw.api_key_env {
+        // The variable's name, when it is one (never quote what may be the
+        // key itself).
+        let name = old
+            .get_ref()
+            .as_str()
+            .filter(|name| is_variable_name(name))
+            .unwrap_or("VAR");
+        return Err(locator.at(
+            old.span(),
+            format!(
+                "{}: no longer read: write `api_key = {{ env = {name:?} }}` instead (or \
+                 `api_key = {{ file = \"/run/secrets/NAME\" }}`), as for every credential",
+                key("api_key_env")
+            ),
+        ));
+    }
+    let api_key = raw
+        .api_key
+        .as_ref()
+        .map(|k| read_secret(&key("api_key"), k, locator, var))
+        .transpose()?;
+    let mut prices = BTreeMap::new();
+    for (model, price) in &raw.prices {
+        let fine = |n: f64| n.is_finite() && n >= 0.0;
+        let (span, price) = (price.span(), price.get_ref());
+        if !fine(price.input) || !fine(price.output) {
+            return Err(locator.at(
+                span,
+                format!(
+                    "{}: the prices of {model:?} must be dollars per million tokens, 0 or more",
+                    key("prices")
+                ),
+            ));
+        }
+        prices.insert(
+            model.clone(),
+            LlmPrice {
+                input: price.input,
+                output: price.output,
+            },
+        );
+    }
+    let tokens_per_minute = raw
+        .tokens_per_minute
+        .as_ref()
+        .map(|t| {
+            NonZeroU32::new(*t.get_ref()).ok_or_else(|| {
+                locator.at(
+                    t.span(),
+                    format!(
+                        "{}: 0 would refuse every call: give at least 1, or leave it out for \
+                         no limit",
+                        key("tokens_per_minute")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(LlmSection {
+        provider,
+        base_url,
+        model,
+        api_key,
+        prices,
+        tokens_per_minute,
+    })
+}
+
+/// Whether `text` could name an environment variable (`OPENAI_API_KEY`).
+fn is_variable_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Refuses `url` (at `span`, for `key`) unless it is an `http://` or
+/// `https://` URL with a host, a trailing `/` aside; `quote`: name it in
+/// the message (it was written in the file, not read from a source).
+fn check_url(
+    key: &str,
+    url: &str,
+    quote: bool,
+    span: std::ops::Range<usize>,
+    locator: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if is_http_url(url.trim_end_matches('/')) {
+        return Ok(());
+    }
+    let what = if quote {
+        format!("{url:?} is not")
+    } else {
+        "not".to_owned()
+    };
+    Err(locator.at(span, format!("{key}: {what} an http:// or https:// URL")))
 }

@@ -37,11 +37,6 @@ pub(crate) struct FileSecret {
 }
 
 impl FileSecret {
-    /// Where it was read from.
-    pub(crate) fn source(&self) -> &SecretSource {
-        &self.source
-    }
-
     /// The value, to hand to the connector (which keeps it in a `Secret`)
     /// or the store; never for messages.
     pub(crate) fn expose(&self) -> &str {
@@ -52,6 +47,13 @@ impl FileSecret {
 impl fmt::Debug for FileSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FileSecret({}, ***)", self.source)
+    }
+}
+
+impl fmt::Display for FileSecret {
+    /// As `config show` prints it: the source, masked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  # ***", self.source)
     }
 }
 
@@ -79,9 +81,36 @@ pub(super) fn read_source(
     locator: &Locator<'_>,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Setting, ConfigError> {
+    match value.get_ref() {
+        toml::Value::String(text) if literal_ok => Ok(Setting::Plain(text.clone())),
+        _ => read_from(key, value, literal_ok, locator, var).map(Setting::Read),
+    }
+}
+
+/// The credential `value` (at `key`) names, read through `var` or from its
+/// file: [`read_source`] for a setting that is only ever a secret.
+///
+/// # Errors
+/// As [`read_source`].
+pub(super) fn read_secret(
+    key: &str,
+    value: &toml::Spanned<toml::Value>,
+    locator: &Locator<'_>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileSecret, ConfigError> {
+    read_from(key, value, false, locator, var)
+}
+
+/// [`read_source`] for anything but a plain string it takes.
+fn read_from(
+    key: &str,
+    value: &toml::Spanned<toml::Value>,
+    literal_ok: bool,
+    locator: &Locator<'_>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileSecret, ConfigError> {
     let at = |message: String| locator.at(value.span(), format!("{key}: {message}"));
     let table = match value.get_ref() {
-        toml::Value::String(text) if literal_ok => return Ok(Setting::Plain(text.clone())),
         toml::Value::String(_) => {
             return Err(at(format!(
                 "a secret is never written in the configuration file: name where to read it \
@@ -124,7 +153,7 @@ pub(super) fn read_source(
             text
         }
     };
-    Ok(Setting::Read(FileSecret { source, value }))
+    Ok(FileSecret { source, value })
 }
 
 /// A setting that may be written in the file or read from a source.
@@ -152,7 +181,7 @@ impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Setting::Plain(text) => write!(f, "{text:?}"),
-            Setting::Read(secret) => write!(f, "{}  # ***", secret.source()),
+            Setting::Read(secret) => write!(f, "{secret}"),
         }
     }
 }

@@ -231,8 +231,8 @@ pub struct LlmConfig {
     /// The model of calls that name none (`NEONHUB_LLM_MODEL`); `None`:
     /// [`LlmProvider::default_model`].
     pub model: Option<String>,
-    /// The API key (`NEONHUB_LLM_API_KEY`, or the variable the
-    /// configuration file's `api_key_env` names).
+    /// The API key (`NEONHUB_LLM_API_KEY`, or the configuration file's
+    /// `api_key = { env = "VAR" }` or `{ file = "PATH" }`).
     pub api_key: Option<Secret>,
     /// Prices by model, over the built-in table (see
     /// [`crate::connector::Llm`]'s docs).

@@ -134,7 +134,7 @@ impl Llm {
             }
             (ConnectorMode::Live, None) => {
                 return Err(Error::Config(
-                    "a live LLM needs NEONHUB_LLM_API_KEY (or the variable api_key_env names), \
+                    "a live LLM needs NEONHUB_LLM_API_KEY (or the file's [connectors.llm] api_key), \
                      or NEONHUB_LLM_BASE_URL for a local server that takes no key"
                         .to_owned(),
                 ));
