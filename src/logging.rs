@@ -2,8 +2,8 @@
 //!
 //! actix-http logs, at ERROR, every connection that ends on the client's
 //! error: a request that does not parse (a bad `Content-Length`), a head
-//! over its own limits (answered 400 or 431 with an empty body before any
-//! route sees it), a reset. Any client could fill the log that way. Those
+//! over its own limits (answered 400 or 431 before any route sees it, with
+//! the JSON body `server::errors::http_layer_error_body` gives), a reset. Any client could fill the log that way. Those
 //! lines are dropped here; each is counted in
 //! `neonhub_http_client_errors_total`, and one WARN a minute at most says
 //! how many there were and shows the latest.

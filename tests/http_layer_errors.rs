@@ -34,6 +34,16 @@ fn exchange(serve: &ServeProcess, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// `body` is exactly one JSON error `{"error": {"code": code, "message"}}`
+/// whose message says `says`.
+fn assert_json_error(body: &str, code: &str, says: &str) {
+    let value: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
+    assert_eq!(value["error"]["code"], code, "{body}");
+    let message = value["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{body}");
+}
+
 fn get(target: &str, headers: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").into_bytes()
 }
@@ -62,11 +72,30 @@ fn http_layer_errors_are_json_and_never_flood_the_log() {
     assert_eq!(status, 431, "{body}");
     assert!(body.contains("16384 bytes"), "{body}");
 
-    // What actix-http refuses itself, 50 times each.
+    // What actix-http refuses itself, before any route: a JSON body too
+    // (upstream's are empty; vendor/actix-http carries the patch).
+    let bad_length = b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec();
+    let (status, body) = exchange(&serve, &bad_length);
+    assert_eq!(status, 400, "{body}");
+    assert_json_error(&body, "invalid_request", "not valid HTTP/1.1");
+    let over_its_count: String = (0..100).map(|i| format!("X-Extra-{i}: 1\r\n")).collect();
+    let (status, body) = exchange(&serve, &get("/v1/agents", &over_its_count));
+    assert_eq!(status, 431, "{body}");
+    assert_json_error(&body, "headers_too_large", "at most 64 headers");
     let huge_target = format!("/{}", "u".repeat(70_000));
+    let (status, body) = exchange(&serve, &get(&huge_target, ""));
+    assert!(status == 400 || status == 431, "{status}: {body}");
+    assert!(
+        body.starts_with(r#"{"error":{"code":""#),
+        "{status}: {body:?}"
+    );
+    // Half a head, then silence: actix-http's own 408 after its head timeout.
+    let (status, body) = exchange(&serve, b"GET /v1/agents HTTP/1.1\r\nHost: x\r\n");
+    assert_eq!(status, 408, "{body}");
+    assert_json_error(&body, "request_timeout", "did not arrive in time");
+
+    // 50 times each: never a line each in the log.
     for _ in 0..50 {
-        let bad_length =
-            b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec();
         assert_eq!(exchange(&serve, &bad_length).0, 400);
         let status = exchange(&serve, &get(&huge_target, "")).0;
         assert!(status == 400 || status == 414 || status == 431, "{status}");

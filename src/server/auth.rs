@@ -98,9 +98,10 @@ pub(crate) const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Refuses a request whose head is over the API's limits with a JSON 414
 /// or 431 before any route sees it. (Heads over actix-http's own, larger
 /// limits - a target over 64 KiB, more than 96 headers - or that do not
-/// parse as HTTP never reach here: actix-http answers those 400 or 431
-/// with an empty body, and `crate::init_logging` keeps its log line to a
-/// counted WARN.)
+/// parse as HTTP never reach here: actix-http answers those 400 or 431,
+/// with the JSON body of `super::errors::http_layer_error_body` through the
+/// patch in `vendor/actix-http`, and `crate::init_logging` keeps its log
+/// line to a counted WARN.)
 pub(crate) async fn check_head(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

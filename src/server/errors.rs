@@ -254,6 +254,55 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// The body of a response actix-http's HTTP/1 layer makes itself, before
+/// any route sees the request (set by `super::Server::start` through the
+/// patched actix-http's `set_own_error_body`; upstream sends these empty):
+/// the same `{"error": {"code", "message"}}` as every other error.
+pub(crate) fn http_layer_error_body(status: StatusCode) -> Option<(HeaderValue, bytes::Bytes)> {
+    use super::auth::{MAX_HEADER_BYTES, MAX_HEADERS};
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => (
+            ErrorCode::InvalidRequest,
+            "the request is not valid HTTP/1.1 (a malformed request line or header, a \
+             Content-Length that is not a number, a head too long): nothing was done; fix the \
+             request and send it again"
+                .to_owned(),
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "the request head is over what the server reads: nothing was done; send at \
+                 most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all"
+            ),
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request head did not arrive in time: nothing was done; send the whole head \
+             at once, then the body"
+                .to_owned(),
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => (
+            ErrorCode::Internal,
+            "the server could not read the request: nothing was done; send it again".to_owned(),
+        ),
+        _ => return None,
+    };
+    let body = serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail {
+            code,
+            message: &message,
+            status: None,
+            kind: None,
+            retryable: None,
+        },
+    })
+    .ok()?;
+    Some((
+        HeaderValue::from_static("application/json"),
+        bytes::Bytes::from(body),
+    ))
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()

@@ -179,6 +179,8 @@ impl Server {
     /// Outside a running actix system.
     pub fn start(service: &Service, config: &ServeConfig) -> Result<Server> {
         telemetry::install();
+        // Kept if set already (one body for every server of the process).
+        let _ = actix_http::h1::set_own_error_body(errors::http_layer_error_body);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = web::Data::new(AppState {
             store: Arc::clone(service.store()),
