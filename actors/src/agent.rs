@@ -1,5 +1,5 @@
 //! The `Agent` trait users implement, its context (through which an agent
-//! calls connectors as child runs), and the supervised actor that runs it.
+//! calls connectors as child runs), and the actor that runs it.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -446,8 +446,7 @@ pub(crate) struct AgentHandle {
 }
 
 impl AgentHandle {
-    /// Starts the supervised actor of the agent `factory` builds, on
-    /// `arbiter`.
+    /// Starts the actor of the agent `factory` builds, on `arbiter`.
     pub(crate) fn start(
         factory: AgentFactory,
         options: &AgentOptions,
@@ -466,7 +465,7 @@ impl AgentHandle {
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get()))),
         });
         let actor_shared = Arc::clone(&shared);
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| AgentActor {
+        let addr = AgentActor::start_in_arbiter(arbiter, move |_| AgentActor {
             shared: actor_shared,
         });
         Self { addr, shared }
@@ -496,7 +495,10 @@ impl AgentHandle {
     }
 }
 
-/// The supervised actor one agent runs in.
+/// The actor one agent's attempts run on, on its arbiter. It is not
+/// supervised: it holds no state of its own (the agent is in
+/// [`AgentShared`]), and an attempt that panics rebuilds the agent from its
+/// factory itself, so the actor never stops.
 pub(crate) struct AgentActor {
     shared: Arc<AgentShared>,
 }
@@ -504,8 +506,6 @@ pub(crate) struct AgentActor {
 impl Actor for AgentActor {
     type Context = Context<Self>;
 }
-
-impl Supervised for AgentActor {}
 
 /// Run one attempt (orchestrator -> agent actor); the result comes back on
 /// `reply`.

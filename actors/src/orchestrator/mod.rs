@@ -1,6 +1,7 @@
 //! The orchestrator actor: routes a run by agent name or intent (the one
 //! place a run is routed), records it (`RunStarted` durable before the agent
-//! is called), runs it on the agent's supervised actor with a timeout and
+//! is called), runs it (in the run's own task for an agent that only
+//! awaits, else on the agent's actor, on its arbiter) with a timeout and
 //! retries, records the outcome and replies with it, the run's row
 //! included. Runs in flight are bounded.
 //!
