@@ -373,6 +373,102 @@ fn twilio_at(vendor: &Vendor) -> neonhub_actors::Twilio {
     support::twilio_at(&vendor.server.base_url)
 }
 
+/// A send answered after the connector's timeout, to one of the three
+/// vendors: its stand-in, the call, the step's key, and which requests are
+/// its sends and its lookups.
+#[derive(Clone, Copy)]
+enum Late {
+    Gmail,
+    Slack,
+    Sms,
+}
+
+impl Late {
+    fn vendor(self, lookup: Lookup) -> Vendor {
+        match self {
+            Late::Gmail => gmail_vendor(lookup),
+            Late::Slack => slack_vendor(lookup),
+            Late::Sms => twilio_vendor(lookup),
+        }
+    }
+
+    async fn run(self, store: &SharedStore, vendor: &Vendor) -> RunOutcome {
+        match self {
+            Late::Gmail => {
+                run(
+                    store,
+                    gmail_at(vendor),
+                    ("gmail", "send", gmail_send()),
+                    None,
+                )
+                .await
+            }
+            Late::Slack => {
+                let call = ("slack", "post_message", slack_post());
+                run(store, slack_at(vendor), call, None).await
+            }
+            Late::Sms => {
+                run(
+                    store,
+                    twilio_at(vendor),
+                    ("twilio", "send_sms", sms()),
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Late::Gmail => "gmail.send#1",
+            Late::Slack => "slack.post_message#1",
+            Late::Sms => "twilio.send_sms#1",
+        }
+    }
+
+    fn is_send(self) -> fn(&Seen) -> bool {
+        match self {
+            Late::Gmail => is_gmail_send,
+            Late::Slack => is_slack_post,
+            Late::Sms => is_twilio_send,
+        }
+    }
+
+    fn is_lookup(self) -> fn(&Seen) -> bool {
+        match self {
+            Late::Gmail => is_gmail_lookup,
+            Late::Slack => is_slack_lookup,
+            Late::Sms => is_twilio_lookup,
+        }
+    }
+}
+
+/// Given a vendor whose lookup does not find the send (`Forgets`) or fails
+/// (`Fails`), when a send to it is answered late: the run ends `in_doubt`,
+/// its message naming the step and saying each of `says`; the vendor got
+/// the send once and one lookup, nothing was resent; the step's stream ends
+/// `in_doubt`.
+async fn a_late_send_not_found_ends_in_doubt(late: Late, lookup: Lookup, says: &[&str]) {
+    let (_dir, store) = support::store();
+    let vendor = late.vendor(lookup);
+
+    let outcome = late.run(&store, &vendor).await;
+
+    let message = in_doubt_message(&outcome, late.key());
+    for said in says {
+        assert!(message.contains(said), "{message}");
+    }
+    assert_eq!(
+        vendor.sends(late.is_send()).len(),
+        1,
+        "sent once, never resent"
+    );
+    assert_eq!(vendor.sends(late.is_lookup()).len(), 1, "it was looked up");
+    let (_, shape) = the_step(&store, &outcome).await;
+    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+}
+
 // --- Gmail
 
 #[actix::test]
@@ -411,45 +507,18 @@ async fn a_late_gmail_send_found_by_its_message_id_succeeds() {
 
 #[actix::test]
 async fn a_late_gmail_send_the_vendor_has_no_record_of_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = gmail_vendor(Lookup::Forgets);
-
-    let outcome = run(
-        &store,
-        gmail_at(&vendor),
-        ("gmail", "send", gmail_send()),
-        None,
-    )
-    .await;
-
-    let message = in_doubt_message(&outcome, "gmail.send#1");
-    assert!(message.contains("has no record of it"), "{message}");
-    assert_eq!(vendor.sends(is_gmail_send).len(), 1);
-    assert_eq!(vendor.sends(is_gmail_lookup).len(), 1, "it was looked up");
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+    a_late_send_not_found_ends_in_doubt(Late::Gmail, Lookup::Forgets, &["has no record of it"])
+        .await;
 }
 
 #[actix::test]
 async fn a_late_gmail_send_that_cannot_be_looked_up_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = gmail_vendor(Lookup::Fails);
-
-    let outcome = run(
-        &store,
-        gmail_at(&vendor),
-        ("gmail", "send", gmail_send()),
-        None,
+    a_late_send_not_found_ends_in_doubt(
+        Late::Gmail,
+        Lookup::Fails,
+        &["could not be looked up", "500"],
     )
     .await;
-
-    let message = in_doubt_message(&outcome, "gmail.send#1");
-    assert!(message.contains("could not be looked up"), "{message}");
-    assert!(message.contains("500"), "{message}");
-    assert_eq!(vendor.sends(is_gmail_send).len(), 1);
-    assert_eq!(vendor.sends(is_gmail_lookup).len(), 1);
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
 }
 
 // --- Slack
@@ -494,44 +563,14 @@ async fn a_late_slack_post_found_by_its_metadata_succeeds() {
 
 #[actix::test]
 async fn a_late_slack_post_the_vendor_has_no_record_of_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = slack_vendor(Lookup::Forgets);
-
-    let outcome = run(
-        &store,
-        slack_at(&vendor),
-        ("slack", "post_message", slack_post()),
-        None,
-    )
-    .await;
-
-    let message = in_doubt_message(&outcome, "slack.post_message#1");
-    assert!(message.contains("has no record of it"), "{message}");
-    assert_eq!(vendor.sends(is_slack_post).len(), 1);
-    assert_eq!(vendor.sends(is_slack_lookup).len(), 1, "it was looked up");
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+    a_late_send_not_found_ends_in_doubt(Late::Slack, Lookup::Forgets, &["has no record of it"])
+        .await;
 }
 
 #[actix::test]
 async fn a_late_slack_post_that_cannot_be_looked_up_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = slack_vendor(Lookup::Fails);
-
-    let outcome = run(
-        &store,
-        slack_at(&vendor),
-        ("slack", "post_message", slack_post()),
-        None,
-    )
-    .await;
-
-    let message = in_doubt_message(&outcome, "slack.post_message#1");
-    assert!(message.contains("could not be looked up"), "{message}");
-    assert_eq!(vendor.sends(is_slack_post).len(), 1);
-    assert_eq!(vendor.sends(is_slack_lookup).len(), 1);
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+    a_late_send_not_found_ends_in_doubt(Late::Slack, Lookup::Fails, &["could not be looked up"])
+        .await;
 }
 
 // --- Twilio
@@ -579,44 +618,13 @@ async fn a_late_sms_found_among_the_messages_to_its_number_succeeds() {
 
 #[actix::test]
 async fn a_late_sms_the_vendor_has_no_record_of_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = twilio_vendor(Lookup::Forgets);
-
-    let outcome = run(
-        &store,
-        twilio_at(&vendor),
-        ("twilio", "send_sms", sms()),
-        None,
-    )
-    .await;
-
-    let message = in_doubt_message(&outcome, "twilio.send_sms#1");
-    assert!(message.contains("has no record of it"), "{message}");
-    assert_eq!(vendor.sends(is_twilio_send).len(), 1);
-    assert_eq!(vendor.sends(is_twilio_lookup).len(), 1, "it was looked up");
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+    a_late_send_not_found_ends_in_doubt(Late::Sms, Lookup::Forgets, &["has no record of it"]).await;
 }
 
 #[actix::test]
 async fn a_late_sms_that_cannot_be_looked_up_ends_in_doubt() {
-    let (_dir, store) = support::store();
-    let vendor = twilio_vendor(Lookup::Fails);
-
-    let outcome = run(
-        &store,
-        twilio_at(&vendor),
-        ("twilio", "send_sms", sms()),
-        None,
-    )
-    .await;
-
-    let message = in_doubt_message(&outcome, "twilio.send_sms#1");
-    assert!(message.contains("could not be looked up"), "{message}");
-    assert_eq!(vendor.sends(is_twilio_send).len(), 1);
-    assert_eq!(vendor.sends(is_twilio_lookup).len(), 1);
-    let (_, shape) = the_step(&store, &outcome).await;
-    assert_eq!(shape, ["started#1", "failed#1(in_doubt)"]);
+    a_late_send_not_found_ends_in_doubt(Late::Sms, Lookup::Fails, &["could not be looked up"])
+        .await;
 }
 
 // --- A crash mid-send: the step's stream holds only its `RunStarted`.
