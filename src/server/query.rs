@@ -284,8 +284,9 @@ pub(crate) struct ListParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReportParams {
     /// Only runs started at or after this time: RFC 3339, a date, a
-    /// duration back from now (`90s`, `15m`, `2h`, `7d`) or microseconds
-    /// since the Unix epoch.
+    /// duration back from now (`90s`, `15m`, `2h`, `7d`) or a Unix time with
+    /// its unit (`1795975430s`, `...ms`, `...us`), as for `GET /v1/runs`. A
+    /// bare number is 400.
     #[serde(default, deserialize_with = "param")]
     #[param(value_type = String)]
     pub(crate) since: Option<Timestamp>,
