@@ -117,14 +117,14 @@ fn status(events: &[RunEvent]) -> RunStatus {
     }
 }
 
-#[actix::test]
-async fn a_run_cut_off_after_its_step_resumes_and_replays_the_step() {
-    let (_dir, store) = support::store();
-    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+/// What a crash after a run's step finished leaves: the run started
+/// (attempt 1), its step started and succeeded with `{"sid":
+/// "SM-recorded"}`, and no outcome for the run. Returns the run.
+async fn cut_off_after_its_step(store: &SharedStore) -> RunId {
     let parent = RunId::new();
     let step = step_id(parent);
     append(
-        &store,
+        store,
         parent,
         ExpectedRevision::NoStream,
         &[started(parent, 1, None, false)],
@@ -138,12 +138,20 @@ async fn a_run_cut_off_after_its_step_resumes_and_replays_the_step() {
         finished_at: Timestamp::now(),
     });
     append(
-        &store,
+        store,
         step,
         ExpectedRevision::NoStream,
         &[started(step, 1, Some(parent), false), done],
     )
     .await;
+    parent
+}
+
+#[actix::test]
+async fn a_run_cut_off_after_its_step_resumes_and_replays_the_step() {
+    let (_dir, store) = support::store();
+    let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
+    let parent = cut_off_after_its_step(&store).await;
 
     let report = recover(&store, &server).await;
 
@@ -275,29 +283,7 @@ async fn a_run_resumed_too_often_is_closed_interrupted_with_its_steps() {
 async fn the_time_a_process_was_down_is_not_counted_in_a_resumed_runs_duration() {
     let (_dir, store) = support::store();
     let server = TestServer::start(|_| (201, json!({"sid": "SM-new"}).to_string()));
-    let parent = RunId::new();
-    let step = step_id(parent);
-    append(
-        &store,
-        parent,
-        ExpectedRevision::NoStream,
-        &[started(parent, 1, None, false)],
-    )
-    .await;
-    let done = RunEvent::Succeeded(RunSucceeded {
-        run_id: step,
-        attempt: 1,
-        output: json!({"sid": "SM-recorded"}),
-        duration_micros: 10,
-        finished_at: Timestamp::now(),
-    });
-    append(
-        &store,
-        step,
-        ExpectedRevision::NoStream,
-        &[started(step, 1, Some(parent), false), done],
-    )
-    .await;
+    let parent = cut_off_after_its_step(&store).await;
     // The process is down for 1.5 s after its last event (the step's).
     let down = Duration::from_millis(1500);
     tokio::time::sleep(down).await;
