@@ -396,6 +396,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_http_layers_own_errors_get_the_api_body_and_no_other_status_does() {
+        for (status, code) in [
+            (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ErrorCode::HeadersTooLarge,
+            ),
+            (StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout),
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+        ] {
+            // The code fixes the status, as for every other error.
+            assert_eq!(code.status(), status);
+            let (content_type, body) = http_layer_error_body(status).expect("a body");
+            assert_eq!(content_type, "application/json");
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], code.as_str(), "{status}: {body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("nothing was done"), "{message}");
+        }
+        for status in [
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(http_layer_error_body(status).is_none(), "{status}");
+        }
+    }
+
+    #[test]
     fn client_mistakes_are_4xx_with_a_json_body() {
         let cases: Vec<(ApiError, u16)> = vec![
             (neonhub_actors::Error::UnknownAgent("x".into()).into(), 404),
