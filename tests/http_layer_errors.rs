@@ -1,10 +1,12 @@
 //! Errors of the HTTP layer itself: a request head over the API's limits
-//! gets a JSON 414 or 431 saying what was wrong, and what actix-http
-//! refuses before any route sees it (a request that does not parse, a head
-//! over its own limits) is never logged at ERROR: such clients are counted
-//! in `neonhub_http_client_errors_total` and at most one WARN a minute
-//! says so. Today's code answered those with empty bodies and logged each
-//! at ERROR, so any client could flood the log.
+//! gets a JSON 414 or 431 saying what was wrong; what actix-http refuses
+//! before any route sees it (a request that does not parse, a head over its
+//! own limits, a head not sent in time) gets the same JSON error body
+//! (through the patch in `vendor/actix-http`; upstream's are empty) and is
+//! never logged at ERROR: such clients are counted in
+//! `neonhub_http_client_errors_total` and at most one WARN a minute says
+//! so. Earlier code answered those with empty bodies and logged each at
+//! ERROR, so any client could flood the log.
 
 use std::fs::File;
 use std::io::{Read, Write};
