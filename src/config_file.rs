@@ -512,6 +512,15 @@ impl ConfigFile {
         })
     }
 
+    /// How many connectors the file sets something for: the
+    /// `[connectors.gmail|slack|twilio]` sections, and `[connectors.llm]`
+    /// when it sets any key (its rate limits included).
+    pub fn connectors_set(&self) -> usize {
+        let llm = self.llm != LlmSection::default()
+            || self.limits_given.iter().any(|(name, _, _)| name == "llm");
+        self.connectors.len() + usize::from(llm)
+    }
+
     /// The built-in connectors' configuration in force: each `NEONHUB_*`
     /// variable `env` gives (see `connectors_from_env`) over the file's
     /// `[connectors.NAME]` settings.
@@ -1078,6 +1087,15 @@ mod tests {
         };
         let env = vars(&[("MY_LLM_KEY", "sk-from-env")]);
         let config = ConfigFile::parse_with(text, "f.toml", &env).unwrap();
+        assert_eq!(
+            config.connectors_set(),
+            1,
+            "config check counts the llm section"
+        );
+        let only_its_rate = "[connectors.llm]\nrate = \"50/min\"\n";
+        let rate_only = ConfigFile::parse_with(only_its_rate, "f.toml", &env).unwrap();
+        assert_eq!(rate_only.connectors_set(), 1);
+        assert_eq!(ConfigFile::none().connectors_set(), 0);
         assert_eq!(config.llm.provider, Some(LlmProvider::Anthropic));
         assert_eq!(config.llm.base_url.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(config.rate_limits.llm.connector, "50/min".parse().unwrap());

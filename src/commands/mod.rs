@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 file.display(),
                 config.http_agents().count(),
                 config.agents.len(),
-                config.connectors.len()
+                config.connectors_set()
             );
             Ok(())
         }
