@@ -4,7 +4,10 @@
 //! own child run: twice the appends), in the same run; and
 //! next to a raw actix request/response baseline (same actor hops, no log)
 //! and one `fdatasync`'s latency on the same disk, all in one run; then
-//! p50/p99 run latency for each level.
+//! p50/p99 run latency for each level; then, at 64 and 1024 in flight, the
+//! CPU time each thread spends per run (`this thread` runs the orchestrator,
+//! the agents that only await and the connectors): once that thread is busy,
+//! its CPU per run sets the throughput.
 //!
 //! It allocates with mimalloc, as the `neonhub` binary does (with glibc's
 //! allocator every figure is lower, echo's by up to half).
@@ -175,6 +178,62 @@ fn fdatasync_latency(dir: &Path) -> Duration {
     percentile(&times, 0.5)
 }
 
+/// CPU time each of this process's threads has used so far, by thread name
+/// (`/proc/self/task/*/schedstat`, nanoseconds; empty off Linux). Threads
+/// sharing a name are summed; the calling thread is named `this thread`.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let me = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()));
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let name = if Some(task.file_name()) == me {
+            "this thread".to_owned()
+        } else {
+            std::fs::read_to_string(path.join("comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default()
+        };
+        *by_name.entry(name).or_insert(0) += ns;
+    }
+    by_name
+}
+
+/// Drives `total` runs of `target` at `in_flight` and prints the CPU each
+/// thread spent per run: what bounds throughput once one thread is busy.
+fn cpu_per_run(system: &SystemRunner, name: &str, target: &Target, in_flight: usize, total: u64) {
+    let before = cpu_by_thread();
+    let (elapsed, _) = system.block_on(drive(target, total, in_flight, false));
+    let after = cpu_by_thread();
+    let mut line = format!(
+        "{name:>15} in flight {in_flight:>5}: {:>8.0} runs/s; CPU per run:",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    let mut sum = 0.0;
+    for (thread, ns) in &after {
+        let used = ns.saturating_sub(before.get(thread).copied().unwrap_or(0));
+        let per_run = used as f64 / total as f64 / 1000.0;
+        sum += per_run;
+        if per_run >= 0.05 {
+            line.push_str(&format!(
+                " {thread} {per_run:.2} µs ({:.0}% busy);",
+                100.0 * used as f64 / elapsed.as_nanos() as f64
+            ));
+        }
+    }
+    println!("{line} all threads {sum:.2} µs");
+}
+
 fn runs(c: &mut Criterion) {
     let dir = TempDir::new_in(bench_root()).expect("temp dir");
     let sync = fdatasync_latency(dir.path());
@@ -241,6 +300,16 @@ fn runs(c: &mut Criterion) {
                 percentile(&latencies, 0.50),
                 percentile(&latencies, 0.99),
             );
+        }
+    }
+
+    // Where the CPU goes at 64 and 1024 in flight: the thread that runs the
+    // orchestrator, the agents that only await and the connectors is
+    // `this thread`; the log's writer and indexer have their own.
+    println!();
+    for in_flight in [64, 1024] {
+        for (name, target) in &targets[..2] {
+            cpu_per_run(&system, name, target, in_flight, 40 * 1024);
         }
     }
 }
