@@ -303,9 +303,7 @@ fn runs(c: &mut Criterion) {
         }
     }
 
-    // Where the CPU goes at 64 and 1024 in flight: the thread that runs the
-    // orchestrator, the agents that only await and the connectors is
-    // `this thread`; the log's writer and indexer have their own.
+    // Where the CPU goes, per thread (see the module's doc).
     println!();
     for in_flight in [64, 1024] {
         for (name, target) in &targets[..2] {
