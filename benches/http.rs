@@ -11,6 +11,9 @@
 //! in a configuration file) against `echo`, alternately on the same build,
 //! `NEONHUB_BENCH_ROUNDS` rounds at `NEONHUB_BENCH_CONNECTIONS` (set 64 for
 //! issue 14's figure), and prints the ratio.
+//! `NEONHUB_BENCH_ONE_STEP=1` measures in the same way the `email` agent on
+//! the mock Gmail (one step: four events a run) against `echo` (issue 10's
+//! one-step figure, as a client of the API sees it).
 //! `NEONHUB_BENCH_SECS` (default 10) sets the load's duration,
 //! `NEONHUB_BENCH_CONNECTIONS` (default 256) the connections;
 //! `NEONHUB_BENCH_BASELINE=BIN` compares an older binary with this build,
@@ -24,6 +27,8 @@ use std::time::{Duration, Instant};
 
 const BODY: &str = r#"{"agent":"echo","input":{"n":1}}"#;
 const HTTP_AGENT_BODY: &str = r#"{"agent":"fast","input":{"n":1}}"#;
+const ONE_STEP_BODY: &str =
+    r#"{"intent":"email.send","input":{"to":"a@example.com","subject":"s","body":"b"}}"#;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -213,19 +218,35 @@ fn measure(
     connections: u64,
     secs: u64,
 ) -> (Load, u64, f64) {
-    measure_body(binary, tool, is_wrk, connections, secs, BODY, None)
+    measure_body(binary, tool, is_wrk, connections, secs, &Workload::ECHO)
 }
 
-/// [`measure`] with request body `body`, and `serve --config config`.
+/// What one measured load posts: its body, `serve --config config`, and
+/// how many events each of its runs appends.
+struct Workload<'a> {
+    body: &'a str,
+    config: Option<&'a Path>,
+    events_per_run: u64,
+}
+
+impl Workload<'_> {
+    const ECHO: Workload<'static> = Workload {
+        body: BODY,
+        config: None,
+        events_per_run: 2,
+    };
+}
+
+/// [`measure`] with `workload`.
 fn measure_body(
     binary: &Path,
     tool: &Path,
     is_wrk: bool,
     connections: u64,
     secs: u64,
-    body: &str,
-    config: Option<&Path>,
+    workload: &Workload<'_>,
 ) -> (Load, u64, f64) {
+    let (body, config) = (workload.body, workload.config);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/neonhub-bench");
     std::fs::create_dir_all(&root).expect("create target/neonhub-bench");
     let dir = tempfile::tempdir_in(&root).expect("a temp dir");
@@ -277,7 +298,7 @@ fn measure_body(
         events = now;
     }
     let rss = rss_mib(serve.id());
-    let runs = events / 2;
+    let runs = events / workload.events_per_run;
     // Every run succeeded (a failed run is a 200 too), as the table says
     // once it has caught up with the log.
     let caught_up = Instant::now();
@@ -360,35 +381,54 @@ fn http_agent_against_echo(this: &Path, tool: &Path, is_wrk: bool, connections: 
         format!("[[agents]]\nname = \"fast\"\nintents = [\"fast.do\"]\nurl = \"{url}\"\n"),
     )
     .expect("write the configuration");
+    let workload = Workload {
+        body: HTTP_AGENT_BODY,
+        config: Some(&config),
+        events_per_run: 2,
+    };
+    against_echo(
+        "HTTP agent",
+        &workload,
+        this,
+        tool,
+        is_wrk,
+        connections,
+        secs,
+    );
+}
+
+/// `label`'s `workload`, runs/s against echo's, alternately, on this build,
+/// `NEONHUB_BENCH_ROUNDS` (default 3) rounds.
+fn against_echo(
+    label: &str,
+    workload: &Workload<'_>,
+    this: &Path,
+    tool: &Path,
+    is_wrk: bool,
+    connections: u64,
+    secs: u64,
+) {
     let rounds = env_or("NEONHUB_BENCH_ROUNDS", 3);
-    let (mut echo, mut http, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut echo, mut other, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let e = measure(this, tool, is_wrk, connections, secs).0.per_second;
-        let (load, runs, _) = measure_body(
-            this,
-            tool,
-            is_wrk,
-            connections,
-            secs,
-            HTTP_AGENT_BODY,
-            Some(&config),
-        );
-        assert_eq!(load.errors, 0, "the HTTP agent's runs failed");
+        let (load, runs, _) = measure_body(this, tool, is_wrk, connections, secs, workload);
+        assert_eq!(load.errors, 0, "the {label}'s runs failed");
         assert!(runs > 0);
-        let h = load.per_second;
+        let o = load.per_second;
         println!(
-            "round: echo {e:.0} runs/s, HTTP agent {h:.0} runs/s, ratio {:.3}",
-            h / e
+            "round: echo {e:.0} runs/s, {label} {o:.0} runs/s, ratio {:.3}",
+            o / e
         );
         echo.push(e);
-        http.push(h);
-        ratios.push(h / e);
+        other.push(o);
+        ratios.push(o / e);
     }
     println!(
-        "HTTP agent against echo over {rounds} rounds at {connections} connections: echo median \
-         {:.0} runs/s, HTTP agent median {:.0} runs/s, median ratio {:.3} (min {:.3}, max {:.3})",
+        "{label} against echo over {rounds} rounds at {connections} connections: echo median \
+         {:.0} runs/s, {label} median {:.0} runs/s, median ratio {:.3} (min {:.3}, max {:.3})",
         median(echo),
-        median(http),
+        median(other),
         median(ratios.clone()),
         ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -418,6 +458,23 @@ fn main() {
     let this = PathBuf::from(env!("CARGO_BIN_EXE_neonhub"));
     if std::env::var_os("NEONHUB_BENCH_HTTP_AGENT").is_some() {
         http_agent_against_echo(&this, &tool, is_wrk, connections, secs);
+        return;
+    }
+    if std::env::var_os("NEONHUB_BENCH_ONE_STEP").is_some() {
+        let workload = Workload {
+            body: ONE_STEP_BODY,
+            config: None,
+            events_per_run: 4,
+        };
+        against_echo(
+            "one step",
+            &workload,
+            &this,
+            &tool,
+            is_wrk,
+            connections,
+            secs,
+        );
         return;
     }
     // A/B: `NEONHUB_BENCH_BASELINE=/path/to/an/older/neonhub` measures it and
