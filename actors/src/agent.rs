@@ -354,19 +354,22 @@ impl AgentContext {
         let (parent, correlation_id) = (self.run_id, self.correlation_id);
         let (cancel, attempt) = (self.cancel.clone(), self.attempt);
         let deadline = self.deadline.get().copied();
-        let call = self.steps.spawn(async move {
+        // Boxed: the step's future is large, and tokio moves a spawned
+        // future through several frames before it reaches its task.
+        let call = self.steps.spawn(Box::pin(async move {
             let step = Step {
                 connector: &connector,
                 operation: &operation,
                 key: &key,
                 parent,
+                run_id: parent.step(&key),
                 correlation_id,
                 cancel: &cancel,
                 attempt,
                 deadline,
             };
             runtime.call(step, input).await
-        });
+        }));
         drop(open);
         Some(async move {
             call.await.unwrap_or_else(|e| {

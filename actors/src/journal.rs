@@ -358,6 +358,14 @@ impl RunJournal {
         self.append([terminal])
     }
 
+    /// The output, once [`Self::finish`] appended a [`Self::success`]
+    /// (moved out, not cloned).
+    pub(crate) fn into_output(self) -> Value {
+        self.state
+            .output
+            .expect("finish appended a RunSucceeded, whose output the state holds")
+    }
+
     /// The outcome, once [`Self::finish`] appended the terminal event.
     pub(crate) fn into_outcome(self) -> RunOutcome {
         RunOutcome::from_state(self.state).expect("finish appended a terminal event")

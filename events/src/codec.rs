@@ -188,8 +188,18 @@ pub fn encode_payload(event: &RunEvent) -> Result<Vec<u8>> {
 }
 
 fn to_msgpack<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(value).map_err(|e| Error::InvalidInput(format!("cannot encode: {e}")))
+    // What `rmp_serde::to_vec_named` does, into a buffer sized for a
+    // typical event: grown from empty, it reallocates (and copies) a few
+    // times per event.
+    let mut payload = Vec::with_capacity(PAYLOAD_CAPACITY);
+    rmp_serde::encode::write_named(&mut payload, value)
+        .map_err(|e| Error::InvalidInput(format!("cannot encode: {e}")))?;
+    Ok(payload)
 }
+
+/// The first allocation of an encoded payload: a `RunStarted` with a small
+/// input takes about 200 bytes.
+const PAYLOAD_CAPACITY: usize = 256;
 
 /// Decodes a MessagePack payload; useful inside upcasters.
 ///

@@ -1,9 +1,10 @@
-//! The supervised actor one connector runs in, and the guard every request
-//! passes: the rate limits (waiting for a permit up to the run's deadline),
+//! The guard every request of one connector passes, in the calling step's
+//! task: the rate limits (waiting for a permit up to the run's deadline),
 //! the circuit breaker of the operation's endpoint group, then the call with
-//! a timeout, a panic caught and turned into a `panicked` failure (the actor
-//! restarts, later calls go on). Metrics for breaker state, rate-limit
-//! waits and refusals, and restarts are recorded here.
+//! a timeout, a panic caught and turned into a `panicked` failure (the
+//! connector's supervised actor restarts and counts it, later calls go on);
+//! and that actor, which answers its breaker's health. Metrics for breaker
+//! state, rate-limit waits and refusals, and restarts are recorded here.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -15,7 +16,6 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use neonhub_events::ErrorKind;
 use serde_json::Value;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Ticket};
@@ -49,25 +49,20 @@ impl Failure {
     }
 }
 
-/// Send one request (`operation` on `input`) of `step`; its outcome comes
-/// back on `reply`, from a task of its own, so a restart of the actor never
-/// drops a request on the wire.
-pub(crate) struct Invoke {
+/// One request (`operation` on `input`) of `step`, sent through the
+/// connector's [`Guard`] by the step's own task (so the caller going away
+/// never drops a request on the wire).
+pub(crate) struct Request<'a> {
     /// The step the request belongs to ([`Connector::call_step`]).
-    pub(crate) step: StepRef,
-    pub(crate) operation: String,
-    pub(crate) input: Value,
+    pub(crate) step: &'a StepRef,
+    pub(crate) operation: &'a str,
+    pub(crate) input: &'a Value,
     /// Cancelled when the calling attempt is cut off: the request is then
     /// dropped, or never sent if it has not started.
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: &'a CancellationToken,
     /// When the calling attempt times out: a rate-limit permit is waited
     /// for until then, not longer.
     pub(crate) deadline: Option<tokio::time::Instant>,
-    pub(crate) reply: oneshot::Sender<Result<Value, Failure>>,
-}
-
-impl Message for Invoke {
-    type Result = ();
 }
 
 /// Ask for the breaker's state (the most open of its endpoint groups).
@@ -78,7 +73,7 @@ impl Message for Health {
 }
 
 /// Restart the actor (sent by a request whose connector call panicked).
-struct Restart;
+pub(crate) struct Restart;
 
 impl Message for Restart {
     type Result = ();
@@ -94,8 +89,9 @@ pub(crate) struct Guard {
     breaker: BreakerConfig,
     /// The time the breakers count in.
     clock: Clock,
-    /// One breaker per endpoint group, made on first use.
-    breakers: Mutex<HashMap<&'static str, CircuitBreaker>>,
+    /// One breaker per endpoint group, made on first use, with the state
+    /// its gauge was last set to.
+    breakers: Mutex<HashMap<&'static str, (CircuitBreaker, Option<BreakerState>)>>,
     limiter: Limiter,
     /// Its series are made at its first request: by then the binary has
     /// installed its recorder.
@@ -133,7 +129,10 @@ impl Guard {
         }
     }
 
-    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, CircuitBreaker>> {
+    fn breakers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<&'static str, (CircuitBreaker, Option<BreakerState>)>>
+    {
         self.breakers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -147,32 +146,44 @@ impl Guard {
         };
         self.breakers()
             .values()
-            .map(|b| b.state(now))
+            .map(|(b, _)| b.state(now))
             .max_by_key(|s| rank(*s))
             .unwrap_or(BreakerState::Closed)
     }
 
-    fn report_state(&self, group: &'static str, state: BreakerState) {
+    /// Sets `group`'s gauge to `state` if it was last set to another one:
+    /// a gauge keeps its value, and building its key on every call costs
+    /// more than the call of a mock connector.
+    fn report_state(
+        &self,
+        group: &'static str,
+        state: BreakerState,
+        reported: &mut Option<BreakerState>,
+    ) {
+        if *reported == Some(state) {
+            return;
+        }
         metrics::gauge!(BREAKER_STATE, "connector" => self.name.clone(), "group" => group)
             .set(state.as_gauge());
+        *reported = Some(state);
     }
 
     /// Takes a ticket from `group`'s breaker, if it lets the call out.
     fn acquire(&self, group: &'static str) -> Option<Ticket> {
         let now = self.clock.now();
         let mut breakers = self.breakers();
-        let breaker = breakers
+        let (breaker, reported) = breakers
             .entry(group)
-            .or_insert_with(|| CircuitBreaker::new(self.breaker));
+            .or_insert_with(|| (CircuitBreaker::new(self.breaker), None));
         let ticket = breaker.try_acquire(now);
-        self.report_state(group, breaker.state(now));
+        self.report_state(group, breaker.state(now), reported);
         ticket
     }
 
     fn judge(&self, group: &'static str, ticket: Ticket, verdict: Verdict) {
         let now = self.clock.now();
         let mut breakers = self.breakers();
-        let Some(breaker) = breakers.get_mut(group) else {
+        let Some((breaker, reported)) = breakers.get_mut(group) else {
             return;
         };
         match verdict {
@@ -188,7 +199,7 @@ impl Guard {
             }
             Verdict::Neutral => breaker.release(ticket),
         }
-        self.report_state(group, breaker.state(now));
+        self.report_state(group, breaker.state(now), reported);
     }
 
     fn refused(&self, message: String) -> Failure {
@@ -198,7 +209,7 @@ impl Guard {
 
     /// Runs one request through the limits, the breaker and the call;
     /// `true` with it if the connector panicked.
-    async fn invoke(&self, msg: &Invoke) -> (Result<Value, Failure>, bool) {
+    pub(crate) async fn invoke(&self, msg: &Request<'_>) -> (Result<Value, Failure>, bool) {
         let cut_off = || {
             Failure::new(
                 ErrorKind::Cancelled,
@@ -215,15 +226,15 @@ impl Guard {
             metrics::counter!(RESTARTS, "connector" => name.clone()).increment(0);
             metrics::gauge!(WAITING, "connector" => name).increment(0.0);
         });
-        let key = self.connector.limit_key(&msg.operation, &msg.input);
-        let group = self.connector.endpoint_group(&msg.operation);
+        let key = self.connector.limit_key(msg.operation, msg.input);
+        let group = self.connector.endpoint_group(msg.operation);
         let tokens = self
             .connector
-            .estimated_tokens(&msg.operation, &msg.input)
+            .estimated_tokens(msg.operation, msg.input)
             .and_then(|n| std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)));
         match self
             .limiter
-            .acquire(key.as_deref(), tokens, msg.deadline, &msg.cancel)
+            .acquire(key.as_deref(), tokens, msg.deadline, msg.cancel)
             .await
         {
             Ok(_) => {}
@@ -262,8 +273,7 @@ impl Guard {
         let timeout = self.timeout;
         let call = AssertUnwindSafe(tokio::time::timeout(
             timeout,
-            self.connector
-                .call_step(&msg.step, &msg.operation, &msg.input),
+            self.connector.call_step(msg.step, msg.operation, msg.input),
         ))
         .catch_unwind();
         let answer = tokio::select! {
@@ -406,23 +416,5 @@ impl Handler<Restart> for ConnectorActor {
     fn handle(&mut self, _msg: Restart, ctx: &mut Context<Self>) {
         // Supervision restarts the actor; `restarting` counts it.
         ctx.stop();
-    }
-}
-
-impl Handler<Invoke> for ConnectorActor {
-    type Result = ();
-
-    /// Runs the request as its own task on this arbiter: a restart after
-    /// another request's panic never drops it.
-    fn handle(&mut self, msg: Invoke, ctx: &mut Context<Self>) {
-        let guard = Arc::clone(&self.guard);
-        let actor = ctx.address();
-        actix::spawn(async move {
-            let (result, panicked) = guard.invoke(&msg).await;
-            if panicked {
-                actor.do_send(Restart);
-            }
-            let _ = msg.reply.send(result);
-        });
     }
 }

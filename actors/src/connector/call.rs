@@ -20,17 +20,19 @@ use neonhub_events::{
     RunState, SharedStore, StepOutcome, Timestamp,
 };
 use serde_json::Value;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::actor::{ConnectorActor, Failure, Health, Invoke};
+use super::actor::{ConnectorActor, Guard, Health, Request, Restart};
 use super::{BreakerState, CallError, Connector, Reconciled, StepRef};
 use crate::journal::{RunJournal, read_run};
 use crate::retry::RetryPolicy;
 
 pub(crate) struct ConnectorEntry {
+    /// Answers the breaker's health; restarted (and counted) after a panic.
     pub(crate) addr: Addr<ConnectorActor>,
+    /// What every request passes: rate limits, breaker, timeout, panics.
+    pub(crate) guard: Arc<Guard>,
     pub(crate) retry: RetryPolicy,
     /// The connector's timeout, which also bounds looking a step up.
     pub(crate) timeout: Duration,
@@ -56,6 +58,8 @@ pub(crate) struct Step<'a> {
     pub(crate) operation: &'a str,
     pub(crate) key: &'a str,
     pub(crate) parent: RunId,
+    /// The step's own run: `parent.step(key)`, derived once.
+    pub(crate) run_id: RunId,
     pub(crate) correlation_id: Uuid,
     /// The calling attempt's: cancelled when it is cut off.
     pub(crate) cancel: &'a CancellationToken,
@@ -70,7 +74,7 @@ pub(crate) struct Step<'a> {
 impl Step<'_> {
     /// The step's run id: the same for the same parent and key, always.
     pub(crate) fn run_id(&self) -> RunId {
-        self.parent.step(self.key)
+        self.run_id
     }
 
     /// The step as its connector sees it; `started_at` is its first
@@ -293,34 +297,24 @@ impl Runtime {
     ) -> Result<Value, Executed> {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
-            let (reply, answer) = oneshot::channel();
-            let request = Invoke {
-                step: step_ref.clone(),
-                operation: step.operation.to_owned(),
-                input: input.clone(),
-                cancel: step.cancel.clone(),
+            let request = Request {
+                step: step_ref,
+                operation: step.operation,
+                input: &input,
+                cancel: step.cancel,
                 deadline: step.deadline,
-                reply,
             };
-            let stopped = |maybe_sent| Failure {
-                kind: ErrorKind::Connector,
-                message: format!("the {} connector actor stopped", step.connector),
-                retryable: true,
-                maybe_sent,
-                retry_after: None,
-            };
-            let result = match entry.addr.send(request).await {
-                // Never delivered: the request did not go out.
-                Err(_) => Err(stopped(false)),
-                Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped(true))),
-            };
+            let (result, panicked) = entry.guard.invoke(&request).await;
+            if panicked {
+                entry.addr.do_send(Restart);
+            }
             let f = match result {
                 Ok(output) => {
                     journal
-                        .finish(journal.success(output.clone()))
+                        .finish(journal.success(output))
                         .await
                         .map_err(Executed::Store)?;
-                    return Ok(output);
+                    return Ok(journal.into_output());
                 }
                 Err(f) => f,
             };
@@ -388,10 +382,10 @@ impl Runtime {
         match self.look_up(entry, step, step_ref, input).await {
             Settled::Sent(output) => {
                 journal
-                    .finish(journal.success(output.clone()))
+                    .finish(journal.success(output))
                     .await
                     .map_err(Executed::Store)?;
-                Ok(output)
+                Ok(journal.into_output())
             }
             Settled::InDoubt(looked_up) => {
                 let message = in_doubt(step, what, &looked_up);

@@ -407,10 +407,11 @@ impl Gmail {
 fn mock_call(operation: &str, input: &Value) -> std::result::Result<Value, ConnectorError> {
     match operation {
         "send" => {
-            mail::message(input, None)?;
+            mail::check(input)?;
+            let text = mock::json(input);
             Ok(json!({
-                "id": mock::id("", operation, input, 16),
-                "threadId": mock::id("", "thread", input, 16),
+                "id": mock::id_json("", operation, &text, 16),
+                "threadId": mock::id_json("", "thread", &text, 16),
                 "labelIds": ["SENT"],
             }))
         }

@@ -27,22 +27,17 @@ const BASE64_LINE: usize = 76;
 /// an address that is not one, or one with non-ASCII characters (RFC 2047
 /// covers display names, not addresses).
 pub(crate) fn message(input: &Value, message_id: Option<&str>) -> Result<String, ConnectorError> {
-    let to = required_str(input, "to")?;
-    let subject = input.get("subject").and_then(Value::as_str).unwrap_or("");
-    let body = input.get("body").and_then(Value::as_str).unwrap_or("");
-    let from = input.get("from").and_then(Value::as_str);
-    for (name, value) in [("to", Some(to)), ("from", from), ("subject", Some(subject))] {
-        if value.is_some_and(|v| v.contains(['\r', '\n'])) {
-            return Err(ConnectorError::permanent(format!(
-                "the {name} header must be one line: a CR or LF in it would start another header"
-            )));
-        }
-    }
+    let Headers {
+        to,
+        from,
+        subject,
+        body,
+    } = headers(input)?;
     let mut message = String::new();
     if let Some(from) = from {
-        header(&mut message, "From", &address("from", from)?);
+        header(&mut message, "From", &from);
     }
-    header(&mut message, "To", &address("to", to)?);
+    header(&mut message, "To", &to);
     header(&mut message, "Subject", &text(subject));
     if let Some(id) = message_id {
         header(&mut message, "Message-ID", id);
@@ -76,6 +71,44 @@ pub(crate) fn message(input: &Value, message_id: Option<&str>) -> Result<String,
         message.push_str(&body);
     }
     Ok(message)
+}
+
+/// Whether [`message`] would build a message for `input`, without
+/// building it (the mock's `send` refuses what a live one would).
+///
+/// # Errors
+/// As [`message`]'s.
+pub(crate) fn check(input: &Value) -> Result<(), ConnectorError> {
+    headers(input).map(|_| ())
+}
+
+/// A `send` input's fields, checked: the addresses as header values.
+struct Headers<'a> {
+    to: String,
+    from: Option<String>,
+    subject: &'a str,
+    body: &'a str,
+}
+
+/// Every check [`message`] makes, in its order.
+fn headers(input: &Value) -> Result<Headers<'_>, ConnectorError> {
+    let to = required_str(input, "to")?;
+    let subject = input.get("subject").and_then(Value::as_str).unwrap_or("");
+    let body = input.get("body").and_then(Value::as_str).unwrap_or("");
+    let from = input.get("from").and_then(Value::as_str);
+    for (name, value) in [("to", Some(to)), ("from", from), ("subject", Some(subject))] {
+        if value.is_some_and(|v| v.contains(['\r', '\n'])) {
+            return Err(ConnectorError::permanent(format!(
+                "the {name} header must be one line: a CR or LF in it would start another header"
+            )));
+        }
+    }
+    Ok(Headers {
+        from: from.map(|from| address("from", from)).transpose()?,
+        to: address("to", to)?,
+        subject,
+        body,
+    })
 }
 
 fn header(message: &mut String, name: &str, value: &str) {
@@ -238,6 +271,27 @@ mod tests {
                 prop_assert!(word.len() <= 75, "{}", word);
             }
             prop_assert_eq!(decode(&encoded), subject);
+        }
+
+        /// The mock's `check` refuses exactly what `message` refuses, with
+        /// the same message.
+        #[test]
+        fn check_refuses_what_message_refuses(
+            to in prop_oneof![Just(None), "[a-z@ <>,\r\né.]{0,12}".prop_map(Some)],
+            from in prop_oneof![Just(None), "[a-z@ <>\"\né.]{0,12}".prop_map(Some)],
+            subject in prop_oneof![Just(None), "[a-z\r\né]{0,8}".prop_map(Some)],
+            body in prop_oneof![Just(None), "[a-z\r\n]{0,8}".prop_map(Some)],
+        ) {
+            let mut input = serde_json::Map::new();
+            for (key, value) in [("to", to), ("from", from), ("subject", subject), ("body", body)] {
+                if let Some(value) = value {
+                    input.insert(key.to_owned(), Value::String(value));
+                }
+            }
+            let input = Value::Object(input);
+            let checked = check(&input).map_err(|e| e.message().to_owned());
+            let built = message(&input, None).map(|_| ()).map_err(|e| e.message().to_owned());
+            prop_assert_eq!(checked, built);
         }
     }
 }

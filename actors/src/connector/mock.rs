@@ -6,16 +6,33 @@ use serde_json::Value;
 /// A hash of `operation` and `input` (canonical JSON: serde_json sorts no
 /// keys, but the same `Value` always serializes the same way).
 pub(crate) fn digest(operation: &str, input: &Value) -> blake3::Hash {
+    digest_json(operation, &json(input))
+}
+
+/// `input` as the compact JSON text the digests hash (what `Value`'s
+/// `Display` writes, without its formatter's overhead): serialize it once
+/// where several ids derive from one input.
+pub(crate) fn json(input: &Value) -> Vec<u8> {
+    serde_json::to_vec(input).expect("a Value always serializes")
+}
+
+/// [`digest`] of an input already serialized by [`json`].
+pub(crate) fn digest_json(operation: &str, json: &[u8]) -> blake3::Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(operation.as_bytes());
     hasher.update(&[0]);
-    hasher.update(input.to_string().as_bytes());
+    hasher.update(json);
     hasher.finalize()
 }
 
 /// `len` lowercase hex characters of the digest, after `prefix`.
 pub(crate) fn id(prefix: &str, operation: &str, input: &Value, len: usize) -> String {
-    let hex = digest(operation, input).to_hex();
+    id_json(prefix, operation, &json(input), len)
+}
+
+/// [`id`] of an input already serialized by [`json`].
+pub(crate) fn id_json(prefix: &str, operation: &str, json: &[u8], len: usize) -> String {
+    let hex = digest_json(operation, json).to_hex();
     format!("{prefix}{}", &hex.as_str()[..len.min(64)])
 }
 
@@ -49,5 +66,18 @@ mod tests {
         let b = json!({"to": "b@example.com", "body": "hi"});
         assert_ne!(id("m", "send", &a, 16), id("m", "send", &b, 16));
         assert_ne!(id("m", "send", &a, 16), id("m", "get", &a, 16));
+    }
+
+    #[test]
+    fn ids_hash_the_text_display_writes() {
+        // The mock's recorded ids stay what they were when the digest
+        // hashed `input.to_string()`.
+        let input = json!({"to": "a@example.com", "body": "é \" \n", "n": [1, 2.5, null]});
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"send\0");
+        hasher.update(input.to_string().as_bytes());
+        let hex = hasher.finalize().to_hex();
+        assert_eq!(id("", "send", &input, 16), &hex.as_str()[..16]);
+        assert_eq!(json(&input), input.to_string().into_bytes());
     }
 }

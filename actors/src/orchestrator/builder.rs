@@ -263,12 +263,14 @@ impl OrchestratorBuilder {
             let guard = Arc::new(Guard::new(connector, &options));
             let restarts = Arc::new(AtomicU64::new(0));
             let actor_restarts = Arc::clone(&restarts);
-            let addr = Supervisor::start(move |_| ConnectorActor::new(guard, actor_restarts));
+            let actor_guard = Arc::clone(&guard);
+            let addr = Supervisor::start(move |_| ConnectorActor::new(actor_guard, actor_restarts));
             let (retry, timeout) = (options.retry, options.timeout);
             connectors.insert(
                 name,
                 ConnectorEntry {
                     addr,
+                    guard,
                     retry,
                     timeout,
                     connector: probe,
