@@ -266,6 +266,23 @@ fn runs(c: &mut Criterion) {
         ("actix_baseline", Target::Baseline(relay)),
     ];
 
+    // `NEONHUB_BENCH_COUNT=echo_durable:25000`: only that many runs of that
+    // target at 1024 in flight, then exit; `benches/instructions.sh` counts
+    // their instructions under callgrind.
+    if let Ok(count) = std::env::var("NEONHUB_BENCH_COUNT") {
+        let (name, total) = count
+            .split_once(':')
+            .and_then(|(name, n)| Some((name, n.parse::<u64>().ok()?)))
+            .expect("NEONHUB_BENCH_COUNT is TARGET:RUNS, e.g. email_one_step:25000");
+        let (_, target) = targets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("NEONHUB_BENCH_COUNT names echo_durable, email_one_step or actix_baseline");
+        let (elapsed, _) = system.block_on(drive(target, total, 1024, false));
+        println!("{name}: {total} runs in {elapsed:?}");
+        return;
+    }
+
     let mut group = c.benchmark_group("runs");
     group
         .sample_size(10)
