@@ -9,11 +9,13 @@
 # writer's share is not what it is natively).
 #
 # Needs valgrind (`apt-get install valgrind`). Usage: benches/instructions.sh [RUNS]
+# (NEONHUB_BENCH_BIN=path/to/runs-bench to count another build's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-25000}
 small=$((runs / 5))
-bin=$(cargo bench --bench runs --no-run 2>&1 | sed -n 's/.*Executable benches\/runs.rs (\(.*\))/\1/p')
+# NEONHUB_BENCH_BIN: a runs bench binary built elsewhere (another commit).
+bin=${NEONHUB_BENCH_BIN:-$(cargo bench --bench runs --no-run 2>&1 | sed -n 's/.*Executable benches\/runs.rs (\(.*\))/\1/p')}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for target in echo_durable email_one_step; do
