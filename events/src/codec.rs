@@ -197,8 +197,8 @@ fn to_msgpack<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(payload)
 }
 
-/// The first allocation of an encoded payload: a `RunStarted` with a small
-/// input takes about 200 bytes.
+/// The first allocation of an encoded payload: the mock Gmail send's step
+/// takes 236 bytes for its `RunStarted` and 142 for its `RunSucceeded`.
 const PAYLOAD_CAPACITY: usize = 256;
 
 /// Decodes a MessagePack payload; useful inside upcasters.
