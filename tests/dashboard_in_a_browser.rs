@@ -242,6 +242,30 @@ async fn open_with_token(browser: &Client, base: &str, hash: &str) {
 }
 
 /// Clicks the element `css` finds.
+/// Types `text` into the field `css` once it is shown (`what` names it).
+/// The page redraws when an event of its run arrives, but never under a
+/// focused field: a field found just before a redraw is stale, so it is
+/// found again and typed into whole.
+async fn type_into(browser: &Client, css: &str, what: &str, text: &str) {
+    let typed = tokio::time::timeout(SHOW, async {
+        loop {
+            let field = browser
+                .wait()
+                .at_most(SHOW)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            match field.send_keys(text).await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() => continue,
+                Err(e) => panic!("typing into {css}: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(typed.is_ok(), "{css} kept being redrawn: {what}");
+}
+
 async fn click(browser: &Client, css: &str) {
     browser
         .find(Locator::Css(css))
@@ -679,15 +703,13 @@ async fn an_operator_cancels_a_run_and_resolves_a_step_from_its_page() {
     })
     .await;
     open_with_token(&browser, &serve.base, &format!("#/run/{running_id}")).await;
-    browser
-        .wait()
-        .at_most(SHOW)
-        .for_element(Locator::Css("#cancel-reason"))
-        .await
-        .expect("a cancel button on a running run's page")
-        .send_keys("wrong number")
-        .await
-        .unwrap();
+    type_into(
+        &browser,
+        "#cancel-reason",
+        "a cancel button on a running run's page",
+        "wrong number",
+    )
+    .await;
     click(&browser, "#cancel-run").await;
     browser.accept_alert().await.expect("asked to confirm");
     let summary = wait_for_script(
@@ -718,15 +740,13 @@ async fn an_operator_cancels_a_run_and_resolves_a_step_from_its_page() {
         .goto(&format!("{}/#/run/{doubt_id}", serve.base))
         .await
         .unwrap();
-    browser
-        .wait()
-        .at_most(SHOW)
-        .for_element(Locator::Css("#tree .resolve .decided-by"))
-        .await
-        .expect("a resolve form on the step in doubt")
-        .send_keys("dana")
-        .await
-        .unwrap();
+    type_into(
+        &browser,
+        "#tree .resolve .decided-by",
+        "a resolve form on the step in doubt",
+        "dana",
+    )
+    .await;
     click(&browser, "#tree .resolve .resolve-sent").await;
     wait_for_script(
         &browser,
