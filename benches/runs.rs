@@ -12,7 +12,8 @@
 //! It allocates with mimalloc, as the `neonhub` binary does (with glibc's
 //! allocator every figure is lower, echo's by up to half).
 //!
-//! Run: `cargo bench --bench runs -- --noplot`. Temp data lives under
+//! Run: `cargo bench --bench runs -- --noplot`; `NEONHUB_BENCH_IN_FLIGHT`
+//! (e.g. `1,64,1024,4096`) replaces the levels. Temp data lives under
 //! `target/neonhub-bench/` (the real disk, never committed) and is removed.
 
 // `criterion_group!` defines an undocumented `pub fn`.
@@ -36,7 +37,8 @@ use tempfile::TempDir;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Runs kept in flight.
+/// Runs kept in flight, by default; `NEONHUB_BENCH_IN_FLIGHT=1,64,1024,4096`
+/// sets other levels (the CPU section takes those above 1).
 const IN_FLIGHT: [usize; 3] = [1, 64, 1024];
 /// Runs timed one by one for the latency percentiles, per level (at least).
 const LATENCY_RUNS: usize = 2000;
@@ -283,13 +285,24 @@ fn runs(c: &mut Criterion) {
         return;
     }
 
+    let levels: Vec<usize> = match std::env::var("NEONHUB_BENCH_IN_FLIGHT") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| match n.trim().parse() {
+                Ok(n) if n > 0 => n,
+                _ => panic!("NEONHUB_BENCH_IN_FLIGHT is a list of runs in flight, e.g. 1,64,1024,4096; got {list:?}"),
+            })
+            .collect(),
+        Err(_) => IN_FLIGHT.to_vec(),
+    };
+
     let mut group = c.benchmark_group("runs");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(1));
-    for in_flight in IN_FLIGHT {
+    for &in_flight in &levels {
         for (name, target) in &targets {
             group.bench_with_input(BenchmarkId::new(*name, in_flight), &in_flight, |b, &n| {
                 b.iter_custom(|iters| system.block_on(drive(target, iters, n, false)).0);
@@ -306,7 +319,7 @@ fn runs(c: &mut Criterion) {
         sync * 2,
         after * 2
     );
-    for in_flight in IN_FLIGHT {
+    for &in_flight in &levels {
         for (name, target) in &targets {
             let total = LATENCY_RUNS.max(in_flight * 20) as u64;
             let (elapsed, mut latencies) = system.block_on(drive(target, total, in_flight, true));
@@ -322,7 +335,7 @@ fn runs(c: &mut Criterion) {
 
     // Where the CPU goes, per thread (see the module's doc).
     println!();
-    for in_flight in [64, 1024] {
+    for &in_flight in levels.iter().filter(|&&n| n > 1) {
         for (name, target) in &targets[..2] {
             cpu_per_run(&system, name, target, in_flight, 40 * 1024);
         }
