@@ -11,6 +11,12 @@
 //! only where the fake refused that very SMS; never `interrupted`, never
 //! still running.
 //!
+//! Twilio's pacing per sending number (live default: one SMS a second) is
+//! off: every SMS here goes from one number, so after a hundred short cycles
+//! the runs would queue for minutes and the last ones fail `rate_limited` at
+//! their deadline, which says nothing about crashes. A kill while a send waits
+//! for its permit is `kill_9_while_a_send_waits_for_its_permit.rs`.
+//!
 //! `NEONHUB_CRASH_CYCLES` (default 100) sets the cycles, `NEONHUB_CRASH_SEED`
 //! the generator's seed (printed, to replay a failure). The service runs with
 //! `--max-resumes 1000`: past the bound a run is closed as `interrupted` on
@@ -118,7 +124,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn serve(dir: &std::path::Path, vendor: &TestServer) -> ServeProcess {
-    ServeProcess::spawn_with(dir, &["--max-resumes", "1000"], |command: &mut Command| {
+    let args = ["--max-resumes", "1000", "--twilio-rate-per-number", "off"];
+    ServeProcess::spawn_with(dir, &args, |command: &mut Command| {
         live_twilio(&vendor.base_url)(command);
         command.env("NEONHUB_LOG", "error");
     })

@@ -166,6 +166,65 @@ impl RunJournal {
         }
     }
 
+    /// Records a step that ended before its request could leave (refused
+    /// its rate-limit permit, cut off while it waited for it): `started`
+    /// (attempt 1) and its terminal `RunFailed` with `error`, in one batch
+    /// at `NoStream`, so its stream never ends open. Returns the store's
+    /// error untouched, as [`Self::start`] does.
+    pub(crate) async fn start_refused(
+        store: SharedStore,
+        codec: Codec,
+        started: RunStarted,
+        error: RunError,
+    ) -> neonhub_events::Result<Self> {
+        let stream = started.run_id.stream();
+        let metadata = Metadata {
+            correlation_id: Some(started.correlation_id),
+            causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
+        };
+        let now = Timestamp::now();
+        let failed = RunEvent::Failed(RunFailed {
+            run_id: started.run_id,
+            attempt: 1,
+            error,
+            will_retry: false,
+            duration_micros: now.0.saturating_sub(started.started_at.0),
+            finished_at: now,
+        });
+        let node = started.node.clone();
+        let started = RunEvent::Started(started);
+        let data = vec![
+            codec.encode(&started, metadata)?,
+            codec.encode(&failed, metadata)?,
+        ];
+        let appended = store
+            .append(&stream, ExpectedRevision::NoStream, data)
+            .await?;
+        let invalid = |position, reason| neonhub_events::Error::InvalidRun {
+            stream: stream.as_str().to_owned(),
+            position,
+            reason,
+        };
+        let RunEvent::Started(started) = started else {
+            unreachable!("built as RunStarted above")
+        };
+        let mut state = RunState::start(started, appended.first_position)
+            .map_err(|reason| invalid(appended.first_position, reason))?;
+        state
+            .apply(failed, appended.last_position)
+            .map_err(|reason| invalid(appended.last_position, reason))?;
+        Ok(Self {
+            store,
+            codec,
+            stream,
+            metadata,
+            state,
+            last: appended.next_expected,
+            attempt_began: Instant::now(),
+            node,
+        })
+    }
+
     /// The journal of a run already in the store, folded into `state`,
     /// whose last event is at revision `last`: later appends go at `last`.
     pub(crate) fn resume(
@@ -303,7 +362,16 @@ impl RunJournal {
     /// `RunStarted{n+1, resumed}` alone, after the decision.
     /// `node` (this node, which executes it) becomes the run's owner.
     pub(crate) async fn reopen(&mut self, node: Option<NodeId>) -> Result<()> {
-        let now = Timestamp::now();
+        let next = self.reopened(Timestamp::now(), &node);
+        self.append([RunEvent::Started(next)]).await?;
+        self.node = node;
+        self.attempt_began = Instant::now();
+        Ok(())
+    }
+
+    /// The `RunStarted{n+1, resumed}` that reopens this finished run at
+    /// `now`, executed by `node`.
+    fn reopened(&self, now: Timestamp, node: &Option<NodeId>) -> RunStarted {
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
         next.node = node.clone();
@@ -312,9 +380,30 @@ impl RunJournal {
             .state
             .finished_at
             .map_or(0, |ended| now.0.saturating_sub(ended.0));
-        self.append([RunEvent::Started(next)]).await?;
+        next
+    }
+
+    /// [`Self::reopen`] for a step whose next execution ended before its
+    /// request could leave (see [`Self::start_refused`]): its `RunStarted`
+    /// and its terminal `RunFailed` with `error`, in one batch.
+    pub(crate) async fn reopen_refused(
+        &mut self,
+        node: Option<NodeId>,
+        error: RunError,
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let next = self.reopened(now, &node);
+        let failed = RunFailed {
+            run_id: self.state.run_id,
+            attempt: next.attempt,
+            error,
+            will_retry: false,
+            duration_micros: 0,
+            finished_at: now,
+        };
+        self.append([RunEvent::Started(next), RunEvent::Failed(failed)])
+            .await?;
         self.node = node;
-        self.attempt_began = Instant::now();
         Ok(())
     }
 

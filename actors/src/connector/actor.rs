@@ -49,6 +49,16 @@ impl Failure {
     }
 }
 
+/// A request that never left: its attempt was cut off first.
+fn cut_off() -> Failure {
+    Failure::new(
+        ErrorKind::Cancelled,
+        "the attempt was cut off before the request was sent".to_owned(),
+        false,
+        false,
+    )
+}
+
 /// One request (`operation` on `input`) of `step`, sent through the
 /// connector's [`Guard`] by the step's own task (so the caller going away
 /// never drops a request on the wire).
@@ -60,9 +70,6 @@ pub(crate) struct Request<'a> {
     /// Cancelled when the calling attempt is cut off: the request is then
     /// dropped, or never sent if it has not started.
     pub(crate) cancel: &'a CancellationToken,
-    /// When the calling attempt times out: a rate-limit permit is waited
-    /// for until then, not longer.
-    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 /// Ask for the breaker's state (the most open of its endpoint groups).
@@ -207,45 +214,45 @@ impl Guard {
         Failure::new(ErrorKind::RateLimited, message, false, false)
     }
 
-    /// Runs one request through the limits, the breaker and the call;
-    /// `true` with it if the connector panicked.
-    pub(crate) async fn invoke(&self, msg: &Request<'_>) -> (Result<Value, Failure>, bool) {
-        let cut_off = || {
-            Failure::new(
-                ErrorKind::Cancelled,
-                "the attempt was cut off before the request was sent".to_owned(),
-                false,
-                false,
-            )
-        };
-        if msg.cancel.is_cancelled() {
-            return (Err(cut_off()), false);
+    /// Waits for the rate-limit permits of one request of `operation` on
+    /// `input`, while they come before `deadline` and `cancel` is not
+    /// cancelled. Nothing is sent: a step asks for its permits before it
+    /// records its request as started, so a crash while it waits leaves no
+    /// step that may have reached the vendor. [`Self::send`] then sends it.
+    pub(crate) async fn admit(
+        &self,
+        operation: &str,
+        input: &Value,
+        cancel: &CancellationToken,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), Failure> {
+        if cancel.is_cancelled() {
+            return Err(cut_off());
         }
         self.series.call_once(|| {
             let name = self.name.clone();
             metrics::counter!(RESTARTS, "connector" => name.clone()).increment(0);
             metrics::gauge!(WAITING, "connector" => name).increment(0.0);
         });
-        let key = self.connector.limit_key(msg.operation, msg.input);
-        let group = self.connector.endpoint_group(msg.operation);
+        let key = self.connector.limit_key(operation, input);
         let tokens = self
             .connector
-            .estimated_tokens(msg.operation, msg.input)
+            .estimated_tokens(operation, input)
             .and_then(|n| std::num::NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)));
         match self
             .limiter
-            .acquire(key.as_deref(), tokens, msg.deadline, msg.cancel)
+            .acquire(key.as_deref(), tokens, deadline, cancel)
             .await
         {
-            Ok(_) => {}
-            Err(Refused::Cancelled) => return (Err(cut_off()), false),
+            Ok(_) => Ok(()),
+            Err(Refused::Cancelled) => Err(cut_off()),
             Err(Refused::Deadline { wait }) => {
                 let whose = key.map(|k| format!(" for {k}")).unwrap_or_default();
                 let message = format!(
                     "the {} rate limit{whose} gives the next permit in {wait:?}, after the run's deadline",
                     self.name
                 );
-                return (Err(self.refused(message)), false);
+                Err(self.refused(message))
             }
             Err(Refused::Turn) => {
                 let whose = key.map(|k| format!(" for {k}")).unwrap_or_default();
@@ -253,16 +260,25 @@ impl Guard {
                     "the run's deadline came while the call queued for the {} rate limit{whose}",
                     self.name
                 );
-                return (Err(self.refused(message)), false);
+                Err(self.refused(message))
             }
             Err(Refused::Queue { waiting }) => {
                 let message = format!(
                     "the {} rate limit already has {waiting} calls waiting, its bound",
                     self.name
                 );
-                return (Err(self.refused(message)), false);
+                Err(self.refused(message))
             }
         }
+    }
+
+    /// Sends one request [`Self::admit`] let through: the breaker, then the
+    /// call; `true` with it if the connector panicked.
+    pub(crate) async fn send(&self, msg: &Request<'_>) -> (Result<Value, Failure>, bool) {
+        if msg.cancel.is_cancelled() {
+            return (Err(cut_off()), false);
+        }
+        let group = self.connector.endpoint_group(msg.operation);
         let Some(ticket) = self.acquire(group) else {
             let message = format!("the {} circuit breaker ({group}) is open", self.name);
             return (

@@ -7,7 +7,9 @@
 //! that may have reached the vendor is sent again only when the operation is
 //! safe to repeat; otherwise the connector first looks it up at the vendor
 //! (`Connector::reconcile`): found, the step succeeds with what the vendor
-//! reports; not found or not checkable, the step ends `in_doubt`.
+//! reports; not found or not checkable, the step ends `in_doubt`. A step
+//! is recorded once its rate-limit permits came, just before its request
+//! leaves, so a step that only waited for its turn is never in doubt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -184,8 +186,31 @@ impl Runtime {
                 return self.replay(entry, &step, input, recorded).await;
             }
         }
-        let journal = match RunJournal::start(self.store.clone(), self.codec.clone(), started).await
-        {
+        // The permits first: the step is recorded when its request is about
+        // to leave, so a crash while it waits leaves no step that may have
+        // reached the vendor, and the next attempt sends it.
+        let admitted = entry
+            .guard
+            .admit(step.operation, &input, step.cancel, step.deadline)
+            .await;
+        let recorded = match admitted {
+            Ok(()) => RunJournal::start(self.store.clone(), self.codec.clone(), started).await,
+            Err(f) => {
+                let error = RunError::new(f.kind, f.message.clone());
+                let refused = RunJournal::start_refused(
+                    self.store.clone(),
+                    self.codec.clone(),
+                    started,
+                    error,
+                )
+                .await;
+                match refused {
+                    Ok(_) => return Err(CallError::new(Some(run_id), f.kind, f.message, false)),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let journal = match recorded {
             Ok(journal) => journal,
             Err(neonhub_events::Error::WrongExpectedVersion { .. }) => {
                 let recorded = self.read_step(run_id).await?;
@@ -193,7 +218,7 @@ impl Runtime {
             }
             Err(e) => return Err(store_failure(None, e)),
         };
-        self.execute(entry, &step, &step_ref, journal, input)
+        self.execute(entry, &step, &step_ref, journal, input, true)
             .await
             .map_err(|e| match e {
                 Executed::Store(e) => store_failure(Some(run_id), e),
@@ -256,10 +281,32 @@ impl Runtime {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         let outcome = if resolved_not_sent || cancelled {
             // An operator found the vendor never got it, or it was cut off
-            // before its request left: send it now.
-            match journal.reopen(self.node.clone()).await {
-                Ok(()) => self.execute(entry, step, &step_ref, journal, input).await,
-                Err(e) => Err(Executed::Store(e)),
+            // before its request left: send it now, reopened once its
+            // permits came (as a new step is started).
+            let admitted = entry
+                .guard
+                .admit(step.operation, &input, step.cancel, step.deadline)
+                .await;
+            match admitted {
+                Ok(()) => match journal.reopen(self.node.clone()).await {
+                    Ok(()) => {
+                        self.execute(entry, step, &step_ref, journal, input, true)
+                            .await
+                    }
+                    Err(e) => Err(Executed::Store(e)),
+                },
+                Err(f) => {
+                    let error = RunError::new(f.kind, f.message.clone());
+                    match journal.reopen_refused(self.node.clone(), error).await {
+                        Ok(()) => Err(Executed::Failed(CallError::new(
+                            Some(run_id),
+                            f.kind,
+                            f.message,
+                            false,
+                        ))),
+                        Err(e) => Err(Executed::Store(e)),
+                    }
+                }
             }
         } else if safe {
             let failed = journal.failed_attempt(RunError::new(
@@ -267,7 +314,10 @@ impl Runtime {
                 "the step was found without an outcome; it is safe to repeat, so it runs again",
             ));
             match journal.retry(failed).await {
-                Ok(()) => self.execute(entry, step, &step_ref, journal, input).await,
+                Ok(()) => {
+                    self.execute(entry, step, &step_ref, journal, input, false)
+                        .await
+                }
                 Err(e) => Err(Executed::Store(e)),
             }
         } else {
@@ -286,7 +336,8 @@ impl Runtime {
     }
 
     /// Sends the step's requests, retrying where that cannot duplicate its
-    /// effect, and records the outcome in `journal`.
+    /// effect, and records the outcome in `journal`. `admitted`: the first
+    /// request already has its rate-limit permits.
     async fn execute(
         &self,
         entry: &ConnectorEntry,
@@ -294,17 +345,30 @@ impl Runtime {
         step_ref: &StepRef,
         mut journal: RunJournal,
         input: Value,
+        mut admitted: bool,
     ) -> Result<Value, Executed> {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
-            let request = Request {
-                step: step_ref,
-                operation: step.operation,
-                input: &input,
-                cancel: step.cancel,
-                deadline: step.deadline,
+            let admission = if std::mem::take(&mut admitted) {
+                Ok(())
+            } else {
+                entry
+                    .guard
+                    .admit(step.operation, &input, step.cancel, step.deadline)
+                    .await
             };
-            let (result, panicked) = entry.guard.invoke(&request).await;
+            let (result, panicked) = match admission {
+                Ok(()) => {
+                    let request = Request {
+                        step: step_ref,
+                        operation: step.operation,
+                        input: &input,
+                        cancel: step.cancel,
+                    };
+                    entry.guard.send(&request).await
+                }
+                Err(f) => (Err(f), false),
+            };
             if panicked {
                 entry.addr.do_send(Restart);
             }
