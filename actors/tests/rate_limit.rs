@@ -3,14 +3,16 @@
 //! every 50 ms, when 10 notifications are sent at once, then all succeed,
 //! paced. A permit that would come only after the run's deadline fails the
 //! call `rate_limited` at once; and a limit per key (Slack: per channel)
-//! holds each channel to its own pace.
+//! holds each channel to its own pace. A call cut off while it waits is
+//! recorded only then, as a step that started and was cancelled.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use neonhub_actors::{
-    AgentOptions, ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, SubmitRun,
+    AgentOptions, CancelRun, ConnectorOptions, OrchestratorBuilder, RateLimit, Slack, StartRun,
+    SubmitRun,
 };
 use neonhub_events::ErrorKind;
 use neonhub_test_support as support;
@@ -119,4 +121,71 @@ async fn each_channel_has_a_limit_of_its_own() {
     let error = c1_again.result.clone().unwrap_err();
     assert_eq!(error.kind, ErrorKind::RateLimited);
     assert!(error.message.contains("C1"), "{}", error.message);
+}
+
+#[actix::test]
+async fn a_call_cancelled_while_it_waits_is_recorded_then_as_cancelled() {
+    let (_dir, store) = support::store();
+    // One call, then the next permit in 10 s: within the run's 30 s.
+    let options = ConnectorOptions {
+        rate_limit: limit(1, Duration::from_secs(10)),
+        ..ConnectorOptions::default()
+    };
+    let orchestrator = OrchestratorBuilder::new(store.clone())
+        .agent(
+            || neonhub_actors::SlackAgent,
+            AgentOptions {
+                timeout: Duration::from_secs(30),
+                ..AgentOptions::default()
+            },
+        )
+        .connector(Slack::mock(), options)
+        .start()
+        .unwrap();
+    let first = orchestrator.send(notify("C1", 1)).await.unwrap().unwrap();
+    assert!(first.is_success());
+    let ticket = orchestrator
+        .send(StartRun(notify("C1", 2)))
+        .await
+        .unwrap()
+        .unwrap();
+    let run_id = ticket.run_id();
+    let waiting = orchestrator.clone();
+    support::wait_until("the second call to wait for its permit", move || {
+        let orchestrator = waiting.clone();
+        async move {
+            let stats = orchestrator.send(neonhub_actors::GetStats).await.unwrap();
+            stats.in_flight == 1
+        }
+    })
+    .await;
+    // Its turn is 10 s away; give it time to queue.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        support::child_runs(&store, run_id).await.is_empty(),
+        "a step waiting for its permit is not recorded yet"
+    );
+
+    let began = Instant::now();
+    orchestrator
+        .send(CancelRun {
+            run_id,
+            reason: None,
+        })
+        .await
+        .unwrap()
+        .expect("the run is in flight");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), ticket.outcome())
+        .await
+        .expect("the cancelled run ends at once")
+        .unwrap();
+
+    assert!(began.elapsed() < Duration::from_secs(5));
+    assert_eq!(outcome.result.unwrap_err().kind, ErrorKind::Cancelled);
+    let children = support::child_runs(&store, run_id).await;
+    assert_eq!(children.len(), 1, "{children:?}");
+    assert_eq!(
+        support::shape(&support::events(&store, children[0]).await),
+        ["started#1", "failed#1(cancelled)"],
+    );
 }
