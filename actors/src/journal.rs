@@ -104,6 +104,15 @@ pub(crate) async fn open_journal(
     Ok(Some((journal, codec.decode(last)?)))
 }
 
+/// The metadata of every event of the run `started` begins: its
+/// correlation, and its parent as the cause.
+fn metadata_of(started: &RunStarted) -> Metadata {
+    Metadata {
+        correlation_id: Some(started.correlation_id),
+        causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
+    }
+}
+
 /// The open stream of one run that this process is executing: every event
 /// it appends is folded into the run's [`RunState`] as it becomes durable.
 pub(crate) struct RunJournal {
@@ -131,10 +140,7 @@ impl RunJournal {
         started: RunStarted,
     ) -> impl Future<Output = neonhub_events::Result<Self>> {
         let stream = started.run_id.stream();
-        let metadata = Metadata {
-            correlation_id: Some(started.correlation_id),
-            causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
-        };
+        let metadata = metadata_of(&started);
         let node = started.node.clone();
         let event = RunEvent::Started(started);
         let data = codec.encode(&event, metadata);
@@ -153,16 +159,36 @@ impl RunJournal {
                     reason,
                 }
             })?;
-            Ok(Self {
-                store,
-                codec,
+            Ok(Self::opened(
+                (store, codec),
                 stream,
                 metadata,
                 state,
-                last: appended.next_expected,
-                attempt_began: Instant::now(),
+                appended.next_expected,
                 node,
-            })
+            ))
+        }
+    }
+
+    /// The journal of a stream just begun: `state` folded from it, its
+    /// next append at `last`, the attempt begun now.
+    fn opened(
+        (store, codec): (SharedStore, Codec),
+        stream: StreamId,
+        metadata: Metadata,
+        state: RunState,
+        last: Revision,
+        node: Option<NodeId>,
+    ) -> Self {
+        Self {
+            store,
+            codec,
+            stream,
+            metadata,
+            state,
+            last,
+            attempt_began: Instant::now(),
+            node,
         }
     }
 
@@ -178,10 +204,7 @@ impl RunJournal {
         error: RunError,
     ) -> neonhub_events::Result<Self> {
         let stream = started.run_id.stream();
-        let metadata = Metadata {
-            correlation_id: Some(started.correlation_id),
-            causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
-        };
+        let metadata = metadata_of(&started);
         let now = Timestamp::now();
         let failed = RunEvent::Failed(RunFailed {
             run_id: started.run_id,
@@ -213,16 +236,14 @@ impl RunJournal {
         state
             .apply(failed, appended.last_position)
             .map_err(|reason| invalid(appended.last_position, reason))?;
-        Ok(Self {
-            store,
-            codec,
+        Ok(Self::opened(
+            (store, codec),
             stream,
             metadata,
             state,
-            last: appended.next_expected,
-            attempt_began: Instant::now(),
+            appended.next_expected,
             node,
-        })
+        ))
     }
 
     /// The journal of a run already in the store, folded into `state`,
