@@ -104,15 +104,6 @@ pub(crate) async fn open_journal(
     Ok(Some((journal, codec.decode(last)?)))
 }
 
-/// The metadata of every event of the run `started` begins: its
-/// correlation, and its parent as the cause.
-fn metadata_of(started: &RunStarted) -> Metadata {
-    Metadata {
-        correlation_id: Some(started.correlation_id),
-        causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
-    }
-}
-
 /// The open stream of one run that this process is executing: every event
 /// it appends is folded into the run's [`RunState`] as it becomes durable.
 pub(crate) struct RunJournal {
@@ -131,80 +122,25 @@ pub(crate) struct RunJournal {
 impl RunJournal {
     /// Appends `started` (attempt 1) at `NoStream`. Returns the store's error
     /// untouched, so a `WrongExpectedVersion` tells the caller the id is taken.
-    // Not an `async fn`: the event is built and encoded before the future,
-    // which then holds it once (an `async fn` keeps its arguments too).
-    #[allow(clippy::manual_async_fn)]
     pub(crate) fn start(
         store: SharedStore,
         codec: Codec,
         started: RunStarted,
     ) -> impl Future<Output = neonhub_events::Result<Self>> {
-        let stream = started.run_id.stream();
-        let metadata = metadata_of(&started);
-        let node = started.node.clone();
-        let event = RunEvent::Started(started);
-        let data = codec.encode(&event, metadata);
-        async move {
-            let appended = store
-                .append(&stream, ExpectedRevision::NoStream, vec![data?])
-                .await?;
-            let RunEvent::Started(started) = event else {
-                unreachable!("built as RunStarted above")
-            };
-            let position = appended.first_position;
-            let state = RunState::start(started, position).map_err(|reason| {
-                neonhub_events::Error::InvalidRun {
-                    stream: stream.as_str().to_owned(),
-                    position,
-                    reason,
-                }
-            })?;
-            Ok(Self::opened(
-                (store, codec),
-                stream,
-                metadata,
-                state,
-                appended.next_expected,
-                node,
-            ))
-        }
-    }
-
-    /// The journal of a stream just begun: `state` folded from it, its
-    /// next append at `last`, the attempt begun now.
-    fn opened(
-        (store, codec): (SharedStore, Codec),
-        stream: StreamId,
-        metadata: Metadata,
-        state: RunState,
-        last: Revision,
-        node: Option<NodeId>,
-    ) -> Self {
-        Self {
-            store,
-            codec,
-            stream,
-            metadata,
-            state,
-            last,
-            attempt_began: Instant::now(),
-            node,
-        }
+        Self::begin(store, codec, started, [])
     }
 
     /// Records a step that ended before its request could leave (refused
     /// its rate-limit permit, cut off while it waited for it): `started`
     /// (attempt 1) and its terminal `RunFailed` with `error`, in one batch
-    /// at `NoStream`, so its stream never ends open. Returns the store's
-    /// error untouched, as [`Self::start`] does.
-    pub(crate) async fn start_refused(
+    /// at `NoStream`, so its stream never ends open. Errors as
+    /// [`Self::start`]'s.
+    pub(crate) fn start_refused(
         store: SharedStore,
         codec: Codec,
         started: RunStarted,
         error: RunError,
-    ) -> neonhub_events::Result<Self> {
-        let stream = started.run_id.stream();
-        let metadata = metadata_of(&started);
+    ) -> impl Future<Output = neonhub_events::Result<Self>> {
         let now = Timestamp::now();
         let failed = RunEvent::Failed(RunFailed {
             run_id: started.run_id,
@@ -214,36 +150,67 @@ impl RunJournal {
             duration_micros: now.0.saturating_sub(started.started_at.0),
             finished_at: now,
         });
+        Self::begin(store, codec, started, [failed])
+    }
+
+    /// Appends `started` (attempt 1) and the events `then`, in one batch at
+    /// `NoStream`, and folds them.
+    // Not an `async fn`: the events are built and encoded before the
+    // future, which then holds them once (an `async fn` keeps its arguments
+    // too).
+    #[allow(clippy::manual_async_fn)]
+    fn begin<const N: usize>(
+        store: SharedStore,
+        codec: Codec,
+        started: RunStarted,
+        then: [RunEvent; N],
+    ) -> impl Future<Output = neonhub_events::Result<Self>> {
+        let stream = started.run_id.stream();
+        let metadata = Metadata {
+            correlation_id: Some(started.correlation_id),
+            causation_id: started.parent_run_id.map(|p| *p.as_uuid()),
+        };
         let node = started.node.clone();
-        let started = RunEvent::Started(started);
-        let data = vec![
-            codec.encode(&started, metadata)?,
-            codec.encode(&failed, metadata)?,
-        ];
-        let appended = store
-            .append(&stream, ExpectedRevision::NoStream, data)
-            .await?;
-        let invalid = |position, reason| neonhub_events::Error::InvalidRun {
-            stream: stream.as_str().to_owned(),
-            position,
-            reason,
-        };
-        let RunEvent::Started(started) = started else {
-            unreachable!("built as RunStarted above")
-        };
-        let mut state = RunState::start(started, appended.first_position)
-            .map_err(|reason| invalid(appended.first_position, reason))?;
-        state
-            .apply(failed, appended.last_position)
-            .map_err(|reason| invalid(appended.last_position, reason))?;
-        Ok(Self::opened(
-            (store, codec),
-            stream,
-            metadata,
-            state,
-            appended.next_expected,
-            node,
-        ))
+        let event = RunEvent::Started(started);
+        let data = std::iter::once(&event).chain(&then).try_fold(
+            Vec::with_capacity(N + 1),
+            |mut data, e| {
+                data.push(codec.encode(e, metadata)?);
+                Ok::<_, neonhub_events::Error>(data)
+            },
+        );
+        async move {
+            let appended = store
+                .append(&stream, ExpectedRevision::NoStream, data?)
+                .await?;
+            let invalid = |position, reason| neonhub_events::Error::InvalidRun {
+                stream: stream.as_str().to_owned(),
+                position,
+                reason,
+            };
+            let RunEvent::Started(started) = event else {
+                unreachable!("built as RunStarted above")
+            };
+            let mut state = RunState::start(started, appended.first_position)
+                .map_err(|reason| invalid(appended.first_position, reason))?;
+            for event in then {
+                // Only the batch's last position is known for a later event
+                // (`then` is never more than one).
+                state
+                    .apply(event, appended.last_position)
+                    .map_err(|reason| invalid(appended.last_position, reason))?;
+            }
+            Ok(Self {
+                store,
+                codec,
+                stream,
+                metadata,
+                state,
+                last: appended.next_expected,
+                attempt_began: Instant::now(),
+                node,
+            })
+        }
     }
 
     /// The journal of a run already in the store, folded into `state`,

@@ -49,6 +49,18 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The failure as a step records it.
+    pub(crate) fn run_error(&self) -> neonhub_events::RunError {
+        neonhub_events::RunError::new(self.kind, self.message.clone())
+    }
+
+    /// The failure as the step's caller gets it, once `run_id` recorded it.
+    pub(crate) fn into_call_error(self, run_id: neonhub_events::RunId) -> super::CallError {
+        super::CallError::new(Some(run_id), self.kind, self.message, self.retryable)
+    }
+}
+
 /// A request that never left: its attempt was cut off first.
 fn cut_off() -> Failure {
     Failure::new(

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::actor::{ConnectorActor, Guard, Health, Request, Restart};
+use super::actor::{ConnectorActor, Failure, Guard, Health, Request, Restart};
 use super::{BreakerState, CallError, Connector, Reconciled, StepRef};
 use crate::journal::{RunJournal, read_run};
 use crate::retry::RetryPolicy;
@@ -189,26 +189,11 @@ impl Runtime {
         // The permits first: the step is recorded when its request is about
         // to leave, so a crash while it waits leaves no step that may have
         // reached the vendor, and the next attempt sends it.
-        let admitted = entry
-            .guard
-            .admit(step.operation, &input, step.cancel, step.deadline)
-            .await;
-        let recorded = match admitted {
-            Ok(()) => RunJournal::start(self.store.clone(), self.codec.clone(), started).await,
-            Err(f) => {
-                let error = RunError::new(f.kind, f.message.clone());
-                let refused = RunJournal::start_refused(
-                    self.store.clone(),
-                    self.codec.clone(),
-                    started,
-                    error,
-                )
-                .await;
-                match refused {
-                    Ok(_) => return Err(CallError::new(Some(run_id), f.kind, f.message, false)),
-                    Err(e) => Err(e),
-                }
-            }
+        let admitted = admit(entry, &step, &input).await;
+        let (store, codec) = (self.store.clone(), self.codec.clone());
+        let recorded = match &admitted {
+            Ok(()) => RunJournal::start(store, codec, started).await,
+            Err(f) => RunJournal::start_refused(store, codec, started, f.run_error()).await,
         };
         let journal = match recorded {
             Ok(journal) => journal,
@@ -218,6 +203,9 @@ impl Runtime {
             }
             Err(e) => return Err(store_failure(None, e)),
         };
+        if let Err(f) = admitted {
+            return Err(f.into_call_error(run_id));
+        }
         self.execute(entry, &step, &step_ref, journal, input, true)
             .await
             .map_err(|e| match e {
@@ -283,11 +271,7 @@ impl Runtime {
             // An operator found the vendor never got it, or it was cut off
             // before its request left: send it now, reopened once its
             // permits came (as a new step is started).
-            let admitted = entry
-                .guard
-                .admit(step.operation, &input, step.cancel, step.deadline)
-                .await;
-            match admitted {
+            match admit(entry, step, &input).await {
                 Ok(()) => match journal.reopen(self.node.clone()).await {
                     Ok(()) => {
                         self.execute(entry, step, &step_ref, journal, input, true)
@@ -295,18 +279,13 @@ impl Runtime {
                     }
                     Err(e) => Err(Executed::Store(e)),
                 },
-                Err(f) => {
-                    let error = RunError::new(f.kind, f.message.clone());
-                    match journal.reopen_refused(self.node.clone(), error).await {
-                        Ok(()) => Err(Executed::Failed(CallError::new(
-                            Some(run_id),
-                            f.kind,
-                            f.message,
-                            false,
-                        ))),
-                        Err(e) => Err(Executed::Store(e)),
-                    }
-                }
+                Err(f) => match journal
+                    .reopen_refused(self.node.clone(), f.run_error())
+                    .await
+                {
+                    Ok(()) => Err(Executed::Failed(f.into_call_error(run_id))),
+                    Err(e) => Err(Executed::Store(e)),
+                },
             }
         } else if safe {
             let failed = journal.failed_attempt(RunError::new(
@@ -352,10 +331,7 @@ impl Runtime {
             let admission = if std::mem::take(&mut admitted) {
                 Ok(())
             } else {
-                entry
-                    .guard
-                    .admit(step.operation, &input, step.cancel, step.deadline)
-                    .await
+                admit(entry, step, &input).await
             };
             let (result, panicked) = match admission {
                 Ok(()) => {
@@ -494,6 +470,14 @@ impl Runtime {
             )),
         }
     }
+}
+
+/// Waits for the permits of `step`'s next request (see [`Guard::admit`]).
+async fn admit(entry: &ConnectorEntry, step: &Step<'_>, input: &Value) -> Result<(), Failure> {
+    entry
+        .guard
+        .admit(step.operation, input, step.cancel, step.deadline)
+        .await
 }
 
 /// Records the step's terminal failure (`kind`, `message`) in `journal`;
