@@ -10,21 +10,9 @@
 use std::time::Duration;
 
 use neonhub_test_support::http::TestServer;
-use neonhub_test_support::service::ServeProcess;
-use neonhub_test_support::twilio::{Reply, fake_twilio, live_twilio};
+use neonhub_test_support::service::{ServeProcess, get_run};
+use neonhub_test_support::twilio::{Reply, fake_twilio, is_lookup, live_twilio, submit_sms};
 use neonhub_test_support::wait_until_within;
-use serde_json::{Value, json};
-
-async fn run(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 #[actix_rt::test]
 async fn a_send_cut_off_by_kill_9_is_not_sent_again_after_the_restart() {
@@ -32,18 +20,9 @@ async fn a_send_cut_off_by_kill_9_is_not_sent_again_after_the_restart() {
     // Twilio: a send is kept and never answered; a list answers at once.
     let vendor = fake_twilio(|_| Reply::Accept(Duration::from_secs(300)));
     let posts = |vendor: &TestServer| vendor.count(|s| s.method == "POST");
-    let client = reqwest::Client::new();
     let serve = ServeProcess::spawn_with(dir.path(), &[], live_twilio(&vendor.base_url));
     let run_id = "01932c4e-7c1a-7000-8000-0000000000aa";
-    let body = json!({"intent": "sms.send", "run_id": run_id,
-                      "input": {"to": "+15550001111", "body": "only once"}});
-    let accepted = client
-        .post(format!("{}/v1/runs?wait=false", serve.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status().as_u16(), 202);
+    submit_sms(&serve.base, run_id, "only once").await;
     wait_until_within("the SMS to reach Twilio", Duration::from_secs(10), || {
         let hits = posts(&vendor);
         async move { hits == 1 }
@@ -53,18 +32,18 @@ async fn a_send_cut_off_by_kill_9_is_not_sent_again_after_the_restart() {
 
     let serve = ServeProcess::spawn_with(dir.path(), &[], live_twilio(&vendor.base_url));
     wait_until_within("the resumed run to end", Duration::from_secs(10), || {
-        let (client, base) = (client.clone(), serve.base.clone());
-        async move { run(&client, &base, run_id).await["status"] != "running" }
+        let base = serve.base.clone();
+        async move { get_run(&base, run_id).await["status"] != "running" }
     })
     .await;
-    let run = run(&client, &serve.base, run_id).await;
+    let run = get_run(&serve.base, run_id).await;
 
     assert_eq!(
         posts(&vendor),
         1,
         "the SMS was sent again after the restart"
     );
-    assert_eq!(vendor.count(|s| s.method == "GET"), 1, "it was looked up");
+    assert_eq!(vendor.count(is_lookup), 1, "it was looked up");
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["output"]["sid"], "SM1", "{run}");
     assert_eq!(run["attempts"], 2, "a resumed attempt: {run}");

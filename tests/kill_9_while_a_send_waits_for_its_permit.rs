@@ -9,41 +9,14 @@
 
 use std::time::Duration;
 
-use neonhub_test_support::http::TestServer;
-use neonhub_test_support::service::{ServeProcess, sample};
-use neonhub_test_support::twilio::{Reply, Sms, fake_twilio, live_twilio};
+use neonhub_test_support::service::{ServeProcess, get_run, sample};
+use neonhub_test_support::twilio::{
+    Reply, fake_twilio, is_lookup, live_twilio, sends_of, submit_sms,
+};
 use neonhub_test_support::wait_until_within;
-use serde_json::{Value, json};
 
 /// One SMS every 20 s per number: the second waits (within its run's 30 s).
 const PACED: [&str; 2] = ["--twilio-rate-per-number", "3/min"];
-
-async fn run(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn submit(client: &reqwest::Client, base: &str, run_id: &str, body: &str) {
-    let accepted = client
-        .post(format!("{base}/v1/runs?wait=false"))
-        .json(&json!({"intent": "sms.send", "run_id": run_id,
-                      "input": {"to": "+15550001111", "body": body}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status().as_u16(), 202);
-}
-
-/// How many sends of `body` the vendor received.
-fn sends_of(vendor: &TestServer, body: &str) -> usize {
-    vendor.count(|seen| Sms::of(seen).is_some_and(|sms| sms.body.as_deref() == Some(body)))
-}
 
 #[actix_rt::test]
 async fn a_send_killed_while_it_waits_for_its_permit_is_sent_after_the_restart() {
@@ -55,7 +28,7 @@ async fn a_send_killed_while_it_waits_for_its_permit_is_sent_after_the_restart()
         "01932c4e-7c1a-7000-8000-0000000000b1",
         "01932c4e-7c1a-7000-8000-0000000000b2",
     );
-    submit(&client, &serve.base, first, "first").await;
+    submit_sms(&serve.base, first, "first").await;
     wait_until_within(
         "the first SMS to reach Twilio",
         Duration::from_secs(10),
@@ -65,7 +38,7 @@ async fn a_send_killed_while_it_waits_for_its_permit_is_sent_after_the_restart()
         },
     )
     .await;
-    submit(&client, &serve.base, second, "second").await;
+    submit_sms(&serve.base, second, "second").await;
     wait_until_within(
         "the second SMS to wait for its permit",
         Duration::from_secs(10),
@@ -90,11 +63,11 @@ async fn a_send_killed_while_it_waits_for_its_permit_is_sent_after_the_restart()
 
     let serve = ServeProcess::spawn_with(dir.path(), &PACED, live_twilio(&vendor.base_url));
     wait_until_within("the resumed run to end", Duration::from_secs(10), || {
-        let (client, base) = (client.clone(), serve.base.clone());
-        async move { run(&client, &base, second).await["status"] != "running" }
+        let base = serve.base.clone();
+        async move { get_run(&base, second).await["status"] != "running" }
     })
     .await;
-    let resumed = run(&client, &serve.base, second).await;
+    let resumed = get_run(&serve.base, second).await;
 
     assert_eq!(resumed["status"], "succeeded", "{resumed}");
     assert_eq!(resumed["attempts"], 2, "a resumed attempt: {resumed}");
@@ -109,14 +82,11 @@ async fn a_send_killed_while_it_waits_for_its_permit_is_sent_after_the_restart()
         "the first was not sent again"
     );
     assert_eq!(
-        vendor.count(|s| s.method == "GET"),
+        vendor.count(is_lookup),
         0,
         "nothing was in doubt, so nothing was looked up"
     );
-    assert_eq!(
-        run(&client, &serve.base, first).await["status"],
-        "succeeded"
-    );
+    assert_eq!(get_run(&serve.base, first).await["status"], "succeeded");
     let (code, _) = serve.terminate();
     assert_eq!(code, Some(0));
 }

@@ -1,7 +1,12 @@
 //! Records one run in its stream: the first `RunStarted` at `NoStream`,
 //! retries as (`RunFailed{will_retry}`, `RunStarted{n+1}`) and one terminal
 //! event, every later append at the exact last revision; each appended
-//! event is folded into the run's [`RunState`] once it is durable.
+//! event is folded into the run's [`RunState`] once it is durable. An agent
+//! run appends a retry's pair in one batch ([`RunJournal::retry`]); a step
+//! appends its failure before the wait and its next `RunStarted` once its
+//! request is about to leave ([`RunJournal::will_retry`],
+//! [`RunJournal::begin_attempt`]), so a step that stopped between the two
+//! is known to have had no effect.
 
 use std::time::Instant;
 
@@ -102,6 +107,21 @@ pub(crate) async fn open_journal(
         last.metadata,
     );
     Ok(Some((journal, codec.decode(last)?)))
+}
+
+/// How a run's next attempt begins ([`RunJournal::begin_attempt`]).
+pub(crate) enum Next {
+    /// A retry by the process executing the run, after its failed attempt
+    /// and the wait: the same execution goes on.
+    Retry,
+    /// A resume by `node`, which executes the run from now on: a run that
+    /// ended and reopens (an operator resolved its step, a step cut off
+    /// before its request left), or a step found waiting to retry. The time
+    /// since `idle_since` counts as paused.
+    Resume {
+        node: Option<NodeId>,
+        idle_since: Option<Timestamp>,
+    },
 }
 
 /// The open stream of one run that this process is executing: every event
@@ -287,7 +307,8 @@ impl RunJournal {
     }
 
     /// The failure of the current attempt as `RunFailed{will_retry: true}`,
-    /// to be appended together with the next `RunStarted` by [`Self::retry`].
+    /// to be appended together with the next `RunStarted` by [`Self::retry`]
+    /// (an agent run), or alone by [`Self::will_retry`] (a step).
     pub(crate) fn failed_attempt(&self, error: RunError) -> RunFailed {
         RunFailed {
             run_id: self.state.run_id,
@@ -300,8 +321,9 @@ impl RunJournal {
     }
 
     /// Appends `failed` (an earlier [`Self::failed_attempt`]) and the next
-    /// attempt's `RunStarted` in one atomic batch, so a stream that did not
-    /// finish always ends with a `RunStarted`.
+    /// attempt's `RunStarted` in one atomic batch, after the wait: an agent
+    /// run's retry, so an agent run that did not finish always ends with a
+    /// `RunStarted` (start-up recovery resumes it either way).
     pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
         let mut next = self.state.next_attempt(Timestamp::now());
         next.node = self.node.clone();
@@ -346,53 +368,63 @@ impl RunJournal {
     }
 
     /// Starts the next attempt of a run that ended `in_doubt` and whose step
-    /// an operator resolved (or of such a step resolved `not_sent`):
-    /// `RunStarted{n+1, resumed}` alone, after the decision.
-    /// `node` (this node, which executes it) becomes the run's owner.
+    /// an operator resolved: `RunStarted{n+1, resumed}` alone, after the
+    /// decision ([`Self::begin_attempt`] with [`Next::Resume`], idle since
+    /// the run ended). `node` (this node, which executes it) becomes the
+    /// run's owner.
     pub(crate) async fn reopen(&mut self, node: Option<NodeId>) -> Result<()> {
-        let next = self.reopened(Timestamp::now(), &node);
-        self.append([RunEvent::Started(next)]).await?;
-        self.node = node;
-        self.attempt_began = Instant::now();
-        Ok(())
+        let idle_since = self.state.finished_at;
+        self.begin_attempt(Next::Resume { node, idle_since }, None)
+            .await
     }
 
-    /// The `RunStarted{n+1, resumed}` that reopens this finished run at
-    /// `now`, executed by `node`.
-    fn reopened(&self, now: Timestamp, node: &Option<NodeId>) -> RunStarted {
-        let mut next = self.state.next_attempt(now);
-        next.resumed = true;
-        next.node = node.clone();
-        // The wait for the decision is not the run's execution.
-        next.paused_micros = self
-            .state
-            .finished_at
-            .map_or(0, |ended| now.0.saturating_sub(ended.0));
-        next
+    /// Appends the failure of the current attempt, `failed` (an earlier
+    /// [`Self::failed_attempt`]), alone, before the wait for the next one
+    /// (which [`Self::begin_attempt`] then starts): a step's request that
+    /// certainly had no effect, or is safe to repeat, so that a crash during
+    /// the wait leaves a step to execute again rather than one in doubt.
+    pub(crate) async fn will_retry(&mut self, failed: RunFailed) -> Result<()> {
+        self.append([RunEvent::Failed(failed)]).await
     }
 
-    /// [`Self::reopen`] for a step whose next execution ended before its
-    /// request could leave (see [`Self::start_refused`]): its `RunStarted`
-    /// and its terminal `RunFailed` with `error`, in one batch.
-    pub(crate) async fn reopen_refused(
+    /// Begins the next attempt as `next` says: its `RunStarted{n+1}`, or,
+    /// when it was `refused` before its request could leave (its rate-limit
+    /// permit, its attempt cut off while it waited), that `RunStarted` and
+    /// its terminal `RunFailed` with the refusal, in one batch, so the
+    /// stream never ends open on an attempt that sent nothing.
+    pub(crate) async fn begin_attempt(
         &mut self,
-        node: Option<NodeId>,
-        error: RunError,
+        next: Next,
+        refused: Option<RunError>,
     ) -> Result<()> {
         let now = Timestamp::now();
-        let next = self.reopened(now, &node);
+        let mut started = self.state.next_attempt(now);
+        match next {
+            Next::Retry => started.node = self.node.clone(),
+            Next::Resume { node, idle_since } => {
+                started.resumed = true;
+                started.node = node.clone();
+                // The time it was idle (the process down, a decision
+                // awaited) is not the run's execution.
+                started.paused_micros = idle_since.map_or(0, |at| now.0.saturating_sub(at.0));
+                self.node = node;
+            }
+        }
+        let Some(error) = refused else {
+            self.append([RunEvent::Started(started)]).await?;
+            self.attempt_began = Instant::now();
+            return Ok(());
+        };
         let failed = RunFailed {
             run_id: self.state.run_id,
-            attempt: next.attempt,
+            attempt: started.attempt,
             error,
             will_retry: false,
             duration_micros: 0,
             finished_at: now,
         };
-        self.append([RunEvent::Started(next), RunEvent::Failed(failed)])
-            .await?;
-        self.node = node;
-        Ok(())
+        self.append([RunEvent::Started(started), RunEvent::Failed(failed)])
+            .await
     }
 
     /// Appends an operator's decision on this step, which ended `in_doubt`.

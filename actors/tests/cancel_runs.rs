@@ -264,10 +264,13 @@ async fn a_step_cut_off_before_its_request_left_is_executed_by_the_next_attempt(
         support::shape(&support::events(&store, step[0]).await),
         [
             "started#1",
-            "failed#1(cancelled)",
+            "failed#1(connector, will retry)",
             "started#2",
-            "succeeded#2"
+            "failed#2(cancelled)",
+            "started#3",
+            "succeeded#3"
         ],
-        "the refused request is folded into the cut: it had no effect either"
+        "the refused request is recorded before the wait; the cut ends the next request \
+         before it left, in one append; the next attempt of the run sends it"
     );
 }

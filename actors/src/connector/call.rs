@@ -9,7 +9,10 @@
 //! (`Connector::reconcile`): found, the step succeeds with what the vendor
 //! reports; not found or not checkable, the step ends `in_doubt`. A step
 //! is recorded once its rate-limit permits came, just before its request
-//! leaves, so a step that only waited for its turn is never in doubt.
+//! leaves, so a step that only waited for its turn is never in doubt; a
+//! request that failed without effect is recorded as failed before the
+//! wait to retry it, so a step stopped during that wait is sent again, not
+//! put in doubt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use uuid::Uuid;
 
 use super::actor::{ConnectorActor, Failure, Guard, Health, Request, Restart};
 use super::{BreakerState, CallError, Connector, Reconciled, StepRef};
-use crate::journal::{RunJournal, read_run};
+use crate::journal::{Next, RunJournal, read_run};
 use crate::retry::RetryPolicy;
 
 pub(crate) struct ConnectorEntry {
@@ -206,7 +209,7 @@ impl Runtime {
         if let Err(f) = admitted {
             return Err(f.into_call_error(run_id));
         }
-        self.execute(entry, &step, &step_ref, journal, input, true)
+        self.execute(entry, &step, &step_ref, journal, input, None)
             .await
             .map_err(|e| match e {
                 Executed::Store(e) => store_failure(Some(run_id), e),
@@ -252,10 +255,18 @@ impl Runtime {
                 )),
             };
         }
+        let last_event = self.codec.decode(last);
         let resolved_not_sent = matches!(
-            self.codec.decode(last),
+            &last_event,
             Ok(RunEvent::StepResolved(r)) if r.outcome == StepOutcome::NotSent
         );
+        // A failure that will be retried is recorded only when its request
+        // certainly had no effect or is safe to repeat (see `execute`).
+        let waiting_to_retry = match &last_event {
+            Ok(RunEvent::Failed(f)) if f.will_retry => Some(f.finished_at),
+            _ => None,
+        };
+        let idle_since = waiting_to_retry.or(state.finished_at);
         let step_ref = step.step_ref(state.started_at);
         // What the request carried, to look it up by.
         let sent_input = state.input.clone();
@@ -267,34 +278,23 @@ impl Runtime {
             last.metadata,
         );
         let safe = entry.connector.is_safe_to_repeat(step.operation);
-        let outcome = if resolved_not_sent || cancelled {
-            // An operator found the vendor never got it, or it was cut off
-            // before its request left: send it now, reopened once its
-            // permits came (as a new step is started).
-            match admit(entry, step, &input).await {
-                Ok(()) => match journal.reopen(self.node.clone()).await {
-                    Ok(()) => {
-                        self.execute(entry, step, &step_ref, journal, input, true)
-                            .await
-                    }
-                    Err(e) => Err(Executed::Store(e)),
-                },
-                Err(f) => match journal
-                    .reopen_refused(self.node.clone(), f.run_error())
-                    .await
-                {
-                    Ok(()) => Err(Executed::Failed(f.into_call_error(run_id))),
-                    Err(e) => Err(Executed::Store(e)),
-                },
-            }
+        let outcome = if resolved_not_sent || cancelled || waiting_to_retry.is_some() {
+            // An operator found the vendor never got it, it was cut off
+            // before its request left, or it stopped while it waited to
+            // retry a request without effect: send it now, its next attempt
+            // begun once its permits came (as a new step is started).
+            let node = self.node.clone();
+            let next = Next::Resume { node, idle_since };
+            self.execute(entry, step, &step_ref, journal, input, Some(next))
+                .await
         } else if safe {
             let failed = journal.failed_attempt(RunError::new(
                 ErrorKind::InDoubt,
                 "the step was found without an outcome; it is safe to repeat, so it runs again",
             ));
-            match journal.retry(failed).await {
+            match journal.will_retry(failed).await {
                 Ok(()) => {
-                    self.execute(entry, step, &step_ref, journal, input, false)
+                    self.execute(entry, step, &step_ref, journal, input, Some(Next::Retry))
                         .await
                 }
                 Err(e) => Err(Executed::Store(e)),
@@ -315,8 +315,9 @@ impl Runtime {
     }
 
     /// Sends the step's requests, retrying where that cannot duplicate its
-    /// effect, and records the outcome in `journal`. `admitted`: the first
-    /// request already has its rate-limit permits.
+    /// effect, and records the outcome in `journal`. `next`: how its next
+    /// attempt begins, once that attempt's rate-limit permits came; `None`
+    /// when the current one is begun (recorded after its permits).
     async fn execute(
         &self,
         entry: &ConnectorEntry,
@@ -324,27 +325,28 @@ impl Runtime {
         step_ref: &StepRef,
         mut journal: RunJournal,
         input: Value,
-        mut admitted: bool,
+        mut next: Option<Next>,
     ) -> Result<Value, Executed> {
         let safe = entry.connector.is_safe_to_repeat(step.operation);
         loop {
-            let admission = if std::mem::take(&mut admitted) {
-                Ok(())
-            } else {
-                admit(entry, step, &input).await
-            };
-            let (result, panicked) = match admission {
-                Ok(()) => {
-                    let request = Request {
-                        step: step_ref,
-                        operation: step.operation,
-                        input: &input,
-                        cancel: step.cancel,
-                    };
-                    entry.guard.send(&request).await
+            if let Some(next) = next.take() {
+                let admitted = admit(entry, step, &input).await;
+                let refused = admitted.as_ref().err().map(Failure::run_error);
+                journal
+                    .begin_attempt(next, refused)
+                    .await
+                    .map_err(Executed::Store)?;
+                if let Err(f) = admitted {
+                    return Err(Executed::Failed(f.into_call_error(journal.run_id())));
                 }
-                Err(f) => (Err(f), false),
+            }
+            let request = Request {
+                step: step_ref,
+                operation: step.operation,
+                input: &input,
+                cancel: step.cancel,
             };
+            let (result, panicked) = entry.guard.send(&request).await;
             if panicked {
                 entry.addr.do_send(Restart);
             }
@@ -383,18 +385,19 @@ impl Runtime {
                 return Err(fail(&mut journal, f.kind, message, false).await);
             }
             if f.retryable && repeatable && entry.retry.allows_retry_after(journal.attempt()) {
+                // Recorded before the wait, not after: a crash while the
+                // step waits leaves a request known to be without effect (or
+                // safe to repeat), which the next attempt sends again
+                // instead of putting it in doubt.
                 let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
-                let backoff = tokio::time::sleep(backoff);
+                journal.will_retry(failed).await.map_err(Executed::Store)?;
+                // Cut off while it waits: its next attempt is refused as
+                // cut off before its request left, and nothing goes out.
                 tokio::select! {
-                    () = backoff => {}
-                    () = step.cancel.cancelled() => {
-                        // Cut off between two requests: the last one had no
-                        // effect, and no other goes out.
-                        let message = format!("step {:?} was cancelled with its attempt", step.key);
-                        return Err(fail(&mut journal, ErrorKind::Cancelled, message, false).await);
-                    }
+                    () = tokio::time::sleep(backoff) => {}
+                    () = step.cancel.cancelled() => {}
                 }
-                journal.retry(failed).await.map_err(Executed::Store)?;
+                next = Some(Next::Retry);
                 continue;
             }
             if f.maybe_sent && !safe {

@@ -288,6 +288,16 @@ impl Drop for ServeProcess {
     }
 }
 
+/// `GET /v1/runs/{run_id}` of the service at `base`: the run's JSON.
+pub async fn get_run(base: &str, run_id: &str) -> Value {
+    reqwest::get(format!("{base}/v1/runs/{run_id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A JSON body of a run of `agent`.
 pub fn run_body(agent: &str, input: Value) -> Value {
     serde_json::json!({ "agent": agent, "input": input })

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::http::{Seen, TestServer};
+use crate::http::{Reply as Answer, Seen, TestServer};
 
 /// The sending number [`live_twilio`] configures.
 pub const FROM: &str = "+15550000000";
@@ -71,6 +71,10 @@ pub enum Reply {
     Accept(Duration),
     /// Answers 400 (a permanent refusal) and keeps nothing.
     Refuse,
+    /// Answers 429 (Twilio's code 20429) with `Retry-After` of this many
+    /// whole seconds, and keeps nothing: the vendor pacing us, a refusal
+    /// that certainly had no effect.
+    ComeBackIn(Duration),
 }
 
 /// A fake Twilio Messages API. A send is answered as `reply` says; an
@@ -78,15 +82,15 @@ pub enum Reply {
 /// answers at once with every SMS kept; anything else is a 404.
 pub fn fake_twilio(reply: impl Fn(&Sms) -> Reply + Send + Sync + 'static) -> TestServer {
     let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
-    TestServer::start_delaying(move |seen| {
+    TestServer::start_replying(move |seen| {
         let mut accepted = accepted.lock().unwrap();
         if is_lookup(seen) {
             let page = json!({"messages": *accepted, "next_page_uri": null});
-            return (200, page.to_string(), Duration::ZERO);
+            return Answer::new(200, page.to_string());
         }
         let Some(sms) = Sms::of(seen) else {
             let missing = json!({"code": 20404, "message": "not a send"});
-            return (404, missing.to_string(), Duration::ZERO);
+            return Answer::new(404, missing.to_string());
         };
         match reply(&sms) {
             Reply::Accept(after) => {
@@ -96,12 +100,35 @@ pub fn fake_twilio(reply: impl Fn(&Sms) -> Reply + Send + Sync + 'static) -> Tes
                     "date_created": chrono::Utc::now().to_rfc2822(), "date_sent": null,
                 });
                 accepted.push(message.clone());
-                (201, message.to_string(), after)
+                Answer::new(201, message.to_string()).after(after)
             }
             Reply::Refuse => {
                 let refused = json!({"code": 21211, "message": "refused by the fake"});
-                (400, refused.to_string(), Duration::ZERO)
+                Answer::new(400, refused.to_string())
+            }
+            Reply::ComeBackIn(wait) => {
+                let paced = json!({"code": 20429, "message": "Too Many Requests"});
+                Answer::new(429, paced.to_string())
+                    .header("Retry-After", wait.as_secs().to_string())
             }
         }
     })
+}
+
+/// Submits run `run_id` of intent `sms.send` (to `+15550001111`, `body`)
+/// to the service at `base` without waiting for it; asserts the 202.
+pub async fn submit_sms(base: &str, run_id: &str, body: &str) {
+    let accepted = reqwest::Client::new()
+        .post(format!("{base}/v1/runs?wait=false"))
+        .json(&json!({"intent": "sms.send", "run_id": run_id,
+                      "input": {"to": "+15550001111", "body": body}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+}
+
+/// How many sends of `body` `vendor` received (accepted or not).
+pub fn sends_of(vendor: &TestServer, body: &str) -> usize {
+    vendor.count(|seen| Sms::of(seen).is_some_and(|sms| sms.body.as_deref() == Some(body)))
 }
