@@ -14,6 +14,10 @@
 //! - given a step's stream left with only its `RunStarted` (a crash mid-send),
 //!   when the run is tried again, then the step is looked up instead of sent:
 //!   found, it succeeds; not found, the run fails `in_doubt`. Nothing is sent.
+//! - given a step's stream left ending with `RunFailed{will_retry}` (a crash
+//!   while it waited to retry a request the vendor refused without effect),
+//!   when the run is tried again, then the step is sent again, once, and
+//!   nothing is looked up.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +29,8 @@ use neonhub_actors::{
     AgentOptions, Connector, ConnectorOptions, Gmail, RetryPolicy, RunOutcome, Secret, Slack,
 };
 use neonhub_events::{
-    Codec, ExpectedRevision, Metadata, RunEvent, RunId, RunKind, RunStarted, SharedStore, Timestamp,
+    Codec, ErrorKind, ExpectedRevision, Metadata, Revision, RunError, RunEvent, RunFailed, RunId,
+    RunKind, RunStarted, SharedStore, Timestamp,
 };
 use neonhub_test_support as support;
 use neonhub_test_support::Proxy;
@@ -270,8 +275,14 @@ fn twilio_message(sid: &str, to: &str, from: &str, body: &str) -> Value {
     })
 }
 
+/// Twilio answering every send [`LATE`].
 fn twilio_vendor(lookup: Lookup) -> Vendor {
-    Vendor::start(lookup, |request, messages, lookup| {
+    twilio_answering_after(LATE, lookup)
+}
+
+/// Twilio answering every send `after` this long.
+fn twilio_answering_after(after: Duration, lookup: Lookup) -> Vendor {
+    Vendor::start(lookup, move |request, messages, lookup| {
         if is_twilio_send(request) {
             let field = |name| param(&request.body, name).unwrap_or_default();
             let sid = format!("SM{:032}", messages.len() + 1);
@@ -279,7 +290,7 @@ fn twilio_vendor(lookup: Lookup) -> Vendor {
             if lookup != Lookup::Forgets {
                 messages.push(message.clone());
             }
-            (201, message.to_string(), LATE)
+            (201, message.to_string(), after)
         } else if is_twilio_lookup(request) {
             if lookup == Lookup::Fails {
                 return server_error();
@@ -662,6 +673,73 @@ async fn leave_started(
         .await
         .unwrap();
     run_id
+}
+
+#[actix::test]
+async fn a_step_stopped_while_it_waited_to_retry_is_sent_again_without_a_lookup() {
+    let (_dir, store) = support::store();
+    let vendor = twilio_answering_after(Duration::ZERO, Lookup::Answers);
+    let parent = RunId::new();
+    let step = leave_started(
+        &store,
+        parent,
+        ("twilio", "send_sms", &sms()),
+        "twilio.send_sms#1",
+    )
+    .await;
+    // Twilio answered 429; the step recorded that and was waiting to retry.
+    let refused = RunEvent::Failed(RunFailed {
+        run_id: step,
+        attempt: 1,
+        error: RunError::new(ErrorKind::RateLimited, "twilio: 429 Too Many Requests"),
+        will_retry: true,
+        duration_micros: 1_000,
+        finished_at: Timestamp::now(),
+    });
+    let data = Codec::new().encode(&refused, Metadata::default()).unwrap();
+    store
+        .append(
+            &step.stream(),
+            ExpectedRevision::Exact(Revision(0)),
+            vec![data],
+        )
+        .await
+        .unwrap();
+
+    let outcome = run(
+        &store,
+        twilio_at(&vendor),
+        ("twilio", "send_sms", sms()),
+        Some(parent),
+    )
+    .await;
+
+    let output = outcome.result.clone().expect("the run should succeed");
+    assert_eq!(
+        output.get("reconciled"),
+        None,
+        "sent, not reconciled: {output}"
+    );
+    assert_eq!(vendor.sends(is_twilio_send).len(), 1, "sent once");
+    assert_eq!(
+        vendor.sends(is_twilio_lookup).len(),
+        0,
+        "nothing was in doubt, so nothing was looked up"
+    );
+    let events = support::events(&store, step).await;
+    assert_eq!(
+        support::shape(&events),
+        [
+            "started#1",
+            "failed#1(rate_limited, will retry)",
+            "started#2",
+            "succeeded#2"
+        ]
+    );
+    let RunEvent::Started(resumed) = &events[2] else {
+        unreachable!("the shape says started#2")
+    };
+    assert!(resumed.resumed, "a resume of the step: {resumed:?}");
 }
 
 #[actix::test]
