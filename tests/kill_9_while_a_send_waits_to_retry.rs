@@ -41,8 +41,18 @@ async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
         },
     )
     .await;
-    // The 429 is answered at once; the connector now waits 8 s to retry.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The 429 is answered at once; the connector now waits 8 s to retry,
+    // the refusal recorded (and in the table) before that wait.
+    let step_id = run_id.parse::<RunId>().unwrap().step("twilio.send_sms#1");
+    wait_until_within(
+        "the refusal to be recorded while the step waits to retry",
+        Duration::from_secs(5),
+        || {
+            let (base, step_id) = (serve.base.clone(), step_id.to_string());
+            async move { get_run(&base, &step_id).await["error"]["kind"] == "rate_limited" }
+        },
+    )
+    .await;
     serve.kill();
     assert_eq!(sends_of(&vendor, "later"), 1, "it waited: no retry left");
 
@@ -65,7 +75,6 @@ async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
         0,
         "nothing was in doubt, so nothing was looked up"
     );
-    let step_id = run_id.parse::<RunId>().unwrap().step("twilio.send_sms#1");
     let step = get_run(&serve.base, &step_id.to_string()).await;
     assert_eq!(step["status"], "succeeded", "{step}");
     assert_eq!(
