@@ -1,12 +1,12 @@
 //! Records one run in its stream: the first `RunStarted` at `NoStream`,
 //! retries as (`RunFailed{will_retry}`, `RunStarted{n+1}`) and one terminal
 //! event, every later append at the exact last revision; each appended
-//! event is folded into the run's [`RunState`] once it is durable. An agent
-//! run appends a retry's pair in one batch ([`RunJournal::retry`]); a step
-//! appends its failure before the wait and its next `RunStarted` once its
-//! request is about to leave ([`RunJournal::will_retry`],
-//! [`RunJournal::begin_attempt`]), so a step that stopped between the two
-//! is known to have had no effect.
+//! event is folded into the run's [`RunState`] once it is durable. A retry
+//! appends the failure before its wait ([`RunJournal::will_retry`]) and the
+//! next `RunStarted` after it ([`RunJournal::begin_attempt`]; a step's once
+//! its request is about to leave), so a run that stopped between the two
+//! keeps its failed attempt's own error, and a step that did is known to
+//! have had no effect.
 
 use std::time::Instant;
 
@@ -307,8 +307,7 @@ impl RunJournal {
     }
 
     /// The failure of the current attempt as `RunFailed{will_retry: true}`,
-    /// to be appended together with the next `RunStarted` by [`Self::retry`]
-    /// (an agent run), or alone by [`Self::will_retry`] (a step).
+    /// for [`Self::will_retry`].
     pub(crate) fn failed_attempt(&self, error: RunError) -> RunFailed {
         RunFailed {
             run_id: self.state.run_id,
@@ -320,31 +319,26 @@ impl RunJournal {
         }
     }
 
-    /// Appends `failed` (an earlier [`Self::failed_attempt`]) and the next
-    /// attempt's `RunStarted` in one atomic batch, after the wait: an agent
-    /// run's retry, so an agent run that did not finish always ends with a
-    /// `RunStarted` (start-up recovery resumes it either way).
-    pub(crate) async fn retry(&mut self, failed: RunFailed) -> Result<()> {
-        let mut next = self.state.next_attempt(Timestamp::now());
-        next.node = self.node.clone();
-        self.append([RunEvent::Failed(failed), RunEvent::Started(next)])
-            .await?;
-        self.attempt_began = Instant::now();
-        Ok(())
-    }
-
     /// Starts the next attempt of a run a stopped process left unfinished,
     /// last heard of at `last_activity` (its latest event or its steps'):
-    /// `RunFailed{interrupted, will_retry}`, ended then, and `RunStarted{n+1,
-    /// resumed}` in one batch; the time between counts as paused, not as
-    /// the run's execution. `node` (this node) becomes the run's owner.
+    /// if it was `waiting_to_retry` (its failed attempt recorded), its
+    /// `RunStarted{n+1, resumed}` alone; else `RunFailed{interrupted,
+    /// will_retry}`, ended then, and that `RunStarted` in one batch. The
+    /// time since counts as paused, not as the run's execution. `node`
+    /// (this node) becomes the run's owner.
     pub(crate) async fn resume_attempt(
         &mut self,
         attempt_started_at: Timestamp,
         last_activity: Timestamp,
+        waiting_to_retry: bool,
         node: Option<NodeId>,
     ) -> Result<()> {
-        let now = Timestamp::now();
+        let idle_since = Some(last_activity);
+        if waiting_to_retry {
+            return self
+                .begin_attempt(Next::Resume { node, idle_since }, None)
+                .await;
+        }
         let failed = RunFailed {
             run_id: self.state.run_id,
             attempt: self.state.attempts,
@@ -356,6 +350,7 @@ impl RunJournal {
             duration_micros: last_activity.0.saturating_sub(attempt_started_at.0),
             finished_at: last_activity,
         };
+        let now = Timestamp::now();
         let mut next = self.state.next_attempt(now);
         next.resumed = true;
         next.node = node.clone();
@@ -380,9 +375,11 @@ impl RunJournal {
 
     /// Appends the failure of the current attempt, `failed` (an earlier
     /// [`Self::failed_attempt`]), alone, before the wait for the next one
-    /// (which [`Self::begin_attempt`] then starts): a step's request that
-    /// certainly had no effect, or is safe to repeat, so that a crash during
-    /// the wait leaves a step to execute again rather than one in doubt.
+    /// (which [`Self::begin_attempt`] then starts): a crash during the wait
+    /// leaves the run with its attempt's own error, to be resumed with its
+    /// next attempt; a step's failure is recorded so only when its request
+    /// certainly had no effect or is safe to repeat, so such a step is
+    /// executed again rather than put in doubt.
     pub(crate) async fn will_retry(&mut self, failed: RunFailed) -> Result<()> {
         self.append([RunEvent::Failed(failed)]).await
     }

@@ -48,6 +48,10 @@ pub struct Unfinished {
     pub(crate) resumes: u32,
     /// `RunStarted.node` of its latest attempt.
     pub(crate) owner: Option<NodeId>,
+    /// Its last event is a `RunFailed{will_retry}`: it stopped while it
+    /// waited to retry, its failed attempt recorded; resuming it starts the
+    /// next attempt.
+    pub(crate) waiting_to_retry: bool,
     /// When the log last heard of the run: the latest `recorded_at` of its
     /// events and of its steps' events. A resume counts the time after it
     /// as not executing.
@@ -111,6 +115,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     attempt_started_at,
                     resumes: 0,
                     owner,
+                    waiting_to_retry: false,
                     last_activity: recorded.recorded_at,
                 },
             );
@@ -126,6 +131,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     run.resumes += u32::from(s.resumed);
                     run.owner = s.node.clone();
                 }
+                run.waiting_to_retry = matches!(&event, RunEvent::Failed(f) if f.will_retry);
                 run.last = recorded.revision;
                 run.last_activity = run.last_activity.max(recorded.recorded_at);
                 parent = run.state.parent_run_id;

@@ -30,7 +30,6 @@
 //! `PROPTEST_CASES=2000 cargo test --release -p neonhub-actors --test random_schedules_never_send_twice -- --nocapture`
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,11 +41,10 @@ use neonhub_actors::{
     SubmitRun, find_unfinished,
 };
 use neonhub_events::{
-    AppendResult, Codec, Direction, Error, ErrorKind, EventData, EventStore, ExpectedRevision,
-    Position, ReadFrom, RecordedEvent, Result as StoreResult, RunId, RunState, RunStatus,
-    SharedStore, StreamId, Subscription, Timestamp,
+    Codec, ErrorKind, RecordedEvent, RunId, RunState, RunStatus, SharedStore, Timestamp,
 };
 use neonhub_test_support as support;
+use neonhub_test_support::crash::{Crash, Crashing};
 use neonhub_test_support::http::{Seen, TestServer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestError, TestRunner};
@@ -150,15 +148,6 @@ struct RunPlan {
     failure: Option<AttemptFailure>,
     /// Its client cancels it (`CancelRun`) this long into the first life.
     cancel_after_ms: Option<u64>,
-}
-
-/// A crash at append number `at` (0-based) of a life: that append and every
-/// later call fail; with `durable`, that append reaches the log first (the
-/// process died after the write, before the acknowledgement).
-#[derive(Clone, Copy, Debug)]
-struct Crash {
-    at: u64,
-    durable: bool,
 }
 
 /// How a life ends, but the last.
@@ -509,96 +498,6 @@ fn agent_input(r: usize, run: &RunPlan) -> Value {
         })
     });
     json!({"steps": steps, "failure": failure})
-}
-
-// --- The crash: a store that stops at a chosen append, as if the process died
-
-/// The log as one life of the process sees it: every call goes through to
-/// `inner` until the life crashes at its append `crash.at` or exits; from
-/// then on every call fails, as nothing of a dead process reaches the log.
-struct Crashing {
-    inner: SharedStore,
-    crash: Option<Crash>,
-    appends: AtomicU64,
-    crashed: AtomicBool,
-}
-
-impl Crashing {
-    fn new(inner: SharedStore, crash: Option<Crash>) -> Self {
-        Self {
-            inner,
-            crash,
-            appends: AtomicU64::new(0),
-            crashed: AtomicBool::new(false),
-        }
-    }
-
-    /// The process exits: nothing more reaches the log through this store.
-    fn die(&self) {
-        self.crashed.store(true, Ordering::SeqCst);
-    }
-
-    fn is_dead(&self) -> bool {
-        self.crashed.load(Ordering::SeqCst)
-    }
-
-    fn alive(&self) -> StoreResult<()> {
-        if self.is_dead() {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl EventStore for Crashing {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedRevision,
-        events: Vec<EventData>,
-    ) -> StoreResult<AppendResult> {
-        self.alive()?;
-        let n = self.appends.fetch_add(1, Ordering::SeqCst);
-        if let Some(crash) = self.crash
-            && n >= crash.at
-        {
-            self.crashed.store(true, Ordering::SeqCst);
-            if n == crash.at && crash.durable {
-                // Written, but the process died before it could say so.
-                let _ = self.inner.append(stream, expected, events).await;
-            }
-            return Err(Error::Closed);
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        direction: Direction,
-        from: ReadFrom,
-        limit: usize,
-    ) -> StoreResult<Vec<RecordedEvent>> {
-        self.alive()?;
-        self.inner.read_stream(stream, direction, from, limit).await
-    }
-
-    async fn read_all(&self, from: Position, limit: usize) -> StoreResult<Vec<RecordedEvent>> {
-        self.alive()?;
-        self.inner.read_all(from, limit).await
-    }
-
-    async fn subscribe_all(&self, from: Position) -> StoreResult<Subscription> {
-        self.alive()?;
-        self.inner.subscribe_all(from).await
-    }
-
-    async fn head(&self) -> StoreResult<Position> {
-        self.alive()?;
-        self.inner.head().await
-    }
 }
 
 // --- Running a schedule

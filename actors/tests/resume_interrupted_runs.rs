@@ -6,20 +6,25 @@
 //!   its record, and the vendor gets no request;
 //! - a step left in doubt is not resent but looked up at the vendor, which
 //!   has no record of it: the run fails `in_doubt`;
-//! - a run already resumed `max_resumes` times is closed `interrupted`.
+//! - a run already resumed `max_resumes` times is closed `interrupted`;
+//! - a run whose process died while it waited to retry a failed attempt
+//!   keeps that attempt's own error in its record (recorded before the
+//!   wait), and its new attempt is the resume.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use neonhub_actors::{
     Agent, AgentContext, AgentError, AgentOptions, ConnectorOptions, OrchestratorBuilder,
-    ResumeInterrupted, find_unfinished,
+    ResumeInterrupted, RetryPolicy, StartRun, SubmitRun, find_unfinished,
 };
 use neonhub_events::{
     Codec, ErrorKind, ExpectedRevision, Metadata, RunError, RunEvent, RunFailed, RunId, RunKind,
     RunStarted, RunStatus, RunSucceeded, SharedStore, Timestamp,
 };
 use neonhub_test_support as support;
+use neonhub_test_support::crash::Crashing;
 use neonhub_test_support::http::TestServer;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -311,4 +316,97 @@ async fn the_time_a_process_was_down_is_not_counted_in_a_resumed_runs_duration()
         "the run's duration ({duration} µs) counts the {down:?} the process was down"
     );
     assert_eq!(run.paused_micros, resumed.paused_micros);
+}
+
+/// Fails its first attempt with a retryable error, then sends the SMS.
+#[derive(Clone, Copy)]
+struct FailsFirst;
+
+#[async_trait]
+impl Agent for FailsFirst {
+    fn name(&self) -> &str {
+        "fails-first"
+    }
+
+    async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
+        if ctx.attempt() == 1 {
+            return Err(AgentError::retryable("the model is overloaded"));
+        }
+        Ok(ctx.call("twilio", "send_sms", input).await?)
+    }
+}
+
+#[actix::test]
+async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
+    let (_dir, store) = support::store();
+    let server =
+        TestServer::start(|_| (201, json!({"sid": "SM1", "status": "queued"}).to_string()));
+    let options = AgentOptions {
+        retry: RetryPolicy::attempts(2, Duration::from_secs(60)),
+        ..AgentOptions::default()
+    };
+    let orchestrator = |store: SharedStore| {
+        OrchestratorBuilder::new(store)
+            .agent(|| FailsFirst, options)
+            .connector(
+                support::twilio_at(&server.base_url),
+                ConnectorOptions::default(),
+            )
+            .start()
+            .unwrap()
+    };
+    // The first life: attempt 1 fails at once, the retry waits a minute,
+    // and the process dies during that wait.
+    let life = Arc::new(Crashing::new(store.clone(), None));
+    let first = orchestrator(Arc::clone(&life) as SharedStore);
+    let ticket = first
+        .send(StartRun(SubmitRun::agent(
+            "fails-first",
+            json!({"to": "+15550001111", "body": "once"}),
+        )))
+        .await
+        .unwrap()
+        .unwrap();
+    let run_id = ticket.run_id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    life.die();
+
+    // The next life resumes what the first left.
+    let next = orchestrator(store.clone());
+    let (_, runs) = find_unfinished(&*store, &Codec::new()).await.unwrap();
+    let report = next
+        .send(ResumeInterrupted {
+            runs,
+            max_resumes: 3,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.resumed, [run_id]);
+    support::wait_until_within("the resumed run to finish", Duration::from_secs(5), || {
+        let store = store.clone();
+        async move { status(&support::events(&store, run_id).await) != RunStatus::Running }
+    })
+    .await;
+
+    let events = support::events(&store, run_id).await;
+    assert_eq!(
+        support::shape(&events),
+        [
+            "started#1",
+            "failed#1(agent, will retry)",
+            "started#2",
+            "succeeded#2"
+        ],
+        "attempt 1's own failure is in the record, and attempt 2 is the resume"
+    );
+    let RunEvent::Failed(failed) = &events[1] else {
+        unreachable!("the shape says failed#1")
+    };
+    assert_eq!(failed.error.message, "the model is overloaded");
+    let RunEvent::Started(resumed) = &events[2] else {
+        unreachable!("the shape says started#2")
+    };
+    assert!(resumed.resumed, "{resumed:?}");
+    assert_eq!(server.hits(), 1, "one SMS, sent by the resumed attempt");
 }

@@ -42,7 +42,7 @@ use in_flight::InFlightSlot;
 use crate::agent::{AgentContext, AgentHandle, AgentOptions};
 use crate::connector::{BreakerState, Runtime};
 use crate::error::{Error, Result};
-use crate::journal::{RunJournal, RunOutcome, read_state};
+use crate::journal::{Next, RunJournal, RunOutcome, read_state};
 use crate::recovery::close_interrupted;
 use crate::subscribe::{SubscriptionHandle, subscribe};
 
@@ -453,17 +453,22 @@ fn execute(
                 Err(e)
                     if e.is_retryable() && options.retry.allows_retry_after(journal.attempt()) =>
                 {
+                    // Recorded before the wait: a crash or a cancel during it
+                    // keeps the attempt's own error in the record. (Boxed: a
+                    // retry is rare, and its future would double the run's.)
                     let failed = journal.failed_attempt(e.into_run_error());
+                    Box::pin(journal.will_retry(failed)).await?;
                     let backoff = tokio::time::sleep(options.retry.backoff(journal.attempt()));
                     tokio::select! {
                         () = backoff => {}
                         () = control.cancelled() => match control.error() {
+                            // Given up while it waited: ended as that attempt.
                             Some(error) => break journal.failure(error),
+                            // Stopped: the next start resumes it.
                             None => return Err(Error::Stopped),
                         },
                     }
-                    // Boxed: a retry is rare, and its future would double the run's.
-                    Box::pin(journal.retry(failed)).await?;
+                    Box::pin(journal.begin_attempt(Next::Retry, None)).await?;
                 }
                 Err(e) => break journal.failure(e.into_run_error()),
             }
@@ -515,8 +520,11 @@ impl Handler<ResumeInterrupted> for Orchestrator {
             };
             for (run, agent, options, slot) in resume {
                 let run_id = run.run_id();
-                let (attempt_started_at, last_activity) =
-                    (run.attempt_started_at, run.last_activity);
+                let (attempt_started_at, last_activity, waiting_to_retry) = (
+                    run.attempt_started_at,
+                    run.last_activity,
+                    run.waiting_to_retry,
+                );
                 let mut journal = RunJournal::resume(
                     store.clone(),
                     codec.clone(),
@@ -524,8 +532,9 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                     run.last,
                     run.metadata,
                 );
+                let node = runtime.node.clone();
                 match journal
-                    .resume_attempt(attempt_started_at, last_activity, runtime.node.clone())
+                    .resume_attempt(attempt_started_at, last_activity, waiting_to_retry, node)
                     .await
                 {
                     Ok(()) => {}

@@ -7,7 +7,7 @@
 //!
 //! | feature | what it adds | for |
 //! | --- | --- | --- |
-//! | (none) | `files::fingerprints`, `tools::required`, [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
+//! | (none) | `crash::Crashing` (a store that dies), `files::fingerprints`, `tools::required`, [`wait_until`], [`store`], [`MemoryStore`], [`events`], [`shape`], [`silent_server`], [`workload`] | every crate |
 //! | `actors` | [`Proxy`], [`Gated`], [`builtin_orchestrator`], [`mock_orchestrator`], [`proxy_orchestrator`] | `neonhub-actors` |
 //! | `http` | `http::TestServer` | live-mode connector tests |
 //! | `projections` | `projections::TestLog` and reading tables back | `neonhub-projections` |
@@ -19,6 +19,7 @@
 
 #[cfg(feature = "actors")]
 mod agents;
+pub mod crash;
 pub mod files;
 #[cfg(feature = "http")]
 pub mod http;
