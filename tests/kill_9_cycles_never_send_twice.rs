@@ -1,12 +1,12 @@
 //! At most one send per SMS across many SIGKILLs. One data directory, `neonhub
 //! serve` with live Twilio pointed at a local fake that answers some sends at
-//! once, some late, some never and refuses some (chosen per run by a seeded
-//! generator). Each cycle starts the service, which resumes what the last
+//! once, some late, some never, refuses some, and paces some away once (429,
+//! `Retry-After: 1`, nothing kept; chosen per run by a seeded generator). Each cycle starts the service, which resumes what the last
 //! kill cut off, submits a few `sms` runs and SIGKILLs it at a varying moment:
 //! right after the acknowledgements, a random time into the submissions, or
 //! just after a send reached the vendor. After the last cycle one more start
-//! lets every run end. Then: the vendor got at most one request per SMS body,
-//! every acknowledged run exists, and every run (agent or connector) ended
+//! lets every run end. Then: the vendor got at most one request per SMS body
+//! that may have had an effect (a 429 had none), every acknowledged run exists, and every run (agent or connector) ended
 //! `succeeded`, or `failed` with `in_doubt`, or `failed` with `connector`
 //! only where the fake refused that very SMS; never `interrupted`, never
 //! still running.
@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -52,6 +53,10 @@ enum Answer {
     Never,
     /// 400, a permanent refusal (the run fails with `connector`).
     Refuse,
+    /// 429 with `Retry-After: 1` to the first request, keeping nothing (the
+    /// step records it and waits to retry: a kill then must not put it in
+    /// doubt); 201 at once to the next.
+    PacedOnce,
 }
 
 impl Answer {
@@ -61,6 +66,7 @@ impl Answer {
             Answer::Late(ms) => format!("late-{ms}"),
             Answer::Never => "never".to_owned(),
             Answer::Refuse => "refuse".to_owned(),
+            Answer::PacedOnce => "paced-once".to_owned(),
         }
     }
 
@@ -70,6 +76,7 @@ impl Answer {
             "at-once" => Some(Answer::AtOnce),
             "never" => Some(Answer::Never),
             "refuse" => Some(Answer::Refuse),
+            "paced-once" => Some(Answer::PacedOnce),
             _ => word.strip_prefix("late-")?.parse().ok().map(Answer::Late),
         }
     }
@@ -94,7 +101,8 @@ impl Rng {
     fn answer(&mut self) -> Answer {
         match self.below(10) {
             0..=2 => Answer::AtOnce,
-            3..=6 => Answer::Late(50 + self.below(400)),
+            3..=5 => Answer::Late(50 + self.below(400)),
+            6 => Answer::PacedOnce,
             7 | 8 => Answer::Never,
             _ => Answer::Refuse,
         }
@@ -131,19 +139,31 @@ fn serve(dir: &std::path::Path, vendor: &TestServer) -> ServeProcess {
     })
 }
 
-/// A fake Twilio that answers each SMS as its body says.
-fn vendor() -> TestServer {
-    fake_twilio(|sms| match sms.body.as_deref().and_then(Answer::parse) {
-        Some(Answer::AtOnce) => Reply::Accept(Duration::ZERO),
-        Some(Answer::Late(ms)) => Reply::Accept(Duration::from_millis(ms)),
-        Some(Answer::Never) => Reply::Accept(NEVER),
-        Some(Answer::Refuse) | None => Reply::Refuse,
-    })
+/// A fake Twilio that answers each SMS as its body says; `paced` collects
+/// the bodies it answered 429 (once each).
+fn vendor(paced: Arc<Mutex<HashSet<String>>>) -> TestServer {
+    fake_twilio(
+        move |sms| match sms.body.as_deref().and_then(Answer::parse) {
+            Some(Answer::PacedOnce) => {
+                let body = sms.body.clone().unwrap_or_default();
+                if paced.lock().unwrap().insert(body) {
+                    Reply::ComeBackIn(Duration::from_secs(1))
+                } else {
+                    Reply::Accept(Duration::ZERO)
+                }
+            }
+            Some(Answer::AtOnce) => Reply::Accept(Duration::ZERO),
+            Some(Answer::Late(ms)) => Reply::Accept(Duration::from_millis(ms)),
+            Some(Answer::Never) => Reply::Accept(NEVER),
+            Some(Answer::Refuse) | None => Reply::Refuse,
+        },
+    )
 }
 
-/// Requests per SMS body the vendor received.
-fn sends(vendor: &TestServer) -> HashMap<String, usize> {
-    let mut sends = HashMap::new();
+/// Requests per SMS body the vendor received that may have had an effect:
+/// all but the one it answered 429, for a body in `paced`.
+fn sends(vendor: &TestServer, paced: &HashSet<String>) -> HashMap<String, usize> {
+    let mut sends: HashMap<String, usize> = HashMap::new();
     for seen in vendor.seen() {
         if is_lookup(&seen) {
             continue;
@@ -153,6 +173,11 @@ fn sends(vendor: &TestServer) -> HashMap<String, usize> {
             .unwrap_or_else(|| panic!("not a send: {seen:?}"));
         *sends.entry(body).or_insert(0) += 1;
     }
+    for body in paced {
+        // It got the request it answered 429.
+        sends.entry(body.clone()).and_modify(|n| *n -= 1);
+    }
+    sends.retain(|_, n| *n > 0);
     sends
 }
 
@@ -210,7 +235,8 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
     let began = Instant::now();
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    let vendor = vendor();
+    let paced = Arc::new(Mutex::new(HashSet::new()));
+    let vendor = vendor(Arc::clone(&paced));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -287,7 +313,8 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
     })
     .await;
     let runs = all_runs(&client, &serve.base).await;
-    let sends = sends(&vendor);
+    let paced = paced.lock().unwrap().clone();
+    let sends = sends(&vendor, &paced);
 
     // 1. At most one request per SMS, across every cycle.
     let twice: BTreeMap<&String, &usize> = sends.iter().filter(|(_, n)| **n > 1).collect();
@@ -328,7 +355,10 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut agent_runs = HashSet::new();
     let (mut resumed, mut resumed_and_succeeded, mut in_doubt_after_a_send) = (0, 0, 0);
-    let mut reconciled = 0;
+    let (mut reconciled, mut paced_runs, mut paced_succeeded) = (0, 0, 0);
+    // Paced-once steps in doubt, and those of them in doubt on the request
+    // answered 429 (the kill came before that answer was recorded).
+    let (mut paced_in_doubt, mut paced_in_doubt_first) = (0, 0);
     for run in &runs {
         let kind = run["kind"].as_str().unwrap();
         let body = run["input"]["body"]
@@ -384,6 +414,14 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
             }
             _ => panic!("a run ended neither succeeded nor in doubt nor refused: {run}"),
         };
+        if kind == "agent" && answer == Answer::PacedOnce {
+            paced_runs += 1;
+            paced_succeeded += usize::from(outcome == "succeeded");
+        }
+        if kind == "connector" && answer == Answer::PacedOnce && outcome == "in_doubt" {
+            paced_in_doubt += 1;
+            paced_in_doubt_first += usize::from(run["attempts"] == 1);
+        }
         *tally.entry(format!("{kind} {outcome}")).or_insert(0) += 1;
     }
     for s in &acknowledged {
@@ -401,13 +439,17 @@ async fn kill_9_cycles_never_send_an_sms_twice() {
         "{cycles} cycles (seed {seed:#x}) in {:.1} s: {} submitted, {} acknowledged, {} agent \
          runs recorded ({resumed} resumed, of which {resumed_and_succeeded} succeeded; \
          {in_doubt_after_a_send} in doubt after reaching the vendor; {reconciled} steps found at \
-         the vendor after a cut), {} sends for {} SMS bodies; {tally:?}",
+         the vendor after a cut; {paced_succeeded} of {paced_runs} paced-once runs succeeded, \
+         {paced_in_doubt} of their steps in doubt, {paced_in_doubt_first} on the request answered \
+         429), {} \
+         sends for {} SMS bodies ({} of them paced once); {tally:?}",
         began.elapsed().as_secs_f64(),
         submitted.len(),
         acknowledged.len(),
         agent_runs.len(),
         sends.values().sum::<usize>(),
         answers.len(),
+        paced.len(),
     );
 
     let (code, _) = serve.terminate();
