@@ -27,6 +27,7 @@ fn events() -> Vec<RunEvent> {
             attempt: 1,
             error: RunError::new(ErrorKind::Connector, "gmail: 503 Service Unavailable"),
             will_retry: true,
+            retry_at: None,
             duration_micros: 30_001,
             finished_at: Timestamp::now(),
         }),

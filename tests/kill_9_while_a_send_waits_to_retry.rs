@@ -1,12 +1,13 @@
 //! A send the vendor refused is not handed to an operator after a crash.
 //! Given `neonhub serve` with live Twilio pointed at a local server that
-//! answers the first send of an SMS with 429 (`Retry-After: 8`), when the
+//! answers the first send of an SMS with 429 (`Retry-After: 4`), when the
 //! connector waits to send it again and the process is killed with SIGKILL
 //! meanwhile, then after a restart on the same data the SMS is sent again,
-//! once, and its run succeeds: the refusal certainly had no effect, so there
-//! is nothing in doubt and nothing to look up at Twilio. (A failed request
-//! that will be retried is recorded at once, before the wait; the next
-//! request's `RunStarted` only when it is about to leave.)
+//! once, no sooner than Twilio asked, and its run succeeds: the refusal
+//! certainly had no effect, so there is nothing in doubt and nothing to look
+//! up at Twilio. (A failed request that will be retried is recorded at once,
+//! with when to retry, before the wait; the next request's `RunStarted` only
+//! when it is about to leave.)
 
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use neonhub_test_support::twilio::{
 };
 use neonhub_test_support::wait_until_within;
 
+/// What the fake asks for with its 429.
+const RETRY_AFTER: Duration = Duration::from_secs(4);
+
 #[actix_rt::test]
 async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,7 +28,7 @@ async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
     let refused = std::sync::Mutex::new(std::collections::HashSet::new());
     let vendor = fake_twilio(move |sms| {
         if refused.lock().unwrap().insert(sms.body.clone()) {
-            Reply::ComeBackIn(Duration::from_secs(8))
+            Reply::ComeBackIn(RETRY_AFTER)
         } else {
             Reply::Accept(Duration::ZERO)
         }
@@ -41,7 +45,7 @@ async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
         },
     )
     .await;
-    // The 429 is answered at once; the connector now waits 8 s to retry,
+    // The 429 is answered at once; the connector now waits 4 s to retry,
     // the refusal recorded (and in the table) before that wait.
     let step_id = run_id.parse::<RunId>().unwrap().step("twilio.send_sms#1");
     wait_until_within(
@@ -74,6 +78,16 @@ async fn a_send_killed_while_it_waits_to_retry_is_sent_after_the_restart() {
         vendor.count(is_lookup),
         0,
         "nothing was in doubt, so nothing was looked up"
+    );
+    let sends: Vec<_> = vendor
+        .seen()
+        .into_iter()
+        .filter(|s| !is_lookup(s))
+        .collect();
+    let waited = sends[1].at.duration_since(sends[0].at);
+    assert!(
+        waited >= RETRY_AFTER - Duration::from_millis(100),
+        "sent again {waited:?} after the 429, sooner than its Retry-After: the crash cut the wait short"
     );
     let step = get_run(&serve.base, &step_id.to_string()).await;
     assert_eq!(step["status"], "succeeded", "{step}");

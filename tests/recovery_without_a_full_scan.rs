@@ -55,6 +55,7 @@ fn failed(run_id: RunId, attempt: u32, kind: ErrorKind, will_retry: bool) -> Run
         attempt,
         error: RunError::new(kind, format!("{kind:?} on attempt {attempt}")),
         will_retry,
+        retry_at: None,
         duration_micros: 5,
         finished_at: Timestamp::now(),
     })

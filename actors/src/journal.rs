@@ -8,7 +8,7 @@
 //! keeps its failed attempt's own error, and a step that did is known to
 //! have had no effect.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use neonhub_events::{
     Codec, Direction, ErrorKind, EventData, ExpectedRevision, Metadata, NodeId, ReadFrom,
@@ -167,6 +167,7 @@ impl RunJournal {
             attempt: 1,
             error,
             will_retry: false,
+            retry_at: None,
             duration_micros: now.0.saturating_sub(started.started_at.0),
             finished_at: now,
         });
@@ -307,15 +308,18 @@ impl RunJournal {
     }
 
     /// The failure of the current attempt as `RunFailed{will_retry: true}`,
-    /// for [`Self::will_retry`].
-    pub(crate) fn failed_attempt(&self, error: RunError) -> RunFailed {
+    /// for [`Self::will_retry`], its next attempt due in `retry_in`.
+    pub(crate) fn failed_attempt(&self, error: RunError, retry_in: Duration) -> RunFailed {
+        let now = Timestamp::now();
+        let retry_in = u64::try_from(retry_in.as_micros()).unwrap_or(u64::MAX);
         RunFailed {
             run_id: self.state.run_id,
             attempt: self.state.attempts,
             error,
             will_retry: true,
+            retry_at: Some(Timestamp(now.0.saturating_add(retry_in))),
             duration_micros: self.elapsed_micros(),
-            finished_at: Timestamp::now(),
+            finished_at: now,
         }
     }
 
@@ -347,6 +351,7 @@ impl RunJournal {
                 "the process stopped while the run was in flight; the run is resumed",
             ),
             will_retry: true,
+            retry_at: None,
             duration_micros: last_activity.0.saturating_sub(attempt_started_at.0),
             finished_at: last_activity,
         };
@@ -417,6 +422,7 @@ impl RunJournal {
             attempt: started.attempt,
             error,
             will_retry: false,
+            retry_at: None,
             duration_micros: 0,
             finished_at: now,
         };
@@ -452,6 +458,7 @@ impl RunJournal {
             attempt: self.state.attempts,
             error,
             will_retry: false,
+            retry_at: None,
             duration_micros: self.elapsed_micros(),
             finished_at: Timestamp::now(),
         })

@@ -50,8 +50,9 @@ pub struct Unfinished {
     pub(crate) owner: Option<NodeId>,
     /// Its last event is a `RunFailed{will_retry}`: it stopped while it
     /// waited to retry, its failed attempt recorded; resuming it starts the
-    /// next attempt.
-    pub(crate) waiting_to_retry: bool,
+    /// next attempt, not before this time (`RunFailed.retry_at`, or the
+    /// failure's own time in a log written before that field).
+    pub(crate) waiting_to_retry: Option<Timestamp>,
     /// When the log last heard of the run: the latest `recorded_at` of its
     /// events and of its steps' events. A resume counts the time after it
     /// as not executing.
@@ -115,7 +116,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     attempt_started_at,
                     resumes: 0,
                     owner,
-                    waiting_to_retry: false,
+                    waiting_to_retry: None,
                     last_activity: recorded.recorded_at,
                 },
             );
@@ -131,7 +132,12 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     run.resumes += u32::from(s.resumed);
                     run.owner = s.node.clone();
                 }
-                run.waiting_to_retry = matches!(&event, RunEvent::Failed(f) if f.will_retry);
+                run.waiting_to_retry = match &event {
+                    RunEvent::Failed(f) if f.will_retry => {
+                        Some(f.retry_at.unwrap_or(f.finished_at))
+                    }
+                    _ => None,
+                };
                 run.last = recorded.revision;
                 run.last_activity = run.last_activity.max(recorded.recorded_at);
                 parent = run.state.parent_run_id;
@@ -518,6 +524,7 @@ pub async fn close_interrupted(
                 "the process stopped while the run was in flight",
             ),
             will_retry: false,
+            retry_at: None,
             duration_micros: ended
                 .as_micros()
                 .saturating_sub(run.attempt_started_at.as_micros()),

@@ -693,6 +693,7 @@ async fn a_step_stopped_while_it_waited_to_retry_is_sent_again_without_a_lookup(
         attempt: 1,
         error: RunError::new(ErrorKind::RateLimited, "twilio: 429 Too Many Requests"),
         will_retry: true,
+        retry_at: None,
         duration_micros: 1_000,
         finished_at: Timestamp::now(),
     });

@@ -9,7 +9,8 @@
 //! - a run already resumed `max_resumes` times is closed `interrupted`;
 //! - a run whose process died while it waited to retry a failed attempt
 //!   keeps that attempt's own error in its record (recorded before the
-//!   wait), and its new attempt is the resume.
+//!   wait, with when to retry), and its new attempt is the resume, which
+//!   runs no sooner than the backoff said.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,6 +252,7 @@ async fn a_run_resumed_too_often_is_closed_interrupted_with_its_steps() {
             attempt,
             error: RunError::new(ErrorKind::Interrupted, "stopped"),
             will_retry: true,
+            retry_at: None,
             duration_micros: 0,
             finished_at: Timestamp::now(),
         })
@@ -342,7 +344,10 @@ async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
     let server =
         TestServer::start(|_| (201, json!({"sid": "SM1", "status": "queued"}).to_string()));
     let options = AgentOptions {
-        retry: RetryPolicy::attempts(2, Duration::from_secs(60)),
+        retry: RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::attempts(2, Duration::from_secs(2))
+        },
         ..AgentOptions::default()
     };
     let orchestrator = |store: SharedStore| {
@@ -355,8 +360,8 @@ async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
             .start()
             .unwrap()
     };
-    // The first life: attempt 1 fails at once, the retry waits a minute,
-    // and the process dies during that wait.
+    // The first life: attempt 1 fails at once, the retry waits 2 s, and the
+    // process dies during that wait.
     let life = Arc::new(Crashing::new(store.clone(), None));
     let first = orchestrator(Arc::clone(&life) as SharedStore);
     let ticket = first
@@ -368,7 +373,15 @@ async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
         .unwrap()
         .unwrap();
     let run_id = ticket.run_id();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    support::wait_until_within(
+        "attempt 1's failure to be recorded",
+        Duration::from_secs(5),
+        || {
+            let store = store.clone();
+            async move { support::events(&store, run_id).await.len() == 2 }
+        },
+    )
+    .await;
     life.die();
 
     // The next life resumes what the first left.
@@ -404,6 +417,19 @@ async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
         unreachable!("the shape says failed#1")
     };
     assert_eq!(failed.error.message, "the model is overloaded");
+    let retry_at = failed.retry_at.expect("when to retry is recorded");
+    assert!(
+        retry_at.0 >= failed.finished_at.0 + 2_000_000,
+        "the backoff: {failed:?}"
+    );
+    let step = support::child_runs(&store, run_id).await;
+    let RunEvent::Started(sent) = &support::events(&store, step[0]).await[0] else {
+        unreachable!("a step begins with its RunStarted")
+    };
+    assert!(
+        sent.started_at >= retry_at,
+        "the resumed attempt ran before its backoff was over: {sent:?}, {failed:?}"
+    );
     let RunEvent::Started(resumed) = &events[2] else {
         unreachable!("the shape says started#2")
     };

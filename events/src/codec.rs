@@ -318,6 +318,7 @@ pub(crate) mod tests {
                     attempt,
                     error: RunError { kind, message },
                     will_retry,
+                    retry_at: None,
                     duration_micros: d,
                     finished_at: Timestamp(at),
                 })

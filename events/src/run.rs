@@ -226,6 +226,12 @@ pub struct RunFailed {
     pub error: RunError,
     /// Whether another `RunStarted` attempt follows.
     pub will_retry: bool,
+    /// With `will_retry`: the earliest time the next attempt begins (the
+    /// backoff, or a vendor's longer `Retry-After`), so that a run resumed
+    /// after a crash still waits for it. `None` in events written before
+    /// the field existed (the next attempt then begins at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
     /// How long the attempt took, in microseconds.
     pub duration_micros: u64,
     /// When it failed.

@@ -497,6 +497,7 @@ mod tests {
             attempt,
             error: RunError::new(ErrorKind::Timeout, format!("attempt {attempt}")),
             will_retry,
+            retry_at: None,
             duration_micros: 10,
             finished_at: Timestamp(at),
         })
@@ -584,6 +585,7 @@ mod tests {
             attempt,
             error: RunError::new(ErrorKind::InDoubt, "may have been sent"),
             will_retry: false,
+            retry_at: None,
             duration_micros: 10,
             finished_at: Timestamp(150),
         })

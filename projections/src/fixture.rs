@@ -225,6 +225,7 @@ fn run_events(rng: &mut Rng, run: &RunIdentity<'_>, start: u64) -> Vec<RunEvent>
                 attempt,
                 error: RunError::new(ErrorKind::Timeout, "attempt timed out"),
                 will_retry: true,
+                retry_at: None,
                 duration_micros: 1_000,
                 finished_at: Timestamp(at + 1_000),
             }));
@@ -258,6 +259,7 @@ fn retry(
             "transient failure",
         ),
         will_retry: true,
+        retry_at: None,
         duration_micros: d,
         finished_at: Timestamp(*at),
     }));
@@ -284,6 +286,7 @@ fn finished(rng: &mut Rng, run: &RunIdentity<'_>, shape: u64, attempt: u32, at: 
             attempt,
             error: RunError::new(ErrorKind::Interrupted, "the process stopped"),
             will_retry: false,
+            retry_at: None,
             duration_micros: d,
             finished_at: Timestamp(at),
         })
@@ -294,6 +297,7 @@ fn finished(rng: &mut Rng, run: &RunIdentity<'_>, shape: u64, attempt: u32, at: 
             attempt,
             error: RunError::new(kind, format!("{kind} on attempt {attempt}")),
             will_retry: false,
+            retry_at: None,
             duration_micros: d,
             finished_at: Timestamp(at),
         })

@@ -263,10 +263,12 @@ impl Runtime {
         // A failure that will be retried is recorded only when its request
         // certainly had no effect or is safe to repeat (see `execute`).
         let waiting_to_retry = match &last_event {
-            Ok(RunEvent::Failed(f)) if f.will_retry => Some(f.finished_at),
+            Ok(RunEvent::Failed(f)) if f.will_retry => Some((f.finished_at, f.retry_at)),
             _ => None,
         };
-        let idle_since = waiting_to_retry.or(state.finished_at);
+        let idle_since = waiting_to_retry
+            .map(|(failed, _)| failed)
+            .or(state.finished_at);
         let step_ref = step.step_ref(state.started_at);
         // What the request carried, to look it up by.
         let sent_input = state.input.clone();
@@ -283,15 +285,24 @@ impl Runtime {
             // before its request left, or it stopped while it waited to
             // retry a request without effect: send it now, its next attempt
             // begun once its permits came (as a new step is started).
+            if let Some((_, Some(retry_at))) = waiting_to_retry {
+                // What is left of its wait (a vendor's `Retry-After`): a
+                // crash does not shorten it. Cut off meanwhile, its next
+                // attempt is refused as cut off.
+                wait_until(retry_at, step.cancel).await;
+            }
             let node = self.node.clone();
             let next = Next::Resume { node, idle_since };
             self.execute(entry, step, &step_ref, journal, input, Some(next))
                 .await
         } else if safe {
-            let failed = journal.failed_attempt(RunError::new(
-                ErrorKind::InDoubt,
-                "the step was found without an outcome; it is safe to repeat, so it runs again",
-            ));
+            let failed = journal.failed_attempt(
+                RunError::new(
+                    ErrorKind::InDoubt,
+                    "the step was found without an outcome; it is safe to repeat, so it runs again",
+                ),
+                Duration::ZERO,
+            );
             match journal.will_retry(failed).await {
                 Ok(()) => {
                     self.execute(entry, step, &step_ref, journal, input, Some(Next::Retry))
@@ -389,7 +400,7 @@ impl Runtime {
                 // step waits leaves a request known to be without effect (or
                 // safe to repeat), which the next attempt sends again
                 // instead of putting it in doubt.
-                let failed = journal.failed_attempt(RunError::new(f.kind, f.message));
+                let failed = journal.failed_attempt(RunError::new(f.kind, f.message), backoff);
                 journal.will_retry(failed).await.map_err(Executed::Store)?;
                 // Cut off while it waits: its next attempt is refused as
                 // cut off before its request left, and nothing goes out.
@@ -472,6 +483,15 @@ impl Runtime {
                 entry.timeout
             )),
         }
+    }
+}
+
+/// Waits until `at` (wall-clock), or until `cancel` fires.
+pub(crate) async fn wait_until(at: Timestamp, cancel: &CancellationToken) {
+    let left = Duration::from_micros(at.0.saturating_sub(Timestamp::now().0));
+    tokio::select! {
+        () = tokio::time::sleep(left) => {}
+        () = cancel.cancelled() => {}
     }
 }
 

@@ -433,6 +433,14 @@ fn execute(
 ) -> impl Future<Output = Result<RunOutcome>> {
     async move {
         let terminal = loop {
+            if control.is_cancelled() {
+                // Cut off before this attempt began (a resumed run waiting
+                // out its backoff): the attempt does not run.
+                match control.error() {
+                    Some(error) => break journal.failure(error),
+                    None => return Err(Error::Stopped),
+                }
+            }
             let input = journal.input().clone();
             let ctx = AgentContext::new(
                 journal.run_id(),
@@ -456,11 +464,11 @@ fn execute(
                     // Recorded before the wait: a crash or a cancel during it
                     // keeps the attempt's own error in the record. (Boxed: a
                     // retry is rare, and its future would double the run's.)
-                    let failed = journal.failed_attempt(e.into_run_error());
+                    let backoff = options.retry.backoff(journal.attempt());
+                    let failed = journal.failed_attempt(e.into_run_error(), backoff);
                     Box::pin(journal.will_retry(failed)).await?;
-                    let backoff = tokio::time::sleep(options.retry.backoff(journal.attempt()));
                     tokio::select! {
-                        () = backoff => {}
+                        () = tokio::time::sleep(backoff) => {}
                         () = control.cancelled() => match control.error() {
                             // Given up while it waited: ended as that attempt.
                             Some(error) => break journal.failure(error),
@@ -534,7 +542,12 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 );
                 let node = runtime.node.clone();
                 match journal
-                    .resume_attempt(attempt_started_at, last_activity, waiting_to_retry, node)
+                    .resume_attempt(
+                        attempt_started_at,
+                        last_activity,
+                        waiting_to_retry.is_some(),
+                        node,
+                    )
                     .await
                 {
                     Ok(()) => {}
@@ -549,6 +562,15 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 let control = running.register(run_id);
                 actix::spawn(async move {
                     let _slot = slot;
+                    if let Some(retry_at) = waiting_to_retry {
+                        // What is left of its backoff: a crash does not
+                        // shorten it (cut off meanwhile, it ends so).
+                        let left = retry_at.0.saturating_sub(Timestamp::now().0);
+                        tokio::select! {
+                            () = tokio::time::sleep(std::time::Duration::from_micros(left)) => {}
+                            () = control.cancelled() => {}
+                        }
+                    }
                     match execute(journal, agent, options, runtime, control).await {
                         Ok(outcome) => tracing::info!(
                             %run_id,

@@ -320,6 +320,7 @@ pub fn sample_events() -> Vec<RunEvent> {
             attempt: 2,
             error: RunError::new(ErrorKind::Timeout, "took too long"),
             will_retry: true,
+            retry_at: None,
             duration_micros: 30_000_000,
             finished_at: at,
         }),

@@ -129,6 +129,7 @@ impl Run {
                 attempt: 1,
                 error: RunError::new(kind, format!("{kind} on purpose")),
                 will_retry: false,
+                retry_at: None,
                 duration_micros: self.duration(),
                 finished_at,
             })),
