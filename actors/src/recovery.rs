@@ -133,9 +133,7 @@ fn track(tracked: &mut Tracked, recorded: &RecordedEvent, event: RunEvent) -> Re
                     run.owner = s.node.clone();
                 }
                 run.waiting_to_retry = match &event {
-                    RunEvent::Failed(f) if f.will_retry => {
-                        Some(f.retry_at.unwrap_or(f.finished_at))
-                    }
+                    RunEvent::Failed(f) => f.retry_due(),
                     _ => None,
                 };
                 run.last = recorded.revision;

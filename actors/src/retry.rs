@@ -3,7 +3,18 @@
 
 use std::time::Duration;
 
+use neonhub_events::Timestamp;
 use rand::Rng;
+
+/// Waits until `at` (wall-clock, as `RunFailed.retry_at` records it), or
+/// until `cancelled` completes, whichever comes first.
+pub(crate) async fn wait_until(at: Timestamp, cancelled: impl Future<Output = ()>) {
+    let left = Duration::from_micros(at.0.saturating_sub(Timestamp::now().0));
+    tokio::select! {
+        () = tokio::time::sleep(left) => {}
+        () = cancelled => {}
+    }
+}
 
 /// How often a failed attempt is tried again, and after how long.
 ///

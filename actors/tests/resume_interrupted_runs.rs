@@ -95,6 +95,15 @@ async fn recover(store: &SharedStore, server: &TestServer) -> neonhub_actors::Re
         )
         .start()
         .unwrap();
+    recover_with(store, &orchestrator).await
+}
+
+/// Hands `orchestrator` what recovery finds in `store`, and waits for every
+/// run to finish.
+async fn recover_with(
+    store: &SharedStore,
+    orchestrator: &actix::Addr<neonhub_actors::Orchestrator>,
+) -> neonhub_actors::ResumeReport {
     let (_, runs) = find_unfinished(&**store, &Codec::new()).await.unwrap();
     let report = orchestrator
         .send(ResumeInterrupted {
@@ -385,22 +394,8 @@ async fn a_run_killed_while_it_waited_to_retry_keeps_its_failed_attempt() {
     life.die();
 
     // The next life resumes what the first left.
-    let next = orchestrator(store.clone());
-    let (_, runs) = find_unfinished(&*store, &Codec::new()).await.unwrap();
-    let report = next
-        .send(ResumeInterrupted {
-            runs,
-            max_resumes: 3,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let report = recover_with(&store, &orchestrator(store.clone())).await;
     assert_eq!(report.resumed, [run_id]);
-    support::wait_until_within("the resumed run to finish", Duration::from_secs(5), || {
-        let store = store.clone();
-        async move { status(&support::events(&store, run_id).await) != RunStatus::Running }
-    })
-    .await;
 
     let events = support::events(&store, run_id).await;
     assert_eq!(

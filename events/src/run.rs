@@ -238,6 +238,16 @@ pub struct RunFailed {
     pub finished_at: Timestamp,
 }
 
+impl RunFailed {
+    /// With `will_retry`, when the next attempt is due: `retry_at`, or at
+    /// once (the failure's own time) in a log written before that field.
+    /// `None` for a terminal failure.
+    pub fn retry_due(&self) -> Option<Timestamp> {
+        self.will_retry
+            .then(|| self.retry_at.unwrap_or(self.finished_at))
+    }
+}
+
 /// A typed run failure.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunError {

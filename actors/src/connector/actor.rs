@@ -47,9 +47,7 @@ impl Failure {
             retry_after: None,
         }
     }
-}
 
-impl Failure {
     /// The failure as a step records it.
     pub(crate) fn run_error(&self) -> neonhub_events::RunError {
         neonhub_events::RunError::new(self.kind, self.message.clone())

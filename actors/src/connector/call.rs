@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::actor::{ConnectorActor, Failure, Guard, Health, Request, Restart};
 use super::{BreakerState, CallError, Connector, Reconciled, StepRef};
 use crate::journal::{Next, RunJournal, read_run};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, wait_until};
 
 pub(crate) struct ConnectorEntry {
     /// Answers the breaker's health; restarted (and counted) after a panic.
@@ -263,7 +263,7 @@ impl Runtime {
         // A failure that will be retried is recorded only when its request
         // certainly had no effect or is safe to repeat (see `execute`).
         let waiting_to_retry = match &last_event {
-            Ok(RunEvent::Failed(f)) if f.will_retry => Some((f.finished_at, f.retry_at)),
+            Ok(RunEvent::Failed(f)) => f.retry_due().map(|due| (f.finished_at, due)),
             _ => None,
         };
         let idle_since = waiting_to_retry
@@ -285,11 +285,11 @@ impl Runtime {
             // before its request left, or it stopped while it waited to
             // retry a request without effect: send it now, its next attempt
             // begun once its permits came (as a new step is started).
-            if let Some((_, Some(retry_at))) = waiting_to_retry {
+            if let Some((_, due)) = waiting_to_retry {
                 // What is left of its wait (a vendor's `Retry-After`): a
                 // crash does not shorten it. Cut off meanwhile, its next
                 // attempt is refused as cut off.
-                wait_until(retry_at, step.cancel).await;
+                wait_until(due, step.cancel.cancelled()).await;
             }
             let node = self.node.clone();
             let next = Next::Resume { node, idle_since };
@@ -483,15 +483,6 @@ impl Runtime {
                 entry.timeout
             )),
         }
-    }
-}
-
-/// Waits until `at` (wall-clock), or until `cancel` fires.
-pub(crate) async fn wait_until(at: Timestamp, cancel: &CancellationToken) {
-    let left = Duration::from_micros(at.0.saturating_sub(Timestamp::now().0));
-    tokio::select! {
-        () = tokio::time::sleep(left) => {}
-        () = cancel.cancelled() => {}
     }
 }
 

@@ -44,6 +44,7 @@ use crate::connector::{BreakerState, Runtime};
 use crate::error::{Error, Result};
 use crate::journal::{Next, RunJournal, RunOutcome, read_state};
 use crate::recovery::close_interrupted;
+use crate::retry::wait_until;
 use crate::subscribe::{SubscriptionHandle, subscribe};
 
 /// The default bound on runs in flight.
@@ -562,14 +563,10 @@ impl Handler<ResumeInterrupted> for Orchestrator {
                 let control = running.register(run_id);
                 actix::spawn(async move {
                     let _slot = slot;
-                    if let Some(retry_at) = waiting_to_retry {
+                    if let Some(due) = waiting_to_retry {
                         // What is left of its backoff: a crash does not
                         // shorten it (cut off meanwhile, it ends so).
-                        let left = retry_at.0.saturating_sub(Timestamp::now().0);
-                        tokio::select! {
-                            () = tokio::time::sleep(std::time::Duration::from_micros(left)) => {}
-                            () = control.cancelled() => {}
-                        }
+                        wait_until(due, control.cancelled()).await;
                     }
                     match execute(journal, agent, options, runtime, control).await {
                         Ok(outcome) => tracing::info!(
