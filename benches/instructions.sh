@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Instructions per run of the runs bench's echo and one-step (email) runs at
+# Instructions per run of the runs bench's echo, one-step (email) and bare-step
+# (one step on a connector that does nothing) runs at
 # 1024 in flight, counted by callgrind: a figure the machine's load, clock
 # and fdatasync do not move, to compare two commits or the two targets.
 # Per run = (instructions of RUNS runs - instructions of RUNS/5 runs) /
@@ -18,7 +19,7 @@ small=$((runs / 5))
 bin=${NEONHUB_BENCH_BIN:-$(cargo bench --bench runs --no-run 2>&1 | sed -n 's/.*Executable benches\/runs.rs (\(.*\))/\1/p')}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for target in echo_durable email_one_step; do
+for target in echo_durable email_one_step bare_step; do
   for n in "$small" "$runs"; do
     NEONHUB_BENCH_COUNT="$target:$n" valgrind --tool=callgrind --separate-threads=yes \
       --dump-instr=no --callgrind-out-file="$out/$target-$n.%p" "$bin" --bench >/dev/null 2>&1
@@ -40,10 +41,12 @@ def totals(target, n):
                 break
     return max(by_pid.values(), key=lambda t: sum(t.values()))
 per = {}
-for target in ("echo_durable", "email_one_step"):
+for target in ("echo_durable", "email_one_step", "bare_step"):
     a, b = totals(target, small), totals(target, runs)
     per[target] = {t: (b.get(t, 0) - a.get(t, 0)) / (runs - small) for t in set(a) | set(b)}
     print(f"{target:>15}: thread 1 {per[target].get(1, 0):8.0f}  all {sum(per[target].values()):8.0f} instructions per run")
-e, s = per["echo_durable"], per["email_one_step"]
-print(f"echo / one step: thread 1 {e.get(1, 0) / s.get(1, 1):.3f}, all {sum(e.values()) / sum(s.values()):.3f}")
+e = per["echo_durable"]
+for target, label in (("email_one_step", "one step"), ("bare_step", "bare step")):
+    s = per[target]
+    print(f"echo / {label}: thread 1 {e.get(1, 0) / s.get(1, 1):.3f}, all {sum(e.values()) / sum(s.values()):.3f}")
 PY

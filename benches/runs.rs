@@ -1,7 +1,9 @@
 //! End-to-end agent runs per second through the orchestrator on the durable
 //! embedded log, with the `echo` agent, at 1, 64 and 1024 runs in flight;
 //! with the `email` agent, whose run makes one step (a mock Gmail send, its
-//! own child run: twice the appends), in the same run; and
+//! own child run: twice the appends), in the same run; with `bare_step`,
+//! one step on a connector that does nothing (the floor of any one-step
+//! run: the step's journal without vendor or agent work); and
 //! next to a raw actix request/response baseline (same actor hops, no log)
 //! and one `fdatasync`'s latency on the same disk, all in one run; then
 //! p50/p99 run latency for each level; then, at 64 and 1024 in flight, the
@@ -28,9 +30,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use neonhub_actors::{ConnectorOptions, Gmail, Orchestrator, OrchestratorBuilder, SubmitRun};
+use neonhub_actors::{
+    Agent, AgentContext, AgentError, AgentOptions, Connector, ConnectorError, ConnectorOptions,
+    Gmail, Orchestrator, OrchestratorBuilder, SubmitRun,
+};
 use neonhub_events::{EmbeddedLog, LogOptions, SharedStore};
-use serde_json::json;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 // The allocator the `neonhub` binary ships with (`src/main.rs`).
@@ -88,10 +93,54 @@ impl Handler<Ping> for Relay {
     }
 }
 
+/// A connector that does nothing: its one operation answers `{}` at once.
+/// A run of [`BareStepAgent`] is the floor of any one-step run: the step's
+/// journal (a child run, two durable events) with no vendor and no agent
+/// work around it.
+struct Bare;
+
+#[async_trait::async_trait]
+impl Connector for Bare {
+    fn name(&self) -> &str {
+        "bare"
+    }
+
+    async fn call(&self, _operation: &str, _input: &Value) -> Result<Value, ConnectorError> {
+        Ok(json!({}))
+    }
+
+    fn is_safe_to_repeat(&self, _operation: &str) -> bool {
+        true
+    }
+}
+
+/// Intent `bare.step`: one step on [`Bare`], its input passed through.
+struct BareStepAgent;
+
+#[async_trait::async_trait]
+impl Agent for BareStepAgent {
+    fn name(&self) -> &str {
+        "bare-step"
+    }
+
+    fn intents(&self) -> Vec<String> {
+        vec!["bare.step".to_owned()]
+    }
+
+    fn awaits_only(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, input: Value, ctx: AgentContext) -> Result<Value, AgentError> {
+        Ok(ctx.call("bare", "touch", input).await?)
+    }
+}
+
 #[derive(Clone)]
 enum Target {
     Runs(Addr<Orchestrator>),
     OneStep(Addr<Orchestrator>),
+    BareStep(Addr<Orchestrator>),
     Baseline(Addr<Relay>),
 }
 
@@ -112,6 +161,14 @@ impl Target {
                     json!({"to": "a@example.com", "subject": "s", "body": format!("n {n}")});
                 let outcome = addr
                     .send(SubmitRun::intent("email.send", email))
+                    .await
+                    .expect("orchestrator")
+                    .expect("run");
+                assert!(outcome.is_success(), "{:?}", outcome.result);
+            }
+            Target::BareStep(addr) => {
+                let outcome = addr
+                    .send(SubmitRun::intent("bare.step", input))
                     .await
                     .expect("orchestrator")
                     .expect("run");
@@ -255,7 +312,9 @@ fn runs(c: &mut Criterion) {
             .unwrap_or_else(neonhub_actors::default_agent_threads);
         let orchestrator = OrchestratorBuilder::new(store.clone())
             .builtin_agents()
-            .connector(Gmail::mock(), unlimited)
+            .connector(Gmail::mock(), unlimited.clone())
+            .connector(Bare, unlimited)
+            .agent(|| BareStepAgent, AgentOptions::default())
             .agent_threads(agent_threads)
             .start()
             .expect("start");
@@ -264,7 +323,8 @@ fn runs(c: &mut Criterion) {
     });
     let targets = [
         ("echo_durable", Target::Runs(orchestrator.clone())),
-        ("email_one_step", Target::OneStep(orchestrator)),
+        ("email_one_step", Target::OneStep(orchestrator.clone())),
+        ("bare_step", Target::BareStep(orchestrator)),
         ("actix_baseline", Target::Baseline(relay)),
     ];
 
@@ -276,10 +336,9 @@ fn runs(c: &mut Criterion) {
             .split_once(':')
             .and_then(|(name, n)| Some((name, n.parse::<u64>().ok()?)))
             .expect("NEONHUB_BENCH_COUNT is TARGET:RUNS, e.g. email_one_step:25000");
-        let (_, target) = targets
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("NEONHUB_BENCH_COUNT names echo_durable, email_one_step or actix_baseline");
+        let (_, target) = targets.iter().find(|(n, _)| *n == name).expect(
+            "NEONHUB_BENCH_COUNT names echo_durable, email_one_step, bare_step or actix_baseline",
+        );
         let (elapsed, _) = system.block_on(drive(target, total, 1024, false));
         println!("{name}: {total} runs in {elapsed:?}");
         return;
@@ -336,7 +395,7 @@ fn runs(c: &mut Criterion) {
     // Where the CPU goes, per thread (see the module's doc).
     println!();
     for &in_flight in levels.iter().filter(|&&n| n > 1) {
-        for (name, target) in &targets[..2] {
+        for (name, target) in targets.iter().filter(|(name, _)| *name != "actix_baseline") {
             cpu_per_run(&system, name, target, in_flight, 40 * 1024);
         }
     }
