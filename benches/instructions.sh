@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Instructions per run of the runs bench's echo, one-step (email) and bare-step
-# (one step on a connector that does nothing) runs at
-# 1024 in flight, counted by callgrind: a figure the machine's load, clock
-# and fdatasync do not move, to compare two commits or the two targets.
+# Instructions per run of the runs bench's echo, one-step (email) and
+# bare-step (one step on a connector that does nothing) runs at 1024 in
+# flight, counted by callgrind: a figure the machine's load, clock and
+# fdatasync do not move, to compare two commits or the targets.
 # Per run = (instructions of RUNS runs - instructions of RUNS/5 runs) /
 # (4/5 RUNS), which cancels start-up. Thread 1 runs the orchestrator, the
 # built-in agents and their steps; "all" adds the log's writer and the rest
